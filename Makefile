@@ -1,0 +1,56 @@
+# Django Automate: `make demo` and `make test` work from a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev,postgres,redis
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test test-sqlite test-postgres lint format bench clean
+
+help:
+	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker)"
+	@echo "make test    set up and run the whole suite on SQLite, then on PostgreSQL"
+	@echo "make lint    ruff check + ruff format --check"
+	@echo "make bench   run the benchmarks and append their numbers to docs/benchmarks.md"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	cd example && ../$(PY) manage.py migrate --noinput -v 0
+	cd example && ../$(PY) manage.py automate_demo
+
+test: install
+	$(PY) -m django makemigrations --check --dry-run --settings=tests.settings
+	cd example && ../$(PY) manage.py check --fail-level WARNING
+	$(MAKE) test-sqlite
+	$(MAKE) test-postgres
+
+test-sqlite: install
+	AUTOMATE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	AUTOMATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests example benchmarks
+	$(VENV)/bin/ruff format --check src tests example benchmarks
+
+format: install
+	$(VENV)/bin/ruff format src tests example benchmarks
+	$(VENV)/bin/ruff check --fix src tests example benchmarks
+
+bench: install
+	@echo "benchmarks/ arrives with the benchmarks issue"; exit 1
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import path
+
+from automate.views import WebhookView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("webhooks/<str:connector_key>/", WebhookView.as_view()),
+]

@@ -1,0 +1,2 @@
+"""Django Automate: webhooks in, workflows out. Add the apps to ``INSTALLED_APPS`` and
+mount :class:`automate.views.WebhookView`."""

@@ -1,0 +1,106 @@
+"""Builds connector instances from connection profiles and settings defaults.
+
+A profile row (``ConnectionProfile``) wins over ``AUTOMATE["CONNECTORS"][key]`` in settings:
+
+    AUTOMATE = {"CONNECTORS": {
+        "github": {"secrets": ["secret://GITHUB_WEBHOOK_SECRET"]},
+        "acme_stripe": {"connector": "stripe", "secrets": ["secret://STRIPE_WHSEC"]},
+    }}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from automate_connectors.base import Connector
+from automate_connectors.registry import NotRegistered, get_connector
+from automate_core.conf import settings as automate_settings
+from automate_core.providers.base import ProviderContext
+from automate_core.secrets import SecretResolver, default_resolver, is_reference
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The resolved description of one configured connection (not yet instantiated)."""
+
+    key: str
+    connector_key: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    enabled: bool = True
+
+
+def find_connection(key: str) -> Connection | None:
+    """The profile named ``key``, else the settings entry; ``None`` when neither exists."""
+    from automate.models import ConnectionProfile
+
+    profile = ConnectionProfile.objects.filter(key=key).first()
+    if profile is not None:
+        return Connection(
+            key=profile.key,
+            connector_key=profile.connector_key,
+            config=profile.config,
+            secrets=tuple(profile.webhook_secrets),
+            enabled=profile.enabled,
+        )
+    entry = automate_settings.CONNECTORS.get(key)
+    if entry is None:
+        return None
+    return Connection(
+        key=key,
+        connector_key=entry.get("connector", key),
+        config=entry.get("config", {}),
+        secrets=tuple(entry.get("secrets", ())),
+        enabled=entry.get("enabled", True),
+    )
+
+
+def build_connector(connection: Connection, *, ctx: ProviderContext | None = None) -> Connector:
+    """Instantiate the connection's connector with resolved config and webhook secrets.
+
+    Raises ``NotRegistered`` for an unknown connector and ``AutomateError`` for a config
+    that does not validate or a secret that cannot be resolved.
+    """
+    cls = get_connector(connection.connector_key)
+    ctx = ctx or ProviderContext()
+    config = resolve_config(connection.config, ctx.secrets)
+    connector = cls(config, ctx=ctx)
+    # Set after construction: subclasses may define __init__ without calling super().
+    connector._automate_webhook_secrets = tuple(
+        _resolve_webhook_secret(value, ctx.secrets) for value in connection.secrets
+    )
+    return connector
+
+
+def connector_for(key: str, *, ctx: ProviderContext | None = None) -> Connector | None:
+    """The enabled connector for URL key ``key``, or ``None`` (unknown or disabled)."""
+    connection = find_connection(key)
+    if connection is None or not connection.enabled:
+        return None
+    try:
+        return build_connector(connection, ctx=ctx)
+    except NotRegistered:
+        return None
+
+
+def resolve_config(value: Any, resolver: SecretResolver | None = None) -> Any:
+    """Resolve every ``secret://`` reference inside a JSON-like config."""
+    resolver = resolver or default_resolver()
+    if isinstance(value, str) and is_reference(value):
+        return resolver.resolve(value)
+    if isinstance(value, Mapping):
+        return {k: resolve_config(v, resolver) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_config(v, resolver) for v in value]
+    return value
+
+
+def _resolve_webhook_secret(value: str, resolver: SecretResolver) -> str:
+    from automate.models import ENCRYPTED_PREFIX
+    from automate_core.crypto import decrypt
+
+    if value.startswith(ENCRYPTED_PREFIX):
+        return decrypt(value[len(ENCRYPTED_PREFIX) :])
+    return resolver.resolve(value)

@@ -1,0 +1,144 @@
+"""The webhook endpoint: verify, store durably, then acknowledge.
+
+Mount it once for every connector::
+
+    path("webhooks/<str:connector_key>/", WebhookView.as_view())
+
+Status codes are decisions, because every sender reads a 5xx as "retry later":
+
+* 404 unknown connector key or disabled profile; 405 any method but POST;
+* 413 body over ``AUTOMATE["WEBHOOK_MAX_BODY_BYTES"]`` (from Content-Length, and while reading);
+* 401 verification failed or the verifier raised; nothing is stored;
+* 202 ``{"trace_id", "id"}`` once the outbox row is committed;
+* 200 with the first ``trace_id`` for a repeat of an event id already stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from automate import signals
+from automate.connections import connector_for
+from automate_connectors.base import Connector, Headers
+from automate_core.conf import settings as automate_settings
+from automate_core.outbox import queue
+from automate_core.providers.base import ProviderContext
+from automate_core.providers.errors import AutomateError
+from automate_core.tracing import trace
+
+logger = logging.getLogger("automate.webhooks")
+
+TRACE_HEADER = "X-Automate-Trace-Id"
+# Never stored, whatever a connector or the settings ask for.
+FORBIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+class RequestTooLarge(Exception):
+    pass
+
+
+@method_decorator([csrf_exempt, transaction.non_atomic_requests], name="dispatch")
+class WebhookView(View):
+    """Receives a webhook for ``connector_key`` and records it in the outbox."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, connector_key: str) -> HttpResponse:
+        with trace() as trace_id:
+            response = self._handle(request, connector_key, trace_id)
+        response[TRACE_HEADER] = trace_id
+        return response
+
+    def _handle(self, request: HttpRequest, key: str, trace_id: str) -> HttpResponse:
+        max_bytes = int(automate_settings.WEBHOOK_MAX_BODY_BYTES)
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(400, "invalid Content-Length", trace_id)
+        if declared > max_bytes:
+            return _error(413, f"body larger than {max_bytes} bytes", trace_id)
+
+        ctx = ProviderContext(trace_id=trace_id)
+        try:
+            connector = connector_for(key, ctx=ctx)
+        except AutomateError as exc:
+            # A profile we cannot build (secret missing, config invalid) is our problem,
+            # and the sender must retry once it is fixed: that is what 503 means.
+            logger.error("connector %r cannot be built: %s", key, exc, extra={"trace_id": trace_id})
+            return _error(503, "connector is misconfigured", trace_id)
+        if connector is None:
+            return _error(404, "unknown webhook endpoint", trace_id)
+
+        try:
+            raw_body = _read_body(request, max_bytes)
+        except RequestTooLarge:
+            return _error(413, f"body larger than {max_bytes} bytes", trace_id)
+
+        headers = Headers(request.headers.items())
+        if not connector.check_webhook(headers, raw_body):
+            logger.warning("webhook verification failed for %r", key, extra={"trace_id": trace_id})
+            return _error(401, "signature verification failed", trace_id)
+
+        try:
+            event = connector.parse_webhook(headers, raw_body)
+            handshake = connector.webhook_handshake(event)
+        except Exception:
+            logger.exception("could not read a verified webhook for %r", key)
+            return _error(400, "the event could not be read", trace_id)
+        if handshake is not None:
+            return JsonResponse(handshake, status=200)
+
+        with transaction.atomic():
+            result = queue.enqueue(
+                key,
+                event_type=event.event_type,
+                payload=event.payload,
+                raw_body=event.raw_body,
+                external_id=event.external_id,
+                headers=_kept_headers(connector, headers),
+                trace_id=trace_id,
+            )
+            if result.created:
+                transaction.on_commit(
+                    lambda: signals.event_accepted.send(sender=key, item=result.item)
+                )
+        item = result.item
+        if not result.created:
+            return JsonResponse(
+                {"trace_id": item.trace_id, "id": item.pk, "duplicate": True}, status=200
+            )
+        return JsonResponse({"trace_id": item.trace_id, "id": item.pk}, status=202)
+
+
+def _read_body(request: HttpRequest, max_bytes: int) -> bytes:
+    # Read one byte past the cap: a body that lied about (or omitted) its length is caught
+    # without ever holding more than max_bytes + 1 in memory.
+    chunks, size = [], 0
+    while True:
+        chunk = request.read(min(64 * 1024, max_bytes + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestTooLarge
+    return b"".join(chunks)
+
+
+def _kept_headers(connector: Connector, headers: Headers) -> dict[str, str]:
+    wanted = {h.lower() for h in automate_settings.WEBHOOK_HEADER_ALLOWLIST}
+    wanted |= {h.lower() for h in connector.webhook_headers}
+    wanted |= {h.lower() for h in (connector.event_id_header, connector.event_type_header) if h}
+    return {name: headers[name] for name in sorted(wanted - FORBIDDEN_HEADERS) if name in headers}
+
+
+def _error(status: int, message: str, trace_id: str) -> JsonResponse:
+    body: dict[str, Any] = {"error": message, "trace_id": trace_id}
+    return JsonResponse(body, status=status)

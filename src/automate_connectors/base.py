@@ -1,0 +1,327 @@
+"""The ``Connector`` base class: what a connector is and what the engine may ask of it.
+
+A connector describes itself with class methods (``config_schema``, ``capabilities``,
+``actions``, ``triggers``), performs actions with ``execute_action`` and verifies incoming
+webhooks with ``verify_webhook``. The base owns the protocol around them:
+
+* ``execute_action`` is guarded for every subclass: the action must be declared and its
+  input must satisfy the action's JSON Schema before the subclass code runs, and whatever
+  the subclass raises reaches the caller as an :class:`AutomateError` (through
+  ``normalize_error``);
+* webhook secrets (several, for rotation) are bound one at a time to ``self.secret`` by
+  :meth:`Connector.check_webhook`, and a verifier that raises counts as a failed check.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import httpx
+from django.core.exceptions import ImproperlyConfigured
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
+
+# Re-exported so client code can import everything from automate_connectors.base, as the
+# spec's examples do.
+from automate_connectors.specs import ActionSpec, CapabilitySpec, TriggerSpec
+from automate_connectors.webhooks import Headers, WebhookEvent
+from automate_core.providers.base import BaseProvider, ProviderContext
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+logger = logging.getLogger("automate.connectors")
+
+__all__ = [
+    "ActionSpec",
+    "CapabilitySpec",
+    "Connector",
+    "Headers",
+    "TriggerSpec",
+    "WebhookEvent",
+    "validate_config",
+]
+
+
+class Connector(BaseProvider):
+    """Base class of every connector. Subclass it, set ``key``, and register it."""
+
+    key: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
+
+    #: Header carrying the sender's event id (deduplication) and event type, if any.
+    event_id_header: ClassVar[str | None] = None
+    event_type_header: ClassVar[str | None] = None
+    #: Extra request headers kept on the outbox row (never Authorization or Cookie).
+    webhook_headers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, ctx: ProviderContext) -> None:
+        self.config = dict(config or {})
+        self.ctx = ctx
+        self.cfg = validate_config(type(self), self.config)
+
+    # -- Description -------------------------------------------------------------------
+
+    @classmethod
+    def capabilities(cls) -> list[CapabilitySpec]:
+        modalities = set()
+        if cls.actions():
+            modalities.add("action")
+        if cls.triggers():
+            modalities.add("trigger")
+        return [CapabilitySpec(name="connector", modalities=frozenset(modalities))]
+
+    @classmethod
+    def actions(cls) -> list[ActionSpec]:
+        return []
+
+    @classmethod
+    def triggers(cls) -> list[TriggerSpec]:
+        return []
+
+    @classmethod
+    def get_action(cls, name: str) -> ActionSpec:
+        for spec in cls.actions():
+            if spec.name == name:
+                return spec
+        known = ", ".join(spec.name for spec in cls.actions()) or "none"
+        raise AutomateError(
+            ErrorCodes.INVALID_ARGUMENT,
+            f"{cls.key or cls.__name__} has no action {name!r} (actions: {known})",
+            provider=cls.key or None,
+            details={"action": name},
+        )
+
+    # -- Actions -----------------------------------------------------------------------
+
+    def execute_action(self, action: str, input_data: dict[str, Any]) -> dict[str, Any]:
+        """Perform ``action``; subclasses override this. Input is validated before it runs."""
+        raise AutomateError(
+            ErrorCodes.INVALID_ARGUMENT,
+            f"{self.key} does not implement action {action!r}",
+            provider=self.key,
+        )
+
+    def normalize_error(self, exc: Exception) -> Exception:
+        """Turn an exception from a client library into an :class:`AutomateError`."""
+        return normalize_http_error(exc, provider=self.key)
+
+    # -- Webhooks ----------------------------------------------------------------------
+
+    def verify_webhook(self, headers: dict, raw_body: bytes) -> bool:
+        """Return True when the request was signed by the sender; False otherwise.
+
+        The base accepts nothing: a connector that receives webhooks must say how it
+        verifies them. ``self.secret`` is the webhook secret being tried.
+        """
+        return False
+
+    def parse_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> WebhookEvent:
+        """Read event type, external id and payload from a verified request."""
+        payload = _json_or_none(raw_body)
+        body = payload if isinstance(payload, dict) else {}
+        event_type = (headers.get(self.event_type_header) if self.event_type_header else None) or (
+            body.get("type") if isinstance(body.get("type"), str) else ""
+        )
+        external_id = headers.get(self.event_id_header) if self.event_id_header else None
+        if external_id is None and isinstance(body.get("id"), str | int):
+            external_id = str(body["id"])
+        return WebhookEvent(
+            event_type=event_type or "",
+            external_id=external_id or None,
+            payload=payload,
+            raw_body=None if payload is not None else raw_body,
+        )
+
+    def webhook_handshake(self, event: WebhookEvent) -> dict[str, Any] | None:
+        """A body to answer at once instead of storing the event (e.g. URL challenges)."""
+        return None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every active webhook secret of this connector's profile, newest first."""
+        return list(getattr(self, "_automate_webhook_secrets", ()))
+
+    @property
+    def secret(self) -> str:
+        """The webhook secret being checked (the newest one outside a check)."""
+        bound = getattr(self, "_automate_current_secret", None)
+        if bound is not None:
+            return bound
+        if self.secrets:
+            return self.secrets[0]
+        raise ImproperlyConfigured(
+            f"connector {self.key!r} has no webhook secret: add one to its connection profile "
+            f'or to AUTOMATE["CONNECTORS"][{self.key!r}]["secrets"]'
+        )
+
+    @contextmanager
+    def using_secret(self, secret: str) -> Iterator[None]:
+        previous = getattr(self, "_automate_current_secret", None)
+        self._automate_current_secret = secret
+        try:
+            yield
+        finally:
+            self._automate_current_secret = previous
+
+    def check_webhook(self, headers: dict, raw_body: bytes) -> bool:
+        """True when ``verify_webhook`` accepts the request with any active secret.
+
+        Exceptions from the verifier are failed checks: a missing or malformed header is
+        the sender's problem, never a server error.
+        """
+        candidates: list[str | None] = list(self.secrets) or [None]
+        for secret in candidates:
+            try:
+                if secret is None:
+                    ok = self.verify_webhook(headers, raw_body)
+                else:
+                    with self.using_secret(secret):
+                        ok = self.verify_webhook(headers, raw_body)
+            except Exception as exc:
+                logger.debug(
+                    "%s verifier raised %s: counted as a failed check", self.key, type(exc).__name__
+                )
+                continue
+            if ok is True:
+                return True
+        return False
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The service's base URL from the config (``base_url`` or ``url``)."""
+        for source in (getattr(self, "cfg", None), getattr(self, "config", None)):
+            for name in ("base_url", "url"):
+                value = (
+                    source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
+                )
+                if isinstance(value, str) and value:
+                    return value
+        return ""
+
+    def _create_client(self) -> httpx.Client:
+        """An HTTP client for the service, rooted at :attr:`base_url`."""
+        return httpx.Client(base_url=self.base_url, timeout=30.0)
+
+    # -- Plumbing --------------------------------------------------------------------
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        impl = cls.__dict__.get("execute_action")
+        if impl is not None and not getattr(impl, "_automate_guarded", False):
+            cls.execute_action = _guard_action(impl)  # type: ignore[method-assign]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} key={self.key!r}>"
+
+
+def _guard_action(impl: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(impl)
+    def execute_action(self: Connector, action: str, input_data: dict[str, Any]) -> Any:
+        spec = type(self).get_action(action)
+        validate_action_input(type(self), spec, input_data)
+        try:
+            return impl(self, action, input_data)
+        except AutomateError as exc:
+            if exc.provider is None:
+                exc.provider = self.key
+            raise
+        except Exception as exc:
+            normalized = self.normalize_error(exc)
+            if not isinstance(normalized, AutomateError):
+                normalized = AutomateError(ErrorCodes.INTERNAL, str(normalized), provider=self.key)
+            raise normalized from exc
+
+    execute_action._automate_guarded = True  # type: ignore[attr-defined]
+    return execute_action
+
+
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def validate_action_input(cls: type[Connector], spec: ActionSpec, input_data: Any) -> None:
+    """Raise INVALID_ARGUMENT, naming the failing path, unless the input fits the schema."""
+    validator = _validator(json.dumps(spec.input_schema, sort_keys=True))
+    errors = sorted(validator.iter_errors(input_data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = first.json_path
+        raise AutomateError(
+            ErrorCodes.INVALID_ARGUMENT,
+            f"invalid input for {cls.key}.{spec.name} at {path}: {first.message}",
+            provider=cls.key or None,
+            details={"action": spec.name, "path": path, "errors": len(errors)},
+        )
+
+
+def validate_config(cls: type[BaseProvider], config: Mapping[str, Any]) -> BaseModel:
+    """Validate ``config`` with ``cls.config_schema()``; INVALID_ARGUMENT names the fields."""
+    schema = cls.config_schema()
+    try:
+        return schema.model_validate(dict(config))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}"
+            for err in exc.errors(include_input=False)
+        )
+        raise AutomateError(
+            ErrorCodes.INVALID_ARGUMENT,
+            f"invalid configuration for {cls.key or cls.__name__}: {problems}",
+            provider=cls.key or None,
+            details={"fields": [".".join(str(p) for p in e["loc"]) for e in exc.errors()]},
+        ) from None
+
+
+def normalize_http_error(exc: Exception, *, provider: str | None) -> AutomateError:
+    """Map transport and HTTP status errors (httpx and requests) to error codes."""
+    if isinstance(exc, AutomateError):
+        return exc
+    status = _status_of(exc)
+    if status is not None:
+        code = _STATUS_CODES.get(status) or (
+            ErrorCodes.UNAVAILABLE if status >= 500 else ErrorCodes.INVALID_ARGUMENT
+        )
+        return AutomateError(code, f"HTTP {status} from {provider or 'service'}", provider=provider)
+    if isinstance(exc, httpx.TimeoutException | TimeoutError) or type(exc).__name__ in {
+        "Timeout",
+        "ReadTimeout",
+        "ConnectTimeout",
+    }:
+        return AutomateError(ErrorCodes.TIMEOUT, f"timed out: {exc}", provider=provider)
+    if isinstance(exc, httpx.TransportError | ConnectionError) or type(exc).__name__ in {
+        "ConnectionError",
+    }:
+        return AutomateError(ErrorCodes.UNAVAILABLE, f"connection failed: {exc}", provider=provider)
+    return AutomateError(ErrorCodes.INTERNAL, f"{type(exc).__name__}: {exc}", provider=provider)
+
+
+_STATUS_CODES = {
+    400: ErrorCodes.INVALID_ARGUMENT,
+    401: ErrorCodes.UNAUTHENTICATED,
+    403: ErrorCodes.PERMISSION_DENIED,
+    404: ErrorCodes.NOT_FOUND,
+    408: ErrorCodes.TIMEOUT,
+    409: ErrorCodes.ALREADY_EXISTS,
+    422: ErrorCodes.INVALID_ARGUMENT,
+    429: ErrorCodes.RATE_LIMITED,
+}
+
+
+def _status_of(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _json_or_none(raw_body: bytes) -> Any:
+    try:
+        return json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,124 @@
+"""The connector registry, filled in ``AppConfig.ready()``.
+
+Built-in connectors are registered by this app's ``ready()``; a project registers its own
+with :func:`register_connector` from its ``AppConfig.ready()``, or by defining them in a
+``connectors`` module of an installed app, which is imported (autodiscovered) at the same
+time. Registering the same class twice is harmless; another class under a taken key raises.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from typing import TYPE_CHECKING
+
+from django.apps import apps
+from django.core.exceptions import AppRegistryNotReady
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel
+
+from automate_core.registry import NotRegistered, Registry
+
+if TYPE_CHECKING:
+    from automate_connectors.base import Connector
+
+__all__ = [
+    "NotRegistered",
+    "connector_classes",
+    "connectors",
+    "get_connector",
+    "register_connector",
+]
+
+#: Modules whose connectors are registered as built-ins (a project may replace them).
+BUILTIN_MODULES: tuple[str, ...] = ()
+
+
+def check_connector_shape(cls: type) -> None:
+    """Raise ``TypeError`` describing the first thing wrong with a connector class."""
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    schema = cls.config_schema()
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        raise TypeError(f"{name}.config_schema() must return a pydantic BaseModel subclass")
+    actions = cls.actions()
+    seen: set[str] = set()
+    for spec in actions:
+        if spec.name in seen:
+            raise TypeError(f"{name} declares the action {spec.name!r} twice")
+        seen.add(spec.name)
+        try:
+            Draft202012Validator.check_schema(spec.input_schema)
+        except SchemaError as exc:
+            raise TypeError(
+                f"{name} action {spec.name!r} has an invalid input_schema: {exc.message}"
+            ) from None
+    trigger_names = [t.name for t in cls.triggers()]
+    if len(trigger_names) != len(set(trigger_names)):
+        raise TypeError(f"{name} declares a trigger twice")
+
+
+def _connector_base() -> type:
+    from automate_connectors.base import Connector
+
+    return Connector
+
+
+class ConnectorRegistry(Registry):
+    def __init__(self) -> None:
+        super().__init__("connector", validate=check_connector_shape)
+        self._loaded = False
+
+    def register(self, cls, *, builtin: bool = False):  # type: ignore[no-untyped-def]
+        self.base = _connector_base()
+        return super().register(cls, builtin=builtin)
+
+    def load(self) -> None:
+        """Register the built-ins and autodiscover ``connectors`` modules; idempotent."""
+        for path in BUILTIN_MODULES:
+            self._register_module(importlib.import_module(path), builtin=True)
+        for app_config in apps.get_app_configs():
+            module_name = f"{app_config.name}.connectors"
+            if importlib.util.find_spec(module_name) is None:
+                continue
+            self._register_module(importlib.import_module(module_name))
+        self._loaded = True
+
+    def _register_module(self, module, *, builtin: bool = False) -> None:  # type: ignore[no-untyped-def]
+        base = _connector_base()
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(obj, base)
+                and obj is not base
+                and obj.__module__ == module.__name__
+                and getattr(obj, "key", "")
+                and not inspect.isabstract(obj)
+            ):
+                self.register(obj, builtin=builtin)
+
+    def get(self, key: str):  # type: ignore[no-untyped-def]
+        if not self._loaded and not apps.ready:
+            raise AppRegistryNotReady(
+                "connectors are registered in AppConfig.ready(): call get_connector() after "
+                "django.setup() (and list 'automate_connectors' in INSTALLED_APPS)"
+            )
+        return super().get(key)
+
+
+#: The registry every part of Django Automate reads.
+connectors = ConnectorRegistry()
+
+
+def register_connector(cls: type[Connector]) -> type[Connector]:
+    """Register a connector class (usable as a decorator)."""
+    return connectors.register(cls)
+
+
+def get_connector(key: str) -> type[Connector]:
+    """The connector class registered under ``key``; raises :class:`NotRegistered`."""
+    return connectors.get(key)
+
+
+def connector_classes() -> list[type[Connector]]:
+    return connectors.all()

@@ -1,0 +1,62 @@
+"""Typed, lazily read settings under ``settings.AUTOMATE``.
+
+Nothing here is read at import time: every attribute access looks at the current Django
+settings, so ``override_settings(AUTOMATE={...})`` works in tests.
+
+    AUTOMATE = {
+        "WEBHOOK_MAX_BODY_BYTES": 1024 * 1024,
+        "CONNECTORS": {"github": {"secrets": ["secret://GITHUB_WEBHOOK_SECRET"]}},
+    }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    # Webhooks
+    "WEBHOOK_MAX_BODY_BYTES": 1024 * 1024,
+    # Lower-case header names kept on an outbox row besides each connector's own list.
+    "WEBHOOK_HEADER_ALLOWLIST": ["content-type", "user-agent"],
+    # Connector defaults by key: {"config": {...}, "secrets": [...], "enabled": True}
+    "CONNECTORS": {},
+    # Outbox
+    "OUTBOX_MAX_ATTEMPTS": 8,
+    "OUTBOX_BACKOFF_BASE_SECONDS": 2.0,
+    "OUTBOX_BACKOFF_MAX_SECONDS": 3600.0,
+    "OUTBOX_LEASE_SECONDS": 300,
+    # Secrets: backends tried in order for secret://NAME references.
+    "SECRET_BACKENDS": [
+        "automate_core.secrets.EnvironmentBackend",
+        "automate_core.secrets.SettingsBackend",
+        "automate_core.secrets.DatabaseBackend",
+    ],
+    "SECRETS": {},
+    "SECRET_ENV_PREFIX": "AUTOMATE_SECRET_",
+    # Fernet keys, newest first; the first encrypts, all decrypt (rotation).
+    "ENCRYPTION_KEYS": [],
+    # Outbound HTTP (the SSRF-safe client)
+    "HTTP_ALLOWED_PORTS": [80, 443, 8080, 8443],
+    "HTTP_ALLOW_NETWORKS": [],
+    "HTTP_ALLOW_HOSTS": [],
+    "HTTP_DENY_NETWORKS": [],
+    "HTTP_DENY_HOSTS": [],
+    "HTTP_USER_AGENT": "django-automate",
+    # Rate limits: "memory://" or "redis://host:port/db"
+    "RATE_LIMIT_STORAGE": "memory://",
+}
+
+
+class AutomateSettings:
+    """Attribute access to ``settings.AUTOMATE`` with defaults; unknown names raise."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown Django Automate setting {name!r}")
+        user = getattr(django_settings, "AUTOMATE", {}) or {}
+        return user.get(name, DEFAULTS[name])
+
+
+settings = AutomateSettings()

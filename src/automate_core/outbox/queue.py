@@ -1,0 +1,203 @@
+"""Enqueue, claim, complete, retry and dead-letter outbox items.
+
+Claims are batched: one transaction selects up to ``batch`` due rows with
+``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers, which is correct for a
+single worker) and marks them leased with one UPDATE. ``attempts`` counts claims, so an item
+that crashes every worker that takes it still reaches the dead letters.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from automate_core import redaction
+from automate_core.conf import settings as automate_settings
+from automate_core.outbox.models import DUE_STATUSES, OutboxItem, OutboxStatus
+from automate_core.providers.errors import AutomateError
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    item: OutboxItem
+    created: bool
+
+
+def enqueue(
+    connector_key: str,
+    *,
+    event_type: str = "",
+    payload: Any = None,
+    raw_body: bytes | None = None,
+    external_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    trace_id: str,
+) -> Enqueued:
+    """Store one event; a repeat of ``(connector_key, external_id)`` returns the first row.
+
+    Runs in its own savepoint, so a duplicate leaves the caller's transaction usable.
+    """
+    if external_id:
+        existing = OutboxItem.objects.filter(
+            connector_key=connector_key, external_id=external_id
+        ).first()
+        if existing is not None:
+            return Enqueued(existing, created=False)
+    item = OutboxItem(
+        connector_key=connector_key,
+        event_type=event_type[:200],
+        payload=payload,
+        raw_body=raw_body,
+        external_id=external_id or None,
+        headers=redaction.redact_data(dict(headers or {})),
+        trace_id=trace_id,
+    )
+    try:
+        with transaction.atomic():
+            item.save(force_insert=True)
+    except IntegrityError:
+        # A concurrent delivery of the same event won the race.
+        if not external_id:
+            raise
+        existing = OutboxItem.objects.get(connector_key=connector_key, external_id=external_id)
+        return Enqueued(existing, created=False)
+    return Enqueued(item, created=True)
+
+
+def claim(batch: int = 100, lease_seconds: int | None = None, worker: str = "") -> list[OutboxItem]:
+    """Lease up to ``batch`` due items, oldest first, and return them.
+
+    Expired leases are returned to the queue first (or dead-lettered once out of attempts).
+    """
+    if batch < 1:
+        return []
+    lease_seconds = lease_seconds or automate_settings.OUTBOX_LEASE_SECONDS
+    reclaim_expired()
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    with transaction.atomic():
+        due = OutboxItem.objects.filter(status__in=DUE_STATUSES, available_at__lte=now)
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.order_by("available_at", "id").values_list("id", flat=True)[:batch])
+        if not ids:
+            return []
+        OutboxItem.objects.filter(id__in=ids).update(
+            status=OutboxStatus.LEASED,
+            lease_token=token,
+            leased_by=worker[:200],
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=F("attempts") + 1,
+        )
+    return list(OutboxItem.objects.filter(id__in=ids).order_by("available_at", "id"))
+
+
+def reclaim_expired(now=None) -> int:
+    """Put items whose lease ran out back in the queue; dead-letter those out of attempts."""
+    now = now or timezone.now()
+    max_attempts = automate_settings.OUTBOX_MAX_ATTEMPTS
+    error = {"code": "lease_expired", "message": "the worker's lease expired before it finished"}
+    expired = OutboxItem.objects.filter(status=OutboxStatus.LEASED, lease_expires_at__lte=now)
+    dead = expired.filter(attempts__gte=max_attempts).update(
+        status=OutboxStatus.DEAD, lease_token="", lease_expires_at=None, last_error=error
+    )
+    retried = expired.filter(attempts__lt=max_attempts).update(
+        status=OutboxStatus.FAILED,
+        available_at=now,
+        lease_token="",
+        lease_expires_at=None,
+        last_error=error,
+    )
+    return dead + retried
+
+
+def complete(item: OutboxItem) -> bool:
+    """Mark a leased item done; False when its lease was lost to another worker."""
+    now = timezone.now()
+    updated = _own_lease(item).update(
+        status=OutboxStatus.DONE, completed_at=now, lease_expires_at=None, last_error=None
+    )
+    if updated:
+        item.status, item.completed_at = OutboxStatus.DONE, now
+    return bool(updated)
+
+
+def fail(item: OutboxItem, error: BaseException | str, *, retryable: bool | None = None) -> str:
+    """Record a failure: back off and retry, or dead-letter. Returns the new status.
+
+    ``retryable`` defaults to the error's own flag (``AutomateError.retryable``), else True.
+    Items out of attempts go to the dead letters whatever the error says.
+    """
+    if retryable is None:
+        retryable = error.retryable if isinstance(error, AutomateError) else True
+    last_error = _error_record(error)
+    if retryable and item.attempts < automate_settings.OUTBOX_MAX_ATTEMPTS:
+        status = OutboxStatus.FAILED
+        available_at = timezone.now() + timedelta(seconds=backoff_seconds(item.attempts))
+    else:
+        status, available_at = OutboxStatus.DEAD, item.available_at
+    updated = _own_lease(item).update(
+        status=status, available_at=available_at, lease_expires_at=None, last_error=last_error
+    )
+    if updated:
+        item.status, item.available_at, item.last_error = status, available_at, last_error
+    return status if updated else item.status
+
+
+def release(item: OutboxItem) -> bool:
+    """Give a leased item back without counting the attempt (graceful shutdown)."""
+    updated = _own_lease(item).update(
+        status=OutboxStatus.PENDING,
+        available_at=timezone.now(),
+        lease_expires_at=None,
+        attempts=F("attempts") - 1,
+    )
+    return bool(updated)
+
+
+def replay(items: Iterable[OutboxItem] | None = None, *, ids: Iterable[int] | None = None) -> int:
+    """Send dead (or failed) items back to the queue with a fresh attempt budget."""
+    qs = OutboxItem.objects.filter(status__in=[OutboxStatus.DEAD, OutboxStatus.FAILED])
+    if items is not None:
+        qs = qs.filter(id__in=[i.pk for i in items])
+    if ids is not None:
+        qs = qs.filter(id__in=list(ids))
+    return qs.update(
+        status=OutboxStatus.PENDING, attempts=0, available_at=timezone.now(), last_error=None
+    )
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with equal jitter: in [d/2, d] for d = base * 2**(attempts-1).
+
+    Equal jitter (rather than full jitter) keeps each retry later than the previous one's
+    earliest time, so the delays grow while retries of many items still spread out.
+    """
+    base = float(automate_settings.OUTBOX_BACKOFF_BASE_SECONDS)
+    cap = float(automate_settings.OUTBOX_BACKOFF_MAX_SECONDS)
+    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _own_lease(item: OutboxItem):
+    return OutboxItem.objects.filter(
+        pk=item.pk, status=OutboxStatus.LEASED, lease_token=item.lease_token
+    )
+
+
+def _error_record(error: BaseException | str) -> dict[str, Any]:
+    if isinstance(error, AutomateError):
+        record = error.as_dict()
+    elif isinstance(error, BaseException):
+        record = {"code": "internal", "message": f"{type(error).__name__}: {error}"}
+    else:
+        record = {"code": "internal", "message": str(error)}
+    return redaction.redact_data(record)

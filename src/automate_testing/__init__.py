@@ -1,0 +1,5 @@
+"""The testing kit for projects that build on Django Automate.
+
+``automate_testing.contracts`` has the contract-test base classes, ``automate_testing.fixtures``
+the pytest fixtures (loaded automatically through the ``pytest11`` entry point).
+"""

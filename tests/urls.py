@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import path
+
+from automate.views import WebhookView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    # Exactly the spec's line.
+    path("webhooks/<str:connector_key>/", WebhookView.as_view()),
+]
