@@ -73,8 +73,9 @@ class Registry(Generic[T]):
                 # The same class imported twice (autoreload, importlib.reload in tests).
                 self._entries[key] = cls
                 return cls
+            taken_by = f"{existing.__module__}.{existing.__qualname__}"
             raise AlreadyRegistered(
-                f"{self.kind} key {key!r} is taken by {existing.__module__}.{existing.__qualname__}; "
+                f"{self.kind} key {key!r} is taken by {taken_by}; "
                 f"{cls.__module__}.{cls.__qualname__} needs another key"
             )
         self._entries[key] = cls
