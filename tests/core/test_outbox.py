@@ -1,0 +1,229 @@
+"""The outbox queue: enqueue, claim, lease expiry, backoff, dead letters, replay."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import close_old_connections, connection
+from django.test import override_settings
+from django.utils import timezone
+
+from automate_core.models import OutboxItem, OutboxStatus
+from automate_core.outbox import queue
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+
+def make_items(n: int, **fields) -> list[OutboxItem]:
+    return OutboxItem.objects.bulk_create(
+        [
+            OutboxItem(connector_key="t", trace_id=f"tr{i}", payload={"n": i}, **fields)
+            for i in range(n)
+        ]
+    )
+
+
+@pytest.mark.django_db
+def test_enqueue__same_external_id_returns_first_row():
+    first = queue.enqueue("github", external_id="d-1", payload={}, trace_id="a")
+    again = queue.enqueue("github", external_id="d-1", payload={}, trace_id="b")
+    other_connector = queue.enqueue("stripe", external_id="d-1", payload={}, trace_id="c")
+    assert first.created and not again.created and other_connector.created
+    assert again.item.pk == first.item.pk and again.item.trace_id == "a"
+    assert OutboxItem.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_enqueue__events_without_id_are_all_kept():
+    queue.enqueue("t", payload={}, trace_id="a")
+    queue.enqueue("t", payload={}, trace_id="b")
+    assert OutboxItem.objects.filter(external_id__isnull=True).count() == 2
+
+
+@pytest.mark.django_db
+def test_claim__leases_oldest_due_items_and_counts_attempts():
+    items = make_items(5)
+    later = OutboxItem.objects.create(
+        connector_key="t", trace_id="later", available_at=timezone.now() + timedelta(hours=1)
+    )
+    claimed = queue.claim(batch=3, lease_seconds=60, worker="w1")
+    assert [i.pk for i in claimed] == [i.pk for i in items[:3]]
+    assert all(i.status == OutboxStatus.LEASED and i.attempts == 1 for i in claimed)
+    assert all(i.leased_by == "w1" and i.lease_expires_at > timezone.now() for i in claimed)
+    rest = queue.claim(batch=10)
+    assert {i.pk for i in rest} == {i.pk for i in items[3:]}
+    assert later.pk not in {i.pk for i in rest}
+    assert queue.claim(batch=10) == []
+
+
+@pytest.mark.django_db
+def test_complete__marks_done_only_with_the_current_lease():
+    make_items(1)
+    [item] = queue.claim(batch=1, lease_seconds=60)
+    stale = OutboxItem.objects.get(pk=item.pk)
+    stale.lease_token = "someone-elses"
+    assert queue.complete(stale) is False
+    assert queue.complete(item) is True
+    item.refresh_from_db()
+    assert item.status == OutboxStatus.DONE and item.completed_at is not None
+
+
+@pytest.mark.django_db
+def test_claim__expired_lease_is_reclaimed():
+    make_items(1)
+    [first] = queue.claim(batch=1, lease_seconds=60)
+    OutboxItem.objects.filter(pk=first.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    [again] = queue.claim(batch=1, lease_seconds=60)
+    assert again.pk == first.pk
+    assert again.attempts == 2
+    assert again.lease_token != first.lease_token
+    # The worker that lost its lease can no longer complete the item.
+    assert queue.complete(first) is False
+    assert queue.complete(again) is True
+
+
+@pytest.mark.django_db
+@override_settings(AUTOMATE={"OUTBOX_MAX_ATTEMPTS": 2})
+def test_claim__expired_lease_out_of_attempts_goes_dead():
+    make_items(1)
+    for _ in range(2):
+        [item] = queue.claim(batch=1, lease_seconds=60)
+        OutboxItem.objects.filter(pk=item.pk).update(
+            lease_expires_at=timezone.now() - timedelta(seconds=1)
+        )
+    assert queue.claim(batch=1) == []
+    item.refresh_from_db()
+    assert item.status == OutboxStatus.DEAD
+    assert item.last_error["code"] == "lease_expired"
+
+
+@override_settings(
+    AUTOMATE={"OUTBOX_BACKOFF_BASE_SECONDS": 2.0, "OUTBOX_BACKOFF_MAX_SECONDS": 1000.0}
+)
+def test_backoff__grows_exponentially_with_bounded_jitter():
+    for attempts in range(1, 9):
+        delay = 2.0 * 2 ** (attempts - 1)
+        samples = [queue.backoff_seconds(attempts) for _ in range(50)]
+        assert all(delay / 2 <= s <= delay for s in samples)
+        assert len(set(samples)) > 1  # jittered
+    # Each attempt's earliest retry is no earlier than the previous one's latest.
+    assert queue.backoff_seconds(10) <= 1000.0
+
+
+@pytest.mark.django_db
+@override_settings(
+    AUTOMATE={
+        "OUTBOX_MAX_ATTEMPTS": 4,
+        "OUTBOX_BACKOFF_BASE_SECONDS": 10.0,
+        "OUTBOX_BACKOFF_MAX_SECONDS": 10_000.0,
+    }
+)
+def test_fail__backs_off_longer_each_time_then_dead_letters():
+    make_items(1)
+    delays = []
+    for attempt in range(1, 5):
+        OutboxItem.objects.update(available_at=timezone.now())
+        [item] = queue.claim(batch=1, lease_seconds=60)
+        assert item.attempts == attempt
+        before = timezone.now()
+        status = queue.fail(item, AutomateError(ErrorCodes.UNAVAILABLE, "down"))
+        item.refresh_from_db()
+        if attempt < 4:
+            assert status == OutboxStatus.FAILED
+            delays.append((item.available_at - before).total_seconds())
+        else:
+            assert status == OutboxStatus.DEAD
+    # base 10 s: attempt n waits within [5 * 2**(n-1), 10 * 2**(n-1)] seconds.
+    for n, delay in enumerate(delays, start=1):
+        assert 5 * 2 ** (n - 1) - 1 <= delay <= 10 * 2 ** (n - 1) + 1
+    assert delays == sorted(delays)
+    assert item.last_error == {
+        "code": "unavailable",
+        "message": "down",
+        "provider": None,
+        "retryable": True,
+        "details": {},
+    }
+
+
+@pytest.mark.django_db
+def test_fail__permanent_error_goes_dead_at_once_and_replay_revives_it():
+    make_items(1)
+    [item] = queue.claim(batch=1)
+    status = queue.fail(item, AutomateError(ErrorCodes.INVALID_ARGUMENT, "bad input"))
+    assert status == OutboxStatus.DEAD
+    assert queue.claim(batch=1) == []
+    assert queue.replay(ids=[item.pk]) == 1
+    [again] = queue.claim(batch=1)
+    assert again.pk == item.pk and again.attempts == 1 and again.last_error is None
+
+
+@pytest.mark.django_db
+def test_fail__plain_exception_is_retryable_and_recorded():
+    make_items(1)
+    [item] = queue.claim(batch=1)
+    assert queue.fail(item, ValueError("boom")) == OutboxStatus.FAILED
+    item.refresh_from_db()
+    assert item.last_error == {"code": "internal", "message": "ValueError: boom"}
+
+
+@pytest.mark.django_db
+def test_release__returns_item_without_spending_an_attempt():
+    make_items(1)
+    [item] = queue.claim(batch=1)
+    assert queue.release(item) is True
+    [again] = queue.claim(batch=1)
+    assert again.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim__four_threads_never_get_the_same_item(postgres):
+    make_items(1000)
+    claimed: list[list[int]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work(slot: int) -> None:
+        try:
+            start.wait()
+            while batch := queue.claim(batch=7, lease_seconds=60, worker=f"w{slot}"):
+                claimed[slot].extend(i.pk for i in batch)
+        except BaseException as exc:  # reported to the main thread
+            errors.append(exc)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    every = [pk for slot in claimed for pk in slot]
+    assert len(every) == 1000
+    assert len(set(every)) == 1000, "an item was claimed twice"
+    assert all(claimed), "a thread got nothing: SKIP LOCKED should spread the work"
+    assert OutboxItem.objects.filter(status=OutboxStatus.LEASED, attempts=1).count() == 1000
+
+
+@pytest.mark.django_db
+def test_claim__uses_the_partial_due_index_on_postgres(postgres):
+    make_items(50)
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        sql, params = (
+            OutboxItem.objects.filter(
+                status__in=["pending", "failed"], available_at__lte=timezone.now()
+            )
+            .order_by("available_at", "id")
+            .values_list("id", flat=True)[:10]
+            .query.sql_with_params()
+        )
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert "automate_outbox_due" in plan
