@@ -41,7 +41,7 @@ def test_registry__same_class_twice_is_harmless_other_class_raises():
     class Impostor(Connector):
         key = "my_service"
 
-    with pytest.raises(AlreadyRegistered, match="taken by tests.testapp.connectors"):
+    with pytest.raises(AlreadyRegistered, match=r"taken by tests\.testapp\.connectors"):
         registry.register(Impostor)
 
 
