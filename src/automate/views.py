@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
@@ -53,7 +54,8 @@ class WebhookView(View):
     def post(self, request: HttpRequest, connector_key: str) -> HttpResponse:
         with trace() as trace_id:
             response = self._handle(request, connector_key, trace_id)
-        response[TRACE_HEADER] = trace_id
+        if TRACE_HEADER not in response:
+            response[TRACE_HEADER] = trace_id
         return response
 
     def _handle(self, request: HttpRequest, key: str, trace_id: str) -> HttpResponse:
@@ -68,7 +70,7 @@ class WebhookView(View):
         ctx = ProviderContext(trace_id=trace_id)
         try:
             connector = connector_for(key, ctx=ctx)
-        except AutomateError as exc:
+        except (AutomateError, ImproperlyConfigured, ValueError) as exc:
             # A profile we cannot build (secret missing, config invalid) is our problem,
             # and the sender must retry once it is fixed: that is what 503 means.
             logger.error("connector %r cannot be built: %s", key, exc, extra={"trace_id": trace_id})
@@ -111,9 +113,18 @@ class WebhookView(View):
                 )
         item = result.item
         if not result.created:
-            return JsonResponse(
+            response = JsonResponse(
                 {"trace_id": item.trace_id, "id": item.pk, "duplicate": True}, status=200
             )
+            response[TRACE_HEADER] = item.trace_id
+            return response
+        logger.info(
+            "accepted %s event %r as outbox item %s",
+            key,
+            event.event_type,
+            item.pk,
+            extra={"trace_id": trace_id},
+        )
         return JsonResponse({"trace_id": item.trace_id, "id": item.pk}, status=202)
 
 

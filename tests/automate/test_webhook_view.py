@@ -153,6 +153,7 @@ def test_webhook__repeat_event_id_answers_200_with_first_trace_id(csrf_client):
     assert second.status_code == 200
     assert second.json()["trace_id"] == first.json()["trace_id"]
     assert second.json()["id"] == first.json()["id"]
+    assert second["X-Automate-Trace-Id"] == first.json()["trace_id"]
     assert OutboxItem.objects.count() == 1
 
 
@@ -204,3 +205,46 @@ def test_webhook__row_is_committed_before_202(csrf_client):
     # A fresh connection outside any test transaction sees the row.
     assert not transaction.get_connection().in_atomic_block
     assert OutboxItem.objects.filter(external_id="committed").exists()
+
+
+@override_settings(AUTOMATE={"CONNECTORS": {"my_service": {"secrets": ["secret://missing"]}}})
+def test_webhook__unresolvable_secret_is_503_so_the_sender_retries(csrf_client, caplog):
+    body = b"{}"
+    with caplog.at_level(logging.ERROR, logger="automate.webhooks"):
+        response = post(csrf_client, body, signature=sign(body))
+    assert response.status_code == 503
+    assert "'missing' was not found" in caplog.text
+    assert not OutboxItem.objects.exists()
+
+
+@override_settings(AUTOMATE={"CONNECTORS": {"my_service": {"secrets": ["secret://bad name!"]}}})
+def test_webhook__malformed_secret_reference_is_503(csrf_client):
+    body = b"{}"
+    assert post(csrf_client, body, signature=sign(body)).status_code == 503
+
+
+def test_webhook__invalid_content_length_is_400(csrf_client):
+    response = csrf_client.generic(
+        "POST", "/webhooks/my_service/", data=b"{}", CONTENT_LENGTH="abc"
+    )
+    assert response.status_code == 400
+    assert not OutboxItem.objects.exists()
+
+
+def test_webhook__event_accepted_signal_fires_after_commit(csrf_client):
+    from automate.signals import event_accepted
+
+    seen = []
+
+    def receiver(sender, item, **kwargs):
+        # Sent on commit: a query from here sees the committed row.
+        seen.append((sender, OutboxItem.objects.filter(pk=item.pk).exists()))
+
+    event_accepted.connect(receiver, dispatch_uid="test-signal")
+    try:
+        body = b'{"id": "sig"}'
+        assert post(csrf_client, body, signature=sign(body)).status_code == 202
+        assert post(csrf_client, body, signature=sign(body)).status_code == 200
+    finally:
+        event_accepted.disconnect(dispatch_uid="test-signal")
+    assert seen == [("my_service", True)]
