@@ -235,7 +235,7 @@ class ConnectorContractMixin:
                 self._broken(rule, problem)
 
     def test_contract__fuzzed_inputs_raise_only_automate_error(self) -> None:
-        from hypothesis import HealthCheck, given, settings
+        from hypothesis import HealthCheck, Phase, given, settings
         from hypothesis import strategies as st
 
         from automate_testing.strategies import action_inputs
@@ -255,6 +255,9 @@ class ConnectorContractMixin:
             deadline=None,
             database=None,
             derandomize=True,
+            report_multiple_bugs=False,
+            # No explain phase: it reruns many variants of a failure, slow on real clients.
+            phases=(Phase.explicit, Phase.generate, Phase.shrink),
             suppress_health_check=list(HealthCheck),
         )
         @given(case=cases, status=statuses)
