@@ -42,6 +42,10 @@ from automate_testing.http import MockHTTP, MockResponse, mock_http
 
 __all__ = ["ConnectorContractMixin", "ConnectorContractTest", "ConnectorContractTestCase"]
 
+_MISSING_EXTRA = (
+    "the connector contract kit needs {package}: pip install 'django-automate[testing]'"
+)
+
 
 class ConnectorContractMixin:
     """The contract; mix it into a pytest class or a ``unittest``/Django test case."""
@@ -235,8 +239,11 @@ class ConnectorContractMixin:
                 self._broken(rule, problem)
 
     def test_contract__fuzzed_inputs_raise_only_automate_error(self) -> None:
-        from hypothesis import HealthCheck, Phase, given, settings
-        from hypothesis import strategies as st
+        try:
+            from hypothesis import HealthCheck, Phase, given, settings
+            from hypothesis import strategies as st
+        except ImportError:  # pragma: no cover - depends on the installed extras
+            raise AssertionError(_MISSING_EXTRA.format(package="hypothesis")) from None
 
         from automate_testing.strategies import action_inputs
 

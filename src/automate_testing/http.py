@@ -232,8 +232,13 @@ def mock_http(base_url: str = "", *, fallback: MockResponse | None = None) -> It
     Nothing leaves the process: an unmatched request raises inside the code under test
     and fails the block when it exits.
     """
-    import responses
-    import respx
+    try:
+        import responses
+        import respx
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError(
+            f"mock_http() needs {exc.name}: pip install 'django-automate[testing]'"
+        ) from exc
 
     mock = MockHTTP(base_url, fallback=fallback)
     requests_mock = responses.RequestsMock(assert_all_requests_are_fired=False)
