@@ -29,7 +29,7 @@ from __future__ import annotations
 import unittest
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from django.test import SimpleTestCase
 
@@ -299,11 +299,11 @@ class ConnectorContractMixin:
             )
         return cls
 
-    def _broken(self, rule: str, detail: str) -> Any:
+    def _broken(self, rule: str, detail: str) -> NoReturn:
         name = self.connector_class.__name__ if self.connector_class else type(self).__name__
         raise rules.broken(name, rule, detail)
 
-    def _skip(self, reason: str) -> Any:
+    def _skip(self, reason: str) -> NoReturn:
         # unittest.SkipTest is a skip for pytest and for unittest (Django's runner) alike.
         raise unittest.SkipTest(reason)
 

@@ -166,7 +166,8 @@ def invalid_inputs(cls: type[Connector]) -> list[tuple[str, Any]]:
         if schema.get("required"):
             candidates.append({})
         for name, sub in (schema.get("properties") or {}).items():
-            wrong = _WRONG_VALUES.get(sub.get("type")) if isinstance(sub, dict) else None
+            kind = sub.get("type") if isinstance(sub, dict) else None
+            wrong = _WRONG_VALUES.get(kind) if isinstance(kind, str) else None
             if wrong is not None:
                 candidates.append({name: wrong})
         if schema.get("additionalProperties") is False:
