@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import unittest
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, NoReturn
 
 from django.test import SimpleTestCase
@@ -38,7 +38,7 @@ from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_testing import rules
 from automate_testing.context import make_context
-from automate_testing.http import MockHTTP, MockResponse, mock_http
+from automate_testing.http import MockHTTP, MockResponse, UnmatchedRequest, mock_http
 
 __all__ = ["ConnectorContractMixin", "ConnectorContractTest", "ConnectorContractTestCase"]
 
@@ -115,7 +115,9 @@ class ConnectorContractMixin:
         connector._automate_webhook_secrets = tuple(self.webhook_secrets)  # type: ignore[attr-defined]
         return connector
 
-    def mock_http(self, base_url: str | None = None, **options: Any) -> Any:
+    def mock_http(
+        self, base_url: str | None = None, **options: Any
+    ) -> AbstractContextManager[MockHTTP]:
         """:func:`automate_testing.http.mock_http` rooted at the connector's base URL."""
         return mock_http(self.connector.base_url if base_url is None else base_url, **options)
 
@@ -229,11 +231,16 @@ class ConnectorContractMixin:
             problem = rules.input_problem(cls, action, sample)
             if problem:
                 self._broken(rule, f"the sample input itself is invalid: {problem}")
-            with self._mock_samples(action) as mock:
-                try:
+            mock = MockHTTP()
+            try:
+                with self._mock_samples(action) as mock:
                     result = self.connector.execute_action(action, sample)
-                except AutomateError as exc:
-                    self._broken(rule, f"raised {exc!r}; requests made: {_calls(mock)}")
+            except UnmatchedRequest as exc:
+                self._broken(rule, f"it made a request its sample_responses do not answer: {exc}")
+            except AutomateError as exc:
+                self._broken(rule, f"raised {exc!r}; requests made: {_calls(mock)}")
+            except Exception as exc:
+                self._broken(rule, f"raised {type(exc).__name__}: {exc}")
             problem = rules.output_problem(cls.get_action(action), result)
             if problem:
                 self._broken(rule, problem)

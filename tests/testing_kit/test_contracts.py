@@ -141,3 +141,39 @@ def test_contract_test__a_verifying_connector_without_a_signer_skips_signed_rule
     # MyWebhookConnector declares no trigger: the webhook rules do not apply at all.
     with pytest.raises(unittest.SkipTest, match="no trigger declares a verification_method"):
         Hooks().test_contract__webhook_rejects_missing_signature()
+
+
+def test_contract_test__sample_without_its_responses_names_the_missing_route():
+    class Samples(ConnectorContractTest):
+        connector_class = JiraConnector
+        sample_inputs = {"create_issue": {"summary": "Hi"}}
+
+        def get_config(self):
+            return dict(JIRA_CONFIG)
+
+    with pytest.raises(AssertionError) as failed:
+        Samples().test_contract__sample_actions_run()
+    message = str(failed.value)
+    assert message.startswith(
+        "JiraConnector breaks the connector contract rule "
+        "'action 'create_issue' runs on its sample input and returns a JSON object': "
+        "it made a request its sample_responses do not answer"
+    ), message
+    assert "POST https://test.atlassian.net/rest/api/3/issue" in message
+
+
+def test_contract_test__sample_for_an_unknown_action_or_invalid_input_fails():
+    class Unknown(ConnectorContractTest):
+        connector_class = JiraConnector
+        sample_inputs = {"delete_everything": {}}
+
+        def get_config(self):
+            return dict(JIRA_CONFIG)
+
+    class Invalid(Unknown):
+        sample_inputs = {"create_issue": {"summary": 5}}
+
+    with pytest.raises(AssertionError, match="sample_inputs names 'delete_everything', not an"):
+        Unknown().test_contract__sample_actions_run()
+    with pytest.raises(AssertionError, match=r"the sample input itself is invalid: at \$.summary"):
+        Invalid().test_contract__sample_actions_run()
