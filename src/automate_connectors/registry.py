@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Modules whose connectors are registered as built-ins (a project may replace them).
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = ("automate_connectors.builtin.jira",)
 
 
 def check_connector_shape(cls: type) -> None:
