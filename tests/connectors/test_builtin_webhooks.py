@@ -582,3 +582,39 @@ def test_builtin__registered_with_triggers_and_no_actions():
         assert cls.actions() == []
         assert cls.triggers()
         assert all(t.verification_method != "none" for t in cls.triggers())
+
+
+# -- Signed but unstorable content: stored safely, never a 500 ----------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "evt_nul", "type": "a\\u0000b"}',
+        b'{"id": "evt_sur", "type": "t", "note": "\\ud800"}',
+        b'{"id": "evt_nan", "type": "t", "amount": NaN}',
+        b'{"id": "evt_inf", "type": "t", "amount": -Infinity}',
+    ],
+    ids=["nul", "lone surrogate", "nan", "infinity"],
+)
+def test_builtin__unstorable_json_is_kept_as_raw_bytes(csrf_client, body):
+    sender = SENDERS["stripe"]
+    response = deliver(csrf_client, sender, body=body)
+    assert response.status_code == 202
+    item = OutboxItem.objects.get()
+    assert item.payload is None
+    assert bytes(item.raw_body) == body
+    assert item.external_id == json.loads(body)["id"]
+    assert "\x00" not in item.event_type
+
+
+def test_builtin__overlong_event_id_is_hashed_and_still_deduplicated(csrf_client):
+    sender = SENDERS["standard_webhooks"]
+    long_id = "msg_" + "x" * 400
+    first = deliver(csrf_client, sender, event_id=long_id)
+    second = deliver(csrf_client, sender, event_id=long_id)
+    assert first.status_code == 202
+    assert second.status_code == 200
+    item = OutboxItem.objects.get()
+    assert item.external_id.startswith("sha256:")
+    assert len(item.external_id) == len("sha256:") + 64

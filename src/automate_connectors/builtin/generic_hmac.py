@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
+from automate_connectors.builtin._storable import storable
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_hmac
 from automate_core.providers.base import ProviderContext
 
@@ -118,12 +119,13 @@ class GenericHmacConnector(Connector):
         event_type = _header(headers, cfg.event_type_header) or _field(
             payload, cfg.event_type_field
         )
-        return WebhookEvent(
+        event = WebhookEvent(
             event_type=event_type or "",
             external_id=external_id,
             payload=payload,
             raw_body=None if payload is not None else raw_body,
         )
+        return storable(event, raw_body)
 
 
 def _json(raw_body: bytes) -> Any:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict
 
 from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
+from automate_connectors.builtin._storable import storable
 from automate_connectors.verification import verify_github
 
 
@@ -67,12 +68,13 @@ class GitHubConnector(Connector):
         ``id`` field in them belongs to some object (a hook, a check run), not the delivery.
         """
         payload = _github_payload(raw_body)
-        return WebhookEvent(
+        event = WebhookEvent(
             event_type=headers.get("X-GitHub-Event") or "",
             external_id=headers.get("X-GitHub-Delivery") or None,
             payload=payload,
             raw_body=None if payload is not None else raw_body,
         )
+        return storable(event, raw_body)
 
 
 def _github_payload(raw_body: bytes) -> Any:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict, Field
 
 from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
+from automate_connectors.builtin._storable import storable
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_slack
 
 
@@ -91,7 +92,8 @@ class SlackConnector(Connector):
             # Not a shape Slack documents: keep the bytes, lose nothing.
             return WebhookEvent(event_type="", external_id=None, payload=None, raw_body=raw_body)
         event_type, external_id = _type_and_id(payload)
-        return WebhookEvent(event_type=event_type, external_id=external_id, payload=payload)
+        event = WebhookEvent(event_type=event_type, external_id=external_id, payload=payload)
+        return storable(event, raw_body)
 
     def webhook_handshake(self, event: WebhookEvent) -> dict[str, Any] | None:
         """Answer the Events API ``url_verification`` challenge (sent when the URL is set)."""
