@@ -618,3 +618,12 @@ def test_builtin__overlong_event_id_is_hashed_and_still_deduplicated(csrf_client
     item = OutboxItem.objects.get()
     assert item.external_id.startswith("sha256:")
     assert len(item.external_id) == len("sha256:") + 64
+
+
+@pytest.mark.parametrize("name", SENDER_IDS)
+def test_builtin__connection_without_a_secret_accepts_nothing(csrf_client, name):
+    sender = SENDERS[name]
+    connectors = {key: {**entry, "secrets": []} for key, entry in AUTOMATE["CONNECTORS"].items()}
+    with override_settings(AUTOMATE={**AUTOMATE, "CONNECTORS": connectors}):
+        response = deliver(csrf_client, sender)
+    _assert_rejected(response)

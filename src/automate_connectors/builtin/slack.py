@@ -50,6 +50,8 @@ class SlackConnector(Connector):
     #: Seconds since the epoch; replaced in tests to check signatures dated in the past.
     clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
 
+    cfg: SlackConfig
+
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
         return SlackConfig

@@ -43,6 +43,8 @@ class StandardWebhooksConnector(Connector):
     #: Seconds since the epoch; replaced in tests to check signatures dated in the past.
     clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
 
+    cfg: StandardWebhooksConfig
+
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
         return StandardWebhooksConfig

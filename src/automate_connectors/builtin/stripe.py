@@ -39,6 +39,8 @@ class StripeConnector(Connector):
     #: Seconds since the epoch; replaced in tests to check signatures dated in the past.
     clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
 
+    cfg: StripeConfig
+
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
         return StripeConfig
