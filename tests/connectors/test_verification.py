@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import standardwebhooks
 import stripe
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from automate.connections import Connection, build_connector
@@ -424,6 +424,8 @@ def test_verifiers__a_clock_that_raises_answers_false():
 @settings(max_examples=150, deadline=None)
 @given(value=st.one_of(st.none(), st.text(), st.binary().map(lambda b: b.decode("latin-1"))))
 def test_verifiers__arbitrary_header_values_answer_false(value):
+    # The only values that are right in some position: the message id and timestamp signed.
+    assume(value not in {"m", str(NOW)})
     for name, result in _all_verifiers(value):
         assert result is False, name
 
