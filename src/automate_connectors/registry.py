@@ -33,7 +33,14 @@ __all__ = [
 ]
 
 #: Modules whose connectors are registered as built-ins (a project may replace them).
-BUILTIN_MODULES: tuple[str, ...] = ("automate_connectors.builtin.jira",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "automate_connectors.builtin.generic_hmac",
+    "automate_connectors.builtin.github",
+    "automate_connectors.builtin.jira",
+    "automate_connectors.builtin.stripe",
+    "automate_connectors.builtin.slack",
+    "automate_connectors.builtin.standard_webhooks",
+)
 
 
 def check_connector_shape(cls: type) -> None:

@@ -1,0 +1,74 @@
+"""Standard Webhooks (standardwebhooks.com): ``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``, as sent by Svix and by every service that adopted the specification.
+
+Configure it with the endpoint's ``whsec_...`` secret (the base64 key after the prefix)::
+
+    AUTOMATE = {"CONNECTORS": {"standard_webhooks": {"secrets": ["secret://WEBHOOK_SECRET"]}}}
+
+To receive from several such senders, give each its own key in ``CONNECTORS`` with
+``"connector": "standard_webhooks"`` (the key is the URL segment). The external id is the
+``webhook-id`` header, which stays the same across retries; the event type is the payload's
+``type``, as the specification's payload structure recommends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
+from automate_connectors.builtin._storable import storable
+from automate_connectors.verification import DEFAULT_TOLERANCE, verify_standard_webhooks
+
+
+class StandardWebhooksConfig(BaseModel):
+    """``tolerance_seconds``: how far ``webhook-timestamp`` may be from now (replay window)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tolerance_seconds: int = Field(default=DEFAULT_TOLERANCE, ge=1, le=24 * 3600)
+
+
+class StandardWebhooksConnector(Connector):
+    """Receives webhooks signed per the Standard Webhooks specification (symmetric v1)."""
+
+    key = "standard_webhooks"
+    display_name = "Standard Webhooks"
+
+    event_id_header = "webhook-id"
+    webhook_headers = ("webhook-timestamp",)
+    #: Seconds since the epoch; replaced in tests to check signatures dated in the past.
+    clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
+
+    cfg: StandardWebhooksConfig
+
+    @classmethod
+    def config_schema(cls) -> type[BaseModel]:
+        return StandardWebhooksConfig
+
+    @classmethod
+    def triggers(cls) -> list[TriggerSpec]:
+        return [
+            TriggerSpec(
+                name="event",
+                verification_method="standard-webhooks-v1",
+                description="Any event; its type is the payload's `type`.",
+            )
+        ]
+
+    def verify_webhook(self, headers: dict, raw_body: bytes) -> bool:
+        return verify_standard_webhooks(
+            self.secret,
+            raw_body,
+            headers.get("webhook-id"),
+            headers.get("webhook-timestamp"),
+            headers.get("webhook-signature"),
+            tolerance=self.cfg.tolerance_seconds,
+            clock=type(self).clock,
+        )
+
+    def parse_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> WebhookEvent:
+        return storable(super().parse_webhook(headers, raw_body), raw_body)
