@@ -23,6 +23,8 @@ they stream, compressed and decompressed, and never trusted by their Content-Len
 
 from __future__ import annotations
 
+import functools
+import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from asgiref.sync import sync_to_async
 
 from automate_core._netguard import (
     DEADLINE,
@@ -194,6 +197,16 @@ def _capped_response(response: httpx.Response, max_size: int, *, is_async: bool)
 # -- Transports ------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _default_ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def _ssl_context(verify: Any) -> ssl.SSLContext:
+    """Loading the CA bundle costs tens of milliseconds: share the default context."""
+    return _default_ssl_context() if verify is True else httpx.create_ssl_context(verify=verify)
+
+
 def _prepare(request: httpx.Request) -> None:
     check_url(request.url)
     accepted = {
@@ -215,7 +228,7 @@ class SafeTransport(httpx.HTTPTransport):
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE, verify: Any = True) -> None:
         import httpcore
 
-        ssl_context = httpx.create_ssl_context(verify=verify)
+        ssl_context = _ssl_context(verify)
         super().__init__(verify=ssl_context)
         self.max_size = max_size
         self._pool = httpcore.ConnectionPool(
@@ -239,7 +252,7 @@ class SafeAsyncTransport(httpx.AsyncHTTPTransport):
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE, verify: Any = True) -> None:
         import httpcore
 
-        ssl_context = httpx.create_ssl_context(verify=verify)
+        ssl_context = _ssl_context(verify)
         super().__init__(verify=ssl_context)
         self.max_size = max_size
         self._pool = httpcore.AsyncConnectionPool(
@@ -467,12 +480,14 @@ async def async_ssrf_safe_request(
     client = httpx.AsyncClient(
         timeout=timeout, transport=SafeAsyncTransport(max_size=max_size), trust_env=False
     )
+    # Secret backends may query the database: resolve them off the event loop.
+    base_headers = await sync_to_async(_base_headers)(headers, credentials_ref)
     async with client:
         with _deadline(timeout):
             request = client.build_request(
                 method,
                 target,
-                headers=_base_headers(headers, credentials_ref),
+                headers=base_headers,
                 params=params,
                 json=json,
                 data=data,
