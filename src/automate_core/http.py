@@ -24,16 +24,18 @@ they stream, compressed and decompressed, and never trusted by their Content-Len
 from __future__ import annotations
 
 import functools
+import logging
 import ssl
 import time
-import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from asgiref.sync import sync_to_async
 
+from automate_core import redaction
+from automate_core._httpbody import ResponseTooLarge, capped_response
 from automate_core._netguard import (
     DEADLINE,
     AsyncGuardedBackend,
@@ -56,142 +58,13 @@ __all__ = [
     "ssrf_safe_request",
 ]
 
+logger = logging.getLogger("automate.http")
+
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
-_CHUNK = 64 * 1024
-_DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _REDIRECTS = {301, 302, 303, 307, 308}
 # Dropped when a redirect leaves the origin (scheme, host and port) of the first request.
 _CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 _CREDENTIAL_MARKERS = ("token", "secret", "api-key", "apikey", "auth", "session", "password")
-
-
-class ResponseTooLarge(SSRFError):
-    """The response body is larger than ``max_size`` (compressed or decompressed)."""
-
-    def __init__(self, max_size: int, url: str | None = None) -> None:
-        super().__init__(
-            f"the response body exceeds max_size ({max_size} bytes)", reason="too_large", url=url
-        )
-
-
-# -- Bodies: counted and decoded with a bound -----------------------------------------
-
-
-def _encodings(headers: httpx.Headers) -> list[str]:
-    values = [
-        token.strip().lower()
-        for header in headers.get_list("content-encoding")
-        for token in header.split(",")
-    ]
-    encodings = [value for value in values if value and value != "identity"]
-    unknown = [value for value in encodings if value not in _DECODABLE]
-    if unknown:
-        raise httpx.DecodingError(
-            f"unsupported Content-Encoding {', '.join(unknown)} (the client asks for gzip, deflate)"
-        )
-    return encodings
-
-
-def _through(data: bytes, decoders: list[Any]) -> Iterator[bytes]:
-    """Decompress with at most ``_CHUNK`` bytes of output per step: a bomb cannot balloon."""
-    if not decoders:
-        if data:
-            yield data
-        return
-    first, rest = decoders[0], decoders[1:]
-    try:
-        while True:
-            out = first.decompress(data, _CHUNK)
-            data = first.unconsumed_tail
-            yield from _through(out, rest)
-            if not data and len(out) < _CHUNK:
-                return
-    except zlib.error as exc:
-        message = f"the response body is not valid compressed data: {exc}"
-        raise httpx.DecodingError(message) from None
-
-
-def _flush(decoders: list[Any]) -> Iterator[bytes]:
-    for index, decoder in enumerate(decoders):
-        yield from _through(decoder.flush(), decoders[index + 1 :])
-
-
-class _Budget:
-    """Counts raw and decoded bytes; either one past ``max_size`` raises ResponseTooLarge."""
-
-    def __init__(self, response: httpx.Response, encodings: list[str], max_size: int) -> None:
-        self.url = str(response.request.url)
-        self.max_size = max_size
-        self.raw = self.decoded = 0
-        self.decoders = [zlib.decompressobj(_DECODABLE[e]) for e in reversed(encodings)]
-
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
-        self.raw += len(chunk)
-        if self.raw > self.max_size:
-            raise ResponseTooLarge(self.max_size, self.url)
-        yield from self._count(_through(chunk, self.decoders))
-
-    def finish(self) -> Iterator[bytes]:
-        yield from self._count(_flush(self.decoders))
-
-    def _count(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
-        for piece in pieces:
-            self.decoded += len(piece)
-            if self.decoded > self.max_size:
-                raise ResponseTooLarge(self.max_size, self.url)
-            yield piece
-
-
-class _CappedStream(httpx.SyncByteStream):
-    def __init__(self, response: httpx.Response, encodings: list[str], max_size: int) -> None:
-        self._response = response
-        self._budget = _Budget(response, encodings, max_size)
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._response.iter_raw():
-            yield from self._budget.feed(chunk)
-        yield from self._budget.finish()
-
-    def close(self) -> None:
-        self._response.close()
-
-
-class _AsyncCappedStream(httpx.AsyncByteStream):
-    def __init__(self, response: httpx.Response, encodings: list[str], max_size: int) -> None:
-        self._response = response
-        self._budget = _Budget(response, encodings, max_size)
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        # Decompression works on bytes already in memory, at most _CHUNK out per step.
-        async for chunk in self._response.aiter_raw():
-            for piece in self._budget.feed(chunk):
-                yield piece
-        for piece in self._budget.finish():
-            yield piece
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-def _capped_response(response: httpx.Response, max_size: int, *, is_async: bool) -> httpx.Response:
-    """The same response with a decoded, size-checked stream (and no Content-Encoding)."""
-    url = str(response.request.url)
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_size:
-        raise ResponseTooLarge(max_size, url)
-    encodings = _encodings(response.headers)
-    headers = httpx.Headers(response.headers)
-    if encodings:
-        del headers["content-encoding"]
-        headers.pop("content-length", None)
-    stream_cls = _AsyncCappedStream if is_async else _CappedStream
-    return httpx.Response(
-        response.status_code,
-        headers=headers,
-        stream=stream_cls(response, encodings, max_size),
-        request=response.request,
-        extensions=response.extensions,
-    )
 
 
 # -- Transports ------------------------------------------------------------------------
@@ -237,10 +110,13 @@ class SafeTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         _prepare(request)
-        response = super().handle_request(request)
+        try:
+            response = super().handle_request(request)
+        except Exception as exc:
+            raise redaction.scrub_exception(exc)  # noqa: B904 (the same exception, scrubbed)
         response.request = request
         try:
-            return _capped_response(response, self.max_size, is_async=False)
+            return capped_response(response, self.max_size, is_async=False)
         except BaseException:
             response.close()
             raise
@@ -261,10 +137,13 @@ class SafeAsyncTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         _prepare(request)
-        response = await super().handle_async_request(request)
+        try:
+            response = await super().handle_async_request(request)
+        except Exception as exc:
+            raise redaction.scrub_exception(exc)  # noqa: B904 (the same exception, scrubbed)
         response.request = request
         try:
-            return _capped_response(response, self.max_size, is_async=True)
+            return capped_response(response, self.max_size, is_async=True)
         except BaseException:
             await response.aclose()
             raise
@@ -377,6 +256,24 @@ def _next_hop(
 
 
 @contextmanager
+def _reported(method: str, url: str | httpx.URL) -> Iterator[None]:
+    """Scrub secrets from whatever escapes, and log what the SSRF rules refused."""
+    try:
+        yield
+    except Exception as exc:
+        redaction.scrub_exception(exc)
+        if isinstance(exc, SSRFError):
+            logger.warning(
+                "SSRF protection refused %s %s: %s",
+                method,
+                redaction.redact(str(url)),
+                exc.message,
+                extra={"reason": exc.details.get("reason")},
+            )
+        raise
+
+
+@contextmanager
 def _deadline(timeout: float) -> Iterator[None]:
     token = DEADLINE.set(time.monotonic() + timeout)
     try:
@@ -432,6 +329,36 @@ def ssrf_safe_request(
     TIMEOUT; other transport failures raise ``httpx`` errors. HTTP error statuses are
     returned, not raised (call ``raise_for_status()``).
     """
+    with _reported(method, url):
+        return _send(
+            method,
+            url,
+            credentials_ref=credentials_ref,
+            timeout=timeout,
+            max_size=max_size,
+            headers=headers,
+            params=params,
+            json=json,
+            data=data,
+            allow_redirects=allow_redirects,
+            max_redirects=max_redirects,
+        )
+
+
+def _send(
+    method: str,
+    url: str,
+    *,
+    credentials_ref: str | None,
+    timeout: float,
+    max_size: int,
+    headers: Mapping[str, str] | None,
+    params: Any,
+    json: Any,
+    data: Any,
+    allow_redirects: bool,
+    max_redirects: int,
+) -> httpx.Response:
     target = _parse(url)
     client = httpx.Client(
         timeout=timeout, transport=SafeTransport(max_size=max_size), trust_env=False
@@ -476,6 +403,36 @@ async def async_ssrf_safe_request(
     max_redirects: int = 5,
 ) -> httpx.Response:
     """The async twin of :func:`ssrf_safe_request`, with the same rules and arguments."""
+    with _reported(method, url):
+        return await _async_send(
+            method,
+            url,
+            credentials_ref=credentials_ref,
+            timeout=timeout,
+            max_size=max_size,
+            headers=headers,
+            params=params,
+            json=json,
+            data=data,
+            allow_redirects=allow_redirects,
+            max_redirects=max_redirects,
+        )
+
+
+async def _async_send(
+    method: str,
+    url: str,
+    *,
+    credentials_ref: str | None,
+    timeout: float,
+    max_size: int,
+    headers: Mapping[str, str] | None,
+    params: Any,
+    json: Any,
+    data: Any,
+    allow_redirects: bool,
+    max_redirects: int,
+) -> httpx.Response:
     target = _parse(url)
     client = httpx.AsyncClient(
         timeout=timeout, transport=SafeAsyncTransport(max_size=max_size), trust_env=False
