@@ -48,9 +48,11 @@ from automate_core.providers.errors import AutomateError, ErrorCodes
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "AsyncSafeClient",
     "ResponseTooLarge",
     "SSRFError",
     "SafeAsyncTransport",
+    "SafeClient",
     "SafeTransport",
     "async_safe_client",
     "async_ssrf_safe_request",
@@ -104,16 +106,16 @@ class SafeTransport(httpx.HTTPTransport):
         ssl_context = _ssl_context(verify)
         super().__init__(verify=ssl_context)
         self.max_size = max_size
+        # httpx has no argument for the network backend: replace the pool it built. The
+        # net-guard tests (connect target == checked IP) fail if this stops taking effect.
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context, network_backend=GuardedBackend(), retries=0
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        _prepare(request)
-        try:
+        with _reported(request.method, request.url):
+            _prepare(request)
             response = super().handle_request(request)
-        except Exception as exc:
-            raise redaction.scrub_exception(exc)  # noqa: B904 (the same exception, scrubbed)
         response.request = request
         try:
             return capped_response(response, self.max_size, is_async=False)
@@ -136,11 +138,9 @@ class SafeAsyncTransport(httpx.AsyncHTTPTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        _prepare(request)
-        try:
+        with _reported(request.method, request.url):
+            _prepare(request)
             response = await super().handle_async_request(request)
-        except Exception as exc:
-            raise redaction.scrub_exception(exc)  # noqa: B904 (the same exception, scrubbed)
         response.request = request
         try:
             return capped_response(response, self.max_size, is_async=True)
@@ -174,6 +174,31 @@ def _base_headers(headers: Mapping[str, str] | None, credentials_ref: str | None
     return merged
 
 
+class _StripsCredentials:
+    """Drops credential headers when httpx follows a redirect off the origin.
+
+    httpx itself drops only ``Authorization``; this also drops cookies and headers such as
+    ``X-Api-Key``. It extends httpx's redirect hook (``_redirect_headers``);
+    ``test_safe_client__cross_origin_redirect_drops_credentials`` guards it.
+    """
+
+    def _redirect_headers(self, request: httpx.Request, url: httpx.URL, method: str) -> Any:
+        headers = super()._redirect_headers(request, url, method)  # type: ignore[misc]
+        if _origin(url) != _origin(request.url):
+            for name in list(headers.keys()):
+                if _is_credential(name):
+                    del headers[name]
+        return headers
+
+
+class SafeClient(_StripsCredentials, httpx.Client):
+    """The ``httpx.Client`` that :func:`safe_client` returns."""
+
+
+class AsyncSafeClient(_StripsCredentials, httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` that :func:`async_safe_client` returns."""
+
+
 def safe_client(
     *,
     base_url: str = "",
@@ -185,10 +210,12 @@ def safe_client(
     """An ``httpx.Client`` that applies the SSRF rules to every request it sends.
 
     Proxies from the environment are ignored (a proxy would connect on our behalf, past
-    the address checks). Redirects are not followed unless a request asks for it; when
-    followed, httpx drops ``Authorization`` on a cross-origin hop and each hop is checked.
+    the address checks). Redirects are followed only when a request asks for it
+    (``follow_redirects=True``); then every hop is checked and credentials are dropped
+    when a hop leaves the origin. ``timeout`` has httpx's per-operation meaning here; use
+    :func:`ssrf_safe_request` for a total deadline.
     """
-    return httpx.Client(
+    return SafeClient(
         base_url=base_url,
         headers=_base_headers(headers, credentials_ref),
         timeout=timeout,
@@ -206,8 +233,9 @@ def async_safe_client(
     credentials_ref: str | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
 ) -> httpx.AsyncClient:
-    """The async twin of :func:`safe_client`."""
-    return httpx.AsyncClient(
+    """The async twin of :func:`safe_client` (resolve ``credentials_ref`` outside the loop:
+    a database-backed secret cannot be read from async code)."""
+    return AsyncSafeClient(
         base_url=base_url,
         headers=_base_headers(headers, credentials_ref),
         timeout=timeout,
@@ -263,14 +291,21 @@ def _reported(method: str, url: str | httpx.URL) -> Iterator[None]:
     except Exception as exc:
         redaction.scrub_exception(exc)
         if isinstance(exc, SSRFError):
-            logger.warning(
-                "SSRF protection refused %s %s: %s",
-                method,
-                redaction.redact(str(url)),
-                exc.message,
-                extra={"reason": exc.details.get("reason")},
-            )
+            _log_refusal(exc, method, url)
         raise
+
+
+def _log_refusal(exc: SSRFError, method: str, url: str | httpx.URL) -> None:
+    if getattr(exc, "_automate_logged", False):
+        return
+    exc._automate_logged = True  # type: ignore[attr-defined]
+    logger.warning(
+        "SSRF protection refused %s %s: %s",
+        method,
+        redaction.redact(str(url)),
+        exc.message,
+        extra={"reason": exc.details.get("reason")},
+    )
 
 
 @contextmanager

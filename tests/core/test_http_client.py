@@ -413,3 +413,35 @@ def test_async_safe_client__blocks_and_serves(server):
 
     with server.allowed():
         assert asyncio.run(run()) == 200
+
+
+def test_safe_client__cross_origin_redirect_drops_credentials(server, other_server):
+    other_server.routes["/echo"] = echo
+    server.routes["/go"] = redirect(302, other_server.url("/echo"))
+    server.routes["/echo"] = echo
+    server.routes["/here"] = redirect(302, "/echo")
+    settings = server.allowed(HTTP_ALLOWED_PORTS=[server.port, other_server.port])
+    client = safe_client(headers={"X-Api-Key": "abcdef", "Cookie": "s=1", "X-Plain": "kept"})
+    with settings, client:
+        away = client.get(server.url("/go"), follow_redirects=True).json()["headers"]
+        home = client.get(server.url("/here"), follow_redirects=True).json()["headers"]
+    assert "x-api-key" not in away
+    assert "cookie" not in away
+    assert away["x-plain"] == "kept"
+    assert home["x-api-key"] == "abcdef"
+
+
+def test_ssrf_safe_request__refusal_is_logged_once(caplog):
+    with caplog.at_level("WARNING", logger="automate.http"), pytest.raises(SSRFError):
+        ssrf_safe_request("GET", "http://10.0.0.1/admin")
+    records = [r for r in caplog.records if r.name == "automate.http"]
+    assert len(records) == 1
+    assert "SSRF protection refused GET http://10.0.0.1/admin" in records[0].getMessage()
+    assert records[0].reason == "private_address"
+
+
+def test_safe_client__refusal_is_logged(caplog):
+    client = safe_client()
+    with caplog.at_level("WARNING", logger="automate.http"), client, pytest.raises(SSRFError):
+        client.get("http://[::1]/")
+    assert [r.reason for r in caplog.records if r.name == "automate.http"] == ["private_address"]
