@@ -94,16 +94,21 @@ def parse_rate(rate: str) -> RateLimitItem:
 def get_storage(uri: str) -> Storage:
     """One shared storage per URI, so limiters with the same key share their counters."""
     with _storages_lock:
-        storage = _storages.get(uri)
-        if storage is None:
-            try:
-                storage = storage_from_string(uri)
-            except ConfigurationError as exc:
-                raise ImproperlyConfigured(
-                    f"rate limit storage {uri!r} is not usable ({exc}); use 'memory://' or "
-                    "'redis://host:6379/0' (pip install django-automate[redis])"
-                ) from exc
-            _storages[uri] = storage
+        cached = _storages.get(uri)
+        if cached is not None:
+            return cached
+        try:
+            storage = storage_from_string(uri)
+        except ConfigurationError as exc:
+            raise ImproperlyConfigured(
+                f"rate limit storage {uri!r} is not usable ({exc}); use 'memory://' or "
+                "'redis://host:6379/0' (pip install django-automate[redis])"
+            ) from exc
+        if not isinstance(storage, Storage):  # an "async+..." URI
+            raise ImproperlyConfigured(
+                f"rate limit storage {uri!r} is asynchronous; RateLimiter needs a sync one"
+            )
+        _storages[uri] = storage
         return storage
 
 

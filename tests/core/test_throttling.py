@@ -200,3 +200,8 @@ def test_rate_limiter__redis_four_processes_never_exceed_the_limit(redis_url):
     # 160 attempts from 4 processes at once against "50/min": exactly 50 get through.
     assert sum(admitted) == 50
     RateLimiter(name, "50/min", storage=redis_url).reset()
+
+
+def test_rate_limiter__async_storage_is_a_configuration_error():
+    with pytest.raises(ImproperlyConfigured, match="asynchronous"):
+        RateLimiter(key(), "1/min", storage="async+memory://")
