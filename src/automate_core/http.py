@@ -62,6 +62,9 @@ __all__ = [
 
 logger = logging.getLogger("automate.http")
 
+# Defined in the private helpers, shown (and importable) here.
+SSRFError.__module__ = ResponseTooLarge.__module__ = __name__
+
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 _REDIRECTS = {301, 302, 303, 307, 308}
 # Dropped when a redirect leaves the origin (scheme, host and port) of the first request.

@@ -107,22 +107,31 @@ def test_ssrf_safe_request__ignores_proxy_environment(server, monkeypatch):
         assert ssrf_safe_request("GET", server.url("/echo")).status_code == 200
 
 
-def test_ssrf_safe_request__total_deadline(server):
-    def drip(h):
-        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-        try:
-            for _ in range(100):
-                h.wfile.write(b"x")
-                h.wfile.flush()
-                time.sleep(0.05)
-        except OSError:
-            pass
+def drip(h):
+    """A body that keeps arriving, one byte every 50 ms: no read ever times out alone."""
+    h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    try:
+        for _ in range(100):
+            h.wfile.write(b"x")
+            h.wfile.flush()
+            time.sleep(0.05)
+    except OSError:
+        pass
 
+
+def test_ssrf_safe_request__total_deadline(server):
     server.routes["/slow"] = drip
     with server.allowed(), pytest.raises(AutomateError) as info:
         ssrf_safe_request("GET", server.url("/slow"), timeout=0.3)
     assert info.value.code == "timeout"
     assert info.value.retryable is True
+
+
+def test_async_ssrf_safe_request__total_deadline(server):
+    server.routes["/slow"] = drip
+    with server.allowed(), pytest.raises(AutomateError) as info:
+        asyncio.run(async_ssrf_safe_request("GET", server.url("/slow"), timeout=0.3))
+    assert info.value.code == "timeout"
 
 
 # -- Allow- and deny-lists ---------------------------------------------------------------
