@@ -118,8 +118,11 @@ def is_public(ip: IPAddress) -> bool:
     return True
 
 
-def _networks(values: Iterable[str], setting: str) -> list[ipaddress.IPv4Network | Any]:
-    networks = []
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(values: Iterable[str], setting: str) -> list[Network]:
+    networks: list[Network] = []
     for value in values:
         try:
             networks.append(ipaddress.ip_network(value, strict=False))
@@ -133,7 +136,7 @@ def _networks(values: Iterable[str], setting: str) -> list[ipaddress.IPv4Network
     return networks
 
 
-def _in(ip: IPAddress, networks: Iterable[Any]) -> bool:
+def _in(ip: IPAddress, networks: Iterable[Network]) -> bool:
     return any(c.version == n.version and c in n for n in networks for c in {ip, unwrap(ip)})
 
 

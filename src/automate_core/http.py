@@ -67,7 +67,7 @@ SSRFError.__module__ = ResponseTooLarge.__module__ = __name__
 
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 _REDIRECTS = {301, 302, 303, 307, 308}
-# Dropped when a redirect leaves the origin (scheme, host and port) of the first request.
+# Dropped when a redirect hop changes origin (scheme, host, port); once dropped, for good.
 _CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 _CREDENTIAL_MARKERS = ("token", "secret", "api-key", "apikey", "auth", "session", "password")
 
