@@ -205,8 +205,10 @@ class Connector(BaseProvider):
         return ""
 
     def _create_client(self) -> httpx.Client:
-        """An HTTP client for the service, rooted at :attr:`base_url`."""
-        return httpx.Client(base_url=self.base_url, timeout=30.0)
+        """An SSRF-safe HTTP client for the service, rooted at :attr:`base_url`."""
+        from automate_core.http import safe_client
+
+        return safe_client(base_url=self.base_url, timeout=30.0)
 
     # -- Plumbing --------------------------------------------------------------------
 

@@ -37,10 +37,14 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_ENV_PREFIX": "AUTOMATE_SECRET_",
     # Fernet keys, newest first; the first encrypts, all decrypt (rotation).
     "ENCRYPTION_KEYS": [],
-    # Outbound HTTP (the SSRF-safe client)
+    # Outbound HTTP (the SSRF-safe client, automate_core.http)
+    # Ports any URL may use; "*" allows every port.
     "HTTP_ALLOWED_PORTS": [80, 443, 8080, 8443],
+    # Non-public addresses that may still be reached: networks ("10.20.0.0/16") and host
+    # names ("mcp.internal", or ".internal" for a whole domain).
     "HTTP_ALLOW_NETWORKS": [],
     "HTTP_ALLOW_HOSTS": [],
+    # Always refused, even when public or allow-listed (cloud metadata addresses always are).
     "HTTP_DENY_NETWORKS": [],
     "HTTP_DENY_HOSTS": [],
     "HTTP_USER_AGENT": "django-automate",

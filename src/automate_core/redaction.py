@@ -7,9 +7,12 @@ and :func:`redact_data` replace those values wherever they appear, and
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "[redacted]"
 # Short values would mask innocent text ("a", "1"); nobody uses them as secrets.
@@ -20,12 +23,20 @@ _lock = threading.Lock()
 _values: dict[str, None] = {}  # insertion-ordered set, oldest evicted first
 
 
+def _forms(value: str) -> set[str]:
+    """The value as it may appear in a URL, a form body or a JSON document."""
+    forms = {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
+    return {form for form in forms if len(form) >= MIN_LENGTH}
+
+
 def remember(value: str) -> None:
+    """Scrub ``value`` (and its URL- and JSON-escaped forms) from now on."""
     if not isinstance(value, str) or len(value) < MIN_LENGTH:
         return
     with _lock:
-        _values.pop(value, None)
-        _values[str(value)] = None
+        for form in _forms(str(value)):
+            _values.pop(form, None)
+            _values[form] = None
         while len(_values) > _MAX_REMEMBERED:
             _values.pop(next(iter(_values)))
 
@@ -57,10 +68,43 @@ def redact_data(data: Any) -> Any:
     return data
 
 
+def scrub_exception(exc: BaseException) -> BaseException:
+    """Redact an exception's message, arguments and details, and those of its causes.
+
+    Changes ``exc`` in place (so ``raise`` keeps its type and traceback) and returns it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(redact_data(arg) for arg in current.args)
+        for attribute in ("message", "details"):
+            value = getattr(current, attribute, None)
+            if isinstance(value, str | dict | list):
+                with contextlib.suppress(AttributeError):  # read-only on some types
+                    setattr(current, attribute, redact_data(value))
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+# Attributes every LogRecord has; anything else came in through ``extra=``.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
+
+
 class RedactingFilter(logging.Filter):
-    """Replaces remembered secret values in a record's message and arguments."""
+    """Replaces remembered secret values in a record's message, arguments, ``extra=``
+    fields, exception text and stack.
+
+    Attach it to handlers (``"filters": ["redact"]`` in ``LOGGING``): a filter on a handler
+    sees records from every logger that reaches it, a filter on a logger does not.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not _values:
+            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string is logging's problem, not ours
@@ -73,4 +117,11 @@ class RedactingFilter(logging.Filter):
             scrubbed = redact(text)
             if scrubbed != text:
                 record.exc_info, record.exc_text = None, scrubbed
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS and isinstance(value, str | dict | list | tuple):
+                setattr(record, name, redact_data(value))
         return True

@@ -64,8 +64,28 @@ class SecretValue(str):
 class SecretBackend(Protocol):
     """Looks a secret up by name; returns ``None`` when it does not hold it.
 
-    Write one for Vault, AWS Secrets Manager or any other store and list its dotted path in
-    ``AUTOMATE["SECRET_BACKENDS"]``. It must not log or raise with the value in the message.
+    This is the whole interface for Vault-like stores (HashiCorp Vault, AWS Secrets
+    Manager, GCP Secret Manager, 1Password...). Write a class with a no-argument
+    constructor and ``get(name)``, and list its dotted path in
+    ``AUTOMATE["SECRET_BACKENDS"]``; backends are asked in that order and the first
+    non-``None`` answer wins::
+
+        class VaultBackend:
+            def __init__(self):
+                self.client = hvac.Client(url=os.environ["VAULT_ADDR"])
+
+            def get(self, name: str) -> str | None:
+                try:
+                    data = self.client.secrets.kv.v2.read_secret_version(path=name)
+                except hvac.exceptions.InvalidPath:
+                    return None
+                return data["data"]["data"]["value"]
+
+    Rules: return ``None`` for "not here" (so the next backend is asked) and raise only
+    for real failures, never with the value in the message; don't log values; the
+    resolver registers every value it hands out with :mod:`automate_core.redaction`, so a
+    backend needs no redaction of its own. Instances are created once per process and
+    shared between threads, so cache clients, not values, unless expiry is handled.
     """
 
     def get(self, name: str) -> str | None: ...

@@ -1,0 +1,393 @@
+"""Where the SSRF-safe client decides which addresses it may reach (package-private).
+
+Two layers, so that a check can never be skipped by a second DNS lookup:
+
+* :func:`check_url` runs on every request and every redirect hop before anything is sent:
+  scheme, userinfo, port, the deny-list of host names, and IP literals in any notation;
+* :class:`GuardedBackend` / :class:`AsyncGuardedBackend` are httpcore network backends. Their
+  ``connect_tcp`` resolves the host name once, checks EVERY address it got, and connects to
+  one of the checked addresses (DNS pinning). httpcore keeps using the original name for the
+  ``Host`` header, TLS SNI and the certificate check, because only the socket layer changes.
+
+Mocking at the transport (``respx``) replaces the connection pool's ``handle_request``, so
+such tests never reach :func:`resolve_checked` and never do DNS.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+
+from automate_core.conf import settings as automate_settings
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+
+# Cloud metadata endpoints stay blocked even when an allow-list would admit their network:
+# a credential leak from them is the classic SSRF payoff.
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.169.254/32",  # AWS, GCP, Azure, OpenStack, DigitalOcean
+        "169.254.170.2/32",  # AWS ECS task metadata
+        "169.254.169.253/32",  # AWS DNS
+        "100.100.100.200/32",  # Alibaba Cloud
+        "fd00:ec2::254/128",  # AWS IMDS over IPv6
+    )
+)
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
+
+# Not globally routable, spelled out so the answer does not depend on the Python patch
+# release's idea of ``is_global``.
+_EXTRA_BLOCKED = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "198.18.0.0/15",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "64:ff9b:1::/48",
+        "fc00::/7",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+#: Absolute deadline (``time.monotonic()``) of the current call; streams clamp timeouts to it.
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "automate_http_deadline", default=None
+)
+
+
+class SSRFError(AutomateError):
+    """The request was refused to protect internal services (SSRF protection)."""
+
+    def __init__(self, message: str, *, reason: str = "blocked", url: str | None = None) -> None:
+        from automate_core.redaction import redact
+
+        details: dict[str, Any] = {"reason": reason}
+        if url is not None:
+            details["url"] = redact(url)
+        super().__init__(
+            ErrorCodes.PERMISSION_DENIED, redact(message), retryable=False, details=details
+        )
+
+
+def unwrap(ip: IPAddress) -> IPAddress:
+    """The IPv4 address hidden in an IPv6 one (mapped, compatible, NAT64, 6to4), else ``ip``."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if int(ip) >> 32 == 0 and int(ip) > 1:  # IPv4-compatible ::a.b.c.d (deprecated)
+            return ipaddress.IPv4Address(int(ip))
+        if ip.teredo is not None:
+            return ip.teredo[1]
+    return ip
+
+
+def is_public(ip: IPAddress) -> bool:
+    """True only for globally routable unicast addresses (after :func:`unwrap`)."""
+    for candidate in {ip, unwrap(ip)}:
+        if (
+            not candidate.is_global
+            or candidate.is_private
+            or candidate.is_loopback
+            or candidate.is_link_local
+            or candidate.is_multicast
+            or candidate.is_reserved
+            or candidate.is_unspecified
+            or (isinstance(candidate, ipaddress.IPv6Address) and candidate.is_site_local)
+            or any(candidate in net for net in _EXTRA_BLOCKED if net.version == candidate.version)
+        ):
+            return False
+    return True
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(values: Iterable[str], setting: str) -> list[Network]:
+    networks: list[Network] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError as exc:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f'AUTOMATE["{setting}"] holds {value!r}, which is not a network such as '
+                f'"10.0.0.0/8" or "fd00::/8": {exc}'
+            ) from None
+    return networks
+
+
+def _in(ip: IPAddress, networks: Iterable[Network]) -> bool:
+    return any(c.version == n.version and c in n for n in networks for c in {ip, unwrap(ip)})
+
+
+def normalize_host(host: str) -> str:
+    return host.strip().rstrip(".").lower()
+
+
+def host_matches(host: str, patterns: Iterable[str]) -> bool:
+    """``api.corp`` matches exactly; ``.corp`` or ``*.corp`` match the domain and below."""
+    host = normalize_host(host)
+    for pattern in patterns:
+        pattern = normalize_host(pattern)
+        if pattern.startswith("*."):
+            pattern = pattern[1:]
+        if pattern.startswith("."):
+            if host == pattern[1:] or host.endswith(pattern):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def check_address(ip: IPAddress, host: str) -> None:
+    """Raise :class:`SSRFError` unless ``ip`` (reached as ``host``) may be contacted."""
+    deny = _networks(automate_settings.HTTP_DENY_NETWORKS, "HTTP_DENY_NETWORKS")
+    if _in(ip, METADATA_NETWORKS) or _in(ip, deny):
+        raise SSRFError(f"{host} resolves to {ip}, a blocked address", reason="denied_address")
+    if is_public(ip):
+        return
+    allow = _networks(automate_settings.HTTP_ALLOW_NETWORKS, "HTTP_ALLOW_NETWORKS")
+    if _in(ip, allow) or host_matches(host, automate_settings.HTTP_ALLOW_HOSTS):
+        return
+    raise SSRFError(
+        f"{host} resolves to {ip}, which is not a public address; add it to "
+        'AUTOMATE["HTTP_ALLOW_NETWORKS"] or ["HTTP_ALLOW_HOSTS"] if it is a trusted service',
+        reason="private_address",
+    )
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """Parse ``host`` as an IP address if it is one in canonical notation, else ``None``.
+
+    Raises :class:`SSRFError` for IPv4 in the legacy notations that ``inet_aton`` accepts
+    (``2130706433``, ``0x7f000001``, ``0177.0.0.1``, ``127.1``, ``0``): resolvers disagree on
+    them, and no legitimate service is addressed that way.
+    """
+    bare = host.strip("[]")
+    if "%" in bare:
+        raise SSRFError(f"IPv6 zone ids are not allowed in URLs: {host}", reason="ip_notation")
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(bare)
+    except (OSError, ValueError):
+        return None
+    raise SSRFError(
+        f"{host!r} is an IPv4 address in a legacy notation; write it as a dotted quad",
+        reason="ip_notation",
+    )
+
+
+def check_url(url: Any) -> None:
+    """Checks that need no DNS: scheme, userinfo, port, deny-listed names, IP literals.
+
+    ``url`` is an :class:`httpx.URL` (the parse that will actually be sent).
+    """
+    scheme = url.scheme.lower()
+    text = str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
+    if scheme not in ALLOWED_SCHEMES:
+        raise SSRFError(
+            f"scheme {scheme or '(none)'!r} is not allowed (only http and https)",
+            reason="scheme",
+            url=text,
+        )
+    if url.userinfo:
+        raise SSRFError(
+            "credentials in the URL (user:password@host) are not allowed; use credentials_ref",
+            reason="userinfo",
+            url=text,
+        )
+    host = url.host
+    if not host:
+        raise SSRFError("the URL has no host", reason="host", url=text)
+    port = url.port or (443 if scheme == "https" else 80)
+    ports = automate_settings.HTTP_ALLOWED_PORTS
+    if ports != "*" and port not in ports:
+        raise SSRFError(
+            f'port {port} is not in AUTOMATE["HTTP_ALLOWED_PORTS"] ({ports})',
+            reason="port",
+            url=text,
+        )
+    name = normalize_host(host)
+    if host_matches(name, METADATA_HOSTS) or host_matches(name, automate_settings.HTTP_DENY_HOSTS):
+        raise SSRFError(f"host {name} is deny-listed", reason="denied_host", url=text)
+    literal = ip_literal(name)
+    if literal is not None:
+        check_address(literal, name)
+
+
+def resolve_checked(host: str, port: int) -> list[tuple[int, IPAddress]]:
+    """Resolve ``host`` once and check every address; return ``(family, ip)`` pairs."""
+    literal = ip_literal(host)
+    if literal is not None:
+        check_address(literal, host)
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        return [(family, literal)]
+    if host_matches(host, METADATA_HOSTS) or host_matches(host, automate_settings.HTTP_DENY_HOSTS):
+        raise SSRFError(f"host {normalize_host(host)} is deny-listed", reason="denied_host")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    return _check_infos(host, infos)
+
+
+def _check_infos(host: str, infos: list[Any]) -> list[tuple[int, IPAddress]]:
+    checked: list[tuple[int, IPAddress]] = []
+    for family, _type, _proto, _canon, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        check_address(ip, host)
+        if (family, ip) not in checked:
+            checked.append((family, ip))
+    if not checked:
+        raise httpcore.ConnectError(f"{host} has no IPv4 or IPv6 address")
+    return checked
+
+
+def _remaining(timeout: float | None) -> float | None:
+    deadline = DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the request's total deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """Clamps every read and write timeout to the call's total deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _remaining(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _remaining(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
+        inner = self._inner.start_tls(ssl_context, server_hostname, _remaining(timeout))
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """httpcore backend that resolves once, checks every address and connects to one of them."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(  # type: ignore[override]
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        error: Exception | None = None
+        for _family, ip in resolve_checked(host, port):
+            try:
+                stream = self._inner.connect_tcp(
+                    str(ip), port, _remaining(timeout), local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+                continue
+            return _DeadlineStream(stream)
+        assert error is not None
+        raise error
+
+    def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
+        raise SSRFError("Unix sockets are not allowed", reason="scheme")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _AsyncDeadlineStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, _remaining(timeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, _remaining(timeout))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
+        inner = await self._inner.start_tls(ssl_context, server_hostname, _remaining(timeout))
+        return _AsyncDeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
+    """The async twin of :class:`GuardedBackend` (asyncio or trio through anyio)."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(  # type: ignore[override]
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        import anyio.to_thread
+
+        checked = await anyio.to_thread.run_sync(resolve_checked, host, port)
+        error: Exception | None = None
+        for _family, ip in checked:
+            try:
+                stream = await self._inner.connect_tcp(
+                    str(ip), port, _remaining(timeout), local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+                continue
+            return _AsyncDeadlineStream(stream)
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
+        raise SSRFError("Unix sockets are not allowed", reason="scheme")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

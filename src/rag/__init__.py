@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation for Django Automate (knowledge bases, retrieval, embeddings)."""
