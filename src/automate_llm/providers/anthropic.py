@@ -159,7 +159,9 @@ class AnthropicProvider(BaseLLMProvider):
             params["system"] = "\n\n".join(system)
         temperature = kwargs.get("temperature", self.cfg.temperature)
         if temperature is not None:
-            params["temperature"] = temperature
+            # In the request body directly: newer SDKs dropped the keyword argument while
+            # the API still takes the field for the models that support it.
+            params["extra_body"] = {"temperature": temperature}
         if kwargs.get("stop"):
             stop = kwargs["stop"]
             params["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
