@@ -350,3 +350,23 @@ def test_openai__structured_output_is_requested_as_json_schema(server):
 def test_openai__unknown_config_fields_are_rejected():
     with pytest.raises(Exception, match="api_kee"):
         OpenAIProvider({"api_kee": "x"}, None)
+
+
+def through_factory(provider_key, *, asynchronous, timeout):
+    """An HTTP client factory as a project would write one (e.g. around the SSRF client)."""
+    import openai
+
+    cls = openai.DefaultAsyncHttpxClient if asynchronous else openai.DefaultHttpxClient
+    return cls(timeout=timeout, headers={"X-Through": f"factory-{provider_key}"})
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_openai__a_configured_http_client_factory_carries_the_requests(server, mode, settings):
+    settings.AUTOMATE = {
+        "LLM_HTTP_CLIENT_FACTORY": "tests.llm.test_openai_provider.through_factory"
+    }
+    server.add(Reply(200, completion()))
+    provider = make(server)
+    assert complete(provider, mode).content == "Hello there"
+    provider.close()
+    assert server.requests[0].headers["x-through"] == "factory-openai"

@@ -21,6 +21,7 @@ from automate_llm.providers._sdk import (
     import_sdk,
     malformed_response,
     normalize_sdk_error,
+    owns_http_client,
 )
 from automate_llm.providers.base import BaseLLMProvider, ChatChunk, ChatResult, ToolCall, Usage
 
@@ -84,9 +85,9 @@ class OpenAIProvider(BaseLLMProvider):
         return self._client
 
     def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and owns_http_client():
             self._client.close()
-            self._client = None
+        self._client = None
 
     # -- Calls ----------------------------------------------------------------------------
 
