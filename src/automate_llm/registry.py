@@ -46,6 +46,8 @@ BUILTIN_PROVIDERS: tuple[str, ...] = (
 def check_provider_shape(cls: type) -> None:
     """Raise ``TypeError`` describing the first thing wrong with an LLM provider class."""
     name = f"{cls.__module__}.{cls.__qualname__}"
+    if not issubclass(cls, BaseLLMProvider):  # the registry checked it; narrows the type
+        raise TypeError(f"{name} must subclass BaseLLMProvider")
     schema = cls.config_schema()
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise TypeError(f"{name}.config_schema() must return a pydantic BaseModel subclass")

@@ -133,3 +133,11 @@ def test_spec_provider__complete_is_derived_from_its_chat_with_estimated_usage(s
 def test_spec_provider__its_config_is_validated_by_its_own_schema():
     with pytest.raises(Exception, match="endpoint"):
         MyLLMProvider({"api_key": "k"}, None)
+
+
+def test_base__an_unregistered_class_without_chat_fails_clearly_instead_of_recursing():
+    class Empty(BaseLLMProvider):
+        key = "empty"
+
+    with pytest.raises(TypeError, match="chat\\(\\) or complete\\(\\)"):
+        Empty({}, None).chat([{"role": "user", "content": "x"}])

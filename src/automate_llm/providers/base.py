@@ -168,6 +168,8 @@ class BaseLLMProvider(BaseProvider):
         The default wraps a subclass's ``chat`` and estimates the usage with
         ``count_tokens``, because a plain ``chat`` does not report it.
         """
+        if not implements_chat(type(self)):
+            raise TypeError(f"{type(self).__qualname__} must implement chat() or complete()")
         return self._estimated_result(messages, self.chat(messages, **kwargs), kwargs)
 
     async def acomplete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
