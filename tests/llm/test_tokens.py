@@ -124,3 +124,39 @@ def test_retry_policy__waits_at_least_retry_after_and_gives_up_on_huge_ones():
     plain = AutomateError(ErrorCodes.UNAVAILABLE)
     assert 0 <= policy.delay(3, plain) <= 0.02
     assert not policy.should_retry(1, AutomateError(ErrorCodes.UNAUTHENTICATED))
+
+
+def test_count_tokens__a_cached_encoding_is_used_by_tiktoken_without_a_network(
+    network_closed, empty_cache, monkeypatch
+):
+    """The whole exact path, with a tiny encoding standing in for cl100k_base's 1.7 MB file:
+    our cache check passes, tiktoken reads its cache (no download), and counts exactly."""
+    pytest.importorskip("tiktoken", reason="tiktoken is not installed (extra: openai)")
+    import base64
+
+    import tiktoken.load
+    import tiktoken.registry
+
+    url = "https://example.invalid/tiny_base.tiktoken"
+    content = b"".join(
+        base64.b64encode(tok) + b" %d\n" % rank for rank, tok in enumerate([b"a", b"b", b" "])
+    )
+    digest = hashlib.sha256(content).hexdigest()
+    (empty_cache / hashlib.sha1(url.encode()).hexdigest()).write_bytes(content)
+    monkeypatch.setitem(tokens.ENCODING_FILES, "tiny_base", (url, digest))
+
+    def tiny_base():
+        return {
+            "name": "tiny_base",
+            "pat_str": r"\S+|\s+",
+            "mergeable_ranks": tiktoken.load.load_tiktoken_bpe(url, expected_hash=digest),
+            "special_tokens": {},
+        }
+
+    tiktoken.registry._find_constructors()
+    monkeypatch.setitem(tiktoken.registry.ENCODING_CONSTRUCTORS, "tiny_base", tiny_base)
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+
+    assert tokens.count_tokens("aaaa bb", encoding="tiny_base") == 7  # one token per byte
+    assert tokens.estimate_tokens("aaaa bb") == 2
+    assert network_closed == []
