@@ -9,9 +9,14 @@ import pytest
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_llm.providers.anthropic import AnthropicProvider
 from automate_llm.retry import RetryPolicy, acall_with_retry, call_with_retry
+from tests.llm.conftest import require_sdk
 from tests.llm.servers import Reply, sse
 
-pytest.importorskip("anthropic", reason="the anthropic SDK is not installed (extra: anthropic)")
+
+@pytest.fixture(autouse=True)
+def _anthropic_sdk():
+    require_sdk("anthropic", "anthropic")
+
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 TOOLS = [

@@ -12,6 +12,7 @@ from automate_core.tracing import trace
 from automate_llm.calls import build_provider, run_chat
 from automate_llm.models import LLMProfile, LLMUsage
 from automate_llm.retry import RetryPolicy
+from tests.llm.conftest import require_sdk
 from tests.llm.servers import Reply
 
 pytestmark = pytest.mark.django_db
@@ -150,7 +151,7 @@ def test_run_chat__a_missing_secret_is_a_configuration_error():
 
 @override_settings(AUTOMATE=AUTOMATE)
 def test_run_chat__openai_429_then_success_with_a_retry_policy_records_both_calls(server):
-    pytest.importorskip("openai", reason="the openai SDK is not installed (extra: openai)")
+    require_sdk("openai", "openai")
     completion = {
         "id": "c",
         "object": "chat.completion",

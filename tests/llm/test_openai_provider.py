@@ -8,12 +8,16 @@ import json
 import pytest
 
 from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_llm.providers.openai import OpenAIProvider
 from automate_llm.retry import RetryPolicy, acall_with_retry, call_with_retry
+from tests.llm.conftest import require_sdk
 from tests.llm.servers import Reply, ScriptedServer, sse
 
-pytest.importorskip("openai", reason="the openai SDK is not installed (extra: openai)")
 
-from automate_llm.providers.openai import OpenAIProvider
+@pytest.fixture(autouse=True)
+def _openai_sdk():
+    require_sdk("openai", "openai")
+
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 TOOLS = [

@@ -10,6 +10,7 @@ import pytest
 from automate_llm import tokens
 from automate_llm.providers.openai import OpenAIProvider
 from automate_llm.retry import RetryPolicy, parse_retry_after
+from tests.llm.conftest import require_sdk
 
 
 @pytest.fixture
@@ -82,7 +83,7 @@ def test_cached_encoding_path__finds_a_file_whose_hash_matches(empty_cache, monk
 
 
 def test_encoding_for_model__knows_openai_models_and_defaults_otherwise():
-    pytest.importorskip("tiktoken", reason="tiktoken is not installed (extra: openai)")
+    require_sdk("tiktoken", "openai")
     assert tokens.encoding_for_model("gpt-4o") == "o200k_base"
     assert tokens.encoding_for_model("gpt-4") == "cl100k_base"
     assert tokens.encoding_for_model("llama-3-70b") == tokens.DEFAULT_ENCODING
@@ -131,7 +132,7 @@ def test_count_tokens__a_cached_encoding_is_used_by_tiktoken_without_a_network(
 ):
     """The whole exact path, with a tiny encoding standing in for cl100k_base's 1.7 MB file:
     our cache check passes, tiktoken reads its cache (no download), and counts exactly."""
-    pytest.importorskip("tiktoken", reason="tiktoken is not installed (extra: openai)")
+    require_sdk("tiktoken", "openai")
     import base64
 
     import tiktoken.load
