@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +111,7 @@ def run_chat(
     retry: RetryPolicy | None = None,
     run_id: int | None = None,
     step_name: str = "",
-    sleep: Any = time.sleep,
+    sleep: Callable[[float], None] = time.sleep,
     **params: Any,
 ) -> LLMCall:
     """Call the profile's provider once (or per ``retry``) and record the usage.
@@ -183,9 +183,9 @@ def normalize_error(exc: BaseException, *, provider: str) -> AutomateError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if isinstance(status, int):
-        from automate_llm.providers._sdk import _STATUS_CODES
+        from automate_llm.providers._sdk import STATUS_CODES
 
-        code = _STATUS_CODES.get(status) or (
+        code = STATUS_CODES.get(status) or (
             ErrorCodes.UNAVAILABLE if status >= 500 else ErrorCodes.INVALID_ARGUMENT
         )
         details: dict[str, Any] = {"status": status}

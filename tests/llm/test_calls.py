@@ -120,6 +120,15 @@ def test_run_chat__a_model_answer_that_does_not_fit_is_an_error_with_a_usage_row
     assert info.value.details["usage_id"] == rows[0].pk
 
 
+def test_run_chat__a_fenced_json_answer_is_accepted(server):
+    server.add(Reply(200, {"content": '```json\n{"title": "x"}\n```'}))
+    profile = LLMProfile.objects.create(
+        key="mine", provider_key="my_llm", config={"api_key": "k", "endpoint": server.url}
+    )
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    assert run_chat(profile, USER, response_schema=schema).parsed == {"title": "x"}
+
+
 def test_run_chat__an_invalid_schema_is_refused_before_any_call():
     with pytest.raises(AutomateError, match="not a valid JSON Schema") as info:
         run_chat(offline(), USER, response_schema={"type": "nonsense"})

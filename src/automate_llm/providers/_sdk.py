@@ -44,7 +44,7 @@ from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.redaction import redact
 from automate_llm.retry import parse_retry_after
 
-_STATUS_CODES = {
+STATUS_CODES = {
     400: ErrorCodes.INVALID_ARGUMENT,
     401: ErrorCodes.UNAUTHENTICATED,
     403: ErrorCodes.PERMISSION_DENIED,
@@ -146,7 +146,7 @@ def _status_error(exc: Any, provider: str) -> AutomateError:
     status = int(exc.status_code)
     response = getattr(exc, "response", None)
     headers = dict(response.headers) if response is not None else {}
-    code = _STATUS_CODES.get(status) or (
+    code = STATUS_CODES.get(status) or (
         ErrorCodes.UNAVAILABLE if status >= 500 else ErrorCodes.INVALID_ARGUMENT
     )
     details: dict[str, Any] = {"status": status}
