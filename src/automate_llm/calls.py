@@ -116,7 +116,8 @@ def run_chat(
 ) -> LLMCall:
     """Call the profile's provider once (or per ``retry``) and record the usage.
 
-    ``params`` go to the provider (``model``, ``max_tokens``, ``temperature``, ``stop``).
+    ``params`` go to the provider (``model``, ``max_tokens``, ``temperature``, ``stop``,
+    ``timeout`` in seconds for this call - a step passes its own budget).
     Raises :class:`AutomateError`; its ``details["usage_id"]`` names the failed call's row.
     """
     from automate_llm.models import LLMProfile

@@ -301,3 +301,10 @@ def test_anthropic__count_tokens_errors_are_normalized(server):
     with pytest.raises(AutomateError) as info:
         make(server).count_tokens("x")
     assert info.value.code == ErrorCodes.UNAUTHENTICATED
+
+
+def test_anthropic__a_per_call_timeout_overrides_the_profile_timeout(server):
+    server.add(Reply(hang=True))
+    with pytest.raises(AutomateError) as info:
+        make(server, timeout=60).complete(MESSAGES, timeout=0.3)
+    assert info.value.code == ErrorCodes.TIMEOUT

@@ -374,3 +374,10 @@ def test_openai__a_configured_http_client_factory_carries_the_requests(server, m
     assert complete(provider, mode).content == "Hello there"
     provider.close()
     assert server.requests[0].headers["x-through"] == "factory-openai"
+
+
+def test_openai__a_per_call_timeout_overrides_the_profile_timeout(server):
+    server.add(Reply(hang=True))
+    with pytest.raises(AutomateError) as info:
+        make(server, timeout=60).complete(MESSAGES, timeout=0.3)
+    assert info.value.code == ErrorCodes.TIMEOUT

@@ -166,6 +166,8 @@ class AnthropicProvider(BaseLLMProvider):
         if kwargs.get("stop"):
             stop = kwargs["stop"]
             params["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if kwargs.get("timeout"):
+            params["timeout"] = float(kwargs["timeout"])  # this call only (a step's budget)
         if kwargs.get("tools"):
             params["tools"] = [
                 {

@@ -164,6 +164,8 @@ class OpenAIProvider(BaseLLMProvider):
             params["temperature"] = temperature
         if kwargs.get("stop"):
             params["stop"] = kwargs["stop"]
+        if kwargs.get("timeout"):
+            params["timeout"] = float(kwargs["timeout"])  # this call only (a step's budget)
         tools = kwargs.get("tools")
         if tools:
             params["tools"] = [
