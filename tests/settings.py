@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "automate_core",
     "automate_connectors",
     "automate",
+    "automate_llm",
     "tests.testapp",
 ]
 

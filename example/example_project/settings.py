@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "automate_core",
     "automate_connectors",
     "automate",
+    "automate_llm",
 ]
 
 MIDDLEWARE = [

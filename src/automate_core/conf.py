@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_USER_AGENT": "django-automate",
     # Rate limits: "memory://" or "redis://host:port/db"
     "RATE_LIMIT_STORAGE": "memory://",
+    # LLM providers: dotted path of factory(provider_key, *, asynchronous, timeout) -> the
+    # HTTP client handed to the openai/anthropic SDKs (None: the SDK's default client).
+    "LLM_HTTP_CLIENT_FACTORY": None,
 }
 
 

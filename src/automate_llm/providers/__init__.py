@@ -1,0 +1,1 @@
+"""The LLM provider base class and the built-in providers (one module each)."""

@@ -1,0 +1,174 @@
+"""What the OpenAI and Anthropic providers share: their SDKs have the same shape.
+
+Both official SDKs raise ``APIStatusError`` (with ``status_code`` and ``response``),
+``APITimeoutError``, ``APIConnectionError`` and ``APIResponseValidationError`` and take
+``max_retries``, ``timeout`` and ``http_client``. :func:`normalize_sdk_error` maps those to
+:class:`AutomateError` codes once for both:
+
+==============================  ==================  =========
+what happened                   code                retryable
+==============================  ==================  =========
+429                             RATE_LIMITED        yes (``details["retry_after"]``)
+500-599 (incl. 529 overloaded)  UNAVAILABLE         yes
+408, client timeout             TIMEOUT             yes
+409 (a concurrent request)      UNAVAILABLE         yes
+connection refused / reset      UNAVAILABLE         yes
+malformed JSON in a response    UNAVAILABLE         yes (gateways answer 200 with HTML)
+401                             UNAUTHENTICATED     no
+403                             PERMISSION_DENIED   no
+404                             NOT_FOUND           no
+other 4xx (400, 413, 422)       INVALID_ARGUMENT    no
+==============================  ==================  =========
+
+HTTP clients: the SDK's own default httpx client, with our timeout (one shared sync client
+per provider and timeout, a fresh async client per call). A project that wants
+every outbound call to go through its own client (for instance the SSRF-safe client of
+``automate_core.http``) names a factory in ``AUTOMATE["LLM_HTTP_CLIENT_FACTORY"]``:
+``factory(provider_key, *, asynchronous, timeout) -> client``; it must return the client
+class the installed SDK accepts (``sdk.DefaultHttpxClient`` is the safe base).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from types import ModuleType
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from automate_core.conf import settings as automate_settings
+from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.redaction import redact
+from automate_llm.retry import parse_retry_after
+
+STATUS_CODES = {
+    400: ErrorCodes.INVALID_ARGUMENT,
+    401: ErrorCodes.UNAUTHENTICATED,
+    403: ErrorCodes.PERMISSION_DENIED,
+    404: ErrorCodes.NOT_FOUND,
+    408: ErrorCodes.TIMEOUT,
+    409: ErrorCodes.UNAVAILABLE,
+    413: ErrorCodes.INVALID_ARGUMENT,
+    422: ErrorCodes.INVALID_ARGUMENT,
+    429: ErrorCodes.RATE_LIMITED,
+}
+_MAX_MESSAGE = 300
+
+_sync_clients: dict[tuple[str, str, float], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def import_sdk(name: str, extra: str) -> ModuleType:
+    """Import an optional SDK or say which extra installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"the {name!r} package is needed for this LLM provider: "
+            f'pip install "django-automate[{extra}]"'
+        ) from exc
+
+
+def http_client(sdk: ModuleType, provider_key: str, *, asynchronous: bool, timeout: float) -> Any:
+    """The HTTP client handed to the SDK (see the module docstring)."""
+    factory_path = automate_settings.LLM_HTTP_CLIENT_FACTORY
+    if factory_path:
+        factory = import_string(factory_path) if isinstance(factory_path, str) else factory_path
+        return factory(provider_key, asynchronous=asynchronous, timeout=timeout)
+    if asynchronous:
+        # An async client belongs to the event loop that first uses it: one per call.
+        return sdk.DefaultAsyncHttpxClient(timeout=timeout)
+    # Sync clients are thread-safe; sharing one per provider and timeout keeps connections
+    # alive between calls and saves building an SSL context (~0.1 s) for every call.
+    cache_key = (sdk.__name__, provider_key, timeout)
+    with _clients_lock:
+        client = _sync_clients.get(cache_key)
+        if client is None or client.is_closed:
+            client = _sync_clients[cache_key] = sdk.DefaultHttpxClient(timeout=timeout)
+    return client
+
+
+def owns_http_client() -> bool:
+    """False when the sync HTTP client is shared (the provider must not close it)."""
+    return bool(automate_settings.LLM_HTTP_CLIENT_FACTORY)
+
+
+def normalize_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> AutomateError:
+    """Map an exception raised by an official SDK call to an :class:`AutomateError`."""
+    if isinstance(exc, AutomateError):
+        return exc
+    if isinstance(exc, sdk.APITimeoutError):
+        return AutomateError(ErrorCodes.TIMEOUT, "the request timed out", provider=provider)
+    if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError):
+        return _malformed(provider, exc)
+    if isinstance(exc, sdk.APIStatusError):
+        return _status_error(exc, provider)
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc
+        if "timeout" in type(cause).__name__.lower():
+            return AutomateError(ErrorCodes.TIMEOUT, "the request timed out", provider=provider)
+        return AutomateError(
+            ErrorCodes.UNAVAILABLE,
+            f"connection failed: {redact(str(cause))[:_MAX_MESSAGE]}",
+            provider=provider,
+        )
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return AutomateError(ErrorCodes.TIMEOUT, "the request timed out", provider=provider)
+    if name in {"RemoteProtocolError", "ReadError", "ConnectError", "NetworkError"}:
+        return AutomateError(
+            ErrorCodes.UNAVAILABLE, f"connection failed: {name}", provider=provider
+        )
+    return AutomateError(
+        ErrorCodes.INTERNAL, f"{name}: {redact(str(exc))[:_MAX_MESSAGE]}", provider=provider
+    )
+
+
+def malformed_response(provider: str, what: object) -> AutomateError:
+    """The SDK parsed nothing usable (e.g. a gateway's HTML page with status 200)."""
+    return _malformed(provider, TypeError(type(what).__name__))
+
+
+def _malformed(provider: str, exc: BaseException) -> AutomateError:
+    return AutomateError(
+        ErrorCodes.UNAVAILABLE,
+        "the service answered with malformed JSON",
+        provider=provider,
+        retryable=True,
+        details={"reason": "malformed_response", "error": type(exc).__name__},
+    )
+
+
+def _status_error(exc: Any, provider: str) -> AutomateError:
+    status = int(exc.status_code)
+    response = getattr(exc, "response", None)
+    headers = dict(response.headers) if response is not None else {}
+    code = STATUS_CODES.get(status) or (
+        ErrorCodes.UNAVAILABLE if status >= 500 else ErrorCodes.INVALID_ARGUMENT
+    )
+    details: dict[str, Any] = {"status": status}
+    retry_after = parse_retry_after(headers)
+    if retry_after is not None:
+        details["retry_after"] = retry_after
+    request_id = headers.get("x-request-id") or headers.get("request-id")
+    if request_id:
+        details["request_id"] = request_id
+    detail = _error_text(getattr(exc, "body", None)) or str(getattr(exc, "message", ""))
+    message = f"HTTP {status} from {provider}"
+    if detail:
+        message += f": {redact(detail)[:_MAX_MESSAGE]}"
+    return AutomateError(code, message, provider=provider, details=details)
+
+
+def _error_text(body: Any) -> str:
+    """The service's own error message from the usual ``{"error": {"message": ...}}``."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+    return ""
