@@ -28,6 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from automate import signals
 from automate.connections import connector_for
 from automate_connectors.base import Connector, Headers
+from automate_connectors.storable import storable
 from automate_core.conf import settings as automate_settings
 from automate_core.outbox import queue
 from automate_core.providers.base import ProviderContext
@@ -89,7 +90,7 @@ class WebhookView(View):
             return _error(401, "signature verification failed", trace_id)
 
         try:
-            event = connector.parse_webhook(headers, raw_body)
+            event = storable(connector.parse_webhook(headers, raw_body), raw_body)
             handshake = connector.webhook_handshake(event)
         except Exception:
             logger.exception("could not read a verified webhook for %r", key)

@@ -248,3 +248,28 @@ def test_webhook__event_accepted_signal_fires_after_commit(csrf_client):
     finally:
         event_accepted.disconnect(dispatch_uid="test-signal")
     assert seen == [("my_service", True)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "nul", "text": "a\\u0000b"}',  # PostgreSQL refuses NUL in jsonb
+        b'{"id": "surrogate", "text": "\\ud800"}',  # no driver encodes a lone surrogate
+        b'{"id": "nan", "value": NaN}',  # json.loads accepts it; it is not JSON
+    ],
+)
+def test_webhook__signed_but_unstorable_json_from_a_project_connector_is_kept_raw(
+    csrf_client, body
+):
+    response = post(csrf_client, body, signature=sign(body))
+    assert response.status_code == 202
+    item = OutboxItem.objects.get()
+    assert item.payload is None
+    assert bytes(item.raw_body) == body
+
+
+def test_webhook__overlong_event_id_is_hashed_and_still_deduplicates(csrf_client):
+    body = json.dumps({"id": "x" * 400}).encode()
+    assert post(csrf_client, body, signature=sign(body)).status_code == 202
+    assert post(csrf_client, body, signature=sign(body)).status_code == 200
+    assert OutboxItem.objects.get().external_id.startswith("sha256:")

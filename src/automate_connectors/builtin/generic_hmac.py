@@ -32,7 +32,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
-from automate_connectors.builtin._storable import storable
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_hmac
 from automate_core.providers.base import ProviderContext
 
@@ -125,7 +124,7 @@ class GenericHmacConnector(Connector):
             payload=payload,
             raw_body=None if payload is not None else raw_body,
         )
-        return storable(event, raw_body)
+        return event
 
 
 def _json(raw_body: bytes) -> Any:

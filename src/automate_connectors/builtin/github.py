@@ -20,7 +20,6 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict
 
 from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
-from automate_connectors.builtin._storable import storable
 from automate_connectors.verification import verify_github
 
 
@@ -74,7 +73,7 @@ class GitHubConnector(Connector):
             payload=payload,
             raw_body=None if payload is not None else raw_body,
         )
-        return storable(event, raw_body)
+        return event
 
 
 def _github_payload(raw_body: bytes) -> Any:

@@ -24,7 +24,6 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict, Field
 
 from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
-from automate_connectors.builtin._storable import storable
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_slack
 
 
@@ -95,7 +94,7 @@ class SlackConnector(Connector):
             return WebhookEvent(event_type="", external_id=None, payload=None, raw_body=raw_body)
         event_type, external_id = _type_and_id(payload)
         event = WebhookEvent(event_type=event_type, external_id=external_id, payload=payload)
-        return storable(event, raw_body)
+        return event
 
     def webhook_handshake(self, event: WebhookEvent) -> dict[str, Any] | None:
         """Answer the Events API ``url_verification`` challenge (sent when the URL is set)."""

@@ -14,13 +14,12 @@ To receive from several such senders, give each its own key in ``CONNECTORS`` wi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
-from automate_connectors.builtin._storable import storable
+from automate_connectors.base import Connector, TriggerSpec
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_standard_webhooks
 
 
@@ -69,6 +68,3 @@ class StandardWebhooksConnector(Connector):
             tolerance=self.cfg.tolerance_seconds,
             clock=type(self).clock,
         )
-
-    def parse_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> WebhookEvent:
-        return storable(super().parse_webhook(headers, raw_body), raw_body)

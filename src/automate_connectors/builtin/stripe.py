@@ -12,13 +12,12 @@ tried. The event type is the payload's ``type`` (``invoice.paid``...) and the ex
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
-from automate_connectors.builtin._storable import storable
+from automate_connectors.base import Connector, TriggerSpec
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_stripe
 
 
@@ -63,6 +62,3 @@ class StripeConnector(Connector):
             tolerance=self.cfg.tolerance_seconds,
             clock=type(self).clock,
         )
-
-    def parse_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> WebhookEvent:
-        return storable(super().parse_webhook(headers, raw_body), raw_body)

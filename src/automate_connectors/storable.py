@@ -4,8 +4,9 @@ A correctly signed body may still hold what no database column takes: PostgreSQL
 NUL characters in text and in ``jsonb`` (``"\\u0000"``), no database driver encodes a lone
 surrogate (``"\\ud800"``), and ``json.loads`` accepts both as well as ``NaN`` and
 ``Infinity``, which are not JSON. An external id may be longer than the column. Each of
-these would turn an accepted delivery into a 500, which the sender retries forever. So the
-built-in connectors pass their events through :func:`storable`:
+these would turn an accepted delivery into a 500, which the sender retries forever. So
+``WebhookView`` passes every connector's event (built-in or a project's own) through
+:func:`storable` before writing it:
 
 * a payload holding any of these is kept as the raw bytes instead (they are what was signed);
 * an event type loses the offending characters (it is a label for matching workflows);
