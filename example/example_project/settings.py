@@ -64,7 +64,8 @@ TEMPLATES = [
 def _database() -> dict:
     url = os.environ.get("DATABASE_URL")
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+        path = os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3")
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
     parsed = urlparse(url)
     return {
         "ENGINE": "django.db.backends.postgresql",

@@ -41,8 +41,15 @@ def check_connection_profiles(
     """Run by ``manage.py check --database default``: profiles are rows, not settings."""
     if not databases:
         return []
+    from django.db import connections
+
     from automate.models import ConnectionProfile
 
+    # `migrate` runs database checks before it migrates: the table may not exist yet.
+    with connections[databases[0]].cursor() as cursor:
+        tables = connections[databases[0]].introspection.table_names(cursor)
+    if ConnectionProfile._meta.db_table not in tables:
+        return []
     messages: list[checks.CheckMessage] = []
     for profile in ConnectionProfile.objects.using(databases[0]).all():
         messages.extend(

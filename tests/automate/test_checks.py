@@ -67,3 +67,12 @@ def test_checks__profiles_are_checked_with_the_database_tag():
     assert check_connection_profiles(databases=None) == []
     [message] = check_connection_profiles(databases=["default"])
     assert message.id == "automate.E001" and message.obj.key == "quiet"
+
+
+@pytest.mark.django_db
+def test_checks__profiles_check_before_migrate_finds_no_table_and_says_nothing(monkeypatch):
+    from django.db import connection
+
+    # `migrate` runs database checks on a database that has no tables yet.
+    monkeypatch.setattr(connection.introspection, "table_names", lambda cursor=None: [])
+    assert check_connection_profiles(databases=["default"]) == []
