@@ -42,12 +42,12 @@ test-postgres: install
 	AUTOMATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests example benchmarks
-	$(VENV)/bin/ruff format --check src tests example benchmarks
+	$(VENV)/bin/ruff check src tests example
+	$(VENV)/bin/ruff format --check src tests example
 
 format: install
-	$(VENV)/bin/ruff format src tests example benchmarks
-	$(VENV)/bin/ruff check --fix src tests example benchmarks
+	$(VENV)/bin/ruff format src tests example
+	$(VENV)/bin/ruff check --fix src tests example
 
 bench: install
 	@echo "benchmarks/ arrives with the benchmarks issue"; exit 1
