@@ -23,6 +23,8 @@ INSTALLED_APPS = [
     "automate_core",
     "automate_connectors",
     "automate",
+    "rag",
+    "rag.contrib.pgvector",
     "tests.testapp",
 ]
 
