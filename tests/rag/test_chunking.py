@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from rag.chunking import chunk_text
@@ -25,7 +27,7 @@ def test_chunk_text__respects_size_and_loses_no_words():
 def test_chunk_text__consecutive_chunks_overlap():
     text = " ".join(f"word{i}." for i in range(200))
     chunks = chunk_text(text, size=100, overlap=30, markdown=False)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.content.split()[0] in before.content
 
 

@@ -18,7 +18,10 @@ reciprocal rank fusion, with ``text_search_config`` ("english"), ``rrf_k`` (60) 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.apps import apps
@@ -34,8 +37,18 @@ _ITERATIVE_SCAN = {"off", "relaxed_order", "strict_order"}
 _REGCONFIG_RE = re.compile(r"^[a-z_]{1,63}$")
 
 
+def _decoded(row: tuple) -> tuple:
+    """Django hands raw SQL ``jsonb`` back as text; decode the metadata column (index 2)."""
+    metadata = row[2]
+    if isinstance(metadata, str):
+        metadata = json.loads(metadata)
+    return (row[0], row[1], metadata or {}, *row[3:])
+
+
 def _vector_literal(values: list[float]) -> str:
-    return "[" + ",".join(repr(float(v)) for v in values) + "]"
+    # pgvector stores float4: nine significant digits round-trip every float4 exactly, and
+    # formatting them is several times faster than repr() of the doubles.
+    return "[" + ",".join(map("%.9g".__mod__, values)) + "]"
 
 
 class PgVectorRetrievalProvider(BaseRetrievalProvider):
@@ -106,39 +119,33 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
     def ensure_index(self, dimensions: int) -> bool:
         """Create this namespace's HNSW (and, for hybrid, full-text) index if missing.
 
-        Returns True when an index was built. Uses pgvector's ``HnswIndex`` over a cast to
-        the namespace's dimension, limited to the namespace by its condition.
+        Returns True when an index was built. The HNSW index is over a cast to the
+        namespace's dimension with cosine ops, limited to the namespace by its predicate;
+        written as SQL because Django's index expressions cannot yet put an operator class
+        after a cast.
         """
-        from django.db.models import Q
-        from django.db.models.functions import Cast
-        from pgvector.django import HnswIndex, VectorField
-
         self._check_postgres()
         built = False
         name = self.index_name(dimensions)
-        if not self._index_exists(name):
-            index = HnswIndex(
-                Cast("embedding", output_field=VectorField(dimensions=dimensions)),
-                name=name,
-                opclasses=["vector_cosine_ops"],
-                condition=Q(namespace=self.namespace),
-                m=self.m,
-                ef_construction=self.ef_construction,
-            )
-            with transaction.atomic(), connection.schema_editor(atomic=False) as editor:
+        with transaction.atomic(), connection.schema_editor(atomic=False) as editor:
+            namespace = editor.quote_value(self.namespace)
+            if not self._index_exists(name):
                 # A building graph wants memory; this raises it for this transaction only.
                 editor.execute("SELECT set_config('maintenance_work_mem', '256MB', true)")
-                editor.add_index(self.model, index)
-            built = True
-        text_name = self.index_name(dimensions, kind="fts")
-        if self.hybrid and not self._index_exists(text_name):
-            with connection.schema_editor() as editor:
+                editor.execute(
+                    f"CREATE INDEX {editor.quote_name(name)} ON {self.table} USING hnsw "
+                    f"((embedding::vector({int(dimensions)})) vector_cosine_ops) "
+                    f"WITH (m = {self.m}, ef_construction = {self.ef_construction}) "
+                    f"WHERE namespace = {namespace}"
+                )
+                built = True
+            text_name = self.index_name(dimensions, kind="fts")
+            if self.hybrid and not self._index_exists(text_name):
                 editor.execute(
                     f"CREATE INDEX {editor.quote_name(text_name)} ON {self.table} "
-                    f"USING gin ({self._tsvector()}) "
-                    f"WHERE namespace = {editor.quote_value(self.namespace)}"
+                    f"USING gin ({self._tsvector()}) WHERE namespace = {namespace}"
                 )
-            built = True
+                built = True
         return built
 
     def _tsvector(self) -> str:
@@ -159,28 +166,48 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
                 f"namespace {self.namespace!r} holds {held}-dimension vectors, "
                 f"these have {dimensions}",
             )
-        model = self.model
-        rows = [
-            model(
-                namespace=self.namespace,
-                vector_id=doc["id"],
-                content=doc["content"],
-                metadata=doc["metadata"],
-                dimensions=dimensions,
-                embedding=doc["embedding"],
-            )
-            for doc in checked
-        ]
-        with transaction.atomic():
-            model.objects.bulk_create(
-                rows,
-                batch_size=BATCH_SIZE,
-                update_conflicts=True,
-                unique_fields=["namespace", "vector_id"],
-                update_fields=["content", "metadata", "dimensions", "embedding"],
-            )
+        self._copy_upsert(checked, dimensions)
         self.ensure_index(dimensions)
-        return len(rows)
+        return len(checked)
+
+    def _copy_upsert(self, documents: list[dict[str, Any]], dimensions: int) -> None:
+        """Stream the batch with COPY into a temporary table, then upsert it in one statement.
+
+        COPY moves vectors several times faster than multi-row INSERTs; the upsert keeps
+        "the same id replaces" semantics. All or nothing: one transaction.
+        """
+        with transaction.atomic(), connection.cursor() as cursor:
+            raw = cursor.cursor
+            if not hasattr(raw, "copy"):
+                raise ImproperlyConfigured("the pgvector retrieval provider needs psycopg 3")
+            # Inside an outer transaction ON COMMIT DROP waits for its end: drop any leftover.
+            cursor.execute("DROP TABLE IF EXISTS pg_temp.rag_pgvector_load")
+            cursor.execute(
+                "CREATE TEMP TABLE rag_pgvector_load (vector_id text, content text, "
+                "metadata jsonb, embedding vector) ON COMMIT DROP"
+            )
+            with raw.copy(
+                "COPY rag_pgvector_load (vector_id, content, metadata, embedding) FROM STDIN"
+            ) as copy:
+                for doc in documents:
+                    copy.write_row(
+                        (
+                            doc["id"],
+                            doc["content"],
+                            json.dumps(doc["metadata"]),
+                            _vector_literal(doc["embedding"]),
+                        )
+                    )
+            cursor.execute(
+                f"INSERT INTO {self.table} "
+                "(namespace, vector_id, content, metadata, dimensions, embedding) "
+                "SELECT %s, vector_id, content, metadata, %s, embedding FROM rag_pgvector_load "
+                "ON CONFLICT (namespace, vector_id) DO UPDATE SET content = EXCLUDED.content, "
+                "metadata = EXCLUDED.metadata, dimensions = EXCLUDED.dimensions, "
+                "embedding = EXCLUDED.embedding",
+                [self.namespace, dimensions],
+            )
+            cursor.execute("DROP TABLE pg_temp.rag_pgvector_load")
 
     def delete(self, ids: list[str]) -> int:
         check_ids(self.key, ids)
@@ -216,12 +243,32 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         )
         return sql, [params[0], *params[1:], params[0], limit]
 
-    def _set_search_options(self, cursor) -> None:
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), "
-            "set_config('hnsw.iterative_scan', %s, true)",
-            [str(self.ef_search), self.iterative_scan],
-        )
+    @contextmanager
+    def _search_options(self) -> Iterator[Any]:
+        """A cursor in a transaction with this provider's HNSW settings, restored after.
+
+        ``set_config(..., true)`` lasts until the end of the transaction; when the caller
+        already holds one (``ATOMIC_REQUESTS``, a test), the old values are put back so the
+        settings never leak past this query.
+        """
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
+            )
+            previous = cursor.fetchone()
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), "
+                "set_config('hnsw.iterative_scan', %s, true)",
+                [str(self.ef_search), self.iterative_scan],
+            )
+            try:
+                yield cursor
+            finally:
+                cursor.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true), "
+                    "set_config('hnsw.iterative_scan', %s, true)",
+                    list(previous),
+                )
 
     def _prepare(self, query_embedding: list[float], top_k: int, filters: dict | None):
         self._check_postgres()
@@ -250,10 +297,9 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         hybrid = self.hybrid and bool(query_text and query_text.strip())
         limit = max(top_k, self.hybrid_candidates) if hybrid else top_k
         sql, params = self._vector_sql(query, limit, conditions)
-        with transaction.atomic(), connection.cursor() as cursor:
-            self._set_search_options(cursor)
+        with self._search_options() as cursor:
             cursor.execute(sql, params)
-            vector_rows = cursor.fetchall()
+            vector_rows = [_decoded(row) for row in cursor.fetchall()]
             text_rows = (
                 self._text_search(cursor, str(query_text), limit, conditions) if hybrid else []
             )
@@ -267,7 +313,12 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
     def _text_search(
         self, cursor, text: str, limit: int, conditions: list[rag_filters.Condition]
     ) -> list[tuple]:
-        tsquery = f"websearch_to_tsquery('{self.text_search_config}'::regconfig, %s)"
+        # Any of the query's words, not all of them: a question rarely repeats every word
+        # of its answer, and ts_rank_cd still ranks passages with more of them first.
+        tsquery = (
+            f"replace(plainto_tsquery('{self.text_search_config}'::regconfig, %s)::text, "
+            "' & ', ' | ')::tsquery"
+        )
         where = f"namespace = %s AND {self._tsvector()} @@ {tsquery}"
         params: list[Any] = [self.namespace, text]
         if conditions:
@@ -279,7 +330,7 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
             f"ORDER BY ts_rank_cd({self._tsvector()}, {tsquery}) DESC, vector_id LIMIT %s",
             [*params, text, limit],
         )
-        return cursor.fetchall()
+        return [_decoded(row) for row in cursor.fetchall()]
 
     def _fuse(self, vector_rows: list[tuple], text_rows: list[tuple], top_k: int) -> list[dict]:
         """Reciprocal rank fusion: each list adds ``1 / (rrf_k + rank)`` to a passage."""
@@ -301,7 +352,6 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         """PostgreSQL's plan for a vector query, with this provider's search settings."""
         query, conditions, _ = self._prepare(query_embedding, top_k, filters)
         sql, params = self._vector_sql(query, top_k, conditions)
-        with transaction.atomic(), connection.cursor() as cursor:
-            self._set_search_options(cursor)
+        with self._search_options() as cursor:
             cursor.execute(f"EXPLAIN {sql}", params)
             return "\n".join(row[0] for row in cursor.fetchall())
