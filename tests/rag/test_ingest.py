@@ -92,7 +92,7 @@ def test_ingest_paths__refuses_unknown_files_before_ingesting(make_kb, tmp_path)
     kb = make_kb()
     (tmp_path / "a.md").write_text("Alpha.")
     (tmp_path / "b.pdf").write_bytes(b"%PDF")
-    with pytest.raises(AutomateError, match="only .markdown, .md, .txt"):
+    with pytest.raises(AutomateError, match=r"only \.markdown, \.md, \.txt"):
         ingest_paths(kb, [tmp_path / "a.md", tmp_path / "b.pdf"])
     with pytest.raises(AutomateError, match="no such file"):
         ingest_paths(kb, [tmp_path / "missing.md"])

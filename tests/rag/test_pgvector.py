@@ -79,7 +79,7 @@ def test_pgvector__queries_use_the_namespace_hnsw_index(loaded):
 
 @pytest.mark.django_db
 def test_pgvector__filters_are_honoured_with_the_full_top_k(loaded):
-    store, vectors = loaded
+    store, _ = loaded
     query = _queries(1)[0]
     found = store.retrieve(query.tolist(), top_k=20, filters={"group": 3})
     # One row in ten matches: without iterative scans the index would hand back ~4.
