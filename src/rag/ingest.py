@@ -109,7 +109,8 @@ def ingest_text(
             {
                 "id": f"{prefix}-{piece.ordinal}",
                 "content": piece.content,
-                "metadata": chunk_metadata,
+                # Stores built like the spec's PineconeProvider keep only the metadata.
+                "metadata": {**chunk_metadata, "content": piece.content},
             }
         )
 
@@ -159,7 +160,7 @@ def ingest_text(
                     content=record["content"],
                     content_hash=_hash(record["content"]),
                     vector_id=record["id"],
-                    metadata=record["metadata"],
+                    metadata={k: v for k, v in record["metadata"].items() if k != "content"},
                 )
                 for index, record in enumerate(records)
             ]

@@ -54,11 +54,15 @@ def search(
     passages = []
     for item in found:
         metadata = dict(item.get("metadata") or {})
+        content = item.get("content")
+        if content is None:
+            content = metadata.get("content")
+        metadata.pop("content", None)
         passages.append(
             {
                 "id": item["id"],
                 "score": float(item["score"]),
-                "content": item.get("content"),
+                "content": content,
                 "metadata": metadata,
                 "source": metadata.get("source"),
                 "title": metadata.get("title"),

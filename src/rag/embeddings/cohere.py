@@ -48,6 +48,8 @@ class CohereEmbeddingProvider(BaseEmbeddingProvider):
             kwargs: dict[str, Any] = {
                 "httpx_client": outbound_client(timeout=self.timeout),
                 "timeout": self.timeout,
+                # Retries live in one layer, the engine's, driven by the error's retryable.
+                "max_retries": 0,
             }
             if self.config.get("base_url"):
                 kwargs["base_url"] = str(self.config["base_url"])

@@ -58,9 +58,12 @@ def check_documents(provider: str, documents: Any) -> list[dict[str, Any]]:
         metadata = doc.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise invalid(provider, f"document {doc_id!r} metadata must be an object", id=doc_id)
+        # Passage text travels both as "content" and in the metadata (the spec's providers
+        # read it back from there); a store that keeps a content column keeps it once.
         content = doc.get("content")
         if content is None:
             content = metadata.get("content", "")
+        metadata = {k: v for k, v in metadata.items() if k != "content"}
         checked.append(
             {"id": doc_id, "embedding": embedding, "content": str(content), "metadata": metadata}
         )
