@@ -147,3 +147,26 @@ def test_search__unknown_knowledge_base_is_not_found(db):
     with pytest.raises(AutomateError) as info:
         search("nope", "query")
     assert info.value.code == ErrorCodes.NOT_FOUND
+
+
+def test_knowledge_base__clean_names_every_bad_field(db):
+    from django.core.exceptions import ValidationError
+
+    from rag.models import KnowledgeBase
+
+    kb = KnowledgeBase(
+        name="X",
+        slug="x",
+        embedding_provider="nope",
+        retrieval_provider="nada",
+        chunk_size=100,
+        chunk_overlap=100,
+    )
+    with pytest.raises(ValidationError) as info:
+        kb.full_clean()
+    assert set(info.value.message_dict) == {
+        "embedding_provider",
+        "retrieval_provider",
+        "chunk_overlap",
+    }
+    assert "known: cohere, local, openai" in info.value.message_dict["embedding_provider"][0]
