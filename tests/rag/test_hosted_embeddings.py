@@ -172,3 +172,12 @@ def test_openai__a_timeout_is_a_retryable_timeout(transport):
 def test_hosted__need_an_api_key(provider):
     with pytest.raises(ImproperlyConfigured, match="needs config api_key"):
         provider({})
+
+
+def test_outbound_client__ignores_proxy_settings_from_the_environment():
+    from rag.http import outbound_client
+
+    with outbound_client(timeout=5.0) as client:
+        assert isinstance(client, httpx.Client)
+        assert client.timeout.read == 5.0
+        assert client._trust_env is False

@@ -197,3 +197,16 @@ def test_pgvector__needs_postgresql():
         pytest.skip("checks the error on other databases; this run is on PostgreSQL")
     with pytest.raises(ImproperlyConfigured, match="needs PostgreSQL"):
         PgVectorRetrievalProvider({"namespace": "x"}).retrieve([1.0])
+
+
+def test_pgvector__a_knowledge_base_ingests_and_searches_hybrid(make_kb, corpus, postgres):
+    from rag.ingest import ingest_paths
+    from rag.query import search
+
+    kb = make_kb("pg-help", retrieval_provider="pgvector", retrieval_config={"hybrid": True})
+    ingest_paths(kb, [corpus])
+    results = search(kb, "how do I reset my password", top_k=3)
+    assert results[0]["metadata"]["heading"] == "Your account > Resetting a forgotten password"
+    assert "content" not in results[0]["metadata"]
+    # Re-ingesting unchanged files touches nothing.
+    assert {r.status for r in ingest_paths(kb, [corpus])} == {"unchanged"}
