@@ -110,8 +110,8 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
 
 class ChunkInline(admin.TabularInline):
     model = Chunk
-    fields = ["ordinal", "vector_id", "content"]
-    readonly_fields = fields
+    fields = ("ordinal", "vector_id", "content")
+    readonly_fields = ("ordinal", "vector_id", "content")
     extra = 0
     can_delete = False
     show_change_link = False

@@ -96,7 +96,7 @@ def ingest_text(
 
     pieces = chunk_text(text, kb.chunk_size, kb.chunk_overlap, markdown=markdown)
     prefix = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()[:16]
-    records = []
+    records: list[dict[str, Any]] = []
     for piece in pieces:
         chunk_metadata = {
             **metadata,

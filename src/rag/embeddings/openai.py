@@ -48,7 +48,8 @@ class OpenAIEmbeddingProvider(BaseEmbeddingProvider):
                 base_url=self.config.get("base_url") or None,
                 timeout=self.timeout,
                 max_retries=0,
-                http_client=outbound_client(timeout=self.timeout),
+                # openai 3 types this as its httpx2 fork and accepts an httpx.Client too.
+                http_client=outbound_client(timeout=self.timeout),  # type: ignore[arg-type]
             )
         return self._client
 
