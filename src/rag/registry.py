@@ -11,6 +11,9 @@ project classes under one key are an error.
 
 from __future__ import annotations
 
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+
 from automate_core.registry import Registry
 from rag.embeddings.base import BaseEmbeddingProvider
 from rag.providers.base import BaseRetrievalProvider
@@ -44,11 +47,21 @@ def register_embedding_provider(
     return embedding_providers.register(cls, builtin=builtin)
 
 
+def _check_ready() -> None:
+    if not apps.ready:
+        raise ImproperlyConfigured(
+            "RAG providers are registered in AppConfig.ready(): look them up after "
+            'django.setup(), with "rag" in INSTALLED_APPS'
+        )
+
+
 def get_retrieval_provider(key: str) -> type[BaseRetrievalProvider]:
+    _check_ready()
     return retrieval_providers.get(key)
 
 
 def get_embedding_provider(key: str) -> type[BaseEmbeddingProvider]:
+    _check_ready()
     return embedding_providers.get(key)
 
 

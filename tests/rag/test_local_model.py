@@ -41,7 +41,7 @@ def test_local_model__the_corpus_answers_the_password_question(make_kb, corpus, 
     assert all(results[0]["score"] > r["score"] + 0.15 for r in unrelated)
 
 
-def test_local_model__a_missing_model_directory_is_a_clear_error(tmp_path):
+def test_local_model__a_missing_model_directory_is_a_clear_error(embedder, tmp_path):
     from django.core.exceptions import ImproperlyConfigured
 
     provider = LocalEmbeddingProvider({"model_path": str(tmp_path / "absent")})

@@ -156,3 +156,12 @@ def test_base__delete_is_refused_by_default_with_a_clear_error(fakes):
 
     with pytest.raises(AutomateError, match="does not support deleting"):
         provider.delete(["a"])
+
+
+def test_registry__lookups_before_ready_say_how_to_fix_it(monkeypatch):
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setattr(apps, "ready", False)
+    with pytest.raises(ImproperlyConfigured, match=r"registered in AppConfig.ready\(\)"):
+        get_retrieval_provider("local")

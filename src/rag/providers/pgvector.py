@@ -133,7 +133,8 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
                 # A building graph wants memory; this raises it for this transaction only.
                 editor.execute("SELECT set_config('maintenance_work_mem', '256MB', true)")
                 editor.execute(
-                    f"CREATE INDEX {editor.quote_name(name)} ON {self.table} USING hnsw "
+                    f"CREATE INDEX IF NOT EXISTS {editor.quote_name(name)} "
+                    f"ON {self.table} USING hnsw "
                     f"((embedding::vector({int(dimensions)})) vector_cosine_ops) "
                     f"WITH (m = {self.m}, ef_construction = {self.ef_construction}) "
                     f"WHERE namespace = {namespace}"
@@ -142,7 +143,7 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
             text_name = self.index_name(dimensions, kind="fts")
             if self.hybrid and not self._index_exists(text_name):
                 editor.execute(
-                    f"CREATE INDEX {editor.quote_name(text_name)} ON {self.table} "
+                    f"CREATE INDEX IF NOT EXISTS {editor.quote_name(text_name)} ON {self.table} "
                     f"USING gin ({self._tsvector()}) WHERE namespace = {namespace}"
                 )
                 built = True
