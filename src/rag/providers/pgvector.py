@@ -262,14 +262,14 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
                 "set_config('hnsw.iterative_scan', %s, true)",
                 [str(self.ef_search), self.iterative_scan],
             )
-            try:
-                yield cursor
-            finally:
-                cursor.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true), "
-                    "set_config('hnsw.iterative_scan', %s, true)",
-                    list(previous),
-                )
+            # On an error the savepoint's rollback restores them, and a failed transaction
+            # would refuse this statement anyway.
+            yield cursor
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), "
+                "set_config('hnsw.iterative_scan', %s, true)",
+                list(previous),
+            )
 
     def _prepare(self, query_embedding: list[float], top_k: int, filters: dict | None):
         self._check_postgres()
