@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "automate_connectors",
     "automate",
     "automate_llm",
+    "rag",
+    "rag.contrib.pgvector",
     "tests.testapp",
 ]
 

@@ -10,3 +10,7 @@ class TestAppConfig(AppConfig):
         from automate_llm.registry import register_provider
         from .llm_providers import MyLLMProvider
         register_provider(MyLLMProvider)
+
+        # The spec's RAG providers, registered the same way (see rag_providers.py).
+        from tests.testapp import rag_providers
+        rag_providers.register()

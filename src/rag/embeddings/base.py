@@ -1,0 +1,50 @@
+"""What an embedding provider is: text in, one vector per text out.
+
+Some models embed a search query differently from the passages it should find (Cohere's
+``input_type``, E5's ``query:`` prefix). :meth:`embed_documents` and :meth:`embed_query`
+carry that distinction; both fall back to :meth:`embed`, the one method the spec's
+``CohereEmbeddingProvider`` implements.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from automate_core import secrets
+from automate_core.providers.base import BaseProvider
+
+
+class BaseEmbeddingProvider(BaseProvider, ABC):
+    """Subclass this, set ``key`` and ``dimensions`` and implement :meth:`embed`.
+
+    ``config["api_key"]`` may be a ``secret://NAME`` reference; it is resolved here and
+    offered as ``self.api_key`` (``None`` when not configured), because the spec's client
+    providers use ``self.api_key`` without setting it.
+    """
+
+    #: Length of every vector this provider returns; a built-in may change it per instance.
+    dimensions: ClassVar[int] = 0
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+        api_key = self.config.get("api_key")
+        self.api_key: str | None = secrets.resolve(str(api_key)) if api_key else None
+
+    @abstractmethod
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector of :attr:`dimensions` floats per text, in order."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for passages being indexed."""
+        return self.embed(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector for one search query."""
+        return self.embed([text])[0]
+
+    @property
+    def vector_size(self) -> int:
+        """The instance's vector length (a built-in may configure a non-default size)."""
+        return int(self.dimensions)

@@ -1,0 +1,212 @@
+"""The pgvector store on real PostgreSQL (the embedded server in `make test`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+
+from automate_core.providers.errors import AutomateError
+from rag.providers.pgvector import PgVectorRetrievalProvider
+
+DIMS = 384
+COUNT = 10_000
+
+
+def _unit(rng: np.random.Generator, count: int, dims: int = DIMS) -> np.ndarray:
+    vectors = rng.normal(size=(count, dims)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def loaded(django_db_setup, django_db_blocker):
+    """10,000 random 384-d vectors, loaded once for the module; the index built after."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "needs PostgreSQL; `make test` runs this suite again with AUTOMATE_TEST_DB=postgres"
+        )
+    rng = np.random.default_rng(42)
+    vectors = _unit(rng, COUNT)
+    store = PgVectorRetrievalProvider({"namespace": "recall"})
+    docs = [
+        {
+            "id": f"v{i}",
+            "embedding": vectors[i].tolist(),
+            "content": f"passage {i}",
+            "metadata": {"group": i % 10, "even": i % 2 == 0},
+        }
+        for i in range(COUNT)
+    ]
+    with django_db_blocker.unblock():
+        store.index_documents(docs)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE rag_pgvector_pgvectorentry")
+    yield store, vectors
+    with django_db_blocker.unblock():
+        store.delete([d["id"] for d in docs])
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP INDEX IF EXISTS "{store.index_name(DIMS)}"')
+
+
+def _queries(count: int = 40) -> np.ndarray:
+    return _unit(np.random.default_rng(7), count)
+
+
+@pytest.mark.django_db
+def test_pgvector__hnsw_recall_at_10_against_exact_numpy(loaded):
+    _, vectors = loaded
+    # Uniform random vectors are HNSW's worst case (no clusters to exploit), hence the
+    # high ef_search; real embeddings reach this recall far lower (see docs/rag.md).
+    store = PgVectorRetrievalProvider({"namespace": "recall", "ef_search": 1000})
+    queries = _queries()
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    hits = 0
+    for query, truth in zip(queries, exact, strict=True):
+        found = store.retrieve(query.tolist(), top_k=10)
+        assert len(found) == 10
+        hits += len({int(p["id"][1:]) for p in found} & set(truth.tolist()))
+    assert hits / (10 * len(queries)) >= 0.95
+
+
+@pytest.mark.django_db
+def test_pgvector__queries_use_the_namespace_hnsw_index(loaded):
+    store, _ = loaded
+    plan = store.explain(_queries(1)[0].tolist(), top_k=10, filters={"group": 3})
+    assert f"Index Scan using {store.index_name(DIMS)}" in plan
+    assert "Seq Scan" not in plan
+
+
+@pytest.mark.django_db
+def test_pgvector__filters_are_honoured_with_the_full_top_k(loaded):
+    store, _ = loaded
+    query = _queries(1)[0]
+    found = store.retrieve(query.tolist(), top_k=20, filters={"group": 3})
+    # One row in ten matches: without iterative scans the index would hand back ~4.
+    assert len(found) == 20
+    assert all(p["metadata"]["group"] == 3 for p in found)
+    scores = [p["score"] for p in found]
+    assert scores == sorted(scores, reverse=True)
+    both = store.retrieve(
+        query.tolist(), top_k=15, filters={"group": {"$in": [1, 2]}, "even": True}
+    )
+    assert len(both) == 15
+    assert all(p["metadata"]["group"] == 2 and p["metadata"]["even"] for p in both)
+
+
+@pytest.mark.django_db
+def test_pgvector__scores_are_cosine_similarity(loaded):
+    store, vectors = loaded
+    [best] = store.retrieve(vectors[123].tolist(), top_k=1)
+    assert best["id"] == "v123"
+    assert best["score"] == pytest.approx(1.0, abs=1e-5)
+    assert best["content"] == "passage 123"
+
+
+@pytest.mark.django_db
+def test_pgvector__search_settings_stay_in_the_query_transaction(loaded):
+    store, _ = loaded
+    store.retrieve(_queries(1)[0].tolist(), top_k=3)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW hnsw.ef_search")
+        assert cursor.fetchone()[0] == "40"  # pgvector's default, untouched
+
+
+@pytest.fixture
+def small(postgres):
+    store = PgVectorRetrievalProvider({"namespace": "small", "hybrid": True})
+    docs = [
+        {
+            "id": "reset",
+            "embedding": [1.0, 0.0, 0.0],
+            "content": "Reset your password from the sign-in page",
+            "metadata": {"lang": "en"},
+        },
+        {
+            "id": "invoice",
+            "embedding": [0.9, 0.1, 0.0],
+            "content": "Invoices are sent monthly",
+            "metadata": {"lang": "en"},
+        },
+        {
+            "id": "refund",
+            "embedding": [0.0, 1.0, 0.0],
+            "content": "Refunds take five days",
+            "metadata": {"lang": "de"},
+        },
+    ]
+    assert store.index_documents(docs) == 3
+    return store
+
+
+def test_pgvector__upsert_replaces_and_delete_removes(small):
+    small.index_documents([{"id": "reset", "embedding": [1.0, 0.0, 0.0], "content": "new text"}])
+    [found] = small.retrieve([1.0, 0.0, 0.0], top_k=1)
+    assert (found["id"], found["content"]) == ("reset", "new text")
+    assert small.delete(["reset", "missing"]) == 1
+    assert [p["id"] for p in small.retrieve([1.0, 0.0, 0.0], top_k=5)] == ["invoice", "refund"]
+
+
+def test_pgvector__hybrid_search_fuses_full_text_and_vector_ranks(small):
+    # The vector alone prefers "invoice"; the words of the query find "reset".
+    query = [0.8, 0.2, 0.0]
+    assert small.retrieve(query, top_k=1)[0]["id"] == "invoice"
+    fused = small.retrieve(query, top_k=2, query_text="how do I reset my password")
+    assert fused[0]["id"] == "reset"
+    assert fused[0]["score"] == pytest.approx(1 / 61 + 1 / 62)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE indexname = %s",
+            [small.index_name(3, kind="fts")],
+        )
+        assert cursor.fetchone() is not None
+
+
+def test_pgvector__hybrid_honours_filters(small):
+    fused = small.retrieve([0.0, 1.0, 0.0], top_k=3, filters={"lang": "en"}, query_text="refunds")
+    assert [p["id"] for p in fused] == ["invoice", "reset"]
+
+
+def test_pgvector__refuses_other_dimensions(small):
+    with pytest.raises(AutomateError, match="holds 3-dimension vectors, these have 2"):
+        small.index_documents([{"id": "x", "embedding": [1.0, 0.0], "content": "x"}])
+    with pytest.raises(AutomateError, match="is the embedding model the same"):
+        small.retrieve([1.0, 0.0])
+
+
+def test_pgvector__empty_namespace_returns_nothing(postgres):
+    assert PgVectorRetrievalProvider({"namespace": "nothing"}).retrieve([1.0, 0.0]) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({"ef_search": 0}, "ef_search must be an integer"),
+        ({"iterative_scan": "sometimes"}, "iterative_scan must be one of"),
+        ({"text_search_config": "english; DROP"}, "text_search_config"),
+    ],
+)
+def test_pgvector__rejects_bad_config(config, fragment):
+    with pytest.raises(ImproperlyConfigured, match=fragment):
+        PgVectorRetrievalProvider(config)
+
+
+@pytest.mark.django_db
+def test_pgvector__needs_postgresql():
+    if connection.vendor == "postgresql":
+        pytest.skip("checks the error on other databases; this run is on PostgreSQL")
+    with pytest.raises(ImproperlyConfigured, match="needs PostgreSQL"):
+        PgVectorRetrievalProvider({"namespace": "x"}).retrieve([1.0])
+
+
+def test_pgvector__a_knowledge_base_ingests_and_searches_hybrid(make_kb, corpus, postgres):
+    from rag.ingest import ingest_paths
+    from rag.query import search
+
+    kb = make_kb("pg-help", retrieval_provider="pgvector", retrieval_config={"hybrid": True})
+    ingest_paths(kb, [corpus])
+    results = search(kb, "how do I reset my password", top_k=3)
+    assert results[0]["metadata"]["heading"] == "Your account > Resetting a forgotten password"
+    assert "content" not in results[0]["metadata"]
+    # Re-ingesting unchanged files touches nothing.
+    assert {r.status for r in ingest_paths(kb, [corpus])} == {"unchanged"}
