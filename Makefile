@@ -2,7 +2,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,postgres,redis,openai,anthropic
+EXTRAS ?= dev,postgres,redis,openai,anthropic,pinecone,cohere,local
+# The `local` extra (sentence-transformers) needs torch. Installed first and pinned, so pip
+# does not pick a multi-GB CUDA build; see README ("CPU-only torch") for other machines.
+TORCH ?= torch==2.13.0
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
@@ -20,6 +23,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
+	$(if $(findstring local,$(EXTRAS)),$(PY) -m pip install --quiet "$(TORCH)")
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
