@@ -10,12 +10,13 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-sqlite test-postgres lint format bench clean
+.PHONY: help install demo test test-sqlite test-postgres lint typecheck format bench clean
 
 help:
 	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker)"
 	@echo "make test    set up and run the whole suite on SQLite, then on PostgreSQL"
 	@echo "make lint    ruff check + ruff format --check"
+	@echo "make typecheck  mypy with django-stubs over src/"
 	@echo "make bench   run the benchmarks and append their numbers to docs/benchmarks.md"
 
 $(PY):
@@ -48,6 +49,9 @@ test-postgres: install
 lint: install
 	$(VENV)/bin/ruff check src tests example
 	$(VENV)/bin/ruff format --check src tests example
+
+typecheck: install
+	PYTHONPATH=src:. $(VENV)/bin/mypy src
 
 format: install
 	$(VENV)/bin/ruff format src tests example

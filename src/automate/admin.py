@@ -33,7 +33,9 @@ class ConnectionProfileForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["remove_webhook_secrets"].choices = [
+        remove = self.fields["remove_webhook_secrets"]
+        assert isinstance(remove, forms.MultipleChoiceField)
+        remove.choices = [
             (str(i), label) for i, label in enumerate(self.instance.describe_webhook_secrets())
         ]
 

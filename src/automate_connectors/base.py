@@ -58,6 +58,11 @@ class Connector(BaseProvider):
     #: Extra request headers kept on the outbox row (never Authorization or Cookie).
     webhook_headers: ClassVar[tuple[str, ...]] = ()
 
+    # Set by the factory after construction (subclasses may skip super().__init__), so the
+    # class-level defaults keep instances valid either way.
+    _automate_webhook_secrets: tuple[str, ...] = ()
+    _automate_current_secret: str | None = None
+
     def __init__(self, config: Mapping[str, Any] | None = None, *, ctx: ProviderContext) -> None:
         self.config = dict(config or {})
         self.ctx = ctx
@@ -143,12 +148,12 @@ class Connector(BaseProvider):
     @property
     def secrets(self) -> list[str]:
         """Every active webhook secret of this connector's profile, newest first."""
-        return list(getattr(self, "_automate_webhook_secrets", ()))
+        return list(self._automate_webhook_secrets)
 
     @property
     def secret(self) -> str:
         """The webhook secret being checked (the newest one outside a check)."""
-        bound = getattr(self, "_automate_current_secret", None)
+        bound = self._automate_current_secret
         if bound is not None:
             return bound
         if self.secrets:
@@ -160,7 +165,7 @@ class Connector(BaseProvider):
 
     @contextmanager
     def using_secret(self, secret: str) -> Iterator[None]:
-        previous = getattr(self, "_automate_current_secret", None)
+        previous = self._automate_current_secret
         self._automate_current_secret = secret
         try:
             yield

@@ -43,7 +43,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
 )
 
 
-def check_connector_shape(cls: type) -> None:
+def check_connector_shape(cls: type[Connector]) -> None:
     """Raise ``TypeError`` describing the first thing wrong with a connector class."""
     name = f"{cls.__module__}.{cls.__qualname__}"
     schema = cls.config_schema()

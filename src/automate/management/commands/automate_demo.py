@@ -45,7 +45,7 @@ class Command(BaseCommand):
         server.set_app(get_wsgi_application())
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        host, port = server.server_address[:2]
+        host, port = "127.0.0.1", server.server_address[1]
         try:
             self._post(f"http://{host}:{port}/webhooks/{key}/", secret)
         finally:
