@@ -72,3 +72,6 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler", "filters": ["trace", "redact"]}},
     "loggers": {"automate": {"handlers": ["null"], "level": "INFO"}},
 }
+
+# The workflow engine's tests: a connection for the recorder connector (tests/testapp).
+AUTOMATE["CONNECTORS"]["recorder"] = {}

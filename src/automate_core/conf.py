@@ -46,6 +46,21 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_USER_AGENT": "django-automate",
     # Rate limits: "memory://" or "redis://host:port/db"
     "RATE_LIMIT_STORAGE": "memory://",
+    # Workflows: defaults of each step's retry policy (a step may set its own).
+    "STEP_MAX_ATTEMPTS": 3,
+    "STEP_BACKOFF_SECONDS": 2.0,
+    "STEP_BACKOFF_MAX_SECONDS": 300.0,
+    "STEP_TIMEOUT_SECONDS": 30.0,
+    # Largest rendered template output (characters) and step output (JSON bytes) kept.
+    "TEMPLATE_MAX_OUTPUT": 256 * 1024,
+    "STEP_MAX_OUTPUT_BYTES": 1024 * 1024,
+    # Execution: "auto" (Celery when settings.CELERY_BROKER_URL is set, else embedded),
+    # "celery" or "embedded".
+    "EXECUTION": "auto",
+    # Items a worker claims at once (and a Celery task carries).
+    "WORKER_BATCH_SIZE": 20,
+    # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
+    "WORKER_POLL_SECONDS": 1.0,
 }
 
 
