@@ -54,8 +54,11 @@ class EmbeddedWorker:
             _running.append(self)
         try:
             if self.threads <= 1:
-                # In the calling thread: its database connection stays its own.
-                self._loop(once, 0, own_thread=False)
+                # In the calling thread; the main thread's connection stays open for its
+                # owner, a thread of ours closes its own.
+                self._loop(
+                    once, 0, own_thread=threading.current_thread() is not threading.main_thread()
+                )
                 return dict(self.counts)
             workers = [
                 threading.Thread(target=self._loop, args=(once, i), name=f"{self.name}-{i}")

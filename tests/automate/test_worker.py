@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from automate import signals
 from automate.models import RunStatus, StepRun, WorkflowRun
@@ -15,6 +16,11 @@ from automate.worker import EmbeddedWorker
 from automate_core.models import OutboxItem
 from automate_core.outbox import queue
 from tests.testapp import engine_connectors
+
+
+def threads() -> int:
+    """SQLite's shared in-memory test database locks whole tables: one thread there."""
+    return 2 if connection.vendor == "postgresql" else 1
 
 
 def action(name, act, input_data):
@@ -33,7 +39,9 @@ def test_worker__command_once_drains_with_threads_and_exits(recorder_calls):
     for n in range(6):
         WorkflowService().run_workflow(wf, {"n": n})
     out = io.StringIO()
-    call_command("automate_worker", "--once", "--threads", "2", "--batch", "2", stdout=out)
+    call_command(
+        "automate_worker", "--once", "--threads", str(threads()), "--batch", "2", stdout=out
+    )
     assert "automate worker stopped (done: 6)" in out.getvalue()
     assert sorted(i["n"] for _, i in recorder_calls) == list(range(6))
     assert set(OutboxItem.objects.values_list("status", flat=True)) == {"done"}
@@ -63,7 +71,7 @@ def test_worker__stop_finishes_the_current_step_then_releases(recorder_calls, mo
         name="Two", steps=[action("Slow", "slow", {"seconds": 0}), action("After", "echo", {})]
     )
     run = WorkflowService().run_workflow(wf, {})
-    worker = EmbeddedWorker(threads=2, poll_seconds=0.05)
+    worker = EmbeddedWorker(threads=threads(), poll_seconds=0.05)
     thread = threading.Thread(target=worker.run)
     thread.start()
     assert started.wait(10)
@@ -85,9 +93,11 @@ def test_worker__stop_finishes_the_current_step_then_releases(recorder_calls, mo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_worker__event_accepted_wakes_a_waiting_worker():
+def test_worker__event_accepted_wakes_a_waiting_worker(postgres):
+    # PostgreSQL only: this test reads while the worker thread writes, which SQLite's
+    # shared in-memory test database answers with "table is locked".
     wf = WorkflowService().create_workflow(name="Wake", steps=[action("E", "echo", {})])
-    worker = EmbeddedWorker(threads=2, poll_seconds=3600)  # would never poll again
+    worker = EmbeddedWorker(threads=threads(), poll_seconds=3600)  # would never poll again
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
