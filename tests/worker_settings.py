@@ -1,0 +1,25 @@
+"""Settings for worker processes started by the tests (Celery workers, automate_worker).
+
+A worker must reach the *test* database that pytest-django created, so the test passes
+its connection settings in ``AUTOMATE_WORKER_DATABASE`` (JSON); Celery's broker and queue
+come from ``AUTOMATE_WORKER_BROKER_URL`` and ``AUTOMATE_WORKER_QUEUE``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.settings import *  # noqa: F403
+from tests.settings import AUTOMATE
+
+DATABASES = {"default": json.loads(os.environ["AUTOMATE_WORKER_DATABASE"])}
+
+CELERY_BROKER_URL = os.environ.get("AUTOMATE_WORKER_BROKER_URL") or None
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("AUTOMATE_WORKER_QUEUE", "celery")
+
+AUTOMATE = {
+    **AUTOMATE,
+    "OUTBOX_LEASE_SECONDS": int(os.environ.get("AUTOMATE_WORKER_LEASE_SECONDS", "300")),
+    "WORKER_POLL_SECONDS": 0.1,
+}
