@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from automate.views import WebhookView
 
@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Exactly the spec's line.
     path("webhooks/<str:connector_key>/", WebhookView.as_view()),
+    path("api/", include("automate.api.urls")),
 ]
