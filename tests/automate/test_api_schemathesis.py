@@ -7,7 +7,9 @@ import base64
 import pytest
 import schemathesis
 from django.contrib.auth.models import User
+from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
@@ -18,7 +20,18 @@ pytestmark = pytest.mark.django_db
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"root:pw").decode()}
 
 
-def test_api__schemathesis_finds_no_server_error():
+@pytest.fixture
+def keep_test_connection():
+    """What django.test.Client does: a request must not close the test's connection
+    (and with it the transaction this test runs in)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+def test_api__schemathesis_finds_no_server_error(keep_test_connection):
     User.objects.create_superuser("root", "root@example.com", "pw")
     WorkflowService().create_workflow(
         name="Existing",
