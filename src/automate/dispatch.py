@@ -134,17 +134,36 @@ def process_batch(
 
 def claim(batch: int | None = None, *, worker: str = "") -> list[OutboxItem]:
     """Lease due items with the outbox's ``claim()``."""
-    return queue.claim(
+    items = queue.claim(
         batch or int(automate_settings.WORKER_BATCH_SIZE), worker=worker or worker_name()
     )
+    sweep_dead_runs()
+    return items
+
+
+def sweep_dead_runs() -> int:
+    """Dead-letter the unfinished runs of items the outbox dead-lettered by itself (their
+    lease ran out once too often), so a run never shows ``running`` for a dead event."""
+    error = {"code": "exhausted", "message": "the event was dead-lettered by the outbox"}
+    return WorkflowRun.objects.filter(
+        status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING],
+        outbox_item__status=OutboxStatus.DEAD,
+    ).update(status=RunStatus.DEAD, finished_at=timezone.now(), error=error)
 
 
 def dispatch_to_celery(batch: int | None = None) -> int:
     """Claim one batch and hand it to Celery as one task, once the claim has committed.
 
     If the broker refuses the task the items are released at once, not left until their
-    lease expires.
+    lease expires. No more than ``AUTOMATE["DISPATCH_MAX_IN_FLIGHT"]`` items are leased
+    at a time, so events queue in the outbox rather than in the broker.
     """
+    batch = batch or int(automate_settings.WORKER_BATCH_SIZE)
+    in_flight = OutboxItem.objects.filter(status=OutboxStatus.LEASED).count()
+    batch = min(batch, int(automate_settings.DISPATCH_MAX_IN_FLIGHT) - in_flight)
+    if batch < 1:
+        queue.reclaim_expired()  # a full pipeline must still recover crashed leases
+        return 0
     items = claim(batch, worker=worker_name("dispatch"))
     if not items:
         return 0

@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "EXECUTION": "auto",
     # Items a worker claims at once (and a Celery task carries).
     "WORKER_BATCH_SIZE": 20,
+    # The Celery-mode dispatcher stops claiming while this many items are leased: events
+    # wait in the outbox, not in the broker where their leases would run out.
+    "DISPATCH_MAX_IN_FLIGHT": 200,
     # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
     "WORKER_POLL_SECONDS": 1.0,
 }
