@@ -266,7 +266,7 @@ class StepRun(models.Model):
     """
 
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="step_runs")
-    step = models.ForeignKey(WorkflowStep, on_delete=models.PROTECT, related_name="step_runs")
+    step = models.ForeignKey(WorkflowStep, on_delete=models.CASCADE, related_name="step_runs")
     attempt = models.PositiveIntegerField(_("attempt"), default=1)
     replay = models.PositiveIntegerField(_("replay"), default=0)
     status = models.CharField(

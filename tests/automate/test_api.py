@@ -199,6 +199,9 @@ def test_api__run_list_detail_filters_and_replay(admin_api, drain):
     assert replay.json()["status"] == RunStatus.PENDING
     assert WorkflowRun.objects.get().replay_count == 1
     assert admin_api.get("/api/runs/999999/").status_code == 404
+    # A workflow with runs can be deleted; its runs and step runs go with it.
+    assert admin_api.delete(f"/api/workflows/{wf.key}/").status_code == 204
+    assert not WorkflowRun.objects.exists()
 
 
 def test_api__schema_is_served(admin_api):
