@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from automate import dispatch
 from automate_core.conf import settings as automate_settings
@@ -73,28 +73,40 @@ class EmbeddedWorker:
                 _running.remove(self)
         return dict(self.counts)
 
+    def _pass(self, once: bool, own_thread: bool, poll: float) -> bool:
+        """Claim and process one batch; False when ``once`` and nothing is due."""
+        if own_thread:
+            close_old_connections()
+        items = dispatch.claim(self.batch, worker=dispatch.worker_name(self.name))
+        if not items:
+            if once:
+                return False
+            self.wake_event.wait(poll)
+            self.wake_event.clear()
+            return True
+        counts = dispatch.process_batch(items, should_stop=self.stop_event.is_set)
+        with self._lock:
+            for key, value in counts.items():
+                self.counts[key] = self.counts.get(key, 0) + value
+        return True
+
     def _loop(self, once: bool, index: int, *, own_thread: bool = True) -> None:
         poll = self.poll_seconds
         if poll is None:
             poll = float(automate_settings.WORKER_POLL_SECONDS)
         try:
             while not self.stop_event.is_set():
-                if own_thread:
-                    close_old_connections()
-                items = dispatch.claim(self.batch, worker=dispatch.worker_name(self.name))
-                if not items:
-                    if once:
+                try:
+                    if not self._pass(once, own_thread, poll):
                         return
-                    self.wake_event.wait(poll)
-                    self.wake_event.clear()
-                    continue
-                counts = dispatch.process_batch(items, should_stop=self.stop_event.is_set)
-                with self._lock:
-                    for key, value in counts.items():
-                        self.counts[key] = self.counts.get(key, 0) + value
-        except Exception:
-            logger.exception("embedded worker thread %s stopped on an error", index)
-            raise
+                except DatabaseError:
+                    # The database went away: the items keep their leases and come back;
+                    # this thread waits and tries again rather than dying.
+                    logger.exception("embedded worker thread %s: database error", index)
+                    if once:
+                        raise
+                    connections.close_all()
+                    self.stop_event.wait(max(poll, 1.0))
         finally:
             if own_thread:
                 connections.close_all()

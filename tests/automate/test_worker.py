@@ -148,3 +148,29 @@ def test_replay__all_dead_items(drain):
     call_command("automate_replay", "--all", stdout=out)
     assert "replayed 2 item(s)" in out.getvalue()
     assert set(WorkflowRun.objects.values_list("status", flat=True)) == {RunStatus.PENDING}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker__database_error_does_not_kill_the_thread(monkeypatch, caplog):
+    from django.db import OperationalError
+
+    from automate import dispatch
+
+    worker = EmbeddedWorker(threads=1, poll_seconds=0)
+    calls = []
+
+    def claim(batch=None, *, worker=""):
+        calls.append(batch)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        worker_ref.stop()
+        return []
+
+    worker_ref = worker
+    monkeypatch.setattr(dispatch, "claim", claim)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(calls) == 2  # it went on after the error
+    assert "database error" in caplog.text
