@@ -75,3 +75,11 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler", "filters": ["trace", "redact"]}},
     "loggers": {"automate": {"handlers": ["null"], "level": "INFO"}},
 }
+
+# The workflow engine's tests: a connection for the recorder connector (tests/testapp).
+AUTOMATE["CONNECTORS"]["recorder"] = {}
+
+# The REST API's OpenAPI schema (automate.api).
+INSTALLED_APPS += ["drf_spectacular"]
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {"TITLE": "Django Automate", "VERSION": "0.1"}

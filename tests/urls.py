@@ -8,4 +8,5 @@ urlpatterns = [
     # Exactly the spec's line.
     path("webhooks/<str:connector_key>/", WebhookView.as_view()),
     path("rag/", include("rag.urls")),
+    path("api/", include("automate.api.urls")),
 ]

@@ -1,6 +1,11 @@
 """The example project: embedded by default (SQLite), PostgreSQL by environment.
 
 DATABASE_URL=postgresql://user:pass@127.0.0.1:5432/automate   use PostgreSQL
+CELERY_BROKER_URL=redis://127.0.0.1:6379/0                      run workflows on Celery
+
+Without CELERY_BROKER_URL workflows run in ``manage.py automate_worker`` (embedded mode);
+with it, ``celery -A example_project worker`` executes them and
+``manage.py automate_worker --dispatch-only`` hands due events to Celery.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-change-me")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 USE_TZ = True
 TIME_ZONE = "UTC"
 ROOT_URLCONF = "example_project.urls"
@@ -29,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "automate_core",
     "automate_connectors",
     "automate",
@@ -82,6 +88,20 @@ def _database() -> dict:
 
 
 DATABASES = {"default": _database()}
+
+# Celery: only when a broker is configured; otherwise the embedded worker runs workflows.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker died is redelivered after this long; the outbox lease (5 min) has
+# already handed its events to another worker by then, and the redelivered task skips them.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Django Automate example", "VERSION": "0.1"}
 
 AUTOMATE = {
     # Demo values only: real projects keep secrets in the environment or a secret store

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from automate.models import ConnectionProfile
+from automate.models import ConnectionProfile, RunStatus, Workflow, WorkflowRun, WorkflowStep
+from automate_core.providers.errors import AutomateError
+from automate_core.redaction import redact_data
 
 
 class ConnectionProfileForm(forms.ModelForm):
@@ -61,3 +66,237 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
     @admin.display(description=_("webhook secrets"))
     def secret_count(self, obj: ConnectionProfile) -> int:
         return len(obj.webhook_secrets)
+
+
+# -- Workflows ---------------------------------------------------------------------------
+
+
+class WorkflowForm(forms.ModelForm):
+    """Steps are edited as JSON and saved through WorkflowService: validated as a whole,
+    and a change of steps becomes a new version."""
+
+    steps = forms.JSONField(
+        label=_("Steps"),
+        widget=forms.Textarea(attrs={"rows": 16, "cols": 100, "style": "font-family: monospace"}),
+        help_text=_(
+            'A list of {"name", "type", "config", "retry"} objects. Saving changed steps '
+            "creates a new version; runs already started keep theirs."
+        ),
+    )
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "name",
+            "key",
+            "description",
+            "enabled",
+            "trigger_connector",
+            "trigger_event_types",
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["key"].required = False
+        self.fields["key"].help_text = _("Left empty: made from the name.")
+        if self.instance.pk:
+            self.fields["key"].disabled = True
+            self.initial["steps"] = [_step_dict(s) for s in self.instance.current_steps()]
+
+    def clean(self):
+        from automate.services import WorkflowService, parse_trigger
+
+        cleaned = super().clean()
+        try:
+            connector = cleaned.get("trigger_connector") or ""
+            events = cleaned.get("trigger_event_types") or []
+            cleaned["trigger"] = None
+            if connector:
+                cleaned["trigger"] = {"connector": connector, "events": events}
+                parse_trigger(cleaned["trigger"])
+            if "steps" in cleaned:
+                WorkflowService().validate_steps(cleaned["steps"])
+        except AutomateError as exc:
+            raise forms.ValidationError(exc.message) from None
+        return cleaned
+
+
+def _step_dict(step: WorkflowStep) -> dict:
+    return {
+        "name": step.name,
+        "type": step.type,
+        "config": step.config,
+        "retry": {
+            "max_attempts": step.max_attempts,
+            "backoff_seconds": step.backoff_seconds,
+            "max_backoff_seconds": step.max_backoff_seconds,
+            "timeout_seconds": step.timeout_seconds,
+        },
+    }
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    form = WorkflowForm
+    list_display = ["name", "key", "enabled", "trigger", "version", "updated_at"]
+    list_filter = ["enabled", "trigger_connector"]
+    search_fields = ["name", "key"]
+    readonly_fields = ["version", "created_at", "updated_at"]
+    actions = ["enable_workflows", "disable_workflows"]
+
+    @admin.display(description=_("trigger"))
+    def trigger(self, obj: Workflow) -> str:
+        if not obj.trigger_connector:
+            return _("manual")
+        events = ", ".join(obj.trigger_event_types) or "*"
+        return f"{obj.trigger_connector}: {events}"
+
+    def save_model(self, request, obj: Workflow, form: WorkflowForm, change: bool) -> None:
+        from automate.services import WorkflowService
+
+        service = WorkflowService()
+        data = form.cleaned_data
+        try:
+            if not change:
+                saved = service.create_workflow(
+                    name=obj.name,
+                    steps=data["steps"],
+                    trigger=data["trigger"],
+                    key=obj.key or None,
+                    description=obj.description,
+                    enabled=obj.enabled,
+                )
+            else:
+                old_steps = [_step_dict(s) for s in Workflow.objects.get(pk=obj.pk).current_steps()]
+                saved = service.update_workflow(
+                    obj,
+                    name=obj.name,
+                    steps=data["steps"] if data["steps"] != old_steps else None,
+                    trigger=data["trigger"],
+                    description=obj.description,
+                    enabled=obj.enabled,
+                )
+        except AutomateError as exc:
+            # Only a key taken meanwhile gets here: everything else failed in clean().
+            messages.error(request, exc.message)
+            raise
+        for field in ("id", "key", "version", "created_at", "updated_at"):
+            setattr(obj, field, getattr(saved, field))
+
+    @admin.action(description=_("Enable selected workflows"))
+    def enable_workflows(self, request, queryset) -> None:
+        queryset.update(enabled=True)
+
+    @admin.action(description=_("Disable selected workflows"))
+    def disable_workflows(self, request, queryset) -> None:
+        queryset.update(enabled=False)
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(admin.ModelAdmin):
+    """Runs are records: read-only, shown as a timeline, replayable when dead."""
+
+    list_display = [
+        "id",
+        "workflow",
+        "workflow_version",
+        "status",
+        "trace_id",
+        "created_at",
+        "took",
+    ]
+    list_filter = ["status", "workflow"]
+    search_fields = ["=trace_id", "=outbox_item__external_id"]
+    list_select_related = ["workflow"]
+    date_hierarchy = "created_at"
+    actions = ["replay_runs"]
+    fields = [
+        "workflow",
+        "workflow_version",
+        "status",
+        "trace_id",
+        "outbox_item",
+        "replay_count",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "took",
+        "error_display",
+        "event_display",
+        "timeline",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("duration"))
+    def took(self, obj: WorkflowRun) -> str:
+        return _format_duration(obj.duration)
+
+    @admin.display(description=_("error"))
+    def error_display(self, obj: WorkflowRun) -> str:
+        return _pre(obj.error) if obj.error else "-"
+
+    @admin.display(description=_("event"))
+    def event_display(self, obj: WorkflowRun) -> str:
+        return _pre(obj.event)
+
+    @admin.display(description=_("steps"))
+    def timeline(self, obj: WorkflowRun) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    sr.step.position + 1,
+                    sr.step.name,
+                    sr.attempt,
+                    sr.get_status_display(),
+                    sr.started_at.isoformat(timespec="milliseconds") if sr.started_at else "-",
+                    _format_duration(sr.duration),
+                    _pre(sr.input),
+                    _pre(sr.error) if sr.error else _pre(sr.output),
+                )
+                for sr in obj.step_runs.select_related("step").order_by("id")
+            ),
+        )
+        header = format_html(
+            "<tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>"
+            "<th>{}</th><th>{}</th></tr>",
+            _("step"), _("attempt"), _("status"), _("started"), _("took"),
+            _("input"), _("output / error"),
+        )  # fmt: skip
+        return format_html('<table class="automate-timeline">{}{}</table>', header, rows)
+
+    @admin.action(description=_("Replay selected dead runs"))
+    def replay_runs(self, request, queryset) -> None:
+        from automate import dispatch
+
+        ids = sorted(
+            {
+                item_id
+                for item_id in queryset.filter(status=RunStatus.DEAD).values_list(
+                    "outbox_item_id", flat=True
+                )
+                if item_id is not None
+            }
+        )
+        count = dispatch.replay(ids) if ids else 0
+        messages.info(request, _("Replayed %(count)d event(s).") % {"count": count})
+
+
+def _pre(value) -> str:
+    text = json.dumps(redact_data(value), indent=2, sort_keys=True, default=str)
+    return format_html('<pre style="margin:0; white-space:pre-wrap">{}</pre>', text)
+
+
+def _format_duration(value) -> str:
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"

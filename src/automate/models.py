@@ -100,3 +100,199 @@ class ConnectionProfile(models.Model):
             value if is_reference(value) else f"encrypted value #{i + 1}"
             for i, value in enumerate(self.webhook_secrets)
         ]
+
+
+# -- Workflows ---------------------------------------------------------------------------
+
+#: The connector key of outbox items created for manual and API runs of one workflow. It
+#: cannot be a connection key (those start with a letter or digit), so no trigger matches it.
+MANUAL_CONNECTOR_KEY = "_manual"
+
+
+class Workflow(models.Model):
+    """A named list of steps run for every event its trigger matches.
+
+    Steps belong to a version: :meth:`WorkflowService.update_workflow` writes a new version
+    and bumps ``version``, while runs already started keep reading the steps of theirs. A
+    workflow without ``trigger_connector`` only runs manually or through the API.
+    """
+
+    name = models.CharField(_("name"), max_length=200)
+    key = models.SlugField(_("key"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True, default="")
+    enabled = models.BooleanField(_("enabled"), default=True)
+    trigger_connector = models.CharField(
+        _("trigger connector"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_("Connection key whose events start this workflow; empty: manual only."),
+    )
+    trigger_event_types = models.JSONField(
+        _("trigger event types"),
+        default=list,
+        blank=True,
+        help_text=_('Event types to run for ("*" wildcards allowed); empty: every event.'),
+    )
+    version = models.PositiveIntegerField(_("version"), default=1)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("workflow")
+        verbose_name_plural = _("workflows")
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["trigger_connector", "enabled"], name="automate_wf_trigger")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def current_steps(self) -> models.QuerySet[WorkflowStep]:
+        return self.steps.filter(version=self.version).order_by("position")
+
+    def steps_of(self, version: int) -> models.QuerySet[WorkflowStep]:
+        return self.steps.filter(version=version).order_by("position")
+
+
+class WorkflowStep(models.Model):
+    """One step of one version of a workflow, with its own retry policy."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    version = models.PositiveIntegerField(_("version"))
+    position = models.PositiveIntegerField(_("position"))
+    name = models.CharField(_("name"), max_length=200)
+    type = models.CharField(_("type"), max_length=100)
+    config = models.JSONField(_("configuration"), default=dict, blank=True)
+    max_attempts = models.PositiveIntegerField(_("max attempts"), default=3)
+    backoff_seconds = models.FloatField(_("backoff base (s)"), default=2.0)
+    max_backoff_seconds = models.FloatField(_("backoff cap (s)"), default=300.0)
+    timeout_seconds = models.FloatField(_("timeout (s)"), default=30.0)
+
+    class Meta:
+        verbose_name = _("workflow step")
+        verbose_name_plural = _("workflow steps")
+        ordering = ["workflow", "version", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "version", "position"], name="automate_step_position"
+            ),
+            models.UniqueConstraint(
+                fields=["workflow", "version", "name"], name="automate_step_name"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type})"
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    RETRYING = "retrying", _("Waiting to retry")
+    COMPLETED = "completed", _("Completed")
+    FILTERED = "filtered", _("Stopped by a filter")
+    DEAD = "dead", _("Dead letter")
+
+
+#: A run in one of these states is never executed again (replay resets dead runs).
+FINISHED_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FILTERED, RunStatus.DEAD)
+
+
+class WorkflowRun(models.Model):
+    """One execution of one workflow version for one event (unique per item and workflow)."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
+    workflow_version = models.PositiveIntegerField(_("workflow version"))
+    outbox_item = models.ForeignKey(
+        "automate_core.OutboxItem",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="workflow_runs",
+    )
+    event = models.JSONField(_("event"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=RunStatus.choices, default=RunStatus.PENDING
+    )
+    trace_id = models.CharField(_("trace id"), max_length=64, db_index=True)
+    error = models.JSONField(_("error"), null=True, blank=True)
+    replay_count = models.PositiveIntegerField(
+        _("replays"), default=0, help_text=_("Each replay gives every step a fresh budget.")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("workflow run")
+        verbose_name_plural = _("workflow runs")
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["outbox_item", "workflow"],
+                condition=models.Q(outbox_item__isnull=False),
+                name="automate_run_once_per_item",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="automate_run_status")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} v{self.workflow_version} #{self.pk} ({self.status})"
+
+    @property
+    def duration(self):  # type: ignore[no-untyped-def]
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    STOPPED = "stopped", _("Stopped the run")
+    FAILED = "failed", _("Failed")
+    INTERRUPTED = "interrupted", _("Interrupted (worker lost)")
+
+
+class StepRun(models.Model):
+    """One attempt at one step of a run: rendered input, output, error and timings.
+
+    It is also the side-effect record: the row is committed as ``running`` before the step
+    executes and as ``succeeded`` right after, so a retried run reuses a succeeded step's
+    output instead of repeating it, and a non-idempotent step found still ``running`` (its
+    worker died mid-call) is never executed blindly again.
+    """
+
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="step_runs")
+    step = models.ForeignKey(WorkflowStep, on_delete=models.CASCADE, related_name="step_runs")
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
+    replay = models.PositiveIntegerField(_("replay"), default=0)
+    status = models.CharField(
+        _("status"), max_length=12, choices=StepStatus.choices, default=StepStatus.RUNNING
+    )
+    input = models.JSONField(_("rendered input"), null=True, blank=True)
+    output = models.JSONField(_("output"), null=True, blank=True)
+    error = models.JSONField(_("error"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("step run")
+        verbose_name_plural = _("step runs")
+        ordering = ["run", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "step", "attempt"], name="automate_step_attempt"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step.name} attempt {self.attempt} ({self.status})"
+
+    @property
+    def duration(self):  # type: ignore[no-untyped-def]
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None

@@ -53,6 +53,24 @@ DEFAULTS: dict[str, Any] = {
     # LLM providers: dotted path of factory(provider_key, *, asynchronous, timeout) -> the
     # HTTP client handed to the openai/anthropic SDKs (None: the SDK's default client).
     "LLM_HTTP_CLIENT_FACTORY": None,
+    # Workflows: defaults of each step's retry policy (a step may set its own).
+    "STEP_MAX_ATTEMPTS": 3,
+    "STEP_BACKOFF_SECONDS": 2.0,
+    "STEP_BACKOFF_MAX_SECONDS": 300.0,
+    "STEP_TIMEOUT_SECONDS": 30.0,
+    # Largest rendered template output (characters) and step output (JSON bytes) kept.
+    "TEMPLATE_MAX_OUTPUT": 256 * 1024,
+    "STEP_MAX_OUTPUT_BYTES": 1024 * 1024,
+    # Execution: "auto" (Celery when settings.CELERY_BROKER_URL is set, else embedded),
+    # "celery" or "embedded".
+    "EXECUTION": "auto",
+    # Items a worker claims at once (and a Celery task carries).
+    "WORKER_BATCH_SIZE": 20,
+    # The Celery-mode dispatcher stops claiming while this many items are leased: events
+    # wait in the outbox, not in the broker where their leases would run out.
+    "DISPATCH_MAX_IN_FLIGHT": 200,
+    # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
+    "WORKER_POLL_SECONDS": 1.0,
 }
 
 

@@ -14,3 +14,8 @@ class TestAppConfig(AppConfig):
         # The spec's RAG providers, registered the same way (see rag_providers.py).
         from tests.testapp import rag_providers
         rag_providers.register()
+
+        # A test connector whose action POSTs to a local counting server (engine tests).
+        from automate_connectors.registry import register_connector
+        from tests.testapp.engine_connectors import RecorderConnector
+        register_connector(RecorderConnector)

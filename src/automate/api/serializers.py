@@ -1,0 +1,182 @@
+"""Serializers of the REST API; workflows are written through WorkflowService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from automate.models import StepRun, Workflow, WorkflowRun
+from automate.services import WorkflowService
+from automate_core.providers.errors import AutomateError
+
+
+def as_validation_error(exc: AutomateError) -> serializers.ValidationError:
+    """An INVALID_ARGUMENT from the service as a 400 keyed by the field's top name."""
+    field = str(exc.details.get("field") or "non_field_errors")
+    root = field.split("[", 1)[0].split(".", 1)[0]
+    return serializers.ValidationError({root: [exc.message]}, code=exc.code.value)
+
+
+class StepSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    type = serializers.CharField(max_length=100)
+    config = serializers.JSONField(required=False, default=dict)
+    retry = serializers.DictField(required=False)
+
+
+class TriggerSerializer(serializers.Serializer):
+    connector = serializers.CharField(max_length=100)
+    events = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    key = serializers.SlugField(max_length=100, required=False)
+    trigger = TriggerSerializer(required=False, allow_null=True)
+    steps = StepSerializer(many=True, allow_empty=False)
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "key", "name", "description", "enabled", "trigger", "steps", "version",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["version", "created_at", "updated_at"]
+
+    def to_representation(self, instance: Workflow) -> dict[str, Any]:
+        trigger = None
+        if instance.trigger_connector:
+            trigger = {
+                "connector": instance.trigger_connector,
+                "events": instance.trigger_event_types,
+            }
+        return {
+            "key": instance.key,
+            "name": instance.name,
+            "description": instance.description,
+            "enabled": instance.enabled,
+            "trigger": trigger,
+            "steps": [
+                {
+                    "name": s.name,
+                    "type": s.type,
+                    "config": s.config,
+                    "retry": {
+                        "max_attempts": s.max_attempts,
+                        "backoff_seconds": s.backoff_seconds,
+                        "max_backoff_seconds": s.max_backoff_seconds,
+                        "timeout_seconds": s.timeout_seconds,
+                    },
+                }
+                for s in instance.current_steps()
+            ],
+            "version": instance.version,
+            "created_at": serializers.DateTimeField().to_representation(instance.created_at),
+            "updated_at": serializers.DateTimeField().to_representation(instance.updated_at),
+        }
+
+    def validate_key(self, value: str) -> str:
+        if self.instance is not None and value != self.instance.key:
+            raise serializers.ValidationError("a workflow's key cannot change")
+        return value
+
+    def create(self, validated: dict[str, Any]) -> Workflow:
+        try:
+            return WorkflowService().create_workflow(
+                name=validated["name"],
+                steps=[dict(s) for s in validated["steps"]],
+                trigger=_trigger(validated.get("trigger")),
+                key=validated.get("key"),
+                description=validated.get("description", ""),
+                enabled=validated.get("enabled", True),
+            )
+        except AutomateError as exc:
+            raise as_validation_error(exc) from None
+
+    def update(self, instance: Workflow, validated: dict[str, Any]) -> Workflow:
+        from automate.services import UNCHANGED
+
+        steps = validated.get("steps")
+        try:
+            return WorkflowService().update_workflow(
+                instance,
+                name=validated.get("name"),
+                steps=[dict(s) for s in steps] if steps is not None else None,
+                trigger=_trigger(validated["trigger"]) if "trigger" in validated else UNCHANGED,
+                description=validated.get("description"),
+                enabled=validated.get("enabled"),
+            )
+        except AutomateError as exc:
+            raise as_validation_error(exc) from None
+
+
+def _trigger(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return dict(value) if value else None
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    step = serializers.CharField(source="step.name", read_only=True)
+    type = serializers.CharField(source="step.type", read_only=True)
+    # A plain string: one status enum per schema (the run's) keeps the schema unambiguous.
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "step", "type", "attempt", "status", "input", "output", "error",
+            "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    workflow = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    outbox_item = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = WorkflowRun
+        fields = [
+            "id", "workflow", "workflow_version", "status", "trace_id", "outbox_item",
+            "error", "replay_count", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class RunDetailSerializer(RunSerializer):
+    steps = StepRunSerializer(source="step_runs", many=True, read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "event", "steps"]
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.Serializer):
+    """An event posted to the API; it is queued exactly as a verified webhook would be."""
+
+    connector = serializers.CharField(max_length=100)
+    type = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    id = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)
+    payload = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    def validate_connector(self, value: str) -> str:
+        from automate.connections import find_connection
+
+        connection = find_connection(value)
+        if connection is None or not connection.enabled:
+            raise serializers.ValidationError(f"no enabled connection named {value!r}")
+        return value
+
+
+class ManualRunSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    payload = serializers.JSONField(required=False, allow_null=True, default=None)
+
+
+class AcceptedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    trace_id = serializers.CharField()
+    duplicate = serializers.BooleanField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()

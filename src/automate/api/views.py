@@ -1,0 +1,145 @@
+"""Views of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from automate import dispatch, signals
+from automate.api import serializers as s
+from automate.models import RunStatus, Workflow, WorkflowRun
+from automate.services import WorkflowService
+from automate_core.outbox import queue
+from automate_core.tracing import trace
+
+
+class CanStartRuns(permissions.BasePermission):
+    """Posting events, starting and replaying runs: ``automate.add_workflowrun``."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("automate.add_workflowrun"))
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class APIMixin:
+    pagination_class = Pagination
+
+
+@extend_schema(
+    request=s.EventSerializer,
+    responses={202: s.AcceptedSerializer, 200: s.AcceptedSerializer},
+    summary="Queue an event, as a verified webhook would be",
+)
+class EventView(APIMixin, APIView):
+    permission_classes = [CanStartRuns]
+
+    def post(self, request: Request) -> Response:
+        serializer = s.EventSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        with trace() as trace_id, transaction.atomic():
+            result = queue.enqueue(
+                data["connector"],
+                event_type=data["type"],
+                payload=data["payload"],
+                external_id=data["id"],
+                trace_id=trace_id,
+            )
+            if result.created:
+                key, item = data["connector"], result.item
+                transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=item))
+        item = result.item
+        if not result.created:
+            return Response({"id": item.pk, "trace_id": item.trace_id, "duplicate": True})
+        return Response({"id": item.pk, "trace_id": item.trace_id}, status=202)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List workflows"),
+    create=extend_schema(summary="Create a workflow (validated before anything is saved)"),
+    update=extend_schema(summary="Replace a workflow; new steps make a new version"),
+    partial_update=extend_schema(summary="Change a workflow; new steps make a new version"),
+)
+class WorkflowViewSet(APIMixin, viewsets.ModelViewSet):
+    serializer_class = s.WorkflowSerializer
+    lookup_field = "key"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    permission_classes = [permissions.IsAuthenticated, permissions.DjangoModelPermissions]
+
+    def get_queryset(self) -> QuerySet[Workflow]:
+        return Workflow.objects.order_by("id")
+
+    @extend_schema(
+        request=s.ManualRunSerializer,
+        responses={202: s.RunSerializer},
+        summary="Start a run of this workflow",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanStartRuns])
+    def run(self, request: Request, key: str | None = None) -> Response:
+        workflow = self.get_object()
+        serializer = s.ManualRunSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = WorkflowService().run_workflow(workflow, dict(serializer.validated_data))
+        return Response(s.RunSerializer(run).data, status=202)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List runs",
+        parameters=[
+            OpenApiParameter("status", str, enum=[c.value for c in RunStatus]),
+            OpenApiParameter("trace_id", str),
+            OpenApiParameter("workflow", str, description="A workflow key."),
+        ],
+    ),
+    retrieve=extend_schema(summary="A run with its steps", responses=s.RunDetailSerializer),
+)
+class RunViewSet(
+    APIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_serializer_class(self) -> type:
+        return s.RunDetailSerializer if self.action == "retrieve" else s.RunSerializer
+
+    def get_queryset(self) -> QuerySet[WorkflowRun]:
+        runs = WorkflowRun.objects.select_related("workflow").order_by("-id")
+        params = self.request.query_params
+        if params.get("status"):
+            runs = runs.filter(status=params["status"])
+        if params.get("trace_id"):
+            runs = runs.filter(trace_id=params["trace_id"])
+        if params.get("workflow"):
+            runs = runs.filter(workflow__key=params["workflow"])
+        return runs
+
+    @extend_schema(
+        request=None,
+        responses={202: s.RunSerializer, 409: s.ErrorSerializer},
+        summary="Replay a dead run",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanStartRuns])
+    def replay(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        if run.status != RunStatus.DEAD or run.outbox_item_id is None:
+            return Response(
+                {"error": f"only dead runs can be replayed; this one is {run.status}"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        dispatch.replay([run.outbox_item_id])
+        run.refresh_from_db()
+        return Response(s.RunSerializer(run).data, status=202)

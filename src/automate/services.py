@@ -1,0 +1,305 @@
+"""``WorkflowService``: create, version, enable and run workflows.
+
+Every step is validated against its executor's config schema, and every template in it
+is parsed and checked, before anything is saved; the first problem is an INVALID_ARGUMENT
+``AutomateError`` naming the step and the field::
+
+    WorkflowService().create_workflow(
+        name="Triage",
+        trigger={"connector": "github", "events": ["issues.*"]},
+        steps=[{"name": "Open ticket", "type": "connector_action",
+                "config": {"profile": "jira", "action": "create_issue",
+                           "input": {"summary": "{{ event.payload.issue.title }}"}}}],
+    )
+
+A workflow without a trigger runs only through :meth:`WorkflowService.run_workflow` or the
+API. Runs go through the outbox like webhooks, so they retry, dead-letter and replay alike.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from automate import templating
+from automate.models import (
+    MANUAL_CONNECTOR_KEY,
+    RunStatus,
+    Workflow,
+    WorkflowRun,
+    WorkflowStep,
+)
+from automate.steps.registry import NotRegistered, get_step, step_types
+from automate_core.conf import settings as automate_settings
+from automate_core.outbox import queue
+from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.tracing import get_trace_id, new_trace_id
+
+#: ``update_workflow(trigger=UNCHANGED)`` (the default) keeps the trigger; None removes it.
+UNCHANGED: Any = object()
+STEP_KEYS = frozenset({"name", "type", "config", "retry"})
+RETRY_KEYS = {
+    "max_attempts": "max_attempts",
+    "backoff_seconds": "backoff_seconds",
+    "max_backoff_seconds": "max_backoff_seconds",
+    "timeout_seconds": "timeout_seconds",
+}
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Which events start a workflow: a connection key and event-type patterns."""
+
+    connector: str
+    events: tuple[str, ...] = ()
+
+    def matches(self, connector_key: str, event_type: str) -> bool:
+        if connector_key != self.connector:
+            return False
+        return not self.events or any(fnmatch.fnmatchcase(event_type, p) for p in self.events)
+
+
+class WorkflowService:
+    """The public way to define and start workflows (the admin and the API use it too)."""
+
+    # -- Definition ---------------------------------------------------------------------
+
+    def create_workflow(
+        self,
+        name: str,
+        steps: Sequence[Mapping[str, Any]],
+        trigger: Mapping[str, Any] | str | None = None,
+        *,
+        key: str | None = None,
+        description: str = "",
+        enabled: bool = True,
+    ) -> Workflow:
+        """Validate everything, then save the workflow and its version-1 steps."""
+        if not isinstance(name, str) or not name.strip():
+            raise _invalid("name must be a non-empty string", "name")
+        key = key or slugify(name)[:100]
+        if not key:
+            raise _invalid("key: give a name with letters or digits, or a key", "key")
+        parsed_trigger = parse_trigger(trigger)
+        rows = self.validate_steps(steps)
+        try:
+            with transaction.atomic():
+                workflow = Workflow.objects.create(
+                    name=name.strip()[:200],
+                    key=key,
+                    description=description,
+                    enabled=enabled,
+                    trigger_connector=parsed_trigger.connector if parsed_trigger else "",
+                    trigger_event_types=list(parsed_trigger.events) if parsed_trigger else [],
+                    version=1,
+                )
+                self._save_steps(workflow, 1, rows)
+        except IntegrityError:
+            raise AutomateError(
+                ErrorCodes.ALREADY_EXISTS,
+                f"a workflow with key {key!r} already exists; pass another key",
+                retryable=False,
+                details={"field": "key"},
+            ) from None
+        return workflow
+
+    def update_workflow(
+        self,
+        workflow: Workflow,
+        *,
+        name: str | None = None,
+        steps: Sequence[Mapping[str, Any]] | None = None,
+        trigger: Any = UNCHANGED,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> Workflow:
+        """Change a workflow; new ``steps`` become a new version, runs keep their own."""
+        rows = self.validate_steps(steps) if steps is not None else None
+        parsed = parse_trigger(trigger) if trigger is not UNCHANGED else None
+        with transaction.atomic():
+            locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+            if name is not None:
+                if not name.strip():
+                    raise _invalid("name must be a non-empty string", "name")
+                locked.name = name.strip()[:200]
+            if description is not None:
+                locked.description = description
+            if enabled is not None:
+                locked.enabled = enabled
+            if trigger is not UNCHANGED:
+                locked.trigger_connector = parsed.connector if parsed else ""
+                locked.trigger_event_types = list(parsed.events) if parsed else []
+            if rows is not None:
+                locked.version += 1
+                self._save_steps(locked, locked.version, rows)
+            locked.save()
+        return locked
+
+    def enable(self, workflow: Workflow) -> Workflow:
+        return self.update_workflow(workflow, enabled=True)
+
+    def disable(self, workflow: Workflow) -> Workflow:
+        """Stop starting new runs; runs already started finish on their version."""
+        return self.update_workflow(workflow, enabled=False)
+
+    def validate_steps(self, steps: Any) -> list[dict[str, Any]]:
+        """Check every step; return the rows to save. Nothing is written."""
+        if not isinstance(steps, list | tuple) or not steps:
+            raise _invalid("steps must be a non-empty list", "steps")
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for index, step in enumerate(steps):
+            rows.append(self._validate_step(index, step, seen))
+        return rows
+
+    def _validate_step(self, index: int, step: Any, seen: set[str]) -> dict[str, Any]:
+        where = f"steps[{index}]"
+        if not isinstance(step, Mapping):
+            raise _invalid(f"{where} must be an object with name, type and config", where)
+        label = f"step {step.get('name')!r}" if isinstance(step.get("name"), str) else where
+        unknown = set(step) - STEP_KEYS
+        if unknown:
+            raise _invalid(f"{label}: unknown key(s) {', '.join(sorted(unknown))}", where, step)
+        name = step.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise _invalid(f"{where}.name must be a non-empty string (max 200)", f"{where}.name")
+        if name in seen:
+            raise _invalid(f"{label}: step names must be unique", f"{where}.name", step)
+        seen.add(name)
+        step_type = step.get("type")
+        try:
+            executor = get_step(step_type) if isinstance(step_type, str) else None
+        except NotRegistered:
+            executor = None
+        if executor is None:
+            raise _invalid(
+                f"{label}: unknown step type {step_type!r} (registered: "
+                f"{', '.join(step_types()) or 'none'})",
+                f"{where}.type",
+                step,
+            )
+        config = step.get("config", {})
+        try:
+            templating.validate_value(config, where="config")
+            parsed = executor.parse_config(config, where="config")
+            executor.check(parsed, where="config")
+        except AutomateError as exc:
+            field_name = exc.details.get("field", "config")
+            raise _invalid(f"{label}: {exc.message}", f"{where}.{field_name}", step) from None
+        return {"name": name, "type": step_type, "config": dict(config)} | _retry_policy(
+            step.get("retry"), where, label
+        )
+
+    @staticmethod
+    def _save_steps(workflow: Workflow, version: int, rows: list[dict[str, Any]]) -> None:
+        WorkflowStep.objects.bulk_create(
+            WorkflowStep(workflow=workflow, version=version, position=i, **row)
+            for i, row in enumerate(rows)
+        )
+
+    # -- Running ------------------------------------------------------------------------
+
+    def run_workflow(
+        self, workflow: Workflow, event: Mapping[str, Any] | None = None
+    ) -> WorkflowRun:
+        """Start ``workflow`` for ``event`` (a payload dict, or ``{"payload": ..., "type": ...}``).
+
+        The run is queued like a webhook's (a worker executes it) and returned at once.
+        """
+        event = dict(event or {})
+        if "payload" in event:
+            payload, event_type = event["payload"], event.get("type") or ""
+        else:
+            payload, event_type = event, ""
+        trace_id = get_trace_id() or new_trace_id()
+        with transaction.atomic():
+            item = queue.enqueue(
+                MANUAL_CONNECTOR_KEY,
+                event_type=str(event_type or "manual"),
+                payload=payload,
+                trace_id=trace_id,
+            ).item
+            from automate.runner import event_context
+
+            run = WorkflowRun.objects.create(
+                workflow=workflow,
+                workflow_version=workflow.version,
+                outbox_item=item,
+                event=event_context(item),
+                status=RunStatus.PENDING,
+                trace_id=trace_id,
+            )
+            from automate import signals
+
+            transaction.on_commit(
+                lambda: signals.event_accepted.send(sender=MANUAL_CONNECTOR_KEY, item=item)
+            )
+        return run
+
+    def matching_workflows(self, connector_key: str, event_type: str) -> list[Workflow]:
+        """Enabled workflows whose trigger matches an event."""
+        candidates = Workflow.objects.filter(enabled=True, trigger_connector=connector_key)
+        return [
+            wf
+            for wf in candidates.order_by("id")
+            if Trigger(wf.trigger_connector, tuple(wf.trigger_event_types)).matches(
+                connector_key, event_type
+            )
+        ]
+
+
+def parse_trigger(trigger: Mapping[str, Any] | str | None) -> Trigger | None:
+    """``"github"`` or ``{"connector": "github", "events": ["push", "issues.*"]}``."""
+    if trigger is None:
+        return None
+    if isinstance(trigger, str):
+        trigger = {"connector": trigger}
+    if not isinstance(trigger, Mapping):
+        raise _invalid("trigger must be a connection key or an object", "trigger")
+    unknown = set(trigger) - {"connector", "events"}
+    if unknown:
+        raise _invalid(f"trigger: unknown key(s) {', '.join(sorted(unknown))}", "trigger")
+    connector = trigger.get("connector")
+    if not isinstance(connector, str) or not connector or connector.startswith("_"):
+        raise _invalid("trigger.connector must be a connection key", "trigger.connector")
+    events = trigger.get("events") or []
+    if isinstance(events, str):
+        events = [events]
+    if not isinstance(events, Iterable) or not all(isinstance(e, str) and e for e in events):
+        raise _invalid("trigger.events must be a list of event types", "trigger.events")
+    return Trigger(connector, tuple(events))
+
+
+def _retry_policy(value: Any, where: str, label: str) -> dict[str, Any]:
+    policy = {
+        "max_attempts": int(automate_settings.STEP_MAX_ATTEMPTS),
+        "backoff_seconds": float(automate_settings.STEP_BACKOFF_SECONDS),
+        "max_backoff_seconds": float(automate_settings.STEP_BACKOFF_MAX_SECONDS),
+        "timeout_seconds": float(automate_settings.STEP_TIMEOUT_SECONDS),
+    }
+    if value is None:
+        return policy
+    if not isinstance(value, Mapping):
+        raise _invalid(f"{label}: retry must be an object", f"{where}.retry")
+    for key, number in value.items():
+        if key not in RETRY_KEYS:
+            raise _invalid(f"{label}: unknown retry setting {key!r}", f"{where}.retry.{key}")
+        valid = isinstance(number, int | float) and not isinstance(number, bool) and number > 0
+        if not valid or (key == "max_attempts" and not isinstance(number, int)):
+            raise _invalid(
+                f"{label}: retry.{key} must be a positive number", f"{where}.retry.{key}"
+            )
+        policy[RETRY_KEYS[key]] = number
+    return policy
+
+
+def _invalid(message: str, field: str, step: Any = None) -> AutomateError:
+    details: dict[str, Any] = {"field": field}
+    if isinstance(step, Mapping) and isinstance(step.get("name"), str):
+        details["step"] = step["name"]
+    return AutomateError(ErrorCodes.INVALID_ARGUMENT, message, retryable=False, details=details)

@@ -1,0 +1,50 @@
+"""``filter``: stop the run, successfully, unless a condition holds.
+
+    {"name": "Only big orders", "type": "filter",
+     "config": {"condition": "{{ event.payload.amount > 100 }}"}}
+
+The condition must render to true or false: a string such as ``"false"`` is an error, not
+a truthy value, so a typo never lets every event through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automate.steps.base import StepContext, StepExecutor, StepResult, StrictConfig
+from automate.templating import is_template
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+
+class FilterConfig(StrictConfig):
+    condition: Any
+
+
+class FilterStep(StepExecutor):
+    key = "filter"
+    display_name = "Filter"
+    config_model = FilterConfig
+    idempotent = True
+
+    @classmethod
+    def check(cls, config: FilterConfig, *, where: str = "config") -> None:  # type: ignore[override]
+        if not (isinstance(config.condition, bool) or is_template(config.condition)):
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                f"{where}.condition must be a template such as "
+                "'{{ event.payload.amount > 100 }}' (or true/false)",
+                retryable=False,
+                details={"field": f"{where}.condition"},
+            )
+
+    def execute(self, config: FilterConfig, ctx: StepContext) -> StepResult:  # type: ignore[override]
+        value = config.condition
+        if not isinstance(value, bool):
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                f"config.condition rendered to {type(value).__name__} {str(value)[:50]!r}; "
+                "it must be true or false",
+                retryable=False,
+                details={"field": "config.condition"},
+            )
+        return StepResult(output={"passed": value}, stop=not value)

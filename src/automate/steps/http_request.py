@@ -1,0 +1,130 @@
+"""``http_request``: call an HTTP endpoint through the SSRF-safe client.
+
+    {"name": "Notify", "type": "http_request", "config": {
+        "method": "POST", "url": "https://hooks.example.com/x",
+        "json": {"order": "{{ event.payload.id }}"},
+        "credentials_ref": "secret://HOOK_TOKEN"}}
+
+Every request goes through :func:`automate_core.http.ssrf_safe_request`, so a templated URL
+cannot reach private networks. GET, HEAD, OPTIONS, PUT and DELETE count as idempotent;
+set ``"idempotent"`` to say otherwise for a given endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from automate.steps.base import StepContext, StepExecutor, StrictConfig
+from automate_connectors.base import normalize_http_error
+from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.secrets import is_reference
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Response bodies kept as the step's output (the rest is cut, and ``truncated`` says so).
+MAX_KEPT_TEXT = 64 * 1024
+
+
+class HttpRequestConfig(StrictConfig):
+    method: Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(min_length=1)
+    headers: dict[str, str] | str = Field(default_factory=dict)
+    params: dict[str, Any] | str = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    data: dict[str, Any] | str | None = None
+    credentials_ref: str | None = None
+    idempotent: bool | None = None
+    max_size: int | None = Field(default=None, gt=0)
+    allow_redirects: bool = True
+
+
+class HttpRequestStep(StepExecutor):
+    key = "http_request"
+    display_name = "HTTP request"
+    config_model = HttpRequestConfig
+
+    @classmethod
+    def check(cls, config: HttpRequestConfig, *, where: str = "config") -> None:  # type: ignore[override]
+        if config.credentials_ref is not None and not is_reference(config.credentials_ref):
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                f"{where}.credentials_ref must be a secret://NAME reference, never the secret",
+                retryable=False,
+                details={"field": f"{where}.credentials_ref"},
+            )
+        if config.json_body is not None and config.data is not None:
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                f"{where}: give json or data, not both",
+                retryable=False,
+                details={"field": f"{where}.data"},
+            )
+
+    @classmethod
+    def is_idempotent(cls, config: HttpRequestConfig) -> bool:  # type: ignore[override]
+        if config.idempotent is not None:
+            return config.idempotent
+        return config.method in IDEMPOTENT_METHODS
+
+    def execute(self, config: HttpRequestConfig, ctx: StepContext) -> dict[str, Any]:  # type: ignore[override]
+        try:
+            from automate_core.http import ssrf_safe_request
+        except ImportError:
+            raise AutomateError(
+                ErrorCodes.CONFIGURATION,
+                "the SSRF-safe client (automate_core.http) is not installed",
+                retryable=False,
+            ) from None
+        for name in ("headers", "params"):
+            if not isinstance(getattr(config, name), dict):
+                raise AutomateError(
+                    ErrorCodes.INVALID_ARGUMENT,
+                    f"config.{name} must render to an object",
+                    retryable=False,
+                    details={"field": f"config.{name}"},
+                )
+        kwargs: dict[str, Any] = {
+            "credentials_ref": config.credentials_ref,
+            "timeout": ctx.timeout,
+            "headers": config.headers or None,
+            "params": config.params or None,
+            "json": config.json_body,
+            "data": config.data,
+            "allow_redirects": config.allow_redirects,
+        }
+        if config.max_size is not None:
+            kwargs["max_size"] = config.max_size
+        try:
+            response = ssrf_safe_request(config.method, config.url, **kwargs)
+        except AutomateError:
+            raise
+        except Exception as exc:
+            raise normalize_http_error(exc, provider="http_request") from exc
+        if response.status_code >= 400:
+            raise normalize_http_error(_StatusError(response), provider="http_request")
+        return _output(response)
+
+
+class _StatusError(Exception):
+    def __init__(self, response: Any) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _output(response: Any) -> dict[str, Any]:
+    text = response.text
+    output: dict[str, Any] = {
+        "status_code": response.status_code,
+        "headers": {"content-type": response.headers.get("content-type", "")},
+    }
+    if "json" in output["headers"]["content-type"]:
+        try:
+            output["json"] = response.json()
+            return output
+        except ValueError:
+            pass
+    output["text"] = text[:MAX_KEPT_TEXT]
+    if len(text) > MAX_KEPT_TEXT:
+        output["truncated"] = True
+    return output

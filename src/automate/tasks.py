@@ -1,0 +1,36 @@
+"""Celery tasks (``shared_task``: they bind to the project's Celery app).
+
+Both are idempotent and ``acks_late``: a task redelivered after its worker died finds its
+items no longer leased under the token it carries and skips them, while the items
+themselves come back through their expired leases. The tasks never retry: retries live
+in the outbox (see :mod:`automate.runner`).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from automate import dispatch
+from automate_core.outbox.models import OutboxItem, OutboxStatus
+
+
+@shared_task(name="automate.process_items", acks_late=True, ignore_result=True)
+def process_items(leases: list[list]) -> dict[str, int]:
+    """Process a batch of claimed items given as ``[[id, lease_token], ...]``."""
+    by_id = {int(item_id): str(token) for item_id, token in leases}
+    items = list(
+        OutboxItem.objects.filter(pk__in=list(by_id), status=OutboxStatus.LEASED).order_by("id")
+    )
+    mine = [item for item in items if item.lease_token == by_id[item.pk]]
+    counts = dispatch.process_batch(mine)
+    skipped = len(by_id) - len(mine)
+    if skipped:
+        counts["skipped"] = skipped
+    return counts
+
+
+@shared_task(name="automate.dispatch", acks_late=True, ignore_result=True)
+def dispatch_batch(batch: int | None = None) -> dict[str, int]:
+    """Claim a batch and process it here: what a newly accepted event triggers."""
+    items = dispatch.claim(batch, worker=dispatch.worker_name("celery"))
+    return dispatch.process_batch(items) if items else {}

@@ -1,0 +1,120 @@
+"""Celery tasks and the Celery-mode dispatcher (in this process; the real worker process
+is in tests/integration and tests/reliability)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from celery import Celery
+
+from automate import dispatch
+from automate.models import RunStatus, WorkflowRun
+from automate.services import WorkflowService
+from automate.tasks import dispatch_batch, process_items
+from automate_core.models import OutboxItem
+from automate_core.outbox import queue
+
+pytestmark = pytest.mark.django_db
+
+STEP = {
+    "name": "E",
+    "type": "connector_action",
+    "config": {"profile": "recorder", "action": "echo"},
+}
+
+
+def make_items(n: int) -> list[OutboxItem]:
+    wf = WorkflowService().create_workflow(name=f"W{uuid.uuid4().hex[:6]}", steps=[STEP])
+    return [WorkflowService().run_workflow(wf, {"n": i}).outbox_item for i in range(n)]
+
+
+def test_process_items__runs_its_leases_and_skips_stale_ones(recorder_calls):
+    make_items(2)
+    first, second = queue.claim(2)
+    stale = [second.pk, "not-the-token"]
+    assert process_items([[first.pk, first.lease_token], stale]) == {"done": 1, "skipped": 1}
+    # Redelivered (acks_late) after it already ran: nothing runs twice.
+    assert process_items([[first.pk, first.lease_token]]) == {"skipped": 1}
+    assert len(recorder_calls) == 1
+    assert OutboxItem.objects.get(pk=second.pk).status == "leased"
+
+
+def test_dispatch_batch__claims_and_processes(recorder_calls):
+    make_items(3)
+    assert dispatch_batch(2) == {"done": 2}
+    assert dispatch_batch() == {"done": 1}
+    assert dispatch_batch() == {}
+    assert len(recorder_calls) == 3
+
+
+@pytest.fixture
+def celery_app(settings):
+    """A Celery app of this process; the test points it at a broker."""
+    app = Celery("automate_dispatch_tests", set_as_current=False)
+    app.conf.update(
+        task_publish_retry=False,
+        broker_connection_retry=False,
+        broker_connection_max_retries=0,
+        broker_transport_options={"max_retries": 0, "socket_connect_timeout": 0.5},
+    )
+    previous = __import__("celery").current_app
+    app.set_current()
+    yield app
+    app.pool.force_close_all()
+    previous.set_current()
+
+
+def test_dispatch_to_celery__broker_down_releases_the_items(
+    celery_app, caplog, django_capture_on_commit_callbacks
+):
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
+    make_items(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(5) == 2  # claimed; sending fails on commit
+    assert set(OutboxItem.objects.values_list("status", "attempts")) == {("pending", 0)}
+    assert "could not send 2 outbox items to Celery" in caplog.text
+
+
+def test_dispatch_to_celery__stops_at_max_in_flight(
+    celery_app, redis_url, settings, django_capture_on_commit_callbacks
+):
+    queue_name = f"automate-test-{uuid.uuid4().hex[:8]}"
+    celery_app.conf.update(broker_url=redis_url, task_default_queue=queue_name)
+    settings.AUTOMATE = {**settings.AUTOMATE, "DISPATCH_MAX_IN_FLIGHT": 3}
+    make_items(5)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert dispatch.dispatch_to_celery(2) == 2
+            assert dispatch.dispatch_to_celery(2) == 1
+            assert dispatch.dispatch_to_celery(2) == 0
+        assert OutboxItem.objects.filter(status="leased").count() == 3
+        with celery_app.connection_for_write() as conn:
+            assert conn.default_channel.client.llen(queue_name) == 2  # two batch tasks
+    finally:
+        with celery_app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue_name)
+
+
+def test_sweep__runs_of_items_the_outbox_killed_are_dead():
+    [item] = make_items(1)
+    WorkflowRun.objects.update(status=RunStatus.RUNNING)
+    OutboxItem.objects.filter(pk=item.pk).update(status="dead")
+    assert dispatch.sweep_dead_runs() == 1
+    run = WorkflowRun.objects.get()
+    assert run.status == RunStatus.DEAD
+    assert run.error["code"] == "exhausted"
+
+
+def test_execution_mode__auto_follows_the_broker_setting(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CELERY_BROKER_URL = None
+    assert dispatch.execution_mode() == "embedded"
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
+    assert dispatch.execution_mode() == "celery"
+    settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "embedded"}
+    assert dispatch.execution_mode() == "embedded"
+    settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "sometimes"}
+    with pytest.raises(ImproperlyConfigured, match="EXECUTION"):
+        dispatch.execution_mode()
