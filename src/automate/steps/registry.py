@@ -14,6 +14,12 @@ BUILTIN_STEPS = (
     "automate.steps.filter.FilterStep",
 )
 
+#: Step types whose app is optional: registered only when that app is installed.
+OPTIONAL_STEPS = {
+    "automate_llm": "automate.steps.llm.LLMStep",
+    "rag": "automate.steps.rag_query.RagQueryStep",
+}
+
 steps: Registry[type[StepExecutor]] = Registry(
     "step type", base=StepExecutor, validate=check_executor_shape
 )
@@ -35,7 +41,11 @@ def step_types() -> list[str]:
 
 def load() -> None:
     """Register the built-in step types; idempotent (called from ``ready()``)."""
+    from django.apps import apps
     from django.utils.module_loading import import_string
 
     for path in BUILTIN_STEPS:
         steps.register(import_string(path), builtin=True)
+    for app_label, path in OPTIONAL_STEPS.items():
+        if apps.is_installed(app_label):
+            steps.register(import_string(path), builtin=True)

@@ -1,0 +1,77 @@
+"""``rag_query``: the passages of a knowledge base most relevant to a query.
+
+    {"name": "Find docs", "type": "rag_query", "config": {
+        "knowledge_base": "help-center",                 # a rag KnowledgeBase slug
+        "query": "{{ event.payload.question }}",
+        "top_k": 3,
+        "filters": {"lang": "en"}}}
+
+The output is ``{"query": ..., "passages": [{"id", "score", "content", "metadata",
+"source", "title"}, ...]}``, best first; a later ``llm`` step reads
+``steps["Find docs"].output.passages``. Needs ``rag`` in ``INSTALLED_APPS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from automate.steps.base import StepContext, StepExecutor, StrictConfig
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+
+class RagQueryConfig(StrictConfig):
+    knowledge_base: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    top_k: int | str = 5
+    filters: dict[str, Any] | str | None = None
+
+
+class RagQueryStep(StepExecutor):
+    key = "rag_query"
+    display_name = "RAG query"
+    config_model = RagQueryConfig
+    idempotent = True  # a read
+
+    @classmethod
+    def check(cls, config: RagQueryConfig, *, where: str = "config") -> None:  # type: ignore[override]
+        from automate.templating import is_template
+        from rag.models import KnowledgeBase
+
+        if (
+            not is_template(config.knowledge_base)
+            and not KnowledgeBase.objects.filter(slug=config.knowledge_base).exists()
+        ):
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                f"{where}.knowledge_base: no knowledge base {config.knowledge_base!r}",
+                retryable=False,
+                details={"field": f"{where}.knowledge_base"},
+            )
+
+    def execute(self, config: RagQueryConfig, ctx: StepContext) -> dict[str, Any]:  # type: ignore[override]
+        from rag.query import search
+
+        top_k = config.top_k
+        if isinstance(top_k, str):
+            if not top_k.strip().isdigit():
+                raise AutomateError(
+                    ErrorCodes.INVALID_ARGUMENT,
+                    f"config.top_k rendered to {top_k!r}, not an integer",
+                    retryable=False,
+                    details={"field": "config.top_k"},
+                )
+            top_k = int(top_k)
+        filters = config.filters
+        if isinstance(filters, str):
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                "config.filters must render to an object",
+                retryable=False,
+                details={"field": "config.filters"},
+            )
+        # Called in this thread, not under run_with_timeout: the search reads the database,
+        # and the hosted embedders and stores bound their own HTTP calls with timeouts.
+        passages = search(config.knowledge_base, config.query, top_k=top_k, filters=filters)
+        return {"query": config.query, "passages": passages}
