@@ -286,6 +286,27 @@ def _next_hop(
     return client.build_request(method, url, headers=headers, content=content or None)
 
 
+def _followed(
+    client: httpx.Client | httpx.AsyncClient,
+    request: httpx.Request,
+    response: httpx.Response,
+    hop: int,
+    allow_redirects: bool,
+    max_redirects: int,
+) -> httpx.Request | None:
+    """The next hop's request when ``response`` is a redirect to follow, else ``None``.
+
+    The redirect rules of both :func:`ssrf_safe_request` and its async twin, in one place.
+    """
+    if not allow_redirects or response.status_code not in _REDIRECTS:
+        return None
+    if hop == max_redirects:
+        raise SSRFError(f"more than {max_redirects} redirects", reason="redirects")
+    if not response.headers.get("location"):
+        return None
+    return _next_hop(client, request, response)
+
+
 @contextmanager
 def _reported(method: str, url: str | httpx.URL) -> Iterator[None]:
     """Scrub secrets from whatever escapes, and log what the SSRF rules refused."""
@@ -413,14 +434,10 @@ def _send(
         for hop in range(max_redirects + 1):
             response = client.send(request, stream=True)
             try:
-                if allow_redirects and response.status_code in _REDIRECTS:
-                    if hop == max_redirects:
-                        raise SSRFError(f"more than {max_redirects} redirects", reason="redirects")
-                    if response.headers.get("location"):
-                        request = _next_hop(client, request, response)
-                        continue
-                body = response.read()
-                return _finish(response, body)
+                follow = _followed(client, request, response, hop, allow_redirects, max_redirects)
+                if follow is None:
+                    return _finish(response, response.read())
+                request = follow
             finally:
                 response.close()
     raise AssertionError("unreachable")  # pragma: no cover
@@ -490,16 +507,12 @@ async def _async_send(
             for hop in range(max_redirects + 1):
                 response = await client.send(request, stream=True)
                 try:
-                    if allow_redirects and response.status_code in _REDIRECTS:
-                        if hop == max_redirects:
-                            raise SSRFError(
-                                f"more than {max_redirects} redirects", reason="redirects"
-                            )
-                        if response.headers.get("location"):
-                            request = _next_hop(client, request, response)
-                            continue
-                    body = await response.aread()
-                    return _finish(response, body)
+                    follow = _followed(
+                        client, request, response, hop, allow_redirects, max_redirects
+                    )
+                    if follow is None:
+                        return _finish(response, await response.aread())
+                    request = follow
                 finally:
                     await response.aclose()
     raise AssertionError("unreachable")  # pragma: no cover

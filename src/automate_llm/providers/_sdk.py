@@ -20,6 +20,11 @@ malformed JSON in a response    UNAVAILABLE         yes (gateways answer 200 wit
 other 4xx (400, 413, 422)       INVALID_ARGUMENT    no
 ==============================  ==================  =========
 
+:class:`SDKProvider` owns what a provider built on such an SDK does around each call (the
+lazy sync client, a fresh async client per async call, ``close()``, the error mapping); a
+provider module only says which SDK and client classes, which call, and how to build the
+request and read the answer.
+
 HTTP clients: the SDK's own default httpx client, with our timeout (one shared sync client
 per provider and timeout, a fresh async client per call). A project that wants
 every outbound call to go through its own client (for instance the SSRF-safe client of
@@ -33,8 +38,10 @@ from __future__ import annotations
 import importlib
 import json
 import threading
-from types import ModuleType
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
@@ -42,6 +49,7 @@ from django.utils.module_loading import import_string
 from automate_core.conf import settings as automate_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.redaction import redact
+from automate_llm.providers.base import BaseLLMProvider, ChatChunk, ChatResult
 from automate_llm.retry import parse_retry_after
 
 STATUS_CODES = {
@@ -172,3 +180,165 @@ def _error_text(body: Any) -> str:
         if isinstance(error, str):
             return error
     return ""
+
+
+class SDKConfig(Protocol):
+    """The configuration fields every SDK provider has (its pydantic model has more)."""
+
+    api_key: str
+    base_url: str | None
+    timeout: float
+
+
+class StreamReader(Protocol):
+    """Turns one SDK stream event into a chunk, or ``None`` for an event with nothing new."""
+
+    def feed(self, event: Any) -> ChatChunk | None: ...
+
+
+class SDKErrorGuard:
+    """Re-raises whatever an SDK call raises as the :class:`AutomateError` it means.
+
+    The SDK is imported when the guard is made, so a missing SDK is reported as
+    ``ImproperlyConfigured`` before the request is even built. Our own errors and
+    non-``Exception`` exits (``GeneratorExit`` when a stream is closed early) pass through.
+    """
+
+    def __init__(self, sdk: ModuleType, provider: str) -> None:
+        self.sdk = sdk
+        self.provider = provider
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, AutomateError):
+            raise normalize_sdk_error(exc, self.sdk, self.provider) from exc
+
+
+class SDKProvider(BaseLLMProvider, ABC):
+    """A chat provider over an official SDK shaped like ``openai``'s and ``anthropic``'s.
+
+    It owns the clients (one lazy sync client, closed by :meth:`close`; a fresh async
+    client per async call, because an async client belongs to the event loop that opened
+    it), the SDK's retries being off (one retry layer: :mod:`automate_llm.retry`), and the
+    error mapping around every call. A subclass names its SDK and client classes and fills
+    in the wire format: :meth:`_create`, :meth:`_params`, :meth:`_stream_params`,
+    :meth:`_result` and :meth:`_stream_reader`.
+    """
+
+    #: The SDK's import name and the django-automate extra that installs it.
+    sdk_module: ClassVar[str] = ""
+    sdk_extra: ClassVar[str] = ""
+    #: The SDK's client class names, e.g. ``"OpenAI"`` and ``"AsyncOpenAI"``.
+    sync_client_class: ClassVar[str] = ""
+    async_client_class: ClassVar[str] = ""
+
+    #: A pydantic model with (at least) these fields; typing has no "BaseModel and SDKConfig".
+    cfg: SDKConfig  # type: ignore[assignment]
+
+    def __init__(self, config: dict, ctx: Any = None) -> None:
+        super().__init__(config, ctx)
+        self._client: Any = None
+
+    # -- Clients --------------------------------------------------------------------------
+
+    def _sdk(self) -> Any:
+        return import_sdk(self.sdk_module, self.sdk_extra)
+
+    def _client_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+        sdk = self._sdk()
+        return {
+            "api_key": self.cfg.api_key,
+            "base_url": self.cfg.base_url,
+            **self._extra_client_kwargs(),
+            "timeout": self.cfg.timeout,
+            "max_retries": 0,  # one retry layer: ours (automate_llm.retry)
+            "http_client": http_client(
+                sdk, self.key, asynchronous=asynchronous, timeout=self.cfg.timeout
+            ),
+        }
+
+    def _extra_client_kwargs(self) -> dict[str, Any]:
+        """Client arguments only this SDK takes (OpenAI's ``organization``)."""
+        return {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            client_class = getattr(self._sdk(), self.sync_client_class)
+            self._client = client_class(**self._client_kwargs(asynchronous=False))
+        return self._client
+
+    def _async_client(self) -> Any:
+        """A new async client, to be used in ``async with`` for one call."""
+        client_class = getattr(self._sdk(), self.async_client_class)
+        return client_class(**self._client_kwargs(asynchronous=True))
+
+    def close(self) -> None:
+        if self._client is not None and owns_http_client():
+            self._client.close()
+        self._client = None
+
+    def _mapped_errors(self) -> SDKErrorGuard:
+        """``with self._mapped_errors():`` around an SDK call maps its failures (see the guard)."""
+        return SDKErrorGuard(self._sdk(), self.key)
+
+    # -- Calls ----------------------------------------------------------------------------
+
+    def complete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
+        with self._mapped_errors():
+            return self._result(self._create(self.client, self._params(messages, kwargs)))
+
+    async def acomplete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
+        with self._mapped_errors():
+            async with self._async_client() as client:
+                return self._result(await self._create(client, self._params(messages, kwargs)))
+
+    def stream(self, messages: list[dict], **kwargs: Any) -> Iterator[ChatChunk]:
+        errors = self._mapped_errors()
+        params = self._stream_params(messages, kwargs)
+        with errors:
+            reader = self._stream_reader()
+            for event in self._create(self.client, params):
+                chunk = reader.feed(event)
+                if chunk is not None:
+                    yield chunk
+
+    async def astream(self, messages: list[dict], **kwargs: Any) -> AsyncIterator[ChatChunk]:
+        errors = self._mapped_errors()
+        params = self._stream_params(messages, kwargs)
+        with errors:
+            async with self._async_client() as client:
+                reader = self._stream_reader()
+                async for event in await self._create(client, params):
+                    chunk = reader.feed(event)
+                    if chunk is not None:
+                        yield chunk
+
+    # -- What a subclass fills in ---------------------------------------------------------
+
+    @abstractmethod
+    def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        """The SDK's chat call on ``client`` (awaitable when the client is async)."""
+
+    @abstractmethod
+    def _params(self, messages: list[dict], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The request's arguments for our neutral ``messages`` and call ``kwargs``."""
+
+    def _stream_params(self, messages: list[dict], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The request's arguments for a streamed answer."""
+        return {**self._params(messages, kwargs), "stream": True}
+
+    @abstractmethod
+    def _result(self, response: Any) -> ChatResult:
+        """The SDK's answer as a :class:`ChatResult` (or ``malformed_response``)."""
+
+    @abstractmethod
+    def _stream_reader(self) -> StreamReader:
+        """A fresh reader for one stream's events."""

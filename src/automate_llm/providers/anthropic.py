@@ -11,20 +11,12 @@ SDK's own retries are off (see :mod:`automate_llm.retry`).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from automate_core.providers.errors import AutomateError
-from automate_llm.providers._sdk import (
-    http_client,
-    import_sdk,
-    malformed_response,
-    normalize_sdk_error,
-    owns_http_client,
-)
-from automate_llm.providers.base import BaseLLMProvider, ChatChunk, ChatResult, ToolCall, Usage
+from automate_llm.providers._sdk import SDKProvider, malformed_response
+from automate_llm.providers.base import ChatChunk, ChatResult, ToolCall, Usage
 
 
 class AnthropicConfig(BaseModel):
@@ -39,12 +31,16 @@ class AnthropicConfig(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=1)
 
 
-class AnthropicProvider(BaseLLMProvider):
+class AnthropicProvider(SDKProvider):
     """Claude models through the ``anthropic`` SDK."""
 
     key = "anthropic"
     display_name = "Anthropic"
     secret_fields = ("api_key",)
+    sdk_module = "anthropic"
+    sdk_extra = "anthropic"
+    sync_client_class = "Anthropic"
+    async_client_class = "AsyncAnthropic"
 
     cfg: AnthropicConfig
 
@@ -52,102 +48,21 @@ class AnthropicProvider(BaseLLMProvider):
     def config_schema(cls) -> type[BaseModel]:
         return AnthropicConfig
 
-    def __init__(self, config: dict, ctx: Any = None) -> None:
-        super().__init__(config, ctx)
-        self._client: Any = None
-
-    # -- Clients --------------------------------------------------------------------------
-
-    def _sdk(self) -> Any:
-        return import_sdk("anthropic", "anthropic")
-
-    def _client_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
-        sdk = self._sdk()
-        return {
-            "api_key": self.cfg.api_key,
-            "base_url": self.cfg.base_url,
-            "timeout": self.cfg.timeout,
-            "max_retries": 0,  # one retry layer: ours (automate_llm.retry)
-            "http_client": http_client(
-                sdk, self.key, asynchronous=asynchronous, timeout=self.cfg.timeout
-            ),
-        }
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self._sdk().Anthropic(**self._client_kwargs(asynchronous=False))
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None and owns_http_client():
-            self._client.close()
-        self._client = None
-
-    # -- Calls ----------------------------------------------------------------------------
-
-    def complete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
-        sdk = self._sdk()
-        try:
-            return self._result(self.client.messages.create(**self._params(messages, kwargs)))
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
-
-    async def acomplete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
-        sdk = self._sdk()
-        try:
-            async with sdk.AsyncAnthropic(**self._client_kwargs(asynchronous=True)) as client:
-                return self._result(await client.messages.create(**self._params(messages, kwargs)))
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
-
-    def stream(self, messages: list[dict], **kwargs: Any) -> Iterator[ChatChunk]:
-        sdk = self._sdk()
-        params = {**self._params(messages, kwargs), "stream": True}
-        try:
-            reader = _StreamReader()
-            for event in self.client.messages.create(**params):
-                chunk = reader.feed(event)
-                if chunk is not None:
-                    yield chunk
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
-
-    async def astream(self, messages: list[dict], **kwargs: Any) -> AsyncIterator[ChatChunk]:
-        sdk = self._sdk()
-        params = {**self._params(messages, kwargs), "stream": True}
-        try:
-            async with sdk.AsyncAnthropic(**self._client_kwargs(asynchronous=True)) as client:
-                reader = _StreamReader()
-                async for event in await client.messages.create(**params):
-                    chunk = reader.feed(event)
-                    if chunk is not None:
-                        yield chunk
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
-
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as one user message, counted by the service's count API."""
-        sdk = self._sdk()
-        try:
+        with self._mapped_errors():
             counted = self.client.messages.count_tokens(
                 model=self.cfg.model, messages=[{"role": "user", "content": text}]
             )
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
         return int(counted.input_tokens)
 
     # -- Wire format ----------------------------------------------------------------------
+
+    def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        return client.messages.create(**params)
+
+    def _stream_reader(self) -> _StreamReader:
+        return _StreamReader()
 
     def _params(self, messages: list[dict], kwargs: dict[str, Any]) -> dict[str, Any]:
         system = [_text(m.get("content")) for m in messages if m.get("role") == "system"]

@@ -10,20 +10,12 @@ Ollama, LiteLLM, Azure's v1 endpoint...). The SDK's own retries are off (see
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from automate_core.providers.errors import AutomateError
-from automate_llm.providers._sdk import (
-    http_client,
-    import_sdk,
-    malformed_response,
-    normalize_sdk_error,
-    owns_http_client,
-)
-from automate_llm.providers.base import BaseLLMProvider, ChatChunk, ChatResult, ToolCall, Usage
+from automate_llm.providers._sdk import SDKProvider, malformed_response
+from automate_llm.providers.base import ChatChunk, ChatResult, ToolCall, Usage
 
 
 class OpenAIConfig(BaseModel):
@@ -43,12 +35,16 @@ class OpenAIConfig(BaseModel):
     )
 
 
-class OpenAIProvider(BaseLLMProvider):
+class OpenAIProvider(SDKProvider):
     """Chat Completions through the ``openai`` SDK."""
 
     key = "openai"
     display_name = "OpenAI (or any OpenAI-compatible endpoint)"
     secret_fields = ("api_key",)
+    sdk_module = "openai"
+    sdk_extra = "openai"
+    sync_client_class = "OpenAI"
+    async_client_class = "AsyncOpenAI"
 
     cfg: OpenAIConfig
 
@@ -56,90 +52,8 @@ class OpenAIProvider(BaseLLMProvider):
     def config_schema(cls) -> type[BaseModel]:
         return OpenAIConfig
 
-    def __init__(self, config: dict, ctx: Any = None) -> None:
-        super().__init__(config, ctx)
-        self._client: Any = None
-
-    # -- Clients --------------------------------------------------------------------------
-
-    def _sdk(self) -> Any:
-        return import_sdk("openai", "openai")
-
-    def _client_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
-        sdk = self._sdk()
-        return {
-            "api_key": self.cfg.api_key,
-            "base_url": self.cfg.base_url,
-            "organization": self.cfg.organization,
-            "timeout": self.cfg.timeout,
-            "max_retries": 0,  # one retry layer: ours (automate_llm.retry)
-            "http_client": http_client(
-                sdk, self.key, asynchronous=asynchronous, timeout=self.cfg.timeout
-            ),
-        }
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self._sdk().OpenAI(**self._client_kwargs(asynchronous=False))
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None and owns_http_client():
-            self._client.close()
-        self._client = None
-
-    # -- Calls ----------------------------------------------------------------------------
-
-    def complete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
-        sdk = self._sdk()
-        try:
-            response = self.client.chat.completions.create(**self._params(messages, kwargs))
-            return self._result(response)
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
-
-    async def acomplete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
-        sdk = self._sdk()
-        try:
-            async with sdk.AsyncOpenAI(**self._client_kwargs(asynchronous=True)) as client:
-                response = await client.chat.completions.create(**self._params(messages, kwargs))
-                return self._result(response)
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
-
-    def stream(self, messages: list[dict], **kwargs: Any) -> Iterator[ChatChunk]:
-        sdk = self._sdk()
-        params = self._params(messages, kwargs, stream=True)
-        try:
-            assembler = _ToolCallAssembler()
-            for event in self.client.chat.completions.create(**params):
-                chunk = assembler.feed(event)
-                if chunk is not None:
-                    yield chunk
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
-
-    async def astream(self, messages: list[dict], **kwargs: Any) -> AsyncIterator[ChatChunk]:
-        sdk = self._sdk()
-        params = self._params(messages, kwargs, stream=True)
-        try:
-            async with sdk.AsyncOpenAI(**self._client_kwargs(asynchronous=True)) as client:
-                assembler = _ToolCallAssembler()
-                async for event in await client.chat.completions.create(**params):
-                    chunk = assembler.feed(event)
-                    if chunk is not None:
-                        yield chunk
-        except AutomateError:
-            raise
-        except Exception as exc:
-            raise normalize_sdk_error(exc, sdk, self.key) from exc
+    def _extra_client_kwargs(self) -> dict[str, Any]:
+        return {"organization": self.cfg.organization}
 
     def count_tokens(self, text: str) -> int:
         """tiktoken for the model's encoding when it is on disk, else the documented estimate."""
@@ -148,6 +62,15 @@ class OpenAIProvider(BaseLLMProvider):
         return count_tokens(text, model=self.cfg.model, encoding=self.cfg.encoding)
 
     # -- Wire format ----------------------------------------------------------------------
+
+    def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        return client.chat.completions.create(**params)
+
+    def _stream_reader(self) -> _ToolCallAssembler:
+        return _ToolCallAssembler()
+
+    def _stream_params(self, messages: list[dict], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return self._params(messages, kwargs, stream=True)
 
     def _params(
         self, messages: list[dict], kwargs: dict[str, Any], *, stream: bool = False
