@@ -147,7 +147,7 @@ class WorkflowAdmin(admin.ModelAdmin):
     @admin.display(description=_("trigger"))
     def trigger(self, obj: Workflow) -> str:
         if not obj.trigger_connector:
-            return _("manual")
+            return str(_("manual"))
         events = ", ".join(obj.trigger_event_types) or "*"
         return f"{obj.trigger_connector}: {events}"
 
@@ -225,7 +225,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         "event_display",
         "timeline",
     ]
-    readonly_fields = fields
+    readonly_fields = [f for f in fields if isinstance(f, str)]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -94,7 +94,7 @@ def _settle(item: OutboxItem, outcomes: list[runner.RunOutcome]) -> str:
     retries = [o for o in outcomes if o.status == runner.RETRY]
     dead = [o for o in outcomes if o.status == runner.DEAD]
     if retries:
-        status = queue.fail(item, retries[0].error, retryable=True)
+        status = queue.fail(item, _error_of(retries[0]), retryable=True)
         if status == OutboxStatus.FAILED:
             # The failing step's own backoff, rather than the outbox's default.
             delay = min(o.retry_in or 0.0 for o in retries)
@@ -108,7 +108,7 @@ def _settle(item: OutboxItem, outcomes: list[runner.RunOutcome]) -> str:
             )
         return status
     if dead:
-        return queue.fail(item, dead[0].error, retryable=False)
+        return queue.fail(item, _error_of(dead[0]), retryable=False)
     queue.complete(item)
     return OutboxStatus.DONE
 
@@ -203,3 +203,7 @@ def replay(item_ids: list[int]) -> int:
             run.replay_count += 1
             run.save(update_fields=["status", "error", "finished_at", "replay_count"])
         return queue.replay(ids=item_ids)
+
+
+def _error_of(outcome: runner.RunOutcome) -> BaseException | str:
+    return outcome.error if outcome.error is not None else f"run ended as {outcome.status}"

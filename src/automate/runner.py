@@ -110,8 +110,8 @@ def execute_run(
     lease was lost to another worker, ``PAUSED`` when the worker is shutting down.
     """
     if run.status in FINISHED_RUN_STATUSES:
-        done = {RunStatus.DEAD: DEAD, RunStatus.FILTERED: FILTERED}
-        return RunOutcome(done.get(run.status, COMPLETED))
+        done: dict[str, str] = {RunStatus.DEAD: DEAD, RunStatus.FILTERED: FILTERED}
+        return RunOutcome(done.get(str(run.status), COMPLETED))
     now = timezone.now()
     run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
     run.save(update_fields=["status", "started_at"])

@@ -89,7 +89,7 @@ class StepExecutor:
         )
 
 
-def check_executor_shape(cls: type) -> None:
+def check_executor_shape(cls: type[StepExecutor]) -> None:
     """Registry validator: a step type must say how its config is validated."""
     model = getattr(cls, "config_model", None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):

@@ -81,7 +81,7 @@ class ConnectorActionStep(StepExecutor):
             )
         connector = build_connector(connection, ctx=ctx.provider_ctx)
         return run_with_timeout(
-            lambda: connector.execute_action(config.action, dict(config.input)),
+            lambda: connector.execute_action(config.action, _rendered_input(config.input)),
             ctx.timeout,
             what=f"{config.profile}.{config.action}",
         )
@@ -122,3 +122,9 @@ def _invalid(message: str, field: str) -> AutomateError:
     return AutomateError(
         ErrorCodes.INVALID_ARGUMENT, message, retryable=False, details={"field": field}
     )
+
+
+def _rendered_input(data: dict[str, Any] | str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _invalid("config.input must render to an object", "config.input")
+    return dict(data)
