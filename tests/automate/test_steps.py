@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from pydantic import BaseModel
 
@@ -115,18 +113,6 @@ def test_http_request__json_and_data_are_exclusive():
     config = HttpRequestStep.parse_config({"url": "http://x", "json": {}, "data": {}})
     with pytest.raises(AutomateError, match="json or data"):
         HttpRequestStep.check(config)
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("automate_core.http") is not None,
-    reason="the SSRF-safe client is installed; its end-to-end test covers execute()",
-)
-def test_http_request__without_the_ssrf_client_is_a_configuration_error():
-    config = HttpRequestStep.parse_config({"url": "http://127.0.0.1:9/"})
-    with pytest.raises(AutomateError) as info:
-        HttpRequestStep().execute(config, ctx())
-    assert info.value.code == ErrorCodes.CONFIGURATION
-    assert info.value.retryable is False
 
 
 def test_run_with_timeout__returns_raises_or_times_out():

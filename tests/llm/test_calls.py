@@ -214,9 +214,9 @@ def test_run_chat__a_refused_connection_from_a_client_provider_is_unavailable():
 
 @override_settings(AUTOMATE=AUTOMATE)
 def test_run_chat__the_profile_rate_limit_is_enforced():
-    from automate_llm.ratelimit import _limiter_class
+    from automate_core.throttling import RateLimiter
 
-    _limiter_class()("llm:limited", "2/min").reset()  # the memory storage outlives tests
+    RateLimiter("llm:limited", "2/min").reset()  # the memory storage outlives tests
     profile = offline(key="limited")
     profile.rate_limit = "2/min"
     profile.save()

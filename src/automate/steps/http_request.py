@@ -68,14 +68,8 @@ class HttpRequestStep(StepExecutor):
         return config.method in IDEMPOTENT_METHODS
 
     def execute(self, config: HttpRequestConfig, ctx: StepContext) -> dict[str, Any]:  # type: ignore[override]
-        try:
-            from automate_core.http import ssrf_safe_request
-        except ImportError:
-            raise AutomateError(
-                ErrorCodes.CONFIGURATION,
-                "the SSRF-safe client (automate_core.http) is not installed",
-                retryable=False,
-            ) from None
+        from automate_core.http import ssrf_safe_request
+
         for name in ("headers", "params"):
             if not isinstance(getattr(config, name), dict):
                 raise AutomateError(
