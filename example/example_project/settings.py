@@ -106,7 +106,10 @@ SPECTACULAR_SETTINGS = {"TITLE": "Django Automate example", "VERSION": "0.1"}
 AUTOMATE = {
     # Demo values only: real projects keep secrets in the environment or a secret store
     # and refer to them as secret://NAME.
-    "SECRETS": {"github-webhook": os.environ.get("GITHUB_WEBHOOK_SECRET", "demo-github-secret")},
+    "SECRETS": {
+        "github-webhook": os.environ.get("GITHUB_WEBHOOK_SECRET", "demo-github-secret"),
+        "demo-jira-token": "demo-jira-token-not-real",
+    },
     "CONNECTORS": {
         "github": {"secrets": ["secret://github-webhook"]},
     },

@@ -13,7 +13,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "example"
 
 
 @pytest.mark.slow
-def test_demo__accepts_and_stores_a_signed_webhook_and_refuses_a_tampered_one(tmp_path):
+def test_demo__webhook_to_two_step_workflow_in_embedded_mode(tmp_path):
     env = {
         **os.environ,
         "SQLITE_PATH": str(tmp_path / "demo.sqlite3"),
@@ -32,7 +32,26 @@ def test_demo__accepts_and_stores_a_signed_webhook_and_refuses_a_tampered_one(tm
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Answer: 202" in out
+    assert "answer: 202" in out
     assert "connector_key  github" in out
     assert "event_type     issues" in out
-    assert "Same request with a tampered body: 401" in out
+    assert "the same request with a tampered body: 401" in out
+    # The two-step workflow ran: the Jira action reached the local target, the filter passed.
+    assert "Run #1: completed (outbox item done)" in out
+    assert "Create Jira issue [succeeded, attempt 1]" in out
+    assert '"key": "DEMO-1"' in out
+    assert "Only opened issues [succeeded, attempt 1]" in out
+    assert 'POST /rest/api/3/issue {"fields": {"project": {"key": "DEMO"}' in out
+    assert "/admin/automate/workflowrun/1/change/" in out
+
+    # Running the demo again updates the workflow in place and runs a new delivery.
+    again = subprocess.run(
+        [*manage, "automate_demo"],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "Run #2: completed" in again.stdout

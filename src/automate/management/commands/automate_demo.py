@@ -1,8 +1,15 @@
-"""``manage.py automate_demo``: send this project one signed webhook and show what happened.
+"""``manage.py automate_demo``: the whole loop on this machine, embedded mode.
 
-Starts the project's own WSGI application on 127.0.0.1 (a free port), signs a GitHub-style
-webhook with the secret configured for the ``github`` connector, posts it, and prints the
-answer and the stored outbox row. Nothing leaves this machine.
+1. serves this project's WSGI application on 127.0.0.1 (a free port);
+2. starts a stand-in for Jira's REST API on 127.0.0.1 (the "local target");
+3. saves a workflow: on a GitHub ``issues`` event, create a Jira issue with the built-in
+   ``jira`` connector, then keep going only for newly opened issues (a ``filter``);
+4. posts a GitHub-signed webhook, and the same one tampered with (401, nothing stored);
+5. runs the embedded worker until the queue is empty and prints the run, its steps and
+   what the target received, with the admin URL to look at it.
+
+Nothing leaves this machine. Run it again as often as you like: the profile and the
+workflow are updated in place, and each run posts a new delivery.
 """
 
 from __future__ import annotations
@@ -12,15 +19,25 @@ import hmac
 import json
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
+from django.test import override_settings
 
 from automate.connections import build_connector, find_connection
+from automate.models import ConnectionProfile, Workflow, WorkflowRun
+from automate.services import WorkflowService
 from automate_core.models import OutboxItem
+
+WORKFLOW_KEY = "demo-github-to-jira"
+JIRA_KEY = "demo_jira"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -28,31 +45,120 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
-class Command(BaseCommand):
-    help = "Post one signed webhook to this project on 127.0.0.1 and print the stored event."
+class FakeJira:
+    """Answers ``POST /rest/api/3/issue`` like Jira Cloud and remembers what it got."""
 
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--connector", default="github", help="connection key to post to")
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                fake.received.append({"path": self.path, "body": body})
+                number = len(fake.received)
+                reply = json.dumps({"id": str(10000 + number), "key": f"DEMO-{number}"}).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[None]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Command(BaseCommand):
+    help = "Run the demo: a signed webhook through a two-step workflow, all on 127.0.0.1."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        key = options["connector"]
-        connection = find_connection(key)
+        connection = find_connection("github")
         if connection is None:
-            raise CommandError(f'no connection {key!r}: add it to AUTOMATE["CONNECTORS"]')
+            raise CommandError('the demo needs a "github" connection in AUTOMATE["CONNECTORS"]')
         secret = build_connector(connection).secret
 
-        server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler)
-        server.set_app(get_wsgi_application())
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        host, port = "127.0.0.1", server.server_address[1]
-        try:
-            self._post(f"http://{host}:{port}/webhooks/{key}/", secret)
-        finally:
-            server.shutdown()
-            server.server_close()
+        app_server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler)
+        app_server.set_app(get_wsgi_application())
+        jira = FakeJira()
+        # The target runs on this machine, which the SSRF rules refuse by default; a real
+        # project lists its internal hosts the same way (HTTP_ALLOW_NETWORKS / _PORTS).
+        automate = dict(getattr(settings, "AUTOMATE", {}))
+        automate["HTTP_ALLOW_NETWORKS"] = ["127.0.0.1/32"]
+        automate["HTTP_ALLOWED_PORTS"] = [80, 443, jira.port]
+        with override_settings(AUTOMATE=automate), serving(app_server), serving(jira.httpd):
+            workflow = self._setup(jira.url)
+            url = f"http://127.0.0.1:{app_server.server_address[1]}/webhooks/github/"
+            item = self._post(url, secret)
+            self._run_worker()
+            self._report(workflow, item, jira)
 
-    def _post(self, url: str, secret: str) -> None:
+    # -- Steps of the demo ---------------------------------------------------------------
+
+    def _setup(self, jira_url: str) -> Workflow:
+        self._heading("1. A Jira connection and a two-step workflow")
+        profile = ConnectionProfile.objects.filter(key=JIRA_KEY).first() or ConnectionProfile(
+            key=JIRA_KEY, connector_key="jira", name="Demo Jira (local stand-in)"
+        )
+        profile.config = {
+            "url": jira_url,
+            "email": "demo@example.com",
+            "api_token": "secret://demo-jira-token",
+            "project_key": "DEMO",
+        }
+        profile.save()
+        steps = [
+            {
+                "name": "Create Jira issue",
+                "type": "connector_action",
+                "config": {
+                    "profile": JIRA_KEY,
+                    "action": "create_issue",
+                    "input": {
+                        "summary": "{{ event.payload.issue.title }}",
+                        "description": "From {{ event.payload.repository.full_name }}",
+                    },
+                },
+            },
+            {
+                "name": "Only opened issues",
+                "type": "filter",
+                "config": {"condition": "{{ event.payload.action == 'opened' }}"},
+            },
+        ]
+        service = WorkflowService()
+        workflow = Workflow.objects.filter(key=WORKFLOW_KEY).first()
+        if workflow is None:
+            workflow = service.create_workflow(
+                name="Demo: GitHub issue to Jira",
+                key=WORKFLOW_KEY,
+                steps=steps,
+                trigger={"connector": "github", "events": ["issues"]},
+            )
+        else:
+            workflow = service.update_workflow(workflow, steps=steps)
+        self.stdout.write(f"  workflow {workflow.key!r} v{workflow.version}: on github/issues")
+        for step in steps:
+            self.stdout.write(f"    - {step['name']} ({step['type']})")
+        return workflow
+
+    def _post(self, url: str, secret: str) -> OutboxItem:
+        self._heading(f"2. A signed GitHub webhook: POST {url}")
         delivery = str(uuid.uuid4())
         body = json.dumps(
             {
@@ -69,31 +175,50 @@ class Command(BaseCommand):
             "X-Hub-Signature-256": signature,
             "User-Agent": "GitHub-Hookshot/automate-demo",
         }
-        self.stdout.write(self.style.MIGRATE_HEADING(f"POST {url}"))
-        self.stdout.write(f"  X-GitHub-Event: issues   X-GitHub-Delivery: {delivery}")
         response = httpx.post(url, content=body, headers=headers, timeout=10)
-        self.stdout.write(self.style.MIGRATE_HEADING(f"Answer: {response.status_code}"))
-        self.stdout.write(f"  {response.text}")
+        self.stdout.write(f"  answer: {response.status_code} {response.text}")
         if response.status_code != 202:
             raise CommandError(f"the webhook was not accepted ({response.status_code})")
+        tampered = httpx.post(url, content=body + b" ", headers=headers, timeout=10)
+        self.stdout.write(f"  the same request with a tampered body: {tampered.status_code}")
 
         item = OutboxItem.objects.get(pk=response.json()["id"])
-        self.stdout.write(self.style.MIGRATE_HEADING("Stored outbox row:"))
-        for field in (
-            "id",
-            "connector_key",
-            "event_type",
-            "external_id",
-            "status",
-            "trace_id",
-            "headers",
-        ):
-            self.stdout.write(f"  {field:14} {getattr(item, field)}")
-        self.stdout.write(f"  {'payload':14} {json.dumps(item.payload)}")
+        self.stdout.write("  stored outbox row:")
+        for field in ("id", "connector_key", "event_type", "external_id", "trace_id", "headers"):
+            self.stdout.write(f"    {field:14} {getattr(item, field)}")
+        return item
 
-        tampered = httpx.post(url, content=body + b" ", headers=headers, timeout=10)
+    def _run_worker(self) -> None:
+        from automate.worker import EmbeddedWorker
+
+        self._heading("3. The embedded worker drains the outbox")
+        counts = EmbeddedWorker(threads=1, poll_seconds=0).run(once=True)
+        self.stdout.write(f"  outbox items processed: { ({str(k): v for k, v in counts.items()}) }")
+
+    def _report(self, workflow: Workflow, item: OutboxItem, jira: FakeJira) -> None:
+        item.refresh_from_db()
+        run = WorkflowRun.objects.filter(workflow=workflow, outbox_item=item).first()
+        if run is None:
+            raise CommandError(f"no run was created for outbox item {item.pk} ({item.status})")
+        self._heading(f"4. Run #{run.pk}: {run.status} (outbox item {item.status})")
+        for step_run in run.step_runs.select_related("step").order_by("id"):
+            self.stdout.write(
+                f"  {step_run.step.name} [{step_run.status}, attempt {step_run.attempt}]"
+            )
+            self.stdout.write(f"    input:  {json.dumps(step_run.input)}")
+            self.stdout.write(f"    output: {json.dumps(step_run.output)}")
+        self.stdout.write("  the local Jira received:")
+        for request in jira.received:
+            self.stdout.write(f"    POST {request['path']} {json.dumps(request['body'])}")
+        if run.status != "completed":
+            raise CommandError(f"the run ended {run.status}: {run.error}")
         self.stdout.write(
-            self.style.MIGRATE_HEADING(f"Same request with a tampered body: {tampered.status_code}")
+            self.style.SUCCESS(
+                "Done. To look at it in the admin: python manage.py createsuperuser, "
+                "python manage.py runserver, then open "
+                f"http://127.0.0.1:8000/admin/automate/workflowrun/{run.pk}/change/"
+            )
         )
-        self.stdout.write(f"  {tampered.text}")
-        self.stdout.write(self.style.SUCCESS("Done: a signed webhook was verified and stored."))
+
+    def _heading(self, text: str) -> None:
+        self.stdout.write(self.style.MIGRATE_HEADING(text))
