@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "automate_connectors",
     "automate",
     "automate_llm",
+    "rag",
 ]
 
 MIDDLEWARE = [

@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/<str:connector_key>/", WebhookView.as_view()),
     path("api/", include("automate.api.urls")),
+    path("rag/", include("rag.urls")),
 ]
