@@ -110,6 +110,7 @@ AUTOMATE = {
     "SECRETS": {
         "github-webhook": os.environ.get("GITHUB_WEBHOOK_SECRET", "demo-github-secret"),
         "demo-jira-token": "demo-jira-token-not-real",
+        "demo-jira-webhook": "demo-jira-webhook-secret",
     },
     "CONNECTORS": {
         "github": {"secrets": ["secret://github-webhook"]},

@@ -121,6 +121,8 @@ class Command(BaseCommand):
             "api_token": "secret://demo-jira-token",
             "project_key": "DEMO",
         }
+        # Jira can also send webhooks to /webhooks/demo_jira/; they are verified with this.
+        profile.webhook_secrets = ["secret://demo-jira-webhook"]
         profile.save()
         steps = [
             {
