@@ -59,3 +59,6 @@ class ConnectionProfileAdmin(admin.ModelAdmin):
     @admin.display(description=_("webhook secrets"))
     def secret_count(self, obj: ConnectionProfile) -> int:
         return len(obj.webhook_secrets)
+
+
+from automate.mcp import admin as _mcp_admin  # noqa: E402,F401

@@ -100,3 +100,6 @@ class ConnectionProfile(models.Model):
             value if is_reference(value) else f"encrypted value #{i + 1}"
             for i, value in enumerate(self.webhook_secrets)
         ]
+
+
+from automate.mcp.models import MCPServer, MCPTool  # noqa: E402,F401

@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     # LLM providers: dotted path of factory(provider_key, *, asynchronous, timeout) -> the
     # HTTP client handed to the openai/anthropic SDKs (None: the SDK's default client).
     "LLM_HTTP_CLIENT_FACTORY": None,
+    # MCP servers: how many tools/list pages one sync follows before giving up.
+    "MCP_MAX_TOOL_PAGES": 100,
 }
 
 

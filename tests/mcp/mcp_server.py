@@ -1,0 +1,137 @@
+"""A real MCP server for the tests, built with the official SDK (run as a subprocess).
+
+    python tests/mcp/mcp_server.py --port 8123 --token secret --record calls.jsonl
+
+Streamable HTTP on 127.0.0.1 at ``/mcp`` (``--sse`` serves the older SSE transport at
+``/sse`` instead). Every HTTP request must carry ``Authorization: Bearer <token>``, else
+401. ``tools/list`` answers ``--page-size`` tools per page, so clients must follow
+``nextCursor``. Each tool call is appended to ``--record`` as a JSON line with the
+arguments and the Authorization header the server received, so tests assert on what
+actually crossed the wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ListToolsResult, PaginatedRequestParams
+from pydantic import BaseModel
+
+AUTHORIZATION: dict[str, str] = {}
+
+
+class SearchResult(BaseModel):
+    query: str
+    hits: list[str]
+    count: int
+
+
+class PagedMCPServer(MCPServer):
+    """The SDK's server answers tools/list in one page; this one pages with a cursor."""
+
+    page_size = 2
+
+    async def _handle_list_tools(self, ctx: Any, params: PaginatedRequestParams | None):  # type: ignore[override]
+        tools = await self.list_tools()
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        end = start + self.page_size
+        return ListToolsResult(
+            tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None
+        )
+
+
+def build(record: str, extra_tools: bool) -> PagedMCPServer:
+    server = PagedMCPServer("Test Tools")
+
+    def remember(tool: str, arguments: dict[str, Any]) -> None:
+        with open(record, "a", encoding="utf-8") as fh:
+            line = {"tool": tool, "arguments": arguments, "authorization": AUTHORIZATION.get("v")}
+            fh.write(json.dumps(line) + "\n")
+
+    @server.tool(description="Search the documents for a query.")
+    def search_documents(query: str, limit: int = 3) -> SearchResult:
+        remember("search_documents", {"query": query, "limit": limit})
+        hits = [f"{query} result {i}" for i in range(1, limit + 1)]
+        return SearchResult(query=query, hits=hits, count=len(hits))
+
+    @server.tool(description="Echo the text back as plain text.", structured_output=False)
+    def echo(text: str) -> str:
+        remember("echo", {"text": text})
+        return f"echo: {text}"
+
+    @server.tool(description="Always fails with a tool error.")
+    def explode(reason: str) -> str:
+        remember("explode", {"reason": reason})
+        raise ToolError(f"exploded because {reason}")
+
+    @server.tool(description="Add two integers.")
+    def add(a: int, b: int) -> int:
+        remember("add", {"a": a, "b": b})
+        return a + b
+
+    @server.tool(description="Sleep for a while, then answer.")
+    def slow(seconds: float) -> str:
+        remember("slow", {"seconds": seconds})
+        time.sleep(seconds)
+        return "done"
+
+    if extra_tools:
+
+        @server.tool(description="Appears only when the server is restarted with --extra-tools.")
+        def late_tool(name: str) -> str:
+            remember("late_tool", {"name": name})
+            return f"hello {name}"
+
+    return server
+
+
+def bearer_guard(app: Any, token: str) -> Any:
+    """ASGI middleware: 401 unless the bearer token matches; remembers the header."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        if header != expected:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+        AUTHORIZATION["v"] = header.decode()
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--record", required=True)
+    parser.add_argument("--page-size", type=int, default=2)
+    parser.add_argument("--extra-tools", action="store_true")
+    parser.add_argument("--sse", action="store_true")
+    args = parser.parse_args()
+    server = build(args.record, args.extra_tools)
+    server.page_size = args.page_size
+    app = server.sse_app() if args.sse else server.streamable_http_app()
+    uvicorn.run(
+        bearer_guard(app, args.token), host="127.0.0.1", port=args.port, log_level="warning"
+    )
+
+
+if __name__ == "__main__":
+    main()
