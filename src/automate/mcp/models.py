@@ -122,6 +122,8 @@ class MCPServer(models.Model):
         return [f.name for f in MCPServer._meta.fields if f.name not in set(fields)]
 
     def clean(self) -> None:
+        if not self.key:  # also here: the admin form validates before save() runs
+            self.key = derive_key(self.name)
         if not self.key:
             raise ValidationError({"name": _("The name must contain a letter or digit.")})
         if not re.match(r"^https?://[^/\s]+", self.url or "", flags=re.IGNORECASE):
