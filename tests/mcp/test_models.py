@@ -97,3 +97,14 @@ def test_mcp_server__plain_key_without_encryption_keys_is_an_instructive_error(s
     with pytest.raises(ImproperlyConfigured, match="secret:// references"):
         MCPServer.objects.create(name="My Tools", url=URL, api_key="plain")
     assert not MCPServer.objects.exists()
+
+
+def test_client__sdk_missing_is_an_instructive_error(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mcp", None)  # what an absent package looks like
+    for name in ("automate.mcp.client", "automate.mcp.sync", "automate.mcp.calls"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ImproperlyConfigured, match=r"django-automate\[mcp\]"):
+        importlib.import_module("automate.mcp.client")

@@ -36,7 +36,7 @@ class MCPServerForm(forms.ModelForm):
         fields = ["name", "key", "url", "transport", "headers", "timeout", "enabled"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if cleaned.get("clear_api_key"):
             self.instance.api_key = ""
         if cleaned.get("new_api_key"):
@@ -48,7 +48,7 @@ class MCPToolInline(admin.TabularInline):
     model = MCPTool
     extra = 0
     can_delete = False
-    fields = ["name", "enabled", "description", "schema_hash_short", "discovered_at", "updated_at"]
+    fields = ("name", "enabled", "description", "schema_hash_short", "discovered_at", "updated_at")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

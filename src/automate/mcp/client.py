@@ -22,8 +22,16 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import anyio
-import httpx2
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    import anyio
+    import httpx2
+    import mcp  # noqa: F401
+except ImportError as exc:
+    raise ImproperlyConfigured(
+        f'MCP servers need the official MCP SDK: pip install "django-automate[mcp]" ({exc})'
+    ) from exc
 
 from automate.mcp.transport import StatusObserver, guarded_client
 from automate_core import redaction
