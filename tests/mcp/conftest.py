@@ -98,9 +98,10 @@ def start_server(
     raise RuntimeError("the MCP test server did not start within 30 s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mcp_server(tmp_path_factory) -> Iterator[RunningServer]:
-    """One server per module (several tools, two per tools/list page)."""
+    """One server for the session (several tools, two per tools/list page); tests that
+    look at what it received compare counts, as other tests call it too."""
     server = start_server(tmp_path_factory.mktemp("mcp"))
     yield server
     server.stop()
