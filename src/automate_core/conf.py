@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "LLM_HTTP_CLIENT_FACTORY": None,
     # MCP servers: how many tools/list pages one sync follows before giving up.
     "MCP_MAX_TOOL_PAGES": 100,
+    # ... and the largest response body (bytes) an MCP server may send to one request.
+    "MCP_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zlib
 from typing import Any
 
 import uvicorn
@@ -75,6 +76,11 @@ def build(record: str, extra_tools: bool) -> PagedMCPServer:
         remember("add", {"a": a, "b": b})
         return a + b
 
+    @server.tool(description="Answer with a long text.", structured_output=False)
+    def big(size: int) -> str:
+        remember("big", {"size": size})
+        return "x" * size
+
     @server.tool(description="Sleep for a while, then answer.")
     def slow(seconds: float) -> str:
         remember("slow", {"seconds": seconds})
@@ -116,6 +122,31 @@ def bearer_guard(app: Any, token: str) -> Any:
     return guarded
 
 
+def always_gzip(app: Any) -> Any:
+    """ASGI middleware: gzip every response, whatever the client accepts (a bad server)."""
+
+    async def gzipped(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        compressor = zlib.compressobj(wbits=31)
+
+        async def send_gzipped(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message["headers"] if k != b"content-length"]
+                message = {**message, "headers": [*headers, (b"content-encoding", b"gzip")]}
+            elif message["type"] == "http.response.body":
+                body = compressor.compress(message.get("body", b""))
+                more = message.get("more_body", False)
+                body += compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+                message = {**message, "body": body}
+            await send(message)
+
+        await app(scope, receive, send_gzipped)
+
+    return gzipped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -124,10 +155,13 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=2)
     parser.add_argument("--extra-tools", action="store_true")
     parser.add_argument("--sse", action="store_true")
+    parser.add_argument("--force-gzip", action="store_true")
     args = parser.parse_args()
     server = build(args.record, args.extra_tools)
     server.page_size = args.page_size
     app = server.sse_app() if args.sse else server.streamable_http_app()
+    if args.force_gzip:
+        app = always_gzip(app)
     uvicorn.run(
         bearer_guard(app, args.token), host="127.0.0.1", port=args.port, log_level="warning"
     )

@@ -66,10 +66,10 @@ def test_admin__sync_button_lists_the_tools(admin_client, mcp_server):
     )
     assert response.status_code == 200
     content = response.content.decode()
-    assert "synced 5 tools (5 new" in content
-    for name in ("search_documents", "echo", "explode", "add", "slow"):
+    assert "synced 6 tools (6 new" in content
+    for name in ("search_documents", "echo", "explode", "add", "slow", "big"):
         assert name in content
-    assert server.tools.count() == 5
+    assert server.tools.count() == 6
 
 
 def test_admin__sync_needs_post(admin_client, mcp_server):
@@ -88,9 +88,9 @@ def test_admin__sync_action_reports_failures_and_shows_last_error(admin_client, 
         follow=True,
     )
     content = response.content.decode()
-    assert "Good: synced 5 tools" in content
+    assert "Good: synced 6 tools" in content
     assert "Bad: sync failed: [bad:unauthenticated]" in content
-    assert good.tools.count() == 5 and not bad.tools.exists()
+    assert good.tools.count() == 6 and not bad.tools.exists()
     page = admin_client.get(reverse("admin:automate_mcpserver_change", args=[bad.pk]))
     assert b"refused the credentials (HTTP 401)" in page.content
 

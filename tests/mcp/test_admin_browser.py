@@ -73,15 +73,15 @@ def test_admin_browser__add_server_sync_and_see_tools(superuser, live_server, mc
 
     page.click("#mcp-sync-button")
     page.wait_for_selector(".messagelist .success")
-    assert "synced 5 tools" in page.inner_text(".messagelist")
+    assert "synced 6 tools" in page.inner_text(".messagelist")
     inline = page.inner_text("#tools-group")
-    for name in ("search_documents", "echo", "explode", "add", "slow"):
+    for name in ("search_documents", "echo", "explode", "add", "slow", "big"):
         assert name in inline
 
-    # The list shows the server as synced with its five tools. (No ORM here: Playwright's
+    # The list shows the server as synced with its six tools. (No ORM here: Playwright's
     # sync API keeps an event loop on this thread, where Django refuses database calls.)
     page.goto(f"{live_server.url}/admin/automate/mcpserver/")
     row = page.inner_text("#result_list tbody tr")
-    assert "my_tools" in row and "\t5\t" in row and "ok" in row
+    assert "my_tools" in row and "\t6\t" in row and "ok" in row
     page.close()
     assert len(mcp_server.calls()) == calls_before  # listing tools calls none

@@ -172,3 +172,13 @@ def test_call_tool__wrong_key_is_unauthenticated(tools):
     with pytest.raises(AutomateError) as info:
         call_tool("my_tools", "echo", {"text": "x"})
     assert info.value.code == ErrorCodes.UNAUTHENTICATED
+
+
+def test_call_tool__oversized_response_is_refused(tools, settings):
+    assert call_tool("my_tools", "big", {"size": 1000}) == "x" * 1000
+    settings.AUTOMATE = {**settings.AUTOMATE, "MCP_MAX_RESPONSE_BYTES": 50_000}
+    with pytest.raises(AutomateError) as info:
+        call_tool("my_tools", "big", {"size": 200_000})
+    assert info.value.code == ErrorCodes.PERMISSION_DENIED
+    assert info.value.details["reason"] == "too_large"
+    assert not info.value.retryable

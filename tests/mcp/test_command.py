@@ -18,8 +18,8 @@ def test_sync_mcp_tools__syncs_every_enabled_server(mcp_server):
     off = MCPServer.objects.create(name="Off", url=mcp_server.url, api_key=TOKEN, enabled=False)
     out = StringIO()
     call_command("sync_mcp_tools", stdout=out)
-    assert "on: 5 tools (5 new" in out.getvalue()
-    assert on.tools.count() == 5 and not off.tools.exists()
+    assert "on: 6 tools (6 new" in out.getvalue()
+    assert on.tools.count() == 6 and not off.tools.exists()
 
 
 def test_sync_mcp_tools__failure_is_a_command_error(mcp_server):
@@ -28,7 +28,7 @@ def test_sync_mcp_tools__failure_is_a_command_error(mcp_server):
     out, err = StringIO(), StringIO()
     with pytest.raises(CommandError, match="sync failed for: bad"):
         call_command("sync_mcp_tools", "good", "bad", stdout=out, stderr=err)
-    assert "good: 5 tools" in out.getvalue()
+    assert "good: 6 tools" in out.getvalue()
     assert "unauthenticated" in err.getvalue()
 
 

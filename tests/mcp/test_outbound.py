@@ -48,7 +48,7 @@ def test_outbound__allow_hosts_admits_a_named_internal_host(mcp_server, settings
     server = MCPServer.objects.create(
         name="My Tools", url=f"http://localhost:{mcp_server.port}/mcp", api_key=TOKEN
     )
-    assert server.sync_tools().total == 5
+    assert server.sync_tools().total == 6
 
 
 def test_outbound__port_outside_the_allowed_ports(mcp_server, settings):
@@ -78,3 +78,19 @@ def test_outbound__calls_are_checked_too(mcp_server, settings):
     with pytest.raises(AutomateError) as info:
         call_tool("my_tools", "echo", {"text": "x"})
     assert info.value.code == ErrorCodes.PERMISSION_DENIED
+
+
+def test_outbound__compressed_answer_is_refused(tmp_path, settings):
+    # The client asks for identity so that the size cap counts what the SDK parses; a
+    # server that compresses anyway could otherwise send a decompression bomb.
+    from tests.mcp.conftest import start_server
+
+    gzipping = start_server(tmp_path, extra=("--force-gzip",))
+    try:
+        error = refused(
+            gzipping.url, settings, HTTP_ALLOWED_PORTS="*", HTTP_ALLOW_NETWORKS=["127.0.0.0/8"]
+        )
+    finally:
+        gzipping.stop()
+    assert error.details["reason"] == "encoding"
+    assert "'gzip'-encoded" in error.message

@@ -10,7 +10,7 @@ from tests.mcp.conftest import TOKEN, start_server
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loopback_allowed")]
 
-ALL_TOOLS = {"add", "echo", "explode", "search_documents", "slow"}
+ALL_TOOLS = {"add", "big", "echo", "explode", "search_documents", "slow"}
 
 
 def make_server(url, api_key=TOKEN, **kwargs):
@@ -20,8 +20,8 @@ def make_server(url, api_key=TOKEN, **kwargs):
 def test_sync_tools__follows_every_page(mcp_server):
     server = make_server(mcp_server.url)
     result = server.sync_tools()
-    assert set(result.added) == ALL_TOOLS  # five tools, two per page: three pages
-    assert result.total == 5
+    assert set(result.added) == ALL_TOOLS  # six tools, two per page: three pages
+    assert result.total == 6
     tools = {t.name: t for t in server.tools.all()}
     assert set(tools) == ALL_TOOLS
     search = tools["search_documents"]
@@ -48,7 +48,7 @@ def test_sync_tools__second_sync_changes_nothing(mcp_server):
     server = make_server(mcp_server.url)
     server.sync_tools()
     again = server.sync_tools()
-    assert (again.added, again.updated, again.disabled, again.total) == ([], [], [], 5)
+    assert (again.added, again.updated, again.disabled, again.total) == ([], [], [], 6)
 
 
 def test_sync_tools__vanished_tools_are_disabled_and_new_ones_added(tmp_path):
@@ -94,7 +94,7 @@ def test_sync_tools__wrong_key_is_unauthenticated_and_keeps_the_cache(mcp_server
     assert "wrong-key" not in str(info.value)
     server.refresh_from_db()
     assert server.last_error.startswith("[my_tools:unauthenticated]")
-    assert server.tools.filter(enabled=True).count() == 5  # the cached list is kept
+    assert server.tools.filter(enabled=True).count() == 6  # the cached list is kept
 
 
 def test_sync_tools__unreachable_server_is_unavailable_and_retryable(mcp_server):

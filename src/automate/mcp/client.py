@@ -36,6 +36,7 @@ except ImportError as exc:
 from automate.mcp.transport import StatusObserver, guarded_client
 from automate_core import redaction
 from automate_core._netguard import check_url
+from automate_core.conf import settings as automate_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 T = TypeVar("T")
@@ -118,7 +119,12 @@ async def _session(endpoint: Endpoint, timeout: float, work: Callable[[Any], Awa
     observer = StatusObserver()
     try:
         with anyio.fail_after(timeout):
-            http = guarded_client(endpoint.headers, endpoint.timeout, observer)
+            http = guarded_client(
+                endpoint.headers,
+                endpoint.timeout,
+                observer,
+                max_size=int(automate_settings.MCP_MAX_RESPONSE_BYTES),
+            )
             async with AsyncExitStack() as stack:
                 if endpoint.transport != SSE:  # sse_client opens and closes the client itself
                     await stack.enter_async_context(http)

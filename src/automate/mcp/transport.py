@@ -16,7 +16,7 @@ through the same checks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ import httpcore
 import httpcore2
 import httpx2
 
+from automate_core._httpbody import ResponseTooLarge
 from automate_core._netguard import SSRFError, check_url, resolve_checked
 
 #: Responses the observer remembers, so a 401 lost inside the SDK can still be reported.
@@ -71,11 +72,35 @@ class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
-    """``httpx2.AsyncHTTPTransport`` with the guarded backend and a URL check per request."""
+class _CappedStream(httpx2.AsyncByteStream):
+    """Counts a response body while it streams and stops it past ``max_size`` bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: httpx2.AsyncByteStream, max_size: int, url: str) -> None:
+        self._inner, self._max_size, self._url = inner, max_size, url
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._max_size:
+                raise ResponseTooLarge(self._max_size, self._url)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
+    """``httpx2.AsyncHTTPTransport`` with the guarded backend, a URL check per request and
+    a cap on every response body.
+
+    The client asks for uncompressed bodies and a compressed answer is refused, so the
+    bytes counted here are the bytes the SDK parses (no decompression bomb).
+    """
+
+    def __init__(self, *, max_size: int) -> None:
         super().__init__(trust_env=False)
+        self.max_size = max_size
         # httpx2 has no argument for the network backend: replace the pool it built. The
         # MCP SSRF tests (a host name resolving to a private address is refused) fail if
         # this stops taking effect.
@@ -85,7 +110,18 @@ class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         check_url(request.url)
-        return await super().handle_async_request(request)
+        response = await super().handle_async_request(request)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            await response.aclose()
+            raise SSRFError(
+                f"the MCP server sent a {encoding!r}-encoded body although the client asked "
+                "for identity",
+                reason="encoding",
+            )
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        response.stream = _CappedStream(response.stream, self.max_size, str(request.url))
+        return response
 
 
 @dataclass
@@ -100,13 +136,13 @@ class StatusObserver:
 
 
 def guarded_client(
-    headers: Mapping[str, str], timeout: float, observer: StatusObserver
+    headers: Mapping[str, str], timeout: float, observer: StatusObserver, *, max_size: int
 ) -> httpx2.AsyncClient:
     """The ``httpx2.AsyncClient`` handed to the SDK's transports for one session."""
     return httpx2.AsyncClient(
-        headers=dict(headers),
+        headers={**headers, "Accept-Encoding": "identity"},
         timeout=httpx2.Timeout(timeout),
-        transport=GuardedAsyncTransport(),
+        transport=GuardedAsyncTransport(max_size=max_size),
         trust_env=False,
         follow_redirects=False,
         event_hooks={"response": [observer]},
