@@ -134,7 +134,9 @@ async def _session(endpoint: Endpoint, timeout: float, work: Callable[[Any], Awa
                 )
                 return await work(client)
     except BaseException as exc:
-        if not isinstance(exc, Exception | BaseExceptionGroup):
+        # Cancellation and interpreter exits pass through, even wrapped in a task group's
+        # exception group; everything else becomes an AutomateError.
+        if not all(isinstance(leaf, Exception) for leaf in _leaves(exc)):
             raise
         raise translate(exc, endpoint, observer) from None
 
