@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ListToolsResult, PaginatedRequestParams
+from mcp_types import ListToolsResult, PaginatedRequestParams, ToolAnnotations
 from pydantic import BaseModel
 
 AUTHORIZATION: dict[str, str] = {}
@@ -55,7 +55,10 @@ def build(record: str, extra_tools: bool) -> PagedMCPServer:
             line = {"tool": tool, "arguments": arguments, "authorization": AUTHORIZATION.get("v")}
             fh.write(json.dumps(line) + "\n")
 
-    @server.tool(description="Search the documents for a query.")
+    @server.tool(
+        description="Search the documents for a query.",
+        annotations=ToolAnnotations(read_only_hint=True),
+    )
     def search_documents(query: str, limit: int = 3) -> SearchResult:
         remember("search_documents", {"query": query, "limit": limit})
         hits = [f"{query} result {i}" for i in range(1, limit + 1)]

@@ -30,6 +30,10 @@ def test_sync_tools__follows_every_page(mcp_server):
     assert search.input_schema["properties"]["query"]["type"] == "string"
     assert search.input_schema["required"] == ["query"]
     assert search.schema_hash == schema_hash(search.input_schema)
+    assert search.annotations == {"readOnlyHint": True}
+    assert search.is_idempotent  # a read-only tool may be retried after an unknown outcome
+    assert tools["echo"].annotations == {}
+    assert not tools["echo"].is_idempotent
     server.refresh_from_db()
     assert server.last_synced_at is not None
     assert server.last_error == ""

@@ -48,7 +48,15 @@ class MCPToolInline(admin.TabularInline):
     model = MCPTool
     extra = 0
     can_delete = False
-    fields = ("name", "enabled", "description", "schema_hash_short", "discovered_at", "updated_at")
+    fields = (
+        "name",
+        "enabled",
+        "description",
+        "annotations",
+        "schema_hash_short",
+        "discovered_at",
+        "updated_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

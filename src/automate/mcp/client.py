@@ -63,6 +63,7 @@ class ToolInfo:
     name: str
     description: str
     input_schema: dict[str, Any]
+    annotations: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def list_tools(endpoint: Endpoint, *, max_pages: int) -> list[ToolInfo]:
         for _page in range(max_pages):
             page = await client.list_tools(cursor=cursor, cache_mode="refresh")
             tools.extend(
-                ToolInfo(t.name, t.description or "", dict(t.input_schema or {}))
+                ToolInfo(t.name, t.description or "", dict(t.input_schema or {}), _annotations(t))
                 for t in page.tools
             )
             cursor = page.next_cursor
@@ -186,6 +187,13 @@ def list_tools(endpoint: Endpoint, *, max_pages: int) -> list[ToolInfo]:
         )
 
     return run(lambda: _session(endpoint, endpoint.timeout, work))
+
+
+def _annotations(tool: Any) -> dict[str, Any]:
+    """The tool's behaviour hints (readOnlyHint, idempotentHint...) as the wire spells them."""
+    if tool.annotations is None:
+        return {}
+    return tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def call_tool(

@@ -203,6 +203,12 @@ class MCPTool(models.Model):
     description = models.TextField(_("description"), blank=True, default="")
     input_schema = models.JSONField(_("input schema"), default=dict, blank=True)
     schema_hash = models.CharField(_("schema hash"), max_length=64, blank=True, default="")
+    annotations = models.JSONField(
+        _("annotations"),
+        default=dict,
+        blank=True,
+        help_text=_("The server's hints, e.g. readOnlyHint, idempotentHint, destructiveHint."),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     discovered_at = models.DateTimeField(_("discovered at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -218,3 +224,11 @@ class MCPTool(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server.key}.{self.name}"
+
+    @property
+    def is_idempotent(self) -> bool:
+        """Whether the server says a repeated call has no further effect (a read-only or
+        idempotent tool), so the engine may retry it after an unknown outcome. These are
+        hints: a tool that says nothing is treated as non-idempotent."""
+        hints = self.annotations or {}
+        return bool(hints.get("readOnlyHint") or hints.get("idempotentHint"))

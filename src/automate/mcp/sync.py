@@ -86,21 +86,24 @@ def _store(server: MCPServer, listed: list[client.ToolInfo]) -> SyncResult:
                     description=info.description,
                     input_schema=info.input_schema,
                     schema_hash=digest,
+                    annotations=info.annotations,
                     enabled=True,
                 )
                 added.append(info.name)
-            elif (row.description, row.schema_hash, row.enabled) != (
+            elif (row.description, row.schema_hash, row.annotations, row.enabled) != (
                 info.description,
                 digest,
+                info.annotations,
                 True,
             ):
                 row.description, row.input_schema = info.description, info.input_schema
-                row.schema_hash, row.enabled = digest, True
+                row.schema_hash, row.annotations, row.enabled = digest, info.annotations, True
                 row.save(
                     update_fields=[
                         "description",
                         "input_schema",
                         "schema_hash",
+                        "annotations",
                         "enabled",
                         "updated_at",
                     ]
