@@ -41,6 +41,15 @@ class RunningServer:
     record: Path
     process: subprocess.Popen
     path: str = "/mcp"
+    late_tool_flag: Path | None = None
+
+    def offer_late_tool(self, offered: bool) -> None:
+        """List ``late_tool`` from now on, or stop listing it."""
+        assert self.late_tool_flag is not None
+        if offered:
+            self.late_tool_flag.touch()
+        else:
+            self.late_tool_flag.unlink(missing_ok=True)
 
     @property
     def url(self) -> str:
@@ -68,6 +77,7 @@ def start_server(
     port = port or free_port()
     record = tmp_path / f"calls-{port}.jsonl"
     log = tmp_path / f"server-{port}.log"
+    flag = tmp_path / f"late-tool-{port}"
     with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [
@@ -79,6 +89,8 @@ def start_server(
                 token,
                 "--record",
                 str(record),
+                "--late-tool-flag",
+                str(flag),
                 *extra,
             ],
             stdout=subprocess.DEVNULL,
@@ -90,7 +102,7 @@ def start_server(
             raise RuntimeError(f"the MCP test server exited: {log.read_text()}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return RunningServer(port, token, record, process, path)
+            return RunningServer(port, token, record, process, path, flag)
         except OSError:
             time.sleep(0.05)
     process.kill()

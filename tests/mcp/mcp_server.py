@@ -5,9 +5,11 @@
 Streamable HTTP on 127.0.0.1 at ``/mcp`` (``--sse`` serves the older SSE transport at
 ``/sse`` instead). Every HTTP request must carry ``Authorization: Bearer <token>``, else
 401. ``tools/list`` answers ``--page-size`` tools per page, so clients must follow
-``nextCursor``. Each tool call is appended to ``--record`` as a JSON line with the
-arguments and the Authorization header the server received, so tests assert on what
-actually crossed the wire.
+``nextCursor``; ``late_tool`` is listed only while the ``--late-tool-flag`` file
+exists, so tests can make a tool appear and vanish without a restart. Each tool call is
+appended to ``--record`` as a JSON line with the arguments and the Authorization header
+the server received, so tests assert on what actually crossed the wire. ``--force-gzip``
+compresses every answer whatever the client accepts (a misbehaving server).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -37,9 +40,14 @@ class PagedMCPServer(MCPServer):
     """The SDK's server answers tools/list in one page; this one pages with a cursor."""
 
     page_size = 2
+    late_tool_flag: Path | None = None
+
+    def late_tool(self) -> bool:
+        """late_tool is listed while the flag file exists (tools that come and go)."""
+        return self.late_tool_flag is not None and self.late_tool_flag.exists()
 
     async def _handle_list_tools(self, ctx: Any, params: PaginatedRequestParams | None):  # type: ignore[override]
-        tools = await self.list_tools()
+        tools = [t for t in await self.list_tools() if t.name != "late_tool" or self.late_tool()]
         start = int(params.cursor) if params is not None and params.cursor else 0
         end = start + self.page_size
         return ListToolsResult(
@@ -47,7 +55,7 @@ class PagedMCPServer(MCPServer):
         )
 
 
-def build(record: str, extra_tools: bool) -> PagedMCPServer:
+def build(record: str) -> PagedMCPServer:
     server = PagedMCPServer("Test Tools")
 
     def remember(tool: str, arguments: dict[str, Any]) -> None:
@@ -90,12 +98,10 @@ def build(record: str, extra_tools: bool) -> PagedMCPServer:
         time.sleep(seconds)
         return "done"
 
-    if extra_tools:
-
-        @server.tool(description="Appears only when the server is restarted with --extra-tools.")
-        def late_tool(name: str) -> str:
-            remember("late_tool", {"name": name})
-            return f"hello {name}"
+    @server.tool(description="Listed only while the --late-tool-flag file exists.")
+    def late_tool(name: str) -> str:
+        remember("late_tool", {"name": name})
+        return f"hello {name}"
 
     return server
 
@@ -156,12 +162,13 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--record", required=True)
     parser.add_argument("--page-size", type=int, default=2)
-    parser.add_argument("--extra-tools", action="store_true")
+    parser.add_argument("--late-tool-flag", type=Path)
     parser.add_argument("--sse", action="store_true")
     parser.add_argument("--force-gzip", action="store_true")
     args = parser.parse_args()
-    server = build(args.record, args.extra_tools)
+    server = build(args.record)
     server.page_size = args.page_size
+    server.late_tool_flag = args.late_tool_flag
     app = server.sse_app() if args.sse else server.streamable_http_app()
     if args.force_gzip:
         app = always_gzip(app)

@@ -12,7 +12,7 @@ from automate.mcp import client
 from automate.mcp.calls import call_tool
 from automate.mcp.models import MCPServer
 from automate_core.providers.errors import AutomateError, ErrorCodes
-from tests.mcp.conftest import TOKEN, start_server
+from tests.mcp.conftest import TOKEN
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loopback_allowed")]
 
@@ -89,17 +89,11 @@ def test_call_tool__unknown_tool_resyncs_once_then_fails(tools, monkeypatch):
     assert len(syncs) == 1
 
 
-def test_call_tool__tool_added_since_the_last_sync_is_found_by_the_resync(tmp_path):
-    first = start_server(tmp_path)
-    try:
-        MCPServer.objects.create(name="My Tools", url=first.url, api_key=TOKEN).sync_tools()
-    finally:
-        first.stop()
-    second = start_server(tmp_path, port=first.port, extra=("--extra-tools",))
-    try:
-        assert call_tool("my_tools", "late_tool", {"name": "Ada"}) == {"result": "hello Ada"}
-    finally:
-        second.stop()
+def test_call_tool__tool_added_since_the_last_sync_is_found_by_the_resync(own_mcp_server):
+    MCPServer.objects.create(name="My Tools", url=own_mcp_server.url, api_key=TOKEN).sync_tools()
+    own_mcp_server.offer_late_tool(True)
+    assert call_tool("my_tools", "late_tool", {"name": "Ada"}) == {"result": "hello Ada"}
+    assert MCPServer.objects.get().tools.filter(name="late_tool", enabled=True).exists()
 
 
 def test_call_tool__unknown_or_disabled_server(tools):

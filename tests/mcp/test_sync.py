@@ -55,21 +55,19 @@ def test_sync_tools__second_sync_changes_nothing(mcp_server):
     assert (again.added, again.updated, again.disabled, again.total) == ([], [], [], 6)
 
 
-def test_sync_tools__vanished_tools_are_disabled_and_new_ones_added(tmp_path):
-    first = start_server(tmp_path, extra=("--extra-tools",))
-    try:
-        server = make_server(first.url)
-        assert "late_tool" in server.sync_tools().added
-    finally:
-        first.stop()
-    second = start_server(tmp_path, port=first.port)
-    try:
-        result = server.sync_tools()
-    finally:
-        second.stop()
+def test_sync_tools__vanished_tools_are_disabled_and_new_ones_added(own_mcp_server):
+    own_mcp_server.offer_late_tool(True)
+    server = make_server(own_mcp_server.url)
+    assert "late_tool" in server.sync_tools().added
+    own_mcp_server.offer_late_tool(False)
+    result = server.sync_tools()
     assert result.disabled == ["late_tool"]
     assert not MCPTool.objects.get(server=server, name="late_tool").enabled
     assert MCPTool.objects.get(server=server, name="echo").enabled
+    own_mcp_server.offer_late_tool(True)
+    result = server.sync_tools()
+    assert result.updated == ["late_tool"]  # back again: enabled
+    assert MCPTool.objects.get(server=server, name="late_tool").enabled
 
 
 def test_sync_tools__changed_schema_is_updated(mcp_server):
