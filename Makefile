@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,postgres,redis,openai,anthropic,pinecone,cohere,local
+EXTRAS ?= dev,postgres,redis,openai,anthropic,pinecone,cohere,local,mcp
 # The `local` extra (sentence-transformers) needs torch. Installed first and pinned, so pip
 # does not pick a multi-GB CUDA build; see README ("CPU-only torch") for other machines.
 TORCH ?= torch==2.13.0
@@ -10,7 +10,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-sqlite test-postgres lint typecheck format bench clean
+.PHONY: help install browser demo test test-sqlite test-postgres lint typecheck format bench clean
 
 help:
 	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker)"
@@ -34,7 +34,17 @@ demo: install
 	cd example && ../$(PY) manage.py migrate --noinput -v 0
 	cd example && ../$(PY) manage.py automate_demo
 
-test: install
+# The admin browser test drives Debian's chromium through Playwright (never a browser that
+# Playwright downloads). Installed when missing and this user may; otherwise that test says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is not installed: the admin browser test will skip (fail in CI)"; \
+	  fi; }
+
+test: install browser
 	$(PY) -m django makemigrations --check --dry-run --settings=tests.settings
 	cd example && ../$(PY) manage.py check --fail-level WARNING
 	$(MAKE) test-sqlite

@@ -300,3 +300,7 @@ def _format_duration(value) -> str:
         return "-"
     seconds = value.total_seconds()
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+# The MCP admin registers itself on import.
+from automate.mcp import admin as _mcp_admin  # noqa: E402,F401

@@ -296,3 +296,7 @@ class StepRun(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+# MCP servers live in their own module; the spec imports them from here.
+from automate.mcp.models import MCPServer, MCPTool  # noqa: E402,F401

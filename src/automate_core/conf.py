@@ -71,6 +71,10 @@ DEFAULTS: dict[str, Any] = {
     "DISPATCH_MAX_IN_FLIGHT": 200,
     # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
     "WORKER_POLL_SECONDS": 1.0,
+    # MCP servers: how many tools/list pages one sync follows before giving up.
+    "MCP_MAX_TOOL_PAGES": 100,
+    # ... and the largest response body (bytes) an MCP server may send to one request.
+    "MCP_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
 }
 
 

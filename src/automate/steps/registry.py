@@ -12,6 +12,7 @@ BUILTIN_STEPS = (
     "automate.steps.connector_action.ConnectorActionStep",
     "automate.steps.http_request.HttpRequestStep",
     "automate.steps.filter.FilterStep",
+    "automate.steps.mcp_tool.MCPToolStep",
 )
 
 #: Step types whose app is optional: registered only when that app is installed.

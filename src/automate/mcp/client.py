@@ -1,0 +1,291 @@
+"""One MCP session at a time, over the official SDK, from synchronous Django code.
+
+The SDK is asynchronous; Django views, management commands and the workflow worker are
+not. :func:`run` executes a coroutine with ``asyncio.run`` in the calling thread, or in a
+short-lived worker thread when that thread already runs an event loop (an async view, a
+Jupyter cell), because ``asyncio.run`` refuses to nest. Everything that touches the
+database or the secret backends happens before the coroutine starts, in the caller's
+thread: :class:`Endpoint` carries the resolved URL, headers and timeout.
+
+Every failure leaves here as an :class:`AutomateError` with a stable code
+(:func:`translate`): refused credentials UNAUTHENTICATED, a server that cannot be reached
+or drops the connection UNAVAILABLE (retryable), a missed deadline TIMEOUT (retryable),
+SSRF refusals PERMISSION_DENIED, protocol errors from the server INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    import anyio
+    import httpx2
+    import mcp  # noqa: F401
+except ImportError as exc:
+    raise ImproperlyConfigured(
+        f'MCP servers need the official MCP SDK: pip install "django-automate[mcp]" ({exc})'
+    ) from exc
+
+from automate.mcp.transport import StatusObserver, guarded_client
+from automate_core import redaction
+from automate_core._netguard import check_url
+from automate_core.conf import settings as automate_settings
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+T = TypeVar("T")
+
+STREAMABLE_HTTP = "streamable_http"
+SSE = "sse"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Everything one session needs, resolved (secrets included) outside the event loop."""
+
+    key: str
+    url: str
+    headers: dict[str, str] = field(repr=False)
+    timeout: float
+    transport: str = STREAMABLE_HTTP
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """A tool as listed by the server."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The parts of a ``tools/call`` result that a workflow step uses."""
+
+    is_error: bool
+    structured: Any
+    text: str
+    content: list[dict[str, Any]]
+
+
+# -- Running coroutines from sync code ------------------------------------------------
+
+
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run ``factory()`` to completion from synchronous code, whatever thread we are on."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_as_coroutine(factory))
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="automate-mcp") as pool:
+        return pool.submit(asyncio.run, _as_coroutine(factory)).result()
+
+
+async def _as_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
+    return await factory()
+
+
+# -- Sessions --------------------------------------------------------------------------
+
+
+def _transport(endpoint: Endpoint, http: httpx2.AsyncClient) -> AbstractAsyncContextManager[Any]:
+    if endpoint.transport == SSE:
+        from mcp.client.sse import sse_client
+
+        def factory(headers=None, timeout=None, auth=None) -> httpx2.AsyncClient:  # type: ignore[no-untyped-def]
+            return http
+
+        return sse_client(
+            endpoint.url,
+            timeout=endpoint.timeout,
+            sse_read_timeout=endpoint.timeout,
+            httpx_client_factory=factory,
+        )
+    from mcp.client.streamable_http import streamable_http_client
+
+    return streamable_http_client(endpoint.url, http_client=http)
+
+
+async def _session(endpoint: Endpoint, timeout: float, work: Callable[[Any], Awaitable[T]]) -> T:
+    from mcp import Client
+
+    observer = StatusObserver()
+    try:
+        with anyio.fail_after(timeout):
+            http = guarded_client(
+                endpoint.headers,
+                endpoint.timeout,
+                observer,
+                max_size=int(automate_settings.MCP_MAX_RESPONSE_BYTES),
+            )
+            async with AsyncExitStack() as stack:
+                if endpoint.transport != SSE:  # sse_client opens and closes the client itself
+                    await stack.enter_async_context(http)
+                transport = _transport(endpoint, http)
+                client = await stack.enter_async_context(
+                    Client(transport, read_timeout_seconds=timeout)
+                )
+                return await work(client)
+    except BaseException as exc:
+        # Cancellation and interpreter exits pass through, even wrapped in a task group's
+        # exception group; everything else becomes an AutomateError.
+        if not all(isinstance(leaf, Exception) for leaf in _leaves(exc)):
+            raise
+        raise translate(exc, endpoint, observer) from None
+
+
+def _precheck(endpoint: Endpoint) -> None:
+    """URL rules before any connection (the transport checks every connection too)."""
+    try:
+        url = httpx2.URL(endpoint.url)
+    except (httpx2.InvalidURL, TypeError) as exc:
+        raise AutomateError(
+            ErrorCodes.CONFIGURATION,
+            f"the MCP server URL cannot be parsed: {exc}",
+            provider=endpoint.key,
+        ) from None
+    check_url(url)
+
+
+def list_tools(endpoint: Endpoint, *, max_pages: int) -> list[ToolInfo]:
+    """Every tool the server lists, following ``nextCursor`` for at most ``max_pages``."""
+    _precheck(endpoint)
+
+    async def work(client: Any) -> list[ToolInfo]:
+        tools: list[ToolInfo] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _page in range(max_pages):
+            page = await client.list_tools(cursor=cursor, cache_mode="refresh")
+            tools.extend(
+                ToolInfo(t.name, t.description or "", dict(t.input_schema or {}), _annotations(t))
+                for t in page.tools
+            )
+            cursor = page.next_cursor
+            if not cursor:
+                return tools
+            if cursor in seen:
+                raise AutomateError(
+                    ErrorCodes.INTERNAL,
+                    f"the MCP server repeated the tools/list cursor {cursor!r}",
+                    provider=endpoint.key,
+                )
+            seen.add(cursor)
+        raise AutomateError(
+            ErrorCodes.INTERNAL,
+            f"tools/list still had more pages after {max_pages}; raise "
+            'AUTOMATE["MCP_MAX_TOOL_PAGES"] if the server really lists that many tools',
+            provider=endpoint.key,
+        )
+
+    return run(lambda: _session(endpoint, endpoint.timeout, work))
+
+
+def _annotations(tool: Any) -> dict[str, Any]:
+    """The tool's behaviour hints (readOnlyHint, idempotentHint...) as the wire spells them."""
+    if tool.annotations is None:
+        return {}
+    return tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def call_tool(
+    endpoint: Endpoint, name: str, arguments: dict[str, Any], *, timeout: float
+) -> ToolResult:
+    """One ``tools/call``; ``timeout`` bounds the whole session (connect, handshake, call)."""
+    _precheck(endpoint)
+
+    async def work(client: Any) -> ToolResult:
+        result = await client.call_tool(name, arguments, read_timeout_seconds=timeout)
+        content = [block.model_dump(mode="json", by_alias=True) for block in result.content]
+        text = "\n".join(b["text"] for b in content if b.get("type") == "text")
+        return ToolResult(bool(result.is_error), result.structured_content, text, content)
+
+    return run(lambda: _session(endpoint, timeout, work))
+
+
+# -- Errors ----------------------------------------------------------------------------
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def translate(exc: BaseException, endpoint: Endpoint, observer: StatusObserver) -> AutomateError:
+    """The :class:`AutomateError` for whatever the SDK or the network raised."""
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT
+
+    leaves = list(_leaves(exc))
+    for leaf in leaves:
+        if isinstance(leaf, AutomateError):
+            if leaf.provider is None:
+                leaf.provider = endpoint.key
+            return leaf
+    where = f"the MCP server {endpoint.key!r} ({redaction.redact(endpoint.url)})"
+    if 401 in observer.statuses:
+        return AutomateError(
+            ErrorCodes.UNAUTHENTICATED,
+            f"{where} refused the credentials (HTTP 401): check the server's API key",
+            provider=endpoint.key,
+            retryable=False,
+        )
+    if 403 in observer.statuses:
+        return AutomateError(
+            ErrorCodes.PERMISSION_DENIED,
+            f"{where} refused access (HTTP 403)",
+            provider=endpoint.key,
+            retryable=False,
+        )
+    leaf = leaves[0] if leaves else exc
+    message = redaction.redact(str(leaf) or type(leaf).__name__)
+    if isinstance(leaf, TimeoutError | httpx2.TimeoutException):
+        return AutomateError(
+            ErrorCodes.TIMEOUT,
+            f"{where} did not answer within {endpoint.timeout} s",
+            provider=endpoint.key,
+        )
+    if isinstance(leaf, httpx2.HTTPStatusError):
+        status = leaf.response.status_code
+        code = ErrorCodes.UNAVAILABLE if status >= 500 or status == 429 else ErrorCodes.INTERNAL
+        return AutomateError(code, f"{where} answered HTTP {status}", provider=endpoint.key)
+    if isinstance(leaf, httpx2.TransportError | anyio.ClosedResourceError | anyio.EndOfStream):
+        return AutomateError(
+            ErrorCodes.UNAVAILABLE,
+            f"{where} cannot be reached or closed the connection: {message}",
+            provider=endpoint.key,
+        )
+    if isinstance(leaf, MCPError):
+        if leaf.code == CONNECTION_CLOSED or any(s >= 500 for s in observer.statuses):
+            code = ErrorCodes.UNAVAILABLE
+        elif leaf.code == REQUEST_TIMEOUT:
+            code = ErrorCodes.TIMEOUT
+        elif leaf.code == INVALID_PARAMS:
+            code = ErrorCodes.INVALID_ARGUMENT
+        elif leaf.code == METHOD_NOT_FOUND:
+            code = ErrorCodes.NOT_FOUND
+        else:
+            code = ErrorCodes.INTERNAL
+        return AutomateError(
+            code,
+            f"{where} answered with an error: {message}",
+            provider=endpoint.key,
+            details={"mcp_code": leaf.code},
+        )
+    return AutomateError(
+        ErrorCodes.INTERNAL,
+        f"talking to {where} failed: {type(leaf).__name__}: {message}",
+        provider=endpoint.key,
+        retryable=False,
+    )

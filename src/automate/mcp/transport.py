@@ -1,0 +1,149 @@
+"""The httpx2 client the MCP SDK talks through, under the outbound SSRF rules.
+
+The SDK (2.x) speaks HTTP with ``httpx2``, whose sockets come from ``httpcore2`` rather
+than the ``httpcore`` that :mod:`automate_core.http` guards. Instead of resolving and
+checking once before the call (a second lookup inside the SDK could then answer
+differently: DNS rebinding), the client built here gets a transport whose connection pool
+uses :class:`GuardedAsyncBackend`: every connection resolves the host once, checks EVERY
+address with :func:`automate_core._netguard.check_address` (the same allow-/deny-lists,
+metadata blocks and notations as the kernel's client) and connects to a checked address.
+Each request also passes :func:`automate_core._netguard.check_url` (scheme, userinfo,
+port allow-list, deny-listed names, IP literals). Proxies from the environment are
+ignored: a proxy would connect on our behalf, past the address checks. Redirects are
+followed by the SDK only within the endpoint's origin, and each hop is a new request
+through the same checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+import httpcore
+import httpcore2
+import httpx2
+
+from automate_core._httpbody import ResponseTooLarge
+from automate_core._netguard import SSRFError, check_url, resolve_checked
+
+#: Responses the observer remembers, so a 401 lost inside the SDK can still be reported.
+_REMEMBERED_STATUSES = frozenset({401, 403, 404, 429, 500, 502, 503, 504})
+
+
+def _checked(host: str, port: int) -> list[Any]:
+    try:
+        return resolve_checked(host, port)
+    except httpcore.ConnectError as exc:  # the kernel speaks httpcore 1; httpx2 maps httpcore2
+        raise httpcore2.ConnectError(str(exc)) from None
+
+
+class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
+    """An httpcore2 backend that resolves once, checks every address and connects to one."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(  # type: ignore[override]
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        checked = await anyio.to_thread.run_sync(_checked, host, port)
+        error: Exception | None = None
+        for _family, ip in checked:
+            try:
+                return await self._inner.connect_tcp(
+                    str(ip), port, timeout, local_address, socket_options
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
+        raise SSRFError("Unix sockets are not allowed", reason="scheme")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    """Counts a response body while it streams and stops it past ``max_size`` bytes."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, max_size: int, url: str) -> None:
+        self._inner, self._max_size, self._url = inner, max_size, url
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._max_size:
+                raise ResponseTooLarge(self._max_size, self._url)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
+    """``httpx2.AsyncHTTPTransport`` with the guarded backend, a URL check per request and
+    a cap on every response body.
+
+    The client asks for uncompressed bodies and a compressed answer is refused, so the
+    bytes counted here are the bytes the SDK parses (no decompression bomb).
+    """
+
+    def __init__(self, *, max_size: int) -> None:
+        super().__init__(trust_env=False)
+        self.max_size = max_size
+        # httpx2 has no argument for the network backend: replace the pool it built. The
+        # MCP SSRF tests (a host name resolving to a private address is refused) fail if
+        # this stops taking effect.
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(), network_backend=GuardedAsyncBackend()
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        check_url(request.url)
+        response = await super().handle_async_request(request)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            await response.aclose()
+            raise SSRFError(
+                f"the MCP server sent a {encoding!r}-encoded body although the client asked "
+                "for identity",
+                reason="encoding",
+            )
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        response.stream = _CappedStream(response.stream, self.max_size, str(request.url))
+        return response
+
+
+@dataclass
+class StatusObserver:
+    """Remembers notable HTTP statuses the SDK saw (it reports a 401 as a generic error)."""
+
+    statuses: list[int] = field(default_factory=list)
+
+    async def __call__(self, response: httpx2.Response) -> None:
+        if response.status_code in _REMEMBERED_STATUSES:
+            self.statuses.append(response.status_code)
+
+
+def guarded_client(
+    headers: Mapping[str, str], timeout: float, observer: StatusObserver, *, max_size: int
+) -> httpx2.AsyncClient:
+    """The ``httpx2.AsyncClient`` handed to the SDK's transports for one session."""
+    return httpx2.AsyncClient(
+        headers={**headers, "Accept-Encoding": "identity"},
+        timeout=httpx2.Timeout(timeout),
+        transport=GuardedAsyncTransport(max_size=max_size),
+        trust_env=False,
+        follow_redirects=False,
+        event_hooks={"response": [observer]},
+    )
