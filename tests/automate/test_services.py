@@ -44,23 +44,23 @@ def test_service__create_saves_workflow_and_steps():
     assert rows == [(0, "Echo", "connector_action", 3), (1, "Big", "filter", 3)]
 
 
-def test_service__spec_snippet_works_once_mcp_tool_is_registered():
+def test_service__a_step_type_registered_later_is_accepted_unknown_ones_are_not():
     class ToolConfig(BaseModel):
         server: str
         tool: str
         args: dict = {}
 
-    class FakeMCPTool(StepExecutor):
-        key = "mcp_tool"
+    class FakeTool(StepExecutor):
+        key = "fake_tool"
         config_model = ToolConfig
 
         def execute(self, config, ctx):
             return {}
 
-    spec_steps = [
+    steps = [
         {
-            "name": "Use MCP Tool",
-            "type": "mcp_tool",
+            "name": "Use Tool",
+            "type": "fake_tool",
             "config": {
                 "server": "my_tools",
                 "tool": "search_documents",
@@ -68,17 +68,14 @@ def test_service__spec_snippet_works_once_mcp_tool_is_registered():
             },
         }
     ]
-    if "mcp_tool" in step_registry:
-        pytest.skip("a real mcp_tool step is registered; its own app tests the snippet")
-    error = invalid(spec_steps)
-    assert "unknown step type 'mcp_tool'" in error.message
-    register_step(FakeMCPTool)
+    error = invalid(steps)
+    assert "unknown step type 'fake_tool'" in error.message
+    register_step(FakeTool)
     try:
-        service = WorkflowService()
-        workflow = service.create_workflow(name="MCP Workflow", steps=spec_steps)
+        workflow = WorkflowService().create_workflow(name="Tool Workflow", steps=steps)
     finally:
-        step_registry.unregister("mcp_tool")
-    assert workflow.key == "mcp-workflow"
+        step_registry.unregister("fake_tool")
+    assert workflow.key == "tool-workflow"
     assert workflow.trigger_connector == ""
     assert workflow.current_steps().get().config["args"]["query"] == "{{ event.payload.query }}"
 
