@@ -305,7 +305,8 @@ class SlackConnector(Connector):
 
 def slack_error(method: str, body: dict[str, Any]) -> AutomateError:
     """The AutomateError for an ``{"ok": false}`` answer, Slack's error string kept."""
-    reason = body.get("error") if isinstance(body.get("error"), str) else "unknown_error"
+    error = body.get("error")
+    reason = error if isinstance(error, str) and error else "unknown_error"
     code = SLACK_ERRORS.get(reason, ErrorCodes.INVALID_ARGUMENT)
     details: dict[str, Any] = {"slack_error": reason, "method": method}
     if isinstance(body.get("needed"), str):
