@@ -25,11 +25,16 @@ from automate_core.throttling import RateLimiter, parse_rate
 __all__ = ["check_rate", "check_secret_reference", "json_body", "retry_after_seconds", "throttle"]
 
 
-def check_secret_reference(value: str | None) -> str | None:
-    """A pydantic validator body: ``None`` or a ``secret://NAME`` reference, never a token."""
-    if value is not None and not secrets.is_reference(value):
-        raise ValueError("must be a secret://NAME reference, never the secret itself")
-    return value
+def check_secret_reference(value: Any) -> Any:
+    """A pydantic ``before`` validator: ``None`` or a ``secret://NAME`` reference.
+
+    A connection profile resolves its references before it builds the connector, so a
+    :class:`~automate_core.secrets.SecretValue` (the product of resolving one) is accepted
+    too; a plain string, i.e. a token pasted into the config, is not.
+    """
+    if value is None or secrets.is_reference(value) or isinstance(value, secrets.SecretValue):
+        return value
+    raise ValueError("must be a secret://NAME reference, never the secret itself")
 
 
 def check_rate(value: str | None) -> str | None:

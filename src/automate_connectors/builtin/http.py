@@ -68,7 +68,7 @@ class HttpConfig(BaseModel):
     follow_redirects: bool = True
     rate_limit: str | None = None
 
-    _credentials = field_validator("credentials_ref")(_api.check_secret_reference)
+    _credentials = field_validator("credentials_ref", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
 
     @field_validator("base_url")

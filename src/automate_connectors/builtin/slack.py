@@ -109,7 +109,7 @@ class SlackConfig(BaseModel):
     rate_limit: str | None = None
     timeout: float = Field(default=30.0, gt=0, le=300)
 
-    _token = field_validator("bot_token")(_api.check_secret_reference)
+    _token = field_validator("bot_token", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
 
     @field_validator("base_url")
