@@ -36,6 +36,7 @@ __all__ = [
 BUILTIN_MODULES: tuple[str, ...] = (
     "automate_connectors.builtin.generic_hmac",
     "automate_connectors.builtin.github",
+    "automate_connectors.builtin.http",
     "automate_connectors.builtin.jira",
     "automate_connectors.builtin.stripe",
     "automate_connectors.builtin.slack",

@@ -59,3 +59,90 @@ def mock_http() -> Iterator[MockHTTP]:
 
     with start() as mock:
         yield mock
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[Any]:
+    """A :class:`~automate_testing.fakes.FakeLLMProvider`, installed for the test::
+
+        def test_summary(fake_llm):
+            fake_llm.add_replies("Short summary")
+            LLMProfile.objects.create(key="assistant", provider_key="fake", config={})
+            ...  # an ``llm`` step with profile "assistant" gets "Short summary"
+            assert fake_llm.calls[0].last_user_message.startswith("Summarise")
+
+    While installed, the provider is registered as ``"fake"`` (when Django is set up) and
+    every instance built with an empty config shares this script and its ``calls``.
+    """
+    from automate_testing.fakes import FakeLLMProvider
+
+    provider = FakeLLMProvider()
+    with provider.installed():
+        yield provider
+
+
+@pytest.fixture
+def in_memory_retriever() -> Iterator[Any]:
+    """An :class:`~automate_testing.fakes.InMemoryRetrievalProvider`, emptied after the test.
+
+    Registered as the retrieval provider ``"in_memory"`` for the test (when Django is set
+    up), so ``KnowledgeBase(retrieval_provider="in_memory", ...)`` stores its passages here;
+    the fixture's own instance uses the empty namespace, ``InMemoryRetrievalProvider(
+    {"namespace": kb.slug})`` reads a knowledge base's.
+    """
+    from automate_testing.fakes import InMemoryRetrievalProvider
+
+    registry = _rag_registry()
+    registered = registry is not None and InMemoryRetrievalProvider.key not in registry
+    if registered:
+        registry.register(InMemoryRetrievalProvider)
+    InMemoryRetrievalProvider.clear_all()
+    try:
+        yield InMemoryRetrievalProvider()
+    finally:
+        InMemoryRetrievalProvider.clear_all()
+        if registered:
+            registry.unregister(InMemoryRetrievalProvider.key)
+
+
+@pytest.fixture
+def run_outbox(request: pytest.FixtureRequest) -> Callable[[], dict[str, int]]:
+    """Process the outbox items that are due, synchronously, in the test's thread::
+
+        WorkflowService().run_workflow(workflow, {"payload": {...}})
+        assert run_outbox() == {"done": 1}
+
+    Returns how many items ended in each state. Items created while it runs (a run's
+    next steps) are processed too; items waiting for a retry later are not. It needs the
+    database, so it asks for pytest-django's ``db`` unless the test already has access.
+    """
+    database = {
+        "db",
+        "transactional_db",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+    }
+    if request.node.get_closest_marker("django_db") is None and not database & set(
+        request.fixturenames
+    ):
+        request.getfixturevalue("db")
+
+    def run() -> dict[str, int]:
+        from automate.worker import EmbeddedWorker
+
+        return EmbeddedWorker(threads=1, poll_seconds=0, name="run_outbox").run(once=True)
+
+    return run
+
+
+def _rag_registry() -> Any:
+    """The retrieval registry when Django is set up with ``rag`` importable, else None."""
+    try:
+        from django.apps import apps
+
+        if not apps.ready:
+            return None
+        from rag.registry import retrieval_providers
+    except ImportError:  # the rag app is not installed
+        return None
+    return retrieval_providers

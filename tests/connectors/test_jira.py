@@ -6,12 +6,14 @@ import base64
 import hashlib
 import hmac
 import json
+import uuid
 
 import pytest
 
 from automate_connectors.builtin.jira import JiraConnector, text_to_adf
 from automate_connectors.registry import BUILTIN_MODULES, get_connector
 from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.throttling import RateLimitExceeded
 from automate_testing.contracts import ConnectorContractTest
 from automate_testing.http import MockResponse, mock_http
 
@@ -252,3 +254,27 @@ def test_jira__builtin_is_replaced_by_the_projects_own_jira():
     # tests.testapp.connectors defines the spec's JiraConnector under the same key.
     assert "automate_connectors.builtin.jira" in BUILTIN_MODULES
     assert get_connector("jira").__module__ == "tests.testapp.connectors"
+
+
+def test_jira__rate_limit_is_enforced_before_http(connector_factory):
+    email = f"{uuid.uuid4().hex}@example.com"  # the budget is per site and account
+    jira = connector_factory(
+        JiraConnector,
+        config={**CONFIG, "email": email, "rate_limit": "1/hour"},
+        secret_values={"JIRA_TOKEN": TOKEN},
+    )
+    with mock_http(SITE) as mock:
+        mock.get("/rest/api/3/issue/OPS-1/transitions", json=TRANSITIONS)
+        jira.execute_action("get_transitions", {"issue_key": "OPS-1"})
+        with pytest.raises(RateLimitExceeded) as raised:
+            jira.execute_action("get_transitions", {"issue_key": "OPS-1"})
+    assert len(mock.calls) == 1
+    assert raised.value.code == ErrorCodes.RATE_LIMITED
+    assert raised.value.provider == "jira"
+
+
+def test_jira__bad_rate_limit_is_a_config_error(connector_factory):
+    with pytest.raises(AutomateError) as raised:
+        connector_factory(JiraConnector, config={**CONFIG, "rate_limit": "often"})
+    assert raised.value.code == ErrorCodes.INVALID_ARGUMENT
+    assert "rate_limit" in raised.value.message

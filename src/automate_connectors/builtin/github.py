@@ -1,6 +1,13 @@
-"""GitHub webhooks: ``X-Hub-Signature-256`` over the raw body, deduplicated on the delivery id.
+"""GitHub: issues and comments through the REST API; webhooks signed with ``X-Hub-Signature-256``.
 
-Configure it with no code::
+Actions (``create_issue``, ``create_comment`` on an issue or a pull request) call the REST
+API with a token given as a ``secret://`` reference; ``base_url`` points at GitHub
+Enterprise Server (``https://HOST/api/v3``). GitHub signals its rate limits with
+``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset`` (primary) or ``Retry-After``
+(secondary) on a 403 or 429: both become RATE_LIMITED with ``details["retry_after"]``,
+while a plain 403 stays PERMISSION_DENIED.
+
+Webhooks are deduplicated on the delivery id. Configure them with no code::
 
     AUTOMATE = {"CONNECTORS": {"github": {"secrets": ["secret://GITHUB_WEBHOOK_SECRET"]}}}
 
@@ -13,20 +20,61 @@ not stored twice.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
-from pydantic import BaseModel, ConfigDict
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
+from automate_connectors.base import (
+    ActionSpec,
+    Connector,
+    TriggerSpec,
+    WebhookEvent,
+    normalize_http_error,
+)
+from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_github
+from automate_core.providers.base import ProviderContext
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+GITHUB_API = "https://api.github.com"
+API_VERSION = "2022-11-28"
+#: "owner/name"; "." and ".." are refused in code (JSON Schema patterns have no lookahead
+#: that every generator understands).
+REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
+_REPOSITORY = {"type": "string", "pattern": REPOSITORY_PATTERN}
+_NUMBER = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
 class GitHubConfig(BaseModel):
-    """GitHub needs no settings besides its webhook secrets; unknown keys are typos."""
+    """Webhook-only use needs no settings (the secrets live on the profile).
+
+    For actions: ``token`` (a ``secret://`` reference to a fine-grained or classic token,
+    or an app installation token), ``repository`` (default ``owner/name``), ``base_url``
+    (GitHub Enterprise Server: ``https://HOST/api/v3``), ``rate_limit`` (e.g.
+    ``"60/min"``, enforced before each call). Unknown keys are typos.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    token: str | None = None
+    repository: str | None = Field(default=None, pattern=REPOSITORY_PATTERN)
+    base_url: str = GITHUB_API
+    rate_limit: str | None = None
+    timeout: float = Field(default=30.0, gt=0, le=300)
+
+    _token = field_validator("token", mode="before")(_api.check_secret_reference)
+    _rate = field_validator("rate_limit")(_api.check_rate)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https URL such as https://github.example.com/api/v3")
+        return value.rstrip("/")
 
 
 class GitHubConnector(Connector):
@@ -43,9 +91,57 @@ class GitHubConnector(Connector):
         "X-GitHub-Hook-Installation-Target-ID",
     )
 
+    cfg: GitHubConfig
+
+    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
+        super().__init__(config, ctx=ctx)
+        self._client: httpx.Client | None = None
+
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
         return GitHubConfig
+
+    @classmethod
+    def actions(cls) -> list[ActionSpec]:
+        strings = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 100}
+        return [
+            ActionSpec(
+                name="create_issue",
+                description="Open an issue; returns its id, number and browser URL.",
+                input_schema={
+                    "type": "object",
+                    "properties": {
+                        "repository": _REPOSITORY,
+                        "title": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "body": {"type": "string", "maxLength": 65536},
+                        "labels": strings,
+                        "assignees": strings,
+                        "milestone": _NUMBER,
+                    },
+                    "required": ["title"],
+                    "additionalProperties": False,
+                },
+                output_schema=_output(),
+                idempotent=False,
+            ),
+            ActionSpec(
+                name="create_comment",
+                description="Comment on an issue or a pull request (they share numbers).",
+                input_schema={
+                    "type": "object",
+                    "properties": {
+                        "repository": _REPOSITORY,
+                        "issue_number": _NUMBER,
+                        "body": {"type": "string", "minLength": 1, "maxLength": 65536},
+                    },
+                    "required": ["issue_number", "body"],
+                    "additionalProperties": False,
+                },
+                output_schema=_output(),
+                # Repeating it would post the comment twice.
+                idempotent=False,
+            ),
+        ]
 
     @classmethod
     def triggers(cls) -> list[TriggerSpec]:
@@ -56,6 +152,87 @@ class GitHubConnector(Connector):
                 description="Any GitHub event; its type is the X-GitHub-Event header.",
             )
         ]
+
+    # -- Actions -----------------------------------------------------------------------
+
+    def execute_action(self, action: str, input_data: dict[str, Any]) -> dict[str, Any]:
+        repo = self._repository(input_data)
+        if action == "create_issue":
+            payload = {k: v for k, v in input_data.items() if k != "repository"}
+            body = self._request("POST", f"/repos/{repo}/issues", payload)
+            return {**_created(body), "number": _number(body)}
+        number = input_data["issue_number"]
+        body = self._request(
+            "POST", f"/repos/{repo}/issues/{number}/comments", {"body": input_data["body"]}
+        )
+        return {**_created(body), "issue_number": number}
+
+    def _repository(self, data: dict[str, Any]) -> str:
+        repo = data.get("repository") or self.cfg.repository
+        if not repo:
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                "give repository ('owner/name') in the input or the connector config",
+                provider=self.key,
+            )
+        owner, name = repo.split("/", 1)
+        if name in {".", ".."}:
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                f"{repo!r} is not a repository name",
+                provider=self.key,
+            )
+        return f"{quote(owner, safe='')}/{quote(name, safe='')}"
+
+    def _request(self, method: str, path: str, payload: dict[str, Any]) -> Any:
+        client = self.client  # resolves the token: a configuration error comes before HTTP
+        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.base_url, self.cfg.token)
+        response = client.request(method, path, json=payload)
+        response.raise_for_status()
+        return _api.json_body(response, provider=self.key)
+
+    @property
+    def client(self) -> httpx.Client:
+        """The REST client, built on first use (the token is resolved then)."""
+        if self._client is None:
+            if not self.cfg.token:
+                raise AutomateError(
+                    ErrorCodes.CONFIGURATION,
+                    "github actions need token (a secret://NAME reference) in the connector config",
+                    provider=self.key,
+                )
+            token = self.ctx.resolve_secret(self.cfg.token)
+            client = self._create_client()
+            client.headers.update(
+                {
+                    "Authorization": f"Bearer {token}",
+                    "Accept": "application/vnd.github+json",
+                    "X-GitHub-Api-Version": API_VERSION,
+                }
+            )
+            client.timeout = httpx.Timeout(self.cfg.timeout)
+            self._client = client
+        return self._client
+
+    def normalize_error(self, exc: Exception) -> Exception:
+        error = normalize_http_error(exc, provider=self.key)
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        if not isinstance(status, int):
+            return error
+        headers = response.headers  # type: ignore[union-attr]
+        retry_after = github_retry_after(headers, now=time.time())
+        if status in (403, 429) and retry_after is not None:
+            error.code = ErrorCodes.RATE_LIMITED
+            error.retryable = True
+            error.details["retry_after"] = retry_after
+        message = _github_message(response)
+        if message:
+            error.message = f"{error.message}: {message}"
+            error.args = (error.message,)
+        return error
+
+    # -- Webhooks ------------------------------------------------------------------------
 
     def verify_webhook(self, headers: dict, raw_body: bytes) -> bool:
         return verify_github(self.secret, raw_body, headers.get("X-Hub-Signature-256"))
@@ -74,6 +251,65 @@ class GitHubConnector(Connector):
             raw_body=None if payload is not None else raw_body,
         )
         return event
+
+
+def github_retry_after(headers: Any, *, now: float) -> int | None:
+    """Seconds to wait when GitHub's headers say a rate limit was hit; None otherwise.
+
+    Secondary limits send ``Retry-After``; the primary limit sends
+    ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset`` (epoch seconds).
+    """
+    retry_after = _api.retry_after_seconds(headers)
+    if retry_after is not None:
+        return retry_after
+    if headers.get("x-ratelimit-remaining") == "0":
+        reset = headers.get("x-ratelimit-reset", "")
+        if reset.isdigit():
+            return max(0, int(reset) - int(now))
+        return 60  # GitHub's advice when the reset time is unknown
+    return None
+
+
+def _github_message(response: Any) -> str:
+    """GitHub's ``message`` and validation ``errors``, shortened; empty when absent."""
+    try:
+        body = response.json()
+    except Exception:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    parts = [str(body["message"])] if body.get("message") else []
+    for item in body.get("errors") or []:
+        if isinstance(item, dict):
+            parts.append(str(item.get("message") or f"{item.get('field')}: {item.get('code')}"))
+    return "; ".join(parts)[:500]
+
+
+def _output() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "url": {"type": "string"}},
+        "required": ["id", "url"],
+    }
+
+
+def _created(body: Any) -> dict[str, str]:
+    if not isinstance(body, dict) or body.get("id") in (None, "") or not body.get("html_url"):
+        raise AutomateError(
+            ErrorCodes.INTERNAL,
+            "unexpected GitHub response: no 'id' and 'html_url'",
+            provider="github",
+        )
+    return {"id": str(body["id"]), "url": str(body["html_url"])}
+
+
+def _number(body: dict[str, Any]) -> int:
+    number = body.get("number")
+    if not isinstance(number, int):
+        raise AutomateError(
+            ErrorCodes.INTERNAL, "unexpected GitHub response: no issue 'number'", provider="github"
+        )
+    return number
 
 
 def _github_payload(raw_body: bytes) -> Any:

@@ -26,6 +26,7 @@ from automate_connectors.base import (
     WebhookEvent,
     normalize_http_error,
 )
+from automate_connectors.builtin import _api
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
@@ -37,13 +38,19 @@ _ISSUE_KEY = {"type": "string", "pattern": ISSUE_KEY_PATTERN}
 
 
 class JiraConfig(BaseModel):
-    """``api_token`` should be a ``secret://NAME`` reference; it is resolved per request."""
+    """``api_token`` should be a ``secret://NAME`` reference; it is resolved per request.
+
+    ``rate_limit`` (e.g. ``"100/min"``) is enforced through RateLimiter before each request.
+    """
 
     url: str = Field(description="Site URL, e.g. https://example.atlassian.net")
     email: str = Field(min_length=3)
     api_token: str = Field(min_length=1)
     project_key: str | None = Field(default=None, description="Default project for new issues")
     timeout: float = Field(default=30.0, gt=0, le=300)
+    rate_limit: str | None = None
+
+    _rate = field_validator("rate_limit")(_api.check_rate)
 
     @field_validator("url")
     @classmethod
@@ -246,7 +253,9 @@ class JiraConnector(Connector):
         return self._client
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.client.request(method, path, **kwargs)
+        client = self.client  # resolves the token: a configuration error comes before HTTP
+        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.url, self.cfg.email)
+        response = client.request(method, path, **kwargs)
         response.raise_for_status()
         if response.status_code == 204 or not response.content:
             return {}

@@ -1,6 +1,13 @@
-"""Slack requests: ``X-Slack-Signature`` (``v0=...``) with ``X-Slack-Request-Timestamp``.
+"""Slack: Web API actions with a bot token; requests signed with ``X-Slack-Signature``.
 
-One connector receives what a Slack app sends to a request URL:
+Actions call the Web API (``chat.postMessage``, ``reactions.add``, ``reactions.remove``)
+with the bot token given as a ``secret://`` reference (``bot_token``). Slack answers most
+failures with HTTP 200 and ``{"ok": false, "error": "channel_not_found"}``: those error
+strings are mapped to error codes (:data:`SLACK_ERRORS`), and an HTTP 429 becomes
+RATE_LIMITED with Slack's ``Retry-After`` in ``details["retry_after"]``.
+
+Verification (``X-Slack-Signature``, ``v0=...``, with ``X-Slack-Request-Timestamp``): one
+connector receives what a Slack app sends to a request URL:
 
 * Events API (JSON): the ``url_verification`` challenge is answered at once and stored
   nowhere; an ``event_callback`` is stored with the inner ``event.type`` as its type and
@@ -11,6 +18,8 @@ One connector receives what a Slack app sends to a request URL:
 Configure it with the app's signing secret::
 
     AUTOMATE = {"CONNECTORS": {"slack": {"secrets": ["secret://SLACK_SIGNING_SECRET"]}}}
+
+and, to send messages too, ``"config": {"bot_token": "secret://SLACK_BOT_TOKEN"}``.
 """
 
 from __future__ import annotations
@@ -21,18 +30,94 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
+from automate_connectors.base import (
+    ActionSpec,
+    Connector,
+    TriggerSpec,
+    WebhookEvent,
+    normalize_http_error,
+)
+from automate_connectors.builtin import _api
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_slack
+from automate_core.providers.base import ProviderContext
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+SLACK_API = "https://slack.com/api"
+
+#: Slack Web API ``error`` strings -> error codes; anything else is INVALID_ARGUMENT.
+SLACK_ERRORS: dict[str, ErrorCodes] = {
+    **dict.fromkeys(
+        (
+            "not_authed",
+            "invalid_auth",
+            "account_inactive",
+            "token_revoked",
+            "token_expired",
+        ),
+        ErrorCodes.UNAUTHENTICATED,
+    ),
+    **dict.fromkeys(
+        (
+            "missing_scope",
+            "no_permission",
+            "not_allowed_token_type",
+            "not_in_channel",
+            "restricted_action",
+            "restricted_action_read_only_channel",
+            "restricted_action_thread_only_channel",
+            "restricted_action_non_threadable_channel",
+            "ekm_access_denied",
+            "team_access_not_granted",
+            "is_archived",
+        ),
+        ErrorCodes.PERMISSION_DENIED,
+    ),
+    **dict.fromkeys(
+        ("channel_not_found", "message_not_found", "thread_not_found", "no_item_specified"),
+        ErrorCodes.NOT_FOUND,
+    ),
+    "already_reacted": ErrorCodes.ALREADY_EXISTS,
+    "ratelimited": ErrorCodes.RATE_LIMITED,
+    **dict.fromkeys(
+        ("internal_error", "fatal_error", "service_unavailable", "request_timeout"),
+        ErrorCodes.UNAVAILABLE,
+    ),
+}
+
+_CHANNEL = {"type": "string", "pattern": r"^[A-Za-z0-9#@_.-]{1,80}$"}
+_TS = {"type": "string", "pattern": r"^[0-9]{1,12}\.[0-9]{1,8}$"}
+_EMOJI = {"type": "string", "pattern": r"^:?[a-z0-9_+'-]{1,100}(::skin-tone-[2-6])?:?$"}
 
 
 class SlackConfig(BaseModel):
-    """``tolerance_seconds``: how far the request timestamp may be from now (replay window)."""
+    """Verification settings, and the optional Web API settings actions need.
+
+    ``tolerance_seconds``: how far the request timestamp may be from now (replay window).
+    ``bot_token``: a ``secret://`` reference to the ``xoxb-`` token (actions only).
+    ``base_url``: the Web API root (``https://slack-gov.com/api`` for GovSlack).
+    ``rate_limit``: e.g. ``"50/min"``, enforced before each call through RateLimiter.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     tolerance_seconds: int = Field(default=DEFAULT_TOLERANCE, ge=1, le=24 * 3600)
+    bot_token: str | None = None
+    base_url: str = SLACK_API
+    rate_limit: str | None = None
+    timeout: float = Field(default=30.0, gt=0, le=300)
+
+    _token = field_validator("bot_token", mode="before")(_api.check_secret_reference)
+    _rate = field_validator("rate_limit")(_api.check_rate)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https URL such as https://slack.com/api")
+        return value.rstrip("/")
 
 
 class SlackConnector(Connector):
@@ -51,9 +136,61 @@ class SlackConnector(Connector):
 
     cfg: SlackConfig
 
+    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
+        super().__init__(config, ctx=ctx)
+        self._client: httpx.Client | None = None
+
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
         return SlackConfig
+
+    @classmethod
+    def actions(cls) -> list[ActionSpec]:
+        reaction = {
+            "type": "object",
+            "properties": {"channel": _CHANNEL, "timestamp": _TS, "name": _EMOJI},
+            "required": ["channel", "timestamp", "name"],
+            "additionalProperties": False,
+        }
+        return [
+            ActionSpec(
+                name="post_message",
+                description="chat.postMessage: post to a channel, or reply in a thread.",
+                input_schema={
+                    "type": "object",
+                    "properties": {
+                        "channel": _CHANNEL,
+                        "text": {"type": "string", "minLength": 1, "maxLength": 40000},
+                        "blocks": {"type": "array", "items": {"type": "object"}},
+                        "thread_ts": _TS,
+                        "reply_broadcast": {"type": "boolean"},
+                        "unfurl_links": {"type": "boolean"},
+                        "mrkdwn": {"type": "boolean"},
+                    },
+                    "required": ["channel", "text"],
+                    "additionalProperties": False,
+                },
+                output_schema={
+                    "type": "object",
+                    "properties": {"channel": {"type": "string"}, "ts": {"type": "string"}},
+                    "required": ["channel", "ts"],
+                },
+                # Repeating it posts the message twice.
+                idempotent=False,
+            ),
+            ActionSpec(
+                name="add_reaction",
+                description="reactions.add; a reaction already there counts as success.",
+                input_schema=reaction,
+                idempotent=True,
+            ),
+            ActionSpec(
+                name="remove_reaction",
+                description="reactions.remove; a reaction already gone counts as success.",
+                input_schema=reaction,
+                idempotent=True,
+            ),
+        ]
 
     @classmethod
     def triggers(cls) -> list[TriggerSpec]:
@@ -76,6 +213,66 @@ class SlackConnector(Connector):
                 description="Interactivity payloads: block_actions, view_submission...",
             ),
         ]
+
+    # -- Actions -----------------------------------------------------------------------
+
+    def execute_action(self, action: str, input_data: dict[str, Any]) -> dict[str, Any]:
+        if action == "post_message":
+            body = self._call("chat.postMessage", dict(input_data))
+            channel, ts = body.get("channel"), body.get("ts")
+            if not isinstance(channel, str) or not isinstance(ts, str):
+                raise _unexpected("chat.postMessage answered without channel and ts")
+            return {"channel": channel, "ts": ts}
+        name = input_data["name"].strip(":")
+        payload = {"channel": input_data["channel"], "timestamp": input_data["timestamp"]}
+        payload["name"] = name
+        method = "reactions.add" if action == "add_reaction" else "reactions.remove"
+        # Already in the wanted state is success: both actions are idempotent.
+        settled = "already_reacted" if action == "add_reaction" else "no_reaction"
+        body = self._call(method, payload, settled=settled)
+        return {"ok": True, "changed": body.get("error") != settled}
+
+    def _call(self, method: str, payload: dict[str, Any], *, settled: str = "") -> dict:
+        """POST one Web API method; ``{"ok": false}`` raises unless its error is ``settled``."""
+        client = self.client  # resolves the token: a configuration error comes before HTTP
+        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.base_url, self.cfg.bot_token)
+        response = client.post(f"/{method}", json=payload)
+        response.raise_for_status()
+        body = _api.json_body(response, provider=self.key)
+        if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
+            raise _unexpected(f"{method} answered without an 'ok' field")
+        if body["ok"] or (settled and body.get("error") == settled):
+            return body
+        raise slack_error(method, body)
+
+    @property
+    def client(self) -> httpx.Client:
+        """The Web API client, built on first use (the token is resolved then)."""
+        if self._client is None:
+            if not self.cfg.bot_token:
+                raise AutomateError(
+                    ErrorCodes.CONFIGURATION,
+                    "slack actions need bot_token (a secret://NAME reference to the xoxb- "
+                    "token) in the connector config",
+                    provider=self.key,
+                )
+            token = self.ctx.resolve_secret(self.cfg.bot_token)
+            client = self._create_client()
+            client.headers["Authorization"] = f"Bearer {token}"
+            client.timeout = httpx.Timeout(self.cfg.timeout)
+            self._client = client
+        return self._client
+
+    def normalize_error(self, exc: Exception) -> Exception:
+        error = normalize_http_error(exc, provider=self.key)
+        retry_after = _api.retry_after_seconds(
+            getattr(getattr(exc, "response", None), "headers", None)
+        )
+        if retry_after is not None:
+            error.details["retry_after"] = retry_after
+        return error
+
+    # -- Webhooks ------------------------------------------------------------------------
 
     def verify_webhook(self, headers: dict, raw_body: bytes) -> bool:
         return verify_slack(
@@ -104,6 +301,26 @@ class SlackConnector(Connector):
             if isinstance(challenge, str):
                 return {"challenge": challenge}
         return None
+
+
+def slack_error(method: str, body: dict[str, Any]) -> AutomateError:
+    """The AutomateError for an ``{"ok": false}`` answer, Slack's error string kept."""
+    error = body.get("error")
+    reason = error if isinstance(error, str) and error else "unknown_error"
+    code = SLACK_ERRORS.get(reason, ErrorCodes.INVALID_ARGUMENT)
+    details: dict[str, Any] = {"slack_error": reason, "method": method}
+    if isinstance(body.get("needed"), str):
+        details["needed_scope"] = body["needed"]
+    message = f"Slack {method} failed: {reason}"
+    if isinstance(body.get("warning"), str):
+        message += f" (warning: {body['warning']})"
+    return AutomateError(code, message, provider="slack", details=details)
+
+
+def _unexpected(what: str) -> AutomateError:
+    return AutomateError(
+        ErrorCodes.INTERNAL, f"unexpected Slack response: {what}", provider="slack"
+    )
 
 
 def _slack_payload(raw_body: bytes) -> Any:

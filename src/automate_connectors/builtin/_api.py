@@ -1,0 +1,84 @@
+"""What the built-in API connectors (Slack, GitHub, HTTP) share: tokens, rate limits, JSON.
+
+* Credentials in their configs must be ``secret://NAME`` references: a connection profile
+  is stored in the database and shown in the admin, so a pasted token is refused at
+  validation time instead of being kept in clear.
+* ``rate_limit: "50/min"`` throttles a connector through
+  :class:`automate_core.throttling.RateLimiter` *before* a request is sent, so a burst of
+  workflow runs waits (the run is retried with ``retry_after``) instead of tripping the
+  service's own limit. The budget is shared by every connector instance that talks to the
+  same service with the same credentials, in every process when the limiter storage is
+  Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+
+from automate_core import secrets
+from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.throttling import RateLimiter, parse_rate
+
+__all__ = ["check_rate", "check_secret_reference", "json_body", "retry_after_seconds", "throttle"]
+
+
+def check_secret_reference(value: Any) -> Any:
+    """A pydantic ``before`` validator: ``None`` or a ``secret://NAME`` reference.
+
+    A connection profile resolves its references before it builds the connector, so a
+    :class:`~automate_core.secrets.SecretValue` (the product of resolving one) is accepted
+    too; a plain string, i.e. a token pasted into the config, is not.
+    """
+    if value is None or secrets.is_reference(value) or isinstance(value, secrets.SecretValue):
+        return value
+    raise ValueError("must be a secret://NAME reference, never the secret itself")
+
+
+def check_rate(value: str | None) -> str | None:
+    """A pydantic validator body: ``None`` or a rate RateLimiter understands ("50/min")."""
+    if value is not None:
+        parse_rate(value)  # raises ValueError naming the accepted forms
+    return value
+
+
+def throttle(connector_key: str, rate: str | None, *identity: str | None) -> None:
+    """Take one hit from the connector's budget; RateLimitExceeded (RATE_LIMITED) if spent.
+
+    ``identity`` (base URL, credential reference...) scopes the budget: two Slack
+    workspaces do not share one. It is hashed, so no reference reaches the storage keys.
+    """
+    if not rate:
+        return
+    scope = hashlib.sha256("\x00".join(part or "" for part in identity).encode()).hexdigest()
+    limiter = RateLimiter(key=f"connector:{connector_key}:{scope[:16]}", rate=rate)
+    try:
+        limiter.hit()
+    except AutomateError as exc:
+        exc.provider = connector_key
+        raise
+
+
+def json_body(response: httpx.Response, *, provider: str) -> Any:
+    """The response's JSON; INTERNAL naming the status when the body is not JSON."""
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        raise AutomateError(
+            ErrorCodes.INTERNAL,
+            f"unexpected {provider} response: HTTP {response.status_code} with a body "
+            "that is not JSON",
+            provider=provider,
+        ) from None
+
+
+def retry_after_seconds(headers: Any) -> int | None:
+    """``Retry-After`` as whole seconds (the delta form; HTTP dates are ignored)."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
