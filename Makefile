@@ -57,8 +57,15 @@ format: install
 	$(VENV)/bin/ruff format src tests example
 	$(VENV)/bin/ruff check --fix src tests example
 
+# Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres)
+# and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14); each script appends its
+# table to docs/benchmarks.md. BENCH_EVENTS sets the pipeline's events per cell.
+BENCH_EVENTS ?= 10000
 bench: install
-	@echo "benchmarks/ arrives with the benchmarks issue"; exit 1
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),bench]"
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
