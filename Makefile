@@ -10,7 +10,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-sqlite test-postgres lint typecheck format bench clean
+.PHONY: help install demo test test-sqlite test-postgres lint typecheck format bench soak clean
 
 help:
 	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker)"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make typecheck  mypy with django-stubs over src/"
 	@echo "make bench   run the benchmarks and append their numbers to docs/benchmarks.md"
+	@echo "make soak    the reliability suite at length (restarts, kill -9, fuzzing)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,10 +63,18 @@ format: install
 # table to docs/benchmarks.md. BENCH_EVENTS sets the pipeline's events per cell.
 BENCH_EVENTS ?= 10000
 bench: install
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS),bench]"
+	$(PY) -m pip install --quiet "gunicorn>=22" "procrastinate>=3" "pyinstrument>=4.6"  # the bench extra
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit
+
+# The reliability suite at length, on PostgreSQL: 50,000 fuzzed webhooks, 1,000 events
+# through each restart, plus the kill -9 crash tests. Needs redis-server; about 10 minutes.
+SOAK_FUZZ ?= 50000
+SOAK_EVENTS ?= 1000
+soak: install
+	AUTOMATE_TEST_DB=postgres AUTOMATE_FUZZ_REQUESTS=$(SOAK_FUZZ) \
+	AUTOMATE_RESTART_EVENTS=$(SOAK_EVENTS) $(PY) -m pytest tests/reliability -s -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
