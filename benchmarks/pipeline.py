@@ -64,9 +64,12 @@ def ours(url: str, events: int, workers: int, args) -> float:
             )
         inserted = time.perf_counter() - started
         common.wait_for(
-            lambda: WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() >= events,
+            lambda: (
+                WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() >= events
+                and not OutboxItem.objects.exclude(status="done").exists()
+            ),
             args.timeout,
-            "every run to complete",
+            "every run to complete and every event to be settled",
             step=0.02,
         )
         elapsed = time.perf_counter() - started
