@@ -34,6 +34,8 @@ from tests.engine_support import ROOT, CountingServer, start, stop, wait_for, wo
 pytestmark = pytest.mark.slow
 
 EVENTS = int(os.environ.get("AUTOMATE_RESTART_EVENTS", "150"))
+# How long sending, and then settling every event, may take (make soak sends more).
+SETTLE_SECONDS = max(180.0, EVENTS * 0.5)
 
 SETUP = """
 from automate.models import ConnectionProfile
@@ -193,7 +195,7 @@ def test_restart__postgresql_restarted_under_load(own_postgres):
                 "the worker to make progress",
             )
             _restart(own_postgres, down_seconds=2)
-            sender.join(180)
+            sender.join(SETTLE_SECONDS)
             assert sender.error is None, sender.error
             assert len(sender.accepted) == EVENTS
             unfinished = (
@@ -201,7 +203,7 @@ def test_restart__postgresql_restarted_under_load(own_postgres):
             )
             wait_for(
                 lambda: not query(unfinished),
-                120,
+                SETTLE_SECONDS,
                 "every event to end done or dead",
             )
             rows = query("SELECT external_id, status, attempts FROM automate_core_outboxitem")
@@ -304,7 +306,7 @@ def test_restart__redis_restarted_under_load(postgres, csrf_client):
             redis = _redis_server(port)
             wait_for(
                 lambda: not OutboxItem.objects.exclude(status__in=["done", "dead"]).exists(),
-                120,
+                SETTLE_SECONDS,
                 "every event to end done or dead",
             )
         finally:
