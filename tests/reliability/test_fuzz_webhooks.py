@@ -118,6 +118,16 @@ def _case(rng: random.Random, n: int, sent_ids: list[str]):
     return kind, method, path, body, headers, signed
 
 
+def test_fuzz__nul_in_the_connector_key_is_404(client):
+    # Found by the fuzz run on PostgreSQL: the profile lookup raised DataError (a 500).
+    body = b'{"id": "x"}'
+    response = client.post(
+        "/webhooks/a%00b/", data=body, content_type="application/json", HTTP_X_SIGNATURE=_sign(body)
+    )
+    assert response.status_code == 404
+    assert not OutboxItem.objects.exists()
+
+
 @pytest.mark.parametrize("seed", [20261128])
 def test_fuzz__no_5xx_and_no_row_without_a_valid_signature(live_server, settings, seed):
     settings.AUTOMATE = {**settings.AUTOMATE, "WEBHOOK_MAX_BODY_BYTES": MAX_BODY}
