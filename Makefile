@@ -10,7 +10,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 
-.PHONY: help install browser demo test test-sqlite test-postgres lint typecheck format bench clean
+.PHONY: help install browser demo test test-sqlite test-postgres lint typecheck format bench soak clean
 
 help:
 	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker)"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make typecheck  mypy with django-stubs over src/"
 	@echo "make bench   run the benchmarks and append their numbers to docs/benchmarks.md"
+	@echo "make soak    the reliability suite at length (restarts, kill -9, fuzzing)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,18 +58,34 @@ test-postgres: install
 	AUTOMATE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests example
-	$(VENV)/bin/ruff format --check src tests example
+	$(VENV)/bin/ruff check src tests example benchmarks
+	$(VENV)/bin/ruff format --check src tests example benchmarks
 
 typecheck: install
 	PYTHONPATH=src:. $(VENV)/bin/mypy src
 
 format: install
-	$(VENV)/bin/ruff format src tests example
-	$(VENV)/bin/ruff check --fix src tests example
+	$(VENV)/bin/ruff format src tests example benchmarks
+	$(VENV)/bin/ruff check --fix src tests example benchmarks
 
+# Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres)
+# and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14); each script appends its
+# table to docs/benchmarks.md. BENCH_EVENTS sets the pipeline's events per cell.
+BENCH_EVENTS ?= 10000
 bench: install
-	@echo "benchmarks/ arrives with the benchmarks issue"; exit 1
+	$(PY) -m pip install --quiet "gunicorn>=22" "procrastinate>=3" "pyinstrument>=4.6"  # the bench extra
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.rag
+
+# The reliability suite at length, on PostgreSQL: 50,000 fuzzed webhooks, 1,000 events
+# through each restart, plus the kill -9 crash tests. Needs redis-server; about 10 minutes.
+SOAK_FUZZ ?= 50000
+SOAK_EVENTS ?= 1000
+soak: install
+	AUTOMATE_TEST_DB=postgres AUTOMATE_FUZZ_REQUESTS=$(SOAK_FUZZ) \
+	AUTOMATE_RESTART_EVENTS=$(SOAK_EVENTS) $(PY) -m pytest tests/reliability -s -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

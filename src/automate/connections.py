@@ -36,7 +36,9 @@ def find_connection(key: str) -> Connection | None:
     """The profile named ``key``, else the settings entry; ``None`` when neither exists."""
     from automate.models import ConnectionProfile
 
-    profile = ConnectionProfile.objects.filter(key=key).first()
+    # No profile key holds a NUL (the key validator forbids it, and PostgreSQL text cannot
+    # store one); asking PostgreSQL about such a key would raise DataError, a 500.
+    profile = None if "\x00" in key else ConnectionProfile.objects.filter(key=key).first()
     if profile is not None:
         return Connection(
             key=profile.key,

@@ -98,20 +98,18 @@ class WebhookView(View):
         if handshake is not None:
             return JsonResponse(handshake, status=200)
 
-        with transaction.atomic():
-            result = queue.enqueue(
-                key,
-                event_type=event.event_type,
-                payload=event.payload,
-                raw_body=event.raw_body,
-                external_id=event.external_id,
-                headers=_kept_headers(connector, headers),
-                trace_id=trace_id,
-            )
-            if result.created:
-                transaction.on_commit(
-                    lambda: signals.event_accepted.send(sender=key, item=result.item)
-                )
+        # One autocommitted INSERT: the row is durable when enqueue returns.
+        result = queue.enqueue(
+            key,
+            event_type=event.event_type,
+            payload=event.payload,
+            raw_body=event.raw_body,
+            external_id=event.external_id,
+            headers=_kept_headers(connector, headers),
+            trace_id=trace_id,
+        )
+        if result.created:
+            transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=result.item))
         item = result.item
         if not result.created:
             response = JsonResponse(

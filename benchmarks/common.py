@@ -1,0 +1,168 @@
+"""What every benchmark shares: the machine description, a scratch PostgreSQL database,
+child processes, percentiles and the report appended to ``docs/benchmarks.md``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "docs" / "benchmarks.md"
+#: The PostgreSQL server the benchmarks use; each script makes and drops its own database.
+PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def env_for(database_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="benchmarks.settings",
+        DATABASE_URL=database_url,
+        DJANGO_DEBUG="0",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT), str(ROOT / "example")]),
+        PYTHONWARNINGS="ignore",
+    )
+    env.update(extra)
+    return env
+
+
+def setup_django(database_url: str, **extra: str) -> None:
+    """Point this process at ``database_url`` with the bench settings, then set Django up."""
+    os.environ.update(env_for(database_url, **extra))
+    for path in (str(ROOT / "example"), str(ROOT), str(ROOT / "src")):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import django
+
+    django.setup()
+
+
+def scratch_database(name: str) -> str:
+    """Drop and create database ``name`` on the bench server; return its URL."""
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = PG_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: Sequence[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        list(args), cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(step)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _postgres_version() -> str:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+    except Exception as exc:
+        return f"unreachable ({exc.__class__.__name__})"
+
+
+def machine() -> str:
+    return (
+        f"{os.cpu_count()} CPUs ({_cpu_model()}), {_memory()} RAM, "
+        f"Python {platform.python_version()}, PostgreSQL {_postgres_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(title: str, body: str, notes: str = "") -> None:
+    """Print the result and append it, with the machine and the command, to the docs."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    module = spec.name if spec else sys.argv[0]
+    command = shlex.join(["PYTHONPATH=src:.:example", "python", "-m", module, *sys.argv[1:]])
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"\n### {title} — {when}\n\n"
+        f"Machine: {machine()}\n\n"
+        f"Command: `{command}`\n\n{body}\n" + (f"\n{notes}\n" if notes else "")
+    )
+    print(section)
+    REPORT.parent.mkdir(exist_ok=True)
+    if not REPORT.exists():
+        REPORT.write_text("# Benchmarks\n\nWritten by `make bench`; newest runs at the end.\n")
+    with REPORT.open("a") as fh:
+        fh.write(section)

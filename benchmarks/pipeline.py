@@ -1,0 +1,243 @@
+"""Pipeline: events through outbox -> Celery on Redis -> a two-step workflow of no-ops.
+
+    python -m benchmarks.pipeline [--events 10000] [--workers 1,2,4]
+
+For each worker count, in the same run and on the same PostgreSQL and Redis:
+
+* **ours**: ``--events`` events are enqueued (``queue.enqueue``, one INSERT each, as the
+  webhook view does) while ``automate_worker --dispatch-only`` hands batches to a Celery
+  worker with that many processes; each event runs a two-step workflow of no-op steps.
+  Measured from the first insert to the last run completed.
+* **procrastinate**: the same number of no-op jobs deferred one by one, run by that many
+  ``procrastinate worker`` processes; first defer to last job succeeded.
+* **bare Celery**: one task per event (``apply_async``, no outbox) that records it ran
+  with one INSERT; first send to last row.
+
+Goal: ours at 3x procrastinate or more, and 1,000 events/s or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from benchmarks import common
+
+DB = "automate_bench_pipeline"
+LOGS = Path(os.environ.get("BENCH_LOG_DIR", "/tmp"))
+
+
+def ours(url: str, events: int, workers: int, args) -> float:
+    from django.db import connection
+
+    from automate.models import RunStatus, StepRun, WorkflowRun
+    from automate_core.models import OutboxItem
+    from automate_core.outbox import queue
+
+    queue_name = f"bench-{uuid.uuid4().hex[:8]}"
+    env = common.env_for(url, CELERY_BROKER_URL=common.REDIS_URL, BENCH_QUEUE=queue_name)
+    celery = [sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker"]
+    celery += ["--pool", "prefork", "--concurrency", str(workers), "--queues", queue_name]
+    celery += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
+    celery += ["--prefetch-multiplier", "4"]
+    dispatch = [sys.executable, "-m", "django", "automate_worker", "--dispatch-only"]
+    dispatch += ["--batch", str(args.batch), "--poll", "0.02"]
+    procs = [
+        common.start(celery, env, LOGS / "bench-celery.log"),
+        common.start(dispatch, env, LOGS / "bench-dispatch.log"),
+    ]
+    try:
+        time.sleep(4)  # let the workers boot before the clock starts
+        started = time.perf_counter()
+        for n in range(events):
+            queue.enqueue(
+                "github",
+                event_type="pull_request",
+                payload={"action": "opened", "number": n},
+                external_id=f"{queue_name}-{n}",
+                trace_id=uuid.uuid4().hex,
+            )
+        inserted = time.perf_counter() - started
+        common.wait_for(
+            lambda: (
+                WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() >= events
+                and not OutboxItem.objects.exclude(status="done").exists()
+            ),
+            args.timeout,
+            "every run to complete and every event to be settled",
+            step=0.02,
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            common.stop(proc)
+    assert not OutboxItem.objects.exclude(status="done").exists()
+    assert StepRun.objects.filter(status="succeeded").count() == 2 * events
+    print(f"ours x{workers}: inserts took {inserted:.1f} s, total {elapsed:.1f} s", flush=True)
+    # A clean slate for the next cell.
+    StepRun.objects.all().delete()
+    WorkflowRun.objects.all().delete()
+    OutboxItem.objects.all().delete()
+    connection.close()
+    return events / elapsed
+
+
+def bare_celery(url: str, events: int, workers: int, args) -> float:
+    from django.db import connection
+
+    from benchmarks.bench_app.tasks import CREATE, TABLE, bare
+    from benchmarks.celery_app import app
+
+    queue_name = f"bench-bare-{uuid.uuid4().hex[:8]}"
+    app.conf.broker_url = common.REDIS_URL
+    env = common.env_for(url, CELERY_BROKER_URL=common.REDIS_URL, BENCH_QUEUE=queue_name)
+    celery = [sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker"]
+    celery += ["--pool", "prefork", "--concurrency", str(workers), "--queues", queue_name]
+    celery += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
+    celery += ["--prefetch-multiplier", "4"]
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE)
+        cursor.execute(f"TRUNCATE {TABLE}")
+    proc = common.start(celery, env, LOGS / "bench-celery-bare.log")
+
+    def done() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {TABLE}")
+            return cursor.fetchone()[0] >= events
+
+    try:
+        time.sleep(4)
+        started = time.perf_counter()
+        with app.producer_or_acquire() as producer:
+            for n in range(events):
+                bare.apply_async(args=[n], queue=queue_name, producer=producer)
+        common.wait_for(done, args.timeout, "every bare task to run", step=0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        common.stop(proc)
+    connection.close()
+    return events / elapsed
+
+
+def procrastinate_baseline(url: str, events: int, workers: int, args) -> float:
+    import psycopg
+
+    env = common.env_for(url, BENCH_PROCRASTINATE_DB=url)
+    os.environ["BENCH_PROCRASTINATE_DB"] = url
+    from benchmarks.procrastinate_app import app, noop
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        has_schema = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0]
+        if has_schema:
+            conn.execute("TRUNCATE procrastinate_jobs CASCADE")
+    if not has_schema:
+        subprocess.run(
+            [
+                *[sys.executable, "-m", "procrastinate", "-a", "benchmarks.procrastinate_app.app"],
+                *["schema", "--apply"],
+            ],
+            env=env,
+            check=True,
+            cwd=common.ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+    worker = [sys.executable, "-m", "procrastinate", "-a", "benchmarks.procrastinate_app.app"]
+    worker += ["worker", "--concurrency", str(args.procrastinate_concurrency)]
+    procs = [common.start(worker, env, LOGS / "bench-procrastinate.log") for _ in range(workers)]
+
+    def done() -> bool:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+            ).fetchone()
+        return row[0] >= events
+
+    try:
+        time.sleep(4)
+        with app.open():
+            started = time.perf_counter()
+            for n in range(events):
+                noop.defer(event=n)
+            common.wait_for(done, args.timeout, "every procrastinate job to succeed", step=0.05)
+            elapsed = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            common.stop(proc)
+    return events / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts")
+    parser.add_argument("--batch", type=int, default=100, help="outbox claim batch")
+    parser.add_argument("--procrastinate-concurrency", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+
+    url = common.scratch_database(DB)
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        env=common.env_for(url),
+        check=True,
+    )
+    common.setup_django(url, CELERY_BROKER_URL=common.REDIS_URL)
+    from automate.services import WorkflowService
+
+    WorkflowService().create_workflow(
+        name="Bench no-ops",
+        trigger={"connector": "github", "events": ["pull_request"]},
+        steps=[
+            {"name": "First", "type": "bench_noop", "config": {}},
+            {"name": "Second", "type": "bench_noop", "config": {}},
+        ],
+    )
+    rows = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        rate = ours(url, args.events, workers, args)
+        proc_rate = procrastinate_baseline(url, args.events, workers, args)
+        bare_rate = bare_celery(url, args.events, workers, args)
+        rows.append(
+            [
+                workers,
+                f"{rate:.0f}",
+                f"{proc_rate:.0f}",
+                f"{bare_rate:.0f}",
+                f"{rate / proc_rate:.2f}x",
+                "met" if rate >= 3 * proc_rate and rate >= 1000 else "missed",
+            ]
+        )
+        print(rows[-1], flush=True)
+    from django.db import connection
+
+    connection.close()
+    common.drop_database(DB)
+    body = common.table(
+        [
+            "worker processes",
+            "ours events/s",
+            "procrastinate jobs/s",
+            "bare Celery tasks/s",
+            "ours / procrastinate",
+            "goal (>=3x, >=1,000/s)",
+        ],
+        rows,
+    )
+    notes = (
+        f"{args.events} events per cell, each timed from the first insert to the last run "
+        f"done. Ours: two no-op steps per event (a WorkflowRun and two StepRuns written), "
+        f"outbox claim batch {args.batch}, Celery prefork, one dispatcher process. "
+        f"procrastinate: {args.procrastinate_concurrency} concurrent jobs per worker process. "
+        "Bare Celery: one task per event writing one row. Inserts/defers/sends come from one "
+        "process, one at a time, while the workers run."
+    )
+    common.report("Pipeline: outbox -> Celery on Redis -> two-step workflow", body, notes)
+
+
+if __name__ == "__main__":
+    main()

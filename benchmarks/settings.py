@@ -1,0 +1,31 @@
+"""Settings of the benchmarked server and workers: the example project, plus the bench app
+(the baseline view, a no-op step, bare Celery and procrastinate tasks), DEBUG off."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, urlparse
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import AUTOMATE, DATABASES, INSTALLED_APPS, LOGGING
+
+# An embedded server's URL names its Unix socket directory as ?host=...
+_query = parse_qs(urlparse(os.environ.get("DATABASE_URL", "")).query)
+if _query.get("host"):
+    DATABASES["default"]["HOST"] = _query["host"][0]
+
+DEBUG = False
+ROOT_URLCONF = "benchmarks.urls"
+INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks.bench_app"]
+# One log line per accepted webhook costs about as much as the INSERT; the baseline logs
+# nothing, so both run at WARNING.
+LOGGING = {**LOGGING, "loggers": {"automate": {"handlers": ["console"], "level": "WARNING"}}}
+if os.environ.get("BENCH_RAG"):
+    # The RAG benchmark's server has pgvector; the others' need not.
+    INSTALLED_APPS += ["rag", "rag.contrib.pgvector"]
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("BENCH_QUEUE", "bench")
+AUTOMATE = {
+    **AUTOMATE,
+    "DISPATCH_MAX_IN_FLIGHT": int(os.environ.get("BENCH_MAX_IN_FLIGHT", "1000")),
+    "WORKER_POLL_SECONDS": 0.05,
+}
