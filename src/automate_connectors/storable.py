@@ -58,6 +58,11 @@ def _unstorable(value: Any) -> bool:
     return False
 
 
+def is_storable(value: Any) -> bool:
+    """False when a string (keys included) or a float inside ``value`` cannot be stored."""
+    return not _unstorable(value)
+
+
 def _clean_label(text: str) -> str:
     cleaned = "".join(ch for ch in text if ch != "\x00" and not "\ud800" <= ch <= "\udfff")
     return cleaned[:MAX_EVENT_TYPE]

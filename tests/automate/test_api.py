@@ -209,3 +209,34 @@ def test_api__schema_is_served(admin_api):
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     assert {"/api/events/", "/api/workflows/", "/api/runs/{id}/replay/"} <= set(paths)
+
+
+@pytest.mark.parametrize("param", ["status", "trace_id", "workflow"])
+def test_api__run_filters_with_a_nul_character_are_400_not_500(admin_api, param):
+    # Found by schemathesis on PostgreSQL, which refuses NUL in text parameters.
+    response = admin_api.get("/api/runs/", {param: "a\x00b"})
+    assert response.status_code == 400
+    assert "must not contain NUL characters" in str(response.json())
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/events/", '{"connector": "my_service", "payload": {"a": "x\\u0000y"}}'),
+        ("/api/events/", '{"connector": "my_service", "id": "i\\u0000d"}'),
+        ("/api/events/", '{"connector": "my_service", "payload": {"k": "\\ud800"}}'),
+        ("/api/workflows/", '{"name": "n\\u0000", "steps": []}'),
+    ],
+)
+def test_api__unstorable_text_in_a_body_is_400_and_stores_nothing(admin_api, url, body):
+    response = admin_api.post(url, body, content_type="application/json")
+    assert response.status_code == 400
+    assert "must not contain NUL characters" in str(response.json())
+    assert not OutboxItem.objects.exists()
+    assert not Workflow.objects.exists()
+
+
+def test_api__unstorable_input_still_needs_authentication():
+    body = '{"connector": "my_service", "payload": {"a": "x\\u0000y"}}'
+    response = Client().post("/api/events/", body, content_type="application/json")
+    assert response.status_code in (401, 403)

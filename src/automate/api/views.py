@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +19,7 @@ from automate import dispatch, signals
 from automate.api import serializers as s
 from automate.models import RunStatus, Workflow, WorkflowRun
 from automate.services import WorkflowService
+from automate_connectors.storable import is_storable
 from automate_core.outbox import queue
 from automate_core.tracing import trace
 
@@ -35,8 +37,20 @@ class Pagination(LimitOffsetPagination):
     max_limit = 500
 
 
+UNSTORABLE = "must not contain NUL characters, lone surrogates or non-finite numbers"
+
+
 class APIMixin:
     pagination_class = Pagination
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """After authentication: refuse, with a 400, input that no database column can hold
+        (NUL characters, lone surrogates, NaN), which would otherwise fail as a 500."""
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if not is_storable(dict(request.query_params.lists())):
+            raise ValidationError({"query": UNSTORABLE})
+        if request.method in ("POST", "PUT", "PATCH") and not is_storable(request.data):
+            raise ValidationError({"body": UNSTORABLE})
 
 
 @extend_schema(
@@ -118,13 +132,10 @@ class RunViewSet(
 
     def get_queryset(self) -> QuerySet[WorkflowRun]:
         runs = WorkflowRun.objects.select_related("workflow").order_by("-id")
-        params = self.request.query_params
-        if params.get("status"):
-            runs = runs.filter(status=params["status"])
-        if params.get("trace_id"):
-            runs = runs.filter(trace_id=params["trace_id"])
-        if params.get("workflow"):
-            runs = runs.filter(workflow__key=params["workflow"])
+        filters = {"status": "status", "trace_id": "trace_id", "workflow": "workflow__key"}
+        for param, lookup in filters.items():
+            if value := self.request.query_params.get(param):
+                runs = runs.filter(**{lookup: value})
         return runs
 
     @extend_schema(
