@@ -100,9 +100,6 @@ def resolve_config(value: Any, resolver: SecretResolver | None = None) -> Any:
 
 
 def _resolve_webhook_secret(value: str, resolver: SecretResolver) -> str:
-    from automate.models import ENCRYPTED_PREFIX
-    from automate_core.crypto import decrypt
+    from automate_core.crypto import is_sealed, unseal
 
-    if value.startswith(ENCRYPTED_PREFIX):
-        return decrypt(value[len(ENCRYPTED_PREFIX) :])
-    return resolver.resolve(value)
+    return unseal(value) if is_sealed(value) else resolver.resolve(value)

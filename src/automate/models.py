@@ -7,10 +7,9 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from automate_core.crypto import SEALED_PREFIX as ENCRYPTED_PREFIX
 from automate_core.providers.errors import AutomateError
 from automate_core.secrets import is_reference, parse_reference
-
-ENCRYPTED_PREFIX = "fernet:"
 
 key_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_\-]{0,99}$",
@@ -84,9 +83,9 @@ class ConnectionProfile(models.Model):
 
     def add_webhook_secret(self, value: str) -> None:
         """Add a secret (a ``secret://`` reference, or a value to encrypt) as the newest."""
-        from automate_core.crypto import encrypt
+        from automate_core.crypto import seal
 
-        stored = value if is_reference(value) else ENCRYPTED_PREFIX + encrypt(value)
+        stored = seal(value)
         self.webhook_secrets = [stored, *[s for s in self.webhook_secrets if s != stored]]
 
     def remove_webhook_secret(self, index: int) -> None:

@@ -50,3 +50,43 @@ def decrypt(token: str) -> str:
 
 def rotate(token: str) -> str:
     return _fernet().rotate(token.encode()).decode()
+
+
+# -- Sealed values ---------------------------------------------------------------------
+# A field that holds a credential stores either a ``secret://NAME`` reference (as written)
+# or the value encrypted behind this prefix. One convention for every such field
+# (connection profiles' webhook secrets, MCP servers' API keys), so rotation finds them all.
+
+SEALED_PREFIX = "fernet:"
+
+
+def is_sealed(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(SEALED_PREFIX)
+
+
+def seal(value: str) -> str:
+    """Store form of ``value``: a reference or an already sealed value as is, else encrypted."""
+    from automate_core.secrets import is_reference
+
+    if is_reference(value) or is_sealed(value):
+        return value
+    return SEALED_PREFIX + encrypt(value)
+
+
+def unseal(value: str) -> str:
+    """The plain value of a stored one: decrypted if sealed, else resolved as a reference."""
+    from automate_core.secrets import resolve
+
+    if is_sealed(value):
+        return decrypt(value[len(SEALED_PREFIX) :])
+    return resolve(value)
+
+
+def reseal(value: str) -> str:
+    """A sealed value re-encrypted under the newest key (others unchanged).
+
+    Raises :class:`cryptography.fernet.InvalidToken` when no configured key decrypts it.
+    """
+    if not is_sealed(value):
+        return value
+    return SEALED_PREFIX + rotate(value[len(SEALED_PREFIX) :])

@@ -213,3 +213,35 @@ def test_rotate_secrets__without_keys_explains_the_setting(db):
         pytest.raises(CommandError, match="ENCRYPTION_KEYS"),
     ):
         _rotate()
+
+
+def test_rotate_secrets__re_encrypts_mcp_server_api_keys(db):
+    from automate.models import MCPServer
+
+    with automate_settings(ENCRYPTION_KEYS=[OLD_KEY]):
+        server = MCPServer.objects.create(
+            name="Tools", url="https://tools.example/mcp", api_key="mcp-api-key-1"
+        )
+        by_reference = MCPServer.objects.create(
+            name="Other", url="https://other.example/mcp", api_key="secret://mcp-key"
+        )
+    sealed_before = server.api_key
+    assert crypto.is_sealed(sealed_before)
+    with automate_settings(ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):
+        output = _rotate()
+    assert "and 1 webhook secret(s) and API key(s)" in output
+    with automate_settings(ENCRYPTION_KEYS=[NEW_KEY]):  # the old key can now go
+        server.refresh_from_db()
+        assert server.api_key != sealed_before
+        assert crypto.unseal(server.api_key) == "mcp-api-key-1"
+    assert MCPServer.objects.get(pk=by_reference.pk).api_key == "secret://mcp-key"
+
+
+def test_seal__references_stay_as_written_values_are_encrypted_once(settings):
+    with automate_settings(ENCRYPTION_KEYS=[OLD_KEY]):
+        assert crypto.seal("secret://name") == "secret://name"
+        sealed = crypto.seal("plain-value-123")
+        assert sealed.startswith(crypto.SEALED_PREFIX) and "plain-value-123" not in sealed
+        assert crypto.seal(sealed) == sealed
+        assert crypto.unseal(sealed) == "plain-value-123"
+        assert crypto.reseal("secret://name") == "secret://name"

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from automate.mcp.client import Endpoint
     from automate.mcp.sync import SyncResult
 
-ENCRYPTED_PREFIX = "fernet:"
+
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 
 mcp_key_validator = RegexValidator(
@@ -105,12 +105,10 @@ class MCPServer(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.key:
             self.key = derive_key(self.name)
-        if self.api_key and not (
-            is_reference(self.api_key) or self.api_key.startswith(ENCRYPTED_PREFIX)
-        ):
-            from automate_core.crypto import encrypt
+        if self.api_key:
+            from automate_core.crypto import seal
 
-            self.api_key = ENCRYPTED_PREFIX + encrypt(self.api_key)
+            self.api_key = seal(self.api_key)
         self.full_clean(exclude=self._clean_exclusions(kwargs))
         super().save(*args, **kwargs)
 
@@ -160,16 +158,13 @@ class MCPServer(models.Model):
         """Resolve the URL, headers and credentials (may query the database)."""
         from automate.mcp.client import Endpoint
         from automate_core import secrets
-        from automate_core.crypto import decrypt
+        from automate_core.crypto import unseal
 
         headers = {"User-Agent": "django-automate-mcp"}
         for name, value in (self.headers or {}).items():
             headers[name] = str(secrets.resolve(value))
         if self.api_key:
-            if self.api_key.startswith(ENCRYPTED_PREFIX):
-                key = decrypt(self.api_key[len(ENCRYPTED_PREFIX) :])
-            else:
-                key = str(secrets.resolve(self.api_key))
+            key = str(unseal(self.api_key))
             headers["Authorization"] = key if " " in key.strip() else f"Bearer {key}"
         return Endpoint(
             key=self.key,

@@ -3,7 +3,8 @@
 Key rotation in three steps: put a new key FIRST in ``AUTOMATE["ENCRYPTION_KEYS"]`` (keep
 the old ones after it, so everything still decrypts), run this command, then remove the
 old keys. It re-encrypts every :class:`automate_core.models.Secret` row and every
-``fernet:`` webhook secret of ``automate.ConnectionProfile`` (when that app is installed).
+sealed (``fernet:``) webhook secret of ``automate.ConnectionProfile`` and API key of
+``automate.MCPServer`` (when that app is installed).
 A value no configured key can decrypt is left exactly as it was and reported; the command
 then exits with an error so a deployment script notices.
 """
@@ -20,8 +21,6 @@ from django.db import transaction
 
 from automate_core import crypto
 from automate_core.models import Secret
-
-ENCRYPTED_PREFIX = "fernet:"
 
 
 class Command(BaseCommand):
@@ -43,10 +42,13 @@ class Command(BaseCommand):
         with transaction.atomic():
             secrets = self._rotate_secret_rows(failed, dry_run)
             profiles = self._rotate_profiles(failed, dry_run)
+            profiles += self._rotate_mcp_servers(failed, dry_run)
             if dry_run:
                 transaction.set_rollback(True)
         verb = "would re-encrypt" if dry_run else "re-encrypted"
-        self.stdout.write(f"{verb} {secrets} secret(s) and {profiles} webhook secret(s)")
+        self.stdout.write(
+            f"{verb} {secrets} secret(s) and {profiles} webhook secret(s) and API key(s)"
+        )
         if failed:
             raise CommandError(
                 f"{len(failed)} value(s) cannot be decrypted with any configured key and were "
@@ -75,9 +77,9 @@ class Command(BaseCommand):
         for profile in profile_model.objects.select_for_update().order_by("pk"):
             rotated = []
             for index, value in enumerate(profile.webhook_secrets):
-                if isinstance(value, str) and value.startswith(ENCRYPTED_PREFIX):
+                if crypto.is_sealed(value):
                     try:
-                        value = ENCRYPTED_PREFIX + crypto.rotate(value[len(ENCRYPTED_PREFIX) :])
+                        value = crypto.reseal(value)
                         count += 1
                     except InvalidToken:
                         failed.append(f"connection profile {profile.key!r} secret #{index + 1}")
@@ -85,4 +87,22 @@ class Command(BaseCommand):
             if rotated != profile.webhook_secrets and not dry_run:
                 # .update(): re-validating the profile's config is not this command's job.
                 profile_model.objects.filter(pk=profile.pk).update(webhook_secrets=rotated)
+        return count
+
+    def _rotate_mcp_servers(self, failed: list[str], dry_run: bool) -> int:
+        if not apps.is_installed("automate"):
+            return 0
+        server_model = apps.get_model("automate", "MCPServer")
+        count = 0
+        for server in server_model.objects.select_for_update().order_by("pk"):
+            if not crypto.is_sealed(server.api_key):
+                continue
+            try:
+                api_key = crypto.reseal(server.api_key)
+            except InvalidToken:
+                failed.append(f"MCP server {server.key!r} API key")
+                continue
+            if not dry_run:
+                server_model.objects.filter(pk=server.pk).update(api_key=api_key)
+            count += 1
         return count
