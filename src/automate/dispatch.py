@@ -13,15 +13,18 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from automate import runner
-from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
+from automate.journal import Journal
+from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun, WorkflowStep
 from automate_core.conf import settings as automate_settings
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem, OutboxStatus
@@ -70,27 +73,196 @@ def process_item(item: OutboxItem, *, should_stop: Callable[[], bool] | None = N
     ``should_stop`` is asked between steps: when it says yes the item is released (its
     attempt not counted) and the next worker resumes after the last finished step.
     """
-    with trace(item.trace_id):
+    [status] = process_batch([item], should_stop=should_stop)
+    return status
 
-        def keep_going() -> str | None:
-            if should_stop is not None and should_stop():
-                return runner.PAUSED
-            return None if renew_lease(item) else runner.LOST
 
+def process_batch(
+    items: list[OutboxItem], *, should_stop: Callable[[], bool] | None = None
+) -> dict[str, int]:
+    """Process claimed items in order; return how many ended in each state.
+
+    The items' results are settled together, in one transaction, at the end of the batch
+    or once :data:`FLUSH_SECONDS` have passed since the last settlement (see
+    :mod:`automate.journal` for what may wait and what is committed at once).
+    """
+    return _Pass(items, should_stop).run()
+
+
+#: The longest finished items wait in memory before their results are committed.
+FLUSH_SECONDS = 1.0
+
+
+@dataclass
+class _Finished:
+    item: OutboxItem
+    result: str | list[runner.RunOutcome] | BaseException  # LOST, RELEASED, outcomes, error
+    journal: Journal
+
+
+class _Pass:
+    """One worker's pass over a claimed batch: run each item, settle them together.
+
+    The leases are checked once at the start, renewed for the whole batch whenever a
+    third of the lease has passed, confirmed in the transaction that records a
+    non-idempotent step's start, and checked under lock when results are settled: the
+    results of an item that is no longer ours are dropped, never written.
+    """
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, items: list[OutboxItem], should_stop: Callable[[], bool] | None) -> None:
+        self.items = items
+        self.should_stop = should_stop
+        self.lease_seconds = int(automate_settings.OUTBOX_LEASE_SECONDS)
+        self.renewed_at = self.flushed_at = self.clock()
+        self.lost: set[int] = set()
+        self.finished: list[_Finished] = []  # processed, not yet settled
+        self.settled: set[int] = set()
+        self.counts: dict[str, int] = {}
+        self.steps: dict[tuple[int, int], list[WorkflowStep]] = {}
+
+    def run(self) -> dict[str, int]:
+        held = _held(self.items)
+        self.lost = {item.pk for item in self.items if item.pk not in held}
+        todo = [item for item in self.items if item.pk in held]
+        runs = self._runs(todo)
+        for item in todo:
+            journal = Journal()
+            if self.should_stop is not None and self.should_stop():
+                result: str | list[runner.RunOutcome] | BaseException = RELEASED
+            else:
+                try:
+                    with trace(item.trace_id):
+                        result = self._process(item, runs[item.pk], journal)
+                except Exception as exc:  # a bug or a lost database: retry the item later
+                    logger.exception("processing outbox item %s failed", item.pk)
+                    journal.clear()
+                    result = exc
+            self.finished.append(_Finished(item, result, journal))
+            if self.clock() - self.flushed_at >= FLUSH_SECONDS:
+                self.flush()
+        self.flush()
+        for pk in self.lost:
+            logger.warning("lost the lease on outbox item %s", pk)
+        self._count(LOST, len(self.lost))
+        return self.counts
+
+    def _runs(self, items: list[OutboxItem]) -> dict[int, list[WorkflowRun] | Exception]:
+        try:
+            return dict(runner.ensure_runs_for(items)) if items else {}
+        except Exception:
+            logger.exception("making the runs of %d outbox items at once failed", len(items))
+        runs: dict[int, list[WorkflowRun] | Exception] = {}
+        for item in items:
+            try:
+                runs[item.pk] = runner.ensure_runs(item)
+            except Exception as exc:
+                runs[item.pk] = exc
+        return runs
+
+    def _process(
+        self,
+        item: OutboxItem,
+        runs: list[WorkflowRun] | Exception,
+        journal: Journal,
+    ) -> str | list[runner.RunOutcome] | BaseException:
+        if isinstance(runs, Exception):
+            return runs
         outcomes = []
-        for run in runner.ensure_runs(item):
-            outcome = runner.execute_run(run, keep_going=keep_going)
+        for run in runs:
+            key = (run.workflow_id, run.workflow_version)
+            if key not in self.steps:
+                self.steps[key] = list(run.workflow.steps_of(run.workflow_version))
+            outcome = runner.execute_run(
+                run,
+                keep_going=lambda: self._keep_going(item),
+                confirm=lambda: renew_lease(item),
+                journal=journal,
+                steps=self.steps[key],
+            )
             if outcome.status == runner.LOST:
-                logger.warning("lost the lease on outbox item %s", item.pk)
+                self.lost.add(item.pk)
                 return LOST
             if outcome.status == runner.PAUSED:
-                queue.release(item)
                 return RELEASED
             outcomes.append(outcome)
-        return _settle(item, outcomes)
+        return outcomes
+
+    def _keep_going(self, item: OutboxItem) -> str | None:
+        if self.should_stop is not None and self.should_stop():
+            return runner.PAUSED
+        if self.clock() - self.renewed_at >= self.lease_seconds / 3:
+            self._renew()
+        return runner.LOST if item.pk in self.lost else None
+
+    def _renew(self) -> None:
+        """Extend the lease of every item of the batch not yet settled."""
+        open_items = [i for i in self.items if i.pk not in self.settled and i.pk not in self.lost]
+        by_token: dict[str, list[int]] = {}
+        for item in open_items:
+            by_token.setdefault(item.lease_token, []).append(item.pk)
+        until = timezone.now() + timedelta(seconds=self.lease_seconds)
+        for token, ids in by_token.items():
+            OutboxItem.objects.filter(
+                pk__in=ids, status=OutboxStatus.LEASED, lease_token=token
+            ).update(lease_expires_at=until)
+        held = _held(open_items)
+        self.lost |= {item.pk for item in open_items if item.pk not in held}
+        self.renewed_at = self.clock()
+
+    def flush(self) -> None:
+        """Write the finished items' journals and settle the items, in one transaction."""
+        finished, self.finished = self.finished, []
+        if not finished:
+            return
+        statuses: list[str] = []
+        with transaction.atomic():
+            held = _held([f.item for f in finished], lock=True)
+            ours = [f for f in finished if f.item.pk in held and f.result != LOST]
+            journal = Journal()
+            for f in ours:
+                journal.extend(f.journal)
+            journal.write()
+            done = [f.item for f in ours if isinstance(f.result, list) and _all_done(f.result)]
+            queue.complete_many(done)
+            statuses += [OutboxStatus.DONE] * len(done)
+            for f in ours:
+                if isinstance(f.result, list) and not _all_done(f.result):
+                    statuses.append(_settle(f.item, f.result))
+                elif f.result == RELEASED:
+                    queue.release(f.item)
+                    statuses.append(RELEASED)
+                elif isinstance(f.result, BaseException):
+                    statuses.append(queue.fail(f.item, f.result, retryable=True))
+        self.lost |= {f.item.pk for f in finished if f.item.pk not in held}
+        self.settled |= {f.item.pk for f in finished}
+        for status in statuses:
+            self._count(status)
+        self.flushed_at = self.clock()
+
+    def _count(self, status: str, n: int = 1) -> None:
+        if n:
+            self.counts[str(status)] = self.counts.get(str(status), 0) + n
+
+
+def _all_done(outcomes: list[runner.RunOutcome]) -> bool:
+    return all(o.status not in (runner.RETRY, runner.DEAD) for o in outcomes)
+
+
+def _held(items: list[OutboxItem], *, lock: bool = False) -> set[int]:
+    """The ids of ``items`` still leased under the tokens we hold (locked if ``lock``)."""
+    if not items:
+        return set()
+    tokens = {item.pk: item.lease_token for item in items}
+    rows = OutboxItem.objects.filter(pk__in=list(tokens), status=OutboxStatus.LEASED)
+    if lock and connection.features.has_select_for_update:
+        rows = rows.select_for_update()
+    return {pk for pk, token in rows.values_list("pk", "lease_token") if tokens[pk] == token}
 
 
 def _settle(item: OutboxItem, outcomes: list[runner.RunOutcome]) -> str:
+    """Settle an item whose runs did not all finish: retry it later, or dead-letter it."""
     retries = [o for o in outcomes if o.status == runner.RETRY]
     dead = [o for o in outcomes if o.status == runner.DEAD]
     if retries:
@@ -107,29 +279,7 @@ def _settle(item: OutboxItem, outcomes: list[runner.RunOutcome]) -> str:
                 status=RunStatus.DEAD, finished_at=timezone.now(), error=error
             )
         return status
-    if dead:
-        return queue.fail(item, _error_of(dead[0]), retryable=False)
-    queue.complete(item)
-    return OutboxStatus.DONE
-
-
-def process_batch(
-    items: list[OutboxItem], *, should_stop: Callable[[], bool] | None = None
-) -> dict[str, int]:
-    """Process claimed items one by one; return how many ended in each state."""
-    counts: dict[str, int] = {}
-    for item in items:
-        if should_stop is not None and should_stop():
-            queue.release(item)
-            status = RELEASED
-        else:
-            try:
-                status = process_item(item, should_stop=should_stop)
-            except Exception as exc:  # a bug or a lost database: retry the item later
-                logger.exception("processing outbox item %s failed", item.pk)
-                status = queue.fail(item, exc, retryable=True)
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    return queue.fail(item, _error_of(dead[0]), retryable=False)
 
 
 def claim(batch: int | None = None, *, worker: str = "") -> list[OutboxItem]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -21,6 +22,7 @@ _MAX_REMEMBERED = 10_000
 
 _lock = threading.Lock()
 _values: dict[str, None] = {}  # insertion-ordered set, oldest evicted first
+_pattern: re.Pattern[str] | None = None  # all of them, longest first; None: rebuild
 
 
 def _forms(value: str) -> set[str]:
@@ -33,28 +35,42 @@ def remember(value: str) -> None:
     """Scrub ``value`` (and its URL- and JSON-escaped forms) from now on."""
     if not isinstance(value, str) or len(value) < MIN_LENGTH:
         return
+    global _pattern
     with _lock:
         for form in _forms(str(value)):
+            if form not in _values:
+                _pattern = None
             _values.pop(form, None)
             _values[form] = None
         while len(_values) > _MAX_REMEMBERED:
             _values.pop(next(iter(_values)))
+            _pattern = None
 
 
 def forget_all() -> None:
+    global _pattern
     with _lock:
         _values.clear()
+        _pattern = None
 
 
 def redact(text: str) -> str:
-    if not text:
+    if not text or not _values:
         return text
+    pattern = _pattern or _compile()
+    return pattern.sub(MASK, text)
+
+
+def _compile() -> re.Pattern[str]:
+    """One alternation of every remembered form, longest first, so that a value that
+    contains another is masked whole; rebuilt only when the set changes."""
+    global _pattern
     with _lock:
-        values = sorted(_values, key=len, reverse=True)
-    for value in values:
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+        if _pattern is None:
+            forms = sorted(_values, key=len, reverse=True)
+            alternatives = "|".join(re.escape(form) for form in forms)
+            _pattern = re.compile(alternatives or "(?!)")  # (?!) never matches
+        return _pattern
 
 
 def redact_data(data: Any) -> Any:

@@ -52,6 +52,22 @@ def test_redact__replaces_remembered_values_and_escaped_forms():
     assert redaction.redact("k=p%40ss+word%2F1") == f"k={MASK}"
 
 
+def test_redact__a_value_containing_another_is_masked_whole():
+    redaction.remember("token-abc")
+    redaction.remember("token-abc-long-form")
+    assert redaction.redact("x token-abc-long-form y token-abc") == f"x {MASK} y {MASK}"
+
+
+def test_redact__values_remembered_later_and_forgotten_take_effect():
+    redaction.remember("first-secret")
+    assert redaction.redact("first-secret second-secret") == f"{MASK} second-secret"
+    redaction.remember("second-secret")
+    assert redaction.redact("first-secret second-secret") == f"{MASK} {MASK}"
+    redaction.forget_all()
+    assert redaction.redact("first-secret (x)") == "first-secret (x)"
+    assert redaction.redact("regex chars .*+?") == "regex chars .*+?"
+
+
 def test_redact__ignores_short_values():
     redaction.remember("abc")
     assert redaction.redact("abc abc") == "abc abc"
