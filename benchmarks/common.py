@@ -96,6 +96,27 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: flo
     raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
+def produce(send: Callable[[range], None], events: int, producers: int) -> None:
+    """Call ``send`` on ``producers`` forked processes at once, each with its share of
+    ``range(events)``, as that many concurrent senders would; return when all are done.
+
+    Each process opens its own connections: the caller closes its database connections
+    first, and ``send`` opens whatever else it needs inside the child.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    shares = [range(n, events, producers) for n in range(producers)]
+    processes = [context.Process(target=send, args=(share,)) for share in shares]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    failed = [p.exitcode for p in processes if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} producer processes failed (exit codes {failed})")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) by nearest rank; 0 for no values."""
     if not values:

@@ -6,12 +6,16 @@ For each worker count, in the same run and on the same PostgreSQL and Redis:
 
 * **ours**: ``--events`` events are enqueued (``queue.enqueue``, one INSERT each, as the
   webhook view does) while ``automate_worker --dispatch-only`` hands batches to a Celery
-  worker with that many processes; each event runs a two-step workflow of no-op steps.
-  Measured from the first insert to the last run completed.
+  worker with that many processes; each event runs a two-step workflow of no-op steps,
+  declared idempotent, then again declared non-idempotent. Measured from the first
+  insert to the last run completed.
 * **procrastinate**: the same number of no-op jobs deferred one by one, run by that many
   ``procrastinate worker`` processes; first defer to last job succeeded.
 * **bare Celery**: one task per event (``apply_async``, no outbox) that records it ran
   with one INSERT; first send to last row.
+
+Every system's events come from ``--producers`` processes at once (2 by default), each
+sending one event at a time, as concurrent webhook requests would.
 
 Goal: ours at 3x procrastinate or more, and 1,000 events/s or more.
 """
@@ -19,6 +23,7 @@ Goal: ours at 3x procrastinate or more, and 1,000 events/s or more.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -32,12 +37,27 @@ DB = "automate_bench_pipeline"
 LOGS = Path(os.environ.get("BENCH_LOG_DIR", "/tmp"))
 
 
-def ours(url: str, events: int, workers: int, args) -> float:
+def _enqueue(prefix: str, event_type: str, share: range) -> None:
     from django.db import connection
+
+    from automate_core.outbox import queue
+
+    for n in share:
+        queue.enqueue(
+            "github",
+            event_type=event_type,
+            payload={"action": "opened", "number": n},
+            external_id=f"{prefix}-{n}",
+            trace_id=uuid.uuid4().hex,
+        )
+    connection.close()
+
+
+def ours(url: str, events: int, workers: int, args, *, event_type: str = "pull_request") -> float:
+    from django.db import connection, connections
 
     from automate.models import RunStatus, StepRun, WorkflowRun
     from automate_core.models import OutboxItem
-    from automate_core.outbox import queue
 
     queue_name = f"bench-{uuid.uuid4().hex[:8]}"
     env = common.env_for(url, CELERY_BROKER_URL=common.REDIS_URL, BENCH_QUEUE=queue_name)
@@ -53,15 +73,9 @@ def ours(url: str, events: int, workers: int, args) -> float:
     ]
     try:
         time.sleep(4)  # let the workers boot before the clock starts
+        connections.close_all()
         started = time.perf_counter()
-        for n in range(events):
-            queue.enqueue(
-                "github",
-                event_type="pull_request",
-                payload={"action": "opened", "number": n},
-                external_id=f"{queue_name}-{n}",
-                trace_id=uuid.uuid4().hex,
-            )
+        common.produce(functools.partial(_enqueue, queue_name, event_type), events, args.producers)
         inserted = time.perf_counter() - started
         common.wait_for(
             lambda: (
@@ -87,10 +101,27 @@ def ours(url: str, events: int, workers: int, args) -> float:
     return events / elapsed
 
 
+def _send_bare(queue_name: str, share: range) -> None:
+    from benchmarks.bench_app.tasks import bare
+    from benchmarks.celery_app import app
+
+    with app.connection_for_write() as conn, conn.Producer() as producer:
+        for n in share:
+            bare.apply_async(args=[n], queue=queue_name, producer=producer)
+
+
+def _defer_noop(share: range) -> None:
+    from benchmarks.procrastinate_app import app, noop
+
+    with app.open():
+        for n in share:
+            noop.defer(event=n)
+
+
 def bare_celery(url: str, events: int, workers: int, args) -> float:
     from django.db import connection
 
-    from benchmarks.bench_app.tasks import CREATE, TABLE, bare
+    from benchmarks.bench_app.tasks import CREATE, TABLE
     from benchmarks.celery_app import app
 
     queue_name = f"bench-bare-{uuid.uuid4().hex[:8]}"
@@ -112,10 +143,9 @@ def bare_celery(url: str, events: int, workers: int, args) -> float:
 
     try:
         time.sleep(4)
+        connection.close()
         started = time.perf_counter()
-        with app.producer_or_acquire() as producer:
-            for n in range(events):
-                bare.apply_async(args=[n], queue=queue_name, producer=producer)
+        common.produce(functools.partial(_send_bare, queue_name), events, args.producers)
         common.wait_for(done, args.timeout, "every bare task to run", step=0.02)
         elapsed = time.perf_counter() - started
     finally:
@@ -129,8 +159,6 @@ def procrastinate_baseline(url: str, events: int, workers: int, args) -> float:
 
     env = common.env_for(url, BENCH_PROCRASTINATE_DB=url)
     os.environ["BENCH_PROCRASTINATE_DB"] = url
-    from benchmarks.procrastinate_app import app, noop
-
     with psycopg.connect(url, autocommit=True) as conn:
         has_schema = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0]
         if has_schema:
@@ -159,12 +187,10 @@ def procrastinate_baseline(url: str, events: int, workers: int, args) -> float:
 
     try:
         time.sleep(4)
-        with app.open():
-            started = time.perf_counter()
-            for n in range(events):
-                noop.defer(event=n)
-            common.wait_for(done, args.timeout, "every procrastinate job to succeed", step=0.05)
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        common.produce(_defer_noop, events, args.producers)
+        common.wait_for(done, args.timeout, "every procrastinate job to succeed", step=0.05)
+        elapsed = time.perf_counter() - started
     finally:
         for proc in procs:
             common.stop(proc)
@@ -177,6 +203,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="worker process counts")
     parser.add_argument("--batch", type=int, default=100, help="outbox claim batch")
     parser.add_argument("--procrastinate-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--producers", type=int, default=2, help="processes inserting/deferring/sending at once"
+    )
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
 
@@ -189,25 +218,31 @@ def main() -> None:
     common.setup_django(url, CELERY_BROKER_URL=common.REDIS_URL)
     from automate.services import WorkflowService
 
-    WorkflowService().create_workflow(
-        name="Bench no-ops",
-        trigger={"connector": "github", "events": ["pull_request"]},
-        steps=[
-            {"name": "First", "type": "bench_noop", "config": {}},
-            {"name": "Second", "type": "bench_noop", "config": {}},
-        ],
-    )
+    for name, event_type, idempotent in [
+        ("Bench no-ops", "pull_request", True),
+        ("Bench non-idempotent no-ops", "push", False),
+    ]:
+        WorkflowService().create_workflow(
+            name=name,
+            trigger={"connector": "github", "events": [event_type]},
+            steps=[
+                {"name": "First", "type": "bench_noop", "config": {"idempotent": idempotent}},
+                {"name": "Second", "type": "bench_noop", "config": {"idempotent": idempotent}},
+            ],
+        )
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:
         rate = ours(url, args.events, workers, args)
+        strict = ours(url, args.events, workers, args, event_type="push")
         proc_rate = procrastinate_baseline(url, args.events, workers, args)
         bare_rate = bare_celery(url, args.events, workers, args)
         rows.append(
             [
                 workers,
-                f"{rate:.0f}",
-                f"{proc_rate:.0f}",
-                f"{bare_rate:.0f}",
+                f"{rate:,.0f}",
+                f"{strict:,.0f}",
+                f"{proc_rate:,.0f}",
+                f"{bare_rate:,.0f}",
                 f"{rate / proc_rate:.2f}x",
                 "met" if rate >= 3 * proc_rate and rate >= 1000 else "missed",
             ]
@@ -221,6 +256,7 @@ def main() -> None:
         [
             "worker processes",
             "ours events/s",
+            "ours, non-idempotent steps",
             "procrastinate jobs/s",
             "bare Celery tasks/s",
             "ours / procrastinate",
@@ -231,10 +267,13 @@ def main() -> None:
     notes = (
         f"{args.events} events per cell, each timed from the first insert to the last run "
         f"done. Ours: two no-op steps per event (a WorkflowRun and two StepRuns written), "
-        f"outbox claim batch {args.batch}, Celery prefork, one dispatcher process. "
-        f"procrastinate: {args.procrastinate_concurrency} concurrent jobs per worker process. "
-        "Bare Celery: one task per event writing one row. Inserts/defers/sends come from one "
-        "process, one at a time, while the workers run."
+        f"idempotent, then (next column) declared non-idempotent, which commits each step's "
+        f"`running` record before its call and its result after; outbox claim batch "
+        f"{args.batch}, Celery prefork, one dispatcher process. procrastinate: "
+        f"{args.procrastinate_concurrency} concurrent jobs per worker process. Bare Celery: "
+        f"one task per event writing one row. Events are inserted/deferred/sent by "
+        f"{args.producers} processes at once (each one at a time, a commit per event, as "
+        "webhook requests would), while the workers run; all on the same 2 CPUs."
     )
     common.report("Pipeline: outbox -> Celery on Redis -> two-step workflow", body, notes)
 

@@ -10,13 +10,30 @@ class AutomateConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.signals import setting_changed
+        from django.db.models.signals import post_delete, post_save
+
         from automate import (
             checks,  # noqa: F401  (registers the system checks)
             signals,
         )
+        from automate.connections import clear_connection_cache
+        from automate.models import ConnectionProfile
         from automate.steps import registry
 
         registry.load()
+        for signal in (post_save, post_delete):
+            signal.connect(
+                clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"
+            )
+        setting_changed.connect(_clear_on_settings, dispatch_uid="automate.profiles_settings")
         signals.event_accepted.connect(
             signals.start_processing, dispatch_uid="automate.start_processing"
         )
+
+
+def _clear_on_settings(*, setting: str, **kwargs: object) -> None:
+    if setting == "AUTOMATE":
+        from automate.connections import clear_connection_cache
+
+        clear_connection_cache()

@@ -10,9 +10,12 @@ A profile row (``ConnectionProfile``) wins over ``AUTOMATE["CONNECTORS"][key]`` 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.db import transaction
 
 from automate_connectors.base import Connector
 from automate_connectors.registry import NotRegistered, get_connector
@@ -32,8 +35,43 @@ class Connection:
     enabled: bool = True
 
 
+#: Connections looked up lately, by key: (good until, per time.monotonic(); connection).
+_cache: dict[str, tuple[float, Connection | None]] = {}
+_cache_generation = 0
+#: Past this many keys the cache starts over: URL keys come from the outside world.
+CACHE_MAX_KEYS = 1000
+
+
 def find_connection(key: str) -> Connection | None:
-    """The profile named ``key``, else the settings entry; ``None`` when neither exists."""
+    """The profile named ``key``, else the settings entry; ``None`` when neither exists.
+
+    Outside a transaction the answer is kept for ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``:
+    the webhook view would otherwise read the profile on every request. Inside one it is
+    always read, since the transaction may see rows that are never committed (a test's).
+    """
+    ttl = float(automate_settings.CONNECTION_CACHE_SECONDS)
+    cached = ttl > 0 and not transaction.get_connection().in_atomic_block
+    if cached:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    generation = _cache_generation
+    connection = _load_connection(key)
+    if cached and generation == _cache_generation:  # not cleared while we were reading
+        if len(_cache) >= CACHE_MAX_KEYS:
+            _cache.clear()
+        _cache[key] = (time.monotonic() + ttl, connection)
+    return connection
+
+
+def clear_connection_cache(**kwargs: Any) -> None:
+    """Forget every looked-up connection (a receiver of profile and settings changes)."""
+    global _cache_generation
+    _cache_generation += 1
+    _cache.clear()
+
+
+def _load_connection(key: str) -> Connection | None:
     from automate.models import ConnectionProfile
 
     # No profile key holds a NUL (the key validator forbids it, and PostgreSQL text cannot

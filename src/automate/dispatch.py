@@ -282,10 +282,14 @@ def _settle(item: OutboxItem, outcomes: list[runner.RunOutcome]) -> str:
     return queue.fail(item, _error_of(dead[0]), retryable=False)
 
 
-def claim(batch: int | None = None, *, worker: str = "") -> list[OutboxItem]:
+def claim(
+    batch: int | None = None, *, worker: str = "", only: tuple[str, ...] = ()
+) -> list[OutboxItem]:
     """Lease due items with the outbox's ``claim()``."""
     items = queue.claim(
-        batch or int(automate_settings.WORKER_BATCH_SIZE), worker=worker or worker_name()
+        batch or int(automate_settings.WORKER_BATCH_SIZE),
+        worker=worker or worker_name(),
+        only=only,
     )
     sweep_dead_runs()
     return items
@@ -314,7 +318,7 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     if batch < 1:
         queue.reclaim_expired()  # a full pipeline must still recover crashed leases
         return 0
-    items = claim(batch, worker=worker_name("dispatch"))
+    items = claim(batch, worker=worker_name("dispatch"), only=("id", "lease_token"))
     if not items:
         return 0
     leases = [[item.pk, item.lease_token] for item in items]

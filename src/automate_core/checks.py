@@ -35,6 +35,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="automate.E101",
             )
         )
+    cache_seconds = automate_settings.CONNECTION_CACHE_SECONDS
+    if (
+        not isinstance(cache_seconds, int | float)
+        or isinstance(cache_seconds, bool)
+        or (cache_seconds < 0)
+    ):
+        errors.append(
+            checks.Error(
+                'AUTOMATE["CONNECTION_CACHE_SECONDS"] must be a number of seconds, 0 or more.',
+                hint="0 reads the connection on every lookup.",
+                id="automate.E104",
+            )
+        )
     for path in automate_settings.SECRET_BACKENDS:
         try:
             import_string(path)

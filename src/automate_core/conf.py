@@ -22,6 +22,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_HEADER_ALLOWLIST": ["content-type", "user-agent"],
     # Connector defaults by key: {"config": {...}, "secrets": [...], "enabled": True}
     "CONNECTORS": {},
+    # How long a process reuses a connection it looked up (profile row or settings entry)
+    # before reading it again; 0 reads it every time. Saving or deleting a profile clears
+    # the cache of the process that did it at once; other processes see it within this.
+    "CONNECTION_CACHE_SECONDS": 5.0,
     # Outbox
     "OUTBOX_MAX_ATTEMPTS": 8,
     "OUTBOX_BACKOFF_BASE_SECONDS": 2.0,

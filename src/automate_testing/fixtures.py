@@ -105,6 +105,19 @@ def in_memory_retriever() -> Iterator[Any]:
             registry.unregister(InMemoryRetrievalProvider.key)
 
 
+@pytest.fixture(autouse=True)
+def _automate_fresh_connections() -> Iterator[None]:
+    """Each test looks its connections up afresh. Outside a transaction a process keeps
+    them for ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``, and a transactional test's rows are
+    flushed without the model signals that clear that cache."""
+    yield
+    try:
+        from automate.connections import clear_connection_cache
+    except Exception:  # not a Django project with automate set up
+        return
+    clear_connection_cache()
+
+
 @pytest.fixture
 def run_outbox(request: pytest.FixtureRequest) -> Callable[[], dict[str, int]]:
     """Process the outbox items that are due, synchronously, in the test's thread::

@@ -52,6 +52,9 @@ def test_checks__connector_entry_must_be_a_dict():
         ({"WEBHOOK_MAX_BODY_BYTES": "1MB"}, ["automate.E101"]),
         ({"SECRET_BACKENDS": ["nowhere.Backend"]}, ["automate.E102"]),
         ({"ENCRYPTION_KEYS": ["not-a-fernet-key"]}, ["automate.E103"]),
+        ({"CONNECTION_CACHE_SECONDS": -1}, ["automate.E104"]),
+        ({"CONNECTION_CACHE_SECONDS": "5"}, ["automate.E104"]),
+        ({"CONNECTION_CACHE_SECONDS": 0}, []),
         ({"WEBHOOK_MAX_BYTES": 10}, ["automate.W100"]),
     ],
 )

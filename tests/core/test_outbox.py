@@ -35,6 +35,30 @@ def test_enqueue__same_external_id_returns_first_row():
 
 
 @pytest.mark.django_db
+def test_enqueue__row_holds_every_field_as_save_would_write_it():
+    item = queue.enqueue(
+        "github",
+        event_type="push",
+        payload={"n": [1, "two", None]},
+        raw_body=b"\x00raw",
+        external_id="d-1",
+        headers={"x-github-event": "push"},
+        trace_id="t-fields",
+    ).item
+    stored = OutboxItem.objects.get(pk=item.pk)
+    for name in ["connector_key", "event_type", "external_id", "payload", "headers", "trace_id"]:
+        assert getattr(stored, name) == getattr(item, name), name
+    assert bytes(stored.raw_body) == b"\x00raw"
+    assert (stored.status, stored.attempts, stored.lease_token) == ("pending", 0, "")
+    assert stored.created_at == item.created_at and stored.updated_at is not None
+    assert stored.available_at == item.available_at <= timezone.now()
+    # The returned instance is a saved row: saving it again updates, never inserts.
+    item.event_type = "push.changed"
+    item.save()
+    assert OutboxItem.objects.get().event_type == "push.changed"
+
+
+@pytest.mark.django_db
 def test_enqueue__events_without_id_are_all_kept():
     queue.enqueue("t", payload={}, trace_id="a")
     queue.enqueue("t", payload={}, trace_id="b")
@@ -227,3 +251,12 @@ def test_claim__uses_the_partial_due_index_on_postgres(postgres):
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("RESET enable_seqscan")
     assert "automate_outbox_due" in plan
+
+
+@pytest.mark.django_db
+def test_claim__only_loads_the_fields_asked_for():
+    queue.enqueue("github", payload={"big": "x" * 1000}, trace_id="t-only")
+    [item] = queue.claim(10, only=("id", "lease_token"))
+    assert {"payload", "headers", "raw_body"} <= item.get_deferred_fields()
+    assert item.lease_token and OutboxItem.objects.get().status == OutboxStatus.LEASED
+    assert queue.release(item)  # settling needs nothing more than the id and the token

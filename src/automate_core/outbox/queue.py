@@ -76,10 +76,18 @@ def enqueue(
     return Enqueued(item, created=True)
 
 
-def claim(batch: int = 100, lease_seconds: int | None = None, worker: str = "") -> list[OutboxItem]:
+def claim(
+    batch: int = 100,
+    lease_seconds: int | None = None,
+    worker: str = "",
+    *,
+    only: Sequence[str] = (),
+) -> list[OutboxItem]:
     """Lease up to ``batch`` due items, oldest first, and return them.
 
     Expired leases are returned to the queue first (or dead-lettered once out of attempts).
+    ``only`` names the fields to load (``.only()``): a dispatcher that hands the items on
+    needs ``("id", "lease_token")``, not their payloads.
     """
     if batch < 1:
         return []
@@ -101,7 +109,8 @@ def claim(batch: int = 100, lease_seconds: int | None = None, worker: str = "") 
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=F("attempts") + 1,
         )
-    return list(OutboxItem.objects.filter(id__in=ids).order_by("available_at", "id"))
+    claimed = OutboxItem.objects.filter(id__in=ids).order_by("available_at", "id")
+    return list(claimed.only(*only) if only else claimed)
 
 
 def reclaim_expired(now=None) -> int:

@@ -1,0 +1,93 @@
+"""Where one webhook request's time goes: pyinstrument over the webhook view, in process.
+
+    python -m benchmarks.profile_ingest [--requests 2000]
+
+Posts ``--requests`` signed GitHub deliveries (as ``benchmarks.loadgen`` signs them)
+through Django's test client to ``WebhookView`` and, for comparison, to the bare
+baseline view, on a scratch PostgreSQL database; prints the statements one accepted
+webhook costs, the time per request of each view, and the profile of ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks import common
+from benchmarks.loadgen import request_bytes
+
+DB = "automate_bench_profile_ingest"
+
+
+def _request(path: str, n: int, prefix: str) -> tuple[bytes, dict[str, str]]:
+    raw = request_bytes(path, 80, b"demo-github-secret", n, prefix)
+    head, body = raw.split(b"\r\n\r\n", 1)
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    meta = {
+        f"HTTP_{name.upper().replace('-', '_')}": value
+        for name, value in headers.items()
+        if name.startswith("X-")
+    }
+    return body, meta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    url = common.scratch_database(DB)
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        env=common.env_for(url),
+        check=True,
+    )
+    common.setup_django(url)
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from pyinstrument import Profiler
+
+    from benchmarks.bench_app.views import CREATE
+
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE)
+    client = Client(HTTP_HOST="127.0.0.1")  # the example project allows loopback hosts only
+
+    def post(path: str, n: int, prefix: str) -> int:
+        body, meta = _request(path, n, prefix)
+        response = client.post(path, body, content_type="application/json", **meta)
+        if response.status_code not in (200, 202):
+            raise RuntimeError(f"{path}: {response.status_code} {response.content[:200]!r}")
+        return response.status_code
+
+    assert post("/webhooks/github/", 0, "warm") == 202
+    assert post("/bare/github/", 0, "warm") == 202
+    with CaptureQueriesContext(connection) as captured:
+        assert post("/webhooks/github/", 1, "warm") == 202
+    print(f"statements for one accepted webhook: {len(captured.captured_queries)}")
+    for query in captured.captured_queries:
+        print(f"  {query['sql'][:110]}")
+
+    for name, path in [("baseline", "/bare/github/"), ("ours", "/webhooks/github/")]:
+        started = time.perf_counter()
+        for n in range(args.requests):
+            post(path, n, f"time-{name}")
+        elapsed = time.perf_counter() - started
+        print(f"{name}: {elapsed / args.requests * 1000:.2f} ms per request")
+
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    for n in range(args.requests):
+        post("/webhooks/github/", n, "profile")
+    profiler.stop()
+    show_all = bool(os.environ.get("PROFILE_ALL"))  # every frame, Django's and psycopg's too
+    print(profiler.output_text(unicode=False, color=False, show_all=show_all))
+    connection.close()
+    common.drop_database(DB)
+
+
+if __name__ == "__main__":
+    main()

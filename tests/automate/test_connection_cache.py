@@ -1,0 +1,92 @@
+"""Connections looked up outside a transaction are kept a few seconds per process."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from automate import connections
+from automate.connections import find_connection
+from automate.models import ConnectionProfile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def profile(key: str = "cached", **fields) -> ConnectionProfile:
+    fields.setdefault("connector_key", "my_service")
+    return ConnectionProfile.objects.create(key=key, **fields)
+
+
+def lookups(key: str) -> int:
+    """How many queries a lookup of ``key`` made."""
+    with CaptureQueriesContext(connection) as captured:
+        find_connection(key)
+    return len(captured.captured_queries)
+
+
+def test_cache__a_second_lookup_reads_nothing():
+    profile()
+    assert lookups("cached") == 1
+    assert lookups("cached") == 0
+    assert find_connection("cached").connector_key == "my_service"
+
+
+def test_cache__unknown_keys_are_kept_too():
+    assert lookups("nobody") == 1
+    assert lookups("nobody") == 0
+    assert find_connection("nobody") is None
+
+
+def test_cache__saving_or_deleting_a_profile_takes_effect_at_once():
+    row = profile()
+    assert find_connection("cached").enabled
+    row.enabled = False
+    row.save()
+    assert not find_connection("cached").enabled
+    row.delete()
+    assert find_connection("cached") is None
+
+
+def test_cache__a_change_without_signals_shows_when_the_entry_expires(settings, monkeypatch):
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
+    now = [100.0]
+    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
+    profile()
+    assert find_connection("cached").enabled
+    ConnectionProfile.objects.filter(key="cached").update(enabled=False)  # no post_save
+    now[0] += 4.9
+    assert find_connection("cached").enabled
+    now[0] += 0.2
+    assert not find_connection("cached").enabled
+
+
+def test_cache__zero_seconds_reads_every_time(settings):
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 0}
+    profile()
+    assert lookups("cached") == 1
+    assert lookups("cached") == 1
+
+
+def test_cache__inside_a_transaction_it_always_reads():
+    profile()
+    find_connection("cached")
+    with transaction.atomic():
+        ConnectionProfile.objects.filter(key="cached").update(enabled=False)
+        assert not find_connection("cached").enabled  # what this transaction sees
+        transaction.set_rollback(True)
+    assert find_connection("cached").enabled
+
+
+def test_cache__a_settings_change_clears_it(settings):
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTORS": {"from_settings": {}}}
+    assert find_connection("from_settings").connector_key == "from_settings"
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTORS": {}}
+    assert find_connection("from_settings") is None
+
+
+def test_cache__is_bounded(monkeypatch):
+    monkeypatch.setattr(connections, "CACHE_MAX_KEYS", 3)
+    for n in range(10):
+        find_connection(f"unknown-{n}")
+        assert len(connections._cache) <= 3
