@@ -126,7 +126,8 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
                 by_item[item.pk][workflow.pk] = run
                 new.append(run)
     if new:
-        _create_runs(new)
+        for run in _create_runs(new):
+            by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
     runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
     prefetch_related_objects(
         [run for found in runs.values() for run in found],
@@ -135,27 +136,29 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     return runs
 
 
-def _create_runs(runs: list[WorkflowRun]) -> None:
+def _create_runs(runs: list[WorkflowRun]) -> list[WorkflowRun]:
+    """INSERT the runs at once; if another worker made some first (it held an item before
+    us), one by one, taking its row where there is one."""
     try:
         with transaction.atomic():
             WorkflowRun.objects.bulk_create(runs)
     except IntegrityError:
-        # Another worker made some of them first (it held the item before us): one by one.
-        for run in runs:
-            run.pk = None
-            try:
-                with transaction.atomic():
-                    run.save(force_insert=True)
-            except IntegrityError:
-                found = WorkflowRun.objects.get(outbox_item=run.outbox_item, workflow=run.workflow)
-                run.pk, run.status, run.replay_count = found.pk, found.status, found.replay_count
-                run.started_at, run.finished_at = found.started_at, found.finished_at
+        return [_create_or_get(run) for run in runs]
     if any(run.pk is None for run in runs):  # a backend that cannot return bulk ids
-        for run in runs:
-            if run.pk is None:
-                run.pk = WorkflowRun.objects.values_list("pk", flat=True).get(
-                    outbox_item=run.outbox_item, workflow=run.workflow
-                )
+        return [_create_or_get(run) for run in runs]
+    return runs
+
+
+def _create_or_get(run: WorkflowRun) -> WorkflowRun:
+    try:
+        with transaction.atomic():
+            run.pk = None
+            run.save(force_insert=True)
+    except IntegrityError:
+        found = WorkflowRun.objects.get(outbox_item=run.outbox_item, workflow=run.workflow)
+        found.workflow = run.workflow
+        return found
+    return run
 
 
 def execute_run(

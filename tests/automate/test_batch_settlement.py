@@ -283,3 +283,27 @@ def test_batch__retry_and_dead_items_settle_beside_done_ones(recorder_calls):
     statuses = dict(WorkflowRun.objects.values_list("outbox_item__event_type", "status"))
     assert statuses == {"retry": RunStatus.RETRYING, "dead": RunStatus.DEAD, "ok": "completed"}
     assert OutboxItem.objects.get(event_type="retry").available_at > timezone.now()
+
+
+def test_batch__a_run_made_meanwhile_by_another_worker_is_taken_as_it_is(probe, monkeypatch):
+    from automate.services import WorkflowService as Service
+
+    probe_workflow(True)
+    enqueue(2)
+    items = dispatch.claim(10)
+    matching = Service.matching_workflows
+
+    def and_another_worker_makes_a_run(self, connector_key, event_type):
+        found = matching(self, connector_key, event_type)
+        if not WorkflowRun.objects.exists():  # between our SELECT and our INSERT
+            WorkflowRun.objects.create(
+                workflow=found[0], workflow_version=1, outbox_item=items[0],
+                trace_id="theirs", event={"payload": {"n": 0}},
+            )  # fmt: skip
+        return found
+
+    monkeypatch.setattr(Service, "matching_workflows", and_another_worker_makes_a_run)
+    assert dispatch.process_batch(items) == {"done": 2}
+    runs = WorkflowRun.objects.order_by("id")
+    assert [(r.trace_id, r.status) for r in runs] == [("theirs", "completed"), ("t1", "completed")]
+    assert StepRun.objects.filter(status="succeeded").count() == 2
