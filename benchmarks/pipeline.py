@@ -69,7 +69,7 @@ def ours(url: str, events: int, workers: int, args, *, event_type: str = "pull_r
     celery += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
     celery += ["--prefetch-multiplier", "4"]
     dispatch = [sys.executable, "-m", "django", "automate_worker", "--dispatch-only"]
-    dispatch += ["--batch", str(args.batch), "--poll", "0.02"]
+    dispatch += ["--batch", str(args.batch), "--poll", "0.05"]
     procs = [
         common.start(celery, env, LOGS / "bench-celery.log"),
         common.start(dispatch, env, LOGS / "bench-dispatch.log"),
