@@ -22,7 +22,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks.bench_app"]
 LOGGING = {**LOGGING, "loggers": {"automate": {"handlers": ["console"], "level": "WARNING"}}}
 if os.environ.get("BENCH_RAG"):
     # The RAG benchmark's server has pgvector; the others' need not.
-    INSTALLED_APPS += ["rag", "rag.contrib.pgvector"]
+    INSTALLED_APPS += [app for app in ("rag", "rag.contrib.pgvector") if app not in INSTALLED_APPS]
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("BENCH_QUEUE", "bench")
 AUTOMATE = {
     **AUTOMATE,

@@ -307,3 +307,21 @@ def test_batch__a_run_made_meanwhile_by_another_worker_is_taken_as_it_is(probe, 
     runs = WorkflowRun.objects.order_by("id")
     assert [(r.trace_id, r.status) for r in runs] == [("theirs", "completed"), ("t1", "completed")]
     assert StepRun.objects.filter(status="succeeded").count() == 2
+
+
+def test_batch__runs_that_cannot_be_made_fail_only_their_item(probe, monkeypatch):
+    probe_workflow(True)
+    enqueue(3)
+    make_runs = dispatch.runner.ensure_runs_for
+
+    def broken_for_first(items):
+        if any(item.payload["n"] == 0 for item in items):
+            raise RuntimeError("cannot make runs")
+        return make_runs(items)
+
+    monkeypatch.setattr(dispatch.runner, "ensure_runs_for", broken_for_first)
+    # The batch's one INSERT fails; made one item at a time, only the culprit fails.
+    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 2, "failed": 1}
+    failed = OutboxItem.objects.get(status="failed")
+    assert failed.payload == {"n": 0}
+    assert failed.last_error["message"] == "RuntimeError: cannot make runs"
