@@ -46,6 +46,17 @@ def setup_django(database_url: str, **extra: str) -> None:
     django.setup()
 
 
+def migrate_and_setup(database_url: str, **extra: str) -> None:
+    """Migrate the database at ``database_url`` (in a subprocess, as a deployment would),
+    then set Django up in this process against it."""
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        env=env_for(database_url, **extra),
+        check=True,
+    )
+    setup_django(database_url, **extra)
+
+
 def scratch_database(name: str) -> str:
     """Drop and create database ``name`` on the bench server; return its URL."""
     import psycopg

@@ -59,10 +59,7 @@ def main() -> None:
 
     url = common.scratch_database(DB)
     env = common.env_for(url)
-    subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"], env=env, check=True
-    )
-    common.setup_django(url)
+    common.migrate_and_setup(url)
     from django.db import connection
 
     from benchmarks.bench_app.views import CREATE, TABLE

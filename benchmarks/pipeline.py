@@ -252,12 +252,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = common.scratch_database(DB)
-    subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
-        env=common.env_for(url),
-        check=True,
-    )
-    common.setup_django(url, CELERY_BROKER_URL=common.REDIS_URL)
+    common.migrate_and_setup(url, CELERY_BROKER_URL=common.REDIS_URL)
     from automate.services import WorkflowService
 
     for name, event_type, idempotent in [

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 
 from benchmarks import common
@@ -39,12 +37,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
     url = common.scratch_database(DB)
-    subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
-        env=common.env_for(url),
-        check=True,
-    )
-    common.setup_django(url)
+    common.migrate_and_setup(url)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext

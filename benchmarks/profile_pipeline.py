@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -27,12 +25,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300)
     args = parser.parse_args()
     url = common.scratch_database(DB)
-    subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
-        env=common.env_for(url),
-        check=True,
-    )
-    common.setup_django(url)
+    common.migrate_and_setup(url)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from pyinstrument import Profiler

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,13 +51,7 @@ def main() -> None:
         server = get_server(root / "data", cleanup_mode="delete")
         url = server.get_uri("postgres")
     try:
-        env = common.env_for(url, BENCH_RAG="1")
-        subprocess.run(
-            [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
-            env=env,
-            check=True,
-        )
-        common.setup_django(url, BENCH_RAG="1")
+        common.migrate_and_setup(url, BENCH_RAG="1")
         body, notes = run(args)
     finally:
         if root is not None:
