@@ -83,13 +83,14 @@ def process_batch(
     """Process claimed items in order; return how many ended in each state.
 
     The items' results are settled together, in one transaction, at the end of the batch
-    or once :data:`FLUSH_SECONDS` have passed since the last settlement (see
-    :mod:`automate.journal` for what may wait and what is committed at once).
+    and whenever an item finishes :data:`FLUSH_SECONDS` or more after the last settlement
+    (see :mod:`automate.journal` for what may wait and what is committed at once).
     """
     return _Pass(items, should_stop).run()
 
 
-#: The longest finished items wait in memory before their results are committed.
+#: Once this long has passed since the last settlement, the next item to finish settles
+#: every finished one, so a long batch commits its results as it goes, not only at its end.
 FLUSH_SECONDS = 1.0
 
 
