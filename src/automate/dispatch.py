@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings as django_settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from automate import runner
@@ -54,17 +54,6 @@ def execution_mode() -> str:
 def worker_name(suffix: str = "") -> str:
     name = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
     return f"{name}:{suffix}" if suffix else name
-
-
-def renew_lease(item: OutboxItem, seconds: int | None = None) -> bool:
-    """Extend our lease on ``item``; False when it is no longer ours (lease expired and
-    another worker claimed it). Same ownership rule as the outbox: status and token."""
-    seconds = seconds or int(automate_settings.OUTBOX_LEASE_SECONDS)
-    return bool(
-        OutboxItem.objects.filter(
-            pk=item.pk, status=OutboxStatus.LEASED, lease_token=item.lease_token
-        ).update(lease_expires_at=timezone.now() + timedelta(seconds=seconds))
-    )
 
 
 def process_item(item: OutboxItem, *, should_stop: Callable[[], bool] | None = None) -> str:
@@ -124,7 +113,7 @@ class _Pass:
         self.steps: dict[tuple[int, int], list[WorkflowStep]] = {}
 
     def run(self) -> dict[str, int]:
-        held = _held(self.items)
+        held = queue.held(self.items)
         self.lost = {item.pk for item in self.items if item.pk not in held}
         todo = [item for item in self.items if item.pk in held]
         runs = self._runs(todo)
@@ -178,7 +167,7 @@ class _Pass:
             outcome = runner.execute_run(
                 run,
                 keep_going=lambda: self._keep_going(item),
-                confirm=lambda: renew_lease(item),
+                confirm=lambda: queue.renew(item, self.lease_seconds),
                 journal=journal,
                 steps=self.steps[key],
             )
@@ -200,15 +189,7 @@ class _Pass:
     def _renew(self) -> None:
         """Extend the lease of every item of the batch not yet settled."""
         open_items = [i for i in self.items if i.pk not in self.settled and i.pk not in self.lost]
-        by_token: dict[str, list[int]] = {}
-        for item in open_items:
-            by_token.setdefault(item.lease_token, []).append(item.pk)
-        until = timezone.now() + timedelta(seconds=self.lease_seconds)
-        for token, ids in by_token.items():
-            OutboxItem.objects.filter(
-                pk__in=ids, status=OutboxStatus.LEASED, lease_token=token
-            ).update(lease_expires_at=until)
-        held = _held(open_items)
+        held = queue.renew_many(open_items, self.lease_seconds)
         self.lost |= {item.pk for item in open_items if item.pk not in held}
         self.renewed_at = self.clock()
 
@@ -219,7 +200,7 @@ class _Pass:
             return
         statuses: list[str] = []
         with transaction.atomic():
-            held = _held([f.item for f in finished], lock=True)
+            held = queue.held([f.item for f in finished], lock=True)
             ours = [f for f in finished if f.item.pk in held and f.result != LOST]
             journal = Journal()
             for f in ours:
@@ -249,17 +230,6 @@ class _Pass:
 
 def _all_done(outcomes: list[runner.RunOutcome]) -> bool:
     return all(o.status not in (runner.RETRY, runner.DEAD) for o in outcomes)
-
-
-def _held(items: list[OutboxItem], *, lock: bool = False) -> set[int]:
-    """The ids of ``items`` still leased under the tokens we hold (locked if ``lock``)."""
-    if not items:
-        return set()
-    tokens = {item.pk: item.lease_token for item in items}
-    rows = OutboxItem.objects.filter(pk__in=list(tokens), status=OutboxStatus.LEASED)
-    if lock and connection.features.has_select_for_update:
-        rows = rows.select_for_update()
-    return {pk for pk, token in rows.values_list("pk", "lease_token") if tokens[pk] == token}
 
 
 def _settle(item: OutboxItem, outcomes: list[runner.RunOutcome]) -> str:

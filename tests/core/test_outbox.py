@@ -260,3 +260,19 @@ def test_claim__only_loads_the_fields_asked_for():
     assert {"payload", "headers", "raw_body"} <= item.get_deferred_fields()
     assert item.lease_token and OutboxItem.objects.get().status == OutboxStatus.LEASED
     assert queue.release(item)  # settling needs nothing more than the id and the token
+
+
+@pytest.mark.django_db
+def test_leases__held_renew_and_renew_many_see_only_our_tokens():
+    for n in range(3):
+        queue.enqueue("github", payload={"n": n}, trace_id=f"t-lease-{n}")
+    items = queue.claim(10, lease_seconds=30)
+    OutboxItem.objects.filter(pk=items[2].pk).update(lease_token="another-worker")
+    before = {i.pk: i.lease_expires_at for i in OutboxItem.objects.all()}
+    assert queue.held(items) == {items[0].pk, items[1].pk}
+    assert queue.renew_many(items, seconds=600) == {items[0].pk, items[1].pk}
+    after = {i.pk: i.lease_expires_at for i in OutboxItem.objects.all()}
+    assert after[items[0].pk] > before[items[0].pk] and after[items[1].pk] > before[items[1].pk]
+    assert after[items[2].pk] == before[items[2].pk]  # not ours: left alone
+    assert queue.renew(items[0]) and not queue.renew(items[2])
+    assert queue.held([]) == set()

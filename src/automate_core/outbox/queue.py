@@ -147,19 +147,43 @@ def complete_many(items: Sequence[OutboxItem]) -> int:
     """:func:`complete` for many items, one UPDATE per lease token (one per claimed batch);
     returns how many were still ours and are now done."""
     now = timezone.now()
-    by_token: dict[str, list[OutboxItem]] = {}
-    for item in items:
-        by_token.setdefault(item.lease_token, []).append(item)
     updated = 0
-    for token, group in by_token.items():
-        count = OutboxItem.objects.filter(
-            pk__in=[item.pk for item in group], status=OutboxStatus.LEASED, lease_token=token
-        ).update(status=OutboxStatus.DONE, completed_at=now, lease_expires_at=None, last_error=None)
+    for group in _by_token(items):
+        count = _own_leases(group).update(
+            status=OutboxStatus.DONE, completed_at=now, lease_expires_at=None, last_error=None
+        )
         if count == len(group):
             for item in group:
                 item.status, item.completed_at = OutboxStatus.DONE, now
         updated += count
     return updated
+
+
+def renew(item: OutboxItem, seconds: int | None = None) -> bool:
+    """Extend our lease on ``item``; False when it is no longer ours (it expired and another
+    worker claimed it). One UPDATE: cheap enough for a caller's own transaction."""
+    until = timezone.now() + timedelta(seconds=seconds or automate_settings.OUTBOX_LEASE_SECONDS)
+    return bool(_own_lease(item).update(lease_expires_at=until))
+
+
+def renew_many(items: Sequence[OutboxItem], seconds: int | None = None) -> set[int]:
+    """:func:`renew` for many items; returns the ids of those still ours."""
+    until = timezone.now() + timedelta(seconds=seconds or automate_settings.OUTBOX_LEASE_SECONDS)
+    for group in _by_token(items):
+        _own_leases(group).update(lease_expires_at=until)
+    return held(items)
+
+
+def held(items: Sequence[OutboxItem], *, lock: bool = False) -> set[int]:
+    """The ids of ``items`` still leased under the tokens they carry, in one SELECT; with
+    ``lock``, their rows stay locked (``FOR UPDATE``) until the caller's transaction ends."""
+    if not items:
+        return set()
+    tokens = {item.pk: item.lease_token for item in items}
+    rows = OutboxItem.objects.filter(pk__in=list(tokens), status=OutboxStatus.LEASED)
+    if lock and connection.features.has_select_for_update:
+        rows = rows.select_for_update()
+    return {pk for pk, token in rows.values_list("pk", "lease_token") if tokens[pk] == token}
 
 
 def fail(item: OutboxItem, error: BaseException | str, *, retryable: bool | None = None) -> str:
@@ -223,6 +247,23 @@ def _own_lease(item: OutboxItem):
     return OutboxItem.objects.filter(
         pk=item.pk, status=OutboxStatus.LEASED, lease_token=item.lease_token
     )
+
+
+def _own_leases(items: Sequence[OutboxItem]):
+    """Like :func:`_own_lease`, for items that share one lease token."""
+    return OutboxItem.objects.filter(
+        pk__in=[item.pk for item in items],
+        status=OutboxStatus.LEASED,
+        lease_token=items[0].lease_token,
+    )
+
+
+def _by_token(items: Sequence[OutboxItem]) -> list[list[OutboxItem]]:
+    """``items`` grouped by lease token: a claimed batch shares one, so one group."""
+    groups: dict[str, list[OutboxItem]] = {}
+    for item in items:
+        groups.setdefault(item.lease_token, []).append(item)
+    return list(groups.values())
 
 
 def _error_record(error: BaseException | str) -> dict[str, Any]:
