@@ -32,6 +32,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
+from pydantic import BaseModel
 
 from automate import templating
 from automate.journal import Journal
@@ -279,10 +280,7 @@ class _Unit:
             self.journal.add(record)
             return self.dead(exc), nothing
         record.input = _jsonable(rendered)
-        try:
-            idempotent = executor_cls.is_idempotent(config)
-        except AutomateError:
-            idempotent = False
+        idempotent = _idempotent(executor_cls, config)
         if idempotent:
             self.journal.add(record)  # written, final, with the item's settlement
         elif not self.record_start(record):
@@ -385,9 +383,13 @@ def backoff_seconds(step: WorkflowStep, attempt: int) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-def _idempotent(executor_cls: type[StepExecutor], config: dict[str, Any]) -> bool:
+def _idempotent(executor_cls: type[StepExecutor], config: dict[str, Any] | BaseModel) -> bool:
+    """Whether the step may run again after a crash; in doubt (a config it cannot read,
+    raw or rendered), no."""
     try:
-        return executor_cls.is_idempotent(executor_cls.parse_config(config))
+        if not isinstance(config, BaseModel):
+            config = executor_cls.parse_config(config)
+        return executor_cls.is_idempotent(config)
     except AutomateError:
         return False
 
