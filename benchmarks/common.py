@@ -128,6 +128,13 @@ def produce(send: Callable[[range], None], events: int, producers: int) -> None:
         raise RuntimeError(f"{len(failed)} producer processes failed (exit codes {failed})")
 
 
+def print_profile(profiler) -> None:
+    """Print a pyinstrument profile; ``PROFILE_ALL=1`` shows every frame, Django's and
+    psycopg's too, instead of folding library frames."""
+    show_all = bool(os.environ.get("PROFILE_ALL"))
+    print(profiler.output_text(unicode=False, color=False, show_all=show_all))
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) by nearest rank; 0 for no values."""
     if not values:

@@ -11,7 +11,6 @@ webhook costs, the time per request of each view, and the profile of ours.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from benchmarks import common
@@ -76,8 +75,7 @@ def main() -> None:
     for n in range(args.requests):
         post("/webhooks/github/", n, "profile")
     profiler.stop()
-    show_all = bool(os.environ.get("PROFILE_ALL"))  # every frame, Django's and psycopg's too
-    print(profiler.output_text(unicode=False, color=False, show_all=show_all))
+    common.print_profile(profiler)
     connection.close()
     common.drop_database(DB)
 

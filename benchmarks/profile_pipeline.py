@@ -11,7 +11,6 @@ profile. Also measures what one durable commit costs on this server.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 
@@ -82,8 +81,7 @@ def main() -> None:
     profiler.stop()
     elapsed = time.perf_counter() - started
     print(f"{done} events in {elapsed:.1f} s: {elapsed / done * 1000:.1f} ms per event")
-    show_all = bool(os.environ.get("PROFILE_ALL"))  # every frame, Django's and psycopg's too
-    print(profiler.output_text(unicode=False, color=False, show_all=show_all))
+    common.print_profile(profiler)
     connection.close()
     common.drop_database(DB)
 
