@@ -8,12 +8,14 @@ EXTRAS ?= dev,postgres,redis,openai,anthropic,pinecone,cohere,local,mcp
 TORCH ?= torch==2.13.0
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+# The demo runs on the base package alone (SQLite, in-process worker): no extras, no torch.
+DEMO_STAMP := $(VENV)/.installed-base
 PYTEST_ARGS ?=
 
 .PHONY: help install browser demo test test-sqlite test-postgres lint typecheck format bench soak clean
 
 help:
-	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker)"
+	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker; base package only)"
 	@echo "make test    set up and run the whole suite on SQLite, then on PostgreSQL"
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make typecheck  mypy with django-stubs over src/"
@@ -29,9 +31,13 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
 install: $(STAMP)
 
-demo: install
+demo: $(DEMO_STAMP)
 	cd example && ../$(PY) manage.py migrate --noinput -v 0
 	cd example && ../$(PY) manage.py automate_demo
 
