@@ -24,10 +24,13 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 def env_for(database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    # benchmarks/settings.py turns DEBUG off itself, after importing the example settings:
+    # they refuse DJANGO_DEBUG=0 while they hold the published demo webhook secret, which
+    # is the one the load generator signs with.
+    env.pop("DJANGO_DEBUG", None)
     env.update(
         DJANGO_SETTINGS_MODULE="benchmarks.settings",
         DATABASE_URL=database_url,
-        DJANGO_DEBUG="0",
         PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT), str(ROOT / "example")]),
         PYTHONWARNINGS="ignore",
     )

@@ -2,6 +2,13 @@
 
 DATABASE_URL=postgresql://user:pass@127.0.0.1:5432/automate   use PostgreSQL
 CELERY_BROKER_URL=redis://127.0.0.1:6379/0                      run workflows on Celery
+DJANGO_DEBUG=0 DJANGO_SECRET_KEY=... GITHUB_WEBHOOK_SECRET=...  serve it for real
+
+With DEBUG off the project refuses to start on the demo secret key or the demo webhook
+secret: both are published in this repository, so anyone could forge deliveries or
+sessions with them. Static files (the admin's) are served by WhiteNoise when it is
+installed (``pip install whitenoise``, as the Dockerfile does) from ``DJANGO_STATIC_ROOT``
+after ``manage.py collectstatic``.
 
 Without CELERY_BROKER_URL workflows run in ``manage.py automate_worker`` (embedded mode);
 with it, ``celery -A example_project worker`` executes them and
@@ -11,12 +18,21 @@ with it, ``celery -A example_project worker`` executes them and
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-change-me")
+# Published in this repository: good for `make demo`, refused with DEBUG off (see the end).
+DEMO_SECRET_KEY = "example-only-change-me"
+DEMO_GITHUB_WEBHOOK_SECRET = "demo-github-secret"
+
+# An empty variable counts as unset, as docker compose's ${VAR:?} treats it.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or DEMO_SECRET_KEY
+GITHUB_WEBHOOK_SECRET = os.environ.get("GITHUB_WEBHOOK_SECRET") or DEMO_GITHUB_WEBHOOK_SECRET
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 USE_TZ = True
@@ -25,6 +41,7 @@ ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -51,6 +68,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Django serves static files only from runserver with DEBUG on; under gunicorn WhiteNoise
+# does it (after SecurityMiddleware, as its docs ask). Optional, so that `make demo` runs on
+# a plain install.
+if find_spec("whitenoise") is not None:
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 TEMPLATES = [
     {
@@ -108,14 +130,21 @@ AUTOMATE = {
     # Demo values only: real projects keep secrets in the environment or a secret store
     # and refer to them as secret://NAME.
     "SECRETS": {
-        "github-webhook": os.environ.get("GITHUB_WEBHOOK_SECRET", "demo-github-secret"),
-        "demo-jira-token": "demo-jira-token-not-real",
-        "demo-jira-webhook": "demo-jira-webhook-secret",
+        "github-webhook": GITHUB_WEBHOOK_SECRET,
     },
     "CONNECTORS": {
         "github": {"secrets": ["secret://github-webhook"]},
     },
 }
+if DEBUG:
+    # The demo's Jira connection (manage.py automate_demo) refers to these; a served
+    # project has no use for secrets that everyone knows.
+    AUTOMATE["SECRETS"].update(
+        {
+            "demo-jira-token": "demo-jira-token-not-real",
+            "demo-jira-webhook": "demo-jira-webhook-secret",
+        }
+    )
 
 LOGGING = {
     "version": 1,
@@ -134,3 +163,24 @@ LOGGING = {
     },
     "loggers": {"automate": {"handlers": ["console"], "level": "INFO"}},
 }
+
+
+def _refuse_published_secrets() -> None:
+    """With DEBUG off, a secret from this file would let anyone sign webhooks or cookies."""
+    published = {
+        "DJANGO_SECRET_KEY": SECRET_KEY == DEMO_SECRET_KEY,
+        "GITHUB_WEBHOOK_SECRET": GITHUB_WEBHOOK_SECRET == DEMO_GITHUB_WEBHOOK_SECRET,
+    }
+    names = [name for name, is_demo in published.items() if is_demo]
+    if names:
+        one = len(names) == 1
+        raise ImproperlyConfigured(
+            f"DJANGO_DEBUG=0 but {' and '.join(names)} {'is' if one else 'are'} unset or "
+            "set to the demo value published in this repository: set "
+            f"{'it' if one else 'them'} in the environment to a secret of your own "
+            "(DJANGO_DEBUG=1 is for the local demo only)."
+        )
+
+
+if not DEBUG:
+    _refuse_published_secrets()

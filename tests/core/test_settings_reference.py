@@ -1,0 +1,275 @@
+"""docs/reference.md lists every ``AUTOMATE`` key the code reads, with the code's default.
+
+The keys are found in the source, not in a list kept here: every module under src/
+(new ones included) is parsed with ``ast`` for
+
+* the keys of ``DEFAULTS`` in automate_core/conf.py;
+* attribute reads on ``automate_core.conf.settings`` under any local name
+  (``automate_settings.X``, ``getattr(automate_settings, "X")``);
+* constant subscripts and ``.get()``-like calls on ``settings.AUTOMATE``,
+  ``getattr(settings, "AUTOMATE", ...)`` and names bound to either;
+* ``AUTOMATE={...}`` literals, and ``AUTOMATE["X"]`` in strings (messages telling a
+  user what to set).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from automate_core.conf import DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
+REFERENCE = ROOT / "docs" / "reference.md"
+
+SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+IN_TEXT = re.compile(r"""AUTOMATE\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]""")
+DICT_READS = {"get", "setdefault", "pop", "__getitem__", "__contains__"}
+
+
+# -- Keys the code reads -------------------------------------------------------------
+
+
+def _is_automate_dict(node: ast.AST, aliases: set[str]) -> bool:
+    """``x.AUTOMATE``, ``getattr(x, "AUTOMATE", ...)``, or a name bound to one of them."""
+    if isinstance(node, ast.Name):
+        return node.id in aliases
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Attribute) and sub.attr == "AUTOMATE":
+            return True
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Name)
+            and sub.func.id == "getattr"
+            and len(sub.args) >= 2
+            and _constant(sub.args[1]) == "AUTOMATE"
+        ):
+            return True
+    return False
+
+
+def _constant(node: ast.AST) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _settings_aliases(tree: ast.AST, module: str) -> set[str]:
+    """Local names of ``automate_core.conf.settings`` (and of the module itself)."""
+    names = {"settings"} if module == "automate_core.conf" else set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "automate_core.conf":
+            names |= {a.asname or a.name for a in node.names if a.name == "settings"}
+    return names
+
+
+def _module_aliases(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.asname for a in node.names if a.name == "automate_core.conf" and a.asname}
+        if isinstance(node, ast.ImportFrom) and node.module == "automate_core":
+            names |= {a.asname or a.name for a in node.names if a.name == "conf"}
+    return names
+
+
+def _automate_dict_names(tree: ast.AST) -> set[str]:
+    """Names assigned from an AUTOMATE dict (``user = getattr(settings, "AUTOMATE", {})``)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if _is_automate_dict(node.value, set()):
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def keys_read(source: str, module: str) -> set[str]:
+    """Every AUTOMATE key that ``source`` (the module ``module``) reads or names."""
+    tree = ast.parse(source)
+    settings_names = _settings_aliases(tree, module)
+    conf_modules = _module_aliases(tree)
+    dict_names = _automate_dict_names(tree)
+    keys: set[str] = set()
+    for node in ast.walk(tree):
+        keys |= _keys_at(node, settings_names, conf_modules, dict_names, module)
+    return {key for key in keys if SETTING_NAME.fullmatch(key)}
+
+
+def _keys_at(
+    node: ast.AST, settings_names: set[str], conf_modules: set[str], dict_names: set[str], module
+) -> set[str]:
+    if isinstance(node, ast.Attribute):
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id in settings_names:
+            return {node.attr}
+        if (
+            isinstance(owner, ast.Attribute)
+            and owner.attr == "settings"
+            and isinstance(owner.value, ast.Name)
+            and owner.value.id in conf_modules
+        ):
+            return {node.attr}
+    if isinstance(node, ast.Call):
+        return _keys_in_call(node, settings_names, dict_names)
+    if isinstance(node, ast.Subscript) and _is_automate_dict(node.value, dict_names):
+        key = _constant(node.slice)
+        return {key} if key else set()
+    if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Dict):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        named = {t.id for t in targets if isinstance(t, ast.Name)}
+        if named & {"AUTOMATE"} or (module == "automate_core.conf" and "DEFAULTS" in named):
+            return {k for k in map(_constant, node.value.keys) if k}
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return set(IN_TEXT.findall(node.value))
+    return set()
+
+
+def _keys_in_call(node: ast.Call, settings_names: set[str], dict_names: set[str]) -> set[str]:
+    func = node.func
+    if isinstance(func, ast.Name) and func.id in {"getattr", "hasattr"} and len(node.args) >= 2:
+        owner = node.args[0]
+        if isinstance(owner, ast.Name) and owner.id in settings_names:
+            key = _constant(node.args[1])
+            return {key} if key else set()
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr in DICT_READS
+        and node.args
+        and _is_automate_dict(func.value, dict_names)
+    ):
+        key = _constant(node.args[0])
+        return {key} if key else set()
+    keys: set[str] = set()
+    for keyword in node.keywords:
+        if keyword.arg == "AUTOMATE" and isinstance(keyword.value, ast.Dict):
+            keys |= {k for k in map(_constant, keyword.value.keys) if k}
+    return keys
+
+
+def _module_name(path: Path, root: Path) -> str:
+    return ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+
+
+def keys_in_tree(root: Path) -> dict[str, set[str]]:
+    """key -> the modules under ``root`` that read it."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        module = _module_name(path, root)
+        for key in keys_read(path.read_text(), module):
+            found.setdefault(key, set()).add(module)
+    return found
+
+
+# -- Keys the reference documents ----------------------------------------------------
+
+
+def documented_rows() -> Iterator[list[str]]:
+    """The cells of each row of the page's tables whose first header is ``setting``."""
+    in_settings_table = False
+    for line in REFERENCE.read_text().splitlines():
+        if not line.startswith("|"):
+            in_settings_table = False
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells[0] == "setting":
+            in_settings_table = True
+        elif in_settings_table and not set(cells[0]) <= {"-", ":"}:
+            yield cells
+
+
+def documented() -> dict[str, list[str]]:
+    rows = {}
+    for cells in documented_rows():
+        match = re.fullmatch(r"`([A-Z][A-Z0-9_]*)`", cells[0])
+        assert match, f"docs/reference.md: {cells[0]!r} is not one `SETTING` name"
+        rows[match.group(1)] = cells
+    return rows
+
+
+# -- Tests ---------------------------------------------------------------------------
+
+
+def test_reference__lists_every_key_the_code_reads():
+    found = keys_in_tree(SRC)
+    assert set(DEFAULTS) <= set(found)  # the discovery sees conf.py itself
+    missing = {key: sorted(modules) for key, modules in found.items() if key not in documented()}
+    assert not missing, f"read in src/ but not in docs/reference.md: {missing}"
+
+
+def test_reference__lists_only_real_settings():
+    stale = set(documented()) - set(DEFAULTS)
+    assert not stale, f"docs/reference.md documents keys conf.DEFAULTS does not have: {stale}"
+
+
+TYPES = {"int": int, "float": float, "str": str, "dict": dict, "list": list}
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+def test_reference__type_and_default_match_the_code(name):
+    cells = documented().get(name)
+    if cells is None:
+        pytest.skip(f"{name} is not documented: test_reference__lists_every_key says so")
+    assert len(cells) == 4, f"{name}: expected setting | type | default | meaning"
+    _, type_cell, default_cell, meaning = cells
+    assert meaning, f"{name} has no description"
+    default = DEFAULTS[name]
+    expected_type = TYPES.get(type_cell.split()[0])
+    if expected_type is not None and default is not None:
+        assert isinstance(default, expected_type), (name, type_cell, default)
+    code_span = re.fullmatch(r"`([^`]+)`", default_cell)
+    if code_span:  # prose defaults ("environment, settings, database") are not literals
+        assert ast.literal_eval(code_span.group(1)) == default, (name, default_cell, default)
+
+
+def test_discovery__finds_keys_in_every_form_and_in_new_modules(tmp_path):
+    """The test above would miss nothing: each way code reads a key is found."""
+    package = tmp_path / "newapp"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "reads.py").write_text(
+        "from django.conf import settings\n"
+        "from automate_core.conf import settings as conf\n"
+        "import automate_core.conf as core_conf\n"
+        "from automate_core import conf as conf_module\n"
+        "A = conf.ATTRIBUTE_READ\n"
+        "B = getattr(conf, 'GETATTR_READ')\n"
+        "C = core_conf.settings.MODULE_READ\n"
+        "D = conf_module.settings.FROM_IMPORT_READ\n"
+        "E = settings.AUTOMATE['SUBSCRIPT_READ']\n"
+        "F = getattr(settings, 'AUTOMATE', {}).get('GET_READ')\n"
+        "user = dict(getattr(settings, 'AUTOMATE', {}))\n"
+        "G = user.get('ALIAS_GET_READ', 1)\n"
+        "user['ALIAS_WRITE'] = 2\n"
+        "H = 'set AUTOMATE[\"NAMED_IN_A_MESSAGE\"] to fix this'\n"
+        "override = dict(AUTOMATE={'KEYWORD_LITERAL': 1})\n"
+        "other = {'NOT_A_SETTING': 1}\n"
+        "I = other['NOT_A_SETTING_EITHER']\n"
+        "J = conf.lowercase_is_no_setting\n"
+    )
+    (tmp_path / "automate_core").mkdir()
+    (tmp_path / "automate_core" / "conf.py").write_text(
+        "DEFAULTS = {'DEFAULTS_KEY': 1}\nOTHER = {'NOT_DEFAULTS': 1}\n"
+    )
+
+    found = keys_in_tree(tmp_path)
+
+    assert set(found) == {
+        "ATTRIBUTE_READ",
+        "GETATTR_READ",
+        "MODULE_READ",
+        "FROM_IMPORT_READ",
+        "SUBSCRIPT_READ",
+        "GET_READ",
+        "ALIAS_GET_READ",
+        "ALIAS_WRITE",
+        "NAMED_IN_A_MESSAGE",
+        "KEYWORD_LITERAL",
+        "DEFAULTS_KEY",
+    }
+    assert found["ATTRIBUTE_READ"] == {"newapp.reads"}
