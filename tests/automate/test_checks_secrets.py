@@ -145,9 +145,7 @@ def test_secret_check__before_migrate_no_secret_table_means_no_row(monkeypatch):
     monkeypatch.setattr(connection.introspection, "table_names", lambda cursor=None: [])
     settings = automate({"secrets": ["secret://GITHUB_WEBHOOK_SECRET"]}, DEFAULT_BACKENDS)
     with override_settings(AUTOMATE=settings):
-        assert [m.id for m in check_connector_settings(databases=["default"])] == [
-            "automate.W002"
-        ]
+        assert [m.id for m in check_connector_settings(databases=["default"])] == ["automate.W002"]
 
 
 # -- Connection profiles -----------------------------------------------------------------
