@@ -150,7 +150,10 @@ class SecretLookup:
         self.backends: list[Any] | None
         try:
             self.backends = default_resolver().backends
-        except Exception:  # automate.E102 reports a path that cannot be imported
+        except Exception:
+            # automate.E102 reports a path that cannot be imported; a backend that cannot
+            # be built here (its store unreachable from a build machine) must not fail the
+            # check, and the resolver raises the same error where a secret is needed.
             self.backends = None
         # None: the database may not be used; False: it may, and holds no secrets table
         # (`migrate` runs the checks before it migrates), so no backend finds a row there.
@@ -173,12 +176,14 @@ class SecretLookup:
         if found:
             return None
         problem = f"{label} refers to {reference!r}, which no secret backend resolves"
+        if self._skipped_database():
+            problem += " without the database"
         if failures:
             problem += f" ({'; '.join(failures)})"
         effect = "every webhook it receives gets a 503 and its actions fail until it is provided"
         if self._skipped_database():
             return checks.Warning(
-                f"{problem} without the database: {effect}.",
+                f"{problem}: {effect}.",
                 hint=self.how_to_provide(name)
                 + " If it is a Secret row, `manage.py check --database default` asks the "
                 "database too; silence automate.W003 then.",
