@@ -6,7 +6,7 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-from automate.checks import check_connection_profiles, check_connector_settings
+from automate.checks import check_celery_app, check_connection_profiles, check_connector_settings
 from automate.models import ConnectionProfile
 from automate_core.checks import check_settings
 
@@ -18,6 +18,7 @@ def ids(messages) -> list[str]:
 def test_checks__clean_test_settings_have_no_messages():
     assert check_connector_settings() == []
     assert check_settings() == []
+    assert check_celery_app() == []
 
 
 @override_settings(AUTOMATE={"CONNECTORS": {"mystery": {"secrets": ["secret://x"]}}})
