@@ -8,7 +8,8 @@ Status codes are decisions, because every sender reads a 5xx as "retry later":
 
 * 404 unknown connector key or disabled profile; 405 any method but POST;
 * 413 body over ``AUTOMATE["WEBHOOK_MAX_BODY_BYTES"]`` (from Content-Length, and while reading);
-* 401 verification failed or the verifier raised; nothing is stored;
+* 401 verification failed or the verifier raised; nothing is stored, and one WARNING on
+  ``automate.webhooks`` gives the reason code (see ``automate_connectors.verdict.Reason``);
 * 202 ``{"trace_id", "id"}`` once the outbox row is committed;
 * 200 with the first ``trace_id`` for a repeat of an event id already stored.
 """
@@ -29,6 +30,7 @@ from automate import signals
 from automate.connections import connector_for
 from automate_connectors.base import Connector, Headers
 from automate_connectors.storable import storable
+from automate_connectors.verdict import Reason, WebhookVerdict
 from automate_core.conf import settings as automate_settings
 from automate_core.outbox import queue
 from automate_core.providers.base import ProviderContext
@@ -85,8 +87,9 @@ class WebhookView(View):
             return _error(413, f"body larger than {max_bytes} bytes", trace_id)
 
         headers = Headers(request.headers.items())
-        if not connector.check_webhook(headers, raw_body):
-            logger.warning("webhook verification failed for %r", key, extra={"trace_id": trace_id})
+        verdict = connector.webhook_verdict(headers, raw_body)
+        if not verdict.accepted:
+            _log_refusal(key, verdict, trace_id)
             return _error(401, "signature verification failed", trace_id)
 
         try:
@@ -125,6 +128,28 @@ class WebhookView(View):
             extra={"trace_id": trace_id},
         )
         return JsonResponse({"trace_id": item.trace_id, "id": item.pk}, status=202)
+
+
+def _log_refusal(key: str, verdict: WebhookVerdict, trace_id: str) -> None:
+    """One WARNING per refused request: the reason code, never the body or a header value.
+
+    The same facts are attributes of the record (``trace_id``, ``connector_key``,
+    ``reason``, ``exception_type``) for structured handlers.
+    """
+    reason = str(verdict.reason or Reason.REJECTED)
+    suffix = f" exception={verdict.exception}" if verdict.exception else ""
+    logger.warning(
+        "webhook refused: connector=%s reason=%s%s",
+        key,
+        reason,
+        suffix,
+        extra={
+            "trace_id": trace_id,
+            "connector_key": key,
+            "reason": reason,
+            "exception_type": verdict.exception,
+        },
+    )
 
 
 def _read_body(request: HttpRequest, max_bytes: int) -> bytes:

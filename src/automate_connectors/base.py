@@ -9,7 +9,9 @@ webhooks with ``verify_webhook``. The base owns the protocol around them:
   the subclass raises reaches the caller as an :class:`AutomateError` (through
   ``normalize_error``);
 * webhook secrets (several, for rotation) are bound one at a time to ``self.secret`` by
-  :meth:`Connector.check_webhook`, and a verifier that raises counts as a failed check.
+  :meth:`Connector.check_webhook`, and a verifier that raises counts as a failed check;
+  :meth:`Connector.webhook_verdict` also says why a request was refused (a reason code
+  from :mod:`automate_connectors.verdict`, which the webhook view logs).
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from pydantic import BaseModel, ValidationError
 # Re-exported so client code can import everything from automate_connectors.base, as the
 # spec's examples do.
 from automate_connectors.specs import ActionSpec, CapabilitySpec, TriggerSpec
+from automate_connectors.verdict import Reason, WebhookVerdict, recording
 from automate_connectors.webhooks import Headers, WebhookEvent
 from automate_core.providers.base import BaseProvider, ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 logger = logging.getLogger("automate.connectors")
+
+ACCEPTED = WebhookVerdict(accepted=True)
 
 __all__ = [
     "ActionSpec",
@@ -42,6 +47,7 @@ __all__ = [
     "Headers",
     "TriggerSpec",
     "WebhookEvent",
+    "WebhookVerdict",
     "validate_config",
 ]
 
@@ -178,8 +184,30 @@ class Connector(BaseProvider):
         Exceptions from the verifier are failed checks: a missing or malformed header is
         the sender's problem, never a server error.
         """
+        return self.webhook_verdict(headers, raw_body).accepted
+
+    def webhook_verdict(self, headers: dict, raw_body: bytes) -> WebhookVerdict:
+        """Try every active secret, newest first; say why the request was refused, if it was.
+
+        Each attempt's reason comes from :func:`automate_connectors.verdict.refuse` (the
+        built-in verifiers call it), else ``verifier_raised`` for an exception, else
+        ``rejected``. Across secrets, ``no_secret_matched`` is answered only when every
+        secret was compared and none matched; any other reason (the first one) says more,
+        since one secret not matching is normal while a key is being rotated.
+        """
         candidates: list[str | None] = list(self.secrets) or [None]
+        verdicts: list[WebhookVerdict] = []
         for secret in candidates:
+            verdict = self._attempt_webhook(secret, headers, raw_body)
+            if verdict.accepted:
+                return verdict
+            verdicts.append(verdict)
+        return next((v for v in verdicts if v.reason is not Reason.NO_SECRET_MATCHED), verdicts[0])
+
+    def _attempt_webhook(
+        self, secret: str | None, headers: dict, raw_body: bytes
+    ) -> WebhookVerdict:
+        with recording() as recorder:
             try:
                 if secret is None:
                     ok = self.verify_webhook(headers, raw_body)
@@ -190,10 +218,10 @@ class Connector(BaseProvider):
                 logger.debug(
                     "%s verifier raised %s: counted as a failed check", self.key, type(exc).__name__
                 )
-                continue
-            if ok is True:
-                return True
-        return False
+                return WebhookVerdict(False, Reason.VERIFIER_RAISED, type(exc).__name__)
+        if ok is True:
+            return ACCEPTED
+        return WebhookVerdict(False, recorder.reason or Reason.REJECTED, recorder.exception)
 
     # -- HTTP ------------------------------------------------------------------------
 

@@ -16,7 +16,10 @@ The rules they share:
   recommend); ``clock`` is injectable so published examples with old timestamps can be
   checked against a frozen clock;
 * one call checks one secret: key rotation (trying every active secret) belongs to
-  :meth:`automate_connectors.base.Connector.check_webhook`.
+  :meth:`automate_connectors.base.Connector.check_webhook`;
+* every ``False`` comes with a :class:`~automate_connectors.verdict.Reason` given to
+  :func:`~automate_connectors.verdict.refuse`, which the webhook view logs (see
+  :mod:`automate_connectors.verdict`); the answer itself stays a plain ``bool``.
 
 The algorithms follow each sender's public documentation:
 
@@ -26,7 +29,8 @@ The algorithms follow each sender's public documentation:
 * Slack: ``X-Slack-Signature: v0=<hex HMAC-SHA256(secret, "v0:<ts>:<body>")>`` with the
   timestamp in ``X-Slack-Request-Timestamp``;
 * Standard Webhooks: ``webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<ts>.<body>")>``
-  (space-separated, several allowed), the key being the base64 text after ``whsec_``.
+  (space-separated, several allowed), the key being the base64 text after ``whsec_``; Svix
+  sends the same three headers named ``svix-id``, ``svix-timestamp``, ``svix-signature``.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, ParamSpec
+
+from automate_connectors.verdict import Reason, accepted, refuse
 
 logger = logging.getLogger("automate.connectors.verification")
 
@@ -49,8 +55,11 @@ __all__ = [
     "Algorithm",
     "Clock",
     "Encoding",
+    "Reason",
     "decode_signature",
     "hmac_digest",
+    "refuse",
+    "standard_webhooks_headers",
     "timestamp_is_fresh",
     "verify_github",
     "verify_hmac",
@@ -85,17 +94,47 @@ P = ParamSpec("P")
 
 
 def _never_raises(func: Callable[P, bool]) -> Callable[P, bool]:
-    """Turn any exception into ``False``, and any truthy non-bool result into ``False`` too."""
+    """Turn any exception into ``False``, and any truthy non-bool result into ``False`` too.
+
+    A ``True`` clears a reason refused earlier in the same check (see ``accepted``); an
+    exception is refused as ``verifier_raised`` with its type name.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> bool:
         try:
-            return func(*args, **kwargs) is True
+            ok = func(*args, **kwargs) is True
         except Exception as exc:
             logger.debug("%s rejected a request: %s", func.__name__, type(exc).__name__)
-            return False
+            return refuse(Reason.VERIFIER_RAISED, exception=type(exc).__name__)
+        return accepted() if ok else False
 
     return wrapper
+
+
+def _missing(value: Any) -> bool:
+    """An absent header, or one sent empty (which no scheme can mean as a value)."""
+    return value is None or value == ""
+
+
+def _fresh_timestamp(timestamp: Any, tolerance: float, clock: Clock) -> int | None:
+    """The timestamp when it is present, well-formed and fresh; else ``None``, refused."""
+    ts = None if _missing(timestamp) else parse_timestamp(timestamp)
+    if ts is None:
+        refuse(Reason.MISSING_HEADER if _missing(timestamp) else Reason.MALFORMED_HEADER)
+    elif not timestamp_is_fresh(ts, tolerance=tolerance, clock=clock):
+        refuse(Reason.TIMESTAMP_OUTSIDE_TOLERANCE)
+        ts = None
+    return ts
+
+
+def _matched(expected: bytes, candidates: list[bytes | None]) -> bool:
+    """Compare, refusing ``malformed_header`` when no candidate could even be decoded."""
+    if all(candidate is None for candidate in candidates):
+        return refuse(Reason.MALFORMED_HEADER)
+    if _matches_any(expected, candidates):
+        return True
+    return refuse(Reason.NO_SECRET_MATCHED)
 
 
 # -- Building blocks -----------------------------------------------------------------------
@@ -195,18 +234,20 @@ def verify_hmac(
     With ``timestamp`` (the value of a timestamp header), the signed message is
     ``"<timestamp><separator><body>"`` and a stale or future timestamp fails the check.
     """
+    if _missing(signature):
+        return refuse(Reason.MISSING_HEADER)
     if not isinstance(signature, str) or not signature.startswith(prefix):
-        return False
+        return refuse(Reason.MALFORMED_HEADER)
     received = decode_signature(signature[len(prefix) :], encoding, length=_digest_size(algorithm))
     if received is None:
-        return False
+        return refuse(Reason.MALFORMED_HEADER)
     message = bytes(body)
     if timestamp is not None:
-        ts = parse_timestamp(timestamp)
-        if ts is None or not timestamp_is_fresh(ts, tolerance=tolerance, clock=clock):
+        ts = _fresh_timestamp(timestamp, tolerance, clock)
+        if ts is None:
             return False
         message = f"{ts}{separator}".encode() + message
-    return hmac.compare_digest(hmac_digest(secret, message, algorithm), received)
+    return _matched(hmac_digest(secret, message, algorithm), [received])
 
 
 # -- GitHub ---------------------------------------------------------------------------------
@@ -240,8 +281,10 @@ def verify_stripe(
     Other schemes (``v0`` test signatures) are ignored. A header with no ``t`` or two of
     them is malformed.
     """
+    if _missing(signature_header):
+        return refuse(Reason.MISSING_HEADER)
     if not isinstance(signature_header, str) or len(signature_header) > 8192:
-        return False
+        return refuse(Reason.MALFORMED_HEADER)
     timestamps: list[str] = []
     signatures: list[bytes | None] = []
     for item in signature_header.split(","):
@@ -253,12 +296,12 @@ def verify_stripe(
         elif name == "v1" and len(signatures) < MAX_SIGNATURES:
             signatures.append(decode_signature(value, "hex", length=32))
     if len(timestamps) != 1 or not signatures:
-        return False
-    ts = parse_timestamp(timestamps[0])
-    if ts is None or not timestamp_is_fresh(ts, tolerance=tolerance, clock=clock):
+        return refuse(Reason.MALFORMED_HEADER)
+    ts = _fresh_timestamp(timestamps[0], tolerance, clock)
+    if ts is None:
         return False
     expected = hmac_digest(secret, f"{ts}.".encode() + bytes(body))
-    return _matches_any(expected, signatures)
+    return _matched(expected, signatures)
 
 
 # -- Slack ----------------------------------------------------------------------------------
@@ -275,16 +318,17 @@ def verify_slack(
     clock: Clock = time.time,
 ) -> bool:
     """Slack's ``X-Slack-Signature: v0=<hex>`` over ``"v0:<timestamp>:<body>"``."""
+    if _missing(signature) or _missing(timestamp):
+        return refuse(Reason.MISSING_HEADER)
     if not isinstance(signature, str) or not signature.startswith("v0="):
-        return False
+        return refuse(Reason.MALFORMED_HEADER)
     received = decode_signature(signature[3:], "hex", length=32)
-    ts = parse_timestamp(timestamp)
-    if received is None or ts is None:
+    if received is None:
+        return refuse(Reason.MALFORMED_HEADER)
+    ts = _fresh_timestamp(timestamp, tolerance, clock)
+    if ts is None:
         return False
-    if not timestamp_is_fresh(ts, tolerance=tolerance, clock=clock):
-        return False
-    expected = hmac_digest(secret, f"v0:{ts}:".encode() + bytes(body))
-    return hmac.compare_digest(expected, received)
+    return _matched(hmac_digest(secret, f"v0:{ts}:".encode() + bytes(body)), [received])
 
 
 # -- Standard Webhooks ---------------------------------------------------------------------
@@ -306,6 +350,31 @@ def standard_webhooks_key(secret: str | bytes) -> bytes | None:
     return key or None
 
 
+def standard_webhooks_headers(headers: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """``(id, timestamp, signature)`` from one complete family of Standard Webhooks headers.
+
+    Svix names them ``svix-id``, ``svix-timestamp`` and ``svix-signature``; the
+    specification ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``. The
+    ``svix-*`` family is used when all three of its headers are present and non-empty, as
+    Svix's own library prefers it; otherwise the ``webhook-*`` family. Values are never
+    mixed across families: a request with no complete family gets that of the ``webhook-*``
+    family, whose missing header is then refused. ``headers`` is looked up with lower-case
+    names (:class:`automate_connectors.webhooks.Headers` ignores case).
+    """
+    values: tuple[Any, Any, Any] = (None, None, None)
+    for id_name, timestamp_name, signature_name in _STANDARD_WEBHOOKS_FAMILIES:
+        values = (headers.get(id_name), headers.get(timestamp_name), headers.get(signature_name))
+        if not any(_missing(value) for value in values):
+            break
+    return values
+
+
+_STANDARD_WEBHOOKS_FAMILIES = (
+    ("svix-id", "svix-timestamp", "svix-signature"),
+    ("webhook-id", "webhook-timestamp", "webhook-signature"),
+)
+
+
 @_never_raises
 def verify_standard_webhooks(
     secret: str | bytes,
@@ -320,19 +389,21 @@ def verify_standard_webhooks(
     """Standard Webhooks: ``webhook-signature`` holds space-separated ``v1,<base64>`` entries.
 
     Any ``v1`` entry may match (several are sent while a key is rotated); other versions,
-    such as the asymmetric ``v1a``, are skipped.
+    such as the asymmetric ``v1a``, are skipped. Pass the values of one header family
+    (:func:`standard_webhooks_headers` picks it).
     """
-    key = standard_webhooks_key(secret)
-    if key is None or not isinstance(msg_id, str) or not msg_id or len(msg_id) > 1024:
-        return False
+    if _missing(msg_id) or _missing(signature_header):
+        return refuse(Reason.MISSING_HEADER)
+    if not isinstance(msg_id, str) or len(msg_id) > 1024:
+        return refuse(Reason.MALFORMED_HEADER)
     if not isinstance(signature_header, str) or len(signature_header) > 8192:
-        return False
+        return refuse(Reason.MALFORMED_HEADER)
     try:
         msg_id_bytes = msg_id.encode("ascii")
     except UnicodeEncodeError:
-        return False
-    ts = parse_timestamp(timestamp)
-    if ts is None or not timestamp_is_fresh(ts, tolerance=tolerance, clock=clock):
+        return refuse(Reason.MALFORMED_HEADER)
+    ts = _fresh_timestamp(timestamp, tolerance, clock)
+    if ts is None:
         return False
     signatures: list[bytes | None] = []
     for entry in signature_header.split(" "):
@@ -340,6 +411,10 @@ def verify_standard_webhooks(
         if sep and version == "v1" and len(signatures) < MAX_SIGNATURES:
             signatures.append(decode_signature(value, "base64", length=32))
     if not signatures:
-        return False
+        return refuse(Reason.MALFORMED_HEADER)
+    # The secret is checked last: a request that could never pass says so whatever the key.
+    key = standard_webhooks_key(secret)
+    if key is None:
+        return refuse(Reason.UNUSABLE_SECRET)
     expected = hmac_digest(key, msg_id_bytes + f".{ts}.".encode() + bytes(body))
-    return _matches_any(expected, signatures)
+    return _matched(expected, signatures)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
-from automate_connectors.verification import DEFAULT_TOLERANCE, verify_hmac
+from automate_connectors.verification import DEFAULT_TOLERANCE, Reason, refuse, verify_hmac
 from automate_core.providers.base import ProviderContext
 
 _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
@@ -97,7 +97,7 @@ class GenericHmacConnector(Connector):
         if cfg.timestamp_header:
             timestamp = headers.get(cfg.timestamp_header)
             if timestamp is None:
-                return False
+                return refuse(Reason.MISSING_HEADER)
         return verify_hmac(
             self.secret,
             raw_body,

@@ -11,8 +11,6 @@ raw body>``; ``X-Atlassian-Webhook-Identifier`` identifies a delivery across ret
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +25,7 @@ from automate_connectors.base import (
     normalize_http_error,
 )
 from automate_connectors.builtin import _api
+from automate_connectors.verification import verify_hmac
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
@@ -280,11 +279,9 @@ class JiraConnector(Connector):
     # -- Webhooks ------------------------------------------------------------------------
 
     def verify_webhook(self, headers: dict, raw_body: bytes) -> bool:
-        signature = headers.get(self.signature_header)
-        if not isinstance(signature, str) or not signature.startswith("sha256="):
-            return False
-        expected = hmac.new(self.secret.encode(), raw_body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(signature[len("sha256=") :].encode(), expected.encode())
+        return verify_hmac(
+            self.secret, raw_body, headers.get(self.signature_header), prefix="sha256="
+        )
 
     def parse_webhook(self, headers: Any, raw_body: bytes) -> WebhookEvent:
         event = super().parse_webhook(headers, raw_body)

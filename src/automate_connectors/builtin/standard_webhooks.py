@@ -1,5 +1,6 @@
 """Standard Webhooks (standardwebhooks.com): ``webhook-id``, ``webhook-timestamp``,
-``webhook-signature``, as sent by Svix and by every service that adopted the specification.
+``webhook-signature``, as sent by every service that adopted the specification, and the same
+scheme under Svix's names ``svix-id``, ``svix-timestamp``, ``svix-signature``.
 
 Configure it with the endpoint's ``whsec_...`` secret (the base64 key after the prefix)::
 
@@ -7,20 +8,25 @@ Configure it with the endpoint's ``whsec_...`` secret (the base64 key after the 
 
 To receive from several such senders, give each its own key in ``CONNECTORS`` with
 ``"connector": "standard_webhooks"`` (the key is the URL segment). The external id is the
-``webhook-id`` header, which stays the same across retries; the event type is the payload's
-``type``, as the specification's payload structure recommends.
+``webhook-id`` (or ``svix-id``) header, which stays the same across retries; the event type
+is the payload's ``type``, as the specification's payload structure recommends. One request
+is read with one family of headers, never a mix (see ``standard_webhooks_headers``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from automate_connectors.base import Connector, TriggerSpec
-from automate_connectors.verification import DEFAULT_TOLERANCE, verify_standard_webhooks
+from automate_connectors.base import Connector, TriggerSpec, WebhookEvent
+from automate_connectors.verification import (
+    DEFAULT_TOLERANCE,
+    standard_webhooks_headers,
+    verify_standard_webhooks,
+)
 
 
 class StandardWebhooksConfig(BaseModel):
@@ -38,7 +44,7 @@ class StandardWebhooksConnector(Connector):
     display_name = "Standard Webhooks"
 
     event_id_header = "webhook-id"
-    webhook_headers = ("webhook-timestamp",)
+    webhook_headers = ("webhook-timestamp", "svix-id", "svix-timestamp")
     #: Seconds since the epoch; replaced in tests to check signatures dated in the past.
     clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
 
@@ -59,12 +65,21 @@ class StandardWebhooksConnector(Connector):
         ]
 
     def verify_webhook(self, headers: dict, raw_body: bytes) -> bool:
+        msg_id, timestamp, signature = standard_webhooks_headers(headers)
         return verify_standard_webhooks(
             self.secret,
             raw_body,
-            headers.get("webhook-id"),
-            headers.get("webhook-timestamp"),
-            headers.get("webhook-signature"),
+            msg_id,
+            timestamp,
+            signature,
             tolerance=self.cfg.tolerance_seconds,
             clock=type(self).clock,
         )
+
+    def parse_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> WebhookEvent:
+        # The id of the family that was verified, so a Svix retry deduplicates too.
+        event = super().parse_webhook(headers, raw_body)
+        msg_id = standard_webhooks_headers(headers)[0]
+        if isinstance(msg_id, str) and msg_id:
+            return WebhookEvent(event.event_type, msg_id, event.payload, event.raw_body)
+        return event
