@@ -35,4 +35,4 @@ def test_api__works_in_a_project_with_stock_drf_settings(settings_module):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert "5 passed" in result.stdout, result.stdout[-3000:]
+    assert "6 passed" in result.stdout, result.stdout[-3000:]

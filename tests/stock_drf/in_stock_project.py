@@ -11,6 +11,9 @@ from django.contrib.auth.models import User
 from django.core import checks
 from django.test import Client
 
+from automate.worker import EmbeddedWorker
+from tests.stock_drf.api_walkthrough import DOC, comparable, requests_in, send
+
 pytestmark = pytest.mark.django_db
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -85,3 +88,19 @@ def test_json_api_with_basic_auth():
     assert queued.status_code == 202, queued.content
     assert set(queued.json()) == {"id", "trace_id"}
     assert Client().get("/api/workflows/").status_code in (401, 403)
+
+
+@pytest.mark.django_db(transaction=True, reset_sequences=True)
+def test_the_requests_of_docs_api_md_answer_as_documented():
+    requests = requests_in(DOC.read_text())
+    assert len(requests) >= 9
+    User.objects.create_superuser(requests[0].user, "admin@example.com", requests[0].password)
+    client = Client()
+    for request in requests:
+        response = send(client, request)
+        # Runs settle before the next request, as they would with a worker running.
+        EmbeddedWorker(threads=1, poll_seconds=0).run(once=True)
+        where = f"{request.method} {request.path}"
+        assert response.status_code == request.status, (where, response.content[:2000])
+        assert request.answer is not None, f"{where}: no ```json answer after it in the doc"
+        assert comparable(response.json()) == comparable(request.answer), where
