@@ -17,6 +17,7 @@ class AutomateConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             signals,
         )
+        from automate.api import checks as api_checks  # noqa: F401  (registers its checks)
         from automate.connections import clear_connection_cache
         from automate.models import ConnectionProfile
         from automate.steps import registry

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
+from automate.api.schema import SchemaView
 from automate.api.views import EventView, RunViewSet, WorkflowViewSet
 
 app_name = "automate_api"
@@ -16,6 +16,6 @@ router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [
     path("events/", EventView.as_view(), name="events"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", SchemaView.as_view(), name="schema"),
     path("", include(router.urls)),
 ]

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.db import transaction
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from automate import dispatch, signals
 from automate.api import serializers as s
+from automate.api.schema import SpectacularSchema, extend_schema
 from automate.models import RunStatus, Workflow, WorkflowRun
 from automate.services import WorkflowService
 from automate_connectors.storable import is_storable
@@ -42,6 +45,17 @@ UNSTORABLE = "must not contain NUL characters, lone surrogates or non-finite num
 
 class APIMixin:
     pagination_class = Pagination
+    # Set here, not through DEFAULT_SCHEMA_CLASS: the schema works with stock DRF settings.
+    schema = SpectacularSchema()
+
+    def get_renderers(self) -> list[BaseRenderer]:
+        """The project's renderers, less the browsable API when its templates are missing
+        (``rest_framework`` not in INSTALLED_APPS): browsers then get JSON, not a 500."""
+        renderers: list[BaseRenderer] = super().get_renderers()  # type: ignore[misc]
+        if apps.is_installed("rest_framework"):
+            return renderers
+        usable = [r for r in renderers if not isinstance(r, BrowsableAPIRenderer)]
+        return usable or [JSONRenderer()]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """After authentication: refuse, with a 400, input that no database column can hold

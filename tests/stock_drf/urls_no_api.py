@@ -1,0 +1,3 @@
+"""A project that does not mount the REST API."""
+
+urlpatterns: list = []
