@@ -19,6 +19,7 @@ class AutomateConfig(AppConfig):
         )
         from automate.api import checks as api_checks  # noqa: F401  (registers its checks)
         from automate.connections import clear_connection_cache
+        from automate.mcp import checks as mcp_checks  # noqa: F401  (registers the MCP checks)
         from automate.models import ConnectionProfile
         from automate.steps import registry
 

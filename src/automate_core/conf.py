@@ -79,6 +79,11 @@ DEFAULTS: dict[str, Any] = {
     "MCP_MAX_TOOL_PAGES": 100,
     # ... and the largest response body (bytes) an MCP server may send to one request.
     "MCP_MAX_RESPONSE_BYTES": 10 * 1024 * 1024,
+    # MCP servers run as local programs over stdio, by key (never typed in the admin):
+    # {"time": {"command": ["uvx", "mcp-server-time"], "env": {...}, "timeout": 30}}
+    "MCP_STDIO_SERVERS": {},
+    # Seconds a stdio MCP server gets to start and finish the MCP handshake.
+    "MCP_STDIO_START_TIMEOUT": 30.0,
 }
 
 

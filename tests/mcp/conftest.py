@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -130,3 +131,52 @@ def own_mcp_server(tmp_path) -> Iterator[RunningServer]:
 @pytest.fixture
 def loopback_allowed(settings) -> None:
     settings.AUTOMATE = {**settings.AUTOMATE, **LOOPBACK_POLICY}
+
+
+# -- stdio servers ----------------------------------------------------------------------
+
+STDIO_SCRIPT = Path(__file__).with_name("stdio_server.py")
+
+
+def stdio_entry(*extra: str, **entry) -> dict:
+    """A MCP_STDIO_SERVERS entry running tests/mcp/stdio_server.py with ``extra`` options."""
+    return {"command": [sys.executable, str(STDIO_SCRIPT), *extra], **entry}
+
+
+def pids(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its reaper counts as gone)."""
+    if not Path("/proc/self/stat").exists():  # no procfs: zombies count as alive
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def assert_all_gone(*paths: Path, within: float = 10.0) -> None:
+    """Every pid written to ``paths`` has exited (the SDK's kill escalation takes ~4 s)."""
+    found = [pid for path in paths for pid in pids(path)]
+    assert found, "the stdio server never wrote its pid"
+    deadline = time.monotonic() + within
+    while any(alive(pid) for pid in found) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in found if alive(pid)], "a stdio server process was left running"
+
+
+@pytest.fixture
+def stdio_servers(settings):
+    """Declare stdio servers for one test: ``stdio_servers(clock=stdio_entry(...))``."""
+
+    def declare(**entries) -> None:
+        settings.AUTOMATE = {**settings.AUTOMATE, "MCP_STDIO_SERVERS": entries}
+
+    return declare

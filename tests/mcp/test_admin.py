@@ -103,3 +103,67 @@ def test_admin__unreachable_server_error_is_shown(admin_client):
         reverse("admin:automate_mcpserver_sync", args=[server.pk]), follow=True
     )
     assert "sync failed: [down:unavailable]" in response.content.decode()
+
+
+# -- stdio servers: declared in settings, never typed in the admin ------------------------
+
+
+@pytest.fixture
+def clock(settings):
+    from automate.mcp import stdio
+
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "SECRETS": {"CLOCK_TOKEN": "tok-123"},
+        "MCP_STDIO_SERVERS": {
+            "clock": {
+                "command": ["mcp-server-time", "--local-timezone", "UTC"],
+                "env": {"API_TOKEN": "secret://CLOCK_TOKEN", "LEVEL": "debug"},
+            }
+        },
+    }
+    return stdio.ensure_server("clock")
+
+
+def test_admin__a_stdio_server_cannot_be_added(admin_client):
+    response = admin_client.post(
+        reverse("admin:automate_mcpserver_add"),
+        add_form("", name="Shell", transport="stdio", new_api_key=""),
+    )
+    assert response.status_code == 200
+    assert "transport" in response.context["adminform"].form.errors
+    assert not MCPServer.objects.exists()
+
+
+def test_admin__a_stdio_server_shows_its_command_and_env_names_only(admin_client, clock):
+    page = admin_client.get(reverse("admin:automate_mcpserver_change", args=[clock.pk]))
+    content = page.content.decode()
+    assert "mcp-server-time --local-timezone UTC" in content
+    assert "API_TOKEN, LEVEL" in content
+    assert (
+        "tok-123" not in content
+        and "secret://CLOCK_TOKEN" not in content
+        and "debug" not in content
+    )
+    changelist = admin_client.get(reverse("admin:automate_mcpserver_changelist"))
+    assert "stdio: mcp-server-time" in changelist.content.decode()
+
+
+def test_admin__only_enabled_of_a_stdio_server_can_change(admin_client, clock):
+    response = admin_client.post(
+        reverse("admin:automate_mcpserver_change", args=[clock.pk]),
+        {
+            "name": "Renamed",
+            "key": "other",
+            "url": "https://evil.example.com/mcp",
+            "transport": "streamable_http",
+            "tools-TOTAL_FORMS": "0",
+            "tools-INITIAL_FORMS": "0",
+            "tools-MIN_NUM_FORMS": "0",
+            "tools-MAX_NUM_FORMS": "1000",
+        },
+    )
+    assert response.status_code == 302, response.content
+    clock.refresh_from_db()
+    assert (clock.name, clock.key, clock.url, clock.transport) == ("clock", "clock", "", "stdio")
+    assert clock.enabled is False  # the unticked checkbox

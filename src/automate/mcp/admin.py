@@ -1,4 +1,10 @@
-"""Admin for MCP servers: write-only API key, tools inline, "Sync tools" action and button."""
+"""Admin for MCP servers: write-only API key, tools inline, "Sync tools" action and button.
+
+A stdio server (``transport="stdio"``) runs a program declared in
+``AUTOMATE["MCP_STDIO_SERVERS"]``: the admin cannot add one, and shows one read-only
+except ``enabled`` (its command is shown, its environment by variable names only). An
+admin who could type a command would run programs on the workers.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,13 @@ class MCPServerForm(forms.ModelForm):
         model = MCPServer
         fields = ["name", "key", "url", "transport", "headers", "timeout", "enabled"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # stdio servers come from settings only: not a transport an admin can pick.
+        field = self.fields["transport"]
+        field.choices = [c for c in field.choices if c[0] != MCPServer.Transport.STDIO]  # type: ignore[attr-defined]
+        self.fields["url"].required = True
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if cleaned.get("clear_api_key"):
@@ -42,6 +55,14 @@ class MCPServerForm(forms.ModelForm):
         if cleaned.get("new_api_key"):
             self.instance.api_key = cleaned["new_api_key"]
         return cleaned
+
+
+class StdioServerForm(forms.ModelForm):
+    """A stdio server's row: only ``enabled`` is editable (the rest follows settings)."""
+
+    class Meta:
+        model = MCPServer
+        fields = ["enabled"]
 
 
 class MCPToolInline(admin.TabularInline):
@@ -71,12 +92,68 @@ class MCPToolInline(admin.TabularInline):
 class MCPServerAdmin(admin.ModelAdmin):
     form = MCPServerForm
     change_form_template = "admin/automate/mcpserver/change_form.html"
-    list_display = ["name", "key", "url", "enabled", "tool_count", "last_synced_at", "status"]
+    list_display = ["name", "key", "location", "enabled", "tool_count", "last_synced_at", "status"]
     list_filter = ["enabled", "transport"]
     search_fields = ["name", "key", "url"]
     readonly_fields = ["api_key_status", "status", "last_synced_at", "last_error"]
     inlines = [MCPToolInline]
     actions = ["sync_tools_action"]
+
+    stdio_readonly_fields = [
+        "name",
+        "key",
+        "transport",
+        "command",
+        "env_names",
+        "timeout",
+        "status",
+        "last_synced_at",
+        "last_error",
+    ]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):  # type: ignore[no-untyped-def]
+        if obj is not None and obj.is_stdio:
+            kwargs["form"] = StdioServerForm
+            kwargs["fields"] = ["enabled"]
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and obj.is_stdio:
+            return ["enabled", *self.stdio_readonly_fields]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:  # type: ignore[override]
+        if obj is not None and obj.is_stdio:
+            return list(self.stdio_readonly_fields)
+        return list(super().get_readonly_fields(request, obj))
+
+    @admin.display(description=_("URL or command"))
+    def location(self, obj: MCPServer) -> str:
+        return f"stdio: {self._entry_label(obj.key)}" if obj.is_stdio else obj.url
+
+    @admin.display(description=_("command"))
+    def command(self, obj: MCPServer) -> str:
+        return self._entry_label(obj.key, full=True)
+
+    @admin.display(description=_("environment"))
+    def env_names(self, obj: MCPServer) -> str:
+        from automate.mcp import stdio
+
+        entry = stdio.entries().get(obj.key)
+        env = entry.get("env") if isinstance(entry, dict) else None
+        if not isinstance(env, dict) or not env:
+            return str(_("none besides PATH, HOME and the like"))
+        return ", ".join(sorted(str(name) for name in env))  # names only: values are secrets
+
+    @staticmethod
+    def _entry_label(key: str, *, full: bool = False) -> str:
+        from automate.mcp import stdio
+
+        entry = stdio.entries().get(key)
+        command = entry.get("command") if isinstance(entry, dict) else None
+        if not isinstance(command, list | tuple) or not command:
+            return str(_('missing from AUTOMATE["MCP_STDIO_SERVERS"]'))
+        return " ".join(str(part) for part in command) if full else str(command[0])
 
     @admin.display(description=_("API key"))
     def api_key_status(self, obj: MCPServer) -> str:

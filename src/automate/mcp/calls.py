@@ -7,8 +7,9 @@
 The step executor is a thin adapter over :func:`call_tool`: it renders the step's
 ``args`` with the template context and hands them here. The rules:
 
-* the server is found by ``key`` and must be enabled; the tool must be in its cached
-  list, else the list is re-synced ONCE before the call fails with NOT_FOUND;
+* the server is found by ``key`` and must be enabled (a key declared in
+  ``AUTOMATE["MCP_STDIO_SERVERS"]`` gets its row on first use); the tool must be in its
+  cached list, else the list is re-synced ONCE before the call fails with NOT_FOUND;
 * arguments are validated against the tool's ``input_schema`` before anything is sent
   (INVALID_ARGUMENT, with the failing path in ``details``);
 * ``timeout`` (else the server's) bounds the whole call;
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+from jsonschema.exceptions import ValidationError
 from jsonschema.validators import validator_for
 
 from automate.mcp import client
@@ -31,7 +33,11 @@ from automate_core.providers.errors import AutomateError, ErrorCodes
 
 
 def get_server(server_key: str) -> MCPServer:
+    from automate.mcp import stdio
+
     server = MCPServer.objects.filter(key=server_key).first()
+    if server is None and server_key in stdio.entries():
+        server = stdio.ensure_server(server_key)
     if server is None:
         known = ", ".join(MCPServer.objects.values_list("key", flat=True)) or "none"
         raise AutomateError(
@@ -77,18 +83,7 @@ def validate_arguments(tool: MCPTool, arguments: Any) -> None:
             f"the arguments of {where} must be an object, not {type(arguments).__name__}",
             provider=tool.server.key,
         )
-    schema = tool.input_schema or {"type": "object"}
-    try:
-        cls = validator_for(schema)
-        cls.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise AutomateError(
-            ErrorCodes.INTERNAL,
-            f"the MCP server published an invalid input schema for {where}: {exc.message}",
-            provider=tool.server.key,
-            retryable=False,
-        ) from None
-    error = jsonschema.exceptions.best_match(cls(schema).iter_errors(arguments))
+    error = jsonschema.exceptions.best_match(schema_errors(tool, arguments))
     if error is not None:
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise AutomateError(
@@ -98,6 +93,25 @@ def validate_arguments(tool: MCPTool, arguments: Any) -> None:
             retryable=False,
             details={"path": path, "tool": tool.name},
         )
+
+
+def schema_errors(tool: MCPTool, arguments: dict[str, Any]) -> list[ValidationError]:
+    """The ways ``arguments`` break the tool's input schema (top-level errors, the most
+    relevant first; an ``anyOf`` failure is one error with the branches' in its context)."""
+    schema = tool.input_schema or {"type": "object"}
+    try:
+        cls = validator_for(schema)
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise AutomateError(
+            ErrorCodes.INTERNAL,
+            f"the MCP server published an invalid input schema for "
+            f"{tool.server.key}.{tool.name}: {exc.message}",
+            provider=tool.server.key,
+            retryable=False,
+        ) from None
+    errors = cls(schema).iter_errors(arguments)
+    return sorted(errors, key=jsonschema.exceptions.relevance, reverse=True)
 
 
 def call_tool(

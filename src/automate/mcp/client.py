@@ -10,7 +10,10 @@ thread: :class:`Endpoint` carries the resolved URL, headers and timeout.
 Every failure leaves here as an :class:`AutomateError` with a stable code
 (:func:`translate`): refused credentials UNAUTHENTICATED, a server that cannot be reached
 or drops the connection UNAVAILABLE (retryable), a missed deadline TIMEOUT (retryable),
-SSRF refusals PERMISSION_DENIED, protocol errors from the server INTERNAL.
+SSRF refusals PERMISSION_DENIED, protocol errors from the server INTERNAL. For a stdio
+server (:mod:`automate.mcp.stdio`), a program that cannot be started is CONFIGURATION,
+one that exits or closes its output early UNAVAILABLE (quoting the end of its stderr), and
+the start (spawn and handshake) and the work each have their own deadline.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ except ImportError as exc:
         f'MCP servers need the official MCP SDK: pip install "django-automate[mcp]" ({exc})'
     ) from exc
 
+from automate.mcp.stdio import StdioCommand
+from automate.mcp.stdio_transport import stderr_file, stderr_tail, stdio_transport
 from automate.mcp.transport import StatusObserver, guarded_client
 from automate_core import redaction
 from automate_core._netguard import check_url
@@ -43,6 +48,7 @@ T = TypeVar("T")
 
 STREAMABLE_HTTP = "streamable_http"
 SSE = "sse"
+STDIO = "stdio"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,10 @@ class Endpoint:
     headers: dict[str, str] = field(repr=False)
     timeout: float
     transport: str = STREAMABLE_HTTP
+    #: For a stdio server: the program to start (then ``url`` and ``headers`` are empty).
+    stdio: StdioCommand | None = field(default=None, repr=False)
+    #: Seconds a stdio server gets to start and finish the handshake.
+    start_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,8 @@ def _transport(endpoint: Endpoint, http: httpx2.AsyncClient) -> AbstractAsyncCon
 
 
 async def _session(endpoint: Endpoint, timeout: float, work: Callable[[Any], Awaitable[T]]) -> T:
+    if endpoint.stdio is not None:
+        return await _stdio_session(endpoint, endpoint.stdio, timeout, work)
     from mcp import Client
 
     observer = StatusObserver()
@@ -142,8 +154,47 @@ async def _session(endpoint: Endpoint, timeout: float, work: Callable[[Any], Awa
         raise translate(exc, endpoint, observer) from None
 
 
+async def _stdio_session(
+    endpoint: Endpoint,
+    command: StdioCommand,
+    timeout: float,
+    work: Callable[[Any], Awaitable[T]],
+) -> T:
+    """Start the program, run ``work`` and stop the program, each phase on its deadline.
+
+    One cancel scope whose deadline moves from the start deadline to the work deadline
+    once the handshake is done (a scope per phase cannot be exited while the SDK's task
+    groups opened inside it are still running).
+    """
+    from mcp import Client
+
+    started = False
+    with stderr_file() as errlog:
+        try:
+            with anyio.CancelScope(deadline=anyio.current_time() + endpoint.start_timeout) as scope:
+                transport = stdio_transport(
+                    command,
+                    errlog,
+                    max_size=int(automate_settings.MCP_MAX_RESPONSE_BYTES),
+                    label=f"stdio:{endpoint.key}",
+                )
+                async with Client(transport, read_timeout_seconds=timeout) as client:
+                    started = True
+                    scope.deadline = anyio.current_time() + timeout
+                    return await work(client)
+            raise TimeoutError
+        except BaseException as exc:
+            if not all(isinstance(leaf, Exception) for leaf in _leaves(exc)):
+                raise
+            raise translate_stdio(
+                exc, endpoint, command, started=started, timeout=timeout, stderr=stderr_tail(errlog)
+            ) from None
+
+
 def _precheck(endpoint: Endpoint) -> None:
     """URL rules before any connection (the transport checks every connection too)."""
+    if endpoint.stdio is not None:
+        return
     try:
         url = httpx2.URL(endpoint.url)
     except (httpx2.InvalidURL, TypeError) as exc:
@@ -225,14 +276,11 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 def translate(exc: BaseException, endpoint: Endpoint, observer: StatusObserver) -> AutomateError:
     """The :class:`AutomateError` for whatever the SDK or the network raised."""
     from mcp.shared.exceptions import MCPError
-    from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 
     leaves = list(_leaves(exc))
-    for leaf in leaves:
-        if isinstance(leaf, AutomateError):
-            if leaf.provider is None:
-                leaf.provider = endpoint.key
-            return leaf
+    own = _own_error(leaves, endpoint)
+    if own is not None:
+        return own
     where = f"the MCP server {endpoint.key!r} ({redaction.redact(endpoint.url)})"
     if 401 in observer.statuses:
         return AutomateError(
@@ -267,16 +315,9 @@ def translate(exc: BaseException, endpoint: Endpoint, observer: StatusObserver) 
             provider=endpoint.key,
         )
     if isinstance(leaf, MCPError):
-        if leaf.code == CONNECTION_CLOSED or any(s >= 500 for s in observer.statuses):
+        code = _mcp_error_code(leaf.code)
+        if any(s >= 500 for s in observer.statuses):
             code = ErrorCodes.UNAVAILABLE
-        elif leaf.code == REQUEST_TIMEOUT:
-            code = ErrorCodes.TIMEOUT
-        elif leaf.code == INVALID_PARAMS:
-            code = ErrorCodes.INVALID_ARGUMENT
-        elif leaf.code == METHOD_NOT_FOUND:
-            code = ErrorCodes.NOT_FOUND
-        else:
-            code = ErrorCodes.INTERNAL
         return AutomateError(
             code,
             f"{where} answered with an error: {message}",
@@ -286,6 +327,93 @@ def translate(exc: BaseException, endpoint: Endpoint, observer: StatusObserver) 
     return AutomateError(
         ErrorCodes.INTERNAL,
         f"talking to {where} failed: {type(leaf).__name__}: {message}",
+        provider=endpoint.key,
+        retryable=False,
+    )
+
+
+def _own_error(leaves: list[BaseException], endpoint: Endpoint) -> AutomateError | None:
+    """An AutomateError raised on our side (SSRF refusal, size cap...), if any."""
+    for leaf in leaves:
+        if isinstance(leaf, AutomateError):
+            if leaf.provider is None:
+                leaf.provider = endpoint.key
+            return leaf
+    return None
+
+
+def _mcp_error_code(mcp_code: int) -> ErrorCodes:
+    from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT
+
+    return {
+        CONNECTION_CLOSED: ErrorCodes.UNAVAILABLE,
+        REQUEST_TIMEOUT: ErrorCodes.TIMEOUT,
+        INVALID_PARAMS: ErrorCodes.INVALID_ARGUMENT,
+        METHOD_NOT_FOUND: ErrorCodes.NOT_FOUND,
+    }.get(mcp_code, ErrorCodes.INTERNAL)
+
+
+def translate_stdio(
+    exc: BaseException,
+    endpoint: Endpoint,
+    command: StdioCommand,
+    *,
+    started: bool,
+    timeout: float,
+    stderr: str,
+) -> AutomateError:
+    """The :class:`AutomateError` for a failed stdio session (the program is stopped)."""
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import CONNECTION_CLOSED
+
+    leaves = list(_leaves(exc))
+    own = _own_error(leaves, endpoint)
+    if own is not None:
+        return own
+    where = f"the MCP server {endpoint.key!r} (stdio: {command.program})"
+    said = f"; its stderr ends with: {stderr}" if stderr else " (it wrote nothing to stderr)"
+    leaf = leaves[0] if leaves else exc
+    if isinstance(leaf, TimeoutError):
+        if not started:
+            return AutomateError(
+                ErrorCodes.TIMEOUT,
+                f"{where} did not start and complete the MCP handshake within "
+                f'{endpoint.start_timeout} s (AUTOMATE["MCP_STDIO_START_TIMEOUT"])',
+                provider=endpoint.key,
+            )
+        return AutomateError(
+            ErrorCodes.TIMEOUT, f"{where} did not answer within {timeout} s", provider=endpoint.key
+        )
+    if not started and isinstance(leaf, OSError) and not isinstance(leaf, ConnectionError):
+        reason = leaf.strerror or type(leaf).__name__
+        return AutomateError(
+            ErrorCodes.CONFIGURATION,
+            f"{where} cannot be started: {command.program!r}: {reason} (check "
+            f'AUTOMATE["MCP_STDIO_SERVERS"][{endpoint.key!r}]["command"] and the PATH)',
+            provider=endpoint.key,
+            retryable=False,
+        )
+    closed = isinstance(
+        leaf, anyio.ClosedResourceError | anyio.EndOfStream | anyio.BrokenResourceError
+    ) or (isinstance(leaf, MCPError) and leaf.code == CONNECTION_CLOSED)
+    if closed or isinstance(leaf, ConnectionError):
+        when = "during the call" if started else "before completing the MCP handshake"
+        return AutomateError(
+            ErrorCodes.UNAVAILABLE,
+            f"{where} exited or closed its output {when}{said}",
+            provider=endpoint.key,
+        )
+    message = redaction.redact(str(leaf) or type(leaf).__name__)
+    if isinstance(leaf, MCPError):
+        return AutomateError(
+            _mcp_error_code(leaf.code),
+            f"{where} answered with an error: {message}",
+            provider=endpoint.key,
+            details={"mcp_code": leaf.code},
+        )
+    return AutomateError(
+        ErrorCodes.INTERNAL,
+        f"talking to {where} failed: {type(leaf).__name__}: {message}{said}",
         provider=endpoint.key,
         retryable=False,
     )

@@ -4,6 +4,10 @@ Re-exported by :mod:`automate.models` (``from automate.models import MCPServer``
 spec writes it). ``key`` is what a workflow step's ``server`` names; it is derived from
 the name ("My Tools" -> "my_tools") when left empty. The API key is stored encrypted
 (``fernet:...``) or as a ``secret://NAME`` reference, and is never shown back.
+
+A server with ``transport="stdio"`` is a local program declared in
+``AUTOMATE["MCP_STDIO_SERVERS"]`` (see :mod:`automate.mcp.stdio`): its row is created by
+sync from the settings entry of the same key and holds no URL, credential or command.
 """
 
 from __future__ import annotations
@@ -46,11 +50,13 @@ def schema_hash(schema: dict[str, Any]) -> str:
 
 
 class MCPServer(models.Model):
-    """A remote MCP server reached over streamable HTTP (or SSE for older servers)."""
+    """An MCP server: remote over streamable HTTP (or SSE for older servers), or a local
+    program over stdio declared in settings (:mod:`automate.mcp.stdio`)."""
 
     class Transport(models.TextChoices):
         STREAMABLE_HTTP = "streamable_http", _("Streamable HTTP")
         SSE = "sse", _("SSE (older servers)")
+        STDIO = "stdio", _("stdio (declared in settings)")
 
     name = models.CharField(_("name"), max_length=200)
     key = models.CharField(
@@ -62,7 +68,10 @@ class MCPServer(models.Model):
         help_text=_("Workflow steps name the server by this; derived from the name if empty."),
     )
     url = models.CharField(
-        _("URL"), max_length=2000, help_text=_("e.g. https://tools.example.com/mcp")
+        _("URL"),
+        max_length=2000,
+        blank=True,
+        help_text=_("e.g. https://tools.example.com/mcp (empty for a stdio server)"),
     )
     transport = models.CharField(
         _("transport"), max_length=20, choices=Transport.choices, default=Transport.STREAMABLE_HTTP
@@ -124,6 +133,9 @@ class MCPServer(models.Model):
             self.key = derive_key(self.name)
         if not self.key:
             raise ValidationError({"name": _("The name must contain a letter or digit.")})
+        if self.transport == self.Transport.STDIO:
+            self._clean_stdio()
+            return
         if not re.match(r"^https?://[^/\s]+", self.url or "", flags=re.IGNORECASE):
             raise ValidationError({"url": _("Use an http:// or https:// URL.")})
         if is_reference(self.api_key):
@@ -144,6 +156,20 @@ class MCPServer(models.Model):
             if name.lower() == "authorization":
                 raise ValidationError({"headers": _("Put the credential in the API key field.")})
 
+    def _clean_stdio(self) -> None:
+        """A stdio row only names a settings entry: it has nothing to reach or send."""
+        if self.url or self.api_key or self.headers:
+            raise ValidationError(
+                _(
+                    "A stdio MCP server has no URL, API key or headers: its command and "
+                    'environment live in AUTOMATE["MCP_STDIO_SERVERS"].'
+                )
+            )
+
+    @property
+    def is_stdio(self) -> bool:
+        return self.transport == self.Transport.STDIO
+
     # -- Credentials ---------------------------------------------------------------------
 
     def describe_api_key(self) -> str:
@@ -160,6 +186,18 @@ class MCPServer(models.Model):
         from automate_core import secrets
         from automate_core.crypto import unseal
 
+        if self.is_stdio:
+            from automate.mcp import stdio
+
+            return Endpoint(
+                key=self.key,
+                url="",
+                headers={},
+                timeout=float(timeout if timeout is not None else stdio.entry_timeout(self.key)),
+                transport=self.transport,
+                stdio=stdio.command_for(self.key),
+                start_timeout=stdio.start_timeout(),
+            )
         headers = {"User-Agent": "django-automate-mcp"}
         for name, value in (self.headers or {}).items():
             headers[name] = str(secrets.resolve(value))

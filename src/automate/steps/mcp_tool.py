@@ -5,21 +5,29 @@
         "tool": "search_documents",
         "args": {"query": "{{ event.payload.query }}"}}}
 
-The arguments are validated against the tool's input schema before the call. The output is
-the tool's structured content when it sends some, else its text. A result flagged
-``isError`` fails the step with the tool's message; an unreachable server fails it
-retryably. A tool is repeated after an unknown outcome only when the server marks it
+``WorkflowService.create_workflow`` checks the step against what the last sync cached: the
+server must exist, the tool must be among its listed tools, and the literal arguments must
+fit the tool's input schema (a value holding a template is checked once rendered, at run
+time). Sync the server first (``server.sync_tools()`` or ``manage.py sync_mcp_tools``).
+
+At run time the rendered arguments are validated against the input schema before the
+call. The output is the tool's structured content when it sends some, else its text. A
+result flagged ``isError`` fails the step with the tool's message; an unreachable server
+fails it retryably. A tool is repeated after an unknown outcome only when the server marks it
 read-only or idempotent.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
 from automate_core.providers.errors import AutomateError, ErrorCodes
+
+if TYPE_CHECKING:
+    from automate.mcp.models import MCPServer, MCPTool
 
 
 class MCPToolConfig(StrictConfig):
@@ -35,19 +43,15 @@ class MCPToolStep(StepExecutor):
 
     @classmethod
     def check(cls, config: MCPToolConfig, *, where: str = "config") -> None:  # type: ignore[override]
-        from automate.mcp.models import MCPServer
         from automate.templating import is_template
 
-        if (
-            not is_template(config.server)
-            and not MCPServer.objects.filter(key=config.server).exists()
-        ):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{where}.server: no MCP server {config.server!r}",
-                retryable=False,
-                details={"field": f"{where}.server"},
-            )
+        if is_template(config.server):
+            return
+        server = _server(config.server, where)
+        if is_template(config.tool):
+            return
+        tool = _tool(server, config.tool, where)
+        _check_args(tool, config.args, where)
 
     @classmethod
     def is_idempotent(cls, config: MCPToolConfig) -> bool:  # type: ignore[override]
@@ -69,3 +73,93 @@ class MCPToolStep(StepExecutor):
         # In this thread, not under run_with_timeout: the call reads the database and
         # enforces its own deadline.
         return call_tool(config.server, config.tool, config.args, timeout=ctx.timeout)
+
+
+def _invalid(message: str, field: str) -> AutomateError:
+    return AutomateError(
+        ErrorCodes.INVALID_ARGUMENT, message, retryable=False, details={"field": field}
+    )
+
+
+def _server(key: str, where: str) -> MCPServer:
+    from automate.mcp import stdio
+    from automate.mcp.models import MCPServer
+
+    server = MCPServer.objects.filter(key=key).first()
+    if server is not None:
+        return server
+    if key in stdio.entries():
+        raise _invalid(
+            f'{where}.server: the MCP server {key!r} is declared in AUTOMATE["MCP_STDIO_SERVERS"] '
+            f"but its tools were never synced: run manage.py sync_mcp_tools {key}",
+            f"{where}.server",
+        )
+    known = ", ".join(MCPServer.objects.values_list("key", flat=True)) or "none"
+    raise _invalid(f"{where}.server: no MCP server {key!r} (known: {known})", f"{where}.server")
+
+
+def _tool(server: MCPServer, name: str, where: str) -> MCPTool:
+    tool = server.tools.filter(name=name, enabled=True).first()
+    if tool is not None:
+        return tool
+    listed = ", ".join(server.tools.filter(enabled=True).values_list("name", flat=True))
+    if server.last_synced_at is None:
+        hint = f"its tools were never synced: run manage.py sync_mcp_tools {server.key}"
+    else:
+        hint = f"its last sync listed: {listed or 'nothing'}"
+    raise _invalid(
+        f"{where}.tool: the MCP server {server.key!r} has no tool {name!r} ({hint})",
+        f"{where}.tool",
+    )
+
+
+def _check_args(tool: MCPTool, args: dict[str, Any] | str, where: str) -> None:
+    """The literal parts of ``args`` against the cached input schema.
+
+    An error about a value that holds a template (or contains one) is left to run time,
+    when the value is rendered; errors about which keys are present are reported now.
+    """
+    from automate.mcp.calls import schema_errors
+    from automate.templating import is_template
+
+    field = f"{where}.args"
+    if isinstance(args, str):
+        if not is_template(args):
+            raise _invalid(f"{field} must be an object or a template", field)
+        return
+    for error in schema_errors(tool, args):
+        if error.validator not in _KEY_LEVEL and _has_template(error.instance):
+            continue
+        path = ".".join(str(p) for p in error.absolute_path)
+        at = f"{field}.{path}" if path else field
+        raise _invalid(
+            f"{at}: does not fit the input schema of {tool.server.key}.{tool.name}: "
+            f"{error.message}",
+            at,
+        )
+
+
+#: Schema keywords about which keys or how many items there are, not about the values:
+#: a templated value cannot change their verdict.
+_KEY_LEVEL = frozenset(
+    {
+        "required",
+        "additionalProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+        "minItems",
+        "maxItems",
+    }
+)
+
+
+def _has_template(value: Any) -> bool:
+    from automate.templating import is_template
+
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return is_template(value)
