@@ -273,3 +273,20 @@ def test_discovery__finds_keys_in_every_form_and_in_new_modules(tmp_path):
         "DEFAULTS_KEY",
     }
     assert found["ATTRIBUTE_READ"] == {"newapp.reads"}
+
+
+CHECK_ID = re.compile(r"""["'](automate\.[EW]\d{3})["']""")
+
+
+def test_reference__lists_every_system_check_id():
+    in_code = {
+        match
+        for path in SRC.rglob("*.py")
+        for match in CHECK_ID.findall(path.read_text(encoding="utf-8"))
+    }
+    text = REFERENCE.read_text(encoding="utf-8")
+    table = text[text.index("## System checks") :]
+    documented_ids = set(re.findall(r"^\| `(automate\.[EW]\d{3})` \|", table, re.MULTILINE))
+    assert in_code, "no check id found in src/: the pattern is out of date"
+    assert in_code - documented_ids == set(), "check ids missing from docs/reference.md"
+    assert documented_ids - in_code == set(), "docs/reference.md lists check ids no code has"
