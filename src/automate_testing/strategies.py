@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
+from hypothesis.errors import NoSuchExample, Unsatisfiable
 from jsonschema import Draft202012Validator
 
 __all__ = ["action_inputs", "json_values", "minimal_input", "valid_inputs"]
@@ -65,7 +65,7 @@ def minimal_input(schema: dict[str, Any]) -> Any:
             ),
             random=random.Random(0),
         )
-    except NoSuchExample:
+    except (NoSuchExample, Unsatisfiable):
         return None
 
 
