@@ -237,11 +237,20 @@ class Connector(BaseProvider):
                     return value
         return ""
 
-    def _create_client(self) -> httpx.Client:
-        """An SSRF-safe HTTP client for the service, rooted at :attr:`base_url`."""
+    def http_client(self, *, timeout: float = 30.0) -> httpx.Client:
+        """A new SSRF-safe ``httpx.Client`` for the service, rooted at :attr:`base_url`.
+
+        Relative request paths join the base URL (``client.post("/tickets", ...)``);
+        private, loopback and metadata addresses are refused as for every outbound call.
+        Close it (``with self.http_client() as client:``) or keep one per connector.
+        """
         from automate_core.http import safe_client
 
-        return safe_client(base_url=self.base_url, timeout=30.0)
+        return safe_client(base_url=self.base_url, timeout=timeout)
+
+    def _create_client(self) -> httpx.Client:
+        """The former name of :meth:`http_client`, kept for connectors that call it."""
+        return self.http_client()
 
     # -- Plumbing --------------------------------------------------------------------
 

@@ -7,13 +7,27 @@ and nothing else, so a reference the test did not provide fails as it would in p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from automate_core.providers.base import ProviderContext
 from automate_core.secrets import SecretResolver
 
-__all__ = ["FakeSecretBackend", "make_context"]
+if TYPE_CHECKING:
+    from automate_connectors.base import Connector
+
+__all__ = ["FakeSecretBackend", "SettingsNotConfigured", "build_connector", "make_context"]
+
+SETTINGS_HELP = (
+    "Django settings are not configured. The testing kit builds and runs connectors the "
+    "way production does, and that reads your settings (AUTOMATE: the HTTP client's "
+    "address rules, the secret backends). Under pytest: pip install "
+    "'django-automate[testing]' (it brings pytest-django) and add "
+    "'DJANGO_SETTINGS_MODULE = yourproject.settings' to the [pytest] section of "
+    "pytest.ini (or export DJANGO_SETTINGS_MODULE). Elsewhere call "
+    "django.conf.settings.configure(...) first."
+)
 
 #: The trace id of every context built here, so tests can look for it in logs and rows.
 TEST_TRACE_ID = "test-trace"
@@ -29,6 +43,44 @@ class FakeSecretBackend:
         return self.values.get(name)
 
 
+class SettingsNotConfigured(AssertionError):
+    """The kit was used before Django settings were configured (fails the test plainly)."""
+
+
+def require_settings() -> None:
+    """Fail with :data:`SETTINGS_HELP` unless Django settings are (or can be) loaded.
+
+    Without this a connector's first request fails inside the HTTP client, and its own
+    ``normalize_error`` reports Django's ImproperlyConfigured as a connector error.
+    """
+    from django.conf import settings
+
+    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise SettingsNotConfigured(SETTINGS_HELP)
+
+
+def build_connector(
+    connector_class: type[Connector],
+    config: Mapping[str, Any],
+    *,
+    ctx: ProviderContext,
+    webhook_secrets: Iterable[str] = (),
+) -> Connector:
+    """Build a connector as a connection profile does, with ``ctx``'s secrets.
+
+    Like :func:`automate.connections.build_connector`: every ``secret://NAME`` in the
+    config is resolved before the connector sees it, and the webhook secrets are resolved
+    and bound after construction (a subclass may skip ``super().__init__``).
+    """
+    from automate.connections import _resolve_webhook_secret, resolve_config
+
+    connector = connector_class(resolve_config(dict(config), ctx.secrets), ctx=ctx)
+    connector._automate_webhook_secrets = tuple(
+        _resolve_webhook_secret(value, ctx.secrets) for value in webhook_secrets
+    )
+    return connector
+
+
 def make_context(
     secrets: Mapping[str, str] | None = None,
     *,
@@ -36,6 +88,7 @@ def make_context(
     settings: Mapping[str, Any] | None = None,
 ) -> ProviderContext:
     """A context resolving only ``secrets`` (name -> value), never real backends."""
+    require_settings()
     return ProviderContext(
         trace_id=trace_id,
         secrets=SecretResolver([FakeSecretBackend(secrets)]),

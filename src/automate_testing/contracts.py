@@ -14,20 +14,25 @@
                 mock.post("/rest/api/3/issue", json={"key": "TEST-1", "id": "1"})
                 assert self.connector.execute_action("create_issue", {"summary": "Hi"})["key"]
 
-The subclass gets the ``test_contract__*`` methods below for free. Each checks one rule
-and fails with a message that names it; a rule that does not apply to the connector (no
-actions, no verifying trigger, no samples) is skipped with the reason. Optional class
-attributes make the kit test more: ``sample_inputs`` / ``sample_responses`` run each action
-against canned replies, ``sign_webhook()`` lets it check signatures both ways.
+The subclass gets the ``test_contract__*`` methods of :class:`ContractRules` for free. Each
+checks one rule and fails with a message that names it; a rule that does not apply to the
+connector (no actions, no verifying trigger, no samples) is skipped with the reason.
+Optional class attributes make the kit test more: ``sample_inputs`` / ``sample_responses``
+run each action against canned replies, ``sign_webhook()`` lets it check signatures both
+ways.
 
 :class:`ConnectorContractTest` is a plain pytest class; :class:`ConnectorContractTestCase`
-is the same contract as a Django ``SimpleTestCase`` for ``manage.py test``.
+is the same contract as a Django ``SimpleTestCase`` for ``manage.py test``. The base
+classes themselves hold no ``test_*`` method: the rules are added to each subclass when it
+is defined, so a test runner that collects every imported class (unittest's loader does,
+and with it Django's runner) finds nothing to run, or to skip, in the bases.
 """
 
 from __future__ import annotations
 
+import functools
 import unittest
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, NoReturn
 
@@ -36,15 +41,17 @@ from django.test import SimpleTestCase
 from automate_connectors.base import Connector, validate_config
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
-from automate_testing import rules
-from automate_testing.context import make_context
+from automate_testing import fuzzing, rules
+from automate_testing.context import build_connector, make_context
 from automate_testing.http import MockHTTP, MockResponse, UnmatchedRequest, mock_http
 
-__all__ = ["ConnectorContractMixin", "ConnectorContractTest", "ConnectorContractTestCase"]
-
-_MISSING_EXTRA = (
-    "the connector contract kit needs {package}: pip install 'django-automate[testing]'"
-)
+__all__ = [
+    "CONTRACT_TESTS",
+    "ConnectorContractMixin",
+    "ConnectorContractTest",
+    "ConnectorContractTestCase",
+    "ContractRules",
+]
 
 
 class ConnectorContractMixin:
@@ -70,10 +77,16 @@ class ConnectorContractMixin:
     #: Hypothesis examples per fuzz run; the run is derandomized so CI is repeatable.
     fuzz_max_examples: ClassVar[int] = 30
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, contract_base: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "__test__" not in cls.__dict__:
-            cls.__test__ = True
+        if contract_base or cls.__dict__.get("__test__") is False:
+            # A base (ours, or one of yours marked __test__ = False): no rules to collect.
+            cls.__test__ = False
+            return
+        cls.__test__ = True
+        for name in CONTRACT_TESTS:
+            if not hasattr(cls, name):
+                setattr(cls, name, _rule(name))
 
     # -- Hooks a subclass fills in -----------------------------------------------------
 
@@ -107,13 +120,15 @@ class ConnectorContractMixin:
         return cached
 
     def build_connector(self, config: Mapping[str, Any] | None = None) -> Connector:
-        """A new connector from ``config`` (default: ``get_config()``)."""
-        cls = self._connector_class()
-        connector = cls(
-            dict(self.get_config() if config is None else config), ctx=self.get_context()
+        """A new connector from ``config`` (default: ``get_config()``), built as a connection
+        profile builds it: ``secret://`` references in the config and in
+        ``webhook_secrets`` are resolved first (with ``secret_values``)."""
+        return build_connector(
+            self._connector_class(),
+            self.get_config() if config is None else config,
+            ctx=self.get_context(),
+            webhook_secrets=self.webhook_secrets,
         )
-        connector._automate_webhook_secrets = tuple(self.webhook_secrets)  # type: ignore[attr-defined]
-        return connector
 
     def mock_http(
         self, base_url: str | None = None, **options: Any
@@ -121,7 +136,82 @@ class ConnectorContractMixin:
         """:func:`automate_testing.http.mock_http` rooted at the connector's base URL."""
         return mock_http(self.connector.base_url if base_url is None else base_url, **options)
 
-    # -- The contract ------------------------------------------------------------------
+    # -- Helpers -----------------------------------------------------------------------
+
+    def _connector_class(self) -> type[Connector]:
+        cls = self.connector_class
+        if cls is None:
+            raise AssertionError(
+                f"{type(self).__name__} must set connector_class = <your Connector subclass>"
+            )
+        return cls
+
+    def _broken(self, rule: str, detail: str) -> NoReturn:
+        name = self.connector_class.__name__ if self.connector_class else type(self).__name__
+        raise rules.broken(name, rule, detail)
+
+    def _skip(self, reason: str) -> NoReturn:
+        # unittest.SkipTest is a skip for pytest and for unittest (Django's runner) alike.
+        raise unittest.SkipTest(reason)
+
+    def _require_verifying_trigger(self) -> None:
+        if not rules.verifying_triggers(self._connector_class()):
+            self._skip("no trigger declares a verification_method: no webhooks to verify")
+
+    def _signed_headers(self, body: bytes, secret: str) -> dict[str, str]:
+        self._require_verifying_trigger()
+        headers = self.sign_webhook(body, secret)
+        if headers is None:
+            self._skip("define sign_webhook(raw_body, secret) on the test class to check this")
+        return dict(headers)
+
+    def _expect_rejected_before_http(self, rule: str, action: str, input_data: Any) -> None:
+        with self.mock_http(fallback=MockResponse(json={})) as mock:
+            try:
+                self.connector.execute_action(action, input_data)
+            except AutomateError as exc:
+                if exc.code != ErrorCodes.INVALID_ARGUMENT:
+                    self._broken(rule, f"{action}({input_data!r}) raised {exc!r}")
+            except Exception as exc:
+                self._broken(rule, f"{action}({input_data!r}) raised {type(exc).__name__}: {exc}")
+            else:
+                self._broken(rule, f"{action}({input_data!r}) returned instead of raising")
+        if mock.calls:
+            made = rules.describe_calls(mock)
+            self._broken(rule, f"{action}({input_data!r}) made HTTP requests first: {made}")
+
+    @contextmanager
+    def _mock_samples(
+        self, action: str, *, status: int | None = None, fallback: bool = False
+    ) -> Iterator[MockHTTP]:
+        """mock_http() answering with the action's sample replies."""
+        with self.mock_http() as mock:
+            self._load_samples(mock, action, status=status, fallback=fallback)
+            yield mock
+
+    def _load_samples(
+        self, mock: MockHTTP, action: str, *, status: int | None = None, fallback: bool = False
+    ) -> None:
+        """Replace ``mock``'s routes with ``action``'s samples (all given ``status``, if set)."""
+        mock.reset()
+        mock.fallback = MockResponse(json={}, status=status or 200) if fallback else None
+        for route, value in (self.sample_responses.get(action) or {}).items():
+            method, _, target = route.partition(" ")
+            canned = value if isinstance(value, MockResponse) else MockResponse(json=value)
+            mock.add(
+                method,
+                target.strip(),
+                json=canned.json,
+                status=status or canned.status,
+                headers=canned.headers,
+                body=canned.body,
+            )
+
+
+class ContractRules(ConnectorContractMixin, contract_base=True):
+    """The contract tests; each subclass of a contract base gets its own copy of each."""
+
+    # -- The rules ------------------------------------------------------------------
 
     def test_contract__specs_are_well_formed(self) -> None:
         problems = rules.spec_problems(self._connector_class())
@@ -238,7 +328,7 @@ class ConnectorContractMixin:
             except UnmatchedRequest as exc:
                 self._broken(rule, f"it made a request its sample_responses do not answer: {exc}")
             except AutomateError as exc:
-                self._broken(rule, f"raised {exc!r}; requests made: {_calls(mock)}")
+                self._broken(rule, f"raised {exc!r}; requests made: {rules.describe_calls(mock)}")
             except Exception as exc:
                 self._broken(rule, f"raised {type(exc).__name__}: {exc}")
             problem = rules.output_problem(cls.get_action(action), result)
@@ -246,144 +336,36 @@ class ConnectorContractMixin:
                 self._broken(rule, problem)
 
     def test_contract__fuzzed_inputs_raise_only_automate_error(self) -> None:
-        try:
-            from hypothesis import HealthCheck, Phase, given, settings
-            from hypothesis import strategies as st
-        except ImportError:  # pragma: no cover - depends on the installed extras
-            raise AssertionError(_MISSING_EXTRA.format(package="hypothesis")) from None
+        fuzzing.any_input_raises_only_automate_error(self)
 
-        from automate_testing.strategies import action_inputs
+    def test_contract__valid_inputs_never_crash(self) -> None:
+        fuzzing.valid_inputs_never_crash(self)
 
-        cls = self._connector_class()
-        specs = cls.actions()
-        if not specs:
-            self._skip("the connector declares no actions")
-        connector = self.connector
-        cases = st.one_of(
-            [st.tuples(st.just(spec.name), action_inputs(spec.input_schema)) for spec in specs]
-        )
-        statuses = st.sampled_from([None, 400, 401, 404, 429, 500, 503])
-
-        @settings(
-            max_examples=self.fuzz_max_examples,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            report_multiple_bugs=False,
-            # No explain phase: it reruns many variants of a failure, slow on real clients.
-            phases=(Phase.explicit, Phase.generate, Phase.shrink),
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=cases, status=statuses)
-        def run(case: tuple[str, Any], status: int | None) -> None:
-            action, input_data = case
-            valid = rules.input_problem(cls, action, input_data) is None
-            self._load_samples(mock, action, status=status, fallback=True)
-            try:
-                result = connector.execute_action(action, input_data)
-            except AutomateError as exc:
-                rules.check_fuzz_error(connector, action, input_data, valid, exc, mock)
-                return
-            except Exception as exc:
-                self._broken(
-                    "execute_action raises nothing but AutomateError",
-                    f"{action}({input_data!r}) raised {type(exc).__name__}: {exc}",
-                )
-            rules.check_fuzz_result(connector, action, input_data, valid, result)
-
-        # One set of patches for the whole run; each example loads its own routes.
-        with self.mock_http() as mock:
-            run()
-            mock.reset()
-
-    # -- Helpers -----------------------------------------------------------------------
-
-    def _connector_class(self) -> type[Connector]:
-        cls = self.connector_class
-        if cls is None:
-            raise AssertionError(
-                f"{type(self).__name__} must set connector_class = <your Connector subclass>"
-            )
-        return cls
-
-    def _broken(self, rule: str, detail: str) -> NoReturn:
-        name = self.connector_class.__name__ if self.connector_class else type(self).__name__
-        raise rules.broken(name, rule, detail)
-
-    def _skip(self, reason: str) -> NoReturn:
-        # unittest.SkipTest is a skip for pytest and for unittest (Django's runner) alike.
-        raise unittest.SkipTest(reason)
-
-    def _require_verifying_trigger(self) -> None:
-        if not rules.verifying_triggers(self._connector_class()):
-            self._skip("no trigger declares a verification_method: no webhooks to verify")
-
-    def _signed_headers(self, body: bytes, secret: str) -> dict[str, str]:
-        self._require_verifying_trigger()
-        headers = self.sign_webhook(body, secret)
-        if headers is None:
-            self._skip("define sign_webhook(raw_body, secret) on the test class to check this")
-        return dict(headers)
-
-    def _expect_rejected_before_http(self, rule: str, action: str, input_data: Any) -> None:
-        with self.mock_http(fallback=MockResponse(json={})) as mock:
-            try:
-                self.connector.execute_action(action, input_data)
-            except AutomateError as exc:
-                if exc.code != ErrorCodes.INVALID_ARGUMENT:
-                    self._broken(rule, f"{action}({input_data!r}) raised {exc!r}")
-            except Exception as exc:
-                self._broken(rule, f"{action}({input_data!r}) raised {type(exc).__name__}: {exc}")
-            else:
-                self._broken(rule, f"{action}({input_data!r}) returned instead of raising")
-        if mock.calls:
-            self._broken(rule, f"{action}({input_data!r}) made HTTP requests first: {_calls(mock)}")
-
-    @contextmanager
-    def _mock_samples(
-        self, action: str, *, status: int | None = None, fallback: bool = False
-    ) -> Iterator[MockHTTP]:
-        """mock_http() answering with the action's sample replies."""
-        with self.mock_http() as mock:
-            self._load_samples(mock, action, status=status, fallback=fallback)
-            yield mock
-
-    def _load_samples(
-        self, mock: MockHTTP, action: str, *, status: int | None = None, fallback: bool = False
-    ) -> None:
-        """Replace ``mock``'s routes with ``action``'s samples (all given ``status``, if set)."""
-        mock.reset()
-        mock.fallback = MockResponse(json={}, status=status or 200) if fallback else None
-        for route, value in (self.sample_responses.get(action) or {}).items():
-            method, _, target = route.partition(" ")
-            canned = value if isinstance(value, MockResponse) else MockResponse(json=value)
-            mock.add(
-                method,
-                target.strip(),
-                json=canned.json,
-                status=status or canned.status,
-                headers=canned.headers,
-                body=canned.body,
-            )
+    def test_contract__service_failures_raise_automate_error(self) -> None:
+        fuzzing.service_failures_raise_automate_error(self)
 
 
-def _calls(mock: MockHTTP) -> str:
-    return ", ".join(f"{c.method} {c.url}" for c in mock.calls) or "none"
+#: The names of the contract tests every subclass of a contract base class gets.
+CONTRACT_TESTS: tuple[str, ...] = tuple(
+    name for name in ContractRules.__dict__ if name.startswith("test_contract__")
+)
 
 
-class ConnectorContractTest(ConnectorContractMixin):
+def _rule(name: str) -> Callable[[Any], None]:
+    """A subclass's own copy of a rule, so that marks put on it (``xfail``,
+    ``unittest.expectedFailure``) stay on that subclass."""
+    impl = getattr(ContractRules, name)
+
+    @functools.wraps(impl)
+    def rule(self: Any) -> None:
+        impl(self)
+
+    return rule
+
+
+class ConnectorContractTest(ConnectorContractMixin, contract_base=True):
     """The contract as a plain pytest class (the spec's ``ConnectorContractTest``)."""
 
-    __test__ = False
 
-
-class ConnectorContractTestCase(ConnectorContractMixin, SimpleTestCase):
+class ConnectorContractTestCase(ConnectorContractMixin, SimpleTestCase, contract_base=True):
     """The contract as a Django ``SimpleTestCase``, for ``manage.py test``."""
-
-    __test__ = False
-
-    def setUp(self) -> None:
-        super().setUp()
-        if type(self).__dict__.get("__test__") is False:
-            # unittest's loader collects every TestCase a test module imports, this one too.
-            self.skipTest(f"{type(self).__name__} is a base class: subclass it")

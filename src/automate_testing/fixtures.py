@@ -27,8 +27,10 @@ def connector_factory() -> Callable[..., Any]:
     ``secrets`` are the webhook secrets bound to the connector (newest first);
     ``secret_values`` are what ``secret://NAME`` references resolve to. The context's
     resolver knows only those: a test never reads real environment or database secrets.
+    As in production, every ``secret://`` reference in the config is resolved before the
+    connector is built (an unknown one raises ``SecretNotFound``, CONFIGURATION).
     """
-    from automate_testing.context import make_context
+    from automate_testing.context import build_connector, make_context
 
     def build(
         connector_class: type,
@@ -39,9 +41,9 @@ def connector_factory() -> Callable[..., Any]:
         ctx: ProviderContext | None = None,
     ) -> Any:
         ctx = ctx or make_context(secret_values)
-        connector = connector_class(dict(config or {}), ctx=ctx)
-        connector._automate_webhook_secrets = tuple(secrets or ())
-        return connector
+        return build_connector(
+            connector_class, config or {}, ctx=ctx, webhook_secrets=secrets or ()
+        )
 
     return build
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from automate_connectors.webhooks import Headers
+
 __all__ = ["MockHTTP", "MockResponse", "RecordedCall", "Route", "UnmatchedRequest", "mock_http"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -39,12 +41,17 @@ class UnmatchedRequest(AssertionError):
 
 @dataclass(frozen=True)
 class MockResponse:
-    """A canned reply: ``json`` (serialised) or ``body`` (bytes or text), status, headers."""
+    """A canned reply: ``json`` (serialised) or ``body`` (bytes or text), status, headers.
+
+    ``timeout=True`` answers nothing: the client raises its read-timeout error
+    (``httpx.ReadTimeout``, ``requests.exceptions.ReadTimeout``) as a silent server would.
+    """
 
     json: Any = None
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | str | None = None
+    timeout: bool = False
 
     def content(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -64,10 +71,13 @@ class RecordedCall:
 
     method: str
     url: str
+    #: Lookups ignore case (``headers["Authorization"]``), whichever client sent it.
     headers: Mapping[str, str]
     body: bytes
     client: str  # "requests" or "httpx"
     route: Route | None = None
+    #: The status it was answered with (``None``: unmatched, or a timeout).
+    status: int | None = None
 
     @property
     def path(self) -> str:
@@ -141,9 +151,15 @@ class MockHTTP:
         status: int = 200,
         headers: Mapping[str, str] | None = None,
         body: bytes | str | None = None,
+        timeout: bool = False,
     ) -> Route:
-        """Answer ``method path_or_url`` with this reply; a relative path joins ``base_url``."""
-        reply = MockResponse(json=json, status=status, headers=dict(headers or {}), body=body)
+        """Answer ``method path_or_url`` with this reply; a relative path joins ``base_url``.
+
+        ``timeout=True`` makes the request time out instead of answering.
+        """
+        reply = MockResponse(
+            json=json, status=status, headers=dict(headers or {}), body=body, timeout=timeout
+        )
         url = self.resolve(path_or_url)
         method = method.upper()
         for route in self.routes:
@@ -210,14 +226,14 @@ class MockHTTP:
     ) -> MockResponse:
         method = method.upper()
         route = next((r for r in self.routes if r.matches(method, url)), None)
-        call = RecordedCall(method, url, dict(headers), body, client, route)
+        reply = route.next_reply() if route is not None else self.fallback
+        status = None if reply is None or reply.timeout else reply.status
+        call = RecordedCall(method, url, Headers(headers), body, client, route, status)
         self.calls.append(call)
         if route is not None:
-            reply = route.next_reply()
             route.calls.append(call)
+        if reply is not None:
             return reply
-        if self.fallback is not None:
-            return self.fallback
         self.unmatched.append(call)
         raise UnmatchedRequest(
             f"mock_http: {method} {url} matched no registered route; registered routes:\n"
@@ -272,6 +288,10 @@ def _requests_callback(mock: MockHTTP):  # type: ignore[no-untyped-def]
         if isinstance(body, str):
             body = body.encode()
         reply = mock.dispatch(request.method, request.url, request.headers, body, "requests")
+        if reply.timeout:
+            from requests.exceptions import ReadTimeout
+
+            raise ReadTimeout(f"mock_http: {request.method} {request.url} timed out")
         content, headers = reply.content()
         return reply.status, headers, content
 
@@ -286,6 +306,10 @@ def _httpx_side_effect(mock: MockHTTP):  # type: ignore[no-untyped-def]
         reply = mock.dispatch(
             request.method, str(request.url), request.headers, request.content, "httpx"
         )
+        if reply.timeout:
+            raise httpx.ReadTimeout(
+                f"mock_http: {request.method} {request.url} timed out", request=request
+            )
         content, headers = reply.content()
         return httpx.Response(reply.status, headers=headers, content=content)
 

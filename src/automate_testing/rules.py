@@ -8,6 +8,7 @@ sentence about the connector, not as a stack of asserts.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
@@ -15,18 +16,24 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel
 
 from automate_connectors.specs import ActionSpec, CapabilitySpec, TriggerSpec
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import RETRYABLE_BY_DEFAULT, AutomateError, ErrorCodes
 
 if TYPE_CHECKING:
     from automate_connectors.base import Connector
-    from automate_testing.http import MockHTTP
+    from automate_testing.http import MockHTTP, MockResponse
 
 __all__ = [
+    "SERVICE_FAILURES",
+    "ServiceFailure",
     "broken",
+    "describe_calls",
+    "hidden_crash",
     "input_problem",
     "invalid_inputs",
     "output_problem",
+    "replies_were_realistic",
     "sample_exceptions",
+    "service_failure_problem",
     "spec_problems",
     "verifying_triggers",
 ]
@@ -205,6 +212,11 @@ def sample_exceptions() -> list[Exception]:
     ]
 
 
+def describe_calls(mock: MockHTTP) -> str:
+    """The requests ``mock`` saw, as ``METHOD URL`` (``none`` when there were none)."""
+    return ", ".join(f"{c.method} {c.url}" for c in mock.calls) or "none"
+
+
 def check_fuzz_error(
     connector: Connector,
     action: str,
@@ -221,8 +233,7 @@ def check_fuzz_error(
         if exc.code != ErrorCodes.INVALID_ARGUMENT:
             raise broken(name, rule, f"{call} raised {exc!r}")
         if mock.calls:
-            made = ", ".join(f"{c.method} {c.url}" for c in mock.calls)
-            raise broken(name, rule, f"{call} made HTTP requests first: {made}")
+            raise broken(name, rule, f"{call} made HTTP requests first: {describe_calls(mock)}")
     if exc.provider != connector.key:
         raise broken(
             name,
@@ -250,3 +261,140 @@ def check_fuzz_result(
             "execute_action returns a JSON object or raises AutomateError",
             f"{call} {problem}",
         )
+
+
+# -- Crashes hidden by the base class --------------------------------------------------
+
+#: Bugs in a connector's own code, whatever its normalize_error makes of them.
+PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    LookupError,
+    TypeError,
+    AttributeError,
+    NameError,
+    ArithmeticError,
+    RecursionError,
+)
+
+
+def _guard_code() -> Any:
+    from automate_connectors.base import _guard_action
+
+    return _guard_action(lambda self, action, input_data: None).__code__
+
+
+_GUARD_CODE = _guard_code()
+
+
+def hidden_crash(exc: AutomateError) -> BaseException | None:
+    """The exception of the connector's own code that the base class turned into ``exc``.
+
+    ``Connector.execute_action`` passes whatever escapes a subclass through
+    ``normalize_error``, so a ``KeyError`` reaches the caller as an INTERNAL
+    AutomateError. That is a crash, unlike an AutomateError the connector raised itself
+    (even ``from`` a KeyError) or a client error its ``normalize_error`` recognised
+    (an INTERNAL code means it did not). ``None`` when ``exc`` is no such crash.
+    """
+    cause = exc.__cause__
+    if cause is None or isinstance(cause, AutomateError):
+        return None
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or tb.tb_frame.f_code is not _GUARD_CODE:
+        return None  # raised by the connector itself, not by the base's wrapper
+    if exc.code == ErrorCodes.INTERNAL or isinstance(cause, PROGRAMMING_ERRORS):
+        return cause
+    return None
+
+
+def replies_were_realistic(mock: MockHTTP) -> bool:
+    """True when no request was made, or each was answered 2xx by a declared sample.
+
+    A crash after a made-up reply (the kit's ``{}`` for a route no sample declares) may
+    be the reply's fault; after none, or after the connector's own samples, it is not.
+    """
+    return all(
+        call.route is not None and call.status is not None and call.status < 400
+        for call in mock.calls
+    )
+
+
+# -- Service failures ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceFailure:
+    """A way the service fails and the AutomateError a connector must turn it into."""
+
+    label: str
+    status: int | None  # None: the request times out
+    codes: frozenset[ErrorCodes]
+    retryable: bool
+    #: How a failure message names the expected codes (default: the codes).
+    expected: str = ""
+
+    def reply(self) -> MockResponse:
+        from automate_testing.http import MockResponse
+
+        if self.status is None:
+            return MockResponse(timeout=True)
+        body = {"error": "contract_test_failure", "message": f"the service failed: {self.label}"}
+        return MockResponse(json=body, status=self.status)
+
+
+_NOT_RETRYABLE_4XX = frozenset(ErrorCodes) - RETRYABLE_BY_DEFAULT - {ErrorCodes.INTERNAL}
+_AUTH = frozenset({ErrorCodes.UNAUTHENTICATED, ErrorCodes.PERMISSION_DENIED})
+_SERVER = frozenset({ErrorCodes.UNAVAILABLE, ErrorCodes.TIMEOUT, ErrorCodes.RATE_LIMITED})
+
+SERVICE_FAILURES: tuple[ServiceFailure, ...] = (
+    ServiceFailure(
+        "HTTP 400",
+        400,
+        _NOT_RETRYABLE_4XX,
+        retryable=False,
+        expected="a code that is neither internal nor retryable (invalid_argument...)",
+    ),
+    ServiceFailure("HTTP 401", 401, _AUTH, retryable=False),
+    ServiceFailure("HTTP 403", 403, _AUTH, retryable=False),
+    ServiceFailure("HTTP 404", 404, frozenset({ErrorCodes.NOT_FOUND}), retryable=False),
+    ServiceFailure("HTTP 429", 429, frozenset({ErrorCodes.RATE_LIMITED}), retryable=True),
+    ServiceFailure("HTTP 500", 500, _SERVER, retryable=True),
+    ServiceFailure("HTTP 502", 502, _SERVER, retryable=True),
+    ServiceFailure("HTTP 503", 503, _SERVER, retryable=True),
+    ServiceFailure(
+        "a timeout",
+        None,
+        frozenset({ErrorCodes.TIMEOUT, ErrorCodes.UNAVAILABLE}),
+        retryable=True,
+    ),
+)
+
+SERVICE_FAILURE_RULE = (
+    "a failing service (4xx, 5xx, timeout) raises an AutomateError with the right code "
+    "and retryable, never returns"
+)
+
+
+def service_failure_problem(
+    connector: Connector, call: str, failure: ServiceFailure, outcome: Any
+) -> str | None:
+    """What is wrong with ``outcome`` (a result or the exception raised) for ``failure``."""
+    if not isinstance(outcome, BaseException):
+        return (
+            f"{call} returned {outcome!r} when the service answered {failure.label}: the "
+            "error came back as a success (is the HTTP status checked? is every exception "
+            "caught and turned into a result?)"
+        )
+    if not isinstance(outcome, AutomateError):
+        return f"{call} raised {type(outcome).__name__}: {outcome} on {failure.label}"
+    codes = failure.expected or " or ".join(sorted(code.value for code in failure.codes))
+    if outcome.code not in failure.codes or outcome.retryable is not failure.retryable:
+        crash = hidden_crash(outcome)
+        cause = f" (from {type(crash).__name__}: {crash})" if crash is not None else ""
+        return (
+            f"{call} raised {outcome!r}{cause} when the service answered {failure.label}; "
+            f"expected code {codes} with retryable={failure.retryable}"
+        )
+    if outcome.provider != connector.key:
+        return f"{call} raised {outcome!r} with provider={outcome.provider!r}"
+    return None

@@ -2,18 +2,24 @@
 
 Written here rather than taken from ``hypothesis-jsonschema`` because that package (0.23.1,
 its latest release) fails with current Hypothesis versions (it calls a private API that
-Hypothesis removed). These strategies need not be exact: the fuzz contract asks the JSON
+Hypothesis removed). :func:`from_schema` need not be exact: the fuzz contract asks the JSON
 Schema validator whether each generated value is valid and expects a different outcome
 for each kind, so a value "shaped like" the schema is as useful as a perfectly valid one.
+:func:`valid_inputs` keeps only the values the validator accepts.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any
 
+from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample, Unsatisfiable
+from jsonschema import Draft202012Validator
 
-__all__ = ["action_inputs", "json_values"]
+__all__ = ["action_inputs", "json_values", "minimal_input", "valid_inputs"]
 
 _SCALAR = st.one_of(
     st.none(),
@@ -39,6 +45,28 @@ def json_values(max_leaves: int = 10) -> st.SearchStrategy[Any]:
 def action_inputs(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Mostly values shaped by ``schema``, sometimes arbitrary JSON (to probe rejection)."""
     return st.one_of(from_schema(schema), from_schema(schema), json_values())
+
+
+def valid_inputs(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values ``schema`` accepts (generated from its shape, checked by its validator)."""
+    validator = Draft202012Validator(schema)
+    return from_schema(schema).filter(validator.is_valid)
+
+
+def minimal_input(schema: dict[str, Any]) -> Any:
+    """The simplest value ``schema`` accepts (the required fields only, smallest values),
+    the same on every run; ``None`` when none is found."""
+    try:
+        return find(
+            valid_inputs(schema),
+            lambda value: True,
+            settings=settings(
+                database=None, max_examples=200, suppress_health_check=list(HealthCheck)
+            ),
+            random=random.Random(0),
+        )
+    except (NoSuchExample, Unsatisfiable):
+        return None
 
 
 def from_schema(schema: Any, depth: int = 0) -> st.SearchStrategy[Any]:
@@ -72,13 +100,19 @@ def _string(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
 
 
 def _integer(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
-    low = schema.get("minimum")
-    high = schema.get("maximum")
+    low = _bound(schema.get("minimum"), math.ceil)
+    high = _bound(schema.get("maximum"), math.floor)
     if isinstance(schema.get("exclusiveMinimum"), int | float):
-        low = int(schema["exclusiveMinimum"]) + 1
+        low = math.floor(schema["exclusiveMinimum"]) + 1
     if isinstance(schema.get("exclusiveMaximum"), int | float):
-        high = int(schema["exclusiveMaximum"]) - 1
+        high = math.ceil(schema["exclusiveMaximum"]) - 1
+    if low is not None and high is not None and low > high:
+        return st.nothing()
     return st.integers(min_value=low, max_value=high)
+
+
+def _bound(value: Any, rounding: Any) -> int | None:
+    return rounding(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def _number(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
@@ -107,9 +141,18 @@ def _object(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
         name: from_schema(sub, depth + 1) for name, sub in properties.items() if name not in fixed
     }
     shaped = st.fixed_dictionaries(fixed, optional=optional)
-    if schema.get("additionalProperties") is False:
+    additional = schema.get("additionalProperties", True)
+    if additional is False:
         return shaped
-    extra = st.dictionaries(st.text(max_size=10), json_values(3), max_size=2)
+    names = schema.get("propertyNames")
+    keys: st.SearchStrategy[str] = (
+        _string({"type": "string", **names}, depth + 1).filter(lambda k: isinstance(k, str))
+        if isinstance(names, dict)
+        else st.text(max_size=10)
+    )
+    keys = keys.filter(lambda k: k not in properties)
+    values = from_schema(additional, depth + 1) if isinstance(additional, dict) else json_values(3)
+    extra = st.dictionaries(keys, values, max_size=2)
     return st.tuples(shaped, extra).map(lambda pair: {**pair[1], **pair[0]})
 
 

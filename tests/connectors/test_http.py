@@ -16,6 +16,7 @@ from automate_connectors.builtin.http import HttpConnector
 from automate_connectors.registry import get_connector
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.throttling import RateLimitExceeded
+from automate_testing.context import make_context
 from automate_testing.contracts import ConnectorContractTest
 from automate_testing.http import MockResponse
 from tests.core.helpers import LocalServer, redirect, send
@@ -255,8 +256,10 @@ def test_http__json_and_data_together_are_invalid_before_http(connector_factory,
     assert server.requests == []
 
 
-def test_http__unresolvable_credentials_fail_before_http(connector_factory, server):
-    http = build(connector_factory, server, credentials_ref="secret://MISSING")
+def test_http__unresolvable_credentials_fail_before_http(server):
+    # Built directly: connector_factory, like a profile, would resolve the reference first.
+    config = {"base_url": server.url("/"), "credentials_ref": "secret://MISSING"}
+    http = HttpConnector(config, ctx=make_context())
     with pytest.raises(AutomateError) as raised:
         http.execute_action("get", {"url": "/echo"})
     assert raised.value.code == ErrorCodes.CONFIGURATION

@@ -14,6 +14,7 @@ from automate_connectors.builtin.jira import JiraConnector, text_to_adf
 from automate_connectors.registry import BUILTIN_MODULES, get_connector
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.throttling import RateLimitExceeded
+from automate_testing.context import make_context
 from automate_testing.contracts import ConnectorContractTest
 from automate_testing.http import MockResponse, mock_http
 
@@ -25,6 +26,7 @@ CONFIG = {
     "api_token": "secret://JIRA_TOKEN",
     "project_key": "OPS",
 }
+SECRETS = {"JIRA_TOKEN": TOKEN}
 TRANSITIONS = {
     "transitions": [
         {"id": "11", "name": "In Progress", "to": {"name": "In Progress"}},
@@ -130,8 +132,9 @@ def test_jira__create_issue_without_any_project_is_invalid_before_http(connector
     assert mock.calls == []
 
 
-def test_jira__unresolvable_token_is_a_configuration_error_before_http(connector_factory):
-    jira = connector_factory(JiraConnector, config=CONFIG)  # no secret values at all
+def test_jira__unresolvable_token_is_a_configuration_error_before_http():
+    # Built directly: connector_factory, like a profile, would resolve the token first.
+    jira = JiraConnector(CONFIG, ctx=make_context())  # no secret values at all
     with mock_http(SITE) as mock, pytest.raises(AutomateError) as raised:
         jira.execute_action("add_comment", {"issue_key": "OPS-1", "body": "x"})
     assert raised.value.code == ErrorCodes.CONFIGURATION
@@ -224,7 +227,7 @@ def test_jira__issue_key_outside_the_pattern_is_rejected_before_http(jira, key):
 @pytest.mark.parametrize("url", ["ops.atlassian.net", "ftp://ops.atlassian.net"])
 def test_jira__config_url_must_be_http(connector_factory, url):
     with pytest.raises(AutomateError) as raised:
-        connector_factory(JiraConnector, config={**CONFIG, "url": url})
+        connector_factory(JiraConnector, config={**CONFIG, "url": url}, secret_values=SECRETS)
     assert raised.value.code == ErrorCodes.INVALID_ARGUMENT
     assert "url" in raised.value.message
 
@@ -275,6 +278,8 @@ def test_jira__rate_limit_is_enforced_before_http(connector_factory):
 
 def test_jira__bad_rate_limit_is_a_config_error(connector_factory):
     with pytest.raises(AutomateError) as raised:
-        connector_factory(JiraConnector, config={**CONFIG, "rate_limit": "often"})
+        connector_factory(
+            JiraConnector, config={**CONFIG, "rate_limit": "often"}, secret_values=SECRETS
+        )
     assert raised.value.code == ErrorCodes.INVALID_ARGUMENT
     assert "rate_limit" in raised.value.message

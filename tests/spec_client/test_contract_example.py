@@ -3,6 +3,10 @@
 Copied from integration-patterns.md ("Testing Integrations"); the only change is the
 ``"id"`` in the mocked Jira response, which the spec's JiraConnector reads and the spec's
 example forgets. ``test_client_project.py`` runs this same file in a separate client project.
+
+Below the spec's class, an addition: the spec's JiraConnector is a sketch with two bugs the
+contract kit catches, so those two rules are expected to fail on it (strictly: if the kit
+stopped catching them, the run would fail).
 """
 
 from automate_testing.contracts import ConnectorContractTest
@@ -29,3 +33,19 @@ class TestJiraConnector(ConnectorContractTest):
             })
             
             assert result["key"] == "TEST-1"
+
+
+# -- Added, not in the spec -------------------------------------------------------------
+import pytest
+
+SPEC_SKETCH_BUGS = {
+    # _create_issue never checks the status: an error reply ends in KeyError('key'),
+    # reported as a non-retryable INTERNAL error (a 503 would never be retried).
+    "test_contract__service_failures_raise_automate_error": "never checks the HTTP status",
+    # execute_action calls self._add_comment, which the sketch does not define.
+    "test_contract__valid_inputs_never_crash": "add_comment calls an undefined method",
+}
+for _rule, _bug in SPEC_SKETCH_BUGS.items():
+    pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"the spec's JiraConnector {_bug}")(
+        getattr(TestJiraConnector, _rule)
+    )

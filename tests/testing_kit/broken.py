@@ -103,3 +103,76 @@ class SubtlyBrokenConnector(Connector):
 
 class RequiredConfig(BaseModel):
     url: str
+
+
+# -- Three connectors that look right and are not (and the one they break away from) ----
+
+TICKET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "minLength": 1},
+        "priority": {"enum": ["low", "high"]},
+    },
+    "required": ["title"],
+    "additionalProperties": False,
+}
+
+
+class TicketConfig(BaseModel):
+    url: str
+
+
+class CarefulConnector(Connector):
+    """Checks the status, lets failures reach the base, reads optional input with .get()."""
+
+    key = "careful"
+
+    @classmethod
+    def config_schema(cls):
+        return TicketConfig
+
+    @classmethod
+    def actions(cls):
+        return [ActionSpec(name="create_ticket", input_schema=TICKET_SCHEMA)]
+
+    def execute_action(self, action, input_data):
+        body = {"title": input_data["title"], "priority": input_data.get("priority", "low")}
+        with self.http_client() as client:
+            response = client.post("/tickets", json=body)
+        response.raise_for_status()  # the base maps HTTPStatusError through normalize_error
+        return response.json()
+
+
+class UncheckedStatusConnector(CarefulConnector):
+    """Never looks at the status: a 500's error body comes back as the action's result."""
+
+    key = "unchecked_status"
+
+    def execute_action(self, action, input_data):
+        with self.http_client() as client:
+            return client.post("/tickets", json=input_data).json()
+
+
+class SwallowingConnector(CarefulConnector):
+    """Catches every exception and reports it as a result: the engine never retries."""
+
+    key = "swallowing"
+
+    def execute_action(self, action, input_data):
+        try:
+            return super().execute_action(action, input_data)
+        except Exception:
+            return {"ok": False}
+
+
+class OptionalKeyConnector(CarefulConnector):
+    """Reads an optional field with [] : a KeyError on an input its own schema allows."""
+
+    key = "optional_key"
+
+    def execute_action(self, action, input_data):
+        body = {"title": input_data["title"], "priority": input_data["priority"]}
+        with self.http_client() as client:
+            response = client.post("/tickets", json=body)
+        response.raise_for_status()
+        return response.json()

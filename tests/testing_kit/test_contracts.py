@@ -6,13 +6,19 @@ import io
 import unittest
 
 import pytest
+from pydantic import BaseModel
 
+from automate_connectors.base import ActionSpec, Connector
+from automate_connectors.builtin.jira import JiraConnector as BuiltinJira
 from automate_core.secrets import SecretNotFound
+from automate_testing.context import make_context
 from automate_testing.contracts import (
+    CONTRACT_TESTS,
     ConnectorContractMixin,
     ConnectorContractTest,
     ConnectorContractTestCase,
 )
+from automate_testing.http import mock_http
 from tests.testapp.connectors import JiraConnector, MyWebhookConnector
 
 JIRA_CONFIG = {"url": "https://test.atlassian.net", "email": "t@example.com", "api_token": "t"}
@@ -22,10 +28,11 @@ def make_classes():
     """Built in a function so that pytest does not collect them from this module."""
 
     class SpecJiraCase(ConnectorContractTestCase):
-        connector_class = JiraConnector
+        connector_class = BuiltinJira
+        secret_values = {"JIRA_TOKEN": "t0ken"}
 
         def get_config(self):
-            return dict(JIRA_CONFIG)
+            return {**JIRA_CONFIG, "api_token": "secret://JIRA_TOKEN"}
 
     class Abstract(ConnectorContractTest):
         __test__ = False
@@ -49,6 +56,19 @@ def test_contract_classes__bases_are_not_collected_subclasses_are():
     assert Abstract.__test__ is False  # an explicit opt-out is respected
     assert Concrete.__test__ is True
     assert SpecJiraCase.__test__ is True
+    # The bases hold no test method for any runner to collect; every subclass has each.
+    for base in (ConnectorContractMixin, ConnectorContractTest, ConnectorContractTestCase):
+        assert not [name for name in dir(base) if name.startswith("test")], base
+    assert not [name for name in dir(Abstract) if name.startswith("test")]
+    for concrete in (Concrete, SpecJiraCase):
+        assert set(CONTRACT_TESTS) <= set(dir(concrete))
+
+
+def test_contract_classes__each_subclass_has_its_own_copy_of_a_rule():
+    SpecJiraCase, _, Concrete = make_classes()
+    name = "test_contract__specs_are_well_formed"
+    # Marks (xfail, unittest.expectedFailure) set on one class's rule stay on that class.
+    assert getattr(SpecJiraCase, name) is not getattr(Concrete, name)
 
 
 def test_contract_test_case__runs_under_unittest_like_djangos_runner():
@@ -62,13 +82,10 @@ def test_contract_test_case__runs_under_unittest_like_djangos_runner():
     assert "declare sample_inputs (and sample_responses) to run each action" in reasons
 
 
-def test_contract_test_case__the_imported_base_skips_with_a_reason():
+def test_contract_test_case__the_imported_base_runs_and_skips_nothing():
     # unittest's loader collects every TestCase a module imports, the base too.
     result = run_unittest(ConnectorContractTestCase)
-    assert result.testsRun == len(result.skipped) > 0
-    assert {reason for _, reason in result.skipped} == {
-        "ConnectorContractTestCase is a base class: subclass it"
-    }
+    assert (result.testsRun, result.skipped) == (0, [])
 
 
 def test_contract_test__missing_connector_class_fails_with_the_fix():
@@ -177,3 +194,69 @@ def test_contract_test__sample_for_an_unknown_action_or_invalid_input_fails():
         Unknown().test_contract__sample_actions_run()
     with pytest.raises(AssertionError, match=r"the sample input itself is invalid: at \$.summary"):
         Invalid().test_contract__sample_actions_run()
+
+
+class TokenConfig(BaseModel):
+    url: str
+    api_token: str
+
+
+class TokenConnector(Connector):
+    """Sends its configured token as is: it relies on the profile resolving references."""
+
+    key = "token_sender"
+
+    @classmethod
+    def config_schema(cls):
+        return TokenConfig
+
+    @classmethod
+    def actions(cls):
+        return [ActionSpec(name="ping")]
+
+    def execute_action(self, action, input_data):
+        with self.http_client() as client:
+            token = f"Bearer {self.cfg.api_token}"
+            response = client.get("/ping", headers={"Authorization": token})
+        response.raise_for_status()
+        return {"ok": True}
+
+
+TOKEN_CONFIG = {"url": "https://acme.example", "api_token": "secret://ACME_TOKEN"}
+
+
+def test_contract_test__config_secret_references_are_resolved_as_in_production():
+    class Acme(ConnectorContractTest):
+        connector_class = TokenConnector
+        secret_values = {"ACME_TOKEN": "acme-t0ken", "HOOK": "hook-secret"}
+        webhook_secrets = ("secret://HOOK", "plain-older-secret")
+
+        def get_config(self):
+            return dict(TOKEN_CONFIG)
+
+    case = Acme()
+    with case.mock_http() as mock:
+        mock.get("/ping", json={})
+        case.connector.execute_action("ping", {})
+    assert mock.calls[0].headers["Authorization"] == "Bearer acme-t0ken"
+    # Webhook secrets are resolved too, as a profile's are.
+    assert case.connector.secrets == ["hook-secret", "plain-older-secret"]
+
+
+def test_connector_factory__resolves_config_references_as_in_production(connector_factory):
+    acme = connector_factory(
+        TokenConnector, config=TOKEN_CONFIG, secret_values={"ACME_TOKEN": "acme-t0ken"}
+    )
+    assert acme.cfg.api_token == "acme-t0ken"
+    with pytest.raises(SecretNotFound, match="ACME_TOKEN"):
+        connector_factory(TokenConnector, config=TOKEN_CONFIG)  # no value given: no build
+
+
+def test_connector_http_client__is_rooted_at_the_base_url_and_the_old_name_still_works():
+    acme = TokenConnector({"url": "https://acme.example", "api_token": "t"}, ctx=make_context())
+    with acme.http_client(timeout=5) as client, mock_http() as mock:
+        mock.get("https://acme.example/v1/x", json={"a": 1})
+        assert client.get("/v1/x").json() == {"a": 1}
+        assert client.timeout.read == 5
+    with acme._create_client() as old:
+        assert str(old.base_url) == "https://acme.example"

@@ -157,3 +157,30 @@ def test_mock_http__patches_are_removed_on_exit(monkeypatch):
 def test_mock_http_fixture__from_the_plugin(mock_http):
     mock_http.get("https://plugin.example.test/ping", json={"pong": True})
     assert httpx.get("https://plugin.example.test/ping").json() == {"pong": True}
+
+
+def test_mock_http__a_timeout_route_raises_each_clients_timeout():
+    async def async_get():
+        async with httpx.AsyncClient(base_url=BASE) as client:
+            return await client.get("/slow")
+
+    with mock_http(BASE) as mock:
+        mock.get("/slow", timeout=True)
+        with pytest.raises(requests.exceptions.ReadTimeout, match="timed out"):
+            requests.get(f"{BASE}/slow", timeout=5)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(f"{BASE}/slow")
+        with pytest.raises(httpx.ReadTimeout):
+            asyncio.run(async_get())
+    assert [call.status for call in mock.calls] == [None, None, None]
+    assert mock.routes[0].call_count == 3
+
+
+def test_mock_http__recorded_headers_ignore_case_and_calls_keep_their_status():
+    with mock_http(BASE) as mock:
+        mock.post("/a", json={}, status=201)
+        requests.post(f"{BASE}/a", headers={"X-Token": "r"}, timeout=5)
+        httpx.post(f"{BASE}/a", headers={"X-Token": "h"})
+    assert [call.headers["x-token"] for call in mock.calls] == ["r", "h"]
+    assert [call.headers["X-TOKEN"] for call in mock.calls] == ["r", "h"]
+    assert [call.status for call in mock.calls] == [201, 201]

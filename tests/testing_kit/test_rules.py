@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from automate_connectors.base import ActionSpec, CapabilitySpec, Connector, TriggerSpec
-from automate_testing.rules import invalid_inputs, output_problem, spec_problems
+from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_testing.context import make_context
+from automate_testing.rules import hidden_crash, invalid_inputs, output_problem, spec_problems
 
 
 def connector(**methods):
@@ -105,3 +108,78 @@ def test_output_problem__names_what_is_wrong(result, problem):
 def test_output_problem__a_json_object_matching_the_schema_is_fine():
     spec = ActionSpec(name="a", output_schema={**OBJECT, "required": ["id"]})
     assert output_problem(spec, {"id": "1", "extra": [None, 1.5]}) is None
+
+
+def test_valid_inputs__only_values_the_schema_accepts():
+    from hypothesis import given, settings
+
+    from automate_connectors.builtin.http import HttpConnector
+    from automate_testing.strategies import valid_inputs
+
+    schema = HttpConnector.get_action("post").input_schema
+    validator = Draft202012Validator(schema)
+
+    @settings(max_examples=50, database=None, derandomize=True, deadline=None)
+    @given(valid_inputs(schema))
+    def check(value):
+        assert validator.is_valid(value), value
+
+    check()
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        (
+            {
+                "type": "object",
+                "properties": {"t": {"type": "string", "minLength": 1}, "p": {"enum": ["low"]}},
+                "required": ["t"],
+            },
+            {"t": "0"},
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"n": {"type": "integer", "minimum": 2.5}},
+                "required": ["n"],
+                "additionalProperties": False,
+            },
+            {"n": 3},
+        ),
+        ({"type": "object", "not": {}}, None),  # nothing is valid
+    ],
+)
+def test_minimal_input__the_simplest_valid_value_or_none(schema, expected):
+    from automate_testing.strategies import minimal_input
+
+    assert minimal_input(schema) == expected
+
+
+class _Demo(Connector):
+    key = "demo_crash"
+
+    @classmethod
+    def actions(cls):
+        return [ActionSpec(name="a", input_schema=OBJECT)]
+
+    def execute_action(self, action, input_data):
+        if input_data.get("mode") == "crash":
+            return input_data["missing"]
+        try:
+            return input_data["missing"]
+        except KeyError as exc:
+            # The connector's own decision, even though it is raised from a KeyError.
+            raise AutomateError(ErrorCodes.INVALID_ARGUMENT, "missing is needed") from exc
+
+
+def test_hidden_crash__tells_a_crash_reported_by_the_base_from_a_deliberate_error():
+    connector = _Demo({}, ctx=make_context())
+    with pytest.raises(AutomateError) as crashed:
+        connector.execute_action("a", {"mode": "crash"})
+    assert crashed.value.code == ErrorCodes.INTERNAL
+    assert isinstance(hidden_crash(crashed.value), KeyError)
+    with pytest.raises(AutomateError) as deliberate:
+        connector.execute_action("a", {})
+    assert deliberate.value.__cause__ is not None
+    assert hidden_crash(deliberate.value) is None
