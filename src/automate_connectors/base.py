@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import httpx
@@ -37,6 +38,18 @@ from automate_core.providers.base import BaseProvider, ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 logger = logging.getLogger("automate.connectors")
+
+# The error statuses the running action's own clients received (see ``http_client``). An
+# action that reads an error answer as if it were a success crashes on it (a KeyError on
+# a 429 body); the status, not the crash, says what happened and whether to retry.
+_error_statuses: ContextVar[list[int] | None] = ContextVar("automate_error_statuses", default=None)
+
+
+def _note_error_status(response: httpx.Response) -> None:
+    seen = _error_statuses.get()
+    if seen is not None and response.status_code >= 400:
+        seen.append(response.status_code)
+
 
 ACCEPTED = WebhookVerdict(accepted=True)
 
@@ -246,7 +259,9 @@ class Connector(BaseProvider):
         """
         from automate_core.http import safe_client
 
-        return safe_client(base_url=self.base_url, timeout=timeout)
+        client = safe_client(base_url=self.base_url, timeout=timeout)
+        client.event_hooks["response"].append(_note_error_status)
+        return client
 
     def _create_client(self) -> httpx.Client:
         """The former name of :meth:`http_client`, kept for connectors that call it."""
@@ -269,6 +284,8 @@ def _guard_action(impl: Callable[..., Any]) -> Callable[..., Any]:
     def execute_action(self: Connector, action: str, input_data: dict[str, Any]) -> Any:
         spec = type(self).get_action(action)
         validate_action_input(type(self), spec, input_data)
+        statuses: list[int] = []
+        token = _error_statuses.set(statuses)
         try:
             return impl(self, action, input_data)
         except AutomateError as exc:
@@ -279,10 +296,31 @@ def _guard_action(impl: Callable[..., Any]) -> Callable[..., Any]:
             normalized = self.normalize_error(exc)
             if not isinstance(normalized, AutomateError):
                 normalized = AutomateError(ErrorCodes.INTERNAL, str(normalized), provider=self.key)
+            if normalized.code == ErrorCodes.INTERNAL:
+                normalized = _refine_internal(normalized, exc, statuses, provider=self.key)
             raise normalized from exc
+        finally:
+            _error_statuses.reset(token)
 
     execute_action._automate_guarded = True  # type: ignore[attr-defined]
     return execute_action
+
+
+def _refine_internal(
+    error: AutomateError, exc: Exception, statuses: list[int], *, provider: str
+) -> AutomateError:
+    """INTERNAL means "nothing better is known"; say what the base knows instead.
+
+    A timeout or refused connection, or an error answer the action then crashed on, tells
+    the engine whether to retry; a connector whose ``normalize_error`` calls everything
+    INTERNAL (as the spec's sketch does) would otherwise never retry a 503.
+    """
+    known = normalize_http_error(exc, provider=provider)
+    if known.code != ErrorCodes.INTERNAL:
+        return known
+    if statuses:
+        return status_error(statuses[-1], provider=provider, after=exc)
+    return error
 
 
 @functools.lru_cache(maxsize=1024)
@@ -329,10 +367,7 @@ def normalize_http_error(exc: Exception, *, provider: str | None) -> AutomateErr
         return exc
     status = _status_of(exc)
     if status is not None:
-        code = _STATUS_CODES.get(status) or (
-            ErrorCodes.UNAVAILABLE if status >= 500 else ErrorCodes.INVALID_ARGUMENT
-        )
-        return AutomateError(code, f"HTTP {status} from {provider or 'service'}", provider=provider)
+        return status_error(status, provider=provider)
     if isinstance(exc, httpx.TimeoutException | TimeoutError) or type(exc).__name__ in {
         "Timeout",
         "ReadTimeout",
@@ -344,6 +379,22 @@ def normalize_http_error(exc: Exception, *, provider: str | None) -> AutomateErr
     }:
         return AutomateError(ErrorCodes.UNAVAILABLE, f"connection failed: {exc}", provider=provider)
     return AutomateError(ErrorCodes.INTERNAL, f"{type(exc).__name__}: {exc}", provider=provider)
+
+
+def status_error(
+    status: int, *, provider: str | None, after: Exception | None = None
+) -> AutomateError:
+    """The error an HTTP error status means: 429 and 5xx are retryable, 4xx are not.
+
+    ``after`` names the exception an action raised while reading that answer.
+    """
+    code = _STATUS_CODES.get(status) or (
+        ErrorCodes.UNAVAILABLE if status >= 500 else ErrorCodes.INVALID_ARGUMENT
+    )
+    message = f"HTTP {status} from {provider or 'service'}"
+    if after is not None:
+        message += f" (the action then raised {type(after).__name__} reading the answer)"
+    return AutomateError(code, message, provider=provider)
 
 
 _STATUS_CODES = {

@@ -141,10 +141,58 @@ def test_execute_action__library_errors_go_through_normalize_error(jira):
         )
         with pytest.raises(AutomateError) as info:
             jira.execute_action("create_issue", {"summary": "x"})
-    # The spec's JiraConnector.normalize_error maps everything to INTERNAL.
-    assert info.value.code == ErrorCodes.INTERNAL
+    # The spec's JiraConnector.normalize_error maps everything to INTERNAL, which means
+    # "nothing better is known": the base knows a refused connection is worth a retry.
+    assert info.value.code == ErrorCodes.UNAVAILABLE and info.value.retryable
     assert info.value.provider == "jira"
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable"),
+    [
+        (400, ErrorCodes.INVALID_ARGUMENT, False),
+        (401, ErrorCodes.UNAUTHENTICATED, False),
+        (404, ErrorCodes.NOT_FOUND, False),
+        (429, ErrorCodes.RATE_LIMITED, True),
+        (503, ErrorCodes.UNAVAILABLE, True),
+    ],
+)
+def test_execute_action__a_crash_on_an_error_answer_reports_the_answer(
+    jira, status, code, retryable
+):
+    # The spec's sketch never checks the status: it reads response.json()["key"] from the
+    # error body and raises KeyError. The status it received says what happened.
+    with respx.mock() as mock:
+        mock.post("https://test.atlassian.net/rest/api/3/issue").respond(
+            status, json={"errorMessages": ["no"]}
+        )
+        with pytest.raises(AutomateError) as info:
+            jira.execute_action("create_issue", {"summary": "x"})
+    assert (info.value.code, info.value.retryable) == (code, retryable)
+    assert f"HTTP {status} from jira" in info.value.message
+    assert "KeyError" in info.value.message
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_execute_action__a_bug_after_a_good_answer_stays_internal(jira):
+    with respx.mock() as mock:
+        mock.post("https://test.atlassian.net/rest/api/3/issue").respond(201, json={"id": "1"})
+        with pytest.raises(AutomateError) as info:
+            jira.execute_action("create_issue", {"summary": "x"})  # no "key": KeyError
+    assert info.value.code == ErrorCodes.INTERNAL and not info.value.retryable
+
+
+def test_execute_action__an_error_answer_the_action_handled_is_forgotten_next_call(jira):
+    with respx.mock() as mock:
+        route = mock.post("https://test.atlassian.net/rest/api/3/issue")
+        route.side_effect = [httpx.Response(503, json={}), httpx.Response(201, json={"id": "1"})]
+        with pytest.raises(AutomateError) as first:
+            jira.execute_action("create_issue", {"summary": "x"})
+        with pytest.raises(AutomateError) as second:
+            jira.execute_action("create_issue", {"summary": "x"})
+    assert first.value.code == ErrorCodes.UNAVAILABLE
+    assert second.value.code == ErrorCodes.INTERNAL  # this call saw no error answer
 
 
 @pytest.mark.parametrize(

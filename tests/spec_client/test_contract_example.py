@@ -39,9 +39,6 @@ class TestJiraConnector(ConnectorContractTest):
 import pytest
 
 SPEC_SKETCH_BUGS = {
-    # _create_issue never checks the status: an error reply ends in KeyError('key'),
-    # reported as a non-retryable INTERNAL error (a 503 would never be retried).
-    "test_contract__service_failures_raise_automate_error": "never checks the HTTP status",
     # execute_action calls self._add_comment, which the sketch does not define.
     "test_contract__valid_inputs_never_crash": "add_comment calls an undefined method",
 }

@@ -131,8 +131,8 @@ def test_service_failures__a_timeout_must_be_retryable():
 
         def normalize_error(self, exc):
             error = super().normalize_error(exc)
-            if error.code == "timeout":
-                error.code, error.retryable = error.code.INTERNAL, False
+            if error.code == "timeout":  # a wrong code, not INTERNAL (which the base refines)
+                error.code, error.retryable = error.code.INVALID_ARGUMENT, False
             return error
 
     found = failures(contract_for(TimeoutIsFatal))
