@@ -8,6 +8,8 @@ public address is recorded and refused, never contacted.
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,22 +56,21 @@ def test_guarded_connect__when_every_address_refuses_the_last_error_is_raised(
     assert net_guard.attempts == [("93.184.215.14", 80), ("93.184.215.15", 80)]
 
 
-# -- The same connect for httpcore2, built as automate_core.net's docstring shows ---------
+# -- The same connect for httpcore2, built as docs/outbound-http.md shows ---------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "outbound-http.md"
 
 
 @pytest.fixture
 def httpcore2_backend() -> Any:
-    httpcore2 = pytest.importorskip(
+    pytest.importorskip(
         "httpcore2", reason="httpcore2 comes with the mcp extra (the MCP SDK's HTTP stack)"
     )
-
-    class GuardedAsyncBackend(net.AsyncGuardedConnect, httpcore2.AsyncNetworkBackend):
-        connect_errors = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
-
-        def __init__(self) -> None:
-            self._inner = httpcore2.AnyIOBackend()
-
-    return GuardedAsyncBackend()
+    blocks = re.findall(r"^```python\n(.*?)^```", DOCS.read_text(), re.S | re.M)
+    (example,) = [block for block in blocks if "AsyncGuardedConnect" in block]
+    namespace: dict[str, Any] = {}
+    exec(example, namespace)
+    return namespace["GuardedAsyncBackend"]()
 
 
 async def _connect_and_close(backend: Any, host: str, port: int) -> None:
@@ -91,7 +92,7 @@ def test_async_guarded_connect__httpcore2_private_answer_refused_before_any_conn
     httpcore2_backend, fake_dns, net_guard
 ):
     fake_dns.add("internal.example", "93.184.215.14", "10.1.2.3")
-    with pytest.raises(net.SSRFError, match="10.1.2.3"):
+    with pytest.raises(net.SSRFError, match=r"10\.1\.2\.3"):
         asyncio.run(_connect_and_close(httpcore2_backend, "internal.example", 443))
     assert net_guard.attempts == []
 
@@ -102,7 +103,7 @@ def test_async_guarded_connect__httpcore2_unknown_name_is_its_own_connect_error(
     import httpcore2
 
     # httpx2 maps only httpcore2's errors: httpcore's ConnectError would escape it unmapped.
-    with pytest.raises(httpcore2.ConnectError, match="cannot resolve nowhere.invalid"):
+    with pytest.raises(httpcore2.ConnectError, match=r"cannot resolve nowhere\.invalid"):
         asyncio.run(_connect_and_close(httpcore2_backend, "nowhere.invalid", 443))
 
 
