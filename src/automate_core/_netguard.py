@@ -32,6 +32,7 @@ import httpcore
 
 from automate_core.conf import settings as automate_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.redaction import redact
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -80,8 +81,6 @@ class SSRFError(AutomateError):
     """The request was refused to protect internal services (SSRF protection)."""
 
     def __init__(self, message: str, *, reason: str = "blocked", url: str | None = None) -> None:
-        from automate_core.redaction import redact
-
         details: dict[str, Any] = {"reason": reason}
         if url is not None:
             details["url"] = redact(url)

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from asgiref.sync import sync_to_async
 
-from automate_core import redaction
+from automate_core import redaction, secrets
 from automate_core._httpbody import ResponseTooLarge, capped_response
 from automate_core._netguard import (
     DEADLINE,
@@ -159,8 +159,6 @@ def _auth_headers(credentials_ref: str | None) -> dict[str, str]:
     """``secret://NAME`` -> an Authorization header (``Bearer VALUE`` unless it has a scheme)."""
     if credentials_ref is None:
         return {}
-    from automate_core import secrets
-
     if not secrets.is_reference(credentials_ref):
         raise AutomateError(
             ErrorCodes.INVALID_ARGUMENT,
