@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo    set up and run the demo (embedded: SQLite, in-process worker; base package only)"
 	@echo "make test    set up and run the whole suite on SQLite, then on PostgreSQL"
-	@echo "make lint    ruff check + ruff format --check"
+	@echo "make lint    ruff check + ruff format --check + the layer contracts (lint-imports)"
 	@echo "make typecheck  mypy with django-stubs over src/"
 	@echo "make bench   run the benchmarks and append their numbers to docs/benchmarks.md"
 	@echo "make soak    the reliability suite at length (restarts, kill -9, fuzzing)"
@@ -66,6 +66,7 @@ test-postgres: install
 lint: install
 	$(VENV)/bin/ruff check src tests example benchmarks
 	$(VENV)/bin/ruff format --check src tests example benchmarks
+	PYTHONPATH=src:. $(VENV)/bin/lint-imports --no-cache
 
 typecheck: install
 	PYTHONPATH=src:. $(VENV)/bin/mypy src

@@ -8,6 +8,10 @@ Two layers, so that a check can never be skipped by a second DNS lookup:
   ``connect_tcp`` resolves the host name once, checks EVERY address it got, and connects to
   one of the checked addresses (DNS pinning). httpcore keeps using the original name for the
   ``Host`` header, TLS SNI and the certificate check, because only the socket layer changes.
+  :class:`AsyncGuardedConnect` is that connect for any httpcore flavour: the MCP SDK's
+  httpcore2 backend (``automate.mcp.transport``) is built on it too.
+
+Other apps reach these through :mod:`automate_core.net`, not this module.
 
 Mocking at the transport (``respx``) replaces the connection pool's ``handle_request``, so
 such tests never reach :func:`resolve_checked` and never do DNS.
@@ -16,16 +20,19 @@ such tests never reach :func:`resolve_checked` and never do DNS.
 from __future__ import annotations
 
 import contextvars
+import functools
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import httpcore
 
 from automate_core.conf import settings as automate_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.redaction import redact
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -74,8 +81,6 @@ class SSRFError(AutomateError):
     """The request was refused to protect internal services (SSRF protection)."""
 
     def __init__(self, message: str, *, reason: str = "blocked", url: str | None = None) -> None:
-        from automate_core.redaction import redact
-
         details: dict[str, Any] = {"reason": reason}
         if url is not None:
             details["url"] = redact(url)
@@ -238,8 +243,15 @@ def check_url(url: Any) -> None:
         check_address(literal, name)
 
 
-def resolve_checked(host: str, port: int) -> list[tuple[int, IPAddress]]:
-    """Resolve ``host`` once and check every address; return ``(family, ip)`` pairs."""
+def resolve_checked(
+    host: str, port: int, *, unresolvable: type[Exception] = httpcore.ConnectError
+) -> list[tuple[int, IPAddress]]:
+    """Resolve ``host`` once and check every address; return ``(family, ip)`` pairs.
+
+    A name that does not resolve to any IPv4 or IPv6 address raises ``unresolvable``: the
+    connect error of the httpcore flavour that asked (httpcore, or httpcore2 for the MCP
+    SDK), so its client reports it like any refused connection.
+    """
     literal = ip_literal(host)
     if literal is not None:
         check_address(literal, host)
@@ -250,11 +262,7 @@ def resolve_checked(host: str, port: int) -> list[tuple[int, IPAddress]]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-    return _check_infos(host, infos)
-
-
-def _check_infos(host: str, infos: list[Any]) -> list[tuple[int, IPAddress]]:
+        raise unresolvable(f"cannot resolve {host}: {exc}") from exc
     checked: list[tuple[int, IPAddress]] = []
     for family, _type, _proto, _canon, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
@@ -264,8 +272,44 @@ def _check_infos(host: str, infos: list[Any]) -> list[tuple[int, IPAddress]]:
         if (family, ip) not in checked:
             checked.append((family, ip))
     if not checked:
-        raise httpcore.ConnectError(f"{host} has no IPv4 or IPv6 address")
+        raise unresolvable(f"{host} has no IPv4 or IPv6 address")
     return checked
+
+
+_HTTPCORE_CONNECT_ERRORS: tuple[type[Exception], type[Exception]] = (
+    httpcore.ConnectError,
+    httpcore.ConnectTimeout,
+)
+
+
+class _Attempts:
+    """The checked addresses to try in order, remembering why each one failed.
+
+    One loop for the sync and the async backends: iterate, connect inside
+    :meth:`failure` (a connect error moves on to the next address), and raise
+    :meth:`last_error` when none answered.
+    """
+
+    def __init__(
+        self, checked: list[tuple[int, IPAddress]], errors: tuple[type[Exception], ...]
+    ) -> None:
+        self._addresses = [str(ip) for _family, ip in checked]
+        self._errors = errors
+        self._error: Exception | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._addresses)
+
+    @contextmanager
+    def failure(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            self._error = exc
+
+    def last_error(self) -> Exception:
+        assert self._error is not None, "resolve_checked returns at least one address"
+        return self._error
 
 
 def _remaining(timeout: float | None) -> float | None:
@@ -315,18 +359,14 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
-        error: Exception | None = None
-        for _family, ip in resolve_checked(host, port):
-            try:
+        attempts = _Attempts(resolve_checked(host, port), _HTTPCORE_CONNECT_ERRORS)
+        for ip in attempts:
+            with attempts.failure():
                 stream = self._inner.connect_tcp(
-                    str(ip), port, _remaining(timeout), local_address, socket_options
+                    ip, port, _remaining(timeout), local_address, socket_options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-                continue
-            return _DeadlineStream(stream)
-        assert error is not None
-        raise error
+                return _DeadlineStream(stream)
+        raise attempts.last_error()
 
     def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
         raise SSRFError("Unix sockets are not allowed", reason="scheme")
@@ -356,38 +396,59 @@ class _AsyncDeadlineStream(httpcore.AsyncNetworkStream):
         return self._inner.get_extra_info(info)
 
 
-class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
-    """The async twin of :class:`GuardedBackend` (asyncio or trio through anyio)."""
+class AsyncGuardedConnect:
+    """The guarded part of an async network backend, for httpcore and httpcore2 alike.
 
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    A subclass names the library's connect errors (``connect_errors``: ConnectError, then
+    ConnectTimeout) and sets ``self._inner`` to that library's ``AnyIOBackend``. Then
+    :meth:`connect_tcp` resolves the host once, checks EVERY address with
+    :func:`check_address` and connects to the first checked address that answers, so the
+    kernel's client (httpcore) and the MCP SDK's (httpcore2) keep one set of rules.
+    """
 
-    async def connect_tcp(  # type: ignore[override]
+    connect_errors: ClassVar[tuple[type[Exception], type[Exception]]]
+    _inner: Any
+
+    async def connect_tcp(
         self,
         host: str,
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> Any:
         import anyio.to_thread
 
-        checked = await anyio.to_thread.run_sync(resolve_checked, host, port)
-        error: Exception | None = None
-        for _family, ip in checked:
-            try:
+        resolve = functools.partial(
+            resolve_checked, host, port, unresolvable=self.connect_errors[0]
+        )
+        attempts = _Attempts(await anyio.to_thread.run_sync(resolve), self.connect_errors)
+        for ip in attempts:
+            with attempts.failure():
                 stream = await self._inner.connect_tcp(
-                    str(ip), port, _remaining(timeout), local_address, socket_options
+                    ip, port, _remaining(timeout), local_address, socket_options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-                continue
-            return _AsyncDeadlineStream(stream)
-        assert error is not None
-        raise error
+                return self._wrap(stream)
+        raise attempts.last_error()
+
+    def _wrap(self, stream: Any) -> Any:
+        """The stream handed to the pool; the kernel's backend clamps it to the deadline."""
+        return stream
 
     async def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
         raise SSRFError("Unix sockets are not allowed", reason="scheme")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class AsyncGuardedBackend(AsyncGuardedConnect, httpcore.AsyncNetworkBackend):
+    """The async twin of :class:`GuardedBackend` (asyncio or trio through anyio)."""
+
+    connect_errors = _HTTPCORE_CONNECT_ERRORS
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    def _wrap(self, stream: Any) -> httpcore.AsyncNetworkStream:
+        return _AsyncDeadlineStream(stream)

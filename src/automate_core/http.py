@@ -4,7 +4,7 @@ Built on httpx rather than a ready-made "SSRF filter" library because none we fo
 all of: DNS pinning with SNI kept on the original name, re-checks of every redirect hop, a
 streamed size cap that also bounds decompression, a total deadline, an async twin, and
 allow-/deny-lists read from Django settings. httpx lets us swap only the socket layer
-(see :mod:`automate_core._netguard`) and keep its HTTP, TLS and pooling.
+(see :mod:`automate_core.net`) and keep its HTTP, TLS and pooling.
 
     from automate_core.http import ssrf_safe_request, SSRFError
 
@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from asgiref.sync import sync_to_async
 
-from automate_core import redaction
+from automate_core import redaction, secrets
 from automate_core._httpbody import ResponseTooLarge, capped_response
 from automate_core._netguard import (
     DEADLINE,
@@ -99,7 +99,7 @@ class SafeTransport(httpx.HTTPTransport):
     """An ``httpx.HTTPTransport`` whose sockets only reach checked addresses.
 
     Every request it sends (including each redirect hop httpx follows) passes
-    :func:`~automate_core._netguard.check_url`; connections go through
+    :func:`~automate_core.net.check_url`; connections go through
     :class:`~automate_core._netguard.GuardedBackend`; bodies are capped at ``max_size``.
     """
 
@@ -159,8 +159,6 @@ def _auth_headers(credentials_ref: str | None) -> dict[str, str]:
     """``secret://NAME`` -> an Authorization header (``Bearer VALUE`` unless it has a scheme)."""
     if credentials_ref is None:
         return {}
-    from automate_core import secrets
-
     if not secrets.is_reference(credentials_ref):
         raise AutomateError(
             ErrorCodes.INVALID_ARGUMENT,

@@ -214,3 +214,20 @@ def test_run_outbox__processes_chained_items_and_reports_failures(run_outbox, fa
     assert bad.status != RunStatus.COMPLETED
     assert sum(counts.values()) == 2 and counts.get("done") == 1
     assert run_outbox() == {}  # nothing left due
+
+
+# -- Where the fakes live ----------------------------------------------------------------
+
+
+def test_fakes__live_next_to_what_they_fake_and_are_re_exported_as_the_same_objects():
+    import automate_llm.testing
+    import automate_testing.fakes
+    import rag.testing
+
+    assert FakeLLMProvider is automate_llm.testing.FakeLLMProvider
+    assert InMemoryRetrievalProvider is rag.testing.InMemoryRetrievalProvider
+    for name in ("FakeLLMCall", "FakeLLMConfig", "Reply"):
+        assert getattr(automate_testing.fakes, name) is getattr(automate_llm.testing, name)
+    # The fixtures hand out the app's own classes, so an isinstance check in either spelling holds.
+    assert FakeLLMProvider.__module__ == "automate_llm.testing"
+    assert InMemoryRetrievalProvider.__module__ == "rag.testing"

@@ -40,8 +40,8 @@ from automate.mcp.stdio import StdioCommand
 from automate.mcp.stdio_transport import stderr_file, stderr_tail, stdio_transport
 from automate.mcp.transport import StatusObserver, guarded_client
 from automate_core import redaction
-from automate_core._netguard import check_url
 from automate_core.conf import settings as automate_settings
+from automate_core.net import check_url
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 T = TypeVar("T")

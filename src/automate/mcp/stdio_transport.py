@@ -26,7 +26,7 @@ from typing import IO, Any, TextIO, cast
 
 from automate.mcp.stdio import StdioCommand
 from automate_core import redaction
-from automate_core._httpbody import ResponseTooLarge
+from automate_core.net import ResponseTooLarge
 
 #: How much of the end of a failed program's stderr an error message quotes.
 STDERR_TAIL_CHARS = 1000

@@ -5,9 +5,10 @@ than the ``httpcore`` that :mod:`automate_core.http` guards. Instead of resolvin
 checking once before the call (a second lookup inside the SDK could then answer
 differently: DNS rebinding), the client built here gets a transport whose connection pool
 uses :class:`GuardedAsyncBackend`: every connection resolves the host once, checks EVERY
-address with :func:`automate_core._netguard.check_address` (the same allow-/deny-lists,
-metadata blocks and notations as the kernel's client) and connects to a checked address.
-Each request also passes :func:`automate_core._netguard.check_url` (scheme, userinfo,
+address with :func:`automate_core.net.check_address` (the same allow-/deny-lists,
+metadata blocks and notations as the kernel's client: the backend is the kernel's
+:class:`automate_core.net.AsyncGuardedConnect`) and connects to a checked address.
+Each request also passes :func:`automate_core.net.check_url` (scheme, userinfo,
 port allow-list, deny-listed names, IP literals). Proxies from the environment are
 ignored: a proxy would connect on our behalf, past the address checks. Redirects are
 followed by the SDK only within the endpoint's origin, and each hop is a new request
@@ -18,58 +19,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import anyio.to_thread
-import httpcore
 import httpcore2
 import httpx2
 
-from automate_core._httpbody import ResponseTooLarge
-from automate_core._netguard import SSRFError, check_url, resolve_checked
+from automate_core.net import AsyncGuardedConnect, ResponseTooLarge, SSRFError, check_url
 
 #: Responses the observer remembers, so a 401 lost inside the SDK can still be reported.
 _REMEMBERED_STATUSES = frozenset({401, 403, 404, 429, 500, 502, 503, 504})
 
 
-def _checked(host: str, port: int) -> list[Any]:
-    try:
-        return resolve_checked(host, port)
-    except httpcore.ConnectError as exc:  # the kernel speaks httpcore 1; httpx2 maps httpcore2
-        raise httpcore2.ConnectError(str(exc)) from None
-
-
-class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
+class GuardedAsyncBackend(AsyncGuardedConnect, httpcore2.AsyncNetworkBackend):
     """An httpcore2 backend that resolves once, checks every address and connects to one."""
+
+    connect_errors = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
 
     def __init__(self) -> None:
         self._inner = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(  # type: ignore[override]
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        checked = await anyio.to_thread.run_sync(_checked, host, port)
-        error: Exception | None = None
-        for _family, ip in checked:
-            try:
-                return await self._inner.connect_tcp(
-                    str(ip), port, timeout, local_address, socket_options
-                )
-            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
-                error = exc
-        assert error is not None
-        raise error
-
-    async def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
-        raise SSRFError("Unix sockets are not allowed", reason="scheme")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
 
 
 class _CappedStream(httpx2.AsyncByteStream):
