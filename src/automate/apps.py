@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from automate.conf import AutomateSettings
+
 
 class AutomateConfig(AppConfig):
     name = "automate"
     label = "automate"
     verbose_name = "Automate"
     default_auto_field = "django.db.models.BigAutoField"
+    # The AUTOMATE keys this app declares (automate_core.conf); the checks find them here.
+    automate_settings = AutomateSettings
 
     def ready(self) -> None:
         from django.core.signals import setting_changed

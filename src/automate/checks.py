@@ -27,9 +27,13 @@ from automate_core.secrets import (
 def check_connector_settings(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
+    try:
+        declared = automate_settings.CONNECTORS
+    except ImproperlyConfigured:
+        return []  # not a dict of keys to entries: automate.E105, from the settings check
     messages: list[checks.CheckMessage] = []
     lookup = SecretLookup(databases)
-    for key, entry in sorted(automate_settings.CONNECTORS.items()):
+    for key, entry in sorted(declared.items()):
         if not isinstance(entry, dict):
             messages.append(
                 checks.Error(

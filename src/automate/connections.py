@@ -49,7 +49,7 @@ def find_connection(key: str) -> Connection | None:
     the webhook view would otherwise read the profile on every request. Inside one it is
     always read, since the transaction may see rows that are never committed (a test's).
     """
-    ttl = float(automate_settings.CONNECTION_CACHE_SECONDS)
+    ttl = automate_settings.CONNECTION_CACHE_SECONDS
     cached = ttl > 0 and not transaction.get_connection().in_atomic_block
     if cached:
         hit = _cache.get(key)

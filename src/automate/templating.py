@@ -26,7 +26,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from automate_core.conf import settings as automate_settings
+from automate.conf import settings as app_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 #: Names a template may read; everything else is an error at validation time.
@@ -156,7 +156,7 @@ def render_value(value: Any, context: Mapping[str, Any], *, where: str = "config
 def render_string(source: str, context: Mapping[str, Any], *, where: str = "template") -> Any:
     """Render one template; a single expression keeps its native type."""
     env = environment()
-    limit = int(automate_settings.TEMPLATE_MAX_OUTPUT)
+    limit = app_settings.TEMPLATE_MAX_OUTPUT
     expr = _single_expression(source)
     try:
         if expr is not None:

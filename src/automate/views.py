@@ -62,7 +62,7 @@ class WebhookView(View):
         return response
 
     def _handle(self, request: HttpRequest, key: str, trace_id: str) -> HttpResponse:
-        max_bytes = int(automate_settings.WEBHOOK_MAX_BODY_BYTES)
+        max_bytes = automate_settings.WEBHOOK_MAX_BODY_BYTES
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from automate_core.conf import CoreSettings
+
 
 class AutomateCoreConfig(AppConfig):
     name = "automate_core"
     label = "automate_core"
     verbose_name = "Automate core"
     default_auto_field = "django.db.models.BigAutoField"
+    # The AUTOMATE keys this app declares (automate_core.conf); the checks find them here.
+    automate_settings = CoreSettings
 
     def ready(self) -> None:
         # ready() only wires: checks register here, nothing touches the database.

@@ -3,9 +3,10 @@
 The keys are found in the source, not in a list kept here: every module under src/
 (new ones included) is parsed with ``ast`` for
 
-* the keys of ``DEFAULTS`` in automate_core/conf.py;
-* attribute reads on ``automate_core.conf.settings`` under any local name
-  (``automate_settings.X``, ``getattr(automate_settings, "X")``);
+* the fields of each app's settings class (an ``AppSettings`` subclass, in its ``conf``);
+* attribute reads on any app's settings object under any local name
+  (``from automate.conf import settings as app_settings``: ``app_settings.X``,
+  ``getattr(app_settings, "X")``, ``conf.settings.X``);
 * constant subscripts and ``.get()``-like calls on ``settings.AUTOMATE``,
   ``getattr(settings, "AUTOMATE", ...)`` and names bound to either;
 * ``AUTOMATE={...}`` literals, and ``AUTOMATE["X"]`` in strings (messages telling a
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import ast
 import re
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from automate_core.conf import DEFAULTS
+from automate_core.conf import installed_settings_classes
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -57,11 +60,16 @@ def _constant(node: ast.AST) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def _is_conf(module: str | None) -> bool:
+    """An app's settings module (``automate.conf``, ``automate_llm.conf``), not Django's."""
+    return bool(module) and module.endswith(".conf") and module != "django.conf"
+
+
 def _settings_aliases(tree: ast.AST, module: str) -> set[str]:
-    """Local names of ``automate_core.conf.settings`` (and of the module itself)."""
-    names = {"settings"} if module == "automate_core.conf" else set()
+    """Local names of an app's ``conf.settings`` (``settings`` inside a conf module)."""
+    names = {"settings"} if _is_conf(module) else set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "automate_core.conf":
+        if isinstance(node, ast.ImportFrom) and _is_conf(node.module):
             names |= {a.asname or a.name for a in node.names if a.name == "settings"}
     return names
 
@@ -70,10 +78,24 @@ def _module_aliases(tree: ast.AST) -> set[str]:
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {a.asname for a in node.names if a.name == "automate_core.conf" and a.asname}
-        if isinstance(node, ast.ImportFrom) and node.module == "automate_core":
+            names |= {a.asname for a in node.names if _is_conf(a.name) and a.asname}
+        if isinstance(node, ast.ImportFrom) and node.module and node.module != "django":
             names |= {a.asname or a.name for a in node.names if a.name == "conf"}
     return names
+
+
+def _declared_fields(node: ast.AST) -> set[str]:
+    """The fields of ``class X(AppSettings)``: the keys an app declares."""
+    if not isinstance(node, ast.ClassDef):
+        return set()
+    bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+    if "AppSettings" not in bases:
+        return set()
+    return {
+        item.target.id
+        for item in node.body
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+    }
 
 
 def _automate_dict_names(tree: ast.AST) -> set[str]:
@@ -102,6 +124,8 @@ def keys_read(source: str, module: str) -> set[str]:
 def _keys_at(
     node: ast.AST, settings_names: set[str], conf_modules: set[str], dict_names: set[str], module
 ) -> set[str]:
+    if isinstance(node, ast.ClassDef):
+        return _declared_fields(node)
     if isinstance(node, ast.Attribute):
         owner = node.value
         if isinstance(owner, ast.Name) and owner.id in settings_names:
@@ -121,7 +145,7 @@ def _keys_at(
     if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Dict):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         named = {t.id for t in targets if isinstance(t, ast.Name)}
-        if named & {"AUTOMATE"} or (module == "automate_core.conf" and "DEFAULTS" in named):
+        if named & {"AUTOMATE"}:
             return {k for k in map(_constant, node.value.keys) if k}
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return set(IN_TEXT.findall(node.value))
@@ -192,22 +216,61 @@ def documented() -> dict[str, list[str]]:
     return rows
 
 
+# -- Keys the apps declare ----------------------------------------------------------
+
+CLASSES = installed_settings_classes()  # tests/settings.py installs every app
+DECLARED = {name: cls for cls in CLASSES for name in cls.names()}
+DEFAULTS = {name: value for cls in CLASSES for name, value in cls.defaults().items()}
+
+
+def declared_in_tree(root: Path) -> set[str]:
+    return {
+        name
+        for path in root.rglob("conf.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        for name in _declared_fields(node)
+    }
+
+
 # -- Tests ---------------------------------------------------------------------------
+
+
+def test_settings_classes__each_app_declares_its_own_keys_once():
+    assert {cls.__module__ for cls in CLASSES} == {
+        "automate_core.conf",
+        "automate.conf",
+        "automate_llm.conf",
+    }
+    assert sum(len(cls.names()) for cls in CLASSES) == len(DECLARED), "a key declared twice"
+    # Every class in src/ is found through an installed AppConfig.automate_settings.
+    assert declared_in_tree(SRC) == set(DECLARED)
 
 
 def test_reference__lists_every_key_the_code_reads():
     found = keys_in_tree(SRC)
-    assert set(DEFAULTS) <= set(found)  # the discovery sees conf.py itself
+    assert set(DEFAULTS) <= set(found)  # the discovery sees the settings classes
     missing = {key: sorted(modules) for key, modules in found.items() if key not in documented()}
     assert not missing, f"read in src/ but not in docs/reference.md: {missing}"
 
 
 def test_reference__lists_only_real_settings():
     stale = set(documented()) - set(DEFAULTS)
-    assert not stale, f"docs/reference.md documents keys conf.DEFAULTS does not have: {stale}"
+    assert not stale, f"docs/reference.md documents keys no settings class declares: {stale}"
 
 
-TYPES = {"int": int, "float": float, "str": str, "dict": dict, "list": list}
+TYPES = {"int": int, "float": float, "str": str, "dict": dict, "list": list, "dotted": str}
+
+
+def runtime_types(annotation) -> set[type]:
+    """The Python types a declared annotation admits (``str`` for a Literal of strings)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(runtime_types(a) for a in args))
+    if origin is typing.Literal:
+        return {type(a) for a in args}
+    if origin is not None:
+        return {origin}
+    return {annotation}
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULTS))
@@ -219,8 +282,11 @@ def test_reference__type_and_default_match_the_code(name):
     _, type_cell, default_cell, meaning = cells
     assert meaning, f"{name} has no description"
     default = DEFAULTS[name]
+    annotation = typing.get_type_hints(DECLARED[name])[name]
     expected_type = TYPES.get(type_cell.split()[0])
-    if expected_type is not None and default is not None:
+    assert expected_type is not None, f"{name}: the type cell {type_cell!r} names no type"
+    assert expected_type in runtime_types(annotation), (name, type_cell, annotation)
+    if default is not None:
         assert isinstance(default, expected_type), (name, type_cell, default)
     code_span = re.fullmatch(r"`([^`]+)`", default_cell)
     if code_span:  # prose defaults ("environment, settings, database") are not literals
@@ -251,10 +317,23 @@ def test_discovery__finds_keys_in_every_form_and_in_new_modules(tmp_path):
         "other = {'NOT_A_SETTING': 1}\n"
         "I = other['NOT_A_SETTING_EITHER']\n"
         "J = conf.lowercase_is_no_setting\n"
+        "from newapp.conf import settings as newapp_settings\n"
+        "from newapp import conf as newapp_conf\n"
+        "K = newapp_settings.APP_OBJECT_READ\n"
+        "L = newapp_conf.settings.APP_MODULE_READ\n"
+        "from django.conf import settings as django_settings\n"
+        "M = django_settings.NOT_AN_AUTOMATE_KEY\n"
     )
-    (tmp_path / "automate_core").mkdir()
-    (tmp_path / "automate_core" / "conf.py").write_text(
-        "DEFAULTS = {'DEFAULTS_KEY': 1}\nOTHER = {'NOT_DEFAULTS': 1}\n"
+    (package / "conf.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from automate_core.conf import AppSettings\n"
+        "@dataclass(frozen=True)\n"
+        "class NewAppSettings(AppSettings):\n"
+        "    DECLARED_KEY: int = 1\n"
+        "class Other:\n"
+        "    NOT_DECLARED: int = 1\n"
+        "settings = NewAppSettings.lazy()\n"
+        "N = settings.READ_IN_CONF\n"
     )
 
     found = keys_in_tree(tmp_path)
@@ -270,8 +349,12 @@ def test_discovery__finds_keys_in_every_form_and_in_new_modules(tmp_path):
         "ALIAS_WRITE",
         "NAMED_IN_A_MESSAGE",
         "KEYWORD_LITERAL",
-        "DEFAULTS_KEY",
+        "APP_OBJECT_READ",
+        "APP_MODULE_READ",
+        "DECLARED_KEY",
+        "READ_IN_CONF",
     }
+    assert declared_in_tree(tmp_path) == {"DECLARED_KEY"}
     assert found["ATTRIBUTE_READ"] == {"newapp.reads"}
 
 

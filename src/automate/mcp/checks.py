@@ -8,7 +8,9 @@
 * ``automate.E404``: ``timeout`` is not a positive number;
 * ``automate.E405``: ``AUTOMATE["MCP_STDIO_START_TIMEOUT"]`` is not a positive number.
 
-Registered from ``AutomateConfig.ready()``. Nothing here imports the MCP SDK.
+E400 and E405 are the settings' own check ids (``automate.conf``), reported by the
+settings check of ``automate_core.checks``. Registered from ``AutomateConfig.ready()``.
+Nothing here imports the MCP SDK.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
+from automate.conf import MCP_STDIO_EXAMPLE
+from automate.conf import settings as app_settings
 from automate.mcp import stdio
-from automate_core.conf import settings as automate_settings
 
 _IDS = {
     "key": "automate.E401",
@@ -29,34 +33,17 @@ _IDS = {
     "timeout": "automate.E404",
 }
 
-_EXAMPLE = (
-    'e.g. AUTOMATE["MCP_STDIO_SERVERS"] = {"time": {"command": ["uvx", "mcp-server-time"], '
-    '"env": {"API_TOKEN": "secret://TIME_TOKEN"}}}'
-)
+_EXAMPLE = MCP_STDIO_EXAMPLE
 
 
 @checks.register("automate")
 def check_mcp_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
-    declared = automate_settings.MCP_STDIO_SERVERS
-    if not isinstance(declared, dict):
-        messages.append(
-            checks.Error(
-                f"{stdio.SETTING} must be a dict of server keys to entries.",
-                hint=_EXAMPLE,
-                id="automate.E400",
-            )
-        )
-    else:
-        for key, entry in declared.items():
-            for field, message in stdio.entry_problems(key, entry):
-                messages.append(checks.Error(message, hint=_EXAMPLE, id=_IDS[field]))
-    start = automate_settings.MCP_STDIO_START_TIMEOUT
-    if not isinstance(start, int | float) or isinstance(start, bool) or start <= 0:
-        messages.append(
-            checks.Error(
-                'AUTOMATE["MCP_STDIO_START_TIMEOUT"] must be a positive number of seconds.',
-                id="automate.E405",
-            )
-        )
+    try:
+        declared = app_settings.MCP_STDIO_SERVERS
+    except ImproperlyConfigured:
+        return []  # not a dict: automate.E400, from the settings check
+    for key, entry in declared.items():
+        for field, message in stdio.entry_problems(key, entry):
+            messages.append(checks.Error(message, hint=_EXAMPLE, id=_IDS[field]))
     return messages

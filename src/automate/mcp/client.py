@@ -36,11 +36,11 @@ except ImportError as exc:
         f'MCP servers need the official MCP SDK: pip install "django-automate[mcp]" ({exc})'
     ) from exc
 
+from automate.conf import settings as app_settings
 from automate.mcp.stdio import StdioCommand
 from automate.mcp.stdio_transport import stderr_file, stderr_tail, stdio_transport
 from automate.mcp.transport import StatusObserver, guarded_client
 from automate_core import redaction
-from automate_core.conf import settings as automate_settings
 from automate_core.net import check_url
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
@@ -136,7 +136,7 @@ async def _session(endpoint: Endpoint, timeout: float, work: Callable[[Any], Awa
                 endpoint.headers,
                 endpoint.timeout,
                 observer,
-                max_size=int(automate_settings.MCP_MAX_RESPONSE_BYTES),
+                max_size=app_settings.MCP_MAX_RESPONSE_BYTES,
             )
             async with AsyncExitStack() as stack:
                 if endpoint.transport != SSE:  # sse_client opens and closes the client itself
@@ -175,7 +175,7 @@ async def _stdio_session(
                 transport = stdio_transport(
                     command,
                     errlog,
-                    max_size=int(automate_settings.MCP_MAX_RESPONSE_BYTES),
+                    max_size=app_settings.MCP_MAX_RESPONSE_BYTES,
                     label=f"stdio:{endpoint.key}",
                 )
                 async with Client(transport, read_timeout_seconds=timeout) as client:

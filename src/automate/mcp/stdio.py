@@ -44,9 +44,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from automate_core.conf import settings as automate_settings
+from automate.conf import settings as app_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 if TYPE_CHECKING:
@@ -76,9 +76,15 @@ class StdioCommand:
 
 
 def entries() -> dict[str, Any]:
-    """``AUTOMATE["MCP_STDIO_SERVERS"]`` as written (an empty dict when unset)."""
-    value = automate_settings.MCP_STDIO_SERVERS
-    return value if isinstance(value, dict) else {}
+    """``AUTOMATE["MCP_STDIO_SERVERS"]`` as written (an empty dict when unset).
+
+    Also empty when it is not a dict: the admin and the sync then show no stdio server,
+    and ``manage.py check`` reports automate.E400.
+    """
+    try:
+        return app_settings.MCP_STDIO_SERVERS
+    except ImproperlyConfigured:
+        return {}
 
 
 def entry_problems(key: Any, entry: Any) -> list[tuple[str, str]]:
@@ -140,14 +146,11 @@ def _positive_number(value: Any) -> bool:
 
 
 def start_timeout() -> float:
-    value = automate_settings.MCP_STDIO_START_TIMEOUT
-    if not _positive_number(value):
-        raise AutomateError(
-            ErrorCodes.CONFIGURATION,
-            'AUTOMATE["MCP_STDIO_START_TIMEOUT"] must be a positive number of seconds',
-            retryable=False,
-        )
-    return float(value)
+    """The start timeout; a bad value fails the call as a CONFIGURATION error."""
+    try:
+        return app_settings.MCP_STDIO_START_TIMEOUT
+    except ImproperlyConfigured as exc:
+        raise AutomateError(ErrorCodes.CONFIGURATION, str(exc), retryable=False) from None
 
 
 def _entry(key: str) -> dict[str, Any]:

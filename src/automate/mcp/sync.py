@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from automate.conf import settings as app_settings
 from automate.mcp import client
 from automate.mcp.models import MCPServer, MCPTool, schema_hash
-from automate_core.conf import settings as automate_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 logger = logging.getLogger("automate.mcp")
@@ -45,9 +45,7 @@ def sync_tools(server: MCPServer) -> SyncResult:
             provider=server.key,
         )
     try:
-        listed = client.list_tools(
-            server.endpoint(), max_pages=int(automate_settings.MCP_MAX_TOOL_PAGES)
-        )
+        listed = client.list_tools(server.endpoint(), max_pages=app_settings.MCP_MAX_TOOL_PAGES)
         _check_unique(server, [t.name for t in listed])
     except AutomateError as exc:
         _record_failure(server, exc)

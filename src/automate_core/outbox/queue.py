@@ -237,8 +237,8 @@ def backoff_seconds(attempts: int) -> float:
     Equal jitter (rather than full jitter) keeps each retry later than the previous one's
     earliest time, so the delays grow while retries of many items still spread out.
     """
-    base = float(automate_settings.OUTBOX_BACKOFF_BASE_SECONDS)
-    cap = float(automate_settings.OUTBOX_BACKOFF_MAX_SECONDS)
+    base = automate_settings.OUTBOX_BACKOFF_BASE_SECONDS
+    cap = automate_settings.OUTBOX_BACKOFF_MAX_SECONDS
     delay = min(cap, base * (2 ** max(0, attempts - 1)))
     return delay / 2 + random.uniform(0, delay / 2)
 

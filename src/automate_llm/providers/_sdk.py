@@ -46,9 +46,9 @@ from typing import Any, ClassVar, Protocol
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from automate_core.conf import settings as automate_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.redaction import redact
+from automate_llm.conf import settings as llm_settings
 from automate_llm.providers.base import BaseLLMProvider, ChatChunk, ChatResult
 from automate_llm.retry import parse_retry_after
 
@@ -82,7 +82,7 @@ def import_sdk(name: str, extra: str) -> ModuleType:
 
 def http_client(sdk: ModuleType, provider_key: str, *, asynchronous: bool, timeout: float) -> Any:
     """The HTTP client handed to the SDK (see the module docstring)."""
-    factory_path = automate_settings.LLM_HTTP_CLIENT_FACTORY
+    factory_path = llm_settings.LLM_HTTP_CLIENT_FACTORY
     if factory_path:
         factory = import_string(factory_path) if isinstance(factory_path, str) else factory_path
         return factory(provider_key, asynchronous=asynchronous, timeout=timeout)
@@ -101,7 +101,7 @@ def http_client(sdk: ModuleType, provider_key: str, *, asynchronous: bool, timeo
 
 def owns_http_client() -> bool:
     """False when the sync HTTP client is shared (the provider must not close it)."""
-    return bool(automate_settings.LLM_HTTP_CLIENT_FACTORY)
+    return bool(llm_settings.LLM_HTTP_CLIENT_FACTORY)
 
 
 def normalize_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> AutomateError:

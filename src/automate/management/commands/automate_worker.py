@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 from automate import dispatch
+from automate.conf import settings as app_settings
 from automate.worker import EmbeddedWorker
-from automate_core.conf import settings as automate_settings
 
 
 class Command(BaseCommand):
@@ -64,7 +64,7 @@ class Command(BaseCommand):
         stopping: list[bool] = []
         signal.signal(signal.SIGTERM, lambda *a: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *a: stopping.append(True))
-        poll = options["poll"] or float(automate_settings.WORKER_POLL_SECONDS)
+        poll = options["poll"] or app_settings.WORKER_POLL_SECONDS
         self.stdout.write("automate dispatcher sending batches to Celery")
         while not stopping:
             sent = dispatch.dispatch_to_celery(options["batch"])

@@ -1,0 +1,67 @@
+"""The workflow engine's settings: execution, workers, steps, templates, MCP servers.
+
+Read them as ``from automate.conf import settings as app_settings`` (typed attributes, no
+casts); the keys of the kernel (outbox, secrets, HTTP, webhooks, connections) are in
+``automate_core.conf``. See :mod:`automate_core.conf` for how the values are read and
+checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from automate_core.conf import AppSettings, setting
+
+__all__ = ["AutomateSettings", "settings"]
+
+MCP_STDIO_EXAMPLE = (
+    'e.g. AUTOMATE["MCP_STDIO_SERVERS"] = {"time": {"command": ["uvx", "mcp-server-time"], '
+    '"env": {"API_TOKEN": "secret://TIME_TOKEN"}}}'
+)
+
+
+@dataclass(frozen=True)
+class AutomateSettings(AppSettings):
+    # Execution: "auto" (Celery when settings.CELERY_BROKER_URL is set, else embedded),
+    # "celery" or "embedded". A bad value is reported by automate.checks.check_celery_app
+    # (automate.E004), which resolves "auto" too.
+    EXECUTION: Literal["auto", "celery", "embedded"] = setting("auto", check_id=None)
+    # Items a worker claims at once (and a Celery task carries).
+    WORKER_BATCH_SIZE: int = setting(20, positive=True)
+    # The Celery-mode dispatcher stops claiming while this many items are leased: events
+    # wait in the outbox, not in the broker where their leases would run out.
+    DISPATCH_MAX_IN_FLIGHT: int = setting(200, positive=True)
+    # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
+    WORKER_POLL_SECONDS: float = setting(1.0, positive=True)
+    # Workflows: defaults of each step's retry policy (a step may set its own).
+    STEP_MAX_ATTEMPTS: int = setting(3, positive=True)
+    STEP_BACKOFF_SECONDS: float = setting(2.0, minimum=0)
+    STEP_BACKOFF_MAX_SECONDS: float = setting(300.0, minimum=0)
+    STEP_TIMEOUT_SECONDS: float = setting(30.0, positive=True)
+    # Largest rendered template output (characters) and step output (JSON bytes) kept.
+    TEMPLATE_MAX_OUTPUT: int = setting(256 * 1024, positive=True)
+    STEP_MAX_OUTPUT_BYTES: int = setting(1024 * 1024, positive=True)
+    # MCP servers: how many tools/list pages one sync follows before giving up.
+    MCP_MAX_TOOL_PAGES: int = setting(100, positive=True)
+    # ... and the largest response body (bytes) an MCP server may send to one request.
+    MCP_MAX_RESPONSE_BYTES: int = setting(10 * 1024 * 1024, positive=True)
+    # MCP servers run as local programs over stdio, by key (never typed in the admin):
+    # {"time": {"command": ["uvx", "mcp-server-time"], "env": {...}, "timeout": 30}}.
+    # Each entry is checked by automate.mcp.checks (automate.E401-E404).
+    MCP_STDIO_SERVERS: dict[str, Any] = setting(
+        {},
+        must="a dict of server keys to entries",
+        check_id="automate.E400",
+        hint=MCP_STDIO_EXAMPLE,
+    )
+    # Seconds a stdio MCP server gets to start and finish the MCP handshake.
+    MCP_STDIO_START_TIMEOUT: float = setting(
+        30.0,
+        positive=True,
+        must="a positive number of seconds",
+        check_id="automate.E405",
+    )
+
+
+settings = AutomateSettings.lazy()
