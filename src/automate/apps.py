@@ -14,11 +14,15 @@ class AutomateConfig(AppConfig):
     automate_settings = AutomateSettings
 
     def ready(self) -> None:
+        """Wire the app: register checks and steps, connect the receivers. No I/O."""
         from django.core.signals import setting_changed
         from django.db.models.signals import post_delete, post_save
 
+        # Imported here, not at the top: these modules import models, which need the app
+        # registry, and apps.py is imported while the registry is being filled.
         from automate import (
             checks,  # noqa: F401  (registers the system checks)
+            receivers,
             signals,
         )
         from automate.api import checks as api_checks  # noqa: F401  (registers its checks)
@@ -32,14 +36,9 @@ class AutomateConfig(AppConfig):
             signal.connect(
                 clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"
             )
-        setting_changed.connect(_clear_on_settings, dispatch_uid="automate.profiles_settings")
-        signals.event_accepted.connect(
-            signals.start_processing, dispatch_uid="automate.start_processing"
+        setting_changed.connect(
+            receivers.clear_connections_on_settings, dispatch_uid="automate.profiles_settings"
         )
-
-
-def _clear_on_settings(*, setting: str, **kwargs: object) -> None:
-    if setting == "AUTOMATE":
-        from automate.connections import clear_connection_cache
-
-        clear_connection_cache()
+        signals.event_accepted.connect(
+            receivers.start_processing, dispatch_uid="automate.start_processing"
+        )

@@ -1,5 +1,11 @@
 """Executes workflow runs: the one code path behind the Celery tasks and the embedded worker.
 
+Data flow: :mod:`automate.dispatch` hands over a run (made by :mod:`automate.runs`) ->
+:func:`execute_run` walks its steps in order, each executed by its
+:mod:`automate.steps` executor (which may call a connector) -> every attempt is recorded
+as a :class:`StepRun` -> the pass ends with a :class:`RunOutcome` that dispatch settles
+the outbox item from. The runner never imports dispatch, services or the workers.
+
 Retries live in one layer: the outbox item. A step that fails with a retryable error ends
 the worker's pass over the item, and the item goes back to the queue
 (``queue.fail``) with the step's own exponential backoff; the next claim resumes each
@@ -26,11 +32,10 @@ import json
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -38,7 +43,6 @@ from automate import templating
 from automate.journal import Journal
 from automate.models import (
     FINISHED_RUN_STATUSES,
-    MANUAL_CONNECTOR_KEY,
     RunStatus,
     StepRun,
     StepStatus,
@@ -46,135 +50,55 @@ from automate.models import (
     WorkflowRun,
     WorkflowStep,
 )
+from automate.outcomes import Outcome
+
+# Run creation lives in automate.runs; these names stay importable from here.
+from automate.runs import ensure_runs, ensure_runs_for, event_context
 from automate.steps.base import StepContext, StepExecutor, StepResult
 from automate.steps.registry import NotRegistered, get_step
 from automate_core import redaction
 from automate_core.conf import settings as automate_settings
-from automate_core.outbox.models import OutboxItem
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
+__all__ = [
+    "RunOutcome",
+    "StopReason",
+    "backoff_seconds",
+    "ensure_runs",
+    "ensure_runs_for",
+    "event_context",
+    "execute_run",
+]
+
 logger = logging.getLogger("automate.runner")
 
-#: Outcome statuses of one pass over a run.
-COMPLETED, FILTERED, RETRY, DEAD, LOST, PAUSED = (
-    "completed",
-    "filtered",
-    "retry",
-    "dead",
-    "lost",
-    "paused",
-)
+#: Asked before each step: ``None`` to go on, or why to stop (``LOST``, ``PAUSED``).
+StopReason = Callable[[], Outcome | None]
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: str
+    """How one pass over a run ended; ``retry_in`` seconds for a ``RETRY``."""
+
+    status: Outcome
     error: AutomateError | None = None
     retry_in: float | None = None
-
-
-def event_context(item: OutboxItem) -> dict[str, Any]:
-    """The ``event`` a template sees, taken from an outbox item."""
-    return {
-        "id": item.external_id,
-        "outbox_id": item.pk,
-        "type": item.event_type,
-        "connector": item.connector_key,
-        "payload": item.payload,
-        "received_at": item.created_at.isoformat() if item.created_at else None,
-    }
-
-
-def ensure_runs(item: OutboxItem) -> list[WorkflowRun]:
-    """The item's runs: those already made, plus one per matching workflow (idempotent)."""
-    return ensure_runs_for([item])[item.pk]
-
-
-def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
-    """:func:`ensure_runs` for a batch, in a fixed number of queries: the existing runs,
-    the matching workflows (once per connector and event type) and one bulk INSERT.
-
-    Each run comes with its step history prefetched, and runs of one workflow share one
-    ``Workflow`` instance, so :func:`execute_run` reads nothing more before its first step.
-    """
-    from automate.services import WorkflowService
-
-    by_item: dict[int, dict[int, WorkflowRun]] = {item.pk: {} for item in items}
-    workflows: dict[int, Workflow] = {}
-    existing = WorkflowRun.objects.filter(outbox_item__in=[i.pk for i in items])
-    for run in existing.select_related("workflow"):
-        run.workflow = workflows.setdefault(run.workflow_id, run.workflow)
-        by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
-    matches: dict[tuple[str, str], list[Workflow]] = {}
-    new: list[WorkflowRun] = []
-    for item in items:
-        if item.connector_key == MANUAL_CONNECTOR_KEY:
-            continue
-        kind = (item.connector_key, item.event_type)
-        if kind not in matches:
-            matches[kind] = WorkflowService().matching_workflows(*kind)
-        for workflow in matches[kind]:
-            if workflow.pk not in by_item[item.pk]:
-                workflow = workflows.setdefault(workflow.pk, workflow)
-                run = WorkflowRun(
-                    workflow=workflow,
-                    workflow_version=workflow.version,
-                    outbox_item=item,
-                    event=event_context(item),
-                    trace_id=item.trace_id,
-                )
-                by_item[item.pk][workflow.pk] = run
-                new.append(run)
-    if new:
-        for run in _create_runs(new):
-            by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
-    runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
-    prefetch_related_objects(
-        [run for found in runs.values() for run in found],
-        Prefetch("step_runs", queryset=StepRun.objects.order_by("id")),
-    )
-    return runs
-
-
-def _create_runs(runs: list[WorkflowRun]) -> list[WorkflowRun]:
-    """INSERT the runs at once; if another worker made some first (it held an item before
-    us), one by one, taking its row where there is one."""
-    try:
-        with transaction.atomic():
-            WorkflowRun.objects.bulk_create(runs)
-    except IntegrityError:
-        return [_create_or_get(run) for run in runs]
-    if any(run.pk is None for run in runs):  # a backend that cannot return bulk ids
-        return [_create_or_get(run) for run in runs]
-    return runs
-
-
-def _create_or_get(run: WorkflowRun) -> WorkflowRun:
-    try:
-        with transaction.atomic():
-            run.pk = None
-            run.save(force_insert=True)
-    except IntegrityError:
-        found = WorkflowRun.objects.get(outbox_item=run.outbox_item, workflow=run.workflow)
-        found.workflow = run.workflow
-        return found
-    return run
 
 
 def execute_run(
     run: WorkflowRun,
     *,
-    keep_going: Callable[[], str | None] | None = None,
+    stop_reason: StopReason | None = None,
     confirm: Callable[[], bool] | None = None,
     journal: Journal | None = None,
     steps: Sequence[WorkflowStep] | None = None,
 ) -> RunOutcome:
     """Run (or resume) ``run``'s steps in order; record each attempt; never raise.
 
-    ``keep_going`` is asked before each step: ``None`` to go on, ``LOST`` when the item's
-    lease was lost to another worker, ``PAUSED`` when the worker is shutting down.
-    ``confirm`` is asked inside the transaction that records a non-idempotent step's
+    ``stop_reason`` is asked before each step: ``None`` to go on, ``Outcome.LOST`` when the
+    item's lease was lost to another worker, ``Outcome.PAUSED`` when the worker is shutting
+    down. ``confirm`` is asked inside the transaction that records a non-idempotent step's
     start: False when the item is no longer ours (the step is then not executed).
 
     With a ``journal`` the records of idempotent steps and the run's status are left in
@@ -183,96 +107,98 @@ def execute_run(
     """
     if journal is None:
         own = Journal()
-        ended = execute_run(run, keep_going=keep_going, confirm=confirm, journal=own, steps=steps)
-        if ended.status != LOST:
+        ended = execute_run(run, stop_reason=stop_reason, confirm=confirm, journal=own, steps=steps)
+        if ended.status != Outcome.LOST:
             _write_now(own)
         return ended
     if run.status in FINISHED_RUN_STATUSES:
-        done: dict[str, str] = {RunStatus.DEAD: DEAD, RunStatus.FILTERED: FILTERED}
-        return RunOutcome(done.get(str(run.status), COMPLETED))
-    now = timezone.now()
-    run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
-    journal.update(run, ["status", "started_at"])
-    workflow: Workflow = run.workflow
-    context: dict[str, Any] = {
-        "event": run.event,
-        "steps": {},
-        "workflow": {"key": workflow.key, "name": workflow.name, "version": run.workflow_version},
-        "trace_id": run.trace_id,
-    }
+        return RunOutcome(_FINISHED_OUTCOMES.get(str(run.status), Outcome.COMPLETED))
+    execution = RunExecution(run, journal, confirm)
+    execution.start()
     history = list(run.step_runs.all())
     if steps is None:
-        steps = list(workflow.steps_of(run.workflow_version))
-    unit = _Unit(run, journal, confirm)
+        steps = list(run.workflow.steps_of(run.workflow_version))
     for step in steps:
         attempts = [sr for sr in history if sr.step_id == step.pk]
         last = attempts[-1] if attempts else None
         if last is not None and last.status in (StepStatus.SUCCEEDED, StepStatus.STOPPED):
-            context["steps"][step.name] = {"output": last.output, "status": last.status}
+            execution.reuse(step, last)  # done in an earlier pass: its output, not a rerun
             if last.status == StepStatus.STOPPED:
-                return unit.finish(RunStatus.FILTERED)
+                return execution.finish(RunStatus.FILTERED)
             continue
-        stop = keep_going() if keep_going is not None else None
+        stop = stop_reason() if stop_reason is not None else None
         if stop is not None:
             return RunOutcome(stop)
-        outcome, result = unit.run_step(step, attempts, context)
+        outcome, result = execution.run_step(step, attempts)
         if outcome is not None:
             return outcome
-        context["steps"][step.name] = {"output": result.output, "status": "succeeded"}
         if result.stop:
-            return unit.finish(RunStatus.FILTERED)
-    return unit.finish(RunStatus.COMPLETED)
+            return execution.finish(RunStatus.FILTERED)
+    return execution.finish(RunStatus.COMPLETED)
+
+
+#: The outcome of a pass over a run that had already finished.
+_FINISHED_OUTCOMES: dict[str, Outcome] = {
+    RunStatus.DEAD: Outcome.DEAD,
+    RunStatus.FILTERED: Outcome.FILTERED,
+}
 
 
 @dataclass
-class _Unit:
-    """One pass over one run: where its writes go and how its item is confirmed."""
+class RunExecution:
+    """One pass over one run: the template context its steps see, where its records go
+    (``journal``) and how its outbox item is confirmed as still ours (``confirm``)."""
 
     run: WorkflowRun
     journal: Journal
     confirm: Callable[[], bool] | None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Mark the run ``running`` and build the context its templates render with."""
+        run, now = self.run, timezone.now()
+        run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
+        self.journal.update(run, ["status", "started_at"])
+        workflow: Workflow = run.workflow
+        self.context = {
+            "event": run.event,
+            "steps": {},
+            "workflow": {
+                "key": workflow.key,
+                "name": workflow.name,
+                "version": run.workflow_version,
+            },
+            "trace_id": run.trace_id,
+        }
+
+    def reuse(self, step: WorkflowStep, done: StepRun) -> None:
+        """Give later steps the output a finished attempt recorded."""
+        self.context["steps"][step.name] = {"output": done.output, "status": done.status}
 
     def run_step(
-        self, step: WorkflowStep, attempts: list[StepRun], context: dict[str, Any]
+        self, step: WorkflowStep, attempts: list[StepRun]
     ) -> tuple[RunOutcome | None, StepResult]:
-        run, nothing = self.run, StepResult()
+        """Execute ``step`` once and record it; ``(None, result)`` to go on to the next.
+
+        ``attempts`` are the step's earlier records in this run, oldest first.
+        """
+        nothing = StepResult()
         try:
             executor_cls = get_step(step.type)
         except NotRegistered as exc:
             error = AutomateError(ErrorCodes.CONFIGURATION, str(exc), retryable=False)
             return self.dead(error), nothing
-        last = attempts[-1] if attempts else None
-        if last is not None and last.status == StepStatus.RUNNING:
-            # Its worker died mid-call (or its lease ran out): the outcome is unknown.
-            last.status, last.finished_at = StepStatus.INTERRUPTED, timezone.now()
-            last.error = {"code": "interrupted", "message": "the worker stopped during this step"}
-            self.journal.update(last, ["status", "finished_at", "error"])
-            if not _idempotent(executor_cls, step.config):
-                error = AutomateError(
-                    ErrorCodes.INTERNAL,
-                    f"step {step.name!r} was interrupted mid-call and is not idempotent: its "
-                    "outcome is unknown, so it is not repeated (check the target, then replay)",
-                    retryable=False,
-                    details={"step": step.name},
-                )
-                return self.dead(error), nothing
-        budget = [sr for sr in attempts if sr.replay == run.replay_count]
-        attempt_no = len(attempts) + 1
-        if len(budget) >= step.max_attempts:
-            error = AutomateError(
-                ErrorCodes.INTERNAL,
-                f"step {step.name!r} used all {step.max_attempts} attempts",
-                retryable=False,
-                details={"step": step.name},
-            )
-            return self.dead(error), nothing
-
+        refusal = self.refusal(step, executor_cls, attempts)
+        if refusal is not None:
+            return self.dead(refusal), nothing
+        run = self.run
+        used = len([sr for sr in attempts if sr.replay == run.replay_count])  # this replay's
         record = StepRun(
-            run=run, step=step, attempt=attempt_no, replay=run.replay_count,
+            run=run, step=step, attempt=len(attempts) + 1, replay=run.replay_count,
             status=StepStatus.RUNNING, started_at=timezone.now(),
         )  # fmt: skip
         try:
-            rendered = templating.render_value(step.config, context, where="config")
+            rendered = templating.render_value(step.config, self.context, where="config")
             config = executor_cls.parse_config(rendered, where="config")
         except AutomateError as exc:
             record.status, record.error = StepStatus.FAILED, _error_dict(exc, step)
@@ -284,22 +210,60 @@ class _Unit:
         if idempotent:
             self.journal.add(record)  # written, final, with the item's settlement
         elif not self.record_start(record):
-            return RunOutcome(LOST), nothing
+            return RunOutcome(Outcome.LOST), nothing
+        try:
+            result = executor_cls().execute(config, self.step_context(step, record.attempt))
+        except Exception as exc:
+            return self.failed(step, record, _as_automate_error(exc), idempotent, used), nothing
+        return None, self.succeeded(step, record, result, idempotent)
 
-        ctx = StepContext(
+    def refusal(
+        self, step: WorkflowStep, executor_cls: type[StepExecutor], attempts: list[StepRun]
+    ) -> AutomateError | None:
+        """Why ``step`` must not be attempted again, if it must not: its last attempt was
+        interrupted mid-call and is not idempotent, or this replay's attempts are used up."""
+        last = attempts[-1] if attempts else None
+        if last is not None and last.status == StepStatus.RUNNING:
+            # Its worker died mid-call (or its lease ran out): the outcome is unknown.
+            last.status, last.finished_at = StepStatus.INTERRUPTED, timezone.now()
+            last.error = {"code": "interrupted", "message": "the worker stopped during this step"}
+            self.journal.update(last, ["status", "finished_at", "error"])
+            if not _idempotent(executor_cls, step.config):
+                return AutomateError(
+                    ErrorCodes.INTERNAL,
+                    f"step {step.name!r} was interrupted mid-call and is not idempotent: its "
+                    "outcome is unknown, so it is not repeated (check the target, then replay)",
+                    retryable=False,
+                    details={"step": step.name},
+                )
+        used = [sr for sr in attempts if sr.replay == self.run.replay_count]
+        if len(used) >= step.max_attempts:
+            return AutomateError(
+                ErrorCodes.INTERNAL,
+                f"step {step.name!r} used all {step.max_attempts} attempts",
+                retryable=False,
+                details={"step": step.name},
+            )
+        return None
+
+    def step_context(self, step: WorkflowStep, attempt: int) -> StepContext:
+        """What an executor is told about the attempt it executes."""
+        run = self.run
+        return StepContext(
             step_name=step.name,
-            attempt=attempt_no,
+            attempt=attempt,
             trace_id=run.trace_id,
             timeout=float(step.timeout_seconds),
             provider_ctx=ProviderContext(trace_id=run.trace_id),
             run_id=run.pk,
-            template_context=context,
+            template_context=self.context,
         )
-        try:
-            result = executor_cls().execute(config, ctx)
-        except Exception as exc:
-            return self.failed(step, record, _as_automate_error(exc), idempotent, len(budget))
 
+    def succeeded(
+        self, step: WorkflowStep, record: StepRun, result: Any, idempotent: bool
+    ) -> StepResult:
+        """Record a step's result (an executor may return a bare output) and pass its
+        output on to the later steps."""
         if not isinstance(result, StepResult):
             result = StepResult(output=result)
         record.status = StepStatus.STOPPED if result.stop else StepStatus.SUCCEEDED
@@ -307,7 +271,8 @@ class _Unit:
         self.journal.update(record, ["status", "output", "finished_at"])
         if not idempotent:
             _write_now(self.journal)  # a known outcome must not become an unknown one
-        return None, StepResult(output=record.output, stop=result.stop)
+        self.context["steps"][step.name] = {"output": record.output, "status": "succeeded"}
+        return StepResult(output=record.output, stop=result.stop)
 
     def record_start(self, record: StepRun) -> bool:
         """Commit a non-idempotent step's ``running`` record, and everything held before
@@ -331,8 +296,10 @@ class _Unit:
         error: AutomateError,
         idempotent: bool,
         used: int,
-    ) -> tuple[RunOutcome, StepResult]:
-        run, nothing = self.run, StepResult()
+    ) -> RunOutcome:
+        """Record a failed attempt: ``RETRY`` the item later if the error allows and
+        attempts are left (``used`` before this one), else dead-letter the run."""
+        run = self.run
         if not idempotent and error.code == ErrorCodes.TIMEOUT:
             error = AutomateError(
                 ErrorCodes.TIMEOUT,
@@ -348,27 +315,29 @@ class _Unit:
         if error.retryable and used + 1 < step.max_attempts:
             run.status, run.error = RunStatus.RETRYING, _error_dict(error, step)
             self.journal.update(run, ["status", "error"])
-            outcome = RunOutcome(RETRY, error, backoff_seconds(step, used + 1))
+            outcome = RunOutcome(Outcome.RETRY, error, backoff_seconds(step, used + 1))
         else:
             outcome = self.dead(error)
         if not idempotent:
             _write_now(self.journal)
-        return outcome, nothing
+        return outcome
 
     def finish(self, status: str) -> RunOutcome:
+        """End the run as ``completed`` or ``filtered``."""
         run = self.run
         run.status, run.finished_at = status, timezone.now()
         if status != RunStatus.DEAD:
             run.error = None
         self.journal.update(run, ["status", "finished_at", "error"])
-        return RunOutcome(COMPLETED if status == RunStatus.COMPLETED else FILTERED)
+        return RunOutcome(Outcome.COMPLETED if status == RunStatus.COMPLETED else Outcome.FILTERED)
 
     def dead(self, error: AutomateError) -> RunOutcome:
+        """Dead-letter the run with ``error`` (redacted)."""
         run = self.run
         run.status, run.finished_at = RunStatus.DEAD, timezone.now()
         run.error = redaction.redact_data(error.as_dict())
         self.journal.update(run, ["status", "finished_at", "error"])
-        return RunOutcome(DEAD, error)
+        return RunOutcome(Outcome.DEAD, error)
 
 
 def _write_now(journal: Journal) -> None:

@@ -13,27 +13,22 @@ is parsed and checked, before anything is saved; the first problem is an INVALID
     )
 
 A workflow without a trigger runs only through :meth:`WorkflowService.run_workflow` or the
-API. Runs go through the outbox like webhooks, so they retry, dead-letter and replay alike.
+API. Runs go through the outbox like webhooks, so they retry, dead-letter and replay alike:
+``run_workflow`` writes the outbox item and its run (:mod:`automate.runs`) in one
+transaction and sends :data:`automate.signals.event_accepted` once it has committed.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
-from automate import templating
-from automate.models import (
-    MANUAL_CONNECTOR_KEY,
-    RunStatus,
-    Workflow,
-    WorkflowRun,
-    WorkflowStep,
-)
+from automate import runs, signals, templating
+from automate.models import MANUAL_CONNECTOR_KEY, Workflow, WorkflowRun, WorkflowStep
+from automate.runs import Trigger
 from automate.steps.registry import NotRegistered, get_step, step_types
 from automate_core.conf import settings as automate_settings
 from automate_core.outbox import queue
@@ -49,19 +44,6 @@ RETRY_KEYS = {
     "max_backoff_seconds": "max_backoff_seconds",
     "timeout_seconds": "timeout_seconds",
 }
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """Which events start a workflow: a connection key and event-type patterns."""
-
-    connector: str
-    events: tuple[str, ...] = ()
-
-    def matches(self, connector_key: str, event_type: str) -> bool:
-        if connector_key != self.connector:
-            return False
-        return not self.events or any(fnmatch.fnmatchcase(event_type, p) for p in self.events)
 
 
 class WorkflowService:
@@ -224,33 +206,16 @@ class WorkflowService:
                 payload=payload,
                 trace_id=trace_id,
             ).item
-            from automate.runner import event_context
-
-            run = WorkflowRun.objects.create(
-                workflow=workflow,
-                workflow_version=workflow.version,
-                outbox_item=item,
-                event=event_context(item),
-                status=RunStatus.PENDING,
-                trace_id=trace_id,
-            )
-            from automate import signals
-
+            run = runs.new_run(workflow, item)
+            run.save(force_insert=True)
             transaction.on_commit(
                 lambda: signals.event_accepted.send(sender=MANUAL_CONNECTOR_KEY, item=item)
             )
         return run
 
     def matching_workflows(self, connector_key: str, event_type: str) -> list[Workflow]:
-        """Enabled workflows whose trigger matches an event."""
-        candidates = Workflow.objects.filter(enabled=True, trigger_connector=connector_key)
-        return [
-            wf
-            for wf in candidates.order_by("id")
-            if Trigger(wf.trigger_connector, tuple(wf.trigger_event_types)).matches(
-                connector_key, event_type
-            )
-        ]
+        """Enabled workflows whose trigger matches an event (what the worker runs for it)."""
+        return runs.matching_workflows(connector_key, event_type)
 
 
 def parse_trigger(trigger: Mapping[str, Any] | str | None) -> Trigger | None:

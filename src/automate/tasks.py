@@ -1,5 +1,10 @@
 """Celery tasks (``shared_task``: they bind to the project's Celery app).
 
+Data flow: a message naming a task arrives -> the task calls :mod:`automate.dispatch`
+(``claim``, ``process_batch``). This module depends on dispatch, never the reverse:
+dispatch sends its tasks by the names defined next to it (``PROCESS_ITEMS_TASK``,
+``DISPATCH_TASK``), which queued messages carry and which therefore never change.
+
 Both are idempotent and ``acks_late``: a task redelivered after its worker died finds its
 items no longer leased under the token it carries and skips them, while the items
 themselves come back through their expired leases. The tasks never retry: retries live
@@ -14,7 +19,7 @@ from automate import dispatch
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
 
-@shared_task(name="automate.process_items", acks_late=True, ignore_result=True)
+@shared_task(name=dispatch.PROCESS_ITEMS_TASK, acks_late=True, ignore_result=True)
 def process_items(leases: list[list]) -> dict[str, int]:
     """Process a batch of claimed items given as ``[[id, lease_token], ...]``."""
     by_id = {int(item_id): str(token) for item_id, token in leases}
@@ -29,7 +34,7 @@ def process_items(leases: list[list]) -> dict[str, int]:
     return counts
 
 
-@shared_task(name="automate.dispatch", acks_late=True, ignore_result=True)
+@shared_task(name=dispatch.DISPATCH_TASK, acks_late=True, ignore_result=True)
 def dispatch_batch(batch: int | None = None) -> dict[str, int]:
     """Claim a batch and process it here: what a newly accepted event triggers."""
     items = dispatch.claim(batch, worker=dispatch.worker_name("celery"))

@@ -15,7 +15,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from automate import dispatch
+from automate import batch, dispatch, runner
+from automate import runs as run_making
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.services import WorkflowService
 from automate.steps import StepContext, StepExecutor, StepResult
@@ -164,7 +165,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = Clock()
-    monkeypatch.setattr(dispatch._Pass, "clock", staticmethod(fake))
+    monkeypatch.setattr(batch.ClaimedBatch, "clock", staticmethod(fake))
     return fake
 
 
@@ -225,14 +226,14 @@ def test_batch__finished_items_settle_within_flush_seconds(probe, clock):
 def test_batch__error_in_one_item_fails_only_that_item(probe, monkeypatch):
     probe_workflow(True)
     enqueue(2)
-    execute_run = dispatch.runner.execute_run
+    execute_run = runner.execute_run
 
     def broken_for_first(run, **kwargs):
         if run.event["payload"]["n"] == 0:
             raise RuntimeError("a bug")
         return execute_run(run, **kwargs)
 
-    monkeypatch.setattr(dispatch.runner, "execute_run", broken_for_first)
+    monkeypatch.setattr(runner, "execute_run", broken_for_first)
     assert dispatch.process_batch(dispatch.claim(10)) == {"done": 1, "failed": 1}
     failed = OutboxItem.objects.get(payload__n=0)
     assert failed.last_error["message"] == "RuntimeError: a bug"
@@ -286,15 +287,13 @@ def test_batch__retry_and_dead_items_settle_beside_done_ones(recorder_calls):
 
 
 def test_batch__a_run_made_meanwhile_by_another_worker_is_taken_as_it_is(probe, monkeypatch):
-    from automate.services import WorkflowService as Service
-
     probe_workflow(True)
     enqueue(2)
     items = dispatch.claim(10)
-    matching = Service.matching_workflows
+    matching = run_making.matching_workflows
 
-    def and_another_worker_makes_a_run(self, connector_key, event_type):
-        found = matching(self, connector_key, event_type)
+    def and_another_worker_makes_a_run(connector_key, event_type):
+        found = matching(connector_key, event_type)
         if not WorkflowRun.objects.exists():  # between our SELECT and our INSERT
             WorkflowRun.objects.create(
                 workflow=found[0], workflow_version=1, outbox_item=items[0],
@@ -302,7 +301,7 @@ def test_batch__a_run_made_meanwhile_by_another_worker_is_taken_as_it_is(probe, 
             )  # fmt: skip
         return found
 
-    monkeypatch.setattr(Service, "matching_workflows", and_another_worker_makes_a_run)
+    monkeypatch.setattr(run_making, "matching_workflows", and_another_worker_makes_a_run)
     assert dispatch.process_batch(items) == {"done": 2}
     runs = WorkflowRun.objects.order_by("id")
     assert [(r.trace_id, r.status) for r in runs] == [("theirs", "completed"), ("t1", "completed")]
@@ -312,14 +311,14 @@ def test_batch__a_run_made_meanwhile_by_another_worker_is_taken_as_it_is(probe, 
 def test_batch__runs_that_cannot_be_made_fail_only_their_item(probe, monkeypatch):
     probe_workflow(True)
     enqueue(3)
-    make_runs = dispatch.runner.ensure_runs_for
+    make_runs = run_making.ensure_runs_for
 
     def broken_for_first(items):
         if any(item.payload["n"] == 0 for item in items):
             raise RuntimeError("cannot make runs")
         return make_runs(items)
 
-    monkeypatch.setattr(dispatch.runner, "ensure_runs_for", broken_for_first)
+    monkeypatch.setattr(run_making, "ensure_runs_for", broken_for_first)
     # The batch's one INSERT fails; made one item at a time, only the culprit fails.
     assert dispatch.process_batch(dispatch.claim(10)) == {"done": 2, "failed": 1}
     failed = OutboxItem.objects.get(status="failed")

@@ -96,6 +96,24 @@ def test_dispatch_to_celery__stops_at_max_in_flight(
             conn.default_channel.queue_delete(queue_name)
 
 
+def test_tasks__keep_the_names_queued_messages_carry():
+    assert process_items.name == dispatch.PROCESS_ITEMS_TASK == "automate.process_items"
+    assert dispatch_batch.name == dispatch.DISPATCH_TASK == "automate.dispatch"
+
+
+def test_dispatch_to_celery__sends_the_task_automate_tasks_registered(
+    celery_app, recorder_calls, django_capture_on_commit_callbacks
+):
+    """Sent by name, the batch still goes through ``process_items`` itself: in eager mode
+    it runs here (a plain ``send_task`` would ignore eager mode and only queue it)."""
+    celery_app.conf.update(task_always_eager=True, broker_url="memory://")
+    make_items(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(5) == 2
+    assert set(OutboxItem.objects.values_list("status", flat=True)) == {"done"}
+    assert len(recorder_calls) == 2
+
+
 def test_sweep__runs_of_items_the_outbox_killed_are_dead():
     [item] = make_items(1)
     WorkflowRun.objects.update(status=RunStatus.RUNNING)

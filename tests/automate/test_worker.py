@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from automate import signals
+from automate import receivers
 from automate.models import RunStatus, StepRun, WorkflowRun
 from automate.services import WorkflowService
 from automate.worker import EmbeddedWorker
@@ -119,7 +119,7 @@ def test_worker__signal_handler_never_raises(monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(worker_module, "wake", broken)
-    signals.start_processing(sender="x", item=None)  # logged, not raised
+    receivers.start_processing(sender="x", item=None)  # logged, not raised
 
 
 @pytest.mark.django_db

@@ -1,0 +1,231 @@
+"""A worker's pass over a claimed batch: make each item's runs, execute them, settle.
+
+Data flow: leased outbox items (from :func:`automate.dispatch.claim`) -> their runs
+(:mod:`automate.runs`) -> :func:`automate.runner.execute_run` for each run, with the
+item's :class:`~automate.journal.Journal` -> a :class:`ProcessedItem` waiting to be
+settled -> :meth:`ClaimedBatch.flush` writes the journals and settles the items with the
+outbox API (``complete``, ``fail``, ``release``) in one transaction.
+
+The results are settled together at the end of the batch and whenever an item finishes
+:data:`FLUSH_SECONDS` or more after the last settlement (see :mod:`automate.journal` for
+what may wait and what is committed at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from automate import runner, runs
+from automate.journal import Journal
+from automate.models import RunStatus, WorkflowRun, WorkflowStep
+from automate.outcomes import Outcome
+from automate.runner import RunOutcome
+from automate_core.conf import settings as automate_settings
+from automate_core.outbox import queue
+from automate_core.outbox.models import OutboxItem, OutboxStatus
+from automate_core.tracing import trace
+
+logger = logging.getLogger("automate.dispatch")
+
+#: Once this long has passed since the last settlement, the next item to finish settles
+#: every finished one, so a long batch commits its results as it goes, not only at its end.
+FLUSH_SECONDS = 1.0
+
+#: What became of one item of the pass: its runs' outcomes, ``LOST`` (another worker has
+#: it), ``RELEASED`` (the worker is stopping) or the error that kept it from running.
+ItemResult = list[RunOutcome] | Outcome | BaseException
+
+
+@dataclass
+class ProcessedItem:
+    """An item the pass is done with, and its records, until the next settlement."""
+
+    item: OutboxItem
+    result: ItemResult
+    journal: Journal
+
+
+class ClaimedBatch:
+    """One worker's pass over a claimed batch: run each item, settle them together.
+
+    The leases are checked once at the start, renewed for the whole batch whenever a
+    third of the lease has passed, confirmed in the transaction that records a
+    non-idempotent step's start, and checked under lock when results are settled: the
+    results of an item that is no longer ours are dropped, never written.
+    """
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, items: list[OutboxItem], should_stop: Callable[[], bool] | None) -> None:
+        self.items = items
+        self.should_stop = should_stop
+        self.lease_seconds = int(automate_settings.OUTBOX_LEASE_SECONDS)
+        self.renewed_at = self.flushed_at = self.clock()
+        self.lost: set[int] = set()
+        self.processed: list[ProcessedItem] = []  # not yet settled
+        self.settled: set[int] = set()
+        self.counts: dict[str, int] = {}
+        self.steps: dict[tuple[int, int], list[WorkflowStep]] = {}
+
+    def run(self) -> dict[str, int]:
+        """Process every item still held, settle them; return how many ended in each state."""
+        held = queue.held(self.items)
+        self.lost = {item.pk for item in self.items if item.pk not in held}
+        todo = [item for item in self.items if item.pk in held]
+        item_runs = self.runs_of(todo)
+        for item in todo:
+            self.processed.append(self.process(item, item_runs[item.pk]))
+            if self.clock() - self.flushed_at >= FLUSH_SECONDS:
+                self.flush()
+        self.flush()
+        for pk in self.lost:
+            logger.warning("lost the lease on outbox item %s", pk)
+        self._count(Outcome.LOST, len(self.lost))
+        return self.counts
+
+    def runs_of(self, items: list[OutboxItem]) -> dict[int, list[WorkflowRun] | Exception]:
+        """Each item's runs, made for the batch at once; if that fails, item by item, so
+        an item whose runs cannot be made fails alone."""
+        try:
+            return dict(runs.ensure_runs_for(items)) if items else {}
+        except Exception:
+            logger.exception("making the runs of %d outbox items at once failed", len(items))
+        found: dict[int, list[WorkflowRun] | Exception] = {}
+        for item in items:
+            try:
+                found[item.pk] = runs.ensure_runs(item)
+            except Exception as exc:
+                found[item.pk] = exc
+        return found
+
+    def process(self, item: OutboxItem, item_runs: list[WorkflowRun] | Exception) -> ProcessedItem:
+        """Execute one item's runs, unless the worker is stopping; never raise."""
+        journal = Journal()
+        if self.should_stop is not None and self.should_stop():
+            return ProcessedItem(item, Outcome.RELEASED, journal)
+        try:
+            with trace(item.trace_id):
+                result = self.execute(item, item_runs, journal)
+        except Exception as exc:  # a bug or a lost database: retry the item later
+            logger.exception("processing outbox item %s failed", item.pk)
+            journal.clear()
+            result = exc
+        return ProcessedItem(item, result, journal)
+
+    def execute(
+        self, item: OutboxItem, item_runs: list[WorkflowRun] | Exception, journal: Journal
+    ) -> ItemResult:
+        """Execute the runs in order; stop at the first one that lost the item or paused."""
+        if isinstance(item_runs, Exception):
+            return item_runs
+        outcomes = []
+        for run in item_runs:
+            key = (run.workflow_id, run.workflow_version)
+            if key not in self.steps:
+                self.steps[key] = list(run.workflow.steps_of(run.workflow_version))
+            outcome = runner.execute_run(
+                run,
+                stop_reason=lambda: self.stop_reason(item),
+                confirm=lambda: queue.renew(item, self.lease_seconds),
+                journal=journal,
+                steps=self.steps[key],
+            )
+            if outcome.status == Outcome.LOST:
+                self.lost.add(item.pk)
+                return Outcome.LOST
+            if outcome.status == Outcome.PAUSED:
+                return Outcome.RELEASED
+            outcomes.append(outcome)
+        return outcomes
+
+    def stop_reason(self, item: OutboxItem) -> Outcome | None:
+        """Asked before each step: ``PAUSED`` when the worker is stopping, ``LOST`` when
+        the item is no longer ours; renews the batch's leases when a third has passed."""
+        if self.should_stop is not None and self.should_stop():
+            return Outcome.PAUSED
+        if self.clock() - self.renewed_at >= self.lease_seconds / 3:
+            self.renew()
+        return Outcome.LOST if item.pk in self.lost else None
+
+    def renew(self) -> None:
+        """Extend the lease of every item of the batch not yet settled."""
+        open_items = [i for i in self.items if i.pk not in self.settled and i.pk not in self.lost]
+        held = queue.renew_many(open_items, self.lease_seconds)
+        self.lost |= {item.pk for item in open_items if item.pk not in held}
+        self.renewed_at = self.clock()
+
+    def flush(self) -> None:
+        """Write the processed items' journals and settle the items, in one transaction."""
+        processed, self.processed = self.processed, []
+        if not processed:
+            return
+        with transaction.atomic():
+            held = queue.held([p.item for p in processed], lock=True)
+            ours = [p for p in processed if p.item.pk in held and p.result != Outcome.LOST]
+            statuses = _settle_all(ours)
+        self.lost |= {p.item.pk for p in processed if p.item.pk not in held}
+        self.settled |= {p.item.pk for p in processed}
+        for status in statuses:
+            self._count(status)
+        self.flushed_at = self.clock()
+
+    def _count(self, status: str, n: int = 1) -> None:
+        if n:
+            self.counts[str(status)] = self.counts.get(str(status), 0) + n
+
+
+def _settle_all(ours: list[ProcessedItem]) -> list[str]:
+    """Write the items' journals and settle each item (the caller holds the transaction
+    and the items' locks); return each item's new state."""
+    journal = Journal()
+    for p in ours:
+        journal.extend(p.journal)
+    journal.write()
+    done = [p.item for p in ours if isinstance(p.result, list) and _all_done(p.result)]
+    queue.complete_many(done)
+    statuses: list[str] = [OutboxStatus.DONE] * len(done)
+    for p in ours:
+        if isinstance(p.result, list) and not _all_done(p.result):
+            statuses.append(_settle_unfinished(p.item, p.result))
+        elif p.result == Outcome.RELEASED:
+            queue.release(p.item)
+            statuses.append(Outcome.RELEASED)
+        elif isinstance(p.result, BaseException):
+            statuses.append(queue.fail(p.item, p.result, retryable=True))
+    return statuses
+
+
+def _all_done(outcomes: list[RunOutcome]) -> bool:
+    return all(o.status not in (Outcome.RETRY, Outcome.DEAD) for o in outcomes)
+
+
+def _settle_unfinished(item: OutboxItem, outcomes: list[RunOutcome]) -> str:
+    """Settle an item whose runs did not all finish: retry it later, or dead-letter it."""
+    retries = [o for o in outcomes if o.status == Outcome.RETRY]
+    dead = [o for o in outcomes if o.status == Outcome.DEAD]
+    if retries:
+        status = queue.fail(item, _error_of(retries[0]), retryable=True)
+        if status == OutboxStatus.FAILED:
+            # The failing step's own backoff, rather than the outbox's default.
+            delay = min(o.retry_in or 0.0 for o in retries)
+            OutboxItem.objects.filter(pk=item.pk, status=OutboxStatus.FAILED).update(
+                available_at=timezone.now() + timedelta(seconds=delay)
+            )
+        elif status == OutboxStatus.DEAD:
+            error = {"code": "exhausted", "message": "the event used all its outbox attempts"}
+            item.workflow_runs.filter(status=RunStatus.RETRYING).update(
+                status=RunStatus.DEAD, finished_at=timezone.now(), error=error
+            )
+        return status
+    return queue.fail(item, _error_of(dead[0]), retryable=False)
+
+
+def _error_of(outcome: RunOutcome) -> BaseException | str:
+    return outcome.error if outcome.error is not None else f"run ended as {outcome.status}"

@@ -1,0 +1,160 @@
+"""Which runs an outbox item starts: workflow matching and run creation, in one place.
+
+Data flow: an outbox item (a webhook, an API call, ``run_workflow``) -> the enabled
+workflows whose :class:`Trigger` matches its connection key and event type -> one
+:class:`~automate.models.WorkflowRun` per (item, workflow), pinned to the workflow's
+version of that moment. Runs are made once: the table is unique on (item, workflow), so a
+worker that claims an item again (after a crash, a retry, a replay) finds its runs
+instead of making new ones.
+
+:mod:`automate.services` uses it for a manual run (the run is made with its item, since
+a manual item matches no trigger); :mod:`automate.dispatch` uses it before handing the
+runs to :mod:`automate.runner`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Prefetch, prefetch_related_objects
+
+from automate.models import MANUAL_CONNECTOR_KEY, StepRun, Workflow, WorkflowRun
+from automate_core.outbox.models import OutboxItem
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Which events start a workflow: a connection key and event-type patterns."""
+
+    connector: str
+    events: tuple[str, ...] = ()
+
+    def matches(self, connector_key: str, event_type: str) -> bool:
+        if connector_key != self.connector:
+            return False
+        return not self.events or any(fnmatch.fnmatchcase(event_type, p) for p in self.events)
+
+
+def matching_workflows(connector_key: str, event_type: str) -> list[Workflow]:
+    """Enabled workflows whose trigger matches an event, oldest first."""
+    candidates = Workflow.objects.filter(enabled=True, trigger_connector=connector_key)
+    return [
+        wf
+        for wf in candidates.order_by("id")
+        if Trigger(wf.trigger_connector, tuple(wf.trigger_event_types)).matches(
+            connector_key, event_type
+        )
+    ]
+
+
+def event_context(item: OutboxItem) -> dict[str, Any]:
+    """The ``event`` a template sees, taken from an outbox item."""
+    return {
+        "id": item.external_id,
+        "outbox_id": item.pk,
+        "type": item.event_type,
+        "connector": item.connector_key,
+        "payload": item.payload,
+        "received_at": item.created_at.isoformat() if item.created_at else None,
+    }
+
+
+def new_run(workflow: Workflow, item: OutboxItem) -> WorkflowRun:
+    """An unsaved ``pending`` run of ``workflow``'s current version for ``item``."""
+    return WorkflowRun(
+        workflow=workflow,
+        workflow_version=workflow.version,
+        outbox_item=item,
+        event=event_context(item),
+        trace_id=item.trace_id,
+    )
+
+
+def ensure_runs(item: OutboxItem) -> list[WorkflowRun]:
+    """The item's runs: those already made, plus one per matching workflow (idempotent)."""
+    return ensure_runs_for([item])[item.pk]
+
+
+def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
+    """:func:`ensure_runs` for a batch, in a fixed number of queries: the existing runs,
+    the matching workflows (once per connection key and event type) and one bulk INSERT.
+
+    Each run comes with its step history prefetched, and runs of one workflow share one
+    ``Workflow`` instance, so executing them reads nothing more before their first step.
+    """
+    workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
+    by_item = _existing_runs(items, workflows)
+    new = _missing_runs(items, by_item, workflows)
+    if new:
+        for run in _create_runs(new):
+            by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
+    runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
+    prefetch_related_objects(
+        [run for found in runs.values() for run in found],
+        Prefetch("step_runs", queryset=StepRun.objects.order_by("id")),
+    )
+    return runs
+
+
+def _existing_runs(
+    items: Sequence[OutboxItem], workflows: dict[int, Workflow]
+) -> dict[int, dict[int, WorkflowRun]]:
+    """The runs already made for ``items``, by item id and workflow id."""
+    by_item: dict[int, dict[int, WorkflowRun]] = {item.pk: {} for item in items}
+    existing = WorkflowRun.objects.filter(outbox_item__in=[i.pk for i in items])
+    for run in existing.select_related("workflow"):
+        run.workflow = workflows.setdefault(run.workflow_id, run.workflow)
+        by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
+    return by_item
+
+
+def _missing_runs(
+    items: Sequence[OutboxItem],
+    by_item: dict[int, dict[int, WorkflowRun]],
+    workflows: dict[int, Workflow],
+) -> list[WorkflowRun]:
+    """Unsaved runs of the matching workflows that ``items`` have no run of yet (added to
+    ``by_item`` too). A manual item's run was made with it: it matches no trigger."""
+    matches: dict[tuple[str, str], list[Workflow]] = {}
+    new: list[WorkflowRun] = []
+    for item in items:
+        if item.connector_key == MANUAL_CONNECTOR_KEY:
+            continue
+        kind = (item.connector_key, item.event_type)
+        if kind not in matches:
+            matches[kind] = matching_workflows(*kind)
+        for workflow in matches[kind]:
+            if workflow.pk not in by_item[item.pk]:
+                run = new_run(workflows.setdefault(workflow.pk, workflow), item)
+                by_item[item.pk][workflow.pk] = run
+                new.append(run)
+    return new
+
+
+def _create_runs(runs: list[WorkflowRun]) -> list[WorkflowRun]:
+    """INSERT the runs at once; if another worker made some first (it held an item before
+    us), one by one, taking its row where there is one."""
+    try:
+        with transaction.atomic():
+            WorkflowRun.objects.bulk_create(runs)
+    except IntegrityError:
+        return [_create_or_get(run) for run in runs]
+    if any(run.pk is None for run in runs):  # a backend that cannot return bulk ids
+        return [_create_or_get(run) for run in runs]
+    return runs
+
+
+def _create_or_get(run: WorkflowRun) -> WorkflowRun:
+    try:
+        with transaction.atomic():
+            run.pk = None
+            run.save(force_insert=True)
+    except IntegrityError:
+        found = WorkflowRun.objects.get(outbox_item=run.outbox_item, workflow=run.workflow)
+        found.workflow = run.workflow
+        return found
+    return run
