@@ -66,7 +66,7 @@ class ClaimedBatch:
     def __init__(self, items: list[OutboxItem], should_stop: Callable[[], bool] | None) -> None:
         self.items = items
         self.should_stop = should_stop
-        self.lease_seconds = int(automate_settings.OUTBOX_LEASE_SECONDS)
+        self.lease_seconds = automate_settings.OUTBOX_LEASE_SECONDS
         self.renewed_at = self.flushed_at = self.clock()
         self.lost: set[int] = set()
         self.processed: list[ProcessedItem] = []  # not yet settled

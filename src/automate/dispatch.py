@@ -24,9 +24,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from automate.batch import FLUSH_SECONDS, ClaimedBatch
+from automate.conf import settings as app_settings
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.outcomes import Outcome
-from automate_core.conf import settings as automate_settings
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
@@ -59,7 +59,7 @@ DISPATCH_TASK = "automate.dispatch"
 def execution_mode() -> str:
     """``"celery"`` or ``"embedded"``, from ``AUTOMATE["EXECUTION"]`` (``"auto"`` looks
     for ``settings.CELERY_BROKER_URL``)."""
-    mode = automate_settings.EXECUTION
+    mode = app_settings.EXECUTION
     if mode == "auto":
         return "celery" if getattr(django_settings, "CELERY_BROKER_URL", None) else "embedded"
     if mode not in ("celery", "embedded"):
@@ -102,7 +102,7 @@ def claim(
 ) -> list[OutboxItem]:
     """Lease due items with the outbox's ``claim()``."""
     items = queue.claim(
-        batch or int(automate_settings.WORKER_BATCH_SIZE),
+        batch or app_settings.WORKER_BATCH_SIZE,
         worker=worker or worker_name(),
         only=only,
     )
@@ -127,9 +127,9 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     lease expires. No more than ``AUTOMATE["DISPATCH_MAX_IN_FLIGHT"]`` items are leased
     at a time, so events queue in the outbox rather than in the broker.
     """
-    batch = batch or int(automate_settings.WORKER_BATCH_SIZE)
+    batch = batch or app_settings.WORKER_BATCH_SIZE
     in_flight = OutboxItem.objects.filter(status=OutboxStatus.LEASED).count()
-    batch = min(batch, int(automate_settings.DISPATCH_MAX_IN_FLIGHT) - in_flight)
+    batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight)
     if batch < 1:
         queue.reclaim_expired()  # a full pipeline must still recover crashed leases
         return 0

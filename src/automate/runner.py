@@ -40,6 +40,7 @@ from django.utils import timezone
 from pydantic import BaseModel
 
 from automate import templating
+from automate.conf import settings as app_settings
 from automate.journal import Journal
 from automate.models import (
     FINISHED_RUN_STATUSES,
@@ -57,7 +58,6 @@ from automate.runs import ensure_runs, ensure_runs_for, event_context
 from automate.steps.base import StepContext, StepExecutor, StepResult
 from automate.steps.registry import NotRegistered, get_step
 from automate_core import redaction
-from automate_core.conf import settings as automate_settings
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
@@ -381,7 +381,7 @@ def _jsonable(value: Any) -> Any:
     """Secrets redacted, JSON-safe, and cut to ``STEP_MAX_OUTPUT_BYTES`` (never an error:
     a succeeded non-idempotent step must be recorded whatever it returned)."""
     text = json.dumps(value, default=str)
-    limit = int(automate_settings.STEP_MAX_OUTPUT_BYTES)
+    limit = app_settings.STEP_MAX_OUTPUT_BYTES
     if len(text) > limit:
         return {"truncated": True, "size": len(text), "preview": redaction.redact(text[:1000])}
     return redaction.redact_data(json.loads(text))

@@ -27,10 +27,10 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from automate import runs, signals, templating
+from automate.conf import settings as app_settings
 from automate.models import MANUAL_CONNECTOR_KEY, Workflow, WorkflowRun, WorkflowStep
 from automate.runs import Trigger
 from automate.steps.registry import NotRegistered, get_step, step_types
-from automate_core.conf import settings as automate_settings
 from automate_core.outbox import queue
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.tracing import get_trace_id, new_trace_id
@@ -242,10 +242,10 @@ def parse_trigger(trigger: Mapping[str, Any] | str | None) -> Trigger | None:
 
 def _retry_policy(value: Any, where: str, label: str) -> dict[str, Any]:
     policy = {
-        "max_attempts": int(automate_settings.STEP_MAX_ATTEMPTS),
-        "backoff_seconds": float(automate_settings.STEP_BACKOFF_SECONDS),
-        "max_backoff_seconds": float(automate_settings.STEP_BACKOFF_MAX_SECONDS),
-        "timeout_seconds": float(automate_settings.STEP_TIMEOUT_SECONDS),
+        "max_attempts": app_settings.STEP_MAX_ATTEMPTS,
+        "backoff_seconds": app_settings.STEP_BACKOFF_SECONDS,
+        "max_backoff_seconds": app_settings.STEP_BACKOFF_MAX_SECONDS,
+        "timeout_seconds": app_settings.STEP_TIMEOUT_SECONDS,
     }
     if value is None:
         return policy

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, close_old_connections, connections
 
 from automate import dispatch
-from automate_core.conf import settings as automate_settings
+from automate.conf import settings as app_settings
 
 logger = logging.getLogger("automate.worker")
 
@@ -93,7 +93,7 @@ class EmbeddedWorker:
     def _loop(self, once: bool, index: int, *, own_thread: bool = True) -> None:
         poll = self.poll_seconds
         if poll is None:
-            poll = float(automate_settings.WORKER_POLL_SECONDS)
+            poll = app_settings.WORKER_POLL_SECONDS
         try:
             while not self.stop_event.is_set():
                 try:

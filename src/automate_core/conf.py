@@ -35,7 +35,7 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from django.apps import apps
 from django.conf import settings as django_settings
@@ -416,25 +416,4 @@ class CoreSettings(AppSettings):
     RATE_LIMIT_STORAGE: str = "memory://"
 
 
-class _CoreLazySettings(LazySettings):
-    def __getattr__(self, name: str) -> Any:
-        if name.isupper() and name not in _load(CoreSettings).values:
-            # DEPRECATED compatibility path: the engine modules (automate.dispatch, runner,
-            # services, worker) still read automate's keys (EXECUTION, WORKER_*, STEP_*...)
-            # through core's object. Engine call sites move in the merge, to automate.conf;
-            # then this method and _CompatCoreSettings go, and core's object serves only
-            # its own keys (any other raises AttributeError naming the owning app's module).
-            owner = owner_of(name)
-            if owner is not None:
-                return read(owner, name)
-        return super().__getattr__(name)
-
-
-if TYPE_CHECKING:
-
-    class _CompatCoreSettings(CoreSettings):
-        # Typing side of the deprecated path above: other apps' keys read as Any.
-        def __getattr__(self, name: str) -> Any: ...
-
-
-settings = cast("_CompatCoreSettings", _CoreLazySettings(CoreSettings))
+settings = CoreSettings.lazy()

@@ -220,10 +220,13 @@ def test_an_app_object_serves_only_its_own_keys():
         _ = app_settings.NO_SUCH_KEY
 
 
-def test_core_object_still_serves_engine_keys_until_the_engine_reads_automate_conf():
-    # The deprecated compatibility path (automate_core.conf._CoreLazySettings).
+def test_core_object_serves_only_core_keys():
     with override_settings(AUTOMATE={"STEP_MAX_ATTEMPTS": 5}):
-        assert automate_settings.STEP_MAX_ATTEMPTS == 5
+        assert app_settings.STEP_MAX_ATTEMPTS == 5
+        with pytest.raises(
+            AttributeError, match=r"STEP_MAX_ATTEMPTS is a setting of automate\.conf"
+        ):
+            _ = automate_settings.STEP_MAX_ATTEMPTS
     with pytest.raises(AttributeError):
         _ = automate_settings.NO_SUCH_KEY
 
