@@ -10,8 +10,6 @@ quotes the variable named by ``--leak-env``, to test that secrets are redacted),
 ``--hang-at-start`` sleeps before serving (a server that never completes the handshake).
 """
 
-from __future__ import annotations
-
 import argparse
 import datetime
 import os
@@ -20,17 +18,20 @@ import sys
 import time
 from zoneinfo import ZoneInfo
 
-from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
-from pydantic import BaseModel
 
+def build():
+    # The SDK is imported here, after main() wrote the pid: importing it takes a while on a
+    # loaded machine, and a test that kills a server during start-up must know its pid.
+    # (No `from __future__ import annotations` in this file: the SDK reads the tools'
+    # annotations, and CurrentTime is local.)
+    from mcp.server.mcpserver import MCPServer
+    from mcp_types import ToolAnnotations
+    from pydantic import BaseModel
 
-class CurrentTime(BaseModel):
-    timezone: str
-    datetime: str
+    class CurrentTime(BaseModel):
+        timezone: str
+        datetime: str
 
-
-def build() -> MCPServer:
     server = MCPServer("Clock")
 
     @server.tool(

@@ -168,11 +168,13 @@ def test_stdio__a_call_that_times_out_stops_the_server_and_its_children(stdio_se
 def test_stdio__a_server_that_never_completes_the_handshake(stdio_servers, settings, tmp_path):
     pid_file = tmp_path / "pids"
     stdio_servers(clock=stdio_entry("--pid-file", str(pid_file), "--hang-at-start"))
-    settings.AUTOMATE = {**settings.AUTOMATE, "MCP_STDIO_START_TIMEOUT": 1}
+    # Long enough for a loaded machine to start Python and write the pid (the SDK is
+    # imported after that); the server itself never answers.
+    settings.AUTOMATE = {**settings.AUTOMATE, "MCP_STDIO_START_TIMEOUT": 5}
     with pytest.raises(AutomateError) as info:
         stdio.ensure_server("clock").sync_tools()
     assert info.value.code == ErrorCodes.TIMEOUT
-    assert 'within 1.0 s (AUTOMATE["MCP_STDIO_START_TIMEOUT"])' in info.value.message
+    assert 'within 5.0 s (AUTOMATE["MCP_STDIO_START_TIMEOUT"])' in info.value.message
     assert_all_gone(pid_file)
 
 
