@@ -247,3 +247,22 @@ def test_docs__every_documented_import_resolves(module, name):
         value = importlib.import_module(f"{module}.{name}")
     assert value is not None
     assert inspect.ismodule(value) or not name.startswith("_")
+
+
+def test_docs__the_generic_step_example_runs():
+    page = (ROOT / "docs" / "public-api.md").read_text()
+    (block,) = [
+        b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "class GreetStep" in b
+    ]
+    namespace: dict = {}
+    exec(block, namespace)
+    step = namespace["GreetStep"]
+    from automate.steps.base import StepContext, check_executor_shape
+    from automate_core import ProviderContext
+
+    check_executor_shape(step)  # what register_step checks
+    config = step.parse_config({"name": "Ada"})
+    ctx = StepContext(
+        step_name="greet", attempt=1, trace_id="t", timeout=1.0, provider_ctx=ProviderContext()
+    )
+    assert step().execute(config, ctx) == {"greeting": "Hello, Ada"}
