@@ -9,23 +9,19 @@ time. Registering the same class twice is harmless; another class under a taken 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import inspect
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
-from django.apps import apps
-from django.core.exceptions import AppRegistryNotReady
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel
 
-from automate_core.registry import NotRegistered, Registry
-
-if TYPE_CHECKING:
-    from automate_connectors.base import Connector
+from automate_connectors.base import Connector
+from automate_core.registry import NotRegistered, Registry, RegistryNotReady
 
 __all__ = [
+    "ConnectorRegistry",
     "NotRegistered",
+    "RegistryNotReady",
     "connector_classes",
     "connectors",
     "get_connector",
@@ -67,51 +63,21 @@ def check_connector_shape(cls: type[Connector]) -> None:
         raise TypeError(f"{name} declares a trigger twice")
 
 
-def _connector_base() -> type:
-    from automate_connectors.base import Connector
+class ConnectorRegistry(Registry[type[Connector]]):
+    """Built-ins come from whole modules (every connector class each defines)."""
 
-    return Connector
-
-
-class ConnectorRegistry(Registry):
     def __init__(self) -> None:
-        super().__init__("connector", validate=check_connector_shape)
-        self._loaded = False
+        super().__init__(
+            "connector",
+            base=Connector,
+            validate=check_connector_shape,
+            app="automate_connectors",
+            autodiscover="connectors",
+        )
 
-    def register(self, cls, *, builtin: bool = False):  # type: ignore[no-untyped-def]
-        self.base = _connector_base()
-        return super().register(cls, builtin=builtin)
-
-    def load(self) -> None:
-        """Register the built-ins and autodiscover ``connectors`` modules; idempotent."""
+    def builtin_classes(self) -> Iterator[type[Connector]]:
         for path in BUILTIN_MODULES:
-            self._register_module(importlib.import_module(path), builtin=True)
-        for app_config in apps.get_app_configs():
-            module_name = f"{app_config.name}.connectors"
-            if importlib.util.find_spec(module_name) is None:
-                continue
-            self._register_module(importlib.import_module(module_name))
-        self._loaded = True
-
-    def _register_module(self, module, *, builtin: bool = False) -> None:  # type: ignore[no-untyped-def]
-        base = _connector_base()
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if (
-                issubclass(obj, base)
-                and obj is not base
-                and obj.__module__ == module.__name__
-                and getattr(obj, "key", "")
-                and not inspect.isabstract(obj)
-            ):
-                self.register(obj, builtin=builtin)
-
-    def get(self, key: str):  # type: ignore[no-untyped-def]
-        if not self._loaded and not apps.ready:
-            raise AppRegistryNotReady(
-                "connectors are registered in AppConfig.ready(): call get_connector() after "
-                "django.setup() (and list 'automate_connectors' in INSTALLED_APPS)"
-            )
-        return super().get(key)
+            yield from self.classes_in(importlib.import_module(path))
 
 
 #: The registry every part of Django Automate reads.

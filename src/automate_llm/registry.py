@@ -16,19 +16,18 @@ registers, not on its first call.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
-from django.apps import apps
-from django.core.exceptions import AppRegistryNotReady
 from pydantic import BaseModel
 
-from automate_core.registry import AlreadyRegistered, NotRegistered, Registry
+from automate_core.registry import AlreadyRegistered, NotRegistered, Registry, RegistryNotReady
 from automate_llm.providers.base import BaseLLMProvider, implements_chat
 
 __all__ = [
     "AlreadyRegistered",
+    "LLMProviderRegistry",
     "NotRegistered",
+    "RegistryNotReady",
     "get_provider",
     "llm_providers",
     "providers",
@@ -64,25 +63,15 @@ def check_provider_shape(cls: type) -> None:
         raise TypeError(f"{name}.secret_fields names fields its config lacks: {unknown}")
 
 
-class LLMProviderRegistry(Registry):
+class LLMProviderRegistry(Registry[type[BaseLLMProvider]]):
     def __init__(self) -> None:
-        super().__init__("LLM provider", base=BaseLLMProvider, validate=check_provider_shape)
-        self._loaded = False
-
-    def load(self) -> None:
-        """Register the built-ins; idempotent (``ready()`` may run more than once)."""
-        for path in BUILTIN_PROVIDERS:
-            module_name, _, class_name = path.rpartition(".")
-            self.register(getattr(importlib.import_module(module_name), class_name), builtin=True)
-        self._loaded = True
-
-    def get(self, key: str):  # type: ignore[no-untyped-def]
-        if not self._loaded and not apps.ready:
-            raise AppRegistryNotReady(
-                "LLM providers are registered in AppConfig.ready(): call get_provider() after "
-                "django.setup() (and list 'automate_llm' in INSTALLED_APPS)"
-            )
-        return super().get(key)
+        super().__init__(
+            "LLM provider",
+            base=BaseLLMProvider,
+            validate=check_provider_shape,
+            app="automate_llm",
+            builtins=BUILTIN_PROVIDERS,
+        )
 
 
 #: The registry every part of Django Automate reads.

@@ -11,9 +11,6 @@ project classes under one key are an error.
 
 from __future__ import annotations
 
-from django.apps import apps
-from django.core.exceptions import ImproperlyConfigured
-
 from automate_core.registry import Registry
 from rag.embeddings.base import BaseEmbeddingProvider
 from rag.providers.base import BaseRetrievalProvider
@@ -27,11 +24,27 @@ def _check_dimensions(cls: type) -> None:
         )
 
 
+# The built-ins as dotted paths: imported by load() only, and their SDKs only when used.
 retrieval_providers: Registry[type[BaseRetrievalProvider]] = Registry(
-    "retrieval provider", base=BaseRetrievalProvider
+    "retrieval provider",
+    base=BaseRetrievalProvider,
+    app="rag",
+    builtins=(
+        "rag.providers.local.LocalRetrievalProvider",
+        "rag.providers.pgvector.PgVectorRetrievalProvider",
+        "rag.providers.pinecone.PineconeRetrievalProvider",
+    ),
 )
 embedding_providers: Registry[type[BaseEmbeddingProvider]] = Registry(
-    "embedding provider", base=BaseEmbeddingProvider, validate=_check_dimensions
+    "embedding provider",
+    base=BaseEmbeddingProvider,
+    validate=_check_dimensions,
+    app="rag",
+    builtins=(
+        "rag.embeddings.local.LocalEmbeddingProvider",
+        "rag.embeddings.openai.OpenAIEmbeddingProvider",
+        "rag.embeddings.cohere.CohereEmbeddingProvider",
+    ),
 )
 
 
@@ -47,34 +60,15 @@ def register_embedding_provider(
     return embedding_providers.register(cls, builtin=builtin)
 
 
-def _check_ready() -> None:
-    if not apps.ready:
-        raise ImproperlyConfigured(
-            "RAG providers are registered in AppConfig.ready(): look them up after "
-            'django.setup(), with "rag" in INSTALLED_APPS'
-        )
-
-
 def get_retrieval_provider(key: str) -> type[BaseRetrievalProvider]:
-    _check_ready()
     return retrieval_providers.get(key)
 
 
 def get_embedding_provider(key: str) -> type[BaseEmbeddingProvider]:
-    _check_ready()
     return embedding_providers.get(key)
 
 
 def register_builtins() -> None:
-    """Register the built-in providers; their SDKs are imported only when used."""
-    from rag.embeddings.cohere import CohereEmbeddingProvider
-    from rag.embeddings.local import LocalEmbeddingProvider
-    from rag.embeddings.openai import OpenAIEmbeddingProvider
-    from rag.providers.local import LocalRetrievalProvider
-    from rag.providers.pgvector import PgVectorRetrievalProvider
-    from rag.providers.pinecone import PineconeRetrievalProvider
-
-    for retrieval in (LocalRetrievalProvider, PgVectorRetrievalProvider, PineconeRetrievalProvider):
-        register_retrieval_provider(retrieval, builtin=True)
-    for embedding in (LocalEmbeddingProvider, OpenAIEmbeddingProvider, CohereEmbeddingProvider):
-        register_embedding_provider(embedding, builtin=True)
+    """Register the built-in providers (called from ``ready()``; idempotent)."""
+    retrieval_providers.load()
+    embedding_providers.load()

@@ -5,7 +5,7 @@ types (``llm``, ``rag_query``, ``mcp_tool``...) from their ``AppConfig.ready()``
 
     from automate.steps import StepExecutor, register_step
 
-    class LLMStep(StepExecutor):
+    class LLMStep(StepExecutor[LLMStepConfig]):
         key = "llm"
         config_model = LLMStepConfig      # a pydantic model of the config as written
         idempotent = True                 # safe to repeat after a crash

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -13,6 +13,8 @@ from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 T = TypeVar("T")
+#: The config model of a step type; subclasses name theirs: ``StepExecutor[MyConfig]``.
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -36,22 +38,26 @@ class StepResult:
     stop: bool = False
 
 
-class StepExecutor:
+class StepExecutor(Generic[ConfigT]):
     """Base class of every step type; subclass it, set ``key`` and ``config_model``.
 
-    ``config_model`` validates the config as the workflow's author wrote it (templates are
-    still strings there) when the workflow is created, and again once rendered before the
-    step runs. :meth:`check` adds checks a schema cannot express (an action that exists).
+    Generic over the config model, so the methods of ``class MyStep(StepExecutor[MyConfig])``
+    take a ``MyConfig``. ``config_model`` validates the config as the workflow's author wrote
+    it (templates are still strings there) when the workflow is created, and again once
+    rendered before the step runs. :meth:`check` adds checks a schema cannot express (an
+    action that exists).
     """
 
     key: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
-    config_model: ClassVar[type[BaseModel]]
+    # Not a ClassVar: a ClassVar may not hold a type variable; subclasses still set it on
+    # the class.
+    config_model: type[ConfigT]
     #: True when running the step twice has the same effect as once.
     idempotent: ClassVar[bool] = False
 
     @classmethod
-    def parse_config(cls, config: Any, *, where: str = "config") -> BaseModel:
+    def parse_config(cls, config: Any, *, where: str = "config") -> ConfigT:
         """Validate ``config`` with ``config_model``; INVALID_ARGUMENT names the field."""
         if not isinstance(config, Mapping):
             raise AutomateError(
@@ -74,22 +80,22 @@ class StepExecutor:
             ) from None
 
     @classmethod
-    def check(cls, config: BaseModel, *, where: str = "config") -> None:
+    def check(cls, config: ConfigT, *, where: str = "config") -> None:
         """Checks beyond the schema at create time; raise INVALID_ARGUMENT naming the field."""
 
     @classmethod
-    def is_idempotent(cls, config: BaseModel) -> bool:
+    def is_idempotent(cls, config: ConfigT) -> bool:
         """Whether this configured step may run again after a crash left its outcome unknown."""
         return cls.idempotent
 
-    def execute(self, config: Any, ctx: StepContext) -> StepResult | Any:
+    def execute(self, config: ConfigT, ctx: StepContext) -> StepResult | Any:
         """Run the step with its rendered, validated config; return its output."""
         raise AutomateError(
             ErrorCodes.CONFIGURATION, f"step type {self.key!r} does not define execute()"
         )
 
 
-def check_executor_shape(cls: type[StepExecutor]) -> None:
+def check_executor_shape(cls: type[StepExecutor[Any]]) -> None:
     """Registry validator: a step type must say how its config is validated."""
     model = getattr(cls, "config_model", None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):

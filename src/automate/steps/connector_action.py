@@ -28,13 +28,13 @@ class ConnectorActionConfig(StrictConfig):
     input: dict[str, Any] | str = Field(default_factory=dict)
 
 
-class ConnectorActionStep(StepExecutor):
+class ConnectorActionStep(StepExecutor[ConnectorActionConfig]):
     key = "connector_action"
     display_name = "Connector action"
     config_model = ConnectorActionConfig
 
     @classmethod
-    def check(cls, config: ConnectorActionConfig, *, where: str = "config") -> None:  # type: ignore[override]
+    def check(cls, config: ConnectorActionConfig, *, where: str = "config") -> None:
         connector_cls, spec = _resolve(config, where=where)
         data = config.input
         if isinstance(data, str):
@@ -57,13 +57,13 @@ class ConnectorActionStep(StepExecutor):
             )
 
     @classmethod
-    def is_idempotent(cls, config: ConnectorActionConfig) -> bool:  # type: ignore[override]
+    def is_idempotent(cls, config: ConnectorActionConfig) -> bool:
         try:
             return _resolve(config, where="config")[1].idempotent
         except AutomateError:
             return False
 
-    def execute(self, config: ConnectorActionConfig, ctx: StepContext) -> Any:  # type: ignore[override]
+    def execute(self, config: ConnectorActionConfig, ctx: StepContext) -> Any:
         from automate.connections import build_connector, find_connection
 
         if not isinstance(config.input, dict):

@@ -20,14 +20,14 @@ class FilterConfig(StrictConfig):
     condition: Any
 
 
-class FilterStep(StepExecutor):
+class FilterStep(StepExecutor[FilterConfig]):
     key = "filter"
     display_name = "Filter"
     config_model = FilterConfig
     idempotent = True
 
     @classmethod
-    def check(cls, config: FilterConfig, *, where: str = "config") -> None:  # type: ignore[override]
+    def check(cls, config: FilterConfig, *, where: str = "config") -> None:
         if not (isinstance(config.condition, bool) or is_template(config.condition)):
             raise AutomateError(
                 ErrorCodes.INVALID_ARGUMENT,
@@ -37,7 +37,7 @@ class FilterStep(StepExecutor):
                 details={"field": f"{where}.condition"},
             )
 
-    def execute(self, config: FilterConfig, ctx: StepContext) -> StepResult:  # type: ignore[override]
+    def execute(self, config: FilterConfig, ctx: StepContext) -> StepResult:
         value = config.condition
         if not isinstance(value, bool):
             raise AutomateError(

@@ -39,13 +39,13 @@ class HttpRequestConfig(StrictConfig):
     allow_redirects: bool = True
 
 
-class HttpRequestStep(StepExecutor):
+class HttpRequestStep(StepExecutor[HttpRequestConfig]):
     key = "http_request"
     display_name = "HTTP request"
     config_model = HttpRequestConfig
 
     @classmethod
-    def check(cls, config: HttpRequestConfig, *, where: str = "config") -> None:  # type: ignore[override]
+    def check(cls, config: HttpRequestConfig, *, where: str = "config") -> None:
         if config.credentials_ref is not None and not is_reference(config.credentials_ref):
             raise AutomateError(
                 ErrorCodes.INVALID_ARGUMENT,
@@ -62,12 +62,12 @@ class HttpRequestStep(StepExecutor):
             )
 
     @classmethod
-    def is_idempotent(cls, config: HttpRequestConfig) -> bool:  # type: ignore[override]
+    def is_idempotent(cls, config: HttpRequestConfig) -> bool:
         if config.idempotent is not None:
             return config.idempotent
         return config.method in IDEMPOTENT_METHODS
 
-    def execute(self, config: HttpRequestConfig, ctx: StepContext) -> dict[str, Any]:  # type: ignore[override]
+    def execute(self, config: HttpRequestConfig, ctx: StepContext) -> dict[str, Any]:
         from automate_core.http import ssrf_safe_request
 
         for name in ("headers", "params"):

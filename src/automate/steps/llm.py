@@ -37,7 +37,7 @@ class LLMStepConfig(StrictConfig):
     temperature: float | None = Field(default=None, ge=0)
 
 
-class LLMStep(StepExecutor):
+class LLMStep(StepExecutor[LLMStepConfig]):
     key = "llm"
     display_name = "LLM call"
     config_model = LLMStepConfig
@@ -45,7 +45,7 @@ class LLMStep(StepExecutor):
     idempotent = True
 
     @classmethod
-    def check(cls, config: LLMStepConfig, *, where: str = "config") -> None:  # type: ignore[override]
+    def check(cls, config: LLMStepConfig, *, where: str = "config") -> None:
         from automate.templating import is_template
         from automate_llm.models import LLMProfile
 
@@ -60,7 +60,7 @@ class LLMStep(StepExecutor):
                 details={"field": f"{where}.profile"},
             )
 
-    def execute(self, config: LLMStepConfig, ctx: StepContext) -> dict[str, Any]:  # type: ignore[override]
+    def execute(self, config: LLMStepConfig, ctx: StepContext) -> dict[str, Any]:
         from automate_llm.calls import run_chat
 
         if isinstance(config.messages, str):

@@ -36,13 +36,13 @@ class MCPToolConfig(StrictConfig):
     args: dict[str, Any] | str = Field(default_factory=dict)
 
 
-class MCPToolStep(StepExecutor):
+class MCPToolStep(StepExecutor[MCPToolConfig]):
     key = "mcp_tool"
     display_name = "MCP tool"
     config_model = MCPToolConfig
 
     @classmethod
-    def check(cls, config: MCPToolConfig, *, where: str = "config") -> None:  # type: ignore[override]
+    def check(cls, config: MCPToolConfig, *, where: str = "config") -> None:
         from automate.templating import is_template
 
         if is_template(config.server):
@@ -54,13 +54,13 @@ class MCPToolStep(StepExecutor):
         _check_args(tool, config.args, where)
 
     @classmethod
-    def is_idempotent(cls, config: MCPToolConfig) -> bool:  # type: ignore[override]
+    def is_idempotent(cls, config: MCPToolConfig) -> bool:
         from automate.mcp.models import MCPTool
 
         tool = MCPTool.objects.filter(server__key=config.server, name=config.tool).first()
         return tool is not None and tool.is_idempotent
 
-    def execute(self, config: MCPToolConfig, ctx: StepContext) -> Any:  # type: ignore[override]
+    def execute(self, config: MCPToolConfig, ctx: StepContext) -> Any:
         from automate.mcp.calls import call_tool
 
         if not isinstance(config.args, dict):

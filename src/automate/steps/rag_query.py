@@ -28,14 +28,14 @@ class RagQueryConfig(StrictConfig):
     filters: dict[str, Any] | str | None = None
 
 
-class RagQueryStep(StepExecutor):
+class RagQueryStep(StepExecutor[RagQueryConfig]):
     key = "rag_query"
     display_name = "RAG query"
     config_model = RagQueryConfig
     idempotent = True  # a read
 
     @classmethod
-    def check(cls, config: RagQueryConfig, *, where: str = "config") -> None:  # type: ignore[override]
+    def check(cls, config: RagQueryConfig, *, where: str = "config") -> None:
         from automate.templating import is_template
         from rag.models import KnowledgeBase
 
@@ -50,7 +50,7 @@ class RagQueryStep(StepExecutor):
                 details={"field": f"{where}.knowledge_base"},
             )
 
-    def execute(self, config: RagQueryConfig, ctx: StepContext) -> dict[str, Any]:  # type: ignore[override]
+    def execute(self, config: RagQueryConfig, ctx: StepContext) -> dict[str, Any]:
         from rag.query import search
 
         top_k = config.top_k

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from automate.steps.base import StepExecutor, check_executor_shape
-from automate_core.registry import NotRegistered, Registry
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["BUILTIN_STEPS", "NotRegistered", "get_step", "load", "register_step", "step_types"]
+from django.apps import apps
+from django.utils.module_loading import import_string
+
+from automate.steps.base import StepExecutor, check_executor_shape
+from automate_core.registry import NotRegistered, Registry, RegistryNotReady
+
+__all__ = [
+    "BUILTIN_STEPS",
+    "NotRegistered",
+    "RegistryNotReady",
+    "StepRegistry",
+    "get_step",
+    "load",
+    "register_step",
+    "step_types",
+]
 
 #: Modules holding the built-in step types, registered by ``automate``'s ``ready()``.
 BUILTIN_STEPS = (
@@ -21,17 +36,35 @@ OPTIONAL_STEPS = {
     "rag": "automate.steps.rag_query.RagQueryStep",
 }
 
-steps: Registry[type[StepExecutor]] = Registry(
-    "step type", base=StepExecutor, validate=check_executor_shape
-)
+
+class StepRegistry(Registry[type[StepExecutor[Any]]]):
+    """Built-ins include the step types of optional apps, when those apps are installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "step type",
+            base=StepExecutor,
+            validate=check_executor_shape,
+            app="automate",
+            builtins=BUILTIN_STEPS,
+        )
+
+    def builtin_classes(self) -> Iterator[type[StepExecutor[Any]]]:
+        yield from super().builtin_classes()
+        for app_label, path in OPTIONAL_STEPS.items():
+            if apps.is_installed(app_label):
+                yield import_string(path)
 
 
-def register_step(cls: type[StepExecutor]) -> type[StepExecutor]:
+steps = StepRegistry()
+
+
+def register_step(cls: type[StepExecutor[Any]]) -> type[StepExecutor[Any]]:
     """Register a step type under ``cls.key`` (usable as a class decorator)."""
     return steps.register(cls)
 
 
-def get_step(key: str) -> type[StepExecutor]:
+def get_step(key: str) -> type[StepExecutor[Any]]:
     """The executor class for step type ``key``; raises :class:`NotRegistered`."""
     return steps.get(key)
 
@@ -42,11 +75,4 @@ def step_types() -> list[str]:
 
 def load() -> None:
     """Register the built-in step types; idempotent (called from ``ready()``)."""
-    from django.apps import apps
-    from django.utils.module_loading import import_string
-
-    for path in BUILTIN_STEPS:
-        steps.register(import_string(path), builtin=True)
-    for app_label, path in OPTIONAL_STEPS.items():
-        if apps.is_installed(app_label):
-            steps.register(import_string(path), builtin=True)
+    steps.load()
