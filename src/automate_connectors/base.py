@@ -35,7 +35,12 @@ from automate_connectors.specs import ActionSpec, CapabilitySpec, TriggerSpec
 from automate_connectors.verdict import Reason, WebhookVerdict, recording
 from automate_connectors.webhooks import Headers, WebhookEvent
 from automate_core.providers.base import BaseProvider, ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import (
+    AutomateError,
+    ErrorCodes,
+    invalid_argument,
+    invalid_config,
+)
 
 logger = logging.getLogger("automate.connectors")
 
@@ -112,21 +117,19 @@ class Connector(BaseProvider):
             if spec.name == name:
                 return spec
         known = ", ".join(spec.name for spec in cls.actions()) or "none"
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            None,
             f"{cls.key or cls.__name__} has no action {name!r} (actions: {known})",
             provider=cls.key or None,
-            details={"action": name},
+            action=name,
         )
 
     # -- Actions -----------------------------------------------------------------------
 
     def execute_action(self, action: str, input_data: dict[str, Any]) -> dict[str, Any]:
         """Perform ``action``; subclasses override this. Input is validated before it runs."""
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
-            f"{self.key} does not implement action {action!r}",
-            provider=self.key,
+        raise invalid_argument(
+            None, f"{self.key} does not implement action {action!r}", provider=self.key
         )
 
     def normalize_error(self, exc: Exception) -> Exception:
@@ -335,11 +338,13 @@ def validate_action_input(cls: type[Connector], spec: ActionSpec, input_data: An
     if errors:
         first = errors[0]
         path = first.json_path
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            None,
             f"invalid input for {cls.key}.{spec.name} at {path}: {first.message}",
             provider=cls.key or None,
-            details={"action": spec.name, "path": path, "errors": len(errors)},
+            action=spec.name,
+            path=path,
+            errors=len(errors),
         )
 
 
@@ -349,16 +354,7 @@ def validate_config(cls: type[BaseProvider], config: Mapping[str, Any]) -> BaseM
     try:
         return schema.model_validate(dict(config))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}"
-            for err in exc.errors(include_input=False)
-        )
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
-            f"invalid configuration for {cls.key or cls.__name__}: {problems}",
-            provider=cls.key or None,
-            details={"fields": [".".join(str(p) for p in e["loc"]) for e in exc.errors()]},
-        ) from None
+        raise invalid_config(exc, cls.key or cls.__name__, provider=cls.key or None) from None
 
 
 def normalize_http_error(exc: Exception, *, provider: str | None) -> AutomateError:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from automate_core.providers.base import ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from automate_llm.providers.base import BaseLLMProvider, ChatResult, Usage
 from rag import filters as rag_filters
 from rag.providers._common import check_documents, check_ids, check_top_k, check_vector
@@ -256,8 +256,8 @@ class InMemoryRetrievalProvider(BaseRetrievalProvider):
             store = self._stores.setdefault(self.namespace, {})
             held = next(iter(store.values()), None)
             if held is not None and len(held["embedding"]) != len(checked[0]["embedding"]):
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"namespace {self.namespace!r} holds {len(held['embedding'])}-dimension "
                     f"vectors, these have {len(checked[0]['embedding'])}",
                     provider=self.key,
@@ -275,8 +275,8 @@ class InMemoryRetrievalProvider(BaseRetrievalProvider):
         scored = []
         for doc in self.documents.values():
             if len(doc["embedding"]) != len(query):
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"the query has {len(query)} dimensions, namespace {self.namespace!r} "
                     f"holds {len(doc['embedding'])}: is the embedding model the same?",
                     provider=self.key,

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
 from automate_connectors.base import normalize_http_error
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, invalid_argument
 from automate_core.secrets import is_reference
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -47,19 +47,12 @@ class HttpRequestStep(StepExecutor):
     @classmethod
     def check(cls, config: HttpRequestConfig, *, where: str = "config") -> None:  # type: ignore[override]
         if config.credentials_ref is not None and not is_reference(config.credentials_ref):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                f"{where}.credentials_ref",
                 f"{where}.credentials_ref must be a secret://NAME reference, never the secret",
-                retryable=False,
-                details={"field": f"{where}.credentials_ref"},
             )
         if config.json_body is not None and config.data is not None:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{where}: give json or data, not both",
-                retryable=False,
-                details={"field": f"{where}.data"},
-            )
+            raise invalid_argument(f"{where}.data", f"{where}: give json or data, not both")
 
     @classmethod
     def is_idempotent(cls, config: HttpRequestConfig) -> bool:  # type: ignore[override]
@@ -72,12 +65,7 @@ class HttpRequestStep(StepExecutor):
 
         for name in ("headers", "params"):
             if not isinstance(getattr(config, name), dict):
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
-                    f"config.{name} must render to an object",
-                    retryable=False,
-                    details={"field": f"config.{name}"},
-                )
+                raise invalid_argument(f"config.{name}", f"config.{name} must render to an object")
         kwargs: dict[str, Any] = {
             "credentials_ref": config.credentials_ref,
             "timeout": ctx.timeout,

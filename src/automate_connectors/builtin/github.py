@@ -38,7 +38,7 @@ from automate_connectors.base import (
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_github
 from automate_core.providers.base import ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 GITHUB_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -170,18 +170,14 @@ class GitHubConnector(Connector):
     def _repository(self, data: dict[str, Any]) -> str:
         repo = data.get("repository") or self.cfg.repository
         if not repo:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 "give repository ('owner/name') in the input or the connector config",
                 provider=self.key,
             )
         owner, name = repo.split("/", 1)
         if name in {".", ".."}:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{repo!r} is not a repository name",
-                provider=self.key,
-            )
+            raise invalid_argument(None, f"{repo!r} is not a repository name", provider=self.key)
         return f"{quote(owner, safe='')}/{quote(name, safe='')}"
 
     def _request(self, method: str, path: str, payload: dict[str, Any]) -> Any:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from automate_connectors.base import ActionSpec, Connector, normalize_http_error
 from automate_connectors.builtin import _api
 from automate_core.http import DEFAULT_MAX_SIZE, ssrf_safe_request
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 __all__ = ["HttpConfig", "HttpConnector"]
 
@@ -132,8 +132,8 @@ class HttpConnector(Connector):
         headers = dict(self.cfg.headers)
         for name, value in (input_data.get("headers") or {}).items():
             if name.lower() in _CREDENTIAL_HEADERS:
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"the {name} header must come from the connector's credentials_ref",
                     provider=self.key,
                 )
@@ -168,21 +168,21 @@ class HttpConnector(Connector):
         base = self.cfg.base_url
         if url.startswith("/"):
             if not base:
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"{url!r} is a path but the connector has no base_url: give an absolute URL",
                     provider=self.key,
                 )
             return base + url
         if not url.startswith(("https://", "http://")):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 f"url must be an absolute http(s) URL or a path starting with '/', not {url!r}",
                 provider=self.key,
             )
         if base and _origin(url) != _origin(base):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 f"url {url!r} leaves the connector's base_url origin {_origin(base)}; use a "
                 "connector without base_url for arbitrary hosts",
                 provider=self.key,

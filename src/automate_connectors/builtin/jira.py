@@ -27,7 +27,7 @@ from automate_connectors.base import (
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_hmac
 from automate_core.providers.base import ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 __all__ = ["JiraConfig", "JiraConnector", "text_to_adf"]
 
@@ -171,8 +171,8 @@ class JiraConnector(Connector):
     def _action_create_issue(self, data: dict[str, Any]) -> dict[str, Any]:
         project = data.get("project_key") or self.cfg.project_key
         if not project:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 "create_issue needs a project: give project_key in the input or the config",
                 provider=self.key,
             )
@@ -210,11 +210,12 @@ class JiraConnector(Connector):
             match = next((t for t in available if t["name"].lower() == wanted.lower()), None)
             if match is None:
                 names = ", ".join(repr(t["name"]) for t in available) or "none"
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"issue {issue} has no transition named {wanted!r} (available: {names})",
                     provider=self.key,
-                    details={"issue_key": issue, "transition": wanted},
+                    issue_key=issue,
+                    transition=wanted,
                 )
             transition_id, name = match["id"], match["name"]
         payload: dict[str, Any] = {"transition": {"id": transition_id}}

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
+from automate_core.providers.errors import invalid_argument
 from rag import filters as rag_filters
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector, invalid
+from rag.providers._common import check_documents, check_ids, check_top_k, check_vector
 from rag.providers.base import BaseRetrievalProvider
 
 BATCH_SIZE = 500
@@ -50,10 +51,11 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
             "vector_id", "content", "metadata", "dimensions", "embedding"
         ):
             if dimensions != query.shape[0]:
-                raise invalid(
-                    self.key,
+                raise invalid_argument(
+                    None,
                     f"the query has {query.shape[0]} dimensions, namespace "
                     f"{self.namespace!r} holds {dimensions}: is the embedding model the same?",
+                    provider=self.key,
                 )
             if conditions and not rag_filters.matches(metadata or {}, conditions):
                 continue
@@ -87,10 +89,11 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         held = self._rows().exclude(dimensions=dimensions).values_list("dimensions", flat=True)
         other = held.first()
         if other is not None:
-            raise invalid(
-                self.key,
+            raise invalid_argument(
+                None,
                 f"namespace {self.namespace!r} holds {other}-dimension vectors, "
                 f"these have {dimensions}",
+                provider=self.key,
             )
         rows = [
             LocalVector(

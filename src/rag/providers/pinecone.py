@@ -18,10 +18,10 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from automate_core import secrets
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from rag import filters as rag_filters
 from rag.embeddings._errors import from_status
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector, invalid
+from rag.providers._common import check_documents, check_ids, check_top_k, check_vector
 from rag.providers.base import BaseRetrievalProvider
 
 MAX_VECTORS_PER_REQUEST = 1000
@@ -132,11 +132,12 @@ class PineconeRetrievalProvider(BaseRetrievalProvider):
         for doc in check_documents(self.key, documents):
             metadata = {**doc["metadata"], "content": doc["content"]}
             if len(json.dumps(metadata).encode()) > MAX_METADATA_BYTES:
-                raise invalid(
-                    self.key,
+                raise invalid_argument(
+                    None,
                     f"document {doc['id']!r}: metadata with its content is over Pinecone's "
                     "40 KB per vector; use smaller chunks",
                     id=doc["id"],
+                    provider=self.key,
                 )
             vectors.append({"id": doc["id"], "values": doc["embedding"], "metadata": metadata})
         written = 0
