@@ -66,6 +66,7 @@ __all__ = [
     "TriggerSpec",
     "WebhookEvent",
     "WebhookVerdict",
+    "response_body",
     "validate_config",
 ]
 
@@ -403,6 +404,23 @@ _STATUS_CODES = {
     422: ErrorCodes.INVALID_ARGUMENT,
     429: ErrorCodes.RATE_LIMITED,
 }
+
+
+def response_body(response: httpx.Response, *, max_text: int | None = None) -> dict[str, Any]:
+    """An answer's body as output: ``{"json": value}`` or ``{"text": str}``.
+
+    The body is parsed when the content type says JSON and it parses; otherwise it is kept
+    as text, cut to ``max_text`` characters with ``"truncated": True`` when longer.
+    """
+    if "json" in response.headers.get("content-type", "") and response.content:
+        try:
+            return {"json": response.json()}
+        except ValueError:
+            pass  # a service that labels HTML as JSON: keep what it said, as text
+    text = response.text
+    if max_text is None or len(text) <= max_text:
+        return {"text": text}
+    return {"text": text[:max_text], "truncated": True}
 
 
 def _status_of(exc: Exception) -> int | None:

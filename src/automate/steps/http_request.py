@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
-from automate_connectors.base import normalize_http_error
+from automate_connectors.base import normalize_http_error, response_body
 from automate_core.providers.errors import AutomateError, invalid_argument
 from automate_core.secrets import is_reference
 
@@ -95,18 +95,8 @@ class _StatusError(Exception):
 
 
 def _output(response: Any) -> dict[str, Any]:
-    text = response.text
-    output: dict[str, Any] = {
+    return {
         "status_code": response.status_code,
         "headers": {"content-type": response.headers.get("content-type", "")},
+        **response_body(response, max_text=MAX_KEPT_TEXT),
     }
-    if "json" in output["headers"]["content-type"]:
-        try:
-            output["json"] = response.json()
-            return output
-        except ValueError:
-            pass
-    output["text"] = text[:MAX_KEPT_TEXT]
-    if len(text) > MAX_KEPT_TEXT:
-        output["truncated"] = True
-    return output

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from automate_connectors.base import ActionSpec, Connector, normalize_http_error
+from automate_connectors.base import ActionSpec, Connector, normalize_http_error, response_body
 from automate_connectors.builtin import _api
 from automate_core.http import DEFAULT_MAX_SIZE, ssrf_safe_request
 from automate_core.providers.errors import invalid_argument
@@ -250,11 +250,6 @@ def _result(response: httpx.Response) -> dict[str, Any]:
         "json": None,
         "text": None,
     }
-    if "json" in response.headers.get("content-type", "") and response.content:
-        try:
-            result["json"] = response.json()
-            return result
-        except ValueError:
-            pass
-    result["text"] = response.text if response.content else None
+    if response.content:
+        result.update(response_body(response))
     return result
