@@ -1,4 +1,5 @@
-"""What the built-in API connectors (Slack, GitHub, HTTP) share: tokens, rate limits, JSON.
+"""What the built-in API connectors (Slack, GitHub, Jira, HTTP) share: tokens, rate limits,
+one client per connector, JSON.
 
 * Credentials in their configs must be ``secret://NAME`` references: a connection profile
   is stored in the database and shown in the admin, so a pasted token is refused at
@@ -9,6 +10,8 @@
   service's own limit. The budget is shared by every connector instance that talks to the
   same service with the same credentials, in every process when the limiter storage is
   Redis.
+* :class:`ApiConnector` builds the connector's client on the first request, so a secret is
+  resolved only when an action needs it and a missing one fails before any HTTP.
 """
 
 from __future__ import annotations
@@ -18,11 +21,20 @@ from typing import Any
 
 import httpx
 
+from automate_connectors.base import Connector
 from automate_core import secrets
+from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.throttling import RateLimiter, parse_rate
 
-__all__ = ["check_rate", "check_secret_reference", "json_body", "retry_after_seconds", "throttle"]
+__all__ = [
+    "ApiConnector",
+    "check_rate",
+    "check_secret_reference",
+    "json_body",
+    "retry_after_seconds",
+    "throttle",
+]
 
 
 def check_secret_reference(value: Any) -> Any:
@@ -82,3 +94,49 @@ def retry_after_seconds(headers: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+class ApiConnector(Connector):
+    """A connector whose actions share one SSRF-safe client, built on the first request.
+
+    Subclasses say how to authenticate (:meth:`client_credentials`) and what scopes their
+    rate budget (:meth:`rate_scope`); their config has ``timeout`` and ``rate_limit``.
+    """
+
+    #: The subclass's config model; it has ``timeout`` and ``rate_limit`` fields.
+    cfg: Any
+
+    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
+        super().__init__(config, ctx=ctx)
+        self._client: httpx.Client | None = None
+
+    def client_credentials(self) -> tuple[dict[str, str], httpx.Auth | None]:
+        """Headers and auth every request carries; resolve the secrets here, not earlier.
+
+        Raise CONFIGURATION when a credential the actions need is missing.
+        """
+        raise NotImplementedError
+
+    def rate_scope(self) -> tuple[str | None, ...]:
+        """What separates two budgets of one service (its URL, the credential reference)."""
+        raise NotImplementedError
+
+    @property
+    def client(self) -> httpx.Client:
+        """The client, built on first use (the credentials are resolved then)."""
+        if self._client is None:
+            headers, auth = self.client_credentials()
+            client = self.http_client(timeout=self.cfg.timeout)
+            client.headers.update(headers)
+            if auth is not None:
+                client.auth = auth
+            self._client = client
+        return self._client
+
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request after a hit on the rate budget; an error status raises."""
+        client = self.client  # resolves the token: a configuration error comes before HTTP
+        throttle(self.key, self.cfg.rate_limit, *self.rate_scope())
+        response = client.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response

@@ -25,19 +25,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automate_connectors.base import (
     ActionSpec,
-    Connector,
     TriggerSpec,
     WebhookEvent,
     normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_github
-from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 GITHUB_API = "https://api.github.com"
@@ -77,7 +74,7 @@ class GitHubConfig(BaseModel):
         return value.rstrip("/")
 
 
-class GitHubConnector(Connector):
+class GitHubConnector(_api.ApiConnector):
     """Receives GitHub repository, organisation and app webhooks."""
 
     key = "github"
@@ -92,10 +89,6 @@ class GitHubConnector(Connector):
     )
 
     cfg: GitHubConfig
-
-    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
-        super().__init__(config, ctx=ctx)
-        self._client: httpx.Client | None = None
 
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
@@ -181,34 +174,26 @@ class GitHubConnector(Connector):
         return f"{quote(owner, safe='')}/{quote(name, safe='')}"
 
     def _request(self, method: str, path: str, payload: dict[str, Any]) -> Any:
-        client = self.client  # resolves the token: a configuration error comes before HTTP
-        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.base_url, self.cfg.token)
-        response = client.request(method, path, json=payload)
-        response.raise_for_status()
+        response = self.send(method, path, json=payload)
         return _api.json_body(response, provider=self.key)
 
-    @property
-    def client(self) -> httpx.Client:
-        """The REST client, built on first use (the token is resolved then)."""
-        if self._client is None:
-            if not self.cfg.token:
-                raise AutomateError(
-                    ErrorCodes.CONFIGURATION,
-                    "github actions need token (a secret://NAME reference) in the connector config",
-                    provider=self.key,
-                )
-            token = self.ctx.resolve_secret(self.cfg.token)
-            client = self._create_client()
-            client.headers.update(
-                {
-                    "Authorization": f"Bearer {token}",
-                    "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": API_VERSION,
-                }
+    def client_credentials(self) -> tuple[dict[str, str], None]:
+        if not self.cfg.token:
+            raise AutomateError(
+                ErrorCodes.CONFIGURATION,
+                "github actions need token (a secret://NAME reference) in the connector config",
+                provider=self.key,
             )
-            client.timeout = httpx.Timeout(self.cfg.timeout)
-            self._client = client
-        return self._client
+        token = self.ctx.resolve_secret(self.cfg.token)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+        }
+        return headers, None
+
+    def rate_scope(self) -> tuple[str | None, ...]:
+        return self.cfg.base_url, self.cfg.token
 
     def normalize_error(self, exc: Exception) -> Exception:
         error = normalize_http_error(exc, provider=self.key)

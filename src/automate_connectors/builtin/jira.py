@@ -19,14 +19,12 @@ from pydantic import BaseModel, Field, field_validator
 
 from automate_connectors.base import (
     ActionSpec,
-    Connector,
     TriggerSpec,
     WebhookEvent,
     normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_hmac
-from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 __all__ = ["JiraConfig", "JiraConnector", "text_to_adf"]
@@ -59,7 +57,7 @@ class JiraConfig(BaseModel):
         return value.rstrip("/")
 
 
-class JiraConnector(Connector):
+class JiraConnector(_api.ApiConnector):
     """Jira Cloud through REST API v3 with an account email and API token (Basic auth)."""
 
     key = "jira"
@@ -67,10 +65,6 @@ class JiraConnector(Connector):
     cfg: JiraConfig
     event_id_header = "X-Atlassian-Webhook-Identifier"
     signature_header = "X-Hub-Signature"
-
-    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
-        super().__init__(config, ctx=ctx)
-        self._client: httpx.Client | None = None
 
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
@@ -240,23 +234,15 @@ class JiraConnector(Connector):
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    @property
-    def client(self) -> httpx.Client:
-        """The HTTP client, built on first use (the token is resolved then, not earlier)."""
-        if self._client is None:
-            client = self._create_client()
-            token = self.ctx.resolve_secret(self.cfg.api_token)
-            client.auth = httpx.BasicAuth(self.cfg.email, token)
-            client.timeout = httpx.Timeout(self.cfg.timeout)
-            client.headers["Accept"] = "application/json"
-            self._client = client
-        return self._client
+    def client_credentials(self) -> tuple[dict[str, str], httpx.Auth]:
+        token = self.ctx.resolve_secret(self.cfg.api_token)
+        return {"Accept": "application/json"}, httpx.BasicAuth(self.cfg.email, token)
+
+    def rate_scope(self) -> tuple[str | None, ...]:
+        return self.cfg.url, self.cfg.email
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        client = self.client  # resolves the token: a configuration error comes before HTTP
-        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.url, self.cfg.email)
-        response = client.request(method, path, **kwargs)
-        response.raise_for_status()
+        response = self.send(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return {}
         try:

@@ -1,0 +1,115 @@
+"""ApiConnector: the one client-caching constructor of the built-in API connectors."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel, Field
+
+from automate_connectors.base import ActionSpec
+from automate_connectors.builtin._api import ApiConnector
+from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.throttling import RateLimitExceeded
+from automate_testing.context import make_context
+from automate_testing.http import mock_http
+
+BASE = "https://api.acme.example"
+
+
+class AcmeConfig(BaseModel):
+    base_url: str = BASE
+    token: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    rate_limit: str | None = None
+
+
+class AcmeConnector(ApiConnector):
+    key = "acme_api_test"
+    cfg: AcmeConfig
+
+    @classmethod
+    def config_schema(cls) -> type[BaseModel]:
+        return AcmeConfig
+
+    @classmethod
+    def actions(cls) -> list[ActionSpec]:
+        return [ActionSpec(name="ping", input_schema={"type": "object"}, idempotent=True)]
+
+    def execute_action(self, action: str, input_data: dict[str, Any]) -> dict[str, Any]:
+        return self.send("GET", "/ping").json()
+
+    def client_credentials(self) -> tuple[dict[str, str], httpx.Auth | None]:
+        self.credentials_asked = getattr(self, "credentials_asked", 0) + 1
+        if not self.cfg.token:
+            raise AutomateError(ErrorCodes.CONFIGURATION, "acme needs token", provider=self.key)
+        token = self.ctx.resolve_secret(self.cfg.token)
+        return {"X-Acme": "1"}, httpx.BasicAuth("bot", str(token))
+
+    def rate_scope(self) -> tuple[str | None, ...]:
+        return self.cfg.base_url, self.cfg.token
+
+
+def _acme(secret: str = "ACME_TOKEN", **config: Any) -> AcmeConnector:
+    return AcmeConnector(config, ctx=make_context({secret: "s3cret"}))
+
+
+def test_api_connector__builds_one_client_with_the_credentials_and_the_timeout():
+    acme = _acme(token="secret://ACME_TOKEN", timeout=7)
+
+    client = acme.client
+
+    assert acme.client is client
+    assert acme.credentials_asked == 1
+    assert client.headers["X-Acme"] == "1"
+    assert isinstance(client.auth, httpx.BasicAuth)
+    assert client.timeout == httpx.Timeout(7)
+    assert str(client.base_url) == BASE
+
+
+def test_api_connector__credentials_are_resolved_on_the_first_request_not_at_build():
+    acme = _acme(token="secret://ACME_TOKEN")
+    assert not hasattr(acme, "credentials_asked")
+
+    with mock_http(BASE) as mock:
+        mock.get("/ping", json={"pong": True})
+        assert acme.execute_action("ping", {}) == {"pong": True}
+
+    basic = base64.b64encode(b"bot:s3cret").decode()
+    assert mock.calls[0].headers["authorization"] == f"Basic {basic}"
+
+
+def test_api_connector__a_missing_credential_fails_before_any_http_and_builds_no_client():
+    acme = _acme()
+
+    with mock_http(BASE) as mock, pytest.raises(AutomateError) as raised:
+        acme.execute_action("ping", {})
+
+    assert raised.value.code == ErrorCodes.CONFIGURATION
+    assert mock.calls == []
+    assert acme._client is None
+
+
+def test_api_connector__send_raises_on_an_error_status():
+    acme = _acme(token="secret://ACME_TOKEN")
+
+    with mock_http(BASE) as mock:
+        mock.get("/ping", status=503)
+        with pytest.raises(httpx.HTTPStatusError):
+            acme.send("GET", "/ping")
+
+
+def test_api_connector__send_spends_the_rate_budget_before_http():
+    name = f"ACME_{uuid.uuid4().hex}"  # a budget of its own, whatever ran before
+    acme = _acme(name, token=f"secret://{name}", rate_limit="1/min")
+
+    with mock_http(BASE) as mock:
+        mock.get("/ping", json={})
+        acme.send("GET", "/ping")
+        with pytest.raises(RateLimitExceeded):
+            acme.send("GET", "/ping")
+
+    assert len(mock.calls) == 1
