@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from automate_connectors.base import ActionSpec
-from automate_connectors.builtin._api import ApiConnector
+from automate_connectors.builtin._api import ApiConnector, service_error
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.throttling import RateLimitExceeded
 from automate_testing.context import make_context
@@ -113,3 +113,53 @@ def test_api_connector__send_spends_the_rate_budget_before_http():
             acme.send("GET", "/ping")
 
     assert len(mock.calls) == 1
+
+
+def _status_error(status: int, body: bytes = b"", **headers: str) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", f"{BASE}/things")
+    response = httpx.Response(status, content=body, headers=headers, request=request)
+    return httpx.HTTPStatusError(f"HTTP {status}", request=request, response=response)
+
+
+def _said(body: dict[str, Any]) -> list[str]:
+    return [str(m) for m in body.get("messages", [])]
+
+
+def test_service_error__adds_the_retry_after_header_and_the_services_own_messages():
+    exc = _status_error(429, b'{"messages": ["slow down", "really"]}', **{"Retry-After": "30"})
+
+    error = service_error(exc, provider="acme", messages=_said)
+
+    assert error.code == ErrorCodes.RATE_LIMITED
+    assert error.details["retry_after"] == 30
+    assert error.message == "HTTP 429 from acme: slow down; really"
+    assert str(error) == "[acme:rate_limited] HTTP 429 from acme: slow down; really"
+
+
+def test_service_error__a_long_message_is_cut_and_a_body_that_is_not_json_adds_nothing():
+    long = service_error(
+        _status_error(400, b'{"messages": ["' + b"x" * 900 + b'"]}'), provider="a", messages=_said
+    )
+    html = service_error(
+        _status_error(502, b"<html>bad gateway</html>"), provider="a", messages=_said
+    )
+
+    assert long.message == "HTTP 400 from a: " + "x" * 500
+    assert html.message == "HTTP 502 from a"
+    assert "retry_after" not in html.details
+
+
+def test_service_error__a_custom_wait_reads_the_response():
+    exc = _status_error(403, **{"X-Wait": "12"})
+
+    error = service_error(exc, provider="a", retry_after=lambda r: int(r.headers["X-Wait"]))
+
+    assert error.details["retry_after"] == 12
+    assert error.code == ErrorCodes.PERMISSION_DENIED
+
+
+def test_service_error__an_error_without_an_answer_is_only_normalized():
+    error = service_error(httpx.ConnectError("refused"), provider="a", messages=_said)
+
+    assert error.code == ErrorCodes.UNAVAILABLE
+    assert error.details == {}

@@ -17,11 +17,12 @@ one client per connector, JSON.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from automate_connectors.base import Connector
+from automate_connectors.base import Connector, normalize_http_error
 from automate_core import secrets
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
@@ -33,6 +34,7 @@ __all__ = [
     "check_secret_reference",
     "json_body",
     "retry_after_seconds",
+    "service_error",
     "throttle",
 ]
 
@@ -94,6 +96,44 @@ def retry_after_seconds(headers: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+def service_error(
+    exc: Exception,
+    *,
+    provider: str,
+    messages: Callable[[dict[str, Any]], list[str]] | None = None,
+    retry_after: Callable[[Any], int | None] | None = None,
+) -> AutomateError:
+    """:func:`normalize_http_error`, plus what the service's error answer says.
+
+    ``retry_after(response)`` reads the seconds to wait into ``details`` (by default the
+    ``Retry-After`` header); ``messages`` picks the service's own error messages out of its
+    JSON body, and they are added to the error's message (shortened: a body can be long).
+    """
+    error = normalize_http_error(exc, provider=provider)
+    response = getattr(exc, "response", None)
+    if not isinstance(getattr(response, "status_code", None), int):
+        return error
+    if retry_after is None:
+        seconds = retry_after_seconds(response.headers)  # type: ignore[union-attr]
+    else:
+        seconds = retry_after(response)
+    if seconds is not None:
+        error.details["retry_after"] = seconds
+    said = "; ".join(messages(_error_body(response)))[:500] if messages else ""
+    if said:
+        error.message = f"{error.message}: {said}"
+        error.args = (error.message,)
+    return error
+
+
+def _error_body(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except Exception:
+        return {}  # an HTML error page, or nothing at all
+    return body if isinstance(body, dict) else {}
 
 
 class ApiConnector(Connector):

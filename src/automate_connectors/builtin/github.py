@@ -25,13 +25,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automate_connectors.base import (
     ActionSpec,
     TriggerSpec,
     WebhookEvent,
-    normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_github
@@ -196,21 +196,12 @@ class GitHubConnector(_api.ApiConnector):
         return self.cfg.base_url, self.cfg.token
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
-        if not isinstance(status, int):
-            return error
-        headers = response.headers  # type: ignore[union-attr]
-        retry_after = github_retry_after(headers, now=time.time())
-        if status in (403, 429) and retry_after is not None:
+        error = _api.service_error(
+            exc, provider=self.key, messages=_github_messages, retry_after=_rate_limit_wait
+        )
+        if "retry_after" in error.details:  # a 403 that is a rate limit, not a refusal
             error.code = ErrorCodes.RATE_LIMITED
             error.retryable = True
-            error.details["retry_after"] = retry_after
-        message = _github_message(response)
-        if message:
-            error.message = f"{error.message}: {message}"
-            error.args = (error.message,)
         return error
 
     # -- Webhooks ------------------------------------------------------------------------
@@ -251,19 +242,19 @@ def github_retry_after(headers: Any, *, now: float) -> int | None:
     return None
 
 
-def _github_message(response: Any) -> str:
-    """GitHub's ``message`` and validation ``errors``, shortened; empty when absent."""
-    try:
-        body = response.json()
-    except Exception:
-        return ""
-    if not isinstance(body, dict):
-        return ""
+def _rate_limit_wait(response: httpx.Response) -> int | None:
+    if response.status_code not in (403, 429):
+        return None
+    return github_retry_after(response.headers, now=time.time())
+
+
+def _github_messages(body: dict[str, Any]) -> list[str]:
+    """GitHub's ``message`` and validation ``errors``."""
     parts = [str(body["message"])] if body.get("message") else []
     for item in body.get("errors") or []:
         if isinstance(item, dict):
             parts.append(str(item.get("message") or f"{item.get('field')}: {item.get('code')}"))
-    return "; ".join(parts)[:500]
+    return parts
 
 
 def _output() -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from automate_connectors.base import ActionSpec, Connector, normalize_http_error, response_body
+from automate_connectors.base import ActionSpec, Connector, response_body
 from automate_connectors.builtin import _api
 from automate_core.http import DEFAULT_MAX_SIZE, ssrf_safe_request
 from automate_core.providers.errors import invalid_argument
@@ -156,12 +156,7 @@ class HttpConnector(Connector):
         return _result(response)
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-        retry_after = _api.retry_after_seconds(headers)
-        if retry_after is not None:
-            error.details["retry_after"] = retry_after
-        return error
+        return _api.service_error(exc, provider=self.key)
 
     def _target(self, url: str) -> str:
         """The absolute URL: a path joins ``base_url``; an absolute URL keeps its origin."""

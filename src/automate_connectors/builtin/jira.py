@@ -21,7 +21,6 @@ from automate_connectors.base import (
     ActionSpec,
     TriggerSpec,
     WebhookEvent,
-    normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_hmac
@@ -251,17 +250,7 @@ class JiraConnector(_api.ApiConnector):
             raise _unexpected(f"{method} {path} answered with a body that is not JSON") from None
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        response = getattr(exc, "response", None)
-        if response is not None and getattr(response, "status_code", None):
-            messages = _jira_messages(response)
-            if messages:
-                error.message = f"{error.message}: {messages}"
-                error.args = (error.message,)
-            retry_after = response.headers.get("Retry-After")
-            if retry_after and retry_after.isdigit():
-                error.details["retry_after"] = int(retry_after)
-        return error
+        return _api.service_error(exc, provider=self.key, messages=_jira_messages)
 
     # -- Webhooks ------------------------------------------------------------------------
 
@@ -316,16 +305,10 @@ def _unexpected(what: str) -> AutomateError:
     return AutomateError(ErrorCodes.INTERNAL, f"unexpected Jira response: {what}", provider="jira")
 
 
-def _jira_messages(response: Any) -> str:
-    """Jira's ``errorMessages`` and field ``errors``, shortened; empty when there are none."""
-    try:
-        body = response.json()
-    except Exception:
-        return ""
-    if not isinstance(body, dict):
-        return ""
+def _jira_messages(body: dict[str, Any]) -> list[str]:
+    """Jira's ``errorMessages`` and field ``errors``."""
     parts = [str(m) for m in body.get("errorMessages") or [] if m]
     errors = body.get("errors")
     if isinstance(errors, dict):
         parts += [f"{field}: {message}" for field, message in errors.items()]
-    return "; ".join(parts)[:500]
+    return parts

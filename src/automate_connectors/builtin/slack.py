@@ -36,7 +36,6 @@ from automate_connectors.base import (
     ActionSpec,
     TriggerSpec,
     WebhookEvent,
-    normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_slack
@@ -250,13 +249,7 @@ class SlackConnector(_api.ApiConnector):
         return self.cfg.base_url, self.cfg.bot_token
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        retry_after = _api.retry_after_seconds(
-            getattr(getattr(exc, "response", None), "headers", None)
-        )
-        if retry_after is not None:
-            error.details["retry_after"] = retry_after
-        return error
+        return _api.service_error(exc, provider=self.key)
 
     # -- Webhooks ------------------------------------------------------------------------
 
