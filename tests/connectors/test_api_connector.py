@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from automate_connectors.base import ActionSpec
-from automate_connectors.builtin._api import ApiConnector, service_error
+from automate_connectors.builtin._api import ApiConnector, check_service_url, service_error
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.throttling import RateLimitExceeded
 from automate_testing.context import make_context
@@ -163,3 +163,20 @@ def test_service_error__an_error_without_an_answer_is_only_normalized():
 
     assert error.code == ErrorCodes.UNAVAILABLE
     assert error.details == {}
+
+
+def test_check_service_url__keeps_https_without_its_trailing_slash():
+    check = check_service_url("https://api.acme.example/v1")
+
+    assert check("https://api.acme.example/v1/") == "https://api.acme.example/v1"
+    assert check(None) is None
+    with pytest.raises(ValueError, match=r"must be an https URL such as https://api\.acme"):
+        check("http://api.acme.example")
+
+
+def test_check_service_url__allow_http_takes_http_too():
+    check = check_service_url("https://jira.example", allow_http=True)
+
+    assert check("http://jira.internal/") == "http://jira.internal"
+    with pytest.raises(ValueError, match=r"must be an http\(s\) URL such as https://jira\.example"):
+        check("ftp://jira.example")

@@ -32,6 +32,7 @@ __all__ = [
     "ApiConnector",
     "check_rate",
     "check_secret_reference",
+    "check_service_url",
     "json_body",
     "retry_after_seconds",
     "service_error",
@@ -56,6 +57,24 @@ def check_rate(value: str | None) -> str | None:
     if value is not None:
         parse_rate(value)  # raises ValueError naming the accepted forms
     return value
+
+
+def check_service_url(
+    example: str, *, allow_http: bool = False
+) -> Callable[[str | None], str | None]:
+    """A pydantic validator body for a service's root URL: ``None``, or https (or http
+    when ``allow_http``), kept without its trailing slash so paths join it."""
+    schemes = ("https://", "http://") if allow_http else ("https://",)
+    kind = "an http(s)" if allow_http else "an https"
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(schemes):
+            raise ValueError(f"must be {kind} URL such as {example}")
+        return value.rstrip("/")
+
+    return check
 
 
 def throttle(connector_key: str, rate: str | None, *identity: str | None) -> None:

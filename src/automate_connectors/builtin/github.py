@@ -65,13 +65,7 @@ class GitHubConfig(BaseModel):
 
     _token = field_validator("token", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an https URL such as https://github.example.com/api/v3")
-        return value.rstrip("/")
+    _base = field_validator("base_url")(_api.check_service_url("https://github.example.com/api/v3"))
 
 
 class GitHubConnector(_api.ApiConnector):

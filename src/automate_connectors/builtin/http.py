@@ -70,15 +70,9 @@ class HttpConfig(BaseModel):
 
     _credentials = field_validator("credentials_ref", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL such as https://api.example.com/v1")
-        return value.rstrip("/")
+    _base = field_validator("base_url")(
+        _api.check_service_url("https://api.example.com/v1", allow_http=True)
+    )
 
     @field_validator("headers")
     @classmethod

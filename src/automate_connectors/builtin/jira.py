@@ -47,13 +47,9 @@ class JiraConfig(BaseModel):
     rate_limit: str | None = None
 
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL such as https://example.atlassian.net")
-        return value.rstrip("/")
+    _url = field_validator("url")(
+        _api.check_service_url("https://example.atlassian.net", allow_http=True)
+    )
 
 
 class JiraConnector(_api.ApiConnector):

@@ -107,13 +107,7 @@ class SlackConfig(BaseModel):
 
     _token = field_validator("bot_token", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an https URL such as https://slack.com/api")
-        return value.rstrip("/")
+    _base = field_validator("base_url")(_api.check_service_url("https://slack.com/api"))
 
 
 class SlackConnector(_api.ApiConnector):
