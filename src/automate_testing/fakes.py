@@ -31,7 +31,7 @@ from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from automate_llm.providers.base import BaseLLMProvider, ChatResult, Usage
 from rag import filters as rag_filters
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector
+from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 __all__ = ["FakeLLMCall", "FakeLLMProvider", "InMemoryRetrievalProvider", "Reply"]
@@ -269,9 +269,7 @@ class InMemoryRetrievalProvider(BaseRetrievalProvider):
     def retrieve(
         self, query_embedding: list[float], top_k: int = 5, filters: dict | None = None
     ) -> list[dict]:
-        check_top_k(self.key, top_k)
-        query = check_vector(self.key, query_embedding)
-        conditions = rag_filters.parse(filters)
+        query, conditions = check_query(self.key, query_embedding, top_k, filters)
         scored = []
         for doc in self.documents.values():
             if len(doc["embedding"]) != len(query):

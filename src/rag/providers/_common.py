@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from automate_core.providers.errors import invalid_argument
+from rag.filters import Condition, parse
 
 MAX_TOP_K = 1000
 
@@ -34,6 +35,15 @@ def check_vector(provider: str, vector: Any, what: str = "query_embedding") -> l
     if not all(math.isfinite(v) for v in values):
         raise invalid_argument(None, f"{what} contains NaN or infinity", provider=provider)
     return values
+
+
+def check_query(
+    provider: str, query_embedding: Any, top_k: int, filters: dict | None
+) -> tuple[list[float], list[Condition]]:
+    """The arguments of ``retrieve`` checked before any store is read: the query vector and
+    the parsed filter conditions."""
+    check_top_k(provider, top_k)
+    return check_vector(provider, query_embedding), parse(filters)
 
 
 def check_documents(provider: str, documents: Any) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from automate_core.providers.errors import invalid_argument
 from rag import filters as rag_filters
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector
+from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 BATCH_SIZE = 500
@@ -42,9 +42,8 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         top_k: int = 5,
         filters: dict | None = None,
     ) -> list[dict]:
-        check_top_k(self.key, top_k)
-        query = np.asarray(check_vector(self.key, query_embedding), dtype=np.float32)
-        conditions = rag_filters.parse(filters)
+        vector, conditions = check_query(self.key, query_embedding, top_k, filters)
+        query = np.asarray(vector, dtype=np.float32)
         candidates: list[tuple[str, str, dict[str, Any]]] = []
         vectors: list[np.ndarray] = []
         for vector_id, content, metadata, dimensions, blob in self._rows().values_list(

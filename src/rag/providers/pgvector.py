@@ -30,7 +30,7 @@ from django.db import connection, transaction
 
 from automate_core.providers.errors import invalid_argument
 from rag import filters as rag_filters
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector
+from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 BATCH_SIZE = 500
@@ -275,9 +275,7 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
 
     def _prepare(self, query_embedding: list[float], top_k: int, filters: dict | None):
         self._check_postgres()
-        check_top_k(self.key, top_k)
-        query = check_vector(self.key, query_embedding)
-        conditions = rag_filters.parse(filters)
+        query, conditions = check_query(self.key, query_embedding, top_k, filters)
         held = self.stored_dimensions()
         if held is not None and held != len(query):
             raise invalid_argument(
