@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -199,6 +202,13 @@ class RunStatus(models.TextChoices):
 FINISHED_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FILTERED, RunStatus.DEAD)
 
 
+def _elapsed(run: Any) -> timedelta | None:
+    """From ``started_at`` to ``finished_at``; ``None`` until both are known."""
+    if run.started_at and run.finished_at:
+        return run.finished_at - run.started_at
+    return None
+
+
 class WorkflowRun(models.Model):
     """One execution of one workflow version for one event (unique per item and workflow)."""
 
@@ -240,11 +250,7 @@ class WorkflowRun(models.Model):
     def __str__(self) -> str:
         return f"{self.workflow} v{self.workflow_version} #{self.pk} ({self.status})"
 
-    @property
-    def duration(self):  # type: ignore[no-untyped-def]
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
+    duration = property(_elapsed)
 
 
 class StepStatus(models.TextChoices):
@@ -290,11 +296,7 @@ class StepRun(models.Model):
     def __str__(self) -> str:
         return f"{self.step.name} attempt {self.attempt} ({self.status})"
 
-    @property
-    def duration(self):  # type: ignore[no-untyped-def]
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
+    duration = property(_elapsed)
 
 
 # MCP servers live in their own module; the spec imports them from here.

@@ -27,7 +27,7 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, no
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from automate.conf import settings as app_settings
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 #: Names a template may read; everything else is an error at validation time.
 CONTEXT_NAMES = frozenset({"event", "steps", "workflow", "trace_id"})
@@ -89,23 +89,23 @@ def validate_template(source: str, *, where: str = "template") -> None:
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
-        raise _invalid(f"{where}: template syntax error: {exc.message}", where) from None
+        raise invalid_argument(where, f"{where}: template syntax error: {exc.message}") from None
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name, nodes.Filter)):
         name = _accessed_name(node)
         if name is not None and name.startswith("_"):
-            raise _invalid(
+            raise invalid_argument(
+                where,
                 f"{where}: templates may not access {name!r} (names starting with '_' are "
                 "blocked by the sandbox)",
-                where,
             )
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     unknown = meta.find_undeclared_variables(tree) - CONTEXT_NAMES - assigned
     unknown -= set(env.globals)
     if unknown:
-        raise _invalid(
+        raise invalid_argument(
+            where,
             f"{where}: unknown name(s) {', '.join(sorted(unknown))}; a template can read "
             f"{', '.join(sorted(CONTEXT_NAMES))}",
-            where,
         )
 
 
@@ -164,7 +164,7 @@ def render_string(source: str, context: Mapping[str, Any], *, where: str = "temp
             if isinstance(result, StrictUndefined):
                 str(result)  # raises UndefinedError naming the missing variable
             if callable(result):
-                raise _invalid(f"{where}: the expression is a method, not a value", where)
+                raise invalid_argument(where, f"{where}: the expression is a method, not a value")
             _check_size(result, limit, where)
             return result
         chunks: list[str] = []
@@ -178,11 +178,11 @@ def render_string(source: str, context: Mapping[str, Any], *, where: str = "temp
     except AutomateError:
         raise
     except SecurityError as exc:
-        raise _invalid(f"{where}: blocked by the template sandbox: {exc}", where) from None
+        raise invalid_argument(where, f"{where}: blocked by the template sandbox: {exc}") from None
     except TemplateError as exc:
-        raise _invalid(f"{where}: {exc.message or type(exc).__name__}", where) from None
+        raise invalid_argument(where, f"{where}: {exc.message or type(exc).__name__}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise _invalid(f"{where}: {type(exc).__name__}: {exc}", where) from None
+        raise invalid_argument(where, f"{where}: {type(exc).__name__}: {exc}") from None
 
 
 def _check_size(result: Any, limit: int, where: str) -> None:
@@ -202,10 +202,4 @@ def _too_large(limit: int, where: str) -> AutomateError:
         f"{where}: rendered output exceeds {limit} characters",
         retryable=False,
         details={"field": where, "limit": limit},
-    )
-
-
-def _invalid(message: str, where: str) -> AutomateError:
-    return AutomateError(
-        ErrorCodes.INVALID_ARGUMENT, message, retryable=False, details={"field": where}
     )

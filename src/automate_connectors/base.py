@@ -35,7 +35,12 @@ from automate_connectors.specs import ActionSpec, CapabilitySpec, TriggerSpec
 from automate_connectors.verdict import Reason, WebhookVerdict, recording
 from automate_connectors.webhooks import Headers, WebhookEvent
 from automate_core.providers.base import BaseProvider, ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import (
+    AutomateError,
+    ErrorCodes,
+    invalid_argument,
+    invalid_config,
+)
 
 logger = logging.getLogger("automate.connectors")
 
@@ -61,6 +66,7 @@ __all__ = [
     "TriggerSpec",
     "WebhookEvent",
     "WebhookVerdict",
+    "response_body",
     "validate_config",
 ]
 
@@ -112,21 +118,19 @@ class Connector(BaseProvider):
             if spec.name == name:
                 return spec
         known = ", ".join(spec.name for spec in cls.actions()) or "none"
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            None,
             f"{cls.key or cls.__name__} has no action {name!r} (actions: {known})",
             provider=cls.key or None,
-            details={"action": name},
+            action=name,
         )
 
     # -- Actions -----------------------------------------------------------------------
 
     def execute_action(self, action: str, input_data: dict[str, Any]) -> dict[str, Any]:
         """Perform ``action``; subclasses override this. Input is validated before it runs."""
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
-            f"{self.key} does not implement action {action!r}",
-            provider=self.key,
+        raise invalid_argument(
+            None, f"{self.key} does not implement action {action!r}", provider=self.key
         )
 
     def normalize_error(self, exc: Exception) -> Exception:
@@ -335,11 +339,13 @@ def validate_action_input(cls: type[Connector], spec: ActionSpec, input_data: An
     if errors:
         first = errors[0]
         path = first.json_path
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            None,
             f"invalid input for {cls.key}.{spec.name} at {path}: {first.message}",
             provider=cls.key or None,
-            details={"action": spec.name, "path": path, "errors": len(errors)},
+            action=spec.name,
+            path=path,
+            errors=len(errors),
         )
 
 
@@ -349,16 +355,7 @@ def validate_config(cls: type[BaseProvider], config: Mapping[str, Any]) -> BaseM
     try:
         return schema.model_validate(dict(config))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}"
-            for err in exc.errors(include_input=False)
-        )
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
-            f"invalid configuration for {cls.key or cls.__name__}: {problems}",
-            provider=cls.key or None,
-            details={"fields": [".".join(str(p) for p in e["loc"]) for e in exc.errors()]},
-        ) from None
+        raise invalid_config(exc, cls.key or cls.__name__, provider=cls.key or None) from None
 
 
 def normalize_http_error(exc: Exception, *, provider: str | None) -> AutomateError:
@@ -407,6 +404,23 @@ _STATUS_CODES = {
     422: ErrorCodes.INVALID_ARGUMENT,
     429: ErrorCodes.RATE_LIMITED,
 }
+
+
+def response_body(response: httpx.Response, *, max_text: int | None = None) -> dict[str, Any]:
+    """An answer's body as output: ``{"json": value}`` or ``{"text": str}``.
+
+    The body is parsed when the content type says JSON and it parses; otherwise it is kept
+    as text, cut to ``max_text`` characters with ``"truncated": True`` when longer.
+    """
+    if "json" in response.headers.get("content-type", "") and response.content:
+        try:
+            return {"json": response.json()}
+        except ValueError:
+            pass  # a service that labels HTML as JSON: keep what it said, as text
+    text = response.text
+    if max_text is None or len(text) <= max_text:
+        return {"text": text}
+    return {"text": text[:max_text], "truncated": True}
 
 
 def _status_of(exc: Exception) -> int | None:

@@ -8,6 +8,7 @@ the same examples each time, and a failure is shrunk to the smallest failing cal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from automate_core.providers.errors import AutomateError
@@ -38,13 +39,8 @@ def any_input_raises_only_automate_error(case: ConnectorContractMixin) -> None:
     from automate_testing.strategies import action_inputs
 
     cls = case._connector_class()
-    specs = cls.actions()
-    if not specs:
-        case._skip("the connector declares no actions")
+    cases = _action_calls(case, action_inputs)
     connector = case.connector
-    cases = st.one_of(
-        [st.tuples(st.just(spec.name), action_inputs(spec.input_schema)) for spec in specs]
-    )
     statuses = st.sampled_from([None, 400, 401, 404, 429, 500, 503])
 
     @settings_for(case)
@@ -81,19 +77,13 @@ def valid_inputs_never_crash(case: ConnectorContractMixin) -> None:
     """
     _require_hypothesis()
     from hypothesis import example, given
-    from hypothesis import strategies as st
     from hypothesis.errors import Unsatisfiable
 
     from automate_testing.strategies import valid_inputs
 
     cls = case._connector_class()
-    specs = cls.actions()
-    if not specs:
-        case._skip("the connector declares no actions")
+    cases = _action_calls(case, valid_inputs)
     connector = case.connector
-    cases = st.one_of(
-        [st.tuples(st.just(spec.name), valid_inputs(spec.input_schema)) for spec in specs]
-    )
 
     def run(call: tuple[str, Any]) -> None:
         action, input_data = call
@@ -187,6 +177,17 @@ def input_for(case: ConnectorContractMixin, action: str, schema: dict[str, Any])
     if sample is not None and rules.input_problem(case._connector_class(), action, sample):
         sample = None  # test_contract__sample_actions_run reports it
     return minimal_input(schema) if sample is None else sample
+
+
+def _action_calls(case: ConnectorContractMixin, inputs: Callable[[dict[str, Any]], Any]) -> Any:
+    """A strategy of ``(action name, input)`` over every action, ``inputs`` making the input
+    from the action's schema; skips the rule when the connector has no action."""
+    from hypothesis import strategies as st
+
+    specs = case._connector_class().actions()
+    if not specs:
+        case._skip("the connector declares no actions")
+    return st.one_of([st.tuples(st.just(spec.name), inputs(spec.input_schema)) for spec in specs])
 
 
 def _require_hypothesis() -> None:

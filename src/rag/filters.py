@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 _FIELD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 _SCALAR_OPS = {"$eq": "==", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -34,24 +34,20 @@ class Condition:
     value: Any
 
 
-def _invalid(message: str, **details: Any) -> AutomateError:
-    return AutomateError(ErrorCodes.INVALID_ARGUMENT, message, details=details)
-
-
 def _check_scalar(field: str, op: str, value: Any) -> None:
     if isinstance(value, bool) or value is None:
         if op not in ("$eq", "$ne"):
-            raise _invalid(f"filter {field!r}: {op} needs a number or a string", field=field)
+            raise invalid_argument(field, f"filter {field!r}: {op} needs a number or a string")
         if value is None:
-            raise _invalid(f"filter {field!r}: null cannot be compared", field=field)
+            raise invalid_argument(field, f"filter {field!r}: null cannot be compared")
         return
     if isinstance(value, int | float):
         return
     if isinstance(value, str):
         return
-    raise _invalid(
+    raise invalid_argument(
+        field,
         f"filter {field!r}: {op} takes a string, number or boolean, not {type(value).__name__}",
-        field=field,
     )
 
 
@@ -60,31 +56,31 @@ def parse(filters: dict | None) -> list[Condition]:
     if filters is None:
         return []
     if not isinstance(filters, dict):
-        raise _invalid("filters must be an object of field: condition")
+        raise invalid_argument(None, "filters must be an object of field: condition")
     conditions: list[Condition] = []
     for field, spec in filters.items():
         if not isinstance(field, str) or not _FIELD_RE.match(field):
-            raise _invalid(
+            raise invalid_argument(
+                str(field),
                 f"filter field {field!r} is not a valid name "
                 "(letters, digits, '_', '.', '-'; at most 100)",
-                field=str(field),
             )
         if not isinstance(spec, dict):
             spec = {"$eq": spec}
         if not spec:
-            raise _invalid(f"filter {field!r} has no operator", field=field)
+            raise invalid_argument(field, f"filter {field!r} has no operator")
         for op, value in spec.items():
             if op in _SCALAR_OPS:
                 _check_scalar(field, op, value)
             elif op in _LIST_OPS:
                 if not isinstance(value, list) or not value:
-                    raise _invalid(f"filter {field!r}: {op} needs a non-empty list", field=field)
+                    raise invalid_argument(field, f"filter {field!r}: {op} needs a non-empty list")
                 for item in value:
                     _check_scalar(field, "$eq", item)
             else:
                 known = ", ".join([*_SCALAR_OPS, *sorted(_LIST_OPS)])
-                raise _invalid(
-                    f"filter {field!r}: unknown operator {op!r} (known: {known})", field=field
+                raise invalid_argument(
+                    field, f"filter {field!r}: unknown operator {op!r} (known: {known})"
                 )
             conditions.append(Condition(field, op, value))
     return conditions

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import transaction
 
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from rag.chunking import chunk_text
 from rag.models import Chunk, Document, KnowledgeBase
 
@@ -60,10 +60,6 @@ def _title(text: str, source: str) -> str:
     return Path(source).stem.replace("-", " ").replace("_", " ")[:300]
 
 
-def _invalid(message: str, source: str) -> AutomateError:
-    return AutomateError(ErrorCodes.INVALID_ARGUMENT, message, details={"source": source})
-
-
 def ingest_text(
     kb: KnowledgeBase,
     source: str,
@@ -76,11 +72,13 @@ def ingest_text(
 ) -> IngestResult:
     """Add or replace the document ``source`` of ``kb`` with ``text``."""
     if not isinstance(source, str) or not source.strip() or len(source) > MAX_SOURCE_LENGTH:
-        raise _invalid(f"source must be 1-{MAX_SOURCE_LENGTH} characters", str(source)[:100])
+        raise invalid_argument(
+            None, f"source must be 1-{MAX_SOURCE_LENGTH} characters", source=str(source)[:100]
+        )
     if not isinstance(text, str) or not text.strip():
-        raise _invalid(f"{source}: the document is empty", source)
+        raise invalid_argument(None, f"{source}: the document is empty", source=source)
     if metadata is not None and not isinstance(metadata, dict):
-        raise _invalid(f"{source}: metadata must be an object", source)
+        raise invalid_argument(None, f"{source}: metadata must be an object", source=source)
     metadata = dict(metadata or {})
     title = (title or _title(text, source))[:300]
     content_hash = _fingerprint(kb, text)
@@ -201,13 +199,14 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             )
         elif path.is_file():
             if path.suffix.lower() not in TEXT_SUFFIXES:
-                raise _invalid(
+                raise invalid_argument(
+                    None,
                     f"{path}: only {', '.join(sorted(TEXT_SUFFIXES))} files can be ingested",
-                    str(path),
+                    source=str(path),
                 )
             yield path
         else:
-            raise _invalid(f"{path}: no such file or folder", str(path))
+            raise invalid_argument(None, f"{path}: no such file or folder", source=str(path))
 
 
 def ingest_paths(
@@ -224,7 +223,9 @@ def ingest_paths(
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise _invalid(f"{path}: not UTF-8 text ({exc.reason})", str(path)) from exc
+            raise invalid_argument(
+                None, f"{path}: not UTF-8 text ({exc.reason})", source=str(path)
+            ) from exc
         results.append(
             ingest_text(
                 kb,

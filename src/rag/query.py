@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from rag.models import KnowledgeBase
 
 MAX_TOP_K = 50
 MAX_QUERY_LENGTH = 2000
-
-
-def _invalid(message: str) -> AutomateError:
-    return AutomateError(ErrorCodes.INVALID_ARGUMENT, message)
 
 
 def get_knowledge_base(knowledge_base: KnowledgeBase | str) -> KnowledgeBase:
@@ -37,13 +33,13 @@ def search(
     sent as text for hybrid search.
     """
     if not isinstance(query, str) or not query.strip():
-        raise _invalid("query must be a non-empty string")
+        raise invalid_argument("query", "query must be a non-empty string")
     if len(query) > MAX_QUERY_LENGTH:
-        raise _invalid(f"query is longer than {MAX_QUERY_LENGTH} characters")
+        raise invalid_argument("query", f"query is longer than {MAX_QUERY_LENGTH} characters")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise _invalid(f"top_k must be an integer from 1 to {MAX_TOP_K}")
+        raise invalid_argument("top_k", f"top_k must be an integer from 1 to {MAX_TOP_K}")
     if filters is not None and not isinstance(filters, dict):
-        raise _invalid("filters must be an object")
+        raise invalid_argument("filters", "filters must be an object")
     kb = get_knowledge_base(knowledge_base)
     vector = kb.get_embedder().embed_query(query)
     retriever = kb.get_retriever()

@@ -17,9 +17,9 @@ import math
 import threading
 from typing import Any, ClassVar
 
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 from rag import filters as rag_filters
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector
+from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 __all__ = ["InMemoryRetrievalProvider"]
@@ -62,8 +62,8 @@ class InMemoryRetrievalProvider(BaseRetrievalProvider):
             store = self._stores.setdefault(self.namespace, {})
             held = next(iter(store.values()), None)
             if held is not None and len(held["embedding"]) != len(checked[0]["embedding"]):
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"namespace {self.namespace!r} holds {len(held['embedding'])}-dimension "
                     f"vectors, these have {len(checked[0]['embedding'])}",
                     provider=self.key,
@@ -75,14 +75,12 @@ class InMemoryRetrievalProvider(BaseRetrievalProvider):
     def retrieve(
         self, query_embedding: list[float], top_k: int = 5, filters: dict | None = None
     ) -> list[dict]:
-        check_top_k(self.key, top_k)
-        query = check_vector(self.key, query_embedding)
-        conditions = rag_filters.parse(filters)
+        query, conditions = check_query(self.key, query_embedding, top_k, filters)
         scored = []
         for doc in self.documents.values():
             if len(doc["embedding"]) != len(query):
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"the query has {len(query)} dimensions, namespace {self.namespace!r} "
                     f"holds {len(doc['embedding'])}: is the embedding model the same?",
                     provider=self.key,

@@ -10,7 +10,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from automate_core.providers.base import ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import (
+    AutomateError,
+    ErrorCodes,
+    invalid_argument,
+    validation_problems,
+)
 
 T = TypeVar("T")
 #: The config model of a step type; subclasses name theirs: ``StepExecutor[MyConfig]``.
@@ -60,23 +65,14 @@ class StepExecutor(Generic[ConfigT]):
     def parse_config(cls, config: Any, *, where: str = "config") -> ConfigT:
         """Validate ``config`` with ``config_model``; INVALID_ARGUMENT names the field."""
         if not isinstance(config, Mapping):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{where} must be an object, not {type(config).__name__}",
-                retryable=False,
-                details={"field": where},
-            )
+            raise invalid_argument(where, f"{where} must be an object, not {type(config).__name__}")
         try:
             return cls.config_model.model_validate(dict(config))
         except ValidationError as exc:
-            first = exc.errors(include_input=False, include_url=False)[0]
-            path = ".".join(str(p) for p in first["loc"])
+            path, message = validation_problems(exc)[0]
             field_name = f"{where}.{path}" if path else where
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{field_name}: {first['msg']}",
-                retryable=False,
-                details={"field": field_name, "errors": exc.error_count()},
+            raise invalid_argument(
+                field_name, f"{field_name}: {message}", errors=exc.error_count()
             ) from None
 
     @classmethod

@@ -19,7 +19,7 @@ from automate.templating import is_template
 from automate_connectors.base import validate_action_input
 from automate_connectors.registry import NotRegistered, get_connector
 from automate_connectors.specs import ActionSpec
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 
 class ConnectorActionConfig(StrictConfig):
@@ -39,21 +39,23 @@ class ConnectorActionStep(StepExecutor[ConnectorActionConfig]):
         data = config.input
         if isinstance(data, str):
             if not is_template(data):
-                raise _invalid(f"{where}.input must be an object or a template", f"{where}.input")
+                raise invalid_argument(
+                    f"{where}.input", f"{where}.input must be an object or a template"
+                )
             return
         if not _contains_template(data):
             try:
                 validate_action_input(connector_cls, spec, data)
             except AutomateError as exc:
-                raise _invalid(f"{where}.input: {exc.message}", f"{where}.input") from None
+                raise invalid_argument(f"{where}.input", f"{where}.input: {exc.message}") from None
             return
         # Templated values are checked once rendered; missing required keys are known now.
         missing = [k for k in spec.input_schema.get("required", []) if k not in data]
         if missing:
-            raise _invalid(
+            raise invalid_argument(
+                f"{where}.input",
                 f"{where}.input is missing required field(s) {', '.join(missing)} of "
                 f"{connector_cls.key}.{spec.name}",
-                f"{where}.input",
             )
 
     @classmethod
@@ -67,9 +69,9 @@ class ConnectorActionStep(StepExecutor[ConnectorActionConfig]):
         from automate.connections import build_connector, find_connection
 
         if not isinstance(config.input, dict):
-            raise _invalid(
-                f"config.input rendered to {type(config.input).__name__}, expected an object",
+            raise invalid_argument(
                 "config.input",
+                f"config.input rendered to {type(config.input).__name__}, expected an object",
             )
         connection = find_connection(config.profile)
         if connection is None or not connection.enabled:
@@ -92,19 +94,19 @@ def _resolve(config: ConnectorActionConfig, *, where: str) -> tuple[Any, ActionS
 
     connection = find_connection(config.profile)
     if connection is None:
-        raise _invalid(
+        raise invalid_argument(
+            f"{where}.profile",
             f"{where}.profile: no connection profile or AUTOMATE['CONNECTORS'] entry "
             f"named {config.profile!r}",
-            f"{where}.profile",
         )
     try:
         connector_cls = get_connector(connection.connector_key)
     except NotRegistered as exc:
-        raise _invalid(f"{where}.profile: {exc}", f"{where}.profile") from None
+        raise invalid_argument(f"{where}.profile", f"{where}.profile: {exc}") from None
     try:
         spec = connector_cls.get_action(config.action)
     except AutomateError as exc:
-        raise _invalid(f"{where}.action: {exc.message}", f"{where}.action") from None
+        raise invalid_argument(f"{where}.action", f"{where}.action: {exc.message}") from None
     return connector_cls, spec
 
 
@@ -118,13 +120,7 @@ def _contains_template(value: Any) -> bool:
     return False
 
 
-def _invalid(message: str, field: str) -> AutomateError:
-    return AutomateError(
-        ErrorCodes.INVALID_ARGUMENT, message, retryable=False, details={"field": field}
-    )
-
-
 def _rendered_input(data: dict[str, Any] | str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise _invalid("config.input must render to an object", "config.input")
+        raise invalid_argument("config.input", "config.input must render to an object")
     return dict(data)

@@ -13,7 +13,7 @@ from typing import Any
 
 from automate.steps.base import StepContext, StepExecutor, StepResult, StrictConfig
 from automate.templating import is_template
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 
 class FilterConfig(StrictConfig):
@@ -29,22 +29,18 @@ class FilterStep(StepExecutor[FilterConfig]):
     @classmethod
     def check(cls, config: FilterConfig, *, where: str = "config") -> None:
         if not (isinstance(config.condition, bool) or is_template(config.condition)):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                f"{where}.condition",
                 f"{where}.condition must be a template such as "
                 "'{{ event.payload.amount > 100 }}' (or true/false)",
-                retryable=False,
-                details={"field": f"{where}.condition"},
             )
 
     def execute(self, config: FilterConfig, ctx: StepContext) -> StepResult:
         value = config.condition
         if not isinstance(value, bool):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                "config.condition",
                 f"config.condition rendered to {type(value).__name__} {str(value)[:50]!r}; "
                 "it must be true or false",
-                retryable=False,
-                details={"field": "config.condition"},
             )
         return StepResult(output={"passed": value}, stop=not value)

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
-from automate_connectors.base import normalize_http_error
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_connectors.base import normalize_http_error, response_body
+from automate_core.providers.errors import AutomateError, invalid_argument
 from automate_core.secrets import is_reference
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -47,19 +47,12 @@ class HttpRequestStep(StepExecutor[HttpRequestConfig]):
     @classmethod
     def check(cls, config: HttpRequestConfig, *, where: str = "config") -> None:
         if config.credentials_ref is not None and not is_reference(config.credentials_ref):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                f"{where}.credentials_ref",
                 f"{where}.credentials_ref must be a secret://NAME reference, never the secret",
-                retryable=False,
-                details={"field": f"{where}.credentials_ref"},
             )
         if config.json_body is not None and config.data is not None:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{where}: give json or data, not both",
-                retryable=False,
-                details={"field": f"{where}.data"},
-            )
+            raise invalid_argument(f"{where}.data", f"{where}: give json or data, not both")
 
     @classmethod
     def is_idempotent(cls, config: HttpRequestConfig) -> bool:
@@ -72,12 +65,7 @@ class HttpRequestStep(StepExecutor[HttpRequestConfig]):
 
         for name in ("headers", "params"):
             if not isinstance(getattr(config, name), dict):
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
-                    f"config.{name} must render to an object",
-                    retryable=False,
-                    details={"field": f"config.{name}"},
-                )
+                raise invalid_argument(f"config.{name}", f"config.{name} must render to an object")
         kwargs: dict[str, Any] = {
             "credentials_ref": config.credentials_ref,
             "timeout": ctx.timeout,
@@ -107,18 +95,8 @@ class _StatusError(Exception):
 
 
 def _output(response: Any) -> dict[str, Any]:
-    text = response.text
-    output: dict[str, Any] = {
+    return {
         "status_code": response.status_code,
         "headers": {"content-type": response.headers.get("content-type", "")},
+        **response_body(response, max_text=MAX_KEPT_TEXT),
     }
-    if "json" in output["headers"]["content-type"]:
-        try:
-            output["json"] = response.json()
-            return output
-        except ValueError:
-            pass
-    output["text"] = text[:MAX_KEPT_TEXT]
-    if len(text) > MAX_KEPT_TEXT:
-        output["truncated"] = True
-    return output

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 
 class Message(BaseModel):
@@ -53,22 +53,17 @@ class LLMStep(StepExecutor[LLMStepConfig]):
             not is_template(config.profile)
             and not LLMProfile.objects.filter(key=config.profile).exists()
         ):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{where}.profile: no LLM profile {config.profile!r}",
-                retryable=False,
-                details={"field": f"{where}.profile"},
+            raise invalid_argument(
+                f"{where}.profile", f"{where}.profile: no LLM profile {config.profile!r}"
             )
 
     def execute(self, config: LLMStepConfig, ctx: StepContext) -> dict[str, Any]:
         from automate_llm.calls import run_chat
 
         if isinstance(config.messages, str):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                "config.messages",
                 "config.messages must render to a list of {role, content} objects",
-                retryable=False,
-                details={"field": "config.messages"},
             )
         params = {
             name: value

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 if TYPE_CHECKING:
     from automate.mcp.models import MCPServer, MCPTool
@@ -64,21 +64,10 @@ class MCPToolStep(StepExecutor[MCPToolConfig]):
         from automate.mcp.calls import call_tool
 
         if not isinstance(config.args, dict):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                "config.args must render to an object",
-                retryable=False,
-                details={"field": "config.args"},
-            )
+            raise invalid_argument("config.args", "config.args must render to an object")
         # In this thread, not under run_with_timeout: the call reads the database and
         # enforces its own deadline.
         return call_tool(config.server, config.tool, config.args, timeout=ctx.timeout)
-
-
-def _invalid(message: str, field: str) -> AutomateError:
-    return AutomateError(
-        ErrorCodes.INVALID_ARGUMENT, message, retryable=False, details={"field": field}
-    )
 
 
 def _server(key: str, where: str) -> MCPServer:
@@ -89,13 +78,15 @@ def _server(key: str, where: str) -> MCPServer:
     if server is not None:
         return server
     if key in stdio.entries():
-        raise _invalid(
+        raise invalid_argument(
+            f"{where}.server",
             f'{where}.server: the MCP server {key!r} is declared in AUTOMATE["MCP_STDIO_SERVERS"] '
             f"but its tools were never synced: run manage.py sync_mcp_tools {key}",
-            f"{where}.server",
         )
     known = ", ".join(MCPServer.objects.values_list("key", flat=True)) or "none"
-    raise _invalid(f"{where}.server: no MCP server {key!r} (known: {known})", f"{where}.server")
+    raise invalid_argument(
+        f"{where}.server", f"{where}.server: no MCP server {key!r} (known: {known})"
+    )
 
 
 def _tool(server: MCPServer, name: str, where: str) -> MCPTool:
@@ -107,9 +98,9 @@ def _tool(server: MCPServer, name: str, where: str) -> MCPTool:
         hint = f"its tools were never synced: run manage.py sync_mcp_tools {server.key}"
     else:
         hint = f"its last sync listed: {listed or 'nothing'}"
-    raise _invalid(
-        f"{where}.tool: the MCP server {server.key!r} has no tool {name!r} ({hint})",
+    raise invalid_argument(
         f"{where}.tool",
+        f"{where}.tool: the MCP server {server.key!r} has no tool {name!r} ({hint})",
     )
 
 
@@ -125,17 +116,17 @@ def _check_args(tool: MCPTool, args: dict[str, Any] | str, where: str) -> None:
     field = f"{where}.args"
     if isinstance(args, str):
         if not is_template(args):
-            raise _invalid(f"{field} must be an object or a template", field)
+            raise invalid_argument(field, f"{field} must be an object or a template")
         return
     for error in schema_errors(tool, args):
         if error.validator not in _KEY_LEVEL and _has_template(error.instance):
             continue
         path = ".".join(str(p) for p in error.absolute_path)
         at = f"{field}.{path}" if path else field
-        raise _invalid(
+        raise invalid_argument(
+            at,
             f"{at}: does not fit the input schema of {tool.server.key}.{tool.name}: "
             f"{error.message}",
-            at,
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 
 class RagQueryConfig(StrictConfig):
@@ -43,11 +43,9 @@ class RagQueryStep(StepExecutor[RagQueryConfig]):
             not is_template(config.knowledge_base)
             and not KnowledgeBase.objects.filter(slug=config.knowledge_base).exists()
         ):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                f"{where}.knowledge_base",
                 f"{where}.knowledge_base: no knowledge base {config.knowledge_base!r}",
-                retryable=False,
-                details={"field": f"{where}.knowledge_base"},
             )
 
     def execute(self, config: RagQueryConfig, ctx: StepContext) -> dict[str, Any]:
@@ -56,21 +54,13 @@ class RagQueryStep(StepExecutor[RagQueryConfig]):
         top_k = config.top_k
         if isinstance(top_k, str):
             if not top_k.strip().isdigit():
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
-                    f"config.top_k rendered to {top_k!r}, not an integer",
-                    retryable=False,
-                    details={"field": "config.top_k"},
+                raise invalid_argument(
+                    "config.top_k", f"config.top_k rendered to {top_k!r}, not an integer"
                 )
             top_k = int(top_k)
         filters = config.filters
         if isinstance(filters, str):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                "config.filters must render to an object",
-                retryable=False,
-                details={"field": "config.filters"},
-            )
+            raise invalid_argument("config.filters", "config.filters must render to an object")
         # Called in this thread, not under run_with_timeout: the search reads the database,
         # and the hosted embedders and stores bound their own HTTP calls with timeouts.
         passages = search(config.knowledge_base, config.query, top_k=top_k, filters=filters)

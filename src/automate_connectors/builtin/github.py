@@ -30,15 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automate_connectors.base import (
     ActionSpec,
-    Connector,
     TriggerSpec,
     WebhookEvent,
-    normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_github
-from automate_core.providers.base import ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 GITHUB_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -68,16 +65,10 @@ class GitHubConfig(BaseModel):
 
     _token = field_validator("token", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an https URL such as https://github.example.com/api/v3")
-        return value.rstrip("/")
+    _base = field_validator("base_url")(_api.check_service_url("https://github.example.com/api/v3"))
 
 
-class GitHubConnector(Connector):
+class GitHubConnector(_api.ApiConnector):
     """Receives GitHub repository, organisation and app webhooks."""
 
     key = "github"
@@ -92,10 +83,6 @@ class GitHubConnector(Connector):
     )
 
     cfg: GitHubConfig
-
-    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
-        super().__init__(config, ctx=ctx)
-        self._client: httpx.Client | None = None
 
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
@@ -170,66 +157,45 @@ class GitHubConnector(Connector):
     def _repository(self, data: dict[str, Any]) -> str:
         repo = data.get("repository") or self.cfg.repository
         if not repo:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 "give repository ('owner/name') in the input or the connector config",
                 provider=self.key,
             )
         owner, name = repo.split("/", 1)
         if name in {".", ".."}:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
-                f"{repo!r} is not a repository name",
-                provider=self.key,
-            )
+            raise invalid_argument(None, f"{repo!r} is not a repository name", provider=self.key)
         return f"{quote(owner, safe='')}/{quote(name, safe='')}"
 
     def _request(self, method: str, path: str, payload: dict[str, Any]) -> Any:
-        client = self.client  # resolves the token: a configuration error comes before HTTP
-        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.base_url, self.cfg.token)
-        response = client.request(method, path, json=payload)
-        response.raise_for_status()
+        response = self.send(method, path, json=payload)
         return _api.json_body(response, provider=self.key)
 
-    @property
-    def client(self) -> httpx.Client:
-        """The REST client, built on first use (the token is resolved then)."""
-        if self._client is None:
-            if not self.cfg.token:
-                raise AutomateError(
-                    ErrorCodes.CONFIGURATION,
-                    "github actions need token (a secret://NAME reference) in the connector config",
-                    provider=self.key,
-                )
-            token = self.ctx.resolve_secret(self.cfg.token)
-            client = self._create_client()
-            client.headers.update(
-                {
-                    "Authorization": f"Bearer {token}",
-                    "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": API_VERSION,
-                }
+    def client_credentials(self) -> tuple[dict[str, str], None]:
+        if not self.cfg.token:
+            raise AutomateError(
+                ErrorCodes.CONFIGURATION,
+                "github actions need token (a secret://NAME reference) in the connector config",
+                provider=self.key,
             )
-            client.timeout = httpx.Timeout(self.cfg.timeout)
-            self._client = client
-        return self._client
+        token = self.ctx.resolve_secret(self.cfg.token)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+        }
+        return headers, None
+
+    def rate_scope(self) -> tuple[str | None, ...]:
+        return self.cfg.base_url, self.cfg.token
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
-        if not isinstance(status, int):
-            return error
-        headers = response.headers  # type: ignore[union-attr]
-        retry_after = github_retry_after(headers, now=time.time())
-        if status in (403, 429) and retry_after is not None:
+        error = _api.service_error(
+            exc, provider=self.key, messages=_github_messages, retry_after=_rate_limit_wait
+        )
+        if "retry_after" in error.details:  # a 403 that is a rate limit, not a refusal
             error.code = ErrorCodes.RATE_LIMITED
             error.retryable = True
-            error.details["retry_after"] = retry_after
-        message = _github_message(response)
-        if message:
-            error.message = f"{error.message}: {message}"
-            error.args = (error.message,)
         return error
 
     # -- Webhooks ------------------------------------------------------------------------
@@ -270,19 +236,19 @@ def github_retry_after(headers: Any, *, now: float) -> int | None:
     return None
 
 
-def _github_message(response: Any) -> str:
-    """GitHub's ``message`` and validation ``errors``, shortened; empty when absent."""
-    try:
-        body = response.json()
-    except Exception:
-        return ""
-    if not isinstance(body, dict):
-        return ""
+def _rate_limit_wait(response: httpx.Response) -> int | None:
+    if response.status_code not in (403, 429):
+        return None
+    return github_retry_after(response.headers, now=time.time())
+
+
+def _github_messages(body: dict[str, Any]) -> list[str]:
+    """GitHub's ``message`` and validation ``errors``."""
     parts = [str(body["message"])] if body.get("message") else []
     for item in body.get("errors") or []:
         if isinstance(item, dict):
             parts.append(str(item.get("message") or f"{item.get('field')}: {item.get('code')}"))
-    return "; ".join(parts)[:500]
+    return parts
 
 
 def _output() -> dict[str, Any]:

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from automate_connectors.base import ActionSpec, Connector, normalize_http_error
+from automate_connectors.base import ActionSpec, Connector, response_body
 from automate_connectors.builtin import _api
 from automate_core.http import DEFAULT_MAX_SIZE, ssrf_safe_request
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 __all__ = ["HttpConfig", "HttpConnector"]
 
@@ -70,15 +70,9 @@ class HttpConfig(BaseModel):
 
     _credentials = field_validator("credentials_ref", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL such as https://api.example.com/v1")
-        return value.rstrip("/")
+    _base = field_validator("base_url")(
+        _api.check_service_url("https://api.example.com/v1", allow_http=True)
+    )
 
     @field_validator("headers")
     @classmethod
@@ -132,8 +126,8 @@ class HttpConnector(Connector):
         headers = dict(self.cfg.headers)
         for name, value in (input_data.get("headers") or {}).items():
             if name.lower() in _CREDENTIAL_HEADERS:
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"the {name} header must come from the connector's credentials_ref",
                     provider=self.key,
                 )
@@ -156,33 +150,28 @@ class HttpConnector(Connector):
         return _result(response)
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-        retry_after = _api.retry_after_seconds(headers)
-        if retry_after is not None:
-            error.details["retry_after"] = retry_after
-        return error
+        return _api.service_error(exc, provider=self.key)
 
     def _target(self, url: str) -> str:
         """The absolute URL: a path joins ``base_url``; an absolute URL keeps its origin."""
         base = self.cfg.base_url
         if url.startswith("/"):
             if not base:
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"{url!r} is a path but the connector has no base_url: give an absolute URL",
                     provider=self.key,
                 )
             return base + url
         if not url.startswith(("https://", "http://")):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 f"url must be an absolute http(s) URL or a path starting with '/', not {url!r}",
                 provider=self.key,
             )
         if base and _origin(url) != _origin(base):
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 f"url {url!r} leaves the connector's base_url origin {_origin(base)}; use a "
                 "connector without base_url for arbitrary hosts",
                 provider=self.key,
@@ -250,11 +239,6 @@ def _result(response: httpx.Response) -> dict[str, Any]:
         "json": None,
         "text": None,
     }
-    if "json" in response.headers.get("content-type", "") and response.content:
-        try:
-            result["json"] = response.json()
-            return result
-        except ValueError:
-            pass
-    result["text"] = response.text if response.content else None
+    if response.content:
+        result.update(response_body(response))
     return result

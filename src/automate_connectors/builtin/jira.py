@@ -19,15 +19,12 @@ from pydantic import BaseModel, Field, field_validator
 
 from automate_connectors.base import (
     ActionSpec,
-    Connector,
     TriggerSpec,
     WebhookEvent,
-    normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import verify_hmac
-from automate_core.providers.base import ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 __all__ = ["JiraConfig", "JiraConnector", "text_to_adf"]
 
@@ -50,16 +47,12 @@ class JiraConfig(BaseModel):
     rate_limit: str | None = None
 
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL such as https://example.atlassian.net")
-        return value.rstrip("/")
+    _url = field_validator("url")(
+        _api.check_service_url("https://example.atlassian.net", allow_http=True)
+    )
 
 
-class JiraConnector(Connector):
+class JiraConnector(_api.ApiConnector):
     """Jira Cloud through REST API v3 with an account email and API token (Basic auth)."""
 
     key = "jira"
@@ -67,10 +60,6 @@ class JiraConnector(Connector):
     cfg: JiraConfig
     event_id_header = "X-Atlassian-Webhook-Identifier"
     signature_header = "X-Hub-Signature"
-
-    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
-        super().__init__(config, ctx=ctx)
-        self._client: httpx.Client | None = None
 
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
@@ -171,8 +160,8 @@ class JiraConnector(Connector):
     def _action_create_issue(self, data: dict[str, Any]) -> dict[str, Any]:
         project = data.get("project_key") or self.cfg.project_key
         if not project:
-            raise AutomateError(
-                ErrorCodes.INVALID_ARGUMENT,
+            raise invalid_argument(
+                None,
                 "create_issue needs a project: give project_key in the input or the config",
                 provider=self.key,
             )
@@ -210,11 +199,12 @@ class JiraConnector(Connector):
             match = next((t for t in available if t["name"].lower() == wanted.lower()), None)
             if match is None:
                 names = ", ".join(repr(t["name"]) for t in available) or "none"
-                raise AutomateError(
-                    ErrorCodes.INVALID_ARGUMENT,
+                raise invalid_argument(
+                    None,
                     f"issue {issue} has no transition named {wanted!r} (available: {names})",
                     provider=self.key,
-                    details={"issue_key": issue, "transition": wanted},
+                    issue_key=issue,
+                    transition=wanted,
                 )
             transition_id, name = match["id"], match["name"]
         payload: dict[str, Any] = {"transition": {"id": transition_id}}
@@ -239,23 +229,15 @@ class JiraConnector(Connector):
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    @property
-    def client(self) -> httpx.Client:
-        """The HTTP client, built on first use (the token is resolved then, not earlier)."""
-        if self._client is None:
-            client = self._create_client()
-            token = self.ctx.resolve_secret(self.cfg.api_token)
-            client.auth = httpx.BasicAuth(self.cfg.email, token)
-            client.timeout = httpx.Timeout(self.cfg.timeout)
-            client.headers["Accept"] = "application/json"
-            self._client = client
-        return self._client
+    def client_credentials(self) -> tuple[dict[str, str], httpx.Auth]:
+        token = self.ctx.resolve_secret(self.cfg.api_token)
+        return {"Accept": "application/json"}, httpx.BasicAuth(self.cfg.email, token)
+
+    def rate_scope(self) -> tuple[str | None, ...]:
+        return self.cfg.url, self.cfg.email
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        client = self.client  # resolves the token: a configuration error comes before HTTP
-        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.url, self.cfg.email)
-        response = client.request(method, path, **kwargs)
-        response.raise_for_status()
+        response = self.send(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return {}
         try:
@@ -264,17 +246,7 @@ class JiraConnector(Connector):
             raise _unexpected(f"{method} {path} answered with a body that is not JSON") from None
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        response = getattr(exc, "response", None)
-        if response is not None and getattr(response, "status_code", None):
-            messages = _jira_messages(response)
-            if messages:
-                error.message = f"{error.message}: {messages}"
-                error.args = (error.message,)
-            retry_after = response.headers.get("Retry-After")
-            if retry_after and retry_after.isdigit():
-                error.details["retry_after"] = int(retry_after)
-        return error
+        return _api.service_error(exc, provider=self.key, messages=_jira_messages)
 
     # -- Webhooks ------------------------------------------------------------------------
 
@@ -329,16 +301,10 @@ def _unexpected(what: str) -> AutomateError:
     return AutomateError(ErrorCodes.INTERNAL, f"unexpected Jira response: {what}", provider="jira")
 
 
-def _jira_messages(response: Any) -> str:
-    """Jira's ``errorMessages`` and field ``errors``, shortened; empty when there are none."""
-    try:
-        body = response.json()
-    except Exception:
-        return ""
-    if not isinstance(body, dict):
-        return ""
+def _jira_messages(body: dict[str, Any]) -> list[str]:
+    """Jira's ``errorMessages`` and field ``errors``."""
     parts = [str(m) for m in body.get("errorMessages") or [] if m]
     errors = body.get("errors")
     if isinstance(errors, dict):
         parts += [f"{field}: {message}" for field, message in errors.items()]
-    return "; ".join(parts)[:500]
+    return parts

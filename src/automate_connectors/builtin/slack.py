@@ -30,19 +30,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automate_connectors.base import (
     ActionSpec,
-    Connector,
     TriggerSpec,
     WebhookEvent,
-    normalize_http_error,
 )
 from automate_connectors.builtin import _api
 from automate_connectors.verification import DEFAULT_TOLERANCE, verify_slack
-from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 SLACK_API = "https://slack.com/api"
@@ -111,16 +107,10 @@ class SlackConfig(BaseModel):
 
     _token = field_validator("bot_token", mode="before")(_api.check_secret_reference)
     _rate = field_validator("rate_limit")(_api.check_rate)
-
-    @field_validator("base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an https URL such as https://slack.com/api")
-        return value.rstrip("/")
+    _base = field_validator("base_url")(_api.check_service_url("https://slack.com/api"))
 
 
-class SlackConnector(Connector):
+class SlackConnector(_api.ApiConnector):
     """Receives Slack Events API callbacks, slash commands and interactions."""
 
     key = "slack"
@@ -135,10 +125,6 @@ class SlackConnector(Connector):
     clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
 
     cfg: SlackConfig
-
-    def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
-        super().__init__(config, ctx=ctx)
-        self._client: httpx.Client | None = None
 
     @classmethod
     def config_schema(cls) -> type[BaseModel]:
@@ -234,10 +220,7 @@ class SlackConnector(Connector):
 
     def _call(self, method: str, payload: dict[str, Any], *, settled: str = "") -> dict:
         """POST one Web API method; ``{"ok": false}`` raises unless its error is ``settled``."""
-        client = self.client  # resolves the token: a configuration error comes before HTTP
-        _api.throttle(self.key, self.cfg.rate_limit, self.cfg.base_url, self.cfg.bot_token)
-        response = client.post(f"/{method}", json=payload)
-        response.raise_for_status()
+        response = self.send("POST", f"/{method}", json=payload)
         body = _api.json_body(response, provider=self.key)
         if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
             raise _unexpected(f"{method} answered without an 'ok' field")
@@ -245,32 +228,22 @@ class SlackConnector(Connector):
             return body
         raise slack_error(method, body)
 
-    @property
-    def client(self) -> httpx.Client:
-        """The Web API client, built on first use (the token is resolved then)."""
-        if self._client is None:
-            if not self.cfg.bot_token:
-                raise AutomateError(
-                    ErrorCodes.CONFIGURATION,
-                    "slack actions need bot_token (a secret://NAME reference to the xoxb- "
-                    "token) in the connector config",
-                    provider=self.key,
-                )
-            token = self.ctx.resolve_secret(self.cfg.bot_token)
-            client = self._create_client()
-            client.headers["Authorization"] = f"Bearer {token}"
-            client.timeout = httpx.Timeout(self.cfg.timeout)
-            self._client = client
-        return self._client
+    def client_credentials(self) -> tuple[dict[str, str], None]:
+        if not self.cfg.bot_token:
+            raise AutomateError(
+                ErrorCodes.CONFIGURATION,
+                "slack actions need bot_token (a secret://NAME reference to the xoxb- "
+                "token) in the connector config",
+                provider=self.key,
+            )
+        token = self.ctx.resolve_secret(self.cfg.bot_token)
+        return {"Authorization": f"Bearer {token}"}, None
+
+    def rate_scope(self) -> tuple[str | None, ...]:
+        return self.cfg.base_url, self.cfg.bot_token
 
     def normalize_error(self, exc: Exception) -> Exception:
-        error = normalize_http_error(exc, provider=self.key)
-        retry_after = _api.retry_after_seconds(
-            getattr(getattr(exc, "response", None), "headers", None)
-        )
-        if retry_after is not None:
-            error.details["retry_after"] = retry_after
-        return error
+        return _api.service_error(exc, provider=self.key)
 
     # -- Webhooks ------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class ErrorCodes(StrEnum):
     """Stable error codes; their values are stored and shown in the admin and the API."""
@@ -77,3 +79,50 @@ class AutomateError(Exception):
             "retryable": self.retryable,
             "details": self.details,
         }
+
+
+def invalid_argument(
+    field: str | None, message: str, *, provider: str | None = None, **details: Any
+) -> AutomateError:
+    """A permanent INVALID_ARGUMENT error naming the input at fault.
+
+    ``field`` (``"config.url"``, or ``None`` when no single field is at fault) is kept in
+    ``details["field"]``, where the API and the admin look for it; ``details`` add
+    JSON-serialisable context. The message is kept as given: callers already name the
+    field in it the way their readers expect.
+    """
+    if field is not None:
+        details = {"field": field, **details}
+    return AutomateError(
+        ErrorCodes.INVALID_ARGUMENT, message, provider=provider, retryable=False, details=details
+    )
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(dotted path, message)`` for each problem pydantic found, in its order.
+
+    The path is ``""`` for a problem with the whole object; the input values are left out,
+    so a secret typed into the wrong field never reaches an error message.
+    """
+    return [
+        (".".join(str(part) for part in error["loc"]), error["msg"])
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+
+
+def invalid_config(
+    exc: ValidationError, subject: str, *, provider: str | None = None
+) -> AutomateError:
+    """INVALID_ARGUMENT for a configuration pydantic refused, listing every problem.
+
+    ``subject`` names what was configured (``"github"``, ``"LLM provider openai"``); the
+    failing paths are in ``details["fields"]``.
+    """
+    problems = validation_problems(exc)
+    listed = "; ".join(f"{path or '(config)'}: {message}" for path, message in problems)
+    return invalid_argument(
+        None,
+        f"invalid configuration for {subject}: {listed}",
+        provider=provider,
+        fields=[path for path, _ in problems],
+    )

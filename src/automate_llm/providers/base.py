@@ -186,24 +186,12 @@ class BaseLLMProvider(BaseProvider):
     def stream(self, messages: list[dict], **kwargs: Any) -> Iterator[ChatChunk]:
         """Chunks of the answer, the last one with usage; by default one chunk."""
         result = self.complete(messages, **kwargs)
-        yield ChatChunk(
-            delta=result.content,
-            tool_calls=result.tool_calls,
-            usage=result.usage,
-            finish_reason=result.finish_reason,
-            model=result.model,
-        )
+        yield _whole_answer(result)
 
     async def astream(self, messages: list[dict], **kwargs: Any) -> AsyncIterator[ChatChunk]:
         """Async :meth:`stream`; by default one chunk from :meth:`acomplete`."""
         result = await self.acomplete(messages, **kwargs)
-        yield ChatChunk(
-            delta=result.content,
-            tool_calls=result.tool_calls,
-            usage=result.usage,
-            finish_reason=result.finish_reason,
-            model=result.model,
-        )
+        yield _whole_answer(result)
 
     def _estimated_result(
         self, messages: list[dict], content: Any, kwargs: Mapping[str, Any]
@@ -231,3 +219,14 @@ class BaseLLMProvider(BaseProvider):
 def implements_chat(cls: type[BaseLLMProvider]) -> bool:
     """True when ``cls`` implements ``chat`` or ``complete`` itself (the registration check)."""
     return cls.chat is not BaseLLMProvider.chat or cls.complete is not BaseLLMProvider.complete
+
+
+def _whole_answer(result: ChatResult) -> ChatChunk:
+    """The one chunk that streams a complete answer."""
+    return ChatChunk(
+        delta=result.content,
+        tool_calls=result.tool_calls,
+        usage=result.usage,
+        finish_reason=result.finish_reason,
+        model=result.model,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 _BY_STATUS = {
     400: ErrorCodes.INVALID_ARGUMENT,
@@ -26,11 +26,7 @@ def from_status(provider: str, status: int | None, message: str) -> AutomateErro
 
 def check_texts(provider: str, texts: object) -> list[str]:
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT, "texts must be a list of strings", provider=provider
-        )
+        raise invalid_argument(None, "texts must be a list of strings", provider=provider)
     if any(not t.strip() for t in texts):
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT, "texts must not contain empty strings", provider=provider
-        )
+        raise invalid_argument(None, "texts must not contain empty strings", provider=provider)
     return texts

@@ -5,59 +5,84 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
+from rag.filters import Condition, parse
 
 MAX_TOP_K = 1000
 
 
-def invalid(provider: str, message: str, **details: Any) -> AutomateError:
-    return AutomateError(ErrorCodes.INVALID_ARGUMENT, message, provider=provider, details=details)
-
-
 def check_top_k(provider: str, top_k: int) -> int:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise invalid(provider, f"top_k must be an integer from 1 to {MAX_TOP_K}, not {top_k!r}")
+        raise invalid_argument(
+            None,
+            f"top_k must be an integer from 1 to {MAX_TOP_K}, not {top_k!r}",
+            provider=provider,
+        )
     return top_k
 
 
 def check_vector(provider: str, vector: Any, what: str = "query_embedding") -> list[float]:
     if not isinstance(vector, list | tuple) or not vector:
-        raise invalid(provider, f"{what} must be a non-empty list of numbers")
+        raise invalid_argument(
+            None, f"{what} must be a non-empty list of numbers", provider=provider
+        )
     try:
         values = [float(v) for v in vector]
     except (TypeError, ValueError):
-        raise invalid(provider, f"{what} must contain only numbers") from None
+        raise invalid_argument(
+            None, f"{what} must contain only numbers", provider=provider
+        ) from None
     if not all(math.isfinite(v) for v in values):
-        raise invalid(provider, f"{what} contains NaN or infinity")
+        raise invalid_argument(None, f"{what} contains NaN or infinity", provider=provider)
     return values
+
+
+def check_query(
+    provider: str, query_embedding: Any, top_k: int, filters: dict | None
+) -> tuple[list[float], list[Condition]]:
+    """The arguments of ``retrieve`` checked before any store is read: the query vector and
+    the parsed filter conditions."""
+    check_top_k(provider, top_k)
+    return check_vector(provider, query_embedding), parse(filters)
 
 
 def check_documents(provider: str, documents: Any) -> list[dict[str, Any]]:
     """Validate every document before writing any, so a bad batch writes nothing."""
     if not isinstance(documents, list):
-        raise invalid(provider, "documents must be a list")
+        raise invalid_argument(None, "documents must be a list", provider=provider)
     checked: list[dict[str, Any]] = []
     dimensions: int | None = None
     for position, doc in enumerate(documents):
         if not isinstance(doc, dict):
-            raise invalid(provider, f"document {position} is not an object", position=position)
+            raise invalid_argument(
+                None, f"document {position} is not an object", position=position, provider=provider
+            )
         doc_id = doc.get("id")
         if not isinstance(doc_id, str) or not doc_id or len(doc_id) > 255:
-            raise invalid(
-                provider, f"document {position} needs a string id of 1-255 chars", position=position
+            raise invalid_argument(
+                None,
+                f"document {position} needs a string id of 1-255 chars",
+                position=position,
+                provider=provider,
             )
         embedding = check_vector(provider, doc.get("embedding"), f"document {doc_id!r} embedding")
         if dimensions is None:
             dimensions = len(embedding)
         elif len(embedding) != dimensions:
-            raise invalid(
-                provider,
+            raise invalid_argument(
+                None,
                 f"document {doc_id!r} has {len(embedding)} dimensions, the batch has {dimensions}",
                 id=doc_id,
+                provider=provider,
             )
         metadata = doc.get("metadata") or {}
         if not isinstance(metadata, dict):
-            raise invalid(provider, f"document {doc_id!r} metadata must be an object", id=doc_id)
+            raise invalid_argument(
+                None,
+                f"document {doc_id!r} metadata must be an object",
+                id=doc_id,
+                provider=provider,
+            )
         # Passage text travels both as "content" and in the metadata (the spec's providers
         # read it back from there); a store that keeps a content column keeps it once.
         content = doc.get("content")
@@ -73,5 +98,5 @@ def check_documents(provider: str, documents: Any) -> list[dict[str, Any]]:
 
 def check_ids(provider: str, ids: Any) -> list[str]:
     if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise invalid(provider, "ids must be a list of non-empty strings")
+        raise invalid_argument(None, "ids must be a list of non-empty strings", provider=provider)
     return ids

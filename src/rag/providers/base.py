@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, TypedDict
 
 from automate_core.providers.base import BaseProvider
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import invalid_argument
 
 
 class RetrievedPassage(TypedDict):
@@ -76,8 +76,8 @@ class BaseRetrievalProvider(BaseProvider, ABC):
         Providers that cannot delete keep this default, which says so instead of
         pretending: re-ingesting a changed document then reports the stale ids.
         """
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            None,
             f"retrieval provider {self.key!r} does not support deleting passages",
             provider=self.key,
         )

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
+from automate_core.providers.errors import invalid_argument
 from rag import filters as rag_filters
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector, invalid
+from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 BATCH_SIZE = 500
@@ -41,19 +42,19 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         top_k: int = 5,
         filters: dict | None = None,
     ) -> list[dict]:
-        check_top_k(self.key, top_k)
-        query = np.asarray(check_vector(self.key, query_embedding), dtype=np.float32)
-        conditions = rag_filters.parse(filters)
+        vector, conditions = check_query(self.key, query_embedding, top_k, filters)
+        query = np.asarray(vector, dtype=np.float32)
         candidates: list[tuple[str, str, dict[str, Any]]] = []
         vectors: list[np.ndarray] = []
         for vector_id, content, metadata, dimensions, blob in self._rows().values_list(
             "vector_id", "content", "metadata", "dimensions", "embedding"
         ):
             if dimensions != query.shape[0]:
-                raise invalid(
-                    self.key,
+                raise invalid_argument(
+                    None,
                     f"the query has {query.shape[0]} dimensions, namespace "
                     f"{self.namespace!r} holds {dimensions}: is the embedding model the same?",
+                    provider=self.key,
                 )
             if conditions and not rag_filters.matches(metadata or {}, conditions):
                 continue
@@ -87,10 +88,11 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         held = self._rows().exclude(dimensions=dimensions).values_list("dimensions", flat=True)
         other = held.first()
         if other is not None:
-            raise invalid(
-                self.key,
+            raise invalid_argument(
+                None,
                 f"namespace {self.namespace!r} holds {other}-dimension vectors, "
                 f"these have {dimensions}",
+                provider=self.key,
             )
         rows = [
             LocalVector(

@@ -28,8 +28,9 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 
+from automate_core.providers.errors import invalid_argument
 from rag import filters as rag_filters
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector, invalid
+from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 BATCH_SIZE = 500
@@ -162,10 +163,11 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         dimensions = len(checked[0]["embedding"])
         held = self.stored_dimensions()
         if held is not None and held != dimensions:
-            raise invalid(
-                self.key,
+            raise invalid_argument(
+                None,
                 f"namespace {self.namespace!r} holds {held}-dimension vectors, "
                 f"these have {dimensions}",
+                provider=self.key,
             )
         self._copy_upsert(checked, dimensions)
         self.ensure_index(dimensions)
@@ -273,15 +275,14 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
 
     def _prepare(self, query_embedding: list[float], top_k: int, filters: dict | None):
         self._check_postgres()
-        check_top_k(self.key, top_k)
-        query = check_vector(self.key, query_embedding)
-        conditions = rag_filters.parse(filters)
+        query, conditions = check_query(self.key, query_embedding, top_k, filters)
         held = self.stored_dimensions()
         if held is not None and held != len(query):
-            raise invalid(
-                self.key,
+            raise invalid_argument(
+                None,
                 f"the query has {len(query)} dimensions, namespace {self.namespace!r} "
                 f"holds {held}: is the embedding model the same?",
+                provider=self.key,
             )
         return query, conditions, held
 

@@ -18,10 +18,9 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from automate_core import secrets
-from automate_core.providers.errors import AutomateError, ErrorCodes
-from rag import filters as rag_filters
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from rag.embeddings._errors import from_status
-from rag.providers._common import check_documents, check_ids, check_top_k, check_vector, invalid
+from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 MAX_VECTORS_PER_REQUEST = 1000
@@ -85,9 +84,8 @@ class PineconeRetrievalProvider(BaseRetrievalProvider):
         top_k: int = 5,
         filters: dict | None = None,
     ) -> list[dict]:
-        check_top_k(self.key, top_k)
-        vector = check_vector(self.key, query_embedding)
-        rag_filters.parse(filters)  # same syntax; reject a bad filter before the request
+        # The same filter syntax: a bad filter is refused before the request.
+        vector, _ = check_query(self.key, query_embedding, top_k, filters)
         kwargs: dict[str, Any] = {
             "vector": vector,
             "top_k": top_k,
@@ -132,11 +130,12 @@ class PineconeRetrievalProvider(BaseRetrievalProvider):
         for doc in check_documents(self.key, documents):
             metadata = {**doc["metadata"], "content": doc["content"]}
             if len(json.dumps(metadata).encode()) > MAX_METADATA_BYTES:
-                raise invalid(
-                    self.key,
+                raise invalid_argument(
+                    None,
                     f"document {doc['id']!r}: metadata with its content is over Pinecone's "
                     "40 KB per vector; use smaller chunks",
                     id=doc["id"],
+                    provider=self.key,
                 )
             vectors.append({"id": doc["id"], "values": doc["embedding"], "metadata": metadata})
         written = 0
