@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from automate_core.crypto.sealed_fields import Shape, register_sealed
+
 
 class AutomateConfig(AppConfig):
     name = "automate"
@@ -24,6 +26,7 @@ class AutomateConfig(AppConfig):
         from automate.steps import registry
 
         registry.load()
+        _register_sealed_fields()
         for signal in (post_save, post_delete):
             signal.connect(
                 clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"
@@ -32,6 +35,21 @@ class AutomateConfig(AppConfig):
         signals.event_accepted.connect(
             signals.start_processing, dispatch_uid="automate.start_processing"
         )
+
+
+def _register_sealed_fields() -> None:
+    """The credentials ``manage.py automate_rotate_secrets`` (a core command) re-encrypts."""
+    register_sealed(
+        "automate.ConnectionProfile",
+        "webhook_secrets",
+        shape=Shape.SEALED_LIST,
+        describe=lambda profile: f"connection profile {profile.key!r} secret",
+    )
+    register_sealed(
+        "automate.MCPServer",
+        "api_key",
+        describe=lambda server: f"MCP server {server.key!r} API key",
+    )
 
 
 def _clear_on_settings(*, setting: str, **kwargs: object) -> None:
