@@ -123,7 +123,9 @@ def test_register_sealed__again_replaces_the_entry(registry):
         ("testapp.Credential", "token", "pgp", "unknown sealed field shape 'pgp'"),
     ],
 )
-def test_register_sealed__bad_input_is_refused_with_the_reason(registry, model, field, shape, message):
+def test_register_sealed__bad_input_is_refused_with_the_reason(
+    registry, model, field, shape, message
+):
     with pytest.raises(ValueError, match=message):
         register_sealed(model, field, shape=shape)
 

@@ -8,3 +8,6 @@ class Credential(models.Model):
 
     name = models.CharField(max_length=100)
     token = models.CharField(max_length=500, blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.name

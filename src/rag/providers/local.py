@@ -1,7 +1,7 @@
 """The ``local`` store: vectors in the project's own database, exact search in numpy.
 
 The embedded default. It needs no extension and works on SQLite: each passage's vector is
-float32 bytes in :class:`rag.models.LocalVector`, and a query scores every passage of the
+float32 bytes in :class:`rag.local_vectors.LocalVector`, and a query scores every passage of the
 namespace that passes the filters. That is exact (no recall loss) and fast up to some tens
 of thousands of passages; past that, move the knowledge base to ``pgvector``.
 """
@@ -14,6 +14,7 @@ import numpy as np
 from django.db import transaction
 
 from rag import filters as rag_filters
+from rag.local_vectors import LocalVector
 from rag.providers._common import check_documents, check_ids, check_top_k, check_vector, invalid
 from rag.providers.base import BaseRetrievalProvider
 
@@ -31,8 +32,6 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         return str(self.config.get("namespace", ""))
 
     def _rows(self):
-        from rag.models import LocalVector
-
         return LocalVector.objects.filter(namespace=self.namespace)
 
     def retrieve(
@@ -78,8 +77,6 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         ]
 
     def index_documents(self, documents: list[dict]) -> int:
-        from rag.models import LocalVector
-
         checked = check_documents(self.key, documents)
         if not checked:
             return 0
