@@ -14,6 +14,10 @@ SSRF refusals PERMISSION_DENIED, protocol errors from the server INTERNAL. For a
 server (:mod:`automate.mcp.stdio`), a program that cannot be started is CONFIGURATION,
 one that exits or closes its output early UNAVAILABLE (quoting the end of its stderr), and
 the start (spawn and handshake) and the work each have their own deadline.
+
+:class:`Endpoint`, :class:`ToolInfo` and the transport names are defined in
+:mod:`automate.mcp.endpoint` and :mod:`automate.mcp.listing` (which need no SDK) and
+importable from here as well.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ except ImportError as exc:
         f'MCP servers need the official MCP SDK: pip install "django-automate[mcp]" ({exc})'
     ) from exc
 
-# Endpoint, ToolInfo and the transport names were defined here: still importable from here.
 from automate.mcp.endpoint import SSE, Endpoint
 from automate.mcp.endpoint import STDIO as STDIO
 from automate.mcp.endpoint import STREAMABLE_HTTP as STREAMABLE_HTTP
