@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
-from automate_core.crypto.sealed_fields import Shape, register_sealed
-
 
 class AutomateConfig(AppConfig):
     name = "automate"
@@ -39,6 +37,10 @@ class AutomateConfig(AppConfig):
 
 def _register_sealed_fields() -> None:
     """The credentials ``manage.py automate_rotate_secrets`` (a core command) re-encrypts."""
+    # Here, like every import of this module: apps.py is imported while the app registry
+    # fills, so it imports the project's modules only from ready().
+    from automate_core.crypto.sealed_fields import Shape, register_sealed
+
     register_sealed(
         "automate.ConnectionProfile",
         "webhook_secrets",
