@@ -32,6 +32,7 @@ class AutomateConfig(AppConfig):
         from automate.steps import registry
 
         registry.load()
+        _register_sealed_fields()
         for signal in (post_save, post_delete):
             signal.connect(
                 clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"
@@ -42,3 +43,22 @@ class AutomateConfig(AppConfig):
         signals.event_accepted.connect(
             receivers.start_processing, dispatch_uid="automate.start_processing"
         )
+
+
+def _register_sealed_fields() -> None:
+    """The credentials ``manage.py automate_rotate_secrets`` (a core command) re-encrypts."""
+    # Here, like every import of this module: apps.py is imported while the app registry
+    # fills, so it imports the project's modules only from ready().
+    from automate_core.crypto.sealed_fields import Shape, register_sealed
+
+    register_sealed(
+        "automate.ConnectionProfile",
+        "webhook_secrets",
+        shape=Shape.SEALED_LIST,
+        describe=lambda profile: f"connection profile {profile.key!r} secret",
+    )
+    register_sealed(
+        "automate.MCPServer",
+        "api_key",
+        describe=lambda server: f"MCP server {server.key!r} API key",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from automate_core.crypto.fernet import decrypt, encrypt
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
 __all__ = ["OutboxItem", "OutboxStatus", "Secret"]
@@ -31,11 +32,7 @@ class Secret(models.Model):
         return self.name
 
     def set_value(self, value: str) -> None:
-        from automate_core.crypto import encrypt
-
         self.ciphertext = encrypt(value)
 
     def get_value(self) -> str:
-        from automate_core.crypto import decrypt
-
         return decrypt(self.ciphertext)

@@ -111,6 +111,8 @@ class DatabaseBackend:
     """``secret://NAME`` -> the decrypted :class:`automate_core.models.Secret` row NAME."""
 
     def get(self, name: str) -> str | None:
+        # Here, not at the top: this module serves code that runs before django.setup()
+        # (connectors, test contexts), and a model cannot be imported before the apps are.
         from automate_core.models import Secret
 
         row = Secret.objects.filter(name=name).only("ciphertext").first()

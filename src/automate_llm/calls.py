@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -36,11 +36,13 @@ from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.redaction import redact
 from automate_core.secrets import is_reference
 from automate_core.tracing import get_trace_id, new_trace_id
+from automate_llm.models import LLMProfile, LLMUsage
+from automate_llm.provider_config import config_error, validate_provider_config
+from automate_llm.providers._sdk import STATUS_CODES
 from automate_llm.providers.base import BaseLLMProvider, ChatResult
+from automate_llm.ratelimit import enforce_rate_limit
+from automate_llm.registry import NotRegistered, get_provider
 from automate_llm.retry import RetryPolicy, call_with_retry, parse_retry_after
-
-if TYPE_CHECKING:
-    from automate_llm.models import LLMProfile, LLMUsage
 
 __all__ = ["LLMCall", "build_provider", "run_chat", "validate_provider_config"]
 
@@ -61,22 +63,12 @@ class LLMCall:
         return {**self.result.as_dict(), "parsed": self.parsed, "usage_id": self.usage.pk}
 
 
-def validate_provider_config(cls: type[BaseLLMProvider], config: Mapping[str, Any]) -> BaseModel:
-    """Validate ``config`` with the provider's schema; INVALID_ARGUMENT names the fields."""
-    try:
-        return cls.config_schema().model_validate(dict(config))
-    except ValidationError as exc:
-        raise _config_error(cls, exc) from None
-
-
 def build_provider(profile: LLMProfile, ctx: ProviderContext | None = None) -> BaseLLMProvider:
     """An instance of the profile's provider, with its secret references resolved.
 
     Instances are built as ``cls(config, ctx)`` - positionally, the way the spec's
     ``MyLLMProvider.__init__(self, config: dict, ctx)`` takes them.
     """
-    from automate_llm.registry import NotRegistered, get_provider
-
     if not profile.enabled:
         raise AutomateError(
             ErrorCodes.INVALID_ARGUMENT,
@@ -98,7 +90,7 @@ def build_provider(profile: LLMProfile, ctx: ProviderContext | None = None) -> B
     try:
         return cls(config, ctx)
     except ValidationError as exc:
-        raise _config_error(cls, exc) from None
+        raise config_error(cls, exc) from None
 
 
 def run_chat(
@@ -120,9 +112,6 @@ def run_chat(
     ``timeout`` in seconds for this call - a step passes its own budget).
     Raises :class:`AutomateError`; its ``details["usage_id"]`` names the failed call's row.
     """
-    from automate_llm.models import LLMProfile
-    from automate_llm.ratelimit import enforce_rate_limit
-
     if isinstance(profile, str):
         found = LLMProfile.objects.filter(key=profile).first()
         if found is None:
@@ -184,8 +173,6 @@ def normalize_error(exc: BaseException, *, provider: str) -> AutomateError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if isinstance(status, int):
-        from automate_llm.providers._sdk import STATUS_CODES
-
         code = STATUS_CODES.get(status) or (
             ErrorCodes.UNAVAILABLE if status >= 500 else ErrorCodes.INVALID_ARGUMENT
         )
@@ -219,20 +206,6 @@ def normalize_error(exc: BaseException, *, provider: str) -> AutomateError:
 
 
 # -- Helpers ------------------------------------------------------------------------------
-
-
-def _config_error(cls: type[BaseLLMProvider], exc: ValidationError) -> AutomateError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}"
-        for err in exc.errors(include_input=False)
-    )
-    return AutomateError(
-        ErrorCodes.INVALID_ARGUMENT,
-        f"invalid configuration for LLM provider {cls.key}: {problems}",
-        provider=cls.key or None,
-        retryable=False,
-        details={"fields": [".".join(str(p) for p in e["loc"]) for e in exc.errors()]},
-    )
 
 
 def _schema_parts(
@@ -319,8 +292,6 @@ def _record(
     error: AutomateError | None,
     extra: dict[str, Any],
 ) -> LLMUsage:
-    from automate_llm.models import LLMUsage
-
     usage = result.usage if result is not None else None
     return LLMUsage.objects.create(
         profile=profile if profile.pk else None,

@@ -11,6 +11,9 @@ from django.utils.translation import gettext_lazy as _
 
 from automate_core.providers.errors import AutomateError
 from automate_core.secrets import is_reference, parse_reference
+from automate_llm.provider_config import validate_provider_config
+from automate_llm.ratelimit import validate_rate
+from automate_llm.registry import NotRegistered, get_provider
 
 key_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_\-]{0,99}$",
@@ -55,9 +58,6 @@ class LLMProfile(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        from automate_llm.ratelimit import validate_rate
-        from automate_llm.registry import NotRegistered, get_provider
-
         if self.rate_limit:
             try:
                 validate_rate(self.rate_limit)
@@ -87,8 +87,6 @@ class LLMProfile(models.Model):
                 parse_reference(value)
             except ValueError as exc:
                 raise ValidationError({"config": f"{field}: {exc}"}) from None
-        from automate_llm.calls import validate_provider_config
-
         try:
             validate_provider_config(cls, self.config)
         except AutomateError as exc:

@@ -1,15 +1,28 @@
-"""Knowledge bases, their documents and chunks, and the local store's vectors."""
+"""Knowledge bases, their documents and chunks, and the local store's vectors.
+
+A knowledge base looks its providers up in :mod:`rag.registry`, which holds the ``local``
+store; that store's table, ``LocalVector``, is defined in :mod:`rag.local_vectors` so the
+store does not import this module back, and is re-exported here.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
-if TYPE_CHECKING:
-    from rag.embeddings.base import BaseEmbeddingProvider
-    from rag.providers.base import BaseRetrievalProvider
+from rag.embeddings.base import BaseEmbeddingProvider
+from rag.local_vectors import LocalVector
+from rag.providers.base import BaseRetrievalProvider
+from rag.registry import (
+    embedding_providers,
+    get_embedding_provider,
+    get_retrieval_provider,
+    retrieval_providers,
+)
+
+__all__ = ["Chunk", "Document", "KnowledgeBase", "LocalVector"]
 
 
 class KnowledgeBase(models.Model):
@@ -42,8 +55,6 @@ class KnowledgeBase(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from rag.registry import embedding_providers, retrieval_providers
-
         errors: dict[str, str] = {}
         if self.chunk_size < 50:
             errors["chunk_size"] = "Use at least 50 characters per chunk."
@@ -67,13 +78,9 @@ class KnowledgeBase(models.Model):
         return config
 
     def get_embedder(self) -> BaseEmbeddingProvider:
-        from rag.registry import get_embedding_provider
-
         return get_embedding_provider(self.embedding_provider)(dict(self.embedding_config or {}))
 
     def get_retriever(self) -> BaseRetrievalProvider:
-        from rag.registry import get_retrieval_provider
-
         return get_retrieval_provider(self.retrieval_provider)(self.retrieval_settings())
 
 
@@ -129,28 +136,3 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.ordinal}"
-
-
-class LocalVector(models.Model):
-    """A passage held by the ``local`` store: float32 bytes, searched exactly in numpy.
-
-    A binary column works on every database Django supports, which is the point of the
-    local store: RAG with SQLite and nothing else.
-    """
-
-    namespace = models.CharField(max_length=200, db_index=True)
-    vector_id = models.CharField(max_length=255)
-    content = models.TextField(blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
-    dimensions = models.PositiveIntegerField()
-    embedding = models.BinaryField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["namespace", "vector_id"], name="rag_localvector_unique_id"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.vector_id}"

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from automate.mcp.models import MCPServer
+from automate.mcp.models import MCPServer, ensure_stdio_server
 from tests.mcp.conftest import TOKEN, free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loopback_allowed")]
@@ -110,8 +110,6 @@ def test_admin__unreachable_server_error_is_shown(admin_client):
 
 @pytest.fixture
 def clock(settings):
-    from automate.mcp import stdio
-
     settings.AUTOMATE = {
         **settings.AUTOMATE,
         "SECRETS": {"CLOCK_TOKEN": "tok-123"},
@@ -122,7 +120,7 @@ def clock(settings):
             }
         },
     }
-    return stdio.ensure_server("clock")
+    return ensure_stdio_server("clock")
 
 
 def test_admin__a_stdio_server_cannot_be_added(admin_client):

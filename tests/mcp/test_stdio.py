@@ -9,9 +9,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from automate.mcp import stdio
 from automate.mcp.calls import call_tool
-from automate.mcp.models import MCPServer
+from automate.mcp.models import MCPServer, ensure_stdio_server
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from tests.mcp.conftest import assert_all_gone, pids, stdio_entry
 
@@ -105,7 +104,7 @@ def test_stdio__the_program_gets_only_its_env_with_secrets_resolved(
 def test_stdio__the_secret_is_not_stored_and_not_in_the_endpoint_repr(stdio_servers, settings):
     settings.AUTOMATE = {**settings.AUTOMATE, "SECRETS": {"CLOCK_TOKEN": "tok-123"}}
     stdio_servers(clock=stdio_entry(env={"API_TOKEN": "secret://CLOCK_TOKEN"}))
-    server = stdio.ensure_server("clock")
+    server = ensure_stdio_server("clock")
     endpoint = server.endpoint()
     assert endpoint.stdio is not None and endpoint.stdio.env["API_TOKEN"] == "tok-123"
     assert "tok-123" not in repr(endpoint) + repr(endpoint.stdio)
@@ -115,7 +114,7 @@ def test_stdio__the_secret_is_not_stored_and_not_in_the_endpoint_repr(stdio_serv
 
 def test_stdio__a_command_that_does_not_exist_is_a_configuration_error(stdio_servers):
     stdio_servers(clock={"command": ["/nonexistent/mcp-server-time", "--fast"]})
-    server = stdio.ensure_server("clock")
+    server = ensure_stdio_server("clock")
     with pytest.raises(AutomateError) as info:
         server.sync_tools()
     assert info.value.code == ErrorCodes.CONFIGURATION
@@ -142,7 +141,7 @@ def test_stdio__a_server_that_exits_at_once_quotes_its_stderr_without_secrets(
         )
     )
     with pytest.raises(AutomateError) as info:
-        stdio.ensure_server("clock").sync_tools()
+        ensure_stdio_server("clock").sync_tools()
     assert info.value.code == ErrorCodes.UNAVAILABLE
     assert "exited or closed its output before completing the MCP handshake" in info.value.message
     assert "fatal: cannot log in with token" in info.value.message
@@ -156,7 +155,7 @@ def test_stdio__a_call_that_times_out_stops_the_server_and_its_children(stdio_se
     stdio_servers(
         clock=stdio_entry("--pid-file", str(pid_file), "--grandchild-pid-file", str(child_file))
     )
-    stdio.ensure_server("clock").sync_tools()
+    ensure_stdio_server("clock").sync_tools()
     with pytest.raises(AutomateError) as info:
         call_tool("clock", "slow", {"seconds": 60}, timeout=1)
     assert info.value.code == ErrorCodes.TIMEOUT
@@ -172,7 +171,7 @@ def test_stdio__a_server_that_never_completes_the_handshake(stdio_servers, setti
     # imported after that); the server itself never answers.
     settings.AUTOMATE = {**settings.AUTOMATE, "MCP_STDIO_START_TIMEOUT": 5}
     with pytest.raises(AutomateError) as info:
-        stdio.ensure_server("clock").sync_tools()
+        ensure_stdio_server("clock").sync_tools()
     assert info.value.code == ErrorCodes.TIMEOUT
     assert 'within 5.0 s (AUTOMATE["MCP_STDIO_START_TIMEOUT"])' in info.value.message
     assert_all_gone(pid_file)
@@ -181,7 +180,7 @@ def test_stdio__a_server_that_never_completes_the_handshake(stdio_servers, setti
 def test_stdio__an_oversized_message_is_refused(stdio_servers, settings, tmp_path):
     pid_file = tmp_path / "pids"
     stdio_servers(clock=stdio_entry("--pid-file", str(pid_file)))
-    stdio.ensure_server("clock").sync_tools()
+    ensure_stdio_server("clock").sync_tools()
     settings.AUTOMATE = {**settings.AUTOMATE, "MCP_MAX_RESPONSE_BYTES": 50_000}
     assert len(call_tool("clock", "big", {"size": 1000}, timeout=20)) == 1000
     with pytest.raises(AutomateError) as info:
@@ -193,7 +192,7 @@ def test_stdio__an_oversized_message_is_refused(stdio_servers, settings, tmp_pat
 
 def test_stdio__a_row_whose_settings_entry_was_removed_fails_clearly(stdio_servers):
     stdio_servers(clock=stdio_entry())
-    server = stdio.ensure_server("clock")
+    server = ensure_stdio_server("clock")
     stdio_servers()
     with pytest.raises(AutomateError) as info:
         server.sync_tools()
@@ -220,7 +219,7 @@ def test_stdio__a_stdio_row_holds_no_url_key_or_headers():
 def test_stdio__an_entry_the_row_cannot_hold_is_a_configuration_error(stdio_servers):
     stdio_servers(clock=stdio_entry(timeout=0.01))
     with pytest.raises(AutomateError) as info:
-        stdio.ensure_server("clock")
+        ensure_stdio_server("clock")
     assert info.value.code == ErrorCodes.CONFIGURATION
     assert "AUTOMATE[\"MCP_STDIO_SERVERS\"]['clock'] cannot be stored" in info.value.message
     assert not MCPServer.objects.exists()

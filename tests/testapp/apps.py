@@ -19,3 +19,9 @@ class TestAppConfig(AppConfig):
         from automate_connectors.registry import register_connector
         from tests.testapp.engine_connectors import RecorderConnector
         register_connector(RecorderConnector)
+
+        # A credential field of the project's own, re-encrypted by automate_rotate_secrets.
+        from automate_core.crypto import register_sealed
+        register_sealed(
+            "testapp.Credential", "token", describe=lambda row: f"credential {row.name!r}"
+        )

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from automate import dispatch, signals
 from automate.api import serializers as s
-from automate.api.schema import SpectacularSchema, extend_schema
+from automate.api.inspectors import SpectacularSchema, extend_schema
 from automate.models import RunStatus, Workflow, WorkflowRun
 from automate.services import WorkflowService
 from automate_connectors.storable import is_storable

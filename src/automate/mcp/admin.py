@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
+from automate.mcp import stdio
 from automate.mcp.models import MCPServer, MCPTool
 from automate_core.providers.errors import AutomateError
 
@@ -137,8 +138,6 @@ class MCPServerAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("environment"))
     def env_names(self, obj: MCPServer) -> str:
-        from automate.mcp import stdio
-
         entry = stdio.entries().get(obj.key)
         env = entry.get("env") if isinstance(entry, dict) else None
         if not isinstance(env, dict) or not env:
@@ -147,8 +146,6 @@ class MCPServerAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _entry_label(key: str, *, full: bool = False) -> str:
-        from automate.mcp import stdio
-
         entry = stdio.entries().get(key)
         command = entry.get("command") if isinstance(entry, dict) else None
         if not isinstance(command, list | tuple) or not command:

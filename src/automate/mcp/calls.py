@@ -27,17 +27,15 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 from jsonschema.validators import validator_for
 
-from automate.mcp import client
-from automate.mcp.models import MCPServer, MCPTool
+from automate.mcp import client, stdio
+from automate.mcp.models import MCPServer, MCPTool, ensure_stdio_server
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 
 def get_server(server_key: str) -> MCPServer:
-    from automate.mcp import stdio
-
     server = MCPServer.objects.filter(key=server_key).first()
     if server is None and server_key in stdio.entries():
-        server = stdio.ensure_server(server_key)
+        server = ensure_stdio_server(server_key)
     if server is None:
         known = ", ".join(MCPServer.objects.values_list("key", flat=True)) or "none"
         raise AutomateError(

@@ -14,6 +14,10 @@ SSRF refusals PERMISSION_DENIED, protocol errors from the server INTERNAL. For a
 server (:mod:`automate.mcp.stdio`), a program that cannot be started is CONFIGURATION,
 one that exits or closes its output early UNAVAILABLE (quoting the end of its stderr), and
 the start (spawn and handshake) and the work each have their own deadline.
+
+:class:`Endpoint`, :class:`ToolInfo` and the transport names are defined in
+:mod:`automate.mcp.endpoint` and :mod:`automate.mcp.listing` (which need no SDK) and
+importable from here as well.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -37,6 +41,10 @@ except ImportError as exc:
     ) from exc
 
 from automate.conf import settings as app_settings
+from automate.mcp.endpoint import SSE, Endpoint
+from automate.mcp.endpoint import STDIO as STDIO
+from automate.mcp.endpoint import STREAMABLE_HTTP as STREAMABLE_HTTP
+from automate.mcp.listing import ToolInfo
 from automate.mcp.stdio import StdioCommand
 from automate.mcp.stdio_transport import stderr_file, stderr_tail, stdio_transport
 from automate.mcp.transport import StatusObserver, guarded_client
@@ -45,35 +53,6 @@ from automate_core.net import check_url
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 T = TypeVar("T")
-
-STREAMABLE_HTTP = "streamable_http"
-SSE = "sse"
-STDIO = "stdio"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Everything one session needs, resolved (secrets included) outside the event loop."""
-
-    key: str
-    url: str
-    headers: dict[str, str] = field(repr=False)
-    timeout: float
-    transport: str = STREAMABLE_HTTP
-    #: For a stdio server: the program to start (then ``url`` and ``headers`` are empty).
-    stdio: StdioCommand | None = field(default=None, repr=False)
-    #: Seconds a stdio server gets to start and finish the handshake.
-    start_timeout: float = 30.0
-
-
-@dataclass(frozen=True)
-class ToolInfo:
-    """A tool as listed by the server."""
-
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-    annotations: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,12 @@ the name ("My Tools" -> "my_tools") when left empty. The API key is stored encry
 
 A server with ``transport="stdio"`` is a local program declared in
 ``AUTOMATE["MCP_STDIO_SERVERS"]`` (see :mod:`automate.mcp.stdio`): its row is created by
-sync from the settings entry of the same key and holds no URL, credential or command.
+:func:`ensure_stdio_server` from the settings entry of the same key and holds no URL,
+credential or command.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +22,15 @@ from django.db import models
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
+from automate.mcp import stdio
+from automate.mcp.endpoint import Endpoint
+from automate.mcp.listing import schema_hash as schema_hash  # importable from here too
+from automate_core import secrets
+from automate_core.crypto import seal, unseal
+from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.secrets import is_reference, parse_reference
 
 if TYPE_CHECKING:
-    from automate.mcp.client import Endpoint
     from automate.mcp.sync import SyncResult
 
 
@@ -41,12 +45,6 @@ mcp_key_validator = RegexValidator(
 def derive_key(name: str) -> str:
     """ "My Tools" -> "my_tools": the name as a slug with underscores."""
     return slugify(name).replace("-", "_").strip("_")[:100]
-
-
-def schema_hash(schema: dict[str, Any]) -> str:
-    """A stable digest of an input schema, to see at a glance when a tool changed."""
-    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class MCPServer(models.Model):
@@ -115,8 +113,6 @@ class MCPServer(models.Model):
         if not self.key:
             self.key = derive_key(self.name)
         if self.api_key:
-            from automate_core.crypto import seal
-
             self.api_key = seal(self.api_key)
         self.full_clean(exclude=self._clean_exclusions(kwargs))
         super().save(*args, **kwargs)
@@ -182,13 +178,7 @@ class MCPServer(models.Model):
 
     def endpoint(self, *, timeout: float | None = None) -> Endpoint:
         """Resolve the URL, headers and credentials (may query the database)."""
-        from automate.mcp.client import Endpoint
-        from automate_core import secrets
-        from automate_core.crypto import unseal
-
         if self.is_stdio:
-            from automate.mcp import stdio
-
             return Endpoint(
                 key=self.key,
                 url="",
@@ -221,6 +211,8 @@ class MCPServer(models.Model):
         cannot be listed; the cached tools are kept and the error is saved on
         ``last_error``.
         """
+        # Here, not at the top: sync drives the MCP SDK, the optional "mcp" extra, which
+        # the models never need. It receives this row and imports nothing from here.
         from automate.mcp.sync import sync_tools
 
         return sync_tools(self)
@@ -265,3 +257,47 @@ class MCPTool(models.Model):
         hints: a tool that says nothing is treated as non-idempotent."""
         hints = self.annotations or {}
         return bool(hints.get("readOnlyHint") or hints.get("idempotentHint"))
+
+
+# -- The rows of the stdio servers declared in settings -------------------------------------
+
+
+def ensure_stdio_server(key: str) -> MCPServer:
+    """Create or update the ``MCPServer`` row of the settings entry ``key``.
+
+    ``name`` and ``timeout`` follow the entry; ``enabled`` is left as the admin set it
+    (a new row is enabled). Fails with CONFIGURATION when the entry is missing or
+    malformed, or when an HTTP server already uses the key.
+    """
+    entry = stdio.declared_entry(key)
+    name = str(entry.get("name", key))
+    timeout = float(entry.get("timeout", stdio.DEFAULT_TIMEOUT))
+    server = MCPServer.objects.filter(key=key).first()
+    if server is None:
+        server = MCPServer(key=key, transport=stdio.STDIO, enabled=True)
+    elif server.transport != stdio.STDIO:
+        raise AutomateError(
+            ErrorCodes.CONFIGURATION,
+            f"{stdio.SETTING}[{key!r}] clashes with the {server.transport} MCP server of the "
+            "same key in the database; rename one of them",
+            provider=key,
+            retryable=False,
+        )
+    elif (server.name, server.timeout) == (name, timeout):
+        return server
+    server.name, server.timeout = name, timeout
+    try:
+        server.save()
+    except ValidationError as exc:  # e.g. a timeout under the model's 0.1 s minimum
+        raise AutomateError(
+            ErrorCodes.CONFIGURATION,
+            f"{stdio.SETTING}[{key!r}] cannot be stored: {'; '.join(exc.messages)}",
+            provider=key,
+            retryable=False,
+        ) from None
+    return server
+
+
+def ensure_stdio_servers() -> list[MCPServer]:
+    """:func:`ensure_stdio_server` for every entry of the setting, in key order."""
+    return [ensure_stdio_server(key) for key in sorted(stdio.entries())]

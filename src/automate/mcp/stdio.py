@@ -19,11 +19,12 @@ How such a server appears in the database: an :class:`~automate.mcp.models.MCPSe
 row with ``transport="stdio"`` whose ``key`` is the settings key. The row holds what the
 rest of the MCP code needs (the key workflow steps name, ``enabled``, the last sync and
 the cached :class:`~automate.mcp.models.MCPTool` rows); it never holds the command or the
-environment. :func:`ensure_server` creates or updates the row from the settings entry
-(``manage.py sync_mcp_tools`` does it for every entry, and a call to an unknown key that is
-declared here does it too); the admin shows the row read-only except ``enabled``. Every
-session reads the command and the environment from the settings again, so changing them
-needs a deploy, and a row whose entry was removed fails with CONFIGURATION.
+environment. :func:`automate.mcp.models.ensure_stdio_server` creates or updates the row
+from the settings entry (``manage.py sync_mcp_tools`` does it for every entry, and a call
+to an unknown key that is declared here does it too); the admin shows the row read-only
+except ``enabled``. Every session reads the command and the environment from the
+settings again, so changing them needs a deploy, and a row whose entry was removed fails
+with CONFIGURATION.
 
 Each session (one sync, one call) starts the program with the SDK's ``stdio_client`` and
 stops it afterwards, whatever happened: the SDK closes its stdin, sends SIGTERM to its
@@ -35,22 +36,20 @@ bounded by ``AUTOMATE["MCP_STDIO_START_TIMEOUT"]``, each call by the entry's ``t
 (or the step's), and each message the program writes by
 ``AUTOMATE["MCP_MAX_RESPONSE_BYTES"]``.
 
-This module does not import the SDK: the system checks and the models use it.
+This module does not import the SDK or the models: the system checks and the models use it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 
 from automate.conf import settings as app_settings
+from automate_core import secrets
 from automate_core.providers.errors import AutomateError, ErrorCodes
-
-if TYPE_CHECKING:
-    from automate.mcp.models import MCPServer
 
 STDIO = "stdio"
 SETTING = 'AUTOMATE["MCP_STDIO_SERVERS"]'
@@ -153,7 +152,7 @@ def start_timeout() -> float:
         raise AutomateError(ErrorCodes.CONFIGURATION, str(exc), retryable=False) from None
 
 
-def _entry(key: str) -> dict[str, Any]:
+def declared_entry(key: str) -> dict[str, Any]:
     """The valid settings entry for ``key``; CONFIGURATION when missing or malformed."""
     declared = entries()
     if key not in declared:
@@ -176,7 +175,7 @@ def _entry(key: str) -> dict[str, Any]:
 
 
 def entry_timeout(key: str) -> float:
-    return float(_entry(key).get("timeout", DEFAULT_TIMEOUT))
+    return float(declared_entry(key).get("timeout", DEFAULT_TIMEOUT))
 
 
 def command_for(key: str) -> StdioCommand:
@@ -186,54 +185,6 @@ def command_for(key: str) -> StdioCommand:
     values are remembered by :mod:`automate_core.redaction`, so they are scrubbed from
     any error message that would echo them (the server's stderr included).
     """
-    from automate_core import secrets
-
-    entry = _entry(key)
-    env = {name: str(secrets.resolve(value)) for name, value in entry.get("env", {}).items()}
-    return StdioCommand(argv=tuple(entry["command"]), env=env)
-
-
-# -- The database rows --------------------------------------------------------------------
-
-
-def ensure_server(key: str) -> MCPServer:
-    """Create or update the ``MCPServer`` row of the settings entry ``key``.
-
-    ``name`` and ``timeout`` follow the entry; ``enabled`` is left as the admin set it
-    (a new row is enabled). Fails with CONFIGURATION when the entry is missing or
-    malformed, or when an HTTP server already uses the key.
-    """
-    from automate.mcp.models import MCPServer
-
-    entry = _entry(key)
-    name = str(entry.get("name", key))
-    timeout = float(entry.get("timeout", DEFAULT_TIMEOUT))
-    server = MCPServer.objects.filter(key=key).first()
-    if server is None:
-        server = MCPServer(key=key, transport=STDIO, enabled=True)
-    elif server.transport != STDIO:
-        raise AutomateError(
-            ErrorCodes.CONFIGURATION,
-            f"{SETTING}[{key!r}] clashes with the {server.transport} MCP server of the same "
-            "key in the database; rename one of them",
-            provider=key,
-            retryable=False,
-        )
-    elif (server.name, server.timeout) == (name, timeout):
-        return server
-    server.name, server.timeout = name, timeout
-    try:
-        server.save()
-    except ValidationError as exc:  # e.g. a timeout under the model's 0.1 s minimum
-        raise AutomateError(
-            ErrorCodes.CONFIGURATION,
-            f"{SETTING}[{key!r}] cannot be stored: {'; '.join(exc.messages)}",
-            provider=key,
-            retryable=False,
-        ) from None
-    return server
-
-
-def ensure_servers() -> list[MCPServer]:
-    """:func:`ensure_server` for every entry of the setting, in key order."""
-    return [ensure_server(key) for key in sorted(entries())]
+    declared = declared_entry(key)
+    env = {name: str(secrets.resolve(value)) for name, value in declared.get("env", {}).items()}
+    return StdioCommand(argv=tuple(declared["command"]), env=env)

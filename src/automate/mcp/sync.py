@@ -2,20 +2,27 @@
 
 A failed refresh changes no tool row: the cached list stays usable, and the error (its
 code and message) is saved on the server's ``last_error`` for the admin to show.
+
+The server row is passed in and its tools are reached through it (``server.tools``), so
+this module, which the model's ``sync_tools()`` calls, imports nothing from the models.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
 from automate.conf import settings as app_settings
 from automate.mcp import client
-from automate.mcp.models import MCPServer, MCPTool, schema_hash
+from automate.mcp.listing import ToolInfo, schema_hash
 from automate_core.providers.errors import AutomateError, ErrorCodes
+
+if TYPE_CHECKING:
+    from automate.mcp.models import MCPServer
 
 logger = logging.getLogger("automate.mcp")
 
@@ -65,21 +72,20 @@ def _check_unique(server: MCPServer, names: list[str]) -> None:
 
 def _record_failure(server: MCPServer, exc: AutomateError) -> None:
     server.last_error = str(exc)
-    MCPServer.objects.filter(pk=server.pk).update(last_error=server.last_error)
+    type(server).objects.filter(pk=server.pk).update(last_error=server.last_error)
     logger.warning("MCP tool sync of %s failed: %s", server.key, exc)
 
 
-def _store(server: MCPServer, listed: list[client.ToolInfo]) -> SyncResult:
+def _store(server: MCPServer, listed: list[ToolInfo]) -> SyncResult:
     added: list[str] = []
     updated: list[str] = []
     with transaction.atomic():
-        existing = {t.name: t for t in MCPTool.objects.select_for_update().filter(server=server)}
+        existing = {t.name: t for t in server.tools.select_for_update()}
         for info in listed:
             digest = schema_hash(info.input_schema)
             row = existing.pop(info.name, None)
             if row is None:
-                MCPTool.objects.create(
-                    server=server,
+                server.tools.create(
                     name=info.name,
                     description=info.description,
                     input_schema=info.input_schema,
@@ -108,11 +114,9 @@ def _store(server: MCPServer, listed: list[client.ToolInfo]) -> SyncResult:
                 )
                 updated.append(info.name)
         disabled = sorted(name for name, row in existing.items() if row.enabled)
-        MCPTool.objects.filter(server=server, name__in=disabled).update(
-            enabled=False, updated_at=timezone.now()
-        )
+        server.tools.filter(name__in=disabled).update(enabled=False, updated_at=timezone.now())
         server.last_synced_at, server.last_error = timezone.now(), ""
-        MCPServer.objects.filter(pk=server.pk).update(
+        type(server).objects.filter(pk=server.pk).update(
             last_synced_at=server.last_synced_at, last_error=""
         )
     return SyncResult(added=added, updated=updated, disabled=disabled, total=len(listed))

@@ -1,7 +1,7 @@
 """The ``local`` store: vectors in the project's own database, exact search in numpy.
 
 The embedded default. It needs no extension and works on SQLite: each passage's vector is
-float32 bytes in :class:`rag.models.LocalVector`, and a query scores every passage of the
+float32 bytes in :class:`rag.local_vectors.LocalVector`, and a query scores every passage of the
 namespace that passes the filters. That is exact (no recall loss) and fast up to some tens
 of thousands of passages; past that, move the knowledge base to ``pgvector``.
 """
@@ -15,6 +15,7 @@ from django.db import transaction
 
 from automate_core.providers.errors import invalid_argument
 from rag import filters as rag_filters
+from rag.local_vectors import LocalVector
 from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
@@ -32,8 +33,6 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         return str(self.config.get("namespace", ""))
 
     def _rows(self):
-        from rag.models import LocalVector
-
         return LocalVector.objects.filter(namespace=self.namespace)
 
     def retrieve(
@@ -79,8 +78,6 @@ class LocalRetrievalProvider(BaseRetrievalProvider):
         ]
 
     def index_documents(self, documents: list[dict]) -> int:
-        from rag.models import LocalVector
-
         checked = check_documents(self.key, documents)
         if not checked:
             return 0

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from automate.mcp import stdio
-from automate.mcp.models import MCPServer
+from automate.mcp.models import MCPServer, ensure_stdio_server
 from automate_core.providers.errors import AutomateError
 
 
@@ -46,6 +46,6 @@ class Command(BaseCommand):
         declared = sorted(k for k in stdio.entries() if not keys or k in keys)
         for key in declared:
             try:
-                stdio.ensure_server(key)
+                ensure_stdio_server(key)
             except AutomateError as exc:
                 raise CommandError(str(exc)) from None

@@ -2,9 +2,10 @@
 
 Key rotation in three steps: put a new key FIRST in ``AUTOMATE["ENCRYPTION_KEYS"]`` (keep
 the old ones after it, so everything still decrypts), run this command, then remove the
-old keys. It re-encrypts every :class:`automate_core.models.Secret` row and every
-sealed (``fernet:``) webhook secret of ``automate.ConnectionProfile`` and API key of
-``automate.MCPServer`` (when that app is installed).
+old keys. It re-encrypts every field the installed apps registered in
+:mod:`automate_core.crypto.sealed_fields`: the :class:`automate_core.models.Secret` rows,
+and (from the ``automate`` app) the sealed (``fernet:``) webhook secrets of connection
+profiles and API keys of MCP servers; references (``secret://NAME``) are left as written.
 A value no configured key can decrypt is left exactly as it was and reported; the command
 then exits with an error so a deployment script notices.
 """
@@ -14,13 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.fernet import InvalidToken
-from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from automate_core import crypto
-from automate_core.models import Secret
+from automate_core.crypto.sealed_fields import SealedField, Shape, sealed_fields
 
 
 class Command(BaseCommand):
@@ -39,15 +39,19 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         failed: list[str] = []
+        tokens = sealed = 0
         with transaction.atomic():
-            secrets = self._rotate_secret_rows(failed, dry_run)
-            profiles = self._rotate_profiles(failed, dry_run)
-            profiles += self._rotate_mcp_servers(failed, dry_run)
+            for entry in sealed_fields():
+                count = self._rotate_field(entry, failed, dry_run)
+                if entry.shape == Shape.TOKEN:
+                    tokens += count
+                else:
+                    sealed += count
             if dry_run:
                 transaction.set_rollback(True)
         verb = "would re-encrypt" if dry_run else "re-encrypted"
         self.stdout.write(
-            f"{verb} {secrets} secret(s) and {profiles} webhook secret(s) and API key(s)"
+            f"{verb} {tokens} secret(s) and {sealed} webhook secret(s) and API key(s)"
         )
         if failed:
             raise CommandError(
@@ -56,53 +60,43 @@ class Command(BaseCommand):
                 'AUTOMATE["ENCRYPTION_KEYS"] and run the command again.'
             )
 
-    def _rotate_secret_rows(self, failed: list[str], dry_run: bool) -> int:
+    def _rotate_field(self, entry: SealedField, failed: list[str], dry_run: bool) -> int:
+        """Re-encrypt one registered field on every row; the number of values rotated."""
+        manager = entry.model_class()._default_manager
         count = 0
-        for row in Secret.objects.select_for_update().order_by("pk"):
-            try:
-                token = crypto.rotate(row.ciphertext)
-            except InvalidToken:
-                failed.append(f"secret {row.name!r}")
-                continue
-            if not dry_run:
-                Secret.objects.filter(pk=row.pk).update(ciphertext=token)
-            count += 1
+        for row in manager.select_for_update().order_by("pk"):
+            value = getattr(row, entry.field)
+            if entry.shape == Shape.SEALED_LIST:
+                rotated, done = _rotate_list(value, entry.describe(row), failed)
+            else:
+                rotated, done = _rotate_one(value, entry, row, failed)
+            count += done
+            if rotated != value and not dry_run:
+                # .update(): re-validating the row (a profile's config...) is not our job.
+                manager.filter(pk=row.pk).update(**{entry.field: rotated})
         return count
 
-    def _rotate_profiles(self, failed: list[str], dry_run: bool) -> int:
-        if not apps.is_installed("automate"):
-            return 0
-        profile_model = apps.get_model("automate", "ConnectionProfile")
-        count = 0
-        for profile in profile_model.objects.select_for_update().order_by("pk"):
-            rotated = []
-            for index, value in enumerate(profile.webhook_secrets):
-                if crypto.is_sealed(value):
-                    try:
-                        value = crypto.reseal(value)
-                        count += 1
-                    except InvalidToken:
-                        failed.append(f"connection profile {profile.key!r} secret #{index + 1}")
-                rotated.append(value)
-            if rotated != profile.webhook_secrets and not dry_run:
-                # .update(): re-validating the profile's config is not this command's job.
-                profile_model.objects.filter(pk=profile.pk).update(webhook_secrets=rotated)
-        return count
 
-    def _rotate_mcp_servers(self, failed: list[str], dry_run: bool) -> int:
-        if not apps.is_installed("automate"):
-            return 0
-        server_model = apps.get_model("automate", "MCPServer")
-        count = 0
-        for server in server_model.objects.select_for_update().order_by("pk"):
-            if not crypto.is_sealed(server.api_key):
-                continue
+def _rotate_one(value: Any, entry: SealedField, row: Any, failed: list[str]) -> tuple[Any, int]:
+    if entry.shape == Shape.SEALED and not crypto.is_sealed(value):
+        return value, 0  # a secret:// reference (or nothing): no ciphertext to rotate
+    try:
+        if entry.shape == Shape.TOKEN:
+            return crypto.rotate(value), 1
+        return crypto.reseal(value), 1
+    except InvalidToken:
+        failed.append(entry.describe(row))
+        return value, 0
+
+
+def _rotate_list(values: list[Any], label: str, failed: list[str]) -> tuple[list[Any], int]:
+    rotated, count = [], 0
+    for index, value in enumerate(values):
+        if crypto.is_sealed(value):
             try:
-                api_key = crypto.reseal(server.api_key)
+                value = crypto.reseal(value)
+                count += 1
             except InvalidToken:
-                failed.append(f"MCP server {server.key!r} API key")
-                continue
-            if not dry_run:
-                server_model.objects.filter(pk=server.pk).update(api_key=api_key)
-            count += 1
-        return count
+                failed.append(f"{label} #{index + 1}")
+        rotated.append(value)
+    return rotated, count
