@@ -150,17 +150,21 @@ def _is_ancestor(package: str, module: str) -> bool:
     return module.startswith(package + ".")
 
 
-def main() -> int:
-    imports = all_imports()
-    # A package's __init__ importing its own submodules (or a submodule its package) is
-    # how Python packages work, not a dependency knot; shown, but apart.
-    found = cycles(
+def module_cycles(imports: list[Import]) -> list[list[str]]:
+    """The cycles between modules. A package's ``__init__`` importing its own submodules
+    (or a submodule its package) is how Python packages work, not a knot: left out."""
+    return cycles(
         [
             i
             for i in imports
             if not (_is_ancestor(i.source, i.target) or _is_ancestor(i.target, i.source))
         ]
     )
+
+
+def main() -> int:
+    imports = all_imports()
+    found = module_cycles(imports)
     for component in found:
         print("cycle:", " ".join(component))
     inside = [i for i in imports if i.in_function]
