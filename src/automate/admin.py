@@ -9,7 +9,9 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from automate import dispatch
 from automate.models import ConnectionProfile, RunStatus, Workflow, WorkflowRun, WorkflowStep
+from automate.services import WorkflowService, parse_trigger
 from automate_core.providers.errors import AutomateError
 from automate_core.redaction import redact_data
 
@@ -104,8 +106,6 @@ class WorkflowForm(forms.ModelForm):
             self.initial["steps"] = [_step_dict(s) for s in self.instance.current_steps()]
 
     def clean(self):
-        from automate.services import WorkflowService, parse_trigger
-
         cleaned = super().clean()
         try:
             connector = cleaned.get("trigger_connector") or ""
@@ -152,8 +152,6 @@ class WorkflowAdmin(admin.ModelAdmin):
         return f"{obj.trigger_connector}: {events}"
 
     def save_model(self, request, obj: Workflow, form: WorkflowForm, change: bool) -> None:
-        from automate.services import WorkflowService
-
         service = WorkflowService()
         data = form.cleaned_data
         try:
@@ -275,8 +273,6 @@ class WorkflowRunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Replay selected dead runs"))
     def replay_runs(self, request, queryset) -> None:
-        from automate import dispatch
-
         ids = sorted(
             {
                 item_id

@@ -9,9 +9,14 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, router
 
+from automate.dispatch import execution_mode
+from automate.models import ConnectionProfile
+from automate_connectors.base import Connector
 from automate_connectors.registry import connectors
 from automate_core.conf import settings as automate_settings
+from automate_core.models import Secret
 from automate_core.secrets import (
     SCHEME,
     DatabaseBackend,
@@ -63,8 +68,6 @@ def check_connection_profiles(
     """Run by ``manage.py check --database default``: profiles are rows, not settings."""
     if not databases:
         return []
-    from automate.models import ConnectionProfile
-
     # `migrate` runs database checks before it migrates: the table may not exist yet.
     if not _has_table(databases[0], ConnectionProfile):
         return []
@@ -244,10 +247,6 @@ def environment_variable(name: str) -> str:
 
 
 def _secret_table(databases: Any) -> bool | None:
-    from django.db import router
-
-    from automate_core.models import Secret
-
     alias = router.db_for_read(Secret)
     if not databases or alias not in databases:
         return None
@@ -255,8 +254,6 @@ def _secret_table(databases: Any) -> bool | None:
 
 
 def _has_table(alias: str, model: Any) -> bool:
-    from django.db import connections
-
     with connections[alias].cursor() as cursor:
         return model._meta.db_table in connections[alias].introspection.table_names(cursor)
 
@@ -269,8 +266,6 @@ def check_celery_app(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     when Django starts, that is Celery's own fallback app, which reads none of the
     ``CELERY_*`` settings and sends to ``amqp://guest@localhost//``.
     """
-    from automate.dispatch import execution_mode
-
     try:
         mode = execution_mode()
     except ImproperlyConfigured as exc:
@@ -324,6 +319,4 @@ def _shown_url(url: Any) -> str:
 
 
 def _base_verify() -> Any:
-    from automate_connectors.base import Connector
-
     return Connector.verify_webhook

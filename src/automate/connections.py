@@ -17,11 +17,14 @@ from typing import Any
 
 from django.db import transaction
 
+from automate.models import ConnectionProfile
 from automate_connectors.base import Connector
 from automate_connectors.registry import NotRegistered, get_connector
+
+# resolve_config moved to automate_connectors.resolve; importable from here as before.
+from automate_connectors.resolve import resolve_config, resolve_webhook_secret
 from automate_core.conf import settings as automate_settings
 from automate_core.providers.base import ProviderContext
-from automate_core.secrets import SecretResolver, default_resolver, is_reference
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,6 @@ def clear_connection_cache(**kwargs: Any) -> None:
 
 
 def _load_connection(key: str) -> Connection | None:
-    from automate.models import ConnectionProfile
-
     # No profile key holds a NUL (the key validator forbids it, and PostgreSQL text cannot
     # store one); asking PostgreSQL about such a key would raise DataError, a 500.
     profile = None if "\x00" in key else ConnectionProfile.objects.filter(key=key).first()
@@ -109,7 +110,7 @@ def build_connector(connection: Connection, *, ctx: ProviderContext | None = Non
     connector = cls(config, ctx=ctx)
     # Set after construction: subclasses may define __init__ without calling super().
     connector._automate_webhook_secrets = tuple(
-        _resolve_webhook_secret(value, ctx.secrets) for value in connection.secrets
+        resolve_webhook_secret(value, ctx.secrets) for value in connection.secrets
     )
     return connector
 
@@ -123,21 +124,3 @@ def connector_for(key: str, *, ctx: ProviderContext | None = None) -> Connector 
         return build_connector(connection, ctx=ctx)
     except NotRegistered:
         return None
-
-
-def resolve_config(value: Any, resolver: SecretResolver | None = None) -> Any:
-    """Resolve every ``secret://`` reference inside a JSON-like config."""
-    resolver = resolver or default_resolver()
-    if isinstance(value, str) and is_reference(value):
-        return resolver.resolve(value)
-    if isinstance(value, Mapping):
-        return {k: resolve_config(v, resolver) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve_config(v, resolver) for v in value]
-    return value
-
-
-def _resolve_webhook_secret(value: str, resolver: SecretResolver) -> str:
-    from automate_core.crypto import is_sealed, unseal
-
-    return unseal(value) if is_sealed(value) else resolver.resolve(value)

@@ -10,7 +10,10 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from automate_connectors.base import validate_config
+from automate_connectors.registry import NotRegistered, get_connector
 from automate_core.crypto import SEALED_PREFIX as ENCRYPTED_PREFIX
+from automate_core.crypto import seal
 from automate_core.providers.errors import AutomateError
 from automate_core.secrets import is_reference, parse_reference
 
@@ -56,9 +59,6 @@ class ConnectionProfile(models.Model):
     # -- Validation ----------------------------------------------------------------------
 
     def clean(self) -> None:
-        from automate_connectors.base import validate_config
-        from automate_connectors.registry import NotRegistered, get_connector
-
         try:
             cls = get_connector(self.connector_key)
         except NotRegistered as exc:
@@ -86,8 +86,6 @@ class ConnectionProfile(models.Model):
 
     def add_webhook_secret(self, value: str) -> None:
         """Add a secret (a ``secret://`` reference, or a value to encrypt) as the newest."""
-        from automate_core.crypto import seal
-
         stored = seal(value)
         self.webhook_secrets = [stored, *[s for s in self.webhook_secrets if s != stored]]
 

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from automate_connectors.specs import ActionSpec, CapabilitySpec, TriggerSpec
 from automate_connectors.verdict import Reason, WebhookVerdict, recording
 from automate_connectors.webhooks import Headers, WebhookEvent
+from automate_core.http import safe_client
 from automate_core.providers.base import BaseProvider, ProviderContext
 from automate_core.providers.errors import (
     AutomateError,
@@ -261,8 +262,6 @@ class Connector(BaseProvider):
         private, loopback and metadata addresses are refused as for every outbound call.
         Close it (``with self.http_client() as client:``) or keep one per connector.
         """
-        from automate_core.http import safe_client
-
         client = safe_client(base_url=self.base_url, timeout=timeout)
         client.event_hooks["response"].append(_note_error_status)
         return client

@@ -13,14 +13,13 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from automate_llm.models import LLMProfile, LLMUsage
+from automate_llm.registry import providers
 
 #: Rows of the per-profile, per-day totals table shown above the usage list.
 MAX_TOTAL_ROWS = 60
 
 
 def _provider_choices() -> list[tuple[str, str]]:
-    from automate_llm.registry import providers
-
     return [(cls.key, f"{cls.get_display_name()} ({cls.key})") for cls in providers()]
 
 

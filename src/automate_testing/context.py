@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from automate_connectors.resolve import resolve_config, resolve_webhook_secret
 from automate_core.providers.base import ProviderContext
 from automate_core.secrets import SecretResolver
 
@@ -72,11 +73,9 @@ def build_connector(
     config is resolved before the connector sees it, and the webhook secrets are resolved
     and bound after construction (a subclass may skip ``super().__init__``).
     """
-    from automate.connections import _resolve_webhook_secret, resolve_config
-
     connector = connector_class(resolve_config(dict(config), ctx.secrets), ctx=ctx)
     connector._automate_webhook_secrets = tuple(
-        _resolve_webhook_secret(value, ctx.secrets) for value in webhook_secrets
+        resolve_webhook_secret(value, ctx.secrets) for value in webhook_secrets
     )
     return connector
 

@@ -2,7 +2,8 @@
 
 Loaded at pytest start-up, before Django is configured, in every project that installs
 Django Automate, so nothing here imports models, settings or the optional test libraries
-(respx, responses, hypothesis) at module level.
+(respx, responses, hypothesis) at module level, nor the kit itself: its modules (Django,
+httpx, pydantic) take longer to import than pytest does, and load when a test uses a fixture.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def connector_factory() -> Callable[..., Any]:
     As in production, every ``secret://`` reference in the config is resolved before the
     connector is built (an unknown one raises ``SecretNotFound``, CONFIGURATION).
     """
+    # plugin start-up: the kit loads when a test uses the fixture (see the docstring)
     from automate_testing.context import build_connector, make_context
 
     def build(
@@ -57,6 +59,7 @@ def mock_http() -> Iterator[MockHTTP]:
 
     A request no route matches fails the test at teardown, listing what was registered.
     """
+    # plugin start-up: the kit loads when a test uses the fixture (see the docstring)
     from automate_testing.http import mock_http as start
 
     with start() as mock:
@@ -76,6 +79,8 @@ def fake_llm() -> Iterator[Any]:
     While installed, the provider is registered as ``"fake"`` (when Django is set up) and
     every instance built with an empty config shares this script and its ``calls``.
     """
+    # optional app: automate_testing.fakes imports automate_llm and rag, which a project
+    # may not install
     from automate_testing.fakes import FakeLLMProvider
 
     provider = FakeLLMProvider()
@@ -92,6 +97,8 @@ def in_memory_retriever() -> Iterator[Any]:
     the fixture's own instance uses the empty namespace, ``InMemoryRetrievalProvider(
     {"namespace": kb.slug})`` reads a knowledge base's.
     """
+    # optional app: automate_testing.fakes imports automate_llm and rag, which a project
+    # may not install
     from automate_testing.fakes import InMemoryRetrievalProvider
 
     registry = _rag_registry()
@@ -113,10 +120,14 @@ def _automate_fresh_connections() -> Iterator[None]:
     them for ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``, and a transactional test's rows are
     flushed without the model signals that clear that cache."""
     yield
-    try:
-        from automate.connections import clear_connection_cache
-    except Exception:  # not a Django project with automate set up
-        return
+    from django.apps import apps
+
+    if not (apps.ready and apps.is_installed("automate")):
+        return  # not a Django project with automate set up: no cache to clear
+    # models: automate.connections imports automate.models, and pytest loads this plugin
+    # before Django is set up
+    from automate.connections import clear_connection_cache
+
     clear_connection_cache()
 
 
@@ -143,6 +154,8 @@ def run_outbox(request: pytest.FixtureRequest) -> Callable[[], dict[str, int]]:
         request.getfixturevalue("db")
 
     def run() -> dict[str, int]:
+        # models: automate.worker imports automate.models (through automate.dispatch), and
+        # pytest loads this plugin before Django is set up
         from automate.worker import EmbeddedWorker
 
         return EmbeddedWorker(threads=1, poll_seconds=0, name="run_outbox").run(once=True)
@@ -157,6 +170,7 @@ def _rag_registry() -> Any:
 
         if not apps.ready:
             return None
+        # optional app: rag may not be installed, and its registry is read once apps are ready
         from rag.registry import retrieval_providers
     except ImportError:  # the rag app is not installed
         return None

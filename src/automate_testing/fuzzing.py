@@ -36,6 +36,7 @@ def any_input_raises_only_automate_error(case: ConnectorContractMixin) -> None:
     from hypothesis import given
     from hypothesis import strategies as st
 
+    # optional extra: automate_testing.strategies needs hypothesis (the testing extra)
     from automate_testing.strategies import action_inputs
 
     cls = case._connector_class()
@@ -79,6 +80,7 @@ def valid_inputs_never_crash(case: ConnectorContractMixin) -> None:
     from hypothesis import example, given
     from hypothesis.errors import Unsatisfiable
 
+    # optional extra: automate_testing.strategies needs hypothesis (the testing extra)
     from automate_testing.strategies import valid_inputs
 
     cls = case._connector_class()
@@ -171,6 +173,7 @@ def settings_for(case: ConnectorContractMixin) -> Any:
 
 def input_for(case: ConnectorContractMixin, action: str, schema: dict[str, Any]) -> Any:
     """The action's sample input, else the simplest input its schema accepts."""
+    # optional extra: automate_testing.strategies needs hypothesis (the testing extra)
     from automate_testing.strategies import minimal_input
 
     sample = case.sample_inputs.get(action)

@@ -15,12 +15,14 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel
 
+from automate_connectors.base import _guard_action
 from automate_connectors.specs import ActionSpec, CapabilitySpec, TriggerSpec
 from automate_core.providers.errors import RETRYABLE_BY_DEFAULT, AutomateError, ErrorCodes
+from automate_testing.http import MockResponse
 
 if TYPE_CHECKING:
     from automate_connectors.base import Connector
-    from automate_testing.http import MockHTTP, MockResponse
+    from automate_testing.http import MockHTTP
 
 __all__ = [
     "SERVICE_FAILURES",
@@ -277,8 +279,6 @@ PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _guard_code() -> Any:
-    from automate_connectors.base import _guard_action
-
     return _guard_action(lambda self, action, input_data: None).__code__
 
 
@@ -334,8 +334,6 @@ class ServiceFailure:
     expected: str = ""
 
     def reply(self) -> MockResponse:
-        from automate_testing.http import MockResponse
-
         if self.status is None:
             return MockResponse(timeout=True)
         body = {"error": "contract_test_failure", "message": f"the service failed: {self.label}"}

@@ -6,8 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from automate.connections import find_connection
 from automate.models import StepRun, Workflow, WorkflowRun
-from automate.services import WorkflowService
+from automate.services import UNCHANGED, WorkflowService
 from automate_core.providers.errors import AutomateError
 
 
@@ -94,8 +95,6 @@ class WorkflowSerializer(serializers.ModelSerializer):
             raise as_validation_error(exc) from None
 
     def update(self, instance: Workflow, validated: dict[str, Any]) -> Workflow:
-        from automate.services import UNCHANGED
-
         steps = validated.get("steps")
         try:
             return WorkflowService().update_workflow(
@@ -159,8 +158,6 @@ class EventSerializer(serializers.Serializer):
     payload = serializers.JSONField(required=False, allow_null=True, default=None)
 
     def validate_connector(self, value: str) -> str:
-        from automate.connections import find_connection
-
         connection = find_connection(value)
         if connection is None or not connection.enabled:
             raise serializers.ValidationError(f"no enabled connection named {value!r}")

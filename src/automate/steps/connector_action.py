@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
+from automate.connections import build_connector, find_connection
 from automate.steps.base import StepContext, StepExecutor, StrictConfig, run_with_timeout
 from automate.templating import is_template
 from automate_connectors.base import validate_action_input
@@ -66,8 +67,6 @@ class ConnectorActionStep(StepExecutor[ConnectorActionConfig]):
             return False
 
     def execute(self, config: ConnectorActionConfig, ctx: StepContext) -> Any:
-        from automate.connections import build_connector, find_connection
-
         if not isinstance(config.input, dict):
             raise invalid_argument(
                 "config.input",
@@ -90,8 +89,6 @@ class ConnectorActionStep(StepExecutor[ConnectorActionConfig]):
 
 
 def _resolve(config: ConnectorActionConfig, *, where: str) -> tuple[Any, ActionSpec]:
-    from automate.connections import find_connection
-
     connection = find_connection(config.profile)
     if connection is None:
         raise invalid_argument(

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
 from automate_connectors.base import normalize_http_error, response_body
+from automate_core.http import ssrf_safe_request
 from automate_core.providers.errors import AutomateError, invalid_argument
 from automate_core.secrets import is_reference
 
@@ -61,8 +62,6 @@ class HttpRequestStep(StepExecutor[HttpRequestConfig]):
         return config.method in IDEMPOTENT_METHODS
 
     def execute(self, config: HttpRequestConfig, ctx: StepContext) -> dict[str, Any]:
-        from automate_core.http import ssrf_safe_request
-
         for name in ("headers", "params"):
             if not isinstance(getattr(config, name), dict):
                 raise invalid_argument(f"config.{name}", f"config.{name} must render to an object")

@@ -11,6 +11,8 @@
 The output is the call's result (content, tool calls, usage, model, finish reason), the
 parsed structured output when a schema is given, and the id of its ``LLMUsage`` row. Needs
 ``automate_llm`` in ``INSTALLED_APPS``; the engine's retry policy is the only retry layer.
+The step registry imports this module only when that app is installed
+(:data:`automate.steps.registry.OPTIONAL_STEPS`), after the models are loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
+from automate.templating import is_template
 from automate_core.providers.errors import invalid_argument
+from automate_llm.calls import run_chat
+from automate_llm.models import LLMProfile
 
 
 class Message(BaseModel):
@@ -46,9 +51,6 @@ class LLMStep(StepExecutor[LLMStepConfig]):
 
     @classmethod
     def check(cls, config: LLMStepConfig, *, where: str = "config") -> None:
-        from automate.templating import is_template
-        from automate_llm.models import LLMProfile
-
         if (
             not is_template(config.profile)
             and not LLMProfile.objects.filter(key=config.profile).exists()
@@ -58,8 +60,6 @@ class LLMStep(StepExecutor[LLMStepConfig]):
             )
 
     def execute(self, config: LLMStepConfig, ctx: StepContext) -> dict[str, Any]:
-        from automate_llm.calls import run_chat
-
         if isinstance(config.messages, str):
             raise invalid_argument(
                 "config.messages",

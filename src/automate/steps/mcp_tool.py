@@ -19,15 +19,15 @@ read-only or idempotent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
+from automate.mcp import stdio
+from automate.mcp.models import MCPServer, MCPTool
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
+from automate.templating import is_template
 from automate_core.providers.errors import invalid_argument
-
-if TYPE_CHECKING:
-    from automate.mcp.models import MCPServer, MCPTool
 
 
 class MCPToolConfig(StrictConfig):
@@ -43,8 +43,6 @@ class MCPToolStep(StepExecutor[MCPToolConfig]):
 
     @classmethod
     def check(cls, config: MCPToolConfig, *, where: str = "config") -> None:
-        from automate.templating import is_template
-
         if is_template(config.server):
             return
         server = _server(config.server, where)
@@ -55,12 +53,11 @@ class MCPToolStep(StepExecutor[MCPToolConfig]):
 
     @classmethod
     def is_idempotent(cls, config: MCPToolConfig) -> bool:
-        from automate.mcp.models import MCPTool
-
         tool = MCPTool.objects.filter(server__key=config.server, name=config.tool).first()
         return tool is not None and tool.is_idempotent
 
     def execute(self, config: MCPToolConfig, ctx: StepContext) -> Any:
+        # optional extra: automate.mcp.calls loads the mcp SDK (the "mcp" extra)
         from automate.mcp.calls import call_tool
 
         if not isinstance(config.args, dict):
@@ -71,9 +68,6 @@ class MCPToolStep(StepExecutor[MCPToolConfig]):
 
 
 def _server(key: str, where: str) -> MCPServer:
-    from automate.mcp import stdio
-    from automate.mcp.models import MCPServer
-
     server = MCPServer.objects.filter(key=key).first()
     if server is not None:
         return server
@@ -110,8 +104,8 @@ def _check_args(tool: MCPTool, args: dict[str, Any] | str, where: str) -> None:
     An error about a value that holds a template (or contains one) is left to run time,
     when the value is rendered; errors about which keys are present are reported now.
     """
+    # optional extra: automate.mcp.calls loads the mcp SDK (the "mcp" extra)
     from automate.mcp.calls import schema_errors
-    from automate.templating import is_template
 
     field = f"{where}.args"
     if isinstance(args, str):
@@ -147,8 +141,6 @@ _KEY_LEVEL = frozenset(
 
 
 def _has_template(value: Any) -> bool:
-    from automate.templating import is_template
-
     if isinstance(value, dict):
         return any(_has_template(v) for v in value.values())
     if isinstance(value, list):

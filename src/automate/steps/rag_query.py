@@ -8,7 +8,9 @@
 
 The output is ``{"query": ..., "passages": [{"id", "score", "content", "metadata",
 "source", "title"}, ...]}``, best first; a later ``llm`` step reads
-``steps["Find docs"].output.passages``. Needs ``rag`` in ``INSTALLED_APPS``.
+``steps["Find docs"].output.passages``. Needs ``rag`` in ``INSTALLED_APPS``: the step
+registry imports this module only when that app is installed
+(:data:`automate.steps.registry.OPTIONAL_STEPS`), after the models are loaded.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import Any
 from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
+from automate.templating import is_template
 from automate_core.providers.errors import invalid_argument
+from rag.models import KnowledgeBase
+from rag.query import search
 
 
 class RagQueryConfig(StrictConfig):
@@ -36,9 +41,6 @@ class RagQueryStep(StepExecutor[RagQueryConfig]):
 
     @classmethod
     def check(cls, config: RagQueryConfig, *, where: str = "config") -> None:
-        from automate.templating import is_template
-        from rag.models import KnowledgeBase
-
         if (
             not is_template(config.knowledge_base)
             and not KnowledgeBase.objects.filter(slug=config.knowledge_base).exists()
@@ -49,8 +51,6 @@ class RagQueryStep(StepExecutor[RagQueryConfig]):
             )
 
     def execute(self, config: RagQueryConfig, ctx: StepContext) -> dict[str, Any]:
-        from rag.query import search
-
         top_k = config.top_k
         if isinstance(top_k, str):
             if not top_k.strip().isdigit():

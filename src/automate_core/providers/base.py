@@ -6,18 +6,11 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    from automate_core.secrets import SecretResolver
-
-
-def _default_resolver() -> SecretResolver:
-    from automate_core.secrets import default_resolver
-
-    return default_resolver()
+from automate_core.secrets import SecretResolver, default_resolver
 
 
 @dataclass(frozen=True)
@@ -30,7 +23,7 @@ class ProviderContext:
     """
 
     trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    secrets: SecretResolver = field(default_factory=_default_resolver)
+    secrets: SecretResolver = field(default_factory=default_resolver)
     settings: Mapping[str, Any] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("automate"))
 

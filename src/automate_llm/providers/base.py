@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from automate_core.providers.base import BaseProvider, ProviderContext
+from automate_llm import tokens
 
 __all__ = [
     "BaseLLMProvider",
@@ -156,9 +157,7 @@ class BaseLLMProvider(BaseProvider):
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text``: tiktoken where its encoding is on disk, else an estimate."""
-        from automate_llm.tokens import count_tokens
-
-        return count_tokens(text)
+        return tokens.count_tokens(text)
 
     # -- The richer calls -----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from automate_llm import tokens
 from automate_llm.providers._sdk import SDKProvider, malformed_response
 from automate_llm.providers.base import ChatChunk, ChatResult, ToolCall, Usage
 
@@ -57,9 +58,7 @@ class OpenAIProvider(SDKProvider):
 
     def count_tokens(self, text: str) -> int:
         """tiktoken for the model's encoding when it is on disk, else the documented estimate."""
-        from automate_llm.tokens import count_tokens
-
-        return count_tokens(text, model=self.cfg.model, encoding=self.cfg.encoding)
+        return tokens.count_tokens(text, model=self.cfg.model, encoding=self.cfg.encoding)
 
     # -- Wire format ----------------------------------------------------------------------
 

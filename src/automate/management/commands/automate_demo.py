@@ -34,6 +34,7 @@ from django.test import override_settings
 from automate.connections import build_connector, find_connection
 from automate.models import ConnectionProfile, Workflow, WorkflowRun
 from automate.services import WorkflowService
+from automate.worker import EmbeddedWorker
 from automate_core.models import OutboxItem
 
 WORKFLOW_KEY = "demo-github-to-jira"
@@ -191,8 +192,6 @@ class Command(BaseCommand):
         return item
 
     def _run_worker(self) -> None:
-        from automate.worker import EmbeddedWorker
-
         self._heading("3. The embedded worker drains the outbox")
         counts = EmbeddedWorker(threads=1, poll_seconds=0).run(once=True)
         self.stdout.write(f"  outbox items processed: { ({str(k): v for k, v in counts.items()}) }")
