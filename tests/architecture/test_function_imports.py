@@ -32,25 +32,6 @@ from tests.architecture import import_graph
 
 REASON = re.compile(r"#.*\b(cycle|optional|models?|app registry|plugin start-up)\b", re.IGNORECASE)
 
-#: Modules another branch of issue 14 (i14-cycles) restructures; their imports get their
-#: reasons there. Remove a module once it has none unexplained (a test below says when).
-PENDING = frozenset(
-    {
-        "automate.api.schema",
-        "automate.mcp.admin",
-        "automate.mcp.calls",
-        "automate.mcp.models",
-        "automate.mcp.stdio",
-        "automate_core.crypto",
-        "automate_core.models",
-        "automate_core.secrets",
-        "automate_llm.calls",
-        "automate_llm.models",
-        "rag.models",
-        "rag.providers.local",
-    }
-)
-
 
 def _spans(tree: ast.Module) -> tuple[dict[int, tuple[int, int]], set[int]]:
     """Each import statement's first line -> (first line, last line), and the lines of
@@ -117,19 +98,12 @@ def test_function_imports__each_in_src_says_why(found):
     bad = [
         f"src/{module.replace('.', '/')}.py:{line}"
         for module, lines in sorted(found.items())
-        if module not in PENDING
         for line in lines
     ]
     assert bad == [], (
         "a first-party import inside a function needs a reason comment (see this test's "
         "docstring), or belongs at the top of the module"
     )
-
-
-def test_function_imports__pending_modules_are_still_pending(found):
-    """Once a pending module explains its imports, it leaves the list (and is checked)."""
-    explained = sorted(PENDING - set(found))
-    assert explained == [], "these modules explain their imports now: remove them from PENDING"
 
 
 # --- the checker itself --------------------------------------------------------------
