@@ -12,12 +12,16 @@ here touches settings or models, so Django can import this package while it load
 from __future__ import annotations
 
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-from automate_core.http import SSRFError, safe_client, ssrf_safe_request
+from automate_core.exports import lazy_exports
 from automate_core.providers.base import BaseProvider, ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.registry import AlreadyRegistered, NotRegistered, Registry, RegistryNotReady
 from automate_core.throttling import RateLimiter, RateLimitExceeded
+
+if TYPE_CHECKING:
+    from automate_core.http import SSRFError, safe_client, ssrf_safe_request
 
 __all__ = [
     "AlreadyRegistered",
@@ -45,3 +49,12 @@ def _distribution_version() -> str:
 
 
 __version__ = _distribution_version()
+
+# The SSRF-safe client pulls in httpx and its transports (about 0.2 s): every other app and
+# the pytest plugin import this package, most of them without calling out.
+_LAZY = {
+    "SSRFError": "automate_core.http",
+    "safe_client": "automate_core.http",
+    "ssrf_safe_request": "automate_core.http",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

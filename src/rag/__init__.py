@@ -10,10 +10,10 @@ The longer paths (``rag.providers.base``, ``rag.registry``, ``rag.query`` ...) k
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from automate_core import __version__ as __version__
+from automate_core.exports import lazy_exports
 from rag.embeddings.base import BaseEmbeddingProvider
 from rag.providers.base import BaseRetrievalProvider, IndexDocument, RetrievedPassage
 from rag.registry import (
@@ -52,14 +52,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later reads skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
