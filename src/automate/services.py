@@ -32,7 +32,7 @@ from automate.models import MANUAL_CONNECTOR_KEY, Workflow, WorkflowRun, Workflo
 from automate.runs import Trigger
 from automate.steps.registry import NotRegistered, get_step, step_types
 from automate_core.outbox import queue
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from automate_core.tracing import get_trace_id, new_trace_id
 
 #: ``update_workflow(trigger=UNCHANGED)`` (the default) keeps the trigger; None removes it.
@@ -264,7 +264,6 @@ def _retry_policy(value: Any, where: str, label: str) -> dict[str, Any]:
 
 
 def _invalid(message: str, field: str, step: Any = None) -> AutomateError:
-    details: dict[str, Any] = {"field": field}
     if isinstance(step, Mapping) and isinstance(step.get("name"), str):
-        details["step"] = step["name"]
-    return AutomateError(ErrorCodes.INVALID_ARGUMENT, message, retryable=False, details=details)
+        return invalid_argument(field, message, step=step["name"])
+    return invalid_argument(field, message)

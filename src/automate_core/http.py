@@ -44,7 +44,7 @@ from automate_core._netguard import (
     check_url,
 )
 from automate_core.conf import settings as automate_settings
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -160,8 +160,8 @@ def _auth_headers(credentials_ref: str | None) -> dict[str, str]:
     if credentials_ref is None:
         return {}
     if not secrets.is_reference(credentials_ref):
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            "credentials_ref",
             "credentials_ref must be a secret://NAME reference, never the secret itself",
         )
     value = str(secrets.resolve(credentials_ref))

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from automate_core.providers.base import ProviderContext
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from automate_core.redaction import redact
 from automate_core.secrets import is_reference
 from automate_core.tracing import get_trace_id, new_trace_id
@@ -70,11 +70,8 @@ def build_provider(profile: LLMProfile, ctx: ProviderContext | None = None) -> B
     ``MyLLMProvider.__init__(self, config: dict, ctx)`` takes them.
     """
     if not profile.enabled:
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
-            f"LLM profile {profile.key!r} is disabled",
-            retryable=False,
-            details={"profile": profile.key},
+        raise invalid_argument(
+            None, f"LLM profile {profile.key!r} is disabled", profile=profile.key
         )
     try:
         cls = get_provider(profile.provider_key)
@@ -216,18 +213,15 @@ def _schema_parts(
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         return schema.model_json_schema(), schema
     if not isinstance(schema, dict):
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            "response_schema",
             "response_schema must be a JSON Schema object or a pydantic model class",
-            retryable=False,
         )
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
-            f"response_schema is not a valid JSON Schema: {exc.message}",
-            retryable=False,
+        raise invalid_argument(
+            "response_schema", f"response_schema is not a valid JSON Schema: {exc.message}"
         ) from None
     return schema, None
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, invalid_config
 from automate_llm.providers.base import BaseLLMProvider
 
 
@@ -25,14 +25,4 @@ def validate_provider_config(cls: type[BaseLLMProvider], config: Mapping[str, An
 
 def config_error(cls: type[BaseLLMProvider], exc: ValidationError) -> AutomateError:
     """The INVALID_ARGUMENT error for a configuration the provider's schema refused."""
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}"
-        for err in exc.errors(include_input=False)
-    )
-    return AutomateError(
-        ErrorCodes.INVALID_ARGUMENT,
-        f"invalid configuration for LLM provider {cls.key}: {problems}",
-        provider=cls.key or None,
-        retryable=False,
-        details={"fields": [".".join(str(p) for p in e["loc"]) for e in exc.errors()]},
-    )
+    return invalid_config(exc, f"LLM provider {cls.key}", provider=cls.key or None)

@@ -29,7 +29,7 @@ from jsonschema.validators import validator_for
 
 from automate.mcp import client, stdio
 from automate.mcp.models import MCPServer, MCPTool, ensure_stdio_server
-from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 
 def get_server(server_key: str) -> MCPServer:
@@ -76,20 +76,20 @@ def validate_arguments(tool: MCPTool, arguments: Any) -> None:
     """Check ``arguments`` against the tool's input schema before anything is sent."""
     where = f"{tool.server.key}.{tool.name}"
     if not isinstance(arguments, dict):
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            "arguments",
             f"the arguments of {where} must be an object, not {type(arguments).__name__}",
             provider=tool.server.key,
         )
     error = jsonschema.exceptions.best_match(schema_errors(tool, arguments))
     if error is not None:
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise AutomateError(
-            ErrorCodes.INVALID_ARGUMENT,
+        raise invalid_argument(
+            None,
             f"invalid arguments for {where} at {path}: {error.message}",
             provider=tool.server.key,
-            retryable=False,
-            details={"path": path, "tool": tool.name},
+            path=path,
+            tool=tool.name,
         )
 
 
