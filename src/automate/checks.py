@@ -11,6 +11,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 
+from automate.conf import settings as app_settings
 from automate.dispatch import execution_mode
 from automate.models import ConnectionProfile
 from automate_connectors.base import Connector
@@ -33,7 +34,7 @@ def check_connector_settings(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     try:
-        declared = automate_settings.CONNECTORS
+        declared = app_settings.CONNECTORS
     except ImproperlyConfigured:
         return []  # not a dict of keys to entries: automate.E105, from the settings check
     messages: list[checks.CheckMessage] = []

@@ -23,6 +23,23 @@ MCP_STDIO_EXAMPLE = (
 
 @dataclass(frozen=True)
 class AutomateSettings(AppSettings):
+    # Webhooks (WebhookView)
+    WEBHOOK_MAX_BODY_BYTES: int = setting(1024 * 1024, positive=True, check_id="automate.E101")
+    # Lower-case header names kept on an outbox row besides each connector's own list.
+    WEBHOOK_HEADER_ALLOWLIST: list[str] = setting(["content-type", "user-agent"])
+    # Connections (automate.connections), by key:
+    # {"connector": ..., "config": {...}, "secrets": [...], "enabled": True}
+    CONNECTORS: dict[str, Any] = setting({})
+    # How long a process reuses a connection it looked up (profile row or settings entry)
+    # before reading it again; 0 reads it every time. Saving or deleting a profile clears
+    # the cache of the process that did it at once; other processes see it within this.
+    CONNECTION_CACHE_SECONDS: float = setting(
+        5.0,
+        minimum=0,
+        must="a number of seconds, 0 or more",
+        check_id="automate.E104",
+        hint="0 reads the connection on every lookup.",
+    )
     # Execution: "auto" (Celery when settings.CELERY_BROKER_URL is set, else embedded),
     # "celery" or "embedded". A bad value is reported by automate.checks.check_celery_app
     # (automate.E004), which resolves "auto" too.

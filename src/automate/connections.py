@@ -17,13 +17,13 @@ from typing import Any
 
 from django.db import transaction
 
+from automate.conf import settings as app_settings
 from automate.models import ConnectionProfile
 from automate_connectors.base import Connector
 from automate_connectors.registry import NotRegistered, get_connector
 
 # resolve_config moved to automate_connectors.resolve; importable from here as before.
 from automate_connectors.resolve import resolve_config, resolve_webhook_secret
-from automate_core.conf import settings as automate_settings
 from automate_core.providers.base import ProviderContext
 
 
@@ -52,7 +52,7 @@ def find_connection(key: str) -> Connection | None:
     the webhook view would otherwise read the profile on every request. Inside one it is
     always read, since the transaction may see rows that are never committed (a test's).
     """
-    ttl = automate_settings.CONNECTION_CACHE_SECONDS
+    ttl = app_settings.CONNECTION_CACHE_SECONDS
     cached = ttl > 0 and not transaction.get_connection().in_atomic_block
     if cached:
         hit = _cache.get(key)
@@ -86,7 +86,7 @@ def _load_connection(key: str) -> Connection | None:
             secrets=tuple(profile.webhook_secrets),
             enabled=profile.enabled,
         )
-    entry = automate_settings.CONNECTORS.get(key)
+    entry = app_settings.CONNECTORS.get(key)
     if entry is None:
         return None
     return Connection(

@@ -27,11 +27,11 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from automate import signals
+from automate.conf import settings as app_settings
 from automate.connections import connector_for
 from automate_connectors.base import Connector, Headers
 from automate_connectors.storable import storable
 from automate_connectors.verdict import Reason, WebhookVerdict
-from automate_core.conf import settings as automate_settings
 from automate_core.outbox import queue
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError
@@ -62,7 +62,7 @@ class WebhookView(View):
         return response
 
     def _handle(self, request: HttpRequest, key: str, trace_id: str) -> HttpResponse:
-        max_bytes = automate_settings.WEBHOOK_MAX_BODY_BYTES
+        max_bytes = app_settings.WEBHOOK_MAX_BODY_BYTES
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -168,7 +168,7 @@ def _read_body(request: HttpRequest, max_bytes: int) -> bytes:
 
 
 def _kept_headers(connector: Connector, headers: Headers) -> dict[str, str]:
-    wanted = {h.lower() for h in automate_settings.WEBHOOK_HEADER_ALLOWLIST}
+    wanted = {h.lower() for h in app_settings.WEBHOOK_HEADER_ALLOWLIST}
     wanted |= {h.lower() for h in connector.webhook_headers}
     wanted |= {h.lower() for h in (connector.event_id_header, connector.event_type_header) if h}
     return {name: headers[name] for name in sorted(wanted - FORBIDDEN_HEADERS) if name in headers}

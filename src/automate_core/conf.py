@@ -366,24 +366,8 @@ def _unknown(cls: type[AppSettings], name: str) -> str:
 
 @dataclass(frozen=True)
 class CoreSettings(AppSettings):
-    """The kernel's keys: webhook intake, connections, outbox, secrets, outbound HTTP."""
+    """The kernel's keys: outbox, secrets, outbound HTTP."""
 
-    # Webhooks
-    WEBHOOK_MAX_BODY_BYTES: int = setting(1024 * 1024, positive=True, check_id="automate.E101")
-    # Lower-case header names kept on an outbox row besides each connector's own list.
-    WEBHOOK_HEADER_ALLOWLIST: list[str] = setting(["content-type", "user-agent"])
-    # Connector defaults by key: {"config": {...}, "secrets": [...], "enabled": True}
-    CONNECTORS: dict[str, Any] = setting({})
-    # How long a process reuses a connection it looked up (profile row or settings entry)
-    # before reading it again; 0 reads it every time. Saving or deleting a profile clears
-    # the cache of the process that did it at once; other processes see it within this.
-    CONNECTION_CACHE_SECONDS: float = setting(
-        5.0,
-        minimum=0,
-        must="a number of seconds, 0 or more",
-        check_id="automate.E104",
-        hint="0 reads the connection on every lookup.",
-    )
     # Outbox
     OUTBOX_MAX_ATTEMPTS: int = setting(8, positive=True)
     OUTBOX_BACKOFF_BASE_SECONDS: float = setting(2.0, minimum=0)

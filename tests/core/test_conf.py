@@ -54,7 +54,7 @@ def test_defaults_are_read_when_nothing_is_set():
 
 @override_settings(AUTOMATE=None)
 def test_automate_set_to_none_reads_the_defaults():
-    assert automate_settings.WEBHOOK_MAX_BODY_BYTES == 1024 * 1024
+    assert app_settings.WEBHOOK_MAX_BODY_BYTES == 1024 * 1024
 
 
 @override_settings(
@@ -67,7 +67,7 @@ def test_automate_set_to_none_reads_the_defaults():
 def test_values_read_as_the_declared_type_so_no_call_site_casts():
     # An int written for seconds reads as a float; a tuple for a list reads as a list.
     assert type(app_settings.STEP_BACKOFF_SECONDS) is float
-    assert type(automate_settings.CONNECTION_CACHE_SECONDS) is float
+    assert type(app_settings.CONNECTION_CACHE_SECONDS) is float
     assert automate_settings.SECRET_BACKENDS == ["automate_core.secrets.SettingsBackend"]
     assert type(app_settings.WORKER_BATCH_SIZE) is int
 
