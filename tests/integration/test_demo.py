@@ -9,18 +9,29 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_demo_install import block_extras
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "example"
 
 
 @pytest.mark.slow
 def test_demo__webhook_to_two_step_workflow_in_embedded_mode(tmp_path):
+    # `make demo` installs the base package only: the demo must run with every extra
+    # unimportable.
+    blocker = block_extras(tmp_path)
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([blocker, str(EXAMPLE.parent / "src")]),
         "SQLITE_PATH": str(tmp_path / "demo.sqlite3"),
         "DJANGO_SETTINGS_MODULE": "example_project.settings",
     }
     env.pop("DATABASE_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
     manage = [sys.executable, "manage.py"]
+    blocked = subprocess.run(
+        [sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True
+    )
+    assert "is not installed by `make demo`" in blocked.stderr  # the blocker is active
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=EXAMPLE, env=env, check=True)
     result = subprocess.run(
         [*manage, "automate_demo"],
