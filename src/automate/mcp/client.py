@@ -254,8 +254,6 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 def translate(exc: BaseException, endpoint: Endpoint, observer: StatusObserver) -> AutomateError:
     """The :class:`AutomateError` for whatever the SDK or the network raised."""
-    from mcp.shared.exceptions import MCPError
-
     leaves = list(_leaves(exc))
     own = _own_error(leaves, endpoint)
     if own is not None:
@@ -293,22 +291,8 @@ def translate(exc: BaseException, endpoint: Endpoint, observer: StatusObserver) 
             f"{where} cannot be reached or closed the connection: {message}",
             provider=endpoint.key,
         )
-    if isinstance(leaf, MCPError):
-        code = _mcp_error_code(leaf.code)
-        if any(s >= 500 for s in observer.statuses):
-            code = ErrorCodes.UNAVAILABLE
-        return AutomateError(
-            code,
-            f"{where} answered with an error: {message}",
-            provider=endpoint.key,
-            details={"mcp_code": leaf.code},
-        )
-    return AutomateError(
-        ErrorCodes.INTERNAL,
-        f"talking to {where} failed: {type(leaf).__name__}: {message}",
-        provider=endpoint.key,
-        retryable=False,
-    )
+    server_failed = any(s >= 500 for s in observer.statuses)
+    return _answer_error(leaf, where, endpoint.key, server_failed=server_failed)
 
 
 def _own_error(leaves: list[BaseException], endpoint: Endpoint) -> AutomateError | None:
@@ -382,17 +366,27 @@ def translate_stdio(
             f"{where} exited or closed its output {when}{said}",
             provider=endpoint.key,
         )
+    return _answer_error(leaf, where, endpoint.key, said=said)
+
+
+def _answer_error(
+    leaf: BaseException, where: str, key: str, *, server_failed: bool = False, said: str = ""
+) -> AutomateError:
+    """The server's own MCP error (UNAVAILABLE when the server failed), or INTERNAL for
+    anything else; shared by the HTTP and stdio transports."""
+    from mcp.shared.exceptions import MCPError  # optional extra: the mcp SDK
+
     message = redaction.redact(str(leaf) or type(leaf).__name__)
     if isinstance(leaf, MCPError):
         return AutomateError(
-            _mcp_error_code(leaf.code),
+            ErrorCodes.UNAVAILABLE if server_failed else _mcp_error_code(leaf.code),
             f"{where} answered with an error: {message}",
-            provider=endpoint.key,
+            provider=key,
             details={"mcp_code": leaf.code},
         )
     return AutomateError(
         ErrorCodes.INTERNAL,
         f"talking to {where} failed: {type(leaf).__name__}: {message}{said}",
-        provider=endpoint.key,
+        provider=key,
         retryable=False,
     )
