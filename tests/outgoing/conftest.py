@@ -49,9 +49,13 @@ class Receiver(LocalServer):
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    """A started :class:`Receiver`, admitted by the settings for the whole test."""
     local = Receiver().start()
-    yield local
-    local.stop()
+    try:
+        with outgoing_settings(local):
+            yield local
+    finally:
+        local.stop()
 
 
 def outgoing_settings(receiver: Receiver, **overrides: Any):
@@ -66,12 +70,6 @@ def outgoing_settings(receiver: Receiver, **overrides: Any):
     }
     values.update(overrides)
     return automate_settings(**values)
-
-
-@pytest.fixture
-def allowed(receiver: Receiver) -> Iterator[None]:
-    with outgoing_settings(receiver):
-        yield
 
 
 def work() -> dict[str, int]:
