@@ -297,9 +297,7 @@ def test_retry_delay__the_documented_schedule_with_jitter(settings):
     "addresses",
     [["10.0.0.7"], ["127.0.0.1"], ["169.254.169.254"], ["93.184.215.14", "192.168.1.5"]],
 )
-def test_delivery__a_url_resolving_to_a_private_address_is_refused(
-    addresses, fake_dns, net_guard
-):
+def test_delivery__a_url_resolving_to_a_private_address_is_refused(addresses, fake_dns, net_guard):
     fake_dns.add("hooks.customer.example", *addresses)
     endpoint, _ = WebhookEndpoint.create("https://hooks.customer.example/in")
     send_webhook("invoice.paid", {})
