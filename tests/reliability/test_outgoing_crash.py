@@ -68,9 +68,8 @@ def test_crash__worker_killed_mid_delivery_loses_no_message(postgres):
         received[(path.strip("/"), order)].add(headers["webhook-id"])
     messages = dict(OutgoingMessage.objects.values_list("payload__order", "pk"))
     duplicates = len(receiver.requests) - cut - len(received)
-    print(
-        f"outgoing crash test: {len(receiver.requests)} requests, {cut} cut off, {duplicates} duplicates"
-    )
+    total = len(receiver.requests)
+    print(f"outgoing crash test: {total} requests, {cut} cut off, {duplicates} duplicates")
     for order, pk in messages.items():
         for path in by_path.values():
             # Delivered (at least once), and always under the message's own webhook-id.
