@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -48,8 +49,17 @@ def secret_page(
     return response
 
 
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(label=_("URL"), max_length=2000, assume_scheme="https")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["owner", "url", "description", "event_types", "enabled", "rate_limit"]
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
     list_display = ["url", "owner", "enabled", "event_types", "failing_since", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["url", "owner", "description"]
