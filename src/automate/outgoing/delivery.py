@@ -155,8 +155,8 @@ def _deliver(item: OutboxItem) -> str:
     if not queue.held([item]):
         return LOST
     payload = item.payload if isinstance(item.payload, dict) else {}
-    message = OutgoingMessage.objects.filter(pk=payload.get("message")).first()
-    endpoint = WebhookEndpoint.objects.filter(pk=payload.get("endpoint")).first()
+    message = OutgoingMessage.objects.filter(pk=int(payload.get("message") or 0)).first()
+    endpoint = WebhookEndpoint.objects.filter(pk=int(payload.get("endpoint") or 0)).first()
     if message is None or endpoint is None:
         missing = "message" if message is None else "endpoint"
         return _settle_item(item, OutboxStatus.DEAD, "not_found", f"the {missing} was deleted")
