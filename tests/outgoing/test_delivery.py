@@ -9,7 +9,13 @@ from standardwebhooks.webhooks import Webhook
 from svix.webhooks import Webhook as SvixWebhook
 
 from automate import send_webhook
-from automate.outgoing import OUTGOING_KEY, DeliveryAttempt, WebhookEndpoint, endpoint_disabled
+from automate.outgoing import (
+    OUTGOING_KEY,
+    DeliveryAttempt,
+    WebhookEndpoint,
+    endpoint_disabled,
+    replay_message,
+)
 from automate.outgoing.delivery import EXCERPT_CHARS, retry_delay
 from automate_core.outbox.models import OutboxItem
 from tests.outgoing.conftest import outgoing_settings, work
@@ -113,6 +119,18 @@ def test_delivery__500_is_retried_on_the_schedule_then_dead(receiver):
     assert item.last_error["code"] == "http_500"
     endpoint.refresh_from_db()
     assert endpoint.enabled and endpoint.failing_since is not None
+
+
+def test_delivery__a_replayed_dead_letter_starts_the_schedule_again(receiver):
+    endpoint, _ = WebhookEndpoint.create(receiver.url("/fail"))
+    message = send_webhook("invoice.paid", {})
+    assert work() == {"failed": 2, "dead": 1}
+    receiver.routes["/fail"] = receiver.routes["/ok"]  # the owner fixed the endpoint
+    assert replay_message(message) == 1
+    assert work() == {"done": 1}
+    log = attempts(endpoint)
+    assert [(a.attempt, a.status_code) for a in log][-1] == (1, 200)
+    assert {h[2]["webhook-id"] for h in receiver.hits("/fail")} == {message.uid}
 
 
 def test_delivery__a_success_clears_the_failing_state(receiver):

@@ -11,6 +11,7 @@ import pytest
 
 from automate import send_webhook
 from automate.outgoing import OUTGOING_KEY, WebhookEndpoint, replay_message
+from automate.outgoing.signing import generate_secret
 from automate_core.outbox.models import OutboxItem
 from tests.core.helpers import automate_settings, send
 from tests.outgoing.conftest import outgoing_settings, work
@@ -54,7 +55,7 @@ def test_self__a_wrong_secret_is_refused_by_our_receiver(live_server):
     with automate_settings(HTTP_ALLOW_NETWORKS=["127.0.0.1/32"], HTTP_ALLOWED_PORTS=[port]):
         endpoint, _ = WebhookEndpoint.create(url)
     receiving = {
-        "SECRETS": {"outgoing-self": WebhookEndpoint.create("https://x.example/")[1]},
+        "SECRETS": {"outgoing-self": generate_secret()},  # not the endpoint's
         "CONNECTORS": {"standard_webhooks": {"secrets": ["secret://outgoing-self"]}},
         "HTTP_ALLOW_NETWORKS": ["127.0.0.1/32"],
         "HTTP_ALLOWED_PORTS": [port],

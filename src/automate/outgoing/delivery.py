@@ -32,12 +32,17 @@ from typing import Any
 
 import httpx
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from automate.conf import settings as app_settings
 from automate.outgoing.api import OUTGOING_KEY
-from automate.outgoing.models import DeliveryAttempt, OutgoingMessage, WebhookEndpoint
+from automate.outgoing.models import (
+    DeliveryAttempt,
+    EndpointSecret,
+    OutgoingMessage,
+    WebhookEndpoint,
+)
 from automate.outgoing.signals import endpoint_disabled
 from automate.outgoing.signing import signature_header
 from automate_core import redaction
@@ -48,7 +53,15 @@ from automate_core.providers.errors import AutomateError
 from automate_core.throttling import RateLimiter
 from automate_core.tracing import trace
 
-__all__ = ["EXCERPT_CHARS", "deliver_batch", "deliver_item", "is_delivery", "retry_delay"]
+__all__ = [
+    "EXCERPT_CHARS",
+    "Target",
+    "deliver_batch",
+    "deliver_item",
+    "is_delivery",
+    "load_targets",
+    "retry_delay",
+]
 
 logger = logging.getLogger("automate.outgoing")
 
@@ -70,14 +83,20 @@ def deliver_batch(
 ) -> dict[str, int]:
     """Deliver claimed items, several at once; return how many ended in each state.
 
-    Each thread takes the next item when it is done with one, so a slow endpoint holds
-    one thread, never the batch.
+    The batch's messages, endpoints and secrets are read with one query each; then each
+    thread takes the next item when it is done with one, so a slow endpoint holds one
+    thread, never the batch.
     """
     counts: dict[str, int] = {}
-    if not items:
+    held = queue.held(items)
+    if len(held) < len(items):
+        counts[LOST] = len(items) - len(held)
+    ours = [item for item in items if item.pk in held]
+    if not ours:
         return counts
+    targets = load_targets(ours)
     lock = threading.Lock()
-    todo = iter(items)
+    todo = iter(ours)
 
     def record(status: str) -> None:
         with lock:
@@ -94,12 +113,12 @@ def deliver_batch(
                     queue.release(item)
                     record(RELEASED)
                     continue
-                record(deliver_item(item))
+                record(deliver_item(item, targets.get(item.pk)))
         finally:
             if own_thread:
                 connections.close_all()  # this thread's connections only
 
-    threads = min(app_settings.OUTGOING_WEBHOOK_THREADS, len(items))
+    threads = min(app_settings.OUTGOING_WEBHOOK_THREADS, len(ours))
     if threads <= 1:
         work(own_thread=False)
         return counts
@@ -112,6 +131,39 @@ def deliver_batch(
     for thread in pool:
         thread.join()
     return counts
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one delivery needs: its message, its endpoint (``None`` once deleted) and the
+    endpoint's active secrets, sealed."""
+
+    message: OutgoingMessage | None
+    endpoint: WebhookEndpoint | None
+    secrets: tuple[EndpointSecret, ...] = ()
+
+
+def load_targets(items: Sequence[OutboxItem]) -> dict[int, Target]:
+    """Each item's :class:`Target`, with one query per table for the whole batch."""
+    refs = {item.pk: _refs(item) for item in items}
+    messages = OutgoingMessage.objects.in_bulk({m for m, _e in refs.values()})
+    endpoints = WebhookEndpoint.objects.in_bulk({e for _m, e in refs.values()})
+    now = timezone.now()
+    active = EndpointSecret.objects.filter(endpoint__in=list(endpoints)).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    secrets: dict[int, list[EndpointSecret]] = {}
+    for secret in active.order_by("-created_at", "-id"):
+        secrets.setdefault(secret.endpoint_id, []).append(secret)  # type: ignore[arg-type]
+    return {
+        pk: Target(messages.get(m), endpoints.get(e), tuple(secrets.get(e, ())))
+        for pk, (m, e) in refs.items()
+    }
+
+
+def _refs(item: OutboxItem) -> tuple[int, int]:
+    payload = item.payload if isinstance(item.payload, dict) else {}
+    return int(payload.get("message") or 0), int(payload.get("endpoint") or 0)
 
 
 # -- One delivery ------------------------------------------------------------------------
@@ -137,11 +189,18 @@ class Outcome:
         return self.status_code == 410
 
 
-def deliver_item(item: OutboxItem) -> str:
-    """Deliver one leased item and settle it; never raises. Returns its new state."""
+def deliver_item(item: OutboxItem, target: Target | None = None) -> str:
+    """Deliver one leased item and settle it; never raises. Returns its new state.
+
+    ``target`` is what :func:`load_targets` read for it (read here when not given).
+    """
     try:
         with trace(item.trace_id):
-            return _deliver(item)
+            if target is None:
+                if not queue.held([item]):
+                    return LOST
+                target = load_targets([item])[item.pk]
+            return _deliver(item, target)
     except Exception as exc:  # a bug or a lost database: the item retries later
         logger.exception("delivering outbox item %s failed", item.pk)
         try:
@@ -151,12 +210,8 @@ def deliver_item(item: OutboxItem) -> str:
             return LOST
 
 
-def _deliver(item: OutboxItem) -> str:
-    if not queue.held([item]):
-        return LOST
-    payload = item.payload if isinstance(item.payload, dict) else {}
-    message = OutgoingMessage.objects.filter(pk=int(payload.get("message") or 0)).first()
-    endpoint = WebhookEndpoint.objects.filter(pk=int(payload.get("endpoint") or 0)).first()
+def _deliver(item: OutboxItem, target: Target) -> str:
+    message, endpoint = target.message, target.endpoint
     if message is None or endpoint is None:
         missing = "message" if message is None else "endpoint"
         return _settle_item(item, OutboxStatus.DEAD, "not_found", f"the {missing} was deleted")
@@ -169,7 +224,7 @@ def _deliver(item: OutboxItem) -> str:
         if not limiter.allow():
             _postpone(item, limiter.reset_at)
             return POSTPONED
-    secrets = [s.value() for s in endpoint.active_secrets()]
+    secrets = [s.value() for s in target.secrets]
     if not secrets:
         return _settle_item(
             item, OutboxStatus.DEAD, "configuration", "the endpoint has no active secret"
@@ -255,17 +310,21 @@ def _settle(
     outcome: Outcome,
     duration_ms: int,
 ) -> str:
-    """Record the attempt, settle the item and the endpoint's health, in one transaction."""
+    """Record the attempt, settle the item and the endpoint's health, in one transaction.
+
+    The attempt number is the item's claim count: a claim cut short by a crash counts
+    (as the outbox counts it), a rate-limited one does not, and a replay (a new item)
+    starts the schedule again.
+    """
     now = timezone.now()
     disabled_reason = ""
+    number = max(1, item.attempts)
     with transaction.atomic():
-        number = DeliveryAttempt.objects.filter(message=message, endpoint=endpoint).count() + 1
         next_at: datetime | None = None
         if outcome.succeeded:
             status = OutboxStatus.DONE if queue.complete(item) else LOST
-            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=False).update(
-                failing_since=None
-            )
+            if endpoint.failing_since is not None:
+                WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
         else:
             delay = retry_delay(number) if outcome.retryable and not outcome.gone else None
             code, text = outcome.error_code, outcome.error_message or outcome.error_code
