@@ -18,6 +18,7 @@ from automate.outgoing import (
 )
 from automate.outgoing.delivery import EXCERPT_CHARS, retry_delay
 from automate_core.outbox.models import OutboxItem
+from tests.core.helpers import send
 from tests.outgoing.conftest import outgoing_settings, work
 
 pytestmark = pytest.mark.django_db
@@ -289,6 +290,35 @@ def test_delivery__rate_limit_postpones_without_an_attempt(receiver):
     assert postponed.status == "pending"
     assert postponed.attempts == 0
     assert endpoint.attempts.count() == 1
+
+
+def test_delivery__an_ordered_endpoint_holds_later_messages_back(receiver):
+    from django.utils import timezone
+
+    endpoint, _ = WebhookEndpoint.create(receiver.url("/flaky"), ordered=True)
+    other, _ = WebhookEndpoint.create(receiver.url("/ok"))  # not ordered: not held back
+    answers = [500]
+    receiver.routes["/flaky"] = lambda h: send(h, answers.pop(0) if answers else 200)
+    first = send_webhook("a", {"n": 1})
+    second = send_webhook("b", {"n": 2})
+    with outgoing_settings(receiver, OUTGOING_WEBHOOK_RETRY_SCHEDULE=[0, 60]):
+        assert work() == {"failed": 1, "waiting": 1, "done": 2}
+        assert [h[2]["webhook-id"] for h in receiver.hits("/flaky")] == [first.uid]
+        waiting = OutboxItem.objects.get(
+            connector_key=OUTGOING_KEY, payload__endpoint=endpoint.pk, status="pending"
+        )
+        assert waiting.attempts == 0  # waiting is not an attempt
+        # Both due now: the first goes out, then the second.
+        OutboxItem.objects.filter(connector_key=OUTGOING_KEY).exclude(status="done").update(
+            available_at=timezone.now()
+        )
+        assert work() == {"done": 2}
+    assert [h[2]["webhook-id"] for h in receiver.hits("/flaky")] == [
+        first.uid,
+        first.uid,
+        second.uid,
+    ]
+    assert other.attempts.count() == 2
 
 
 def test_retry_delay__the_documented_schedule_with_jitter(settings):

@@ -54,7 +54,15 @@ class WebhookEndpointForm(forms.ModelForm):
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["owner", "url", "description", "event_types", "enabled", "rate_limit"]
+        fields = [
+            "owner",
+            "url",
+            "description",
+            "event_types",
+            "enabled",
+            "rate_limit",
+            "ordered",
+        ]
 
 
 @admin.register(WebhookEndpoint)
@@ -70,6 +78,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "event_types",
         "enabled",
         "rate_limit",
+        "ordered",
         "disabled_reason",
         "failing_since",
         "secrets_display",

@@ -68,7 +68,9 @@ logger = logging.getLogger("automate.outgoing")
 #: Characters of a response body kept on a delivery attempt (after redaction).
 EXCERPT_CHARS = 1000
 #: What a pass reports besides outbox statuses.
-LOST, RELEASED, POSTPONED = "lost", "released", "rate_limited"
+LOST, RELEASED, POSTPONED, WAITING = "lost", "released", "rate_limited", "waiting"
+#: Seconds before a delivery to an ``ordered`` endpoint looks again at the one before it.
+ORDER_RECHECK = 1.0
 
 
 def is_delivery(item: OutboxItem) -> bool:
@@ -218,6 +220,11 @@ def _deliver(item: OutboxItem, target: Target) -> str:
     if not endpoint.enabled:
         reason = f"the endpoint is disabled ({endpoint.disabled_reason or 'by an operator'})"
         return _settle_item(item, OutboxStatus.DEAD, "endpoint_disabled", reason)
+    if endpoint.ordered:
+        earlier = _earlier_unfinished(item, endpoint)
+        if earlier is not None:
+            _postpone(item, max(earlier, timezone.now() + timedelta(seconds=ORDER_RECHECK)))
+            return WAITING
     rate = endpoint.rate_limit or app_settings.OUTGOING_WEBHOOK_RATE_LIMIT
     if rate:
         limiter = RateLimiter(f"automate.outgoing:{endpoint.pk}", rate)
@@ -383,6 +390,23 @@ def _postpone(item: OutboxItem, at: datetime) -> None:
         lease_expires_at=None,
         attempts=F("attempts") - 1,
     )
+
+
+def _earlier_unfinished(item: OutboxItem, endpoint: WebhookEndpoint) -> datetime | None:
+    """For an ``ordered`` endpoint: when the oldest earlier delivery to it that is neither
+    done nor dead is due (``None`` when there is none). Replays count in queue order."""
+    earlier = (
+        OutboxItem.objects.filter(
+            connector_key=OUTGOING_KEY,
+            status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED, OutboxStatus.LEASED],
+            id__lt=item.pk,
+            payload__endpoint=endpoint.pk,
+        )
+        .order_by("id")
+        .values_list("available_at", flat=True)
+        .first()
+    )
+    return earlier
 
 
 def _record_failure(endpoint: WebhookEndpoint, outcome: Outcome, now: datetime) -> str:

@@ -47,6 +47,14 @@ class WebhookEndpoint(models.Model):
         default="",
         help_text=_('e.g. "10/s" or "600/min"; empty: AUTOMATE["OUTGOING_WEBHOOK_RATE_LIMIT"].'),
     )
+    ordered = models.BooleanField(
+        _("in order"),
+        default=False,
+        help_text=_(
+            "Deliver one message at a time, in the order they were sent: a failing message "
+            "holds back the later ones until it is delivered or dead."
+        ),
+    )
     disabled_reason = models.CharField(_("disabled because"), max_length=200, blank=True)
     failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
