@@ -58,12 +58,12 @@ def _register_sealed_fields() -> None:
         describe=lambda profile: f"connection profile {profile.key!r} secret",
     )
     register_sealed(
-        "automate.EndpointSecret",
-        "secret",
-        describe=lambda row: f"webhook endpoint {row.endpoint_id} signing secret",
-    )
-    register_sealed(
         "automate.MCPServer",
         "api_key",
         describe=lambda server: f"MCP server {server.key!r} API key",
+    )
+    register_sealed(
+        "automate.EndpointSecret",
+        "secret",
+        describe=lambda row: f"webhook endpoint {row.endpoint_id} signing secret",
     )

@@ -187,3 +187,23 @@ def test_send_webhook_step__sends_once_per_run_and_step():
     [attempt] = message.attempts.all()
     assert attempt.error_code == "connection_error"
     assert attempt.next_attempt_at is not None
+
+
+def test_endpoint__key_rotation_re_encrypts_signing_secrets():
+    import io
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from tests.core.helpers import automate_settings
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    with automate_settings(ENCRYPTION_KEYS=[old]):
+        target, secret = WebhookEndpoint.create(URL)
+        before = target.secrets.get().secret
+    with automate_settings(ENCRYPTION_KEYS=[new, old]):
+        call_command("automate_rotate_secrets", stdout=io.StringIO())
+    with automate_settings(ENCRYPTION_KEYS=[new]):
+        row = target.secrets.get()
+        assert row.secret != before
+        assert row.value() == secret
