@@ -69,9 +69,8 @@ def deliveries(messages: int, threads: int, port: int) -> float:
     from automate import send_webhook
     from automate.conf import settings as app_settings
     from automate.outgoing import OUTGOING_KEY, DeliveryAttempt, WebhookEndpoint
-    from automate_core.models import OutboxItem
-
     from automate.outgoing.signing import generate_secret
+    from automate_core.models import OutboxItem
 
     admitted = {
         **common_settings(),
