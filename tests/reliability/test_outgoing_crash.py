@@ -1,4 +1,5 @@
-"""Crash test for outgoing webhooks: ``kill -9`` the worker while it delivers.
+"""Crash test for outgoing webhooks: ``kill -9`` the worker while it delivers, for the
+embedded ``manage.py automate_worker`` and for a real ``celery worker`` fed through Redis.
 
 No delivery may be lost: every (message, endpoint) pair reaches its endpoint at least
 once, and every request of one message carries the message's ``webhook-id``, so a
@@ -11,6 +12,7 @@ import json
 import random
 import signal
 import time
+import uuid
 from collections import defaultdict
 
 import pytest
@@ -32,21 +34,23 @@ def slow_ok(handler) -> None:
     send(handler, 200)
 
 
-def test_crash__worker_killed_mid_delivery_loses_no_message(postgres):
+@pytest.mark.parametrize("kind", ["embedded", "celery"])
+def test_crash__worker_killed_mid_delivery_loses_no_message(kind, postgres, request):
     receiver = LocalServer().start()
     receiver.routes.update({"/a": slow_ok, "/b": slow_ok})
     admitted = {"HTTP_ALLOW_NETWORKS": ["127.0.0.1/32"], "HTTP_ALLOWED_PORTS": [receiver.port]}
+    extra = json.dumps({**admitted, "OUTGOING_WEBHOOK_THREADS": 4})
     try:
         with automate_settings(**admitted):
             endpoints = [WebhookEndpoint.create(receiver.url(p))[0] for p in ("/a", "/b")]
         for n in range(MESSAGES):
             send_webhook("order.created", {"order": n})
-        env = worker_env(
-            AUTOMATE_WORKER_LEASE_SECONDS="2",
-            AUTOMATE_WORKER_EXTRA=json.dumps({**admitted, "OUTGOING_WEBHOOK_THREADS": 4}),
-        )
-        args = ["-m", "django", "automate_worker", "--threads", "2", "--batch", "5"]
-        errors = crash_repeatedly(lambda: start([*args, "--poll", "0.1"], env))
+        if kind == "embedded":
+            env = worker_env(AUTOMATE_WORKER_LEASE_SECONDS="2", AUTOMATE_WORKER_EXTRA=extra)
+            args = ["-m", "django", "automate_worker", "--threads", "2", "--batch", "5"]
+            errors = crash_repeatedly(lambda: start([*args, "--poll", "0.1"], env))
+        else:
+            errors = crash_celery(request.getfixturevalue("redis_url"), extra)
     finally:
         receiver.stop()
 
@@ -75,6 +79,32 @@ def test_crash__worker_killed_mid_delivery_loses_no_message(postgres):
             # Delivered (at least once), and always under the message's own webhook-id.
             assert received[(path, order)] == {uids[pk]}
     assert DeliveryAttempt.objects.filter(status_code=200).count() >= MESSAGES * 2
+
+
+def crash_celery(redis_url: str, extra: str) -> str:
+    """A real ``celery worker`` fed by ``automate_worker --dispatch-only`` through Redis,
+    killed while it delivers."""
+    queue = f"automate-outgoing-crash-{uuid.uuid4().hex[:8]}"
+    env = worker_env(
+        AUTOMATE_WORKER_BROKER_URL=redis_url,
+        AUTOMATE_WORKER_QUEUE=queue,
+        AUTOMATE_WORKER_LEASE_SECONDS="4",
+        AUTOMATE_WORKER_VISIBILITY_TIMEOUT="5",
+        AUTOMATE_WORKER_MAX_IN_FLIGHT="10",
+        AUTOMATE_WORKER_EXTRA=extra,
+    )
+    celery = ["-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads"]
+    celery += ["--concurrency", "2", "--queues", queue, "--loglevel", "ERROR"]
+    celery += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    dispatcher = start(
+        ["-m", "django", "automate_worker", "--dispatch-only", "--batch", "5", "--poll", "0.1"],
+        env,
+    )
+    try:
+        errors = crash_repeatedly(lambda: start(celery, env))
+    finally:
+        errors += stop(dispatcher)
+    return errors
 
 
 def crash_repeatedly(start_worker) -> str:
