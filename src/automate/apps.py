@@ -29,6 +29,7 @@ class AutomateConfig(AppConfig):
         from automate.connections import clear_connection_cache
         from automate.mcp import checks as mcp_checks  # noqa: F401  (registers the MCP checks)
         from automate.models import ConnectionProfile
+        from automate.outgoing import checks as outgoing_checks  # noqa: F401  (its checks)
         from automate.steps import registry
 
         registry.load()

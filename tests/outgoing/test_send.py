@@ -207,3 +207,22 @@ def test_endpoint__key_rotation_re_encrypts_signing_secrets():
         row = target.secrets.get()
         assert row.secret != before
         assert row.value() == secret
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ids"),
+    [
+        ({}, []),
+        ({"OUTGOING_WEBHOOK_RATE_LIMIT": "10/s", "OUTGOING_WEBHOOK_RETRY_SCHEDULE": [0]}, []),
+        ({"OUTGOING_WEBHOOK_RATE_LIMIT": "lots"}, ["automate.E701"]),
+        ({"OUTGOING_WEBHOOK_RETRY_SCHEDULE": []}, ["automate.E702"]),
+        ({"OUTGOING_WEBHOOK_RETRY_SCHEDULE": [0, -5]}, ["automate.E702"]),
+        ({"OUTGOING_WEBHOOK_RATE_LIMIT": 5}, []),  # the type: automate.E105's to report
+    ],
+)
+def test_checks__outgoing_settings(overrides, ids):
+    from automate.outgoing.checks import check_outgoing_settings
+    from tests.core.helpers import automate_settings
+
+    with automate_settings(**overrides):
+        assert [e.id for e in check_outgoing_settings()] == ids
