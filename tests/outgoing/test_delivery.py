@@ -279,16 +279,22 @@ def test_delivery__an_endpoint_failing_for_too_long_is_disabled(
     assert seen == ["failing"]
 
 
-def test_delivery__rate_limit_postpones_without_an_attempt(receiver):
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_delivery__rate_limit_postpones_without_an_attempt(receiver, storage, request):
+    from automate_core.throttling import RateLimiter
+
+    uri = "memory://" if storage == "memory" else request.getfixturevalue("redis_url")
     endpoint, _ = WebhookEndpoint.create(receiver.url("/ok"), rate_limit="1/min")
+    RateLimiter(f"automate.outgoing:{endpoint.pk}", "1/min", storage=uri).reset()
     send_webhook("a", {})
     send_webhook("b", {})
-    with outgoing_settings(receiver):
+    with outgoing_settings(receiver, RATE_LIMIT_STORAGE=uri):
         assert work() == {"done": 1, "rate_limited": 1}
     assert len(receiver.hits("/ok")) == 1
     postponed = items()[1]
     assert postponed.status == "pending"
     assert postponed.attempts == 0
+    assert postponed.available_at > endpoint.created_at
     assert endpoint.attempts.count() == 1
 
 
