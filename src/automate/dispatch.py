@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from celery import signature
@@ -23,6 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from automate import instrument
 from automate.batch import FLUSH_SECONDS, ClaimedBatch
 from automate.conf import settings as app_settings
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
@@ -101,11 +103,10 @@ def claim(
     batch: int | None = None, *, worker: str = "", only: tuple[str, ...] = ()
 ) -> list[OutboxItem]:
     """Lease due items with the outbox's ``claim()``."""
-    items = queue.claim(
-        batch or app_settings.WORKER_BATCH_SIZE,
-        worker=worker or worker_name(),
-        only=only,
-    )
+    started = time.time_ns()
+    worker = worker or worker_name()
+    items = queue.claim(batch or app_settings.WORKER_BATCH_SIZE, worker=worker, only=only)
+    instrument.claimed(items, started, worker)
     sweep_dead_runs()
     return items
 
