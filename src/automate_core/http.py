@@ -322,6 +322,7 @@ def _log_refusal(exc: SSRFError, method: str, url: str | httpx.URL) -> None:
     if getattr(exc, "_automate_logged", False):
         return
     exc._automate_logged = True  # type: ignore[attr-defined]
+    hooks.refused(exc, method, url)
     logger.warning(
         "SSRF protection refused %s %s: %s",
         method,

@@ -12,7 +12,7 @@ from typing import Any
 
 from automate_core.observability import metrics, spans
 
-__all__ = ["llm_call", "mcp_call", "outbound"]
+__all__ = ["llm_call", "llm_result", "mcp_call", "outbound", "refused"]
 
 
 class outbound:
@@ -52,10 +52,34 @@ class outbound:
         return response
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None:
-            self.status = "refused" if type(exc).__name__ == "SSRFError" else "error"
-        metrics.http_request(self.host, self.status)
+        if exc is not None and _is_refusal(exc):
+            # Counted once by refused(), which the client calls for every refusal.
+            exc._automate_span = True  # type: ignore[attr-defined]
+        else:
+            metrics.http_request(self.host, self.status if exc is None else "error")
         return self.span.__exit__(exc_type, exc, tb)
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    return type(exc).__name__ == "SSRFError"
+
+
+def refused(exc: BaseException, method: str, url: Any) -> None:
+    """A request the SSRF rules refused (before or inside the transport): counted as
+    ``status="refused"``, and a failed CLIENT span when the transport opened none."""
+    try:
+        import httpx
+
+        host = httpx.URL(str(url)).host
+    except Exception:
+        host = "unknown"
+    metrics.http_request(host, "refused")
+    if getattr(exc, "_automate_span", False):
+        return
+    with spans.span(
+        f"HTTP {method}", {"http.request.method": method, "server.address": host}, kind="client"
+    ) as refusal:
+        refusal.fail(str(getattr(exc, "code", "") or "permission_denied"), type(exc).__name__)
 
 
 def llm_call(provider: str, model: str, operation: str = "chat") -> Any:
