@@ -41,7 +41,9 @@ def prometheus():
     try:
         import prometheus_client
     except ImportError:
-        service_missing("prometheus-client is not installed (pip install django-automate[prometheus])")
+        service_missing(
+            "prometheus-client is not installed (pip install django-automate[prometheus])"
+        )
     return prometheus_client
 
 
@@ -49,8 +51,12 @@ def prometheus():
 def target():
     """A local HTTP server answering ``POST /hook`` with 200 (and ``/fail`` with 500)."""
     server = LocalServer()
-    server.routes["/hook"] = lambda h: send(h, 200, b'{"ok": true}', {"Content-Type": "application/json"})
-    server.routes["/fail"] = lambda h: send(h, 500, b'{"ok": false}', {"Content-Type": "application/json"})
+    server.routes["/hook"] = lambda h: send(
+        h, 200, b'{"ok": true}', {"Content-Type": "application/json"}
+    )
+    server.routes["/fail"] = lambda h: send(
+        h, 500, b'{"ok": false}', {"Content-Type": "application/json"}
+    )
     server.start()
     yield server
     server.stop()

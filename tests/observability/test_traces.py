@@ -77,7 +77,10 @@ def test_traces__one_webhook_gives_one_tree_from_request_to_outbound_call(
 
     # The callee was sent the HTTP span's context: it joins the trace.
     [(_, _, headers, _)] = target.requests
-    assert headers["traceparent"].split("-")[1:3] == [trace_id, format(http.context.span_id, "016x")]
+    assert headers["traceparent"].split("-")[1:3] == [
+        trace_id,
+        format(http.context.span_id, "016x"),
+    ]
 
     # No payload value, URL path or header value in any attribute.
     attributes = json.dumps([dict(s.attributes) for s in finished], default=str)
