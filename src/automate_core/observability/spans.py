@@ -115,7 +115,7 @@ class _NoSpan:
     def update(self, attributes: Mapping[str, Any]) -> None:
         pass
 
-    def fail(self, code: str) -> None:
+    def fail(self, code: str, error_type: str | None = None) -> None:
         pass
 
 
