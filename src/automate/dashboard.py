@@ -121,8 +121,10 @@ def collect(name: str = "hour", now: datetime | None = None) -> dict[str, Any]:
     )
     lags: list[list[float]] = [[] for _ in win.buckets]
     for finished_at, started_at, created_at in sample:
+        if finished_at is None or started_at is None or created_at is None:
+            continue
         i = win.index(finished_at)
-        if created_at is not None and 0 <= i < len(lags):
+        if 0 <= i < len(lags):
             lags[i].append(max(0.0, (started_at - created_at).total_seconds()))
     all_lags = [lag for bucket in lags for lag in bucket]
 
@@ -188,7 +190,7 @@ def svg_bars(
 ) -> SafeString:
     """Stacked bars, one per bucket: ``series`` is ``(name, values, colour)``."""
     count = max((len(values) for _, values, _ in series), default=0)
-    totals = [sum(values[i] for _, values, _ in series) for i in range(count)]
+    totals = [float(sum(values[i] for _, values, _ in series)) for i in range(count)]
     peak = max(totals, default=0) or 1
     plot_w, plot_h = WIDTH - PAD, HEIGHT - 2 * PAD
     bar_w = plot_w / max(count, 1)
@@ -198,7 +200,7 @@ def svg_bars(
         f"<title>{escape(title)}</title>",
     ]
     for i in range(count):
-        y = HEIGHT - PAD
+        y = float(HEIGHT - PAD)
         for name, values, colour in series:
             value = values[i]
             if not value:

@@ -41,7 +41,8 @@ class webhook:
     __slots__ = ("connector", "response", "span", "started")
 
     def __init__(self, connector: str) -> None:
-        self.connector, self.response, self.started = connector, None, time.perf_counter()
+        self.connector, self.started = connector, time.perf_counter()
+        self.response: HttpResponse | None = None
         self.span = spans.span(
             "POST /webhooks/{connector_key}/",
             {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "NO_SPAN",
@@ -106,7 +106,7 @@ class _NoSpan:
     def __enter__(self) -> _NoSpan:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         return False
 
     def set(self, key: str, value: Any) -> None:
@@ -146,7 +146,7 @@ class Span:
         self._token = self._api.context.attach(ctx)
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         try:
             if exc is not None and not self._failed:
                 self.fail(_error_code(exc), exc_type.__name__)
