@@ -256,6 +256,15 @@ def _changelist(model: str, **filters: Any) -> str:
     return f"{url}?{urlencode(filters)}" if filters else url
 
 
+def _day(moment: datetime) -> dict[str, int]:
+    local = timezone.localtime(moment)
+    return {
+        "created_at__year": local.year,
+        "created_at__month": local.month,
+        "created_at__day": local.day,
+    }
+
+
 @admin.register(Overview)
 class OverviewAdmin(admin.ModelAdmin):
     """The overview as the changelist of a proxy model: listed under "Automate" in the
@@ -290,7 +299,6 @@ class OverviewAdmin(admin.ModelAdmin):
         win: Window = data["window"]
         fmt = "%H:%M" if win.name == "hour" else "%d %H:%M"
         local = [timezone.localtime(b).strftime(fmt) for b in win.buckets]
-        since = timezone.localtime(win.since).strftime("%Y-%m-%d %H:%M:%S")
         bucket = "minute" if win.bucket_seconds == 60 else f"{win.bucket_seconds // 60} minutes"
         charts = [
             {
@@ -298,7 +306,8 @@ class OverviewAdmin(admin.ModelAdmin):
                 "title": f"Events received per {bucket}",
                 "svg": svg_bars([("events", data["received"], "#417690")], local, "Events"),
                 "total": sum(data["received"]),
-                "link": _changelist("automate_core_outboxitem", created_at__gte=since),
+                # The outbox changelist's date hierarchy: the window's first day.
+                "link": _changelist("automate_core_outboxitem", **_day(win.since)),
             },
             {
                 "id": "runs",
@@ -306,7 +315,7 @@ class OverviewAdmin(admin.ModelAdmin):
                 "svg": svg_bars([("runs", data["finished"], "#2e7d32")], local, "Runs"),
                 "total": sum(data["finished"]),
                 "link": _changelist(
-                    "automate_workflowrun", status__exact="completed", finished_at__gte=since
+                    "automate_workflowrun", status__exact="completed", **_day(win.since)
                 ),
             },
             {
@@ -322,7 +331,7 @@ class OverviewAdmin(admin.ModelAdmin):
                 ),
                 "total": sum(data["failed"]) + sum(data["dead"]),
                 "link": _changelist(
-                    "automate_workflowrun", status__exact="dead", finished_at__gte=since
+                    "automate_workflowrun", status__exact="dead", **_day(win.since)
                 ),
             },
             {
@@ -335,7 +344,7 @@ class OverviewAdmin(admin.ModelAdmin):
                     unit=" s",
                 ),
                 "total": None,
-                "link": _changelist("automate_workflowrun", finished_at__gte=since),
+                "link": _changelist("automate_workflowrun", **_day(win.since)),
             },
         ]
         slowest = [

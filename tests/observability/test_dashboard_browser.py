@@ -18,22 +18,26 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "img" / "admin-overview.png"
 
 
-def test_dashboard_browser__charts_render_from_real_runs(
-    superuser,  # noqa: F811
-    live_server,
-    browser,  # noqa: F811
-    target,
-    loopback,
-    csrf_client,
-    tmp_path,
-):
+@pytest.fixture
+def real_runs(target, loopback, csrf_client):
+    """Runs made before the browser starts (Playwright's loop forbids queries here)."""
     notify_workflow(target.url("/hook"))
     notify_workflow(target.url("/fail"), key="failing", max_attempts=1)
     for n in range(12):
         send_event(csrf_client, event_id=f"evt_{n}")
     for _ in range(3):
         post(csrf_client, b'{"id": "x"}', signature="bad")
-    drain()
+    return drain()
+
+
+def test_dashboard_browser__charts_render_from_real_runs(
+    superuser,  # noqa: F811
+    real_runs,
+    live_server,
+    browser,  # noqa: F811
+    tmp_path,
+):
+    assert real_runs == {"dead": 12}  # each event: one run completes, one is dead-lettered
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(20_000)
@@ -60,6 +64,13 @@ def test_dashboard_browser__charts_render_from_real_runs(
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
 
-    page.click("#chart-events h2 a")  # the chart's link: the filtered changelist
+    # Each chart links to its filtered changelist.
+    page.click("#chart-events h2 a")
     page.wait_for_selector("#result_list")
-    assert "created_at__gte" in page.url
+    assert "created_at__day" in page.url and "?e=1" not in page.url
+    assert page.locator("#result_list tbody tr").count() == 12
+    page.go_back()
+    page.click("#chart-failures h2 a")
+    page.wait_for_selector("#result_list")
+    assert "status__exact=dead" in page.url and "?e=1" not in page.url
+    assert page.locator("#result_list tbody tr").count() == 12
