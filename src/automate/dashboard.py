@@ -256,6 +256,13 @@ def _changelist(model: str, **filters: Any) -> str:
     return f"{url}?{urlencode(filters)}" if filters else url
 
 
+def _ms(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 def _day(moment: datetime) -> dict[str, int]:
     local = timezone.localtime(moment)
     return {
@@ -350,6 +357,8 @@ class OverviewAdmin(admin.ModelAdmin):
         slowest = [
             {
                 **row,
+                "avg": _ms(row["avg"]),
+                "max": _ms(row["max"]),
                 "link": _changelist(
                     "automate_workflowrun", workflow__id__exact=row["run__workflow_id"]
                 ),
