@@ -133,6 +133,7 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight)
     if batch < 1:
         queue.reclaim_expired()  # a full pipeline must still recover crashed leases
+        instrument.claimed([], time.time_ns(), worker_name("dispatch"))  # still alive
         return 0
     items = claim(batch, worker=worker_name("dispatch"), only=("id", "lease_token"))
     if not items:
