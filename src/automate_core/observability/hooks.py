@@ -52,11 +52,11 @@ class outbound:
         return response
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None and _is_refusal(exc):
-            # Counted once by refused(), which the client calls for every refusal.
+        if exc is not None:
+            self.status = "refused" if _is_refusal(exc) else "error"
+            # refused() (the client's refusal report) must not count or trace it again.
             exc._automate_span = True  # type: ignore[attr-defined]
-        else:
-            metrics.http_request(self.host, self.status if exc is None else "error")
+        metrics.http_request(self.host, self.status)
         return self.span.__exit__(exc_type, exc, tb)
 
 
@@ -73,9 +73,9 @@ def refused(exc: BaseException, method: str, url: Any) -> None:
         host = httpx.URL(str(url)).host
     except Exception:
         host = "unknown"
-    metrics.http_request(host, "refused")
     if getattr(exc, "_automate_span", False):
-        return
+        return  # the transport's outbound() counted and traced it
+    metrics.http_request(host, "refused")
     with spans.span(
         f"HTTP {method}", {"http.request.method": method, "server.address": host}, kind="client"
     ) as refusal:
