@@ -332,8 +332,8 @@ class Overview(WorkflowRun):
 
 
 class WebhookRefusalMinute(models.Model):
-    """Refused webhook requests (4xx, 5xx) per minute, connector and status: the admin
-    overview's "most 401s" (a refusal stores no outbox row). One UPDATE per refusal."""
+    """Webhook requests refused with 401, per minute and connector: the admin overview's
+    "most 401s" (a refusal stores no outbox row). One UPDATE per refusal."""
 
     minute = models.DateTimeField(_("minute"))
     connector_key = models.CharField(_("connector"), max_length=100)
