@@ -22,66 +22,27 @@ The details are ages, counts and exception type names: nothing secret.
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
-import threading
-import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views import View
 
 from automate.conf import settings as app_settings
+from automate.dispatch import execution_mode
+from automate.heartbeat import beat
 from automate.models import WorkerHeartbeat
 from automate_core.outbox.models import DUE_STATUSES, OutboxItem
 
-__all__ = ["HealthView", "beat", "check_health"]
+__all__ = ["HealthView", "beat", "check_health"]  # beat: automate.heartbeat's
 
-logger = logging.getLogger("automate.health")
 
-_beat_lock = threading.Lock()
-_last_beat: float | None = None
 _migrated = False
 
-#: Heartbeat rows of processes gone for this long are deleted by the next beat.
-FORGET_AFTER = timedelta(days=1)
-
 Check = dict[str, Any]
-
-
-def process_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:200]
-
-
-def beat(worker: str = "") -> bool:
-    """Record that this process polls the outbox; at most once per
-    ``WORKER_HEARTBEAT_SECONDS``. Never raises (a claim must not fail for it)."""
-    global _last_beat
-    now = time.monotonic()
-    with _beat_lock:
-        if _last_beat is not None and now - _last_beat < app_settings.WORKER_HEARTBEAT_SECONDS:
-            return False
-        _last_beat = now
-    try:
-        seen = timezone.now()
-        WorkerHeartbeat.objects.update_or_create(worker=process_name(), defaults={"seen_at": seen})
-        WorkerHeartbeat.objects.filter(seen_at__lt=seen - FORGET_AFTER).delete()
-    except DatabaseError:
-        logger.warning("could not record the worker heartbeat", exc_info=True)
-        return False
-    return True
-
-
-def reset_heartbeat() -> None:
-    """Let the next :func:`beat` write at once (tests, a forked worker)."""
-    global _last_beat
-    _last_beat = None
 
 
 def check_database() -> Check:
@@ -107,8 +68,6 @@ def check_migrations() -> Check:
 
 
 def check_broker() -> Check:
-    from automate.dispatch import execution_mode
-
     if execution_mode() != "celery":
         return {"ok": True, "mode": "embedded"}
     from celery import current_app

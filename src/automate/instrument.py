@@ -22,7 +22,10 @@ from django.db.models import F
 from django.http import HttpResponse
 from django.utils import timezone
 
+from automate import heartbeat
+from automate.models import WebhookRefusalMinute
 from automate_core.observability import logs, metrics, spans
+from automate_core.outbox.models import OutboxItem
 
 __all__ = ["claimed", "count_refusal", "run", "step", "store", "verify", "webhook"]
 
@@ -89,8 +92,6 @@ class webhook:
 
 def count_refusal(connector: str, status: int) -> None:
     """Add one refused request to its minute's row; never raises."""
-    from automate.models import WebhookRefusalMinute
-
     minute = timezone.now().replace(second=0, microsecond=0)
     rows = WebhookRefusalMinute.objects.filter(
         minute=minute, connector_key=connector[:100], status=status
@@ -142,9 +143,7 @@ def store(connector: str, event_type: str) -> Any:
 def claimed(items: Sequence[Any], started_ns: int, worker: str) -> None:
     """After a claim: one ``automate.claim`` span per item, in the item's own trace
     (from ``started_ns`` to now), and this worker's heartbeat."""
-    from automate import health
-
-    health.beat(worker)
+    heartbeat.beat(worker)
     if not items or not spans.enabled():
         return
     contexts = _trace_contexts(items)
@@ -166,8 +165,6 @@ def _trace_contexts(items: Sequence[Any]) -> dict[int, str]:
     """Each item's stored traceparent; one SELECT when the claim loaded only ids."""
     if all("trace_context" not in item.get_deferred_fields() for item in items):
         return {item.pk: item.trace_context for item in items}
-    from automate_core.outbox.models import OutboxItem
-
     rows = OutboxItem.objects.filter(pk__in=[i.pk for i in items])
     return dict(rows.values_list("pk", "trace_context"))
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from automate import health
+from automate import health, heartbeat
 from automate.models import WorkerHeartbeat
 from automate.worker import EmbeddedWorker
 from automate_core.models import OutboxItem
@@ -19,14 +19,14 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.o
 @pytest.fixture(autouse=True)
 def fresh(settings):
     settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "embedded"}
-    health.reset_heartbeat()
+    heartbeat.reset_heartbeat()
     yield
-    health.reset_heartbeat()
+    heartbeat.reset_heartbeat()
 
 
 def test_health__a_polling_worker_makes_it_healthy(client):
     EmbeddedWorker(threads=1, poll_seconds=0).run(once=True)  # its claim writes the beat
-    assert WorkerHeartbeat.objects.get().worker == health.process_name()
+    assert WorkerHeartbeat.objects.get().worker == heartbeat.process_name()
     response = client.get("/health/")
     assert response.status_code == 200
     data = response.json()
@@ -58,8 +58,8 @@ def test_health__the_worker_check_can_be_turned_off(client, settings):
 
 
 def test_health__heartbeats_are_throttled():
-    assert health.beat() is True
-    assert health.beat() is False  # within WORKER_HEARTBEAT_SECONDS: no write
+    assert heartbeat.beat() is True
+    assert heartbeat.beat() is False  # within WORKER_HEARTBEAT_SECONDS: no write
 
 
 def test_health__an_old_due_outbox_item_is_503(client):

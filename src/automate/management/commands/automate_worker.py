@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from automate import dispatch
+from automate import dispatch, metrics
 from automate.conf import settings as app_settings
 from automate.worker import EmbeddedWorker
 
@@ -75,8 +75,6 @@ class Command(BaseCommand):
         self.stdout.write(f"automate worker stopped ({summary})")
 
     def _serve_metrics(self, port: int, addr: str) -> None:
-        from automate import metrics
-
         if metrics.serve(port, addr) is None:
             raise CommandError(
                 "--metrics-port needs prometheus-client (pip install django-automate[prometheus])"
