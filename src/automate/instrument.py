@@ -77,16 +77,18 @@ class webhook:
         metrics.webhook(label, status, time.perf_counter() - self.started)
         if status == 401:  # the overview's "most 401s"; other refusals only in metrics
             count_refusal(label, status)
-        logs.event(
-            "webhook",
-            logging.INFO if status < 400 else logging.WARNING,
-            connector=label,
-            status=status,
-            trace_id=_response_field(self.response, "trace_id"),
-            outbox_id=_response_field(self.response, "id"),
-            duplicate=_response_field(self.response, "duplicate"),
-            error=_response_field(self.response, "error"),
-        )
+        level = logging.INFO if status < 400 else logging.WARNING
+        if logs.enabled(level):  # the answer is read only for a line that is written
+            logs.event(
+                "webhook",
+                level,
+                connector=label,
+                status=status,
+                trace_id=_response_field(self.response, "trace_id"),
+                outbox_id=_response_field(self.response, "id"),
+                duplicate=_response_field(self.response, "duplicate"),
+                error=_response_field(self.response, "error"),
+            )
         return self.span.__exit__(exc_type, exc, tb)
 
 

@@ -15,13 +15,18 @@ from typing import Any
 
 from automate_core.conf import settings as core_settings
 
-__all__ = ["LOGGER_NAME", "event"]
+__all__ = ["LOGGER_NAME", "enabled", "event"]
 
 LOGGER_NAME = "automate.events"
 logger = logging.getLogger(LOGGER_NAME)
 
 # Record attributes the logging module owns; a field of that name is not set as extra.
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def enabled(level: int = logging.INFO) -> bool:
+    """Whether a line at ``level`` would be logged: callers skip building its fields."""
+    return logger.isEnabledFor(level)
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
