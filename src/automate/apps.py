@@ -22,6 +22,7 @@ class AutomateConfig(AppConfig):
         # registry, and apps.py is imported while the registry is being filled.
         from automate import (
             checks,  # noqa: F401  (registers the system checks)
+            instrument,
             receivers,
             signals,
         )
@@ -44,6 +45,7 @@ class AutomateConfig(AppConfig):
         signals.event_accepted.connect(
             receivers.start_processing, dispatch_uid="automate.start_processing"
         )
+        instrument.connect_celery()  # trace context through Celery messages
 
 
 def _register_sealed_fields() -> None:

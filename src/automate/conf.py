@@ -98,6 +98,14 @@ class AutomateSettings(AppSettings):
     OUTGOING_WEBHOOK_RATE_LIMIT: str = ""
     # Deliveries of one claimed batch sent at once, so a slow endpoint delays no other.
     OUTGOING_WEBHOOK_THREADS: int = setting(8, positive=True)
+    # Observability (automate.health, automate.metrics): how often a polling worker
+    # records its heartbeat, how old the newest one may be before /health/ fails (0: no
+    # worker check, e.g. a web-only deployment), how long the oldest due outbox item may
+    # wait, and how long the outbox gauges of /metrics are cached.
+    WORKER_HEARTBEAT_SECONDS: float = setting(10.0, positive=True)
+    HEALTH_WORKER_MAX_AGE_SECONDS: float = setting(60.0, minimum=0)
+    HEALTH_OUTBOX_MAX_LAG_SECONDS: float = setting(300.0, positive=True)
+    METRICS_GAUGE_CACHE_SECONDS: float = setting(5.0, minimum=0)
 
 
 settings = AutomateSettings.lazy()

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from celery import signature
@@ -23,6 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from automate import instrument
 from automate.batch import FLUSH_SECONDS, ClaimedBatch
 from automate.conf import settings as app_settings
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
@@ -110,11 +112,10 @@ def claim(
     batch: int | None = None, *, worker: str = "", only: tuple[str, ...] = ()
 ) -> list[OutboxItem]:
     """Lease due items with the outbox's ``claim()``."""
-    items = queue.claim(
-        batch or app_settings.WORKER_BATCH_SIZE,
-        worker=worker or worker_name(),
-        only=only,
-    )
+    started = time.time_ns()
+    worker = worker or worker_name()
+    items = queue.claim(batch or app_settings.WORKER_BATCH_SIZE, worker=worker, only=only)
+    instrument.claimed(items, started, worker)
     sweep_dead_runs()
     return items
 
@@ -141,6 +142,7 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight)
     if batch < 1:
         queue.reclaim_expired()  # a full pipeline must still recover crashed leases
+        instrument.claimed([], time.time_ns(), worker_name("dispatch"))  # still alive
         return 0
     items = claim(batch, worker=worker_name("dispatch"), only=("id", "lease_token"))
     if not items:
