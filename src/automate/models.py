@@ -107,6 +107,15 @@ class ConnectionProfile(models.Model):
 #: The connector key of outbox items created for manual and API runs of one workflow. It
 #: cannot be a connection key (those start with a letter or digit), so no trigger matches it.
 MANUAL_CONNECTOR_KEY = "_manual"
+#: Events posted to the REST API are stored under ``api:<connection key>``: they start the
+#: connection's workflows, but their ids never meet a webhook's (connection keys hold no
+#: ":"), so an API user cannot make a genuine delivery a duplicate.
+API_SOURCE_PREFIX = "api:"
+
+
+def trigger_key(connector_key: str) -> str:
+    """The connection key whose triggers an outbox item's source matches."""
+    return connector_key.removeprefix(API_SOURCE_PREFIX)
 
 
 class Workflow(models.Model):
@@ -299,3 +308,4 @@ class StepRun(models.Model):
 
 # MCP servers live in their own module; the spec imports them from here.
 from automate.mcp.models import MCPServer, MCPTool  # noqa: E402,F401
+from automate.replays import WebhookReceipt  # noqa: E402,F401

@@ -196,7 +196,7 @@ class MCPServerAdmin(admin.ModelAdmin):
         )
         return True
 
-    @admin.action(description=_("Sync tools"))
+    @admin.action(description=_("Sync tools"), permissions=["change"])
     def sync_tools_action(self, request: HttpRequest, queryset: QuerySet[MCPServer]) -> None:
         for server in queryset:
             self._sync(request, server)
