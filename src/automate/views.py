@@ -89,6 +89,9 @@ class WebhookView(View):
             _log_misconfigured(key, exc, trace_id)
             response = _error(503, "temporarily unavailable", trace_id)
             response["Retry-After"] = "60"
+            # Logged above, and throttled: keep django.request from adding an ERROR per
+            # request (it logs every 5xx unless the response says it was logged).
+            response._has_been_logged = True  # type: ignore[attr-defined]
             return response
         if connector is None:
             return _error(404, "unknown webhook endpoint", trace_id)
