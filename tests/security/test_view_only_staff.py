@@ -129,3 +129,12 @@ def test_view_only_staff__cannot_run_knowledge_base_test_queries():
     assert b"test-query" not in changelist.content  # no link to a page they cannot use
     editor = _staff("view_knowledgebase", "change_knowledgebase", username="kb-editor")
     assert editor.post(url, {"query": "refund", "top_k": 2, "filters": ""}).status_code == 200
+
+
+def test_view_only_staff__can_open_an_mcp_server_page_without_a_sync_button():
+    server = MCPServer.objects.create(name="Tools", url="https://tools.example.com/mcp")
+    client = _staff("view_mcpserver")
+    page = client.get(reverse("admin:automate_mcpserver_change", args=[server.pk]))
+    assert page.status_code == 200  # was a 500: the form assumed editable fields
+    assert b"mcp-sync-button" not in page.content
+    assert b"tools.example.com" in page.content
