@@ -16,10 +16,13 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
 
 from automate import views
@@ -111,6 +114,27 @@ def test_outsider__github_distinct_bodies_are_distinct_events():
         headers = {"X-Hub-Signature-256": github_signature(SECRETS["github"], body)}
         assert _post("github", body, headers).status_code == 202
     assert _rows("github") == 3
+
+
+def test_outsider__concurrent_replays_with_distinct_ids_store_one_event(postgres):
+    """Four copies at once, each with its own delivery id: the receipt's unique index
+    (not a lock held in memory) lets one through, on a database where they really race."""
+    signature = {"X-Hub-Signature-256": github_signature(SECRETS["github"], GITHUB_BODY)}
+    barrier = threading.Barrier(4)
+
+    def send(n: int) -> int:
+        try:
+            barrier.wait(timeout=30)
+            return _post(
+                "github", GITHUB_BODY, {**signature, "X-GitHub-Delivery": f"c{n}"}
+            ).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        codes = sorted(pool.map(send, range(4)))
+    assert codes == [200, 200, 200, 202]
+    assert _rows("github") == 1
 
 
 def test_outsider__jira_signs_no_id_so_its_replay_content_is_the_signed_body():
