@@ -226,3 +226,15 @@ def test_api_user__json_nested_up_to_the_cap_is_accepted():
     nested = "[" * 99 + "]" * 99  # 100 levels with the body's own object
     body = '{"connector": "my_service", "payload": ' + nested + "}"
     assert client.post("/api/events/", body, content_type="application/json").status_code == 202
+
+
+def test_api_user__a_connection_key_too_long_for_the_api_source_is_400_not_500():
+    long_key = "k" * 97  # "api:" + 97 characters overflows the 100-character column
+    api = _client("integrator", "add_workflowrun")
+    with override_settings(AUTOMATE={"CONNECTORS": {long_key: {"connector": "my_service"}}}):
+        response = api.post(
+            "/api/events/", {"connector": long_key}, content_type="application/json"
+        )
+    assert response.status_code == 400
+    assert "up to 96 characters" in response.json()["connector"][0]
+    assert not OutboxItem.objects.exists()
