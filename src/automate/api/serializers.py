@@ -159,7 +159,8 @@ class EventSerializer(serializers.Serializer):
     payload = serializers.JSONField(required=False, allow_null=True, default=None)
 
     def validate_connector(self, value: str) -> str:
-        room = OutboxItem._meta.get_field("connector_key").max_length - len(API_SOURCE_PREFIX)
+        column = OutboxItem._meta.get_field("connector_key").max_length or 100
+        room = column - len(API_SOURCE_PREFIX)
         if len(value) > room:  # stored as "api:<key>"
             raise serializers.ValidationError(
                 f"API events can be posted for connection keys of up to {room} characters"
