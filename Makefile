@@ -84,6 +84,7 @@ bench: install
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.outgoing
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.rag
 
 # The reliability suite at length, on PostgreSQL: 50,000 fuzzed webhooks, 1,000 events

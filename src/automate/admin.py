@@ -307,3 +307,4 @@ def _format_duration(value) -> str:
 
 # The MCP admin registers itself on import.
 from automate.mcp import admin as _mcp_admin  # noqa: E402,F401
+from automate.outgoing import admin as _outgoing_admin  # noqa: E402,F401

@@ -29,6 +29,7 @@ class AutomateConfig(AppConfig):
         from automate.connections import clear_connection_cache
         from automate.mcp import checks as mcp_checks  # noqa: F401  (registers the MCP checks)
         from automate.models import ConnectionProfile
+        from automate.outgoing import checks as outgoing_checks  # noqa: F401  (its checks)
         from automate.steps import registry
 
         registry.load()
@@ -61,4 +62,9 @@ def _register_sealed_fields() -> None:
         "automate.MCPServer",
         "api_key",
         describe=lambda server: f"MCP server {server.key!r} API key",
+    )
+    register_sealed(
+        "automate.EndpointSecret",
+        "secret",
+        describe=lambda row: f"webhook endpoint {row.endpoint_id} signing secret",
     )

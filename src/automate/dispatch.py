@@ -27,6 +27,7 @@ from automate.batch import FLUSH_SECONDS, ClaimedBatch
 from automate.conf import settings as app_settings
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.outcomes import Outcome
+from automate.outgoing import delivery
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
@@ -92,9 +93,17 @@ def process_batch(
 
     The items' results are settled together, in one transaction, at the end of the batch
     and whenever an item finishes :data:`FLUSH_SECONDS` or more after the last settlement
-    (see :mod:`automate.batch`).
+    (see :mod:`automate.batch`). Outgoing-webhook deliveries are sent by
+    :mod:`automate.outgoing.delivery` instead, before the batch's workflows.
     """
-    return ClaimedBatch(items, should_stop).run()
+    deliveries = [item for item in items if delivery.is_delivery(item)]
+    if not deliveries:
+        return ClaimedBatch(items, should_stop).run()
+    counts = delivery.deliver_batch(deliveries, should_stop=should_stop)
+    rest = [item for item in items if not delivery.is_delivery(item)]
+    for status, n in (ClaimedBatch(rest, should_stop).run() if rest else {}).items():
+        counts[status] = counts.get(status, 0) + n
+    return counts
 
 
 def claim(

@@ -308,4 +308,14 @@ class StepRun(models.Model):
 
 # MCP servers live in their own module; the spec imports them from here.
 from automate.mcp.models import MCPServer, MCPTool  # noqa: E402,F401
+
+# Outgoing webhooks live in their own package.
+from automate.outgoing.models import (  # noqa: E402,F401
+    DeliveryAttempt,
+    EndpointSecret,
+    OutgoingMessage,
+    WebhookEndpoint,
+)
+
+# Receipts of id-less signed webhooks (replay protection) live with their logic.
 from automate.replays import WebhookReceipt  # noqa: E402,F401

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("automate", "0004_mcpserver_stdio"),
+        ("automate", "0005_outgoing_webhooks"),
         ("automate_core", "0001_initial"),
     ]
 
