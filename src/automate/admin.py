@@ -181,11 +181,13 @@ class WorkflowAdmin(admin.ModelAdmin):
         for field in ("id", "key", "version", "created_at", "updated_at"):
             setattr(obj, field, getattr(saved, field))
 
-    @admin.action(description=_("Enable selected workflows"))
+    # Each action names the permission it needs: Django then hides it from, and refuses
+    # it to, a user without it (a view-only staff member sees no action at all).
+    @admin.action(description=_("Enable selected workflows"), permissions=["change"])
     def enable_workflows(self, request, queryset) -> None:
         queryset.update(enabled=True)
 
-    @admin.action(description=_("Disable selected workflows"))
+    @admin.action(description=_("Disable selected workflows"), permissions=["change"])
     def disable_workflows(self, request, queryset) -> None:
         queryset.update(enabled=False)
 
@@ -271,7 +273,12 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         )  # fmt: skip
         return format_html('<table class="automate-timeline">{}{}</table>', header, rows)
 
-    @admin.action(description=_("Replay selected dead runs"))
+    def has_replay_permission(self, request) -> bool:
+        """Replaying starts runs: ``automate.add_workflowrun``, as in the REST API. (Not
+        ``has_add_permission``, which stays False: runs are never added by hand.)"""
+        return request.user.has_perm("automate.add_workflowrun")
+
+    @admin.action(description=_("Replay selected dead runs"), permissions=["replay"])
     def replay_runs(self, request, queryset) -> None:
         ids = sorted(
             {

@@ -8,6 +8,7 @@ checked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,15 @@ class AutomateSettings(AppSettings):
     WEBHOOK_MAX_BODY_BYTES: int = setting(1024 * 1024, positive=True, check_id="automate.E101")
     # Lower-case header names kept on an outbox row besides each connector's own list.
     WEBHOOK_HEADER_ALLOWLIST: list[str] = setting(["content-type", "user-agent"])
+    # Seconds a webhook whose signature covers no event id (GitHub, Jira, generic HMAC,
+    # Slack interactions) is remembered by a digest of what was signed: a repeat of the
+    # same signed content within it is a duplicate. 0 turns it off.
+    WEBHOOK_REPLAY_WINDOW_SECONDS: int = setting(24 * 3600, minimum=0)
+    # REST API: a "module.function" (or the callable) given (request, queryset) for
+    # workflows and runs, returning the rows that request may see (multi-tenant projects).
+    API_OBJECT_FILTER: str | Callable[..., Any] | None = setting(
+        None, must='None, or a "module.function" path or callable'
+    )
     # Connections (automate.connections), by key:
     # {"connector": ..., "config": {...}, "secrets": [...], "enabled": True}
     CONNECTORS: dict[str, Any] = setting({})

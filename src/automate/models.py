@@ -107,6 +107,15 @@ class ConnectionProfile(models.Model):
 #: The connector key of outbox items created for manual and API runs of one workflow. It
 #: cannot be a connection key (those start with a letter or digit), so no trigger matches it.
 MANUAL_CONNECTOR_KEY = "_manual"
+#: Events posted to the REST API are stored under ``api:<connection key>``: they start the
+#: connection's workflows, but their ids never meet a webhook's (connection keys hold no
+#: ":"), so an API user cannot make a genuine delivery a duplicate.
+API_SOURCE_PREFIX = "api:"
+
+
+def trigger_key(connector_key: str) -> str:
+    """The connection key whose triggers an outbox item's source matches."""
+    return connector_key.removeprefix(API_SOURCE_PREFIX)
 
 
 class Workflow(models.Model):
@@ -360,3 +369,6 @@ from automate.outgoing.models import (  # noqa: E402,F401
     OutgoingMessage,
     WebhookEndpoint,
 )
+
+# Receipts of id-less signed webhooks (replay protection) live with their logic.
+from automate.replays import WebhookReceipt  # noqa: E402,F401

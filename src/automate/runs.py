@@ -22,7 +22,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 
-from automate.models import MANUAL_CONNECTOR_KEY, StepRun, Workflow, WorkflowRun
+from automate.models import (
+    API_SOURCE_PREFIX,
+    MANUAL_CONNECTOR_KEY,
+    StepRun,
+    Workflow,
+    WorkflowRun,
+    trigger_key,
+)
 from automate_core.outbox.models import OutboxItem
 
 
@@ -52,15 +59,27 @@ def matching_workflows(connector_key: str, event_type: str) -> list[Workflow]:
 
 
 def event_context(item: OutboxItem) -> dict[str, Any]:
-    """The ``event`` a template sees, taken from an outbox item."""
+    """The ``event`` a template sees, taken from an outbox item.
+
+    ``connector`` is the connection key (an API-posted event's too); ``source`` says where
+    it came from: ``"api"`` (``POST /api/events/``), ``"manual"`` (a run started by hand)
+    or ``"webhook"``. A workflow that must act on signed deliveries only can check it.
+    """
     return {
         "id": item.external_id,
         "outbox_id": item.pk,
         "type": item.event_type,
-        "connector": item.connector_key,
+        "connector": trigger_key(item.connector_key),
+        "source": _source(item.connector_key),
         "payload": item.payload,
         "received_at": item.created_at.isoformat() if item.created_at else None,
     }
+
+
+def _source(connector_key: str) -> str:
+    if connector_key.startswith(API_SOURCE_PREFIX):
+        return "api"
+    return "manual" if connector_key == MANUAL_CONNECTOR_KEY else "webhook"
 
 
 def new_run(workflow: Workflow, item: OutboxItem) -> WorkflowRun:
@@ -124,7 +143,7 @@ def _missing_runs(
     for item in items:
         if item.connector_key == MANUAL_CONNECTOR_KEY:
             continue
-        kind = (item.connector_key, item.event_type)
+        kind = (trigger_key(item.connector_key), item.event_type)
         if kind not in matches:
             matches[kind] = matching_workflows(*kind)
         for workflow in matches[kind]:

@@ -7,16 +7,21 @@ Mount it once for every connector::
 Status codes are decisions, because every sender reads a 5xx as "retry later":
 
 * 404 unknown connector key or disabled profile; 405 any method but POST;
+* 503 ``{"error": "temporarily unavailable"}`` when the profile cannot be built (a secret
+  missing, a config invalid): the cause is logged (one WARNING per key per minute), never
+  answered;
 * 413 body over ``AUTOMATE["WEBHOOK_MAX_BODY_BYTES"]`` (from Content-Length, and while reading);
 * 401 verification failed or the verifier raised; nothing is stored, and one WARNING on
   ``automate.webhooks`` gives the reason code (see ``automate_connectors.verdict.Reason``);
 * 202 ``{"trace_id", "id"}`` once the outbox row is committed;
-* 200 with the first ``trace_id`` for a repeat of an event id already stored.
+* 200 with the first ``trace_id`` for a repeat of an event id already stored, or of the
+  signed content of a request whose signature covers no id (see :mod:`automate.replays`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -26,9 +31,10 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from automate import instrument, signals
+from automate import instrument, replays, signals
 from automate.conf import settings as app_settings
 from automate.connections import connector_for
+from automate.models import API_SOURCE_PREFIX
 from automate_connectors.base import Connector, Headers
 from automate_connectors.storable import storable
 from automate_connectors.verdict import Reason, WebhookVerdict
@@ -70,14 +76,23 @@ class WebhookView(View):
         if declared > max_bytes:
             return _error(413, f"body larger than {max_bytes} bytes", trace_id)
 
+        if key.startswith(API_SOURCE_PREFIX):  # the source of API events, never a URL
+            return _error(404, "unknown webhook endpoint", trace_id)
         ctx = ProviderContext(trace_id=trace_id)
         try:
             connector = connector_for(key, ctx=ctx)
         except (AutomateError, ImproperlyConfigured, ValueError) as exc:
             # A profile we cannot build (secret missing, config invalid) is our problem,
-            # and the sender must retry once it is fixed: that is what 503 means.
-            logger.error("connector %r cannot be built: %s", key, exc, extra={"trace_id": trace_id})
-            return _error(503, "connector is misconfigured", trace_id)
+            # and the sender must retry once it is fixed: that is what 503 means. The
+            # cause goes to the log (once a minute per key: anyone can make this request),
+            # never to the caller.
+            _log_misconfigured(key, exc, trace_id)
+            response = _error(503, "temporarily unavailable", trace_id)
+            response["Retry-After"] = "60"
+            # Logged above, and throttled: keep django.request from adding an ERROR per
+            # request (it logs every 5xx unless the response says it was logged).
+            response._has_been_logged = True  # type: ignore[attr-defined]
+            return response
         if connector is None:
             return _error(404, "unknown webhook endpoint", trace_id)
 
@@ -96,15 +111,17 @@ class WebhookView(View):
         try:
             event = storable(connector.parse_webhook(headers, raw_body), raw_body)
             handshake = connector.webhook_handshake(event)
+            content = connector.webhook_replay_content(headers, raw_body, event)
         except Exception:
             logger.exception("could not read a verified webhook for %r", key)
             return _error(400, "the event could not be read", trace_id)
         if handshake is not None:
             return JsonResponse(handshake, status=200)
 
-        # One autocommitted INSERT: the row is durable when enqueue returns.
-        with instrument.store(key, event.event_type):
-            result = queue.enqueue(
+        # One autocommitted INSERT (two in one transaction when the signature covers no
+        # event id, see automate.replays): the row is durable when this returns.
+        def enqueue() -> queue.Enqueued:
+            return queue.enqueue(
                 key,
                 event_type=event.event_type,
                 payload=event.payload,
@@ -113,15 +130,19 @@ class WebhookView(View):
                 headers=_kept_headers(connector, headers),
                 trace_id=trace_id,
             )
-        if result.created:
-            transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=result.item))
+
+        with instrument.store(key, event.event_type):
+            result = replays.enqueue_once(key, content, enqueue)
         item = result.item
+        if item is None:  # a replay of an event whose row has been deleted since
+            return JsonResponse({"trace_id": trace_id, "duplicate": True}, status=200)
         if not result.created:
             response = JsonResponse(
                 {"trace_id": item.trace_id, "id": item.pk, "duplicate": True}, status=200
             )
             response[TRACE_HEADER] = item.trace_id
             return response
+        transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=item))
         logger.info(
             "accepted %s event %r as outbox item %s",
             key,
@@ -130,6 +151,30 @@ class WebhookView(View):
             extra={"trace_id": trace_id},
         )
         return JsonResponse({"trace_id": item.trace_id, "id": item.pk}, status=202)
+
+
+#: When each misconfigured key was last logged (time.monotonic()), per process.
+_misconfigured_logged: dict[str, float] = {}
+MISCONFIGURED_LOG_EVERY = 60.0
+_clock = time.monotonic
+
+
+def _log_misconfigured(key: str, exc: Exception, trace_id: str) -> None:
+    """One WARNING per key per minute: a misconfigured profile answers every request
+    (anyone's) with a 503, and one log line each would let them flood the log."""
+    now = _clock()
+    last = _misconfigured_logged.get(key)
+    if last is not None and now - last < MISCONFIGURED_LOG_EVERY:
+        return
+    if len(_misconfigured_logged) >= 1000:  # keys come from the URL: keep this bounded
+        _misconfigured_logged.clear()
+    _misconfigured_logged[key] = now
+    logger.warning(
+        "connector %r cannot be built, its webhooks get 503 until it is fixed: %s",
+        key,
+        exc,
+        extra={"trace_id": trace_id, "connector_key": key},
+    )
 
 
 def _log_refusal(key: str, verdict: WebhookVerdict, trace_id: str) -> None:

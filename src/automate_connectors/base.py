@@ -169,6 +169,26 @@ class Connector(BaseProvider):
         """A body to answer at once instead of storing the event (e.g. URL challenges)."""
         return None
 
+    def webhook_replay_content(
+        self, headers: Mapping[str, str], raw_body: bytes, event: WebhookEvent
+    ) -> bytes | None:
+        """What the signature of a verified request covers, when it covers no event id.
+
+        The webhook view keeps a digest of it for ``AUTOMATE["WEBHOOK_REPLAY_WINDOW_SECONDS"]``
+        and answers a repeat as a duplicate: a signed request replayed with a new (unsigned)
+        id header, or with none, is stored once. ``None`` means the event's id is signed,
+        so the outbox's id dedupe already stops replays.
+
+        The default suits the common scheme, an HMAC of the body: ``None`` when the id came
+        from the (signed) body, the body itself when it came from :attr:`event_id_header`
+        or there is none. A connector whose signature also covers a timestamp returns the
+        timestamp with the body (two identical bodies sent at different times are then two
+        events); one whose signature covers the id header returns ``None``.
+        """
+        if event.external_id and not self.event_id_header:
+            return None
+        return raw_body
+
     @property
     def secrets(self) -> list[str]:
         """Every active webhook secret of this connector's profile, newest first."""

@@ -59,6 +59,12 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
     def document_count(self, obj: KnowledgeBase) -> int:
         return obj.documents.count()
 
+    def get_list_display(self, request: HttpRequest):
+        shown = list(super().get_list_display(request))
+        if not self.has_change_permission(request):
+            shown.remove("query_link")
+        return shown
+
     @admin.display(description="test")
     def query_link(self, obj: KnowledgeBase) -> str:
         url = reverse("admin:rag_knowledgebase_test_query", args=[obj.pk])
@@ -76,7 +82,9 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
 
     def test_query_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         kb = get_object_or_404(KnowledgeBase, pk=pk)
-        if not self.has_view_permission(request, kb):
+        # A test query calls the embedding provider (and spends its quota): it is an
+        # action on the knowledge base, for users who may change it, not view-only staff.
+        if not self.has_change_permission(request, kb):
             raise PermissionDenied
         results = None
         form = TestQueryForm(request.POST or None)

@@ -38,7 +38,7 @@ def test_api__schemathesis_finds_no_server_error(keep_test_connection):
         steps=[{"name": "F", "type": "filter", "config": {"condition": True}}],
         trigger="my_service",
     )
-    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", WSGIHandler())
+    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", WSGIHandler(), headers=AUTH)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10
 

@@ -210,10 +210,10 @@ def test_webhook__row_is_committed_before_202(csrf_client):
 @override_settings(AUTOMATE={"CONNECTORS": {"my_service": {"secrets": ["secret://missing"]}}})
 def test_webhook__unresolvable_secret_is_503_so_the_sender_retries(csrf_client, caplog):
     body = b"{}"
-    with caplog.at_level(logging.ERROR, logger="automate.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="automate.webhooks"):
         response = post(csrf_client, body, signature=sign(body))
     assert response.status_code == 503
-    assert "'missing' was not found" in caplog.text
+    assert "'missing' was not found" in caplog.text  # the cause is logged, not answered
     assert not OutboxItem.objects.exists()
 
 

@@ -85,3 +85,38 @@ def test_admin_browser__add_server_sync_and_see_tools(superuser, live_server, mc
     assert "my_tools" in row and "\t6\t" in row and "ok" in row
     page.close()
     assert len(mcp_server.calls()) == calls_before  # listing tools calls none
+
+
+@pytest.fixture
+def view_only_staff(transactional_db, mcp_server):
+    """A staff user who may only look at MCP servers, and one server to look at."""
+    from django.contrib.auth.models import Permission, User
+
+    from automate.models import MCPServer
+
+    user = User.objects.create_user("auditor", password="browser-pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_mcpserver"))
+    return MCPServer.objects.create(name="Audited", url=mcp_server.url, api_key=TOKEN)
+
+
+def test_admin_browser__view_only_staff_get_no_sync(view_only_staff, live_server, browser):
+    # tests/security/test_view_only_staff.py checks the refusals; this checks what a
+    # view-only user is shown: no "Sync tools" button, no "Sync tools" action.
+    page = browser.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "auditor")
+    page.fill("#id_password", "browser-pw")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+
+    page.goto(f"{live_server.url}/admin/automate/mcpserver/{view_only_staff.pk}/change/")
+    page.wait_for_selector("#content")
+    assert page.query_selector("#mcp-sync-button") is None
+    page.goto(f"{live_server.url}/admin/automate/mcpserver/")
+    page.wait_for_selector("#result_list")
+    options = page.eval_on_selector_all(
+        "select[name=action] option", "options => options.map(o => o.value)"
+    )
+    assert "sync_tools_action" not in options
+    page.close()

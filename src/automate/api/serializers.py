@@ -7,8 +7,9 @@ from typing import Any
 from rest_framework import serializers
 
 from automate.connections import find_connection
-from automate.models import StepRun, Workflow, WorkflowRun
+from automate.models import API_SOURCE_PREFIX, StepRun, Workflow, WorkflowRun
 from automate.services import UNCHANGED, WorkflowService
+from automate_core.outbox.models import OutboxItem
 from automate_core.providers.errors import AutomateError
 
 
@@ -158,6 +159,12 @@ class EventSerializer(serializers.Serializer):
     payload = serializers.JSONField(required=False, allow_null=True, default=None)
 
     def validate_connector(self, value: str) -> str:
+        column = OutboxItem._meta.get_field("connector_key").max_length or 100
+        room = column - len(API_SOURCE_PREFIX)
+        if len(value) > room:  # stored as "api:<key>"
+            raise serializers.ValidationError(
+                f"API events can be posted for connection keys of up to {room} characters"
+            )
         connection = find_connection(value)
         if connection is None or not connection.enabled:
             raise serializers.ValidationError(f"no enabled connection named {value!r}")

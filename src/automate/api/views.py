@@ -6,11 +6,12 @@ from typing import Any
 
 from django.apps import apps
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+from django.utils.module_loading import import_string
 from drf_spectacular.utils import OpenApiParameter, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -20,7 +21,8 @@ from rest_framework.views import APIView
 from automate import dispatch, signals
 from automate.api import serializers as s
 from automate.api.inspectors import SpectacularSchema, extend_schema
-from automate.models import RunStatus, Workflow, WorkflowRun
+from automate.conf import settings as app_settings
+from automate.models import API_SOURCE_PREFIX, RunStatus, Workflow, WorkflowRun
 from automate.services import WorkflowService
 from automate_connectors.storable import is_storable
 from automate_core.outbox import queue
@@ -35,12 +37,77 @@ class CanStartRuns(permissions.BasePermission):
         return bool(user and user.is_authenticated and user.has_perm("automate.add_workflowrun"))
 
 
+class ModelPermissions(permissions.DjangoModelPermissions):
+    """DRF's model permissions, reading included: ``GET`` needs ``view_<model>`` (or
+    ``change_<model>``, which implies it, as in the admin); writes need add, change or
+    delete. A run holds its event's payload and every step's input and output, so a
+    logged-in user without the permission gets 403, not the data."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method not in permissions.SAFE_METHODS:
+            return super().has_permission(request, view)
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return can_view(user, self._queryset(view).model)
+
+
+class CanViewRuns(permissions.BasePermission):
+    """Reading runs, events and step records: ``automate.view_workflowrun``."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and can_view(user, WorkflowRun))
+
+
+def can_view(user: Any, model: type[Model]) -> bool:
+    opts = model._meta
+    return any(
+        user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}")
+        for action in ("view", "change")
+    )
+
+
+def visible(request: Request, queryset: QuerySet[Any]) -> QuerySet[Any]:
+    """The rows of ``queryset`` this request may see: all of them, unless
+    ``AUTOMATE["API_OBJECT_FILTER"]`` names a ``(request, queryset) -> queryset`` callable
+    (a multi-tenant project's rule). It is called for workflows and for runs (look at
+    ``queryset.model``), before any lookup, so a row it leaves out is a 404 everywhere:
+    list, detail, update, delete, run and replay."""
+    rule = app_settings.API_OBJECT_FILTER
+    if rule is None:
+        return queryset
+    restrict = import_string(rule) if isinstance(rule, str) else rule
+    return restrict(request, queryset)
+
+
 class Pagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
 
 
 UNSTORABLE = "must not contain NUL characters, lone surrogates or non-finite numbers"
+#: How deeply a request body's JSON may nest. Far more than any workflow or event needs,
+#: far less than the parser's recursion limit (a body nested past it was a 500).
+MAX_JSON_DEPTH = 100
+TOO_DEEP = f"JSON nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when lists and objects in ``value`` nest more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class APIMixin:
@@ -63,16 +130,29 @@ class APIMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         if not is_storable(dict(request.query_params.lists())):
             raise ValidationError({"query": UNSTORABLE})
-        if request.method in ("POST", "PUT", "PATCH") and not is_storable(request.data):
+        if request.method not in ("POST", "PUT", "PATCH"):
+            return
+        try:
+            data = request.data
+        except RecursionError:  # the parser gave up on a body nested thousands deep
+            raise ParseError(TOO_DEEP) from None
+        if json_depth_exceeds(data):
+            raise ParseError(TOO_DEEP)
+        if not is_storable(data):
             raise ValidationError({"body": UNSTORABLE})
 
 
 @extend_schema(
     request=s.EventSerializer,
     responses={202: s.AcceptedSerializer, 200: s.AcceptedSerializer},
-    summary="Queue an event, as a verified webhook would be",
+    summary="Queue an event for the workflows of a connection, as a webhook would be",
 )
 class EventView(APIMixin, APIView):
+    """Events posted here start the same workflows as the connection's webhooks, but they
+    are stored under their own source, ``api:<connection>``: their ids are deduplicated
+    among API events only, so an API user can never make a genuine signed delivery a
+    "duplicate" by posting its id first."""
+
     permission_classes = [CanStartRuns]
 
     def post(self, request: Request) -> Response:
@@ -81,7 +161,7 @@ class EventView(APIMixin, APIView):
         data = serializer.validated_data
         with trace() as trace_id, transaction.atomic():
             result = queue.enqueue(
-                data["connector"],
+                API_SOURCE_PREFIX + data["connector"],
                 event_type=data["type"],
                 payload=data["payload"],
                 external_id=data["id"],
@@ -106,10 +186,10 @@ class WorkflowViewSet(APIMixin, viewsets.ModelViewSet):
     serializer_class = s.WorkflowSerializer
     lookup_field = "key"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
-    permission_classes = [permissions.IsAuthenticated, permissions.DjangoModelPermissions]
+    permission_classes = [ModelPermissions]
 
     def get_queryset(self) -> QuerySet[Workflow]:
-        return Workflow.objects.order_by("id")
+        return visible(self.request, Workflow.objects.order_by("id"))
 
     @extend_schema(
         request=s.ManualRunSerializer,
@@ -139,13 +219,13 @@ class WorkflowViewSet(APIMixin, viewsets.ModelViewSet):
 class RunViewSet(
     APIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [CanViewRuns]
 
     def get_serializer_class(self) -> type:
         return s.RunDetailSerializer if self.action == "retrieve" else s.RunSerializer
 
     def get_queryset(self) -> QuerySet[WorkflowRun]:
-        runs = WorkflowRun.objects.select_related("workflow").order_by("-id")
+        runs = visible(self.request, WorkflowRun.objects.select_related("workflow").order_by("-id"))
         filters = {"status": "status", "trace_id": "trace_id", "workflow": "workflow__key"}
         for param, lookup in filters.items():
             if value := self.request.query_params.get(param):
@@ -157,7 +237,7 @@ class RunViewSet(
         responses={202: s.RunSerializer, 409: s.ErrorSerializer},
         summary="Replay a dead run",
     )
-    @action(detail=True, methods=["post"], permission_classes=[CanStartRuns])
+    @action(detail=True, methods=["post"], permission_classes=[CanStartRuns, CanViewRuns])
     def replay(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()
         if run.status != RunStatus.DEAD or run.outbox_item_id is None:

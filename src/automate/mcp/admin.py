@@ -44,10 +44,13 @@ class MCPServerForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # stdio servers come from settings only: not a transport an admin can pick.
-        field = self.fields["transport"]
-        field.choices = [c for c in field.choices if c[0] != MCPServer.Transport.STDIO]  # type: ignore[attr-defined]
-        self.fields["url"].required = True
+        # stdio servers come from settings only: not a transport an admin can pick. (A
+        # view-only user's form has neither field: every field is read-only for them.)
+        if "transport" in self.fields:
+            field = self.fields["transport"]
+            field.choices = [c for c in field.choices if c[0] != MCPServer.Transport.STDIO]  # type: ignore[attr-defined]
+        if "url" in self.fields:
+            self.fields["url"].required = True
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -196,7 +199,7 @@ class MCPServerAdmin(admin.ModelAdmin):
         )
         return True
 
-    @admin.action(description=_("Sync tools"))
+    @admin.action(description=_("Sync tools"), permissions=["change"])
     def sync_tools_action(self, request: HttpRequest, queryset: QuerySet[MCPServer]) -> None:
         for server in queryset:
             self._sync(request, server)

@@ -10,6 +10,7 @@ this module, which the model's ``sync_tools()`` calls, imports nothing from the 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,8 @@ def sync_tools(server: MCPServer) -> SyncResult:
 
 
 def _check_unique(server: MCPServer, names: list[str]) -> None:
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(names)  # one pass: a server may list tens of thousands of tools
+    duplicates = sorted(n for n, seen in counts.items() if seen > 1)
     if duplicates:
         raise AutomateError(
             ErrorCodes.INTERNAL,

@@ -126,6 +126,19 @@ class GenericHmacConnector(Connector):
         )
         return event
 
+    def webhook_replay_content(
+        self, headers: Mapping[str, str], raw_body: bytes, event: WebhookEvent
+    ) -> bytes | None:
+        """The signed content (``<timestamp><separator><body>`` with a timestamp header),
+        unless the id is a field of the signed body."""
+        cfg = self.cfg
+        if cfg.event_id_field and not cfg.event_id_header and event.external_id:
+            return None
+        if cfg.timestamp_header:
+            stamp = headers.get(cfg.timestamp_header) or ""
+            return stamp.encode() + cfg.timestamp_separator.encode() + raw_body
+        return raw_body
+
 
 def _json(raw_body: bytes) -> Any:
     try:

@@ -266,6 +266,16 @@ class SlackConnector(_api.ApiConnector):
         event = WebhookEvent(event_type=event_type, external_id=external_id, payload=payload)
         return event
 
+    def webhook_replay_content(
+        self, headers: Mapping[str, str], raw_body: bytes, event: WebhookEvent
+    ) -> bytes | None:
+        """``v0:<timestamp>:<body>``, what Slack signs. Events API callbacks carry a signed
+        ``event_id`` and slash commands a ``trigger_id``, but interactions
+        (``block_actions``, ``view_submission``...) carry none: without this, one captured
+        click could be replayed for as long as its timestamp is within the tolerance."""
+        stamp = headers.get("X-Slack-Request-Timestamp") or ""
+        return b"v0:" + stamp.encode() + b":" + raw_body
+
     def webhook_handshake(self, event: WebhookEvent) -> dict[str, Any] | None:
         """Answer the Events API ``url_verification`` challenge (sent when the URL is set)."""
         payload = event.payload

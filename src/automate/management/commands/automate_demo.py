@@ -21,6 +21,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -166,7 +167,13 @@ class Command(BaseCommand):
         body = json.dumps(
             {
                 "action": "opened",
-                "issue": {"number": 1, "title": "Demo issue from automate_demo"},
+                # GitHub's payloads carry times like this one: each delivery's body differs,
+                # and a body already accepted is a replay (see automate.replays).
+                "issue": {
+                    "number": 1,
+                    "title": "Demo issue from automate_demo",
+                    "updated_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                },
                 "repository": {"full_name": "example/demo"},
             }
         ).encode()
