@@ -3,7 +3,7 @@ mount :class:`WebhookView`.
 
 The names most projects need are importable from the package::
 
-    from automate import StepExecutor, WebhookView, WorkflowService, register_step
+    from automate import StepExecutor, WebhookView, WorkflowService, emit, register_step
 
 The longer paths (``automate.views``, ``automate.services``, ``automate.steps`` ...) keep
 working.
@@ -18,6 +18,7 @@ from automate_core import __version__ as __version__
 from automate_core.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from automate.events import emit
     from automate.services import WorkflowService
     from automate.signals import event_accepted
     from automate.views import WebhookView
@@ -28,6 +29,7 @@ __all__ = [
     "StepResult",
     "WebhookView",
     "WorkflowService",
+    "emit",
     "event_accepted",
     "register_step",
 ]
@@ -37,6 +39,7 @@ __all__ = [
 _LAZY = {
     "WebhookView": "automate.views",
     "WorkflowService": "automate.services",
+    "emit": "automate.events",
     "event_accepted": "automate.signals",
 }
 
