@@ -299,3 +299,4 @@ class StepRun(models.Model):
 
 # MCP servers live in their own module; the spec imports them from here.
 from automate.mcp.models import MCPServer, MCPTool  # noqa: E402,F401
+from automate.schedules.models import Schedule, ScheduleTick  # noqa: E402,F401
