@@ -77,12 +77,14 @@ def ticks_to_fire(spec: ScheduleSpec, due_since: datetime, now: datetime) -> lis
 
 def set_schedule(workflow: Workflow, spec: ScheduleSpec | None, *, replace: bool) -> None:
     """Make ``workflow``'s schedule row match: ``spec`` (with ``replace``; None removes
-    it), and due only while the workflow is enabled. Runs in the caller's transaction."""
+    it), and due only while the workflow is enabled. The same spec saved again keeps its
+    next tick. Runs in the caller's transaction."""
     now = timezone.now()
     if replace and spec is None:
         Schedule.objects.filter(workflow=workflow).delete()
         return
-    if replace and spec is not None:
+    schedule = Schedule.objects.filter(workflow=workflow).first()
+    if replace and spec is not None and (schedule is None or schedule.spec() != spec):
         Schedule.objects.update_or_create(
             workflow=workflow,
             defaults={
@@ -94,7 +96,6 @@ def set_schedule(workflow: Workflow, spec: ScheduleSpec | None, *, replace: bool
             },
         )
         return
-    schedule = Schedule.objects.filter(workflow=workflow).first()
     if schedule is None:
         return
     if not workflow.enabled:
