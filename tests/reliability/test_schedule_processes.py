@@ -16,6 +16,7 @@ import itertools
 import signal
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -97,12 +98,13 @@ def check_ticks(target: CountingServer, *, expected: range | None = None) -> lis
     return ticks
 
 
-def leased_by_processes() -> set[str]:
-    """The worker processes (host:pid) that claimed tick items."""
+def leased_by_processes() -> Counter[str]:
+    """How many tick items each worker process (host:pid) claimed. Which poller wins a
+    tick is a race: both usually do, but the test does not depend on it."""
     names = OutboxItem.objects.filter(connector_key=SCHEDULE_CONNECTOR_KEY).values_list(
         "leased_by", flat=True
     )
-    return {":".join(name.split(":")[:2]) for name in names}
+    return Counter(":".join(name.split(":")[:2]) for name in names)
 
 
 def test_schedule__two_embedded_workers_fire_each_tick_once(postgres):
@@ -112,10 +114,12 @@ def test_schedule__two_embedded_workers_fire_each_tick_once(postgres):
         try:
             warm_up(workers)
             run_window(target)
+            alive = [w.poll() is None for w in workers]
         finally:
             errors = "".join(stop(w) for w in workers)
+        assert alive == [True, True], errors[-3000:]  # both polled through the window
         check_ticks(target, expected=range(WINDOW - 1, WINDOW + 2))
-    assert len(leased_by_processes()) == 2, errors[-3000:]
+    print(f"tick items claimed by: {leased_by_processes()}")
 
 
 def test_schedule__two_dispatchers_and_a_celery_worker_fire_each_tick_once(postgres, redis_url):
@@ -130,10 +134,12 @@ def test_schedule__two_dispatchers_and_a_celery_worker_fire_each_tick_once(postg
         try:
             warm_up(processes)
             run_window(target)
+            alive = [p.poll() is None for p in processes]
         finally:
             errors = "".join(stop(p) for p in processes)
+        assert alive == [True, True, True], errors[-3000:]
         check_ticks(target, expected=range(WINDOW - 1, WINDOW + 2))
-    assert len(leased_by_processes()) == 2, errors[-3000:]
+    print(f"tick items claimed by: {leased_by_processes()}")
 
 
 def test_schedule__kill_9_mid_tick_never_fires_it_twice(postgres, tmp_path: Path):
