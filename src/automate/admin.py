@@ -217,11 +217,14 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Enable selected workflows"))
     def enable_workflows(self, request, queryset) -> None:
-        queryset.update(enabled=True)
+        # Through the service, so a schedule starts again from its next tick.
+        for workflow in queryset:
+            WorkflowService().enable(workflow)
 
     @admin.action(description=_("Disable selected workflows"))
     def disable_workflows(self, request, queryset) -> None:
-        queryset.update(enabled=False)
+        for workflow in queryset:
+            WorkflowService().disable(workflow)
 
 
 @admin.register(WorkflowRun)

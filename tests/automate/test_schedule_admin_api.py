@@ -127,3 +127,16 @@ def test_api__a_bad_schedule_is_400(admin_api, trigger, fragment):  # noqa: F811
     assert response.status_code == 400
     assert fragment in str(response.json()["trigger"])
     assert not Workflow.objects.exists()
+
+
+def test_admin__disable_and_enable_actions_pause_and_restart_the_schedule(admin_client):
+    wf = WorkflowService().create_workflow(name="W", steps=STEPS, trigger={"every": 60})
+    url = "/admin/automate/workflow/"
+    admin_client.post(url, {"action": "disable_workflows", "_selected_action": [wf.pk]})
+    wf.refresh_from_db()
+    assert wf.enabled is False
+    assert Schedule.objects.get().next_tick_at is None
+    admin_client.post(url, {"action": "enable_workflows", "_selected_action": [wf.pk]})
+    wf.refresh_from_db()
+    assert wf.enabled is True
+    assert Schedule.objects.get().next_tick_at is not None
