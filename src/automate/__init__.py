@@ -3,7 +3,7 @@ mount :class:`WebhookView`.
 
 The names most projects need are importable from the package::
 
-    from automate import StepExecutor, WebhookView, WorkflowService, register_step, send_webhook
+    from automate import WebhookView, WorkflowService, emit, register_step, send_webhook
 
 The longer paths (``automate.views``, ``automate.services``, ``automate.steps`` ...) keep
 working.
@@ -18,6 +18,7 @@ from automate_core import __version__ as __version__
 from automate_core.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from automate.events import emit
     from automate.outgoing.api import send_webhook
     from automate.services import WorkflowService
     from automate.signals import event_accepted
@@ -29,6 +30,7 @@ __all__ = [
     "StepResult",
     "WebhookView",
     "WorkflowService",
+    "emit",
     "event_accepted",
     "register_step",
     "send_webhook",
@@ -39,6 +41,7 @@ __all__ = [
 _LAZY = {
     "WebhookView": "automate.views",
     "WorkflowService": "automate.services",
+    "emit": "automate.events",
     "event_accepted": "automate.signals",
     "send_webhook": "automate.outgoing.api",
 }

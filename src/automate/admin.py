@@ -10,7 +10,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from automate import dispatch
-from automate.models import ConnectionProfile, RunStatus, Workflow, WorkflowRun, WorkflowStep
+from automate.models import (
+    ConnectionProfile,
+    RunStatus,
+    Schedule,
+    Workflow,
+    WorkflowRun,
+    WorkflowStep,
+)
 from automate.services import WorkflowService, parse_trigger
 from automate_core.providers.errors import AutomateError
 from automate_core.redaction import redact_data
@@ -86,6 +93,17 @@ class WorkflowForm(forms.ModelForm):
         ),
     )
 
+    trigger_schedule = forms.JSONField(
+        label=_("Schedule"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 100, "style": "font-family: monospace"}),
+        help_text=_(
+            'Instead of a trigger connector: {"schedule": "0 9 * * 1-5", "timezone": '
+            '"Europe/Paris"} or {"every": 30} (seconds), optionally with "catch_up": '
+            '"latest", "none" or "all".'
+        ),
+    )
+
     class Meta:
         model = Workflow
         fields = [
@@ -95,6 +113,7 @@ class WorkflowForm(forms.ModelForm):
             "enabled",
             "trigger_connector",
             "trigger_event_types",
+            "trigger_schedule",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -104,14 +123,25 @@ class WorkflowForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["key"].disabled = True
             self.initial["steps"] = [_step_dict(s) for s in self.instance.current_steps()]
+            schedule = Schedule.objects.filter(workflow=self.instance).first()
+            if schedule is not None:
+                self.initial["trigger_schedule"] = schedule.spec().as_trigger()
 
     def clean(self):
         cleaned = super().clean()
         try:
             connector = cleaned.get("trigger_connector") or ""
             events = cleaned.get("trigger_event_types") or []
+            schedule = cleaned.get("trigger_schedule")
             cleaned["trigger"] = None
-            if connector:
+            if schedule and connector:
+                raise forms.ValidationError(_("Give a trigger connector or a schedule, not both."))
+            if schedule:
+                if not isinstance(schedule, dict):
+                    raise forms.ValidationError(_("The schedule must be a JSON object."))
+                cleaned["trigger"] = schedule
+                parse_trigger(schedule)
+            elif connector:
                 cleaned["trigger"] = {"connector": connector, "events": events}
                 parse_trigger(cleaned["trigger"])
             if "steps" in cleaned:
@@ -139,6 +169,7 @@ def _step_dict(step: WorkflowStep) -> dict:
 class WorkflowAdmin(admin.ModelAdmin):
     form = WorkflowForm
     list_display = ["name", "key", "enabled", "trigger", "version", "updated_at"]
+    list_select_related = ["schedule"]
     list_filter = ["enabled", "trigger_connector"]
     search_fields = ["name", "key"]
     readonly_fields = ["version", "created_at", "updated_at"]
@@ -146,6 +177,9 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("trigger"))
     def trigger(self, obj: Workflow) -> str:
+        schedule = getattr(obj, "schedule", None)
+        if schedule is not None:
+            return schedule.spec().describe()
         if not obj.trigger_connector:
             return str(_("manual"))
         events = ", ".join(obj.trigger_event_types) or "*"
@@ -185,11 +219,14 @@ class WorkflowAdmin(admin.ModelAdmin):
     # it to, a user without it (a view-only staff member sees no action at all).
     @admin.action(description=_("Enable selected workflows"), permissions=["change"])
     def enable_workflows(self, request, queryset) -> None:
-        queryset.update(enabled=True)
+        # Through the service, so a schedule starts again from its next tick.
+        for workflow in queryset:
+            WorkflowService().enable(workflow)
 
     @admin.action(description=_("Disable selected workflows"), permissions=["change"])
     def disable_workflows(self, request, queryset) -> None:
-        queryset.update(enabled=False)
+        for workflow in queryset:
+            WorkflowService().disable(workflow)
 
 
 @admin.register(WorkflowRun)

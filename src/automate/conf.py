@@ -61,6 +61,15 @@ class AutomateSettings(AppSettings):
     DISPATCH_MAX_IN_FLIGHT: int = setting(200, positive=True)
     # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
     WORKER_POLL_SECONDS: float = setting(1.0, positive=True)
+    # automate.emit(): the largest payload (its JSON, in bytes) and nesting depth accepted.
+    EMIT_MAX_PAYLOAD_BYTES: int = setting(1024 * 1024, positive=True)
+    EMIT_MAX_DEPTH: int = setting(32, positive=True)
+    # Schedules: a tick found due more than this many seconds late counts as missed (see
+    # the "catch_up" of a schedule trigger) ...
+    SCHEDULE_MISFIRE_GRACE_SECONDS: float = setting(60.0, minimum=0)
+    # ... and the most ticks of one schedule one poll fires (catch_up "all", or many ticks
+    # due at once); older ones are skipped.
+    SCHEDULE_MAX_CATCH_UP: int = setting(100, positive=True)
     # Workflows: defaults of each step's retry policy (a step may set its own).
     STEP_MAX_ATTEMPTS: int = setting(3, positive=True)
     STEP_BACKOFF_SECONDS: float = setting(2.0, minimum=0)

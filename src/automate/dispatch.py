@@ -30,6 +30,7 @@ from automate.conf import settings as app_settings
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.outcomes import Outcome
 from automate.outgoing import delivery
+from automate.schedules.fire import fire_due as fire_due_schedules
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
@@ -111,7 +112,9 @@ def process_batch(
 def claim(
     batch: int | None = None, *, worker: str = "", only: tuple[str, ...] = ()
 ) -> list[OutboxItem]:
-    """Lease due items with the outbox's ``claim()``."""
+    """Fire the schedule ticks due now (:mod:`automate.schedules`), then lease due items
+    with the outbox's ``claim()``: every poll of every worker and dispatcher does both."""
+    fire_due_schedules()
     started = time.time_ns()
     worker = worker or worker_name()
     items = queue.claim(batch or app_settings.WORKER_BATCH_SIZE, worker=worker, only=only)
@@ -141,6 +144,7 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     in_flight = OutboxItem.objects.filter(status=OutboxStatus.LEASED).count()
     batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight)
     if batch < 1:
+        fire_due_schedules()  # their items wait in the outbox, like events
         queue.reclaim_expired()  # a full pipeline must still recover crashed leases
         instrument.claimed([], time.time_ns(), worker_name("dispatch"))  # still alive
         return 0

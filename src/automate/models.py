@@ -372,3 +372,6 @@ from automate.outgoing.models import (  # noqa: E402,F401
 
 # Receipts of id-less signed webhooks (replay protection) live with their logic.
 from automate.replays import WebhookReceipt  # noqa: E402,F401
+
+# Schedules (their ticks, exactly once across processes) live in their own package.
+from automate.schedules.models import Schedule, ScheduleTick  # noqa: E402,F401

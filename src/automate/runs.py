@@ -1,6 +1,6 @@
 """Which runs an outbox item starts: workflow matching and run creation, in one place.
 
-Data flow: an outbox item (a webhook, an API call, ``run_workflow``) -> the enabled
+Data flow: an outbox item (a webhook, ``emit``, an API call, ``run_workflow``) -> the enabled
 workflows whose :class:`Trigger` matches its connection key and event type -> one
 :class:`~automate.models.WorkflowRun` per (item, workflow), pinned to the workflow's
 version of that moment. Runs are made once: the table is unique on (item, workflow), so a
@@ -137,11 +137,13 @@ def _missing_runs(
     workflows: dict[int, Workflow],
 ) -> list[WorkflowRun]:
     """Unsaved runs of the matching workflows that ``items`` have no run of yet (added to
-    ``by_item`` too). A manual item's run was made with it: it matches no trigger."""
+    ``by_item`` too). A manual item's run was made with it, and so was a schedule tick's:
+    their keys (``_manual``, ``_schedule``) start with "_", which no connection key does,
+    so they match no trigger."""
     matches: dict[tuple[str, str], list[Workflow]] = {}
     new: list[WorkflowRun] = []
     for item in items:
-        if item.connector_key == MANUAL_CONNECTOR_KEY:
+        if item.connector_key.startswith("_"):
             continue
         kind = (trigger_key(item.connector_key), item.event_type)
         if kind not in matches:

@@ -30,6 +30,8 @@ from automate import runs, signals, templating
 from automate.conf import settings as app_settings
 from automate.models import MANUAL_CONNECTOR_KEY, Workflow, WorkflowRun, WorkflowStep
 from automate.runs import Trigger
+from automate.schedules.fire import set_schedule
+from automate.schedules.spec import ScheduleSpec, is_schedule_trigger, parse_schedule
 from automate.steps.registry import NotRegistered, get_step, step_types
 from automate_core.outbox import queue
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
@@ -76,11 +78,13 @@ class WorkflowService:
                     key=key,
                     description=description,
                     enabled=enabled,
-                    trigger_connector=parsed_trigger.connector if parsed_trigger else "",
-                    trigger_event_types=list(parsed_trigger.events) if parsed_trigger else [],
+                    trigger_connector=_connector(parsed_trigger),
+                    trigger_event_types=_events(parsed_trigger),
                     version=1,
                 )
                 self._save_steps(workflow, 1, rows)
+                if isinstance(parsed_trigger, ScheduleSpec):
+                    set_schedule(workflow, parsed_trigger, replace=True)
         except IntegrityError:
             raise AutomateError(
                 ErrorCodes.ALREADY_EXISTS,
@@ -114,12 +118,16 @@ class WorkflowService:
             if enabled is not None:
                 locked.enabled = enabled
             if trigger is not UNCHANGED:
-                locked.trigger_connector = parsed.connector if parsed else ""
-                locked.trigger_event_types = list(parsed.events) if parsed else []
+                locked.trigger_connector = _connector(parsed)
+                locked.trigger_event_types = _events(parsed)
             if rows is not None:
                 locked.version += 1
                 self._save_steps(locked, locked.version, rows)
             locked.save()
+            # A new trigger replaces the schedule (or removes it); otherwise the schedule
+            # follows ``enabled``.
+            spec = parsed if isinstance(parsed, ScheduleSpec) else None
+            set_schedule(locked, spec, replace=trigger is not UNCHANGED)
         return locked
 
     def enable(self, workflow: Workflow) -> Workflow:
@@ -218,17 +226,26 @@ class WorkflowService:
         return runs.matching_workflows(connector_key, event_type)
 
 
-def parse_trigger(trigger: Mapping[str, Any] | str | None) -> Trigger | None:
-    """``"github"`` or ``{"connector": "github", "events": ["push", "issues.*"]}``."""
+def parse_trigger(trigger: Mapping[str, Any] | str | None) -> Trigger | ScheduleSpec | None:
+    """``"github"``, ``{"connector": "github", "events": ["push", "issues.*"]}``, or a
+    schedule: ``{"schedule": "0 9 * * 1-5", "timezone": "Europe/Paris"}``, ``{"every": 30}``
+    (see :mod:`automate.schedules.spec`). ``{"connector": "app"}`` subscribes to
+    :func:`automate.emit`'s events: a source needs no connection profile."""
     if trigger is None:
         return None
     if isinstance(trigger, str):
         trigger = {"connector": trigger}
     if not isinstance(trigger, Mapping):
         raise _invalid("trigger must be a connection key or an object", "trigger")
+    if is_schedule_trigger(trigger):
+        return parse_schedule(trigger)
     unknown = set(trigger) - {"connector", "events"}
     if unknown:
-        raise _invalid(f"trigger: unknown key(s) {', '.join(sorted(unknown))}", "trigger")
+        raise _invalid(
+            f"trigger: unknown key(s) {', '.join(sorted(unknown))} (a trigger is "
+            '{"connector", "events"}, {"schedule", "timezone"} or {"every"})',
+            "trigger",
+        )
     connector = trigger.get("connector")
     if not isinstance(connector, str) or not connector or connector.startswith("_"):
         raise _invalid("trigger.connector must be a connection key", "trigger.connector")
@@ -238,6 +255,15 @@ def parse_trigger(trigger: Mapping[str, Any] | str | None) -> Trigger | None:
     if not isinstance(events, Iterable) or not all(isinstance(e, str) and e for e in events):
         raise _invalid("trigger.events must be a list of event types", "trigger.events")
     return Trigger(connector, tuple(events))
+
+
+def _connector(trigger: Trigger | ScheduleSpec | None) -> str:
+    """A schedule's workflow has no trigger connector: its ticks' runs are made with them."""
+    return trigger.connector if isinstance(trigger, Trigger) else ""
+
+
+def _events(trigger: Trigger | ScheduleSpec | None) -> list[str]:
+    return list(trigger.events) if isinstance(trigger, Trigger) else []
 
 
 def _retry_policy(value: Any, where: str, label: str) -> dict[str, Any]:

@@ -25,3 +25,7 @@ class TestAppConfig(AppConfig):
         register_sealed(
             "testapp.Credential", "token", describe=lambda row: f"credential {row.name!r}"
         )
+
+        # Crash tests pause a worker process mid-tick to kill it there (env-driven).
+        from tests.testapp import crash_points
+        crash_points.connect_from_environment()

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from automate.connections import find_connection
-from automate.models import API_SOURCE_PREFIX, StepRun, Workflow, WorkflowRun
+from automate.models import API_SOURCE_PREFIX, Schedule, StepRun, Workflow, WorkflowRun
 from automate.services import UNCHANGED, WorkflowService
 from automate_core.outbox.models import OutboxItem
 from automate_core.providers.errors import AutomateError
@@ -28,8 +28,15 @@ class StepSerializer(serializers.Serializer):
 
 
 class TriggerSerializer(serializers.Serializer):
-    connector = serializers.CharField(max_length=100)
+    """``{"connector", "events"}``, or a schedule: ``{"schedule", "timezone"}`` or
+    ``{"every"}``, each with an optional ``catch_up``; WorkflowService checks which."""
+
+    connector = serializers.CharField(max_length=100, required=False)
     events = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    schedule = serializers.CharField(max_length=200, required=False)
+    timezone = serializers.CharField(max_length=64, required=False)
+    every = serializers.IntegerField(required=False)
+    catch_up = serializers.ChoiceField(choices=["latest", "none", "all"], required=False)
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
@@ -47,7 +54,10 @@ class WorkflowSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: Workflow) -> dict[str, Any]:
         trigger = None
-        if instance.trigger_connector:
+        schedule = Schedule.objects.filter(workflow=instance).first()
+        if schedule is not None:
+            trigger = schedule.spec().as_trigger()
+        elif instance.trigger_connector:
             trigger = {
                 "connector": instance.trigger_connector,
                 "events": instance.trigger_event_types,

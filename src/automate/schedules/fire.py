@@ -1,0 +1,153 @@
+"""Fire due ticks (every worker and dispatcher poll), and keep schedule rows in step with
+their workflows (:mod:`automate.services`).
+
+A tick is fired in one transaction: its :class:`ScheduleTick` row (unique on workflow and
+tick), its outbox item (``external_id`` made of the workflow and the tick, unique too) and
+its run; the schedule's ``next_tick_at`` moves on in the same transaction. A process
+killed mid-tick leaves nothing, and the tick is fired by the next poll; two processes
+that see the same tick due write one row between them, the other's INSERT fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.utils import timezone
+
+from automate import runs
+from automate.conf import settings as app_settings
+from automate.models import Workflow
+from automate.schedules.models import Schedule, ScheduleTick
+from automate.schedules.spec import ScheduleSpec
+from automate_core.outbox import queue
+from automate_core.tracing import new_trace_id
+
+__all__ = ["SCHEDULE_CONNECTOR_KEY", "SCHEDULE_EVENT_TYPE", "fire_due", "set_schedule"]
+
+logger = logging.getLogger("automate.schedules")
+
+#: The connector key of ticks' outbox items: not a connection key (it starts with "_"), so
+#: no trigger matches it; each tick's run is made with its item.
+SCHEDULE_CONNECTOR_KEY = "_schedule"
+SCHEDULE_EVENT_TYPE = "schedule"
+#: How long a schedule whose ticks cannot be computed waits before it is tried again.
+RETRY_BROKEN = timedelta(seconds=60)
+#: Schedules handled by one poll; the rest are due still and come with the next one.
+SCHEDULES_PER_POLL = 100
+
+
+def fire_due(now: datetime | None = None) -> int:
+    """Fire the ticks due at ``now`` (default: the current time); return how many runs
+    started. When nothing is due this is one query on an index."""
+    now = now or timezone.now()
+    due = Schedule.objects.filter(next_tick_at__lte=now).order_by("next_tick_at")
+    fired = 0
+    for pk in list(due.values_list("pk", flat=True)[:SCHEDULES_PER_POLL]):
+        try:
+            fired += _fire_schedule(pk, now)
+        except DatabaseError:
+            raise  # the worker's loop waits for the database and polls again
+        except Exception:
+            # A schedule we cannot compute (its time zone vanished from the system, cron
+            # support not installed) must not stop the poll, nor be retried every second.
+            logger.exception("schedule %s could not fire; trying again in a minute", pk)
+            Schedule.objects.filter(pk=pk).update(next_tick_at=now + RETRY_BROKEN)
+    return fired
+
+
+def ticks_to_fire(spec: ScheduleSpec, due_since: datetime, now: datetime) -> list[datetime]:
+    """The ticks in ``[due_since, now]`` to fire, oldest first, after ``spec.catch_up``.
+
+    A tick more than ``SCHEDULE_MISFIRE_GRACE_SECONDS`` late is *missed*; the others are
+    on time and always fire. Of the missed ones, ``latest`` fires the latest one when no
+    tick is on time, ``none`` fires none, ``all`` fires them all; never more than
+    ``SCHEDULE_MAX_CATCH_UP`` ticks (the latest ones).
+    """
+    due = spec.ticks_between(due_since, now, app_settings.SCHEDULE_MAX_CATCH_UP)
+    if not due or spec.catch_up == "all":
+        return due
+    grace = timedelta(seconds=app_settings.SCHEDULE_MISFIRE_GRACE_SECONDS)
+    on_time = [tick for tick in due if now - tick <= grace]
+    if spec.catch_up == "none":
+        return on_time
+    return on_time or due[-1:]
+
+
+def set_schedule(workflow: Workflow, spec: ScheduleSpec | None, *, replace: bool) -> None:
+    """Make ``workflow``'s schedule row match: ``spec`` (with ``replace``; None removes
+    it), and due only while the workflow is enabled. The same spec saved again keeps its
+    next tick. Runs in the caller's transaction."""
+    now = timezone.now()
+    if replace and spec is None:
+        Schedule.objects.filter(workflow=workflow).delete()
+        return
+    schedule = Schedule.objects.filter(workflow=workflow).first()
+    if replace and spec is not None and (schedule is None or schedule.spec() != spec):
+        Schedule.objects.update_or_create(
+            workflow=workflow,
+            defaults={
+                "cron": spec.cron,
+                "every_seconds": spec.every,
+                "timezone": spec.timezone,
+                "catch_up": spec.catch_up,
+                "next_tick_at": spec.next_after(now) if workflow.enabled else None,
+            },
+        )
+        return
+    if schedule is None:
+        return
+    if not workflow.enabled:
+        schedule.next_tick_at = None
+    elif schedule.next_tick_at is None:  # enabled again: from now on, no catch-up
+        schedule.next_tick_at = schedule.spec().next_after(now)
+    schedule.save(update_fields=["next_tick_at", "updated_at"])
+
+
+def _fire_schedule(pk: int, now: datetime) -> int:
+    with transaction.atomic():
+        rows = Schedule.objects.filter(pk=pk, next_tick_at__lte=now).select_related("workflow")
+        if connection.features.has_select_for_update_skip_locked:
+            # Another process firing this schedule holds the row: leave it to that one.
+            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        schedule = rows.first()
+        if schedule is None or schedule.next_tick_at is None:
+            return 0
+        spec, workflow = schedule.spec(), schedule.workflow
+        fired = 0
+        if workflow.enabled:
+            ticks = ticks_to_fire(spec, schedule.next_tick_at, now)
+            fired = sum(_fire_tick(workflow, spec, tick) for tick in ticks)
+            if ticks:
+                schedule.last_tick_at = ticks[-1]
+            schedule.next_tick_at = spec.next_after(now)
+        else:
+            schedule.next_tick_at = None
+        schedule.save(update_fields=["next_tick_at", "last_tick_at", "updated_at"])
+    if fired:
+        logger.info("schedule of workflow %s: %d run(s) started", workflow.key, fired)
+    return fired
+
+
+def _fire_tick(workflow: Workflow, spec: ScheduleSpec, tick: datetime) -> int:
+    """One tick's row, outbox item and run; 0 when another process fired it first."""
+    try:
+        with transaction.atomic():
+            record = ScheduleTick.objects.create(workflow=workflow, scheduled_for=tick)
+    except IntegrityError:
+        return 0
+    result = queue.enqueue(
+        SCHEDULE_CONNECTOR_KEY,
+        event_type=SCHEDULE_EVENT_TYPE,
+        payload={"scheduled_for": spec.local(tick).isoformat(), "trigger": spec.as_trigger()},
+        external_id=f"{workflow.pk}:{tick.isoformat()}",
+        trace_id=new_trace_id(),
+    )
+    if not result.created:
+        return 0
+    run = runs.new_run(workflow, result.item)
+    run.save(force_insert=True)
+    record.outbox_item = result.item
+    record.save(update_fields=["outbox_item"])
+    return 1
