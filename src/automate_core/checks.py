@@ -43,6 +43,65 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(_check_secret_backends())
     if "ENCRYPTION_KEYS" not in bad:
         errors.extend(_check_encryption_keys())
+    if "HTTP_ALLOW_FOR" not in bad:
+        errors.extend(_check_allow_for())
+    if "SECRET_GRANTS" not in bad:
+        errors.extend(_check_secret_grants())
+    return errors
+
+
+def _check_allow_for() -> list[checks.CheckMessage]:
+    """``HTTP_ALLOW_FOR``: known purposes, only ``networks`` / ``hosts``, real networks."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from automate_core._netguard import PURPOSES, allowed_for
+
+    errors: list[checks.CheckMessage] = []
+    for purpose, entry in automate_settings.HTTP_ALLOW_FOR.items():
+        problem = None
+        if purpose not in PURPOSES:
+            problem = f"names {purpose!r}, which is not an outbound purpose"
+        elif set(entry) - {"networks", "hosts"}:
+            problem = f"[{purpose!r}] has keys other than 'networks' and 'hosts'"
+        else:
+            try:
+                allowed_for(purpose)
+            except ImproperlyConfigured as exc:
+                problem = f"[{purpose!r}]: {exc}"
+        if problem is not None:
+            errors.append(
+                checks.Error(
+                    f'AUTOMATE["HTTP_ALLOW_FOR"] {problem}.',
+                    hint=f"Purposes: {', '.join(PURPOSES)}; each maps to "
+                    '{"networks": ["10.0.0.0/8"], "hosts": ["svc.internal"]}.',
+                    id="automate.E110",
+                )
+            )
+    return errors
+
+
+def _check_secret_grants() -> list[checks.CheckMessage]:
+    """``SECRET_GRANTS``: every entry names hosts, and only known uses."""
+    from automate_core.secrets import GRANT_USES
+
+    errors: list[checks.CheckMessage] = []
+    for name, grant in automate_settings.SECRET_GRANTS.items():
+        problem = None
+        if set(grant) - {"hosts", "uses"}:
+            problem = "has keys other than 'hosts' and 'uses'"
+        elif not grant.get("hosts"):
+            problem = "names no hosts: a grant binds the secret to the hosts it may be sent to"
+        elif set(grant.get("uses", ())) - set(GRANT_USES):
+            problem = f"has uses other than {', '.join(GRANT_USES)}"
+        if problem is not None:
+            errors.append(
+                checks.Error(
+                    f'AUTOMATE["SECRET_GRANTS"][{name!r}] {problem}.',
+                    hint='e.g. {"STRIPE_API_KEY": {"hosts": ["api.stripe.com"], '
+                    '"uses": ["http_request"]}}; see docs/secrets.md.',
+                    id="automate.E111",
+                )
+            )
     return errors
 
 

@@ -12,4 +12,4 @@ from automate_core.http import safe_client
 
 
 def outbound_client(*, timeout: float = 30.0) -> httpx.Client:
-    return safe_client(timeout=timeout)
+    return safe_client(timeout=timeout, purpose="rag")

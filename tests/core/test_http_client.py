@@ -22,7 +22,7 @@ from automate_core.http import (
 )
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError
-from automate_core.secrets import SecretNotFound
+from automate_core.secrets import SecretNotFound, SecretNotGranted
 from tests.core.helpers import automate_settings, gzipped, redirect, self_signed_tls, send
 from tests.testapp.connectors import JiraConnector
 
@@ -341,6 +341,10 @@ def test_safe_client__applies_the_rules_to_every_request(server):
     settings = server.allowed(SECRETS={"k": TOKEN})
     with settings, safe_client(base_url=server.url(""), credentials_ref="secret://k") as client:
         seen = client.get("/echo").json()
+        # The credential is bound to base_url's host: another host is refused first.
+        with pytest.raises(SecretNotGranted):
+            client.get("http://10.0.0.1/")
+    with settings, safe_client(base_url=server.url("")) as client:
         with pytest.raises(SSRFError):
             client.get("http://10.0.0.1/")
         with pytest.raises(SSRFError):
