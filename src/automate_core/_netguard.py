@@ -200,10 +200,11 @@ def check_address(ip: IPAddress, host: str, *, purpose: str | None = None) -> No
     allow, hosts = allowed_for(purpose)
     if _in(ip, allow) or host_matches(host, hosts):
         return
-    where = f'["HTTP_ALLOW_FOR"]["{purpose}"]' if purpose else '["HTTP_ALLOW_NETWORKS"]'
+    where = f'AUTOMATE["HTTP_ALLOW_FOR"]["{purpose}"] (for {purpose} only) or ' if purpose else ""
     raise SSRFError(
-        f"{host} resolves to {ip}, which is not a public address; add it to "
-        f"AUTOMATE{where} if it is a trusted service",
+        f"{host} resolves to {ip}, which is not a public address; add it to {where}"
+        'AUTOMATE["HTTP_ALLOW_NETWORKS"] or ["HTTP_ALLOW_HOSTS"] (every outbound path) if '
+        "it is a trusted service",
         reason="private_address",
     )
 

@@ -57,6 +57,8 @@ __all__ = [
     "SafeTransport",
     "async_safe_client",
     "async_ssrf_safe_request",
+    "is_credential_header",
+    "redact_headers",
     "safe_client",
     "ssrf_safe_request",
 ]
@@ -72,7 +74,16 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 # By substring, so vendor names (Ocp-Apim-Subscription-Key, X-Functions-Key, Api_Key,
 # X-Hub-Signature) are caught without a list of every vendor's header.
 _CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie"}
-_CREDENTIAL_MARKERS = ("key", "token", "secret", "auth", "signature", "password", "session")
+_CREDENTIAL_MARKERS = (
+    "key",
+    "token",
+    "secret",
+    "auth",
+    "signature",
+    "password",
+    "session",
+    "cookie",
+)
 
 
 # -- Transports ------------------------------------------------------------------------
@@ -335,9 +346,23 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port or default)
 
 
-def _is_credential(name: str) -> bool:
+def is_credential_header(name: str) -> bool:
+    """True for a header name that may carry a credential: ``Authorization``, ``Cookie``,
+    or a name containing key, token, secret, auth, signature, password or session
+    (``X-Api-Key``, ``Ocp-Apim-Subscription-Key``, ``X-Hub-Signature-256``...)."""
     lowered = name.lower()
     return lowered in _CREDENTIAL_HEADERS or any(m in lowered for m in _CREDENTIAL_MARKERS)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with the value of every credential header masked (for storing, showing)."""
+    return {
+        name: redaction.MASK if is_credential_header(name) else redaction.redact(str(value))
+        for name, value in headers.items()
+    }
+
+
+_is_credential = is_credential_header
 
 
 def _next_hop(

@@ -158,6 +158,7 @@ class SecretResolver:
             found = backend.get(name)
             if found is not None:
                 redaction.remember(found)
+                _remember_name(found, name)
                 return SecretValue(found)
         raise SecretNotFound(name)
 
@@ -194,6 +195,18 @@ def resolve(value: str) -> str:
 GRANT_USES = ("code", *PURPOSES)
 
 _signing_sources: list[Callable[[], Iterable[str]]] = []
+
+# Resolved value -> the names it was resolved from, for code that receives a config whose
+# references were already resolved (connectors): check_value_grant finds the grant by it.
+# Bounded like the redaction memory; kept in this process only, never logged.
+_names_by_value: dict[str, set[str]] = {}
+_MAX_NAMES = 10_000
+
+
+def _remember_name(value: str, name: str) -> None:
+    if len(_names_by_value) >= _MAX_NAMES and value not in _names_by_value:
+        _names_by_value.pop(next(iter(_names_by_value)))
+    _names_by_value.setdefault(value, set()).add(name)
 
 
 class SecretNotGranted(AutomateError):
@@ -294,3 +307,30 @@ def resolve_granted(
     """:func:`check_grant`, then resolve the reference (with ``resolver`` if given)."""
     check_grant(reference, use=use, host=host, implicit_hosts=implicit_hosts)
     return (resolver or default_resolver()).resolve(reference)
+
+
+def check_value_grant(
+    value: str, *, use: str, host: str, implicit_hosts: Iterable[str] = ()
+) -> None:
+    """:func:`check_grant` for an already resolved value (a connector's resolved config).
+
+    Every secret the value was resolved from must not be a signing secret, and one of
+    them must be granted to ``host``; a value no reference produced counts as a secret
+    with no grant (only ``implicit_hosts``).
+    """
+    names = sorted(_names_by_value.get(str(value), ()))
+    if not names:
+        if host_matches(normalize_host(host or ""), implicit_hosts):
+            return
+        raise SecretNotGranted("(unnamed)", normalize_host(host or ""), use, "no grant covers it")
+    refusal: SecretNotGranted | None = None
+    for name in names:
+        check_not_signing(SCHEME + name, use=use, host=host)
+    for name in names:
+        try:
+            check_grant(SCHEME + name, use=use, host=host, implicit_hosts=implicit_hosts)
+            return
+        except SecretNotGranted as exc:
+            refusal = refusal or exc
+    assert refusal is not None
+    raise refusal
