@@ -2,9 +2,10 @@
 
 ``max_size`` applies to the bytes as received AND after decompression, while they stream:
 Content-Length is never trusted (it may lie, or describe the compressed size of a gzip
-bomb), and at most ``MAX_ENCODING_LAYERS`` stacked encodings are decoded. Decompression produces at most ``_CHUNK`` bytes per step, so a bomb is stopped
-after ``max_size`` bytes of output instead of ballooning in memory. Only the encodings the
-client asks for (gzip, deflate) are accepted.
+bomb), and at most ``MAX_ENCODING_LAYERS`` stacked encodings are decoded. Decompression
+produces at most ``_CHUNK`` bytes per step, so a bomb is stopped after ``max_size`` bytes
+of output instead of ballooning in memory. Only the encodings the client asks for (gzip,
+deflate) are accepted.
 """
 
 from __future__ import annotations
