@@ -52,11 +52,14 @@ def test_guarded_client__a_compressed_answer_is_refused(server, mode):
     body = gzip.compress(json.dumps(CHAT).encode())
     server.add(Reply(body=body, headers={"Content-Encoding": "gzip"}))
     provider = make(server)
-    with pytest.raises(AutomateError) as refused:
+
+    def call() -> object:
         if mode == "sync":
-            provider.complete(MESSAGES)
-        else:
-            asyncio.run(provider.acomplete(MESSAGES))
+            return provider.complete(MESSAGES)
+        return asyncio.run(provider.acomplete(MESSAGES))
+
+    with pytest.raises(AutomateError) as refused:
+        call()
     assert refused.value.code == ErrorCodes.PERMISSION_DENIED
     assert refused.value.details["reason"] == "encoding"
 
