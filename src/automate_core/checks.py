@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from automate_core import conf
+from automate_core._netguard import PURPOSES, allowed_for
 from automate_core.conf import settings as automate_settings
+from automate_core.secrets import GRANT_USES
 
 
 @checks.register(checks.Tags.security, "automate")
@@ -52,10 +55,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 def _check_allow_for() -> list[checks.CheckMessage]:
     """``HTTP_ALLOW_FOR``: known purposes, only ``networks`` / ``hosts``, real networks."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from automate_core._netguard import PURPOSES, allowed_for
-
     errors: list[checks.CheckMessage] = []
     for purpose, entry in automate_settings.HTTP_ALLOW_FOR.items():
         problem = None
@@ -82,8 +81,6 @@ def _check_allow_for() -> list[checks.CheckMessage]:
 
 def _check_secret_grants() -> list[checks.CheckMessage]:
     """``SECRET_GRANTS``: every entry names hosts, and only known uses."""
-    from automate_core.secrets import GRANT_USES
-
     errors: list[checks.CheckMessage] = []
     for name, grant in automate_settings.SECRET_GRANTS.items():
         problem = None

@@ -189,6 +189,7 @@ def test_ssrf_safe_request__bad_network_setting_is_a_configuration_error(fake_dn
 # -- Credentials ---------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__credentials_ref_becomes_a_bearer_header(server):
     server.routes["/echo"] = echo
     with server.allowed(SECRETS={"my-api-key": TOKEN}):
@@ -198,6 +199,7 @@ def test_ssrf_safe_request__credentials_ref_becomes_a_bearer_header(server):
     assert response.json()["headers"]["authorization"] == f"Bearer {TOKEN}"
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__credentials_with_a_scheme_are_sent_as_is(server):
     server.routes["/echo"] = echo
     with server.allowed(SECRETS={"basic": "Basic dXNlcjpwYXNz"}):
@@ -231,6 +233,7 @@ def other_server():
     local.stop()
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__cross_origin_redirect_drops_credentials(server, other_server):
     other_server.routes["/echo"] = echo
     server.routes["/go"] = redirect(302, other_server.url("/echo"))
@@ -252,6 +255,7 @@ def test_ssrf_safe_request__cross_origin_redirect_drops_credentials(server, othe
     assert headers["x-plain"] == "kept"
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__same_origin_redirect_keeps_credentials(server):
     server.routes["/echo"] = echo
     server.routes["/go"] = redirect(301, "/echo")
@@ -336,6 +340,7 @@ def test_safe_transport__tls_rejects_a_certificate_for_another_name(fake_dns):
 # -- safe_client and connectors --------------------------------------------------------
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_safe_client__applies_the_rules_to_every_request(server):
     server.routes["/echo"] = echo
     settings = server.allowed(SECRETS={"k": TOKEN})
@@ -401,6 +406,7 @@ def test_connector_client__is_ssrf_safe():
 # -- async -----------------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_async_ssrf_safe_request__happy_path_with_credentials(server):
     server.routes["/echo"] = echo
     with server.allowed(SECRETS={"k": TOKEN}):

@@ -94,6 +94,7 @@ def http_client(sdk: ModuleType, provider_key: str, *, asynchronous: bool, timeo
     if factory_path:
         factory = import_string(factory_path) if isinstance(factory_path, str) else factory_path
         return factory(provider_key, asynchronous=asynchronous, timeout=timeout)
+    # optional extra: the module needs httpx2, which comes with the openai/anthropic SDKs.
     from automate_core.sdkclient import guarded_sdk_client
 
     max_size = llm_settings.LLM_MAX_RESPONSE_BYTES
@@ -122,6 +123,7 @@ def total_deadline(seconds: float | None) -> AbstractContextManager[None]:
     """
     if not seconds or llm_settings.LLM_HTTP_CLIENT_FACTORY:
         return nullcontext()
+    # optional extra: the module needs httpx2, which comes with the openai/anthropic SDKs.
     from automate_core.sdkclient import deadline
 
     return deadline(float(seconds))
