@@ -48,6 +48,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(_check_encryption_keys())
     if "HTTP_ALLOW_FOR" not in bad:
         errors.extend(_check_allow_for())
+    errors.extend(_warn_global_allow_lists(bad))
     if "SECRET_GRANTS" not in bad:
         errors.extend(_check_secret_grants())
     return errors
@@ -77,6 +78,27 @@ def _check_allow_for() -> list[checks.CheckMessage]:
                 )
             )
     return errors
+
+
+def _warn_global_allow_lists(bad: set[str]) -> list[checks.CheckMessage]:
+    """The global allow-lists open a network to every outbound path, http_request included."""
+    names = [
+        name
+        for name in ("HTTP_ALLOW_NETWORKS", "HTTP_ALLOW_HOSTS")
+        if name not in bad and getattr(automate_settings, name)
+    ]
+    if not names:
+        return []
+    return [
+        checks.Warning(
+            f"AUTOMATE[{' and '.join(repr(n) for n in names)}] open non-public addresses to "
+            "every outbound path, including http_request steps whose URL comes from an "
+            "event payload.",
+            hint='Move each entry to AUTOMATE["HTTP_ALLOW_FOR"] under the purpose that needs '
+            'it ("mcp", "llm", "connection"...); see docs/outbound-http.md.',
+            id="automate.W110",
+        )
+    ]
 
 
 def _check_secret_grants() -> list[checks.CheckMessage]:

@@ -264,3 +264,12 @@ def test_checks__good_grants_and_allow_lists_pass():
         )
         == []
     )
+
+
+def test_checks__the_global_allow_lists_are_w110():
+    with automate_settings(HTTP_ALLOW_NETWORKS=["10.0.0.0/8"], HTTP_ALLOW_HOSTS=["m.internal"]):
+        [warning] = [m for m in check_settings() if m.id == "automate.W110"]
+    assert "HTTP_ALLOW_NETWORKS" in warning.msg and "HTTP_ALLOW_HOSTS" in warning.msg
+    assert "HTTP_ALLOW_FOR" in warning.hint
+    with automate_settings(HTTP_ALLOW_FOR={"mcp": {"networks": ["10.0.0.0/8"]}}):
+        assert [m for m in check_settings() if m.id == "automate.W110"] == []
