@@ -311,7 +311,10 @@ def _invalid_output(provider: str, content: str, problem: str) -> AutomateError:
         f"the model's answer does not match the response schema: {problem}",
         provider=provider,
         retryable=True,
-        details={"reason": "structured_output_invalid", "content": content[:_MAX_ERROR_TEXT]},
+        details={
+            "reason": "structured_output_invalid",
+            "content": redact(content)[:_MAX_ERROR_TEXT],
+        },
     )
 
 
