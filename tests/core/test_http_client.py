@@ -409,12 +409,21 @@ def test_connector_client__is_ssrf_safe():
 @pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_async_ssrf_safe_request__happy_path_with_credentials(server):
     server.routes["/echo"] = echo
-    with server.allowed(SECRETS={"k": TOKEN}):
-        response = asyncio.run(
-            async_ssrf_safe_request(
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    async def call():
+        try:
+            return await async_ssrf_safe_request(
                 "POST", server.url("/echo"), json={"a": 1}, credentials_ref="secret://k"
             )
-        )
+        finally:
+            # The grant check ran in asgiref's worker thread: close its connection, or
+            # PostgreSQL cannot drop the test database at the end of the session.
+            await sync_to_async(connections.close_all)()
+
+    with server.allowed(SECRETS={"k": TOKEN}):
+        response = asyncio.run(call())
     seen = response.json()
     assert seen["headers"]["authorization"] == f"Bearer {TOKEN}"
     assert json.loads(seen["body"]) == {"a": 1}
