@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,postgres,redis,openai,anthropic,pinecone,cohere,local,mcp
+EXTRAS ?= dev,postgres,redis,openai,anthropic,pinecone,cohere,local,mcp,otel,prometheus
 # The `local` extra (sentence-transformers) needs torch. Installed first and pinned, so pip
 # does not pick a multi-GB CUDA build; see README ("CPU-only torch") for other machines.
 TORCH ?= torch==2.13.0
@@ -84,7 +84,9 @@ bench: install
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.outgoing
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.rag
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.observability
 
 # The reliability suite at length, on PostgreSQL: 50,000 fuzzed webhooks, 1,000 events
 # through each restart, plus the kill -9 crash tests. Needs redis-server; about 10 minutes.

@@ -28,6 +28,8 @@ AUTOMATE = {
     "OUTBOX_LEASE_SECONDS": int(os.environ.get("AUTOMATE_WORKER_LEASE_SECONDS", "300")),
     "WORKER_POLL_SECONDS": 0.1,
     "DISPATCH_MAX_IN_FLIGHT": int(os.environ.get("AUTOMATE_WORKER_MAX_IN_FLIGHT", "200")),
+    # Any other keys a test sets, as JSON (e.g. an allow-list for a loopback endpoint).
+    **json.loads(os.environ.get("AUTOMATE_WORKER_EXTRA", "{}")),
 }
 
 # As a project's __init__ does: load the Celery app so shared tasks bind to it (the

@@ -3,7 +3,7 @@ mount :class:`WebhookView`.
 
 The names most projects need are importable from the package::
 
-    from automate import StepExecutor, WebhookView, WorkflowService, register_step
+    from automate import StepExecutor, WebhookView, WorkflowService, register_step, send_webhook
 
 The longer paths (``automate.views``, ``automate.services``, ``automate.steps`` ...) keep
 working.
@@ -18,6 +18,7 @@ from automate_core import __version__ as __version__
 from automate_core.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from automate.outgoing.api import send_webhook
     from automate.services import WorkflowService
     from automate.signals import event_accepted
     from automate.views import WebhookView
@@ -30,6 +31,7 @@ __all__ = [
     "WorkflowService",
     "event_accepted",
     "register_step",
+    "send_webhook",
 ]
 
 # Django imports this package while it loads the apps, before models may be imported; these
@@ -38,6 +40,7 @@ _LAZY = {
     "WebhookView": "automate.views",
     "WorkflowService": "automate.services",
     "event_accepted": "automate.signals",
+    "send_webhook": "automate.outgoing.api",
 }
 
 

@@ -299,4 +299,7 @@ def _format_duration(value) -> str:
 
 
 # The MCP admin registers itself on import.
+# The "Automate overview" page registers itself on import.
+from automate import dashboard as _dashboard  # noqa: E402,F401
 from automate.mcp import admin as _mcp_admin  # noqa: E402,F401
+from automate.outgoing import admin as _outgoing_admin  # noqa: E402,F401

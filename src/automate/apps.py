@@ -22,6 +22,7 @@ class AutomateConfig(AppConfig):
         # registry, and apps.py is imported while the registry is being filled.
         from automate import (
             checks,  # noqa: F401  (registers the system checks)
+            instrument,
             receivers,
             signals,
         )
@@ -29,6 +30,7 @@ class AutomateConfig(AppConfig):
         from automate.connections import clear_connection_cache, signing_secret_references
         from automate.mcp import checks as mcp_checks  # noqa: F401  (registers the MCP checks)
         from automate.models import ConnectionProfile
+        from automate.outgoing import checks as outgoing_checks  # noqa: F401  (its checks)
         from automate.steps import registry
         from automate_core.secrets import register_signing_secrets
 
@@ -45,6 +47,7 @@ class AutomateConfig(AppConfig):
         signals.event_accepted.connect(
             receivers.start_processing, dispatch_uid="automate.start_processing"
         )
+        instrument.connect_celery()  # trace context through Celery messages
 
 
 def _register_sealed_fields() -> None:
@@ -63,4 +66,9 @@ def _register_sealed_fields() -> None:
         "automate.MCPServer",
         "api_key",
         describe=lambda server: f"MCP server {server.key!r} API key",
+    )
+    register_sealed(
+        "automate.EndpointSecret",
+        "secret",
+        describe=lambda row: f"webhook endpoint {row.endpoint_id} signing secret",
     )

@@ -22,7 +22,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from automate import runner, runs
+from automate import instrument, runner, runs
 from automate.journal import Journal
 from automate.models import RunStatus, WorkflowRun, WorkflowStep
 from automate.outcomes import Outcome
@@ -130,13 +130,14 @@ class ClaimedBatch:
             key = (run.workflow_id, run.workflow_version)
             if key not in self.steps:
                 self.steps[key] = list(run.workflow.steps_of(run.workflow_version))
-            outcome = runner.execute_run(
-                run,
-                stop_reason=lambda: self.stop_reason(item),
-                confirm=lambda: queue.renew(item, self.lease_seconds),
-                journal=journal,
-                steps=self.steps[key],
-            )
+            with instrument.run(run, item):
+                outcome = runner.execute_run(
+                    run,
+                    stop_reason=lambda: self.stop_reason(item),
+                    confirm=lambda: queue.renew(item, self.lease_seconds),
+                    journal=journal,
+                    steps=self.steps[key],
+                )
             if outcome.status == Outcome.LOST:
                 self.lost.add(item.pk)
                 return Outcome.LOST

@@ -79,6 +79,33 @@ class AutomateSettings(AppSettings):
         must="a positive number of seconds",
         check_id="automate.E405",
     )
+    # Sending webhooks (automate.outgoing). Seconds before each attempt of one delivery:
+    # the first at once, then retries; once every attempt failed, the delivery is dead.
+    OUTGOING_WEBHOOK_RETRY_SCHEDULE: list[int] = setting(
+        [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+    )
+    # Each retry delay varies by up to this fraction either way, so retries spread out.
+    OUTGOING_WEBHOOK_RETRY_JITTER: float = setting(0.2, minimum=0)
+    # Total time one delivery request may take (connect, send, whole response).
+    OUTGOING_WEBHOOK_TIMEOUT_SECONDS: float = setting(15.0, positive=True)
+    # Largest response body read from an endpoint; a longer one is a failed attempt.
+    OUTGOING_WEBHOOK_RESPONSE_MAX_BYTES: int = setting(64 * 1024, positive=True)
+    # An endpoint failing every attempt for this long is disabled (endpoint_disabled).
+    OUTGOING_WEBHOOK_DISABLE_AFTER_SECONDS: float = setting(5 * 24 * 3600.0, positive=True)
+    # How long the previous secrets keep signing after a rotation.
+    OUTGOING_WEBHOOK_SECRET_OVERLAP_SECONDS: float = setting(24 * 3600.0, minimum=0)
+    # Default per-endpoint rate limit ("10/s", "600/min"); "" for none.
+    OUTGOING_WEBHOOK_RATE_LIMIT: str = ""
+    # Deliveries of one claimed batch sent at once, so a slow endpoint delays no other.
+    OUTGOING_WEBHOOK_THREADS: int = setting(8, positive=True)
+    # Observability (automate.health, automate.metrics): how often a polling worker
+    # records its heartbeat, how old the newest one may be before /health/ fails (0: no
+    # worker check, e.g. a web-only deployment), how long the oldest due outbox item may
+    # wait, and how long the outbox gauges of /metrics are cached.
+    WORKER_HEARTBEAT_SECONDS: float = setting(10.0, positive=True)
+    HEALTH_WORKER_MAX_AGE_SECONDS: float = setting(60.0, minimum=0)
+    HEALTH_OUTBOX_MAX_LAG_SECONDS: float = setting(300.0, positive=True)
+    METRICS_GAUGE_CACHE_SECONDS: float = setting(5.0, minimum=0)
 
 
 settings = AutomateSettings.lazy()

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from celery import signature
@@ -23,10 +24,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from automate import instrument
 from automate.batch import FLUSH_SECONDS, ClaimedBatch
 from automate.conf import settings as app_settings
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.outcomes import Outcome
+from automate.outgoing import delivery
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
@@ -92,20 +95,27 @@ def process_batch(
 
     The items' results are settled together, in one transaction, at the end of the batch
     and whenever an item finishes :data:`FLUSH_SECONDS` or more after the last settlement
-    (see :mod:`automate.batch`).
+    (see :mod:`automate.batch`). Outgoing-webhook deliveries are sent by
+    :mod:`automate.outgoing.delivery` instead, before the batch's workflows.
     """
-    return ClaimedBatch(items, should_stop).run()
+    deliveries = [item for item in items if delivery.is_delivery(item)]
+    if not deliveries:
+        return ClaimedBatch(items, should_stop).run()
+    counts = delivery.deliver_batch(deliveries, should_stop=should_stop)
+    rest = [item for item in items if not delivery.is_delivery(item)]
+    for status, n in (ClaimedBatch(rest, should_stop).run() if rest else {}).items():
+        counts[status] = counts.get(status, 0) + n
+    return counts
 
 
 def claim(
     batch: int | None = None, *, worker: str = "", only: tuple[str, ...] = ()
 ) -> list[OutboxItem]:
     """Lease due items with the outbox's ``claim()``."""
-    items = queue.claim(
-        batch or app_settings.WORKER_BATCH_SIZE,
-        worker=worker or worker_name(),
-        only=only,
-    )
+    started = time.time_ns()
+    worker = worker or worker_name()
+    items = queue.claim(batch or app_settings.WORKER_BATCH_SIZE, worker=worker, only=only)
+    instrument.claimed(items, started, worker)
     sweep_dead_runs()
     return items
 
@@ -132,6 +142,7 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight)
     if batch < 1:
         queue.reclaim_expired()  # a full pipeline must still recover crashed leases
+        instrument.claimed([], time.time_ns(), worker_name("dispatch"))  # still alive
         return 0
     items = claim(batch, worker=worker_name("dispatch"), only=("id", "lease_token"))
     if not items:

@@ -243,7 +243,11 @@ class WorkflowRun(models.Model):
                 name="automate_run_once_per_item",
             ),
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="automate_run_status")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="automate_run_status"),
+            # The admin overview's per-minute charts read recent runs by this.
+            models.Index(fields=["finished_at"], name="automate_run_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.workflow} v{self.workflow_version} #{self.pk} ({self.status})"
@@ -290,6 +294,8 @@ class StepRun(models.Model):
                 fields=["run", "step", "attempt"], name="automate_step_attempt"
             ),
         ]
+        # The admin overview's failures and slowest steps read recent attempts by this.
+        indexes = [models.Index(fields=["finished_at"], name="automate_step_finished")]
 
     def __str__(self) -> str:
         return f"{self.step.name} attempt {self.attempt} ({self.status})"
@@ -299,3 +305,58 @@ class StepRun(models.Model):
 
 # MCP servers live in their own module; the spec imports them from here.
 from automate.mcp.models import MCPServer, MCPTool  # noqa: E402,F401
+
+
+class WorkerHeartbeat(models.Model):
+    """When a worker process last polled the outbox (``automate.health``); one row per
+    process, written at most every ``AUTOMATE["WORKER_HEARTBEAT_SECONDS"]``."""
+
+    worker = models.CharField(_("worker"), max_length=200, unique=True)
+    seen_at = models.DateTimeField(_("seen at"), db_index=True)
+
+    class Meta:
+        verbose_name = _("worker heartbeat")
+        verbose_name_plural = _("worker heartbeats")
+
+    def __str__(self) -> str:
+        return f"{self.worker} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Overview(WorkflowRun):
+    """The admin's "Automate overview" page (``automate.dashboard``): no table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("Automate overview")
+        verbose_name_plural = _("Automate overview")
+
+
+class WebhookRefusalMinute(models.Model):
+    """Webhook requests refused with 401, per minute and connector: the admin overview's
+    "most 401s" (a refusal stores no outbox row). One UPDATE per refusal."""
+
+    minute = models.DateTimeField(_("minute"))
+    connector_key = models.CharField(_("connector"), max_length=100)
+    status = models.PositiveSmallIntegerField(_("status"))
+    count = models.PositiveIntegerField(_("count"), default=0)
+
+    class Meta:
+        verbose_name = _("refused webhooks per minute")
+        verbose_name_plural = _("refused webhooks per minute")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "connector_key", "status"], name="automate_refusal_minute"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector_key} {self.status} x{self.count} at {self.minute:%H:%M}"
+
+
+# Outgoing webhooks live in their own package.
+from automate.outgoing.models import (  # noqa: E402,F401
+    DeliveryAttempt,
+    EndpointSecret,
+    OutgoingMessage,
+    WebhookEndpoint,
+)

@@ -39,7 +39,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
-from automate import templating
+from automate import instrument, templating
 from automate.conf import settings as app_settings
 from automate.journal import Journal
 from automate.models import (
@@ -212,7 +212,8 @@ class RunExecution:
         elif not self.record_start(record):
             return RunOutcome(Outcome.LOST), nothing
         try:
-            result = executor_cls().execute(config, self.step_context(step, record.attempt))
+            with instrument.step(run, step, record.attempt):
+                result = executor_cls().execute(config, self.step_context(step, record.attempt))
         except Exception as exc:
             return self.failed(step, record, _as_automate_error(exc), idempotent, used), nothing
         return None, self.succeeded(step, record, result, idempotent)

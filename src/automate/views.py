@@ -26,7 +26,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from automate import signals
+from automate import instrument, signals
 from automate.conf import settings as app_settings
 from automate.connections import connector_for
 from automate_connectors.base import Connector, Headers
@@ -55,8 +55,8 @@ class WebhookView(View):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, connector_key: str) -> HttpResponse:
-        with trace() as trace_id:
-            response = self._handle(request, connector_key, trace_id)
+        with instrument.webhook(connector_key) as obs, trace(obs.trace_id) as trace_id:
+            response = obs.answered(self._handle(request, connector_key, trace_id))
         if TRACE_HEADER not in response:
             response[TRACE_HEADER] = trace_id
         return response
@@ -87,7 +87,8 @@ class WebhookView(View):
             return _error(413, f"body larger than {max_bytes} bytes", trace_id)
 
         headers = Headers(request.headers.items())
-        verdict = connector.webhook_verdict(headers, raw_body)
+        with instrument.verify(key):
+            verdict = connector.webhook_verdict(headers, raw_body)
         if not verdict.accepted:
             _log_refusal(key, verdict, trace_id)
             return _error(401, "signature verification failed", trace_id)
@@ -102,15 +103,16 @@ class WebhookView(View):
             return JsonResponse(handshake, status=200)
 
         # One autocommitted INSERT: the row is durable when enqueue returns.
-        result = queue.enqueue(
-            key,
-            event_type=event.event_type,
-            payload=event.payload,
-            raw_body=event.raw_body,
-            external_id=event.external_id,
-            headers=_kept_headers(connector, headers),
-            trace_id=trace_id,
-        )
+        with instrument.store(key, event.event_type):
+            result = queue.enqueue(
+                key,
+                event_type=event.event_type,
+                payload=event.payload,
+                raw_body=event.raw_body,
+                external_id=event.external_id,
+                headers=_kept_headers(connector, headers),
+                trace_id=trace_id,
+            )
         if result.created:
             transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=result.item))
         item = result.item

@@ -404,6 +404,9 @@ class CoreSettings(AppSettings):
     HTTP_USER_AGENT: str = "django-automate"
     # Rate limits: "memory://" or "redis://host:port/db"
     RATE_LIMIT_STORAGE: str = "memory://"
+    # Observability (automate_core.observability.logs): the "automate.events" lines as
+    # JSON objects, one per line, instead of key=value text.
+    LOG_JSON: bool = False
 
 
 settings = CoreSettings.lazy()

@@ -44,6 +44,7 @@ from automate_core._netguard import (
     check_url,
 )
 from automate_core.conf import settings as automate_settings
+from automate_core.observability import hooks
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 __all__ = [
@@ -137,9 +138,9 @@ class SafeTransport(httpx.HTTPTransport):
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with _reported(request.method, request.url):
+        with _reported(request.method, request.url), hooks.outbound(request) as call:
             _prepare(request, self.purpose)
-            response = super().handle_request(request)
+            response = call.done(super().handle_request(request))
         response.request = request
         try:
             return capped_response(response, self.max_size, is_async=False)
@@ -169,9 +170,9 @@ class SafeAsyncTransport(httpx.AsyncHTTPTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        with _reported(request.method, request.url):
+        with _reported(request.method, request.url), hooks.outbound(request) as call:
             _prepare(request, self.purpose)
-            response = await super().handle_async_request(request)
+            response = call.done(await super().handle_async_request(request))
         response.request = request
         try:
             return capped_response(response, self.max_size, is_async=True)
@@ -430,6 +431,7 @@ def _log_refusal(exc: SSRFError, method: str, url: str | httpx.URL) -> None:
     if getattr(exc, "_automate_logged", False):
         return
     exc._automate_logged = True  # type: ignore[attr-defined]
+    hooks.refused(exc, method, url)
     logger.warning(
         "SSRF protection refused %s %s: %s",
         method,

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from automate_core import secrets
+from automate_core.observability import hooks
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from automate_core.redaction import redact
@@ -175,7 +176,9 @@ def run_chat(
         provider = build_provider(profile, ctx)
         started = time.monotonic()
         try:
-            result = provider.complete(call_messages, **kwargs)
+            model = str(kwargs.get("model") or (profile.config or {}).get("model") or "")
+            with hooks.llm_call(profile.provider_key, model) as span:
+                result = hooks.llm_result(span, provider.complete(call_messages, **kwargs))
         except Exception as exc:
             error = normalize_error(exc, provider=profile.provider_key)
             usage = _record(profile, None, started, error, record)

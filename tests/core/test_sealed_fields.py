@@ -49,6 +49,7 @@ def test_apps_register_their_sealed_fields_in_ready():
         ("automate_core.Secret", "ciphertext", Shape.TOKEN),
         ("automate.ConnectionProfile", "webhook_secrets", Shape.SEALED_LIST),
         ("automate.MCPServer", "api_key", Shape.SEALED),
+        ("automate.EndpointSecret", "secret", Shape.SEALED),
         ("testapp.Credential", "token", Shape.SEALED),
     ]
 

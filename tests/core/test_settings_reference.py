@@ -258,7 +258,15 @@ def test_reference__lists_only_real_settings():
     assert not stale, f"docs/reference.md documents keys no settings class declares: {stale}"
 
 
-TYPES = {"int": int, "float": float, "str": str, "dict": dict, "list": list, "dotted": str}
+TYPES = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "dict": dict,
+    "list": list,
+    "dotted": str,
+}
 
 
 def runtime_types(annotation) -> set[type]:

@@ -304,15 +304,33 @@ def test_restart__redis_restarted_under_load(postgres, csrf_client):
                 send(n)
             time.sleep(1)
             redis = _redis_server(port)
-            wait_for(
-                lambda: not OutboxItem.objects.exclude(status__in=["done", "dead"]).exists(),
-                SETTLE_SECONDS,
-                "every event to end done or dead",
-            )
+
+            def settled() -> bool:
+                # The Celery worker may exit on the lost connection: with Celery and kombu
+                # 5.7 it logs "Unrecoverable error: AttributeError(... 'hostname')" when the
+                # loss finds an unacknowledged task (kombu restores it through a connection
+                # it has just closed). Production runs workers under a supervisor that
+                # starts them again; so does this test. Its events must not suffer for it.
+                if processes[0].poll() is not None:
+                    crashes.append(stop(processes[0]))
+                    processes[0] = start(celery, env)
+                return not unfinished.exists()
+
+            unfinished = OutboxItem.objects.exclude(status__in=["done", "dead"])
+            crashes: list[str] = []
+            try:
+                wait_for(settled, SETTLE_SECONDS, "every event to end done or dead")
+            except AssertionError as timeout:
+                fields = ("id", "status", "attempts", "lease_expires_at", "last_error")
+                left = list(unfinished.values_list(*fields)[:10])
+                raise AssertionError(f"{timeout}; unfinished: {left}") from None
         finally:
             errors = "".join(stop(p) for p in processes)
             stop(redis)
     rows = list(OutboxItem.objects.values_list("external_id", "status", "attempts"))
-    print(f"redis restart: {len(rows)} events, {WorkflowRun.objects.count()} runs")
+    print(
+        f"redis restart: {len(rows)} events, {WorkflowRun.objects.count()} runs, "
+        f"{len(crashes)} Celery worker restarts"
+    )
     assert len(rows) == EVENTS, errors[-2000:]
     _check(rows, accepted, target)

@@ -29,6 +29,7 @@ from jsonschema.validators import validator_for
 
 from automate.mcp import client, stdio
 from automate.mcp.models import MCPServer, MCPTool, ensure_stdio_server
+from automate_core.observability import hooks
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 
@@ -125,7 +126,8 @@ def call_tool(
     arguments = {} if arguments is None else arguments
     validate_arguments(tool, arguments)
     endpoint = server.endpoint(timeout=timeout)
-    result = client.call_tool(endpoint, tool_name, arguments, timeout=endpoint.timeout)
+    with hooks.mcp_call(server.key, tool_name):
+        result = client.call_tool(endpoint, tool_name, arguments, timeout=endpoint.timeout)
     if result.is_error:
         raise AutomateError(
             ErrorCodes.INTERNAL,

@@ -24,6 +24,7 @@ import httpcore2
 import httpx2
 
 from automate_core.net import AsyncGuardedConnect, ResponseTooLarge, SSRFError, check_url
+from automate_core.observability import hooks
 
 #: Responses the observer remembers, so a 401 lost inside the SDK can still be reported.
 _REMEMBERED_STATUSES = frozenset({401, 403, 404, 429, 500, 502, 503, 504})
@@ -77,8 +78,9 @@ class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
         )
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        check_url(request.url, purpose="mcp")
-        response = await super().handle_async_request(request)
+        with hooks.outbound(request) as call:  # a CLIENT span, traceparent, metrics
+            check_url(request.url, purpose="mcp")
+            response = call.done(await super().handle_async_request(request))
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             await response.aclose()

@@ -28,6 +28,7 @@ BUILTIN_STEPS = (
     "automate.steps.http_request.HttpRequestStep",
     "automate.steps.filter.FilterStep",
     "automate.steps.mcp_tool.MCPToolStep",
+    "automate.steps.send_webhook.SendWebhookStep",
 )
 
 #: Step types whose app is optional: registered only when that app is installed.

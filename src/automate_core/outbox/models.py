@@ -37,6 +37,9 @@ class OutboxItem(models.Model):
     )
     headers = models.JSONField(_("headers"), default=dict, blank=True)
     trace_id = models.CharField(_("trace id"), max_length=64, db_index=True)
+    # The W3C traceparent of the span that stored the event ("" when tracing is off): the
+    # worker's spans continue that trace (automate_core.observability).
+    trace_context = models.CharField(_("trace context"), max_length=128, blank=True, default="")
 
     status = models.CharField(
         _("status"), max_length=10, choices=OutboxStatus.choices, default=OutboxStatus.PENDING

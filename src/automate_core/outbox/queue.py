@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from automate_core import redaction
 from automate_core.conf import settings as automate_settings
+from automate_core.observability import spans
 from automate_core.outbox.models import DUE_STATUSES, OutboxItem, OutboxStatus
 from automate_core.providers.errors import AutomateError
 
@@ -56,6 +57,7 @@ def enqueue(
         external_id=external_id or None,
         headers=redaction.redact_data(dict(headers or {})),
         trace_id=trace_id,
+        trace_context=spans.current_traceparent(),
     )
     try:
         if connection.in_atomic_block:

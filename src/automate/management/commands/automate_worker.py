@@ -6,10 +6,10 @@ import signal
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from automate import dispatch
+from automate import dispatch, metrics
 from automate.conf import settings as app_settings
 from automate.worker import EmbeddedWorker
 
@@ -39,7 +39,21 @@ class Command(BaseCommand):
             help="Claim and hand batches to Celery instead of executing them here.",
         )
 
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="Serve Prometheus metrics on this port (needs the prometheus extra).",
+        )
+        parser.add_argument(
+            "--metrics-addr",
+            default="127.0.0.1",
+            help="Address of the metrics server (default 127.0.0.1; 0.0.0.0 for all).",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["metrics_port"] is not None:
+            self._serve_metrics(options["metrics_port"], options["metrics_addr"])
         if options["dispatch_only"]:
             self._dispatch(options)
             return
@@ -59,6 +73,13 @@ class Command(BaseCommand):
         counts = worker.run(once=options["once"])
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing to do"
         self.stdout.write(f"automate worker stopped ({summary})")
+
+    def _serve_metrics(self, port: int, addr: str) -> None:
+        if metrics.serve(port, addr) is None:
+            raise CommandError(
+                "--metrics-port needs prometheus-client (pip install django-automate[prometheus])"
+            )
+        self.stdout.write(f"metrics on http://{addr}:{port}/metrics")
 
     def _dispatch(self, options: dict[str, Any]) -> None:
         stopping: list[bool] = []

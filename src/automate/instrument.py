@@ -1,0 +1,317 @@
+"""The engine's observability hooks: one call at each point of the data flow.
+
+Data flow: ``WebhookView`` (:func:`webhook`, with :func:`verify` and :func:`store`
+inside) -> the dispatcher's claim (:func:`claimed`, which also writes the heartbeat) ->
+a worker's pass over a run (:func:`run`) -> each step attempt (:func:`step`). Every hook
+opens an OpenTelemetry span, feeds the Prometheus metrics and writes the structured log
+line of :mod:`automate_core.observability.logs`; each part does nothing when its extra
+is missing. The spans of one event form one trace: the webhook's SERVER span is the
+root, its ``traceparent`` is stored on the outbox row, and the worker's claim and run
+spans are its children, whichever process or Celery worker runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
+from django.http import HttpResponse
+from django.utils import timezone
+
+from automate import heartbeat
+from automate.models import WebhookRefusalMinute
+from automate_core.observability import logs, metrics, spans
+from automate_core.outbox.models import OutboxItem
+
+__all__ = ["claimed", "count_refusal", "run", "step", "store", "verify", "webhook"]
+
+#: A connector key only becomes a label once it names a connector (not on a 404).
+UNKNOWN_CONNECTOR = "unknown"
+
+
+class webhook:
+    """The SERVER span of one webhook request, its metrics and its decision log line.
+
+    ``with webhook(key) as obs, trace(obs.trace_id) as trace_id: obs.answered(response)``:
+    ``obs.trace_id`` is the OpenTelemetry trace id when tracing is on, else None (the
+    view then makes its own).
+    """
+
+    __slots__ = ("connector", "response", "span", "started")
+
+    def __init__(self, connector: str) -> None:
+        self.connector, self.started = connector, time.perf_counter()
+        self.response: HttpResponse | None = None
+        self.span = spans.span(
+            "POST /webhooks/{connector_key}/",
+            {
+                "http.request.method": "POST",
+                "http.route": "webhooks/<str:connector_key>/",
+                "automate.connector": connector,
+            },
+            kind="server",
+        )
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.span.trace_id
+
+    def __enter__(self) -> webhook:
+        self.span.__enter__()
+        return self
+
+    def answered(self, response: HttpResponse) -> HttpResponse:
+        self.response = response
+        return response
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        status = self.response.status_code if self.response is not None else 500
+        label = UNKNOWN_CONNECTOR if status == 404 else self.connector
+        self.span.set("http.response.status_code", status)
+        if status >= 500:
+            self.span.fail(str(status))
+        metrics.webhook(label, status, time.perf_counter() - self.started)
+        if status == 401:  # the overview's "most 401s"; other refusals only in metrics
+            count_refusal(label, status)
+        level = logging.INFO if status < 400 else logging.WARNING
+        if logs.enabled(level):  # the answer is read only for a line that is written
+            logs.event(
+                "webhook",
+                level,
+                connector=label,
+                status=status,
+                trace_id=_response_field(self.response, "trace_id"),
+                outbox_id=_response_field(self.response, "id"),
+                duplicate=_response_field(self.response, "duplicate"),
+                error=_response_field(self.response, "error"),
+            )
+        return self.span.__exit__(exc_type, exc, tb)
+
+
+def count_refusal(connector: str, status: int) -> None:
+    """Add one refused request to its minute's row; never raises."""
+    minute = timezone.now().replace(second=0, microsecond=0)
+    rows = WebhookRefusalMinute.objects.filter(
+        minute=minute, connector_key=connector[:100], status=status
+    )
+    try:
+        if rows.update(count=F("count") + 1):
+            return
+        with transaction.atomic():
+            WebhookRefusalMinute.objects.create(
+                minute=minute, connector_key=connector[:100], status=status, count=1
+            )
+    except IntegrityError:  # another request made the row first
+        rows.update(count=F("count") + 1)
+    except DatabaseError:
+        pass
+
+
+def _response_field(response: HttpResponse | None, name: str) -> Any:
+    """A field of the view's own JSON answer (ids, codes, a fixed message); None if
+    absent. A handshake answer (a connector's challenge) is never read."""
+    if response is None or response.status_code not in (200, 202, 400, 401, 404, 413, 503):
+        return None
+    data = getattr(response, "_automate_fields", None)
+    if data is None:
+        import json
+
+        try:
+            data = json.loads(response.content) if response.content[:1] == b"{" else {}
+        except ValueError:
+            data = {}
+        data = {k: data[k] for k in ("trace_id", "id", "duplicate", "error") if k in data}
+        response._automate_fields = data  # type: ignore[attr-defined]
+    return data.get(name)
+
+
+def verify(connector: str) -> Any:
+    """The span around a connector's signature check."""
+    return spans.span("automate.webhook.verify", {"automate.connector": connector})
+
+
+def store(connector: str, event_type: str) -> Any:
+    """The span around the outbox INSERT."""
+    return spans.span(
+        "automate.outbox.store",
+        {"automate.connector": connector, "automate.event_type": event_type[:200]},
+    )
+
+
+def claimed(items: Sequence[Any], started_ns: int, worker: str) -> None:
+    """After a claim: one ``automate.claim`` span per item, in the item's own trace
+    (from ``started_ns`` to now), and this worker's heartbeat."""
+    heartbeat.beat(worker)
+    if not items or not spans.enabled():
+        return
+    contexts = _trace_contexts(items)
+    now = time.time_ns()
+    for item in items:
+        parent = contexts.get(item.pk)
+        if not parent:
+            continue
+        spans.record(
+            "automate.claim",
+            {"automate.outbox_id": item.pk, "automate.worker": worker[:200]},
+            parent=parent,
+            start_time=started_ns,
+            end_time=now,
+        )
+
+
+def _trace_contexts(items: Sequence[Any]) -> dict[int, str]:
+    """Each item's stored traceparent; one SELECT when the claim loaded only ids."""
+    if all("trace_context" not in item.get_deferred_fields() for item in items):
+        return {item.pk: item.trace_context for item in items}
+    rows = OutboxItem.objects.filter(pk__in=[i.pk for i in items])
+    return dict(rows.values_list("pk", "trace_context"))
+
+
+class run:
+    """A worker's pass over one run: a span in the event's trace, the queue lag on the
+    run's first start, and at the end ``automate_runs_total`` and the run's log line."""
+
+    __slots__ = ("first", "item", "run", "span", "started")
+
+    def __init__(self, workflow_run: Any, item: Any) -> None:
+        self.run, self.item = workflow_run, item
+        self.first = workflow_run.started_at is None
+        self.started = time.perf_counter()
+        workflow = workflow_run.workflow
+        self.span = spans.span(
+            "automate.run",
+            {
+                "automate.workflow": workflow.key,
+                "automate.workflow_version": workflow_run.workflow_version,
+                "automate.run_id": workflow_run.pk,
+                "automate.outbox_id": item.pk,
+                "automate.replay": workflow_run.replay_count,
+            },
+            parent=getattr(item, "trace_context", "") or None,
+        )
+
+    def __enter__(self) -> run:
+        if self.first and self.item.created_at is not None:
+            metrics.queue_lag((timezone.now() - self.item.created_at).total_seconds())
+        self.span.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        wf_run = self.run
+        status = str(wf_run.status)
+        self.span.set("automate.outcome", status)
+        if status in ("completed", "filtered", "dead", "retrying", "waiting"):
+            code = (wf_run.error or {}).get("code") if status in ("dead", "retrying") else None
+            if code:
+                self.span.fail(str(code))
+            metrics.run_finished(wf_run.workflow.key, status)
+            logs.event(
+                "run",
+                logging.WARNING if status == "dead" else logging.INFO,
+                workflow=wf_run.workflow.key,
+                run_id=wf_run.pk,
+                outcome=status,
+                error_code=code,
+                trace_id=wf_run.trace_id,
+                duration_ms=round((time.perf_counter() - self.started) * 1000, 1),
+            )
+        return self.span.__exit__(exc_type, exc, tb)
+
+
+class step:
+    """One step attempt: its span (type, name, attempt, outcome), the step metrics and,
+    on failure, the step's log line with the error code."""
+
+    __slots__ = ("attempt", "run", "span", "started", "step")
+
+    def __init__(self, workflow_run: Any, workflow_step: Any, attempt: int) -> None:
+        self.run, self.step, self.attempt = workflow_run, workflow_step, attempt
+        self.started = time.perf_counter()
+        self.span = spans.span(
+            f"automate.step {workflow_step.type}",
+            {
+                "automate.step.name": workflow_step.name,
+                "automate.step.type": workflow_step.type,
+                "automate.step.attempt": attempt,
+                "automate.run_id": workflow_run.pk,
+            },
+        )
+
+    def __enter__(self) -> step:
+        self.span.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        seconds = time.perf_counter() - self.started
+        outcome = "succeeded" if exc is None else "failed"
+        self.span.set("automate.outcome", outcome)
+        metrics.step_attempt(self.step.type, outcome, seconds)
+        if exc is not None:
+            code = str(getattr(exc, "code", None) or type(exc).__name__)
+            logs.event(
+                "step_failed",
+                logging.WARNING,
+                workflow=self.run.workflow.key,
+                step=self.step.name,
+                step_type=self.step.type,
+                attempt=self.attempt,
+                run_id=self.run.pk,
+                error_code=code,
+                retryable=getattr(exc, "retryable", None),
+                trace_id=self.run.trace_id,
+            )
+        return self.span.__exit__(exc_type, exc, tb)
+
+
+# -- Celery: the sender's context travels in the message headers ------------------------
+
+
+def inject_celery_headers(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """``before_task_publish`` receiver: put the current ``traceparent`` in the message."""
+    if headers is not None:
+        spans.inject(headers)
+
+
+_task_spans: dict[str, tuple[Any, Any]] = {}
+
+
+def start_task_span(task_id: str = "", task: Any = None, **kwargs: Any) -> None:
+    """``task_prerun`` receiver: an ``automate.task`` span, child of the sender's span."""
+    if task is None or not spans.enabled() or not str(task.name).startswith("automate."):
+        return
+    request = task.request
+    carrier = {k: getattr(request, k, None) for k in ("traceparent", "tracestate")}
+    token = spans.attach(spans.extract_context({k: v for k, v in carrier.items() if v}))
+    task_span = spans.span(
+        f"automate.task {task.name}", {"celery.task_id": task_id}, kind="consumer"
+    )
+    task_span.__enter__()
+    _task_spans[task_id] = (task_span, token)
+
+
+def end_task_span(task_id: str = "", **kwargs: Any) -> None:
+    """``task_postrun`` receiver: end the task's span."""
+    found = _task_spans.pop(task_id, None)
+    if found is not None:
+        task_span, token = found
+        task_span.__exit__(None, None, None)
+        spans.detach(token)
+
+
+def connect_celery() -> None:
+    """Connect the receivers above (``AutomateConfig.ready``)."""
+    from celery import signals as celery_signals
+
+    celery_signals.before_task_publish.connect(
+        inject_celery_headers, dispatch_uid="automate.otel.publish", weak=False
+    )
+    celery_signals.task_prerun.connect(
+        start_task_span, dispatch_uid="automate.otel.prerun", weak=False
+    )
+    celery_signals.task_postrun.connect(
+        end_task_span, dispatch_uid="automate.otel.postrun", weak=False
+    )

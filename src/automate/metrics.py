@@ -1,0 +1,162 @@
+"""``/metrics`` for Prometheus: the counters and histograms of
+:mod:`automate_core.observability.metrics`, plus the queue gauges read from the tables.
+
+Mount the view (behind whatever restricts your internal endpoints)::
+
+    from automate.metrics import metrics_view
+    path("metrics", metrics_view)
+
+or let ``manage.py automate_worker --metrics-port 9100`` serve the same page. Under
+gunicorn or Celery prefork set ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory, the
+same for every process of a host) before the processes start: a scrape then sums them.
+
+The gauges (``automate_outbox_items{state}``, ``automate_dead_letters``,
+``automate_runs_waiting``) come from one indexed query (a UNION over the outbox's status
+index and the runs' status index), cached ``AUTOMATE["METRICS_GAUGE_CACHE_SECONDS"]``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, IntegerField, Q, Value
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from automate.conf import settings as app_settings
+from automate.models import WorkflowRun
+from automate_core.observability import metrics as core_metrics
+from automate_core.outbox.models import OutboxItem, OutboxStatus
+
+__all__ = ["QueueGauges", "metrics_view", "read_gauges", "serve"]
+
+_cache_lock = threading.Lock()
+_cache: tuple[float, dict[str, int]] | None = None
+
+_OPEN = [OutboxStatus.PENDING, OutboxStatus.FAILED, OutboxStatus.LEASED, OutboxStatus.DEAD]
+
+
+def read_gauges(*, fresh: bool = False) -> dict[str, int]:
+    """The queue's state: due, scheduled (waiting for a retry or a timer), leased and dead
+    outbox items, and waiting runs. Cached a few seconds per process."""
+    global _cache
+    now = time.monotonic()
+    cached = _cache
+    if (
+        not fresh
+        and cached is not None
+        and now - cached[0] < app_settings.METRICS_GAUGE_CACHE_SECONDS
+    ):
+        return cached[1]
+    moment = timezone.now()
+    outbox = (
+        OutboxItem.objects.filter(status__in=_OPEN)
+        .values("status")
+        .annotate(n=Count("id"), due=Count("id", filter=Q(available_at__lte=moment)))
+        .values_list("status", "n", "due")
+        .order_by()
+    )
+    waiting = (
+        WorkflowRun.objects.filter(status="waiting")
+        .values("status")
+        .annotate(n=Count("id"), due=Value(0, output_field=IntegerField()))
+        .values_list("status", "n", "due")
+        .order_by()
+    )
+    values = dict.fromkeys(("due", "scheduled", "leased", "dead", "waiting_runs"), 0)
+    for status, n, due in outbox.union(waiting, all=True):
+        if status in (OutboxStatus.PENDING, OutboxStatus.FAILED):
+            values["due"] += due
+            values["scheduled"] += n - due
+        elif status == "waiting":
+            values["waiting_runs"] += n
+        else:
+            values[str(status)] += n
+    with _cache_lock:
+        _cache = (now, values)
+    return values
+
+
+class QueueGauges:
+    """A Prometheus collector of :func:`read_gauges` (read at scrape time)."""
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        values = read_gauges()
+        items = GaugeMetricFamily(
+            "automate_outbox_items",
+            "Outbox items by state: due, scheduled (a retry or timer not yet due), leased, dead.",
+            labels=["state"],
+        )
+        for state in ("due", "scheduled", "leased", "dead"):
+            items.add_metric([state], values[state])
+        yield items
+        yield GaugeMetricFamily(
+            "automate_dead_letters", "Dead-lettered outbox items.", value=values["dead"]
+        )
+        yield GaugeMetricFamily(
+            "automate_runs_waiting",
+            "Runs parked waiting for an event or a timer.",
+            value=values["waiting_runs"],
+        )
+
+
+class _Scrape:
+    """Everything one scrape shows: this process's (or every process's) metrics and the
+    queue gauges. ``close_db``: close the thread's database connection afterwards (the
+    standalone server answers each scrape in a new thread)."""
+
+    def __init__(self, close_db: bool = False) -> None:
+        self.close_db = close_db
+
+    def collect(self) -> Iterator[Any]:
+        registry = core_metrics.registry_for_scrape()
+        if registry is not None:
+            yield from registry.collect()
+        try:
+            yield from QueueGauges().collect()
+        finally:
+            if self.close_db:
+                connection.close()
+
+
+def scrape_registry(*, close_db: bool = False) -> Any:
+    """A registry holding :class:`_Scrape`; None without ``prometheus_client``."""
+    if not core_metrics.enabled():
+        return None
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Scrape(close_db))
+    return registry
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The Prometheus text format; 404 when ``prometheus_client`` is not installed."""
+    registry = scrape_registry()
+    if registry is None:
+        return HttpResponse(
+            "prometheus-client is not installed (pip install django-automate[prometheus])",
+            status=404,
+            content_type="text/plain",
+        )
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def serve(port: int, addr: str = "127.0.0.1") -> Any:
+    """Serve the scrape page on ``addr:port`` from a daemon thread (``automate_worker
+    --metrics-port``). Returns the server, or None without ``prometheus_client``."""
+    registry = scrape_registry(close_db=True)
+    if registry is None:
+        return None
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    return server
