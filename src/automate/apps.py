@@ -27,14 +27,16 @@ class AutomateConfig(AppConfig):
             signals,
         )
         from automate.api import checks as api_checks  # noqa: F401  (registers its checks)
-        from automate.connections import clear_connection_cache
+        from automate.connections import clear_connection_cache, signing_secret_references
         from automate.mcp import checks as mcp_checks  # noqa: F401  (registers the MCP checks)
         from automate.models import ConnectionProfile
         from automate.outgoing import checks as outgoing_checks  # noqa: F401  (its checks)
         from automate.steps import registry
+        from automate_core.secrets import register_signing_secrets
 
         registry.load()
         _register_sealed_fields()
+        register_signing_secrets(signing_secret_references)
         for signal in (post_save, post_delete):
             signal.connect(
                 clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"

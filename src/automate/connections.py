@@ -98,6 +98,24 @@ def _load_connection(key: str) -> Connection | None:
     )
 
 
+def signing_secret_references() -> list[str]:
+    """Every webhook signing secret reference of the profiles and ``AUTOMATE["CONNECTORS"]``.
+
+    Registered with :func:`automate_core.secrets.register_signing_secrets`, so none of them
+    is ever sent as an outbound credential (a stolen signing secret forges webhooks).
+    """
+    references = [
+        value
+        for secrets in ConnectionProfile.objects.values_list("webhook_secrets", flat=True)
+        for value in (secrets or ())
+        if isinstance(value, str)
+    ]
+    for entry in app_settings.CONNECTORS.values():
+        if isinstance(entry, Mapping):
+            references.extend(v for v in entry.get("secrets", ()) if isinstance(v, str))
+    return references
+
+
 def build_connector(connection: Connection, *, ctx: ProviderContext | None = None) -> Connector:
     """Instantiate the connection's connector with resolved config and webhook secrets.
 

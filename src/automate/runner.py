@@ -384,5 +384,6 @@ def _jsonable(value: Any) -> Any:
     text = json.dumps(value, default=str)
     limit = app_settings.STEP_MAX_OUTPUT_BYTES
     if len(text) > limit:
-        return {"truncated": True, "size": len(text), "preview": redaction.redact(text[:1000])}
+        # Redacted before the cut: a secret cut in two would leave its prefix unmasked.
+        return {"truncated": True, "size": len(text), "preview": redaction.redact(text)[:1000]}
     return redaction.redact_data(json.loads(text))

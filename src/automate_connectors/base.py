@@ -42,6 +42,7 @@ from automate_core.providers.errors import (
     invalid_argument,
     invalid_config,
 )
+from automate_core.redaction import redact
 
 logger = logging.getLogger("automate.connectors")
 
@@ -282,7 +283,7 @@ class Connector(BaseProvider):
         private, loopback and metadata addresses are refused as for every outbound call.
         Close it (``with self.http_client() as client:``) or keep one per connector.
         """
-        client = safe_client(base_url=self.base_url, timeout=timeout)
+        client = safe_client(base_url=self.base_url, timeout=timeout, purpose="connection")
         client.event_hooks["response"].append(_note_error_status)
         return client
 
@@ -436,7 +437,8 @@ def response_body(response: httpx.Response, *, max_text: int | None = None) -> d
             return {"json": response.json()}
         except ValueError:
             pass  # a service that labels HTML as JSON: keep what it said, as text
-    text = response.text
+    # Redacted before any cut: a secret cut in two would leave its prefix unmasked.
+    text = redact(response.text)
     if max_text is None or len(text) <= max_text:
         return {"text": text}
     return {"text": text[:max_text], "truncated": True}

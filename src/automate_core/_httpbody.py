@@ -2,9 +2,10 @@
 
 ``max_size`` applies to the bytes as received AND after decompression, while they stream:
 Content-Length is never trusted (it may lie, or describe the compressed size of a gzip
-bomb). Decompression produces at most ``_CHUNK`` bytes per step, so a bomb is stopped
-after ``max_size`` bytes of output instead of ballooning in memory. Only the encodings the
-client asks for (gzip, deflate) are accepted.
+bomb), and at most ``MAX_ENCODING_LAYERS`` stacked encodings are decoded. Decompression
+produces at most ``_CHUNK`` bytes per step, so a bomb is stopped after ``max_size`` bytes
+of output instead of ballooning in memory. Only the encodings the client asks for (gzip,
+deflate) are accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import httpx
 from automate_core._netguard import SSRFError
 
 _CHUNK = 64 * 1024
+#: Stacked Content-Encoding layers accepted. Real services send one; each layer costs a
+#: decompressor and a level of recursion, so thousands of them are refused up front.
+MAX_ENCODING_LAYERS = 3
 _DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -37,7 +41,11 @@ def _encodings(headers: httpx.Headers) -> list[str]:
         for token in header.split(",")
     ]
     encodings = [value for value in values if value and value != "identity"]
-    unknown = [value for value in encodings if value not in _DECODABLE]
+    if len(encodings) > MAX_ENCODING_LAYERS:
+        raise httpx.DecodingError(
+            f"{len(encodings)} stacked Content-Encoding layers (at most {MAX_ENCODING_LAYERS})"
+        )
+    unknown = sorted({value for value in encodings if value not in _DECODABLE})
     if unknown:
         raise httpx.DecodingError(
             f"unsupported Content-Encoding {', '.join(unknown)} (the client asks for gzip, deflate)"

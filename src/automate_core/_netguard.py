@@ -164,19 +164,47 @@ def host_matches(host: str, patterns: Iterable[str]) -> bool:
     return False
 
 
-def check_address(ip: IPAddress, host: str) -> None:
-    """Raise :class:`SSRFError` unless ``ip`` (reached as ``host``) may be contacted."""
+#: The outbound purposes an allow-list can be opened for (``AUTOMATE["HTTP_ALLOW_FOR"]``).
+#: ``http_request``: the workflow step of that name (URLs a workflow author, or a payload,
+#: chose); ``connection``: connector actions; ``llm``: LLM providers; ``rag``: embedding
+#: services and vector stores; ``mcp``: MCP servers; ``webhooks``: outgoing webhook
+#: deliveries. A call made with no purpose (project code calling the client directly)
+#: gets only the global ``HTTP_ALLOW_NETWORKS`` / ``HTTP_ALLOW_HOSTS``.
+PURPOSES = ("http_request", "connection", "llm", "rag", "mcp", "webhooks")
+
+
+def allowed_for(purpose: str | None) -> tuple[list[Network], list[str]]:
+    """The non-public networks and host names ``purpose`` may reach.
+
+    The global ``HTTP_ALLOW_NETWORKS`` / ``HTTP_ALLOW_HOSTS`` (kept for every purpose, as
+    before) plus the purpose's own entry of ``HTTP_ALLOW_FOR``; opening a network for
+    ``mcp`` there leaves it closed to ``http_request`` URLs.
+    """
+    networks = _networks(automate_settings.HTTP_ALLOW_NETWORKS, "HTTP_ALLOW_NETWORKS")
+    hosts = list(automate_settings.HTTP_ALLOW_HOSTS)
+    if purpose is not None:
+        own = automate_settings.HTTP_ALLOW_FOR.get(purpose) or {}
+        networks += _networks(own.get("networks", ()), f"HTTP_ALLOW_FOR.{purpose}.networks")
+        hosts += list(own.get("hosts", ()))
+    return networks, hosts
+
+
+def check_address(ip: IPAddress, host: str, *, purpose: str | None = None) -> None:
+    """Raise :class:`SSRFError` unless ``ip`` (reached as ``host``) may be contacted
+    for ``purpose`` (see :data:`PURPOSES`)."""
     deny = _networks(automate_settings.HTTP_DENY_NETWORKS, "HTTP_DENY_NETWORKS")
     if _in(ip, METADATA_NETWORKS) or _in(ip, deny):
         raise SSRFError(f"{host} resolves to {ip}, a blocked address", reason="denied_address")
     if is_public(ip):
         return
-    allow = _networks(automate_settings.HTTP_ALLOW_NETWORKS, "HTTP_ALLOW_NETWORKS")
-    if _in(ip, allow) or host_matches(host, automate_settings.HTTP_ALLOW_HOSTS):
+    allow, hosts = allowed_for(purpose)
+    if _in(ip, allow) or host_matches(host, hosts):
         return
+    where = f'AUTOMATE["HTTP_ALLOW_FOR"]["{purpose}"] (for {purpose} only) or ' if purpose else ""
     raise SSRFError(
-        f"{host} resolves to {ip}, which is not a public address; add it to "
-        'AUTOMATE["HTTP_ALLOW_NETWORKS"] or ["HTTP_ALLOW_HOSTS"] if it is a trusted service',
+        f"{host} resolves to {ip}, which is not a public address; add it to {where}"
+        'AUTOMATE["HTTP_ALLOW_NETWORKS"] or ["HTTP_ALLOW_HOSTS"] (every outbound path) if '
+        "it is a trusted service",
         reason="private_address",
     )
 
@@ -205,10 +233,11 @@ def ip_literal(host: str) -> IPAddress | None:
     )
 
 
-def check_url(url: Any) -> None:
+def check_url(url: Any, *, purpose: str | None = None) -> None:
     """Checks that need no DNS: scheme, userinfo, port, deny-listed names, IP literals.
 
-    ``url`` is an :class:`httpx.URL` (the parse that will actually be sent).
+    ``url`` is an :class:`httpx.URL` (the parse that will actually be sent); ``purpose``
+    chooses the allow-list an IP literal is checked against (see :data:`PURPOSES`).
     """
     scheme = url.scheme.lower()
     text = str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
@@ -240,11 +269,15 @@ def check_url(url: Any) -> None:
         raise SSRFError(f"host {name} is deny-listed", reason="denied_host", url=text)
     literal = ip_literal(name)
     if literal is not None:
-        check_address(literal, name)
+        check_address(literal, name, purpose=purpose)
 
 
 def resolve_checked(
-    host: str, port: int, *, unresolvable: type[Exception] = httpcore.ConnectError
+    host: str,
+    port: int,
+    *,
+    unresolvable: type[Exception] = httpcore.ConnectError,
+    purpose: str | None = None,
 ) -> list[tuple[int, IPAddress]]:
     """Resolve ``host`` once and check every address; return ``(family, ip)`` pairs.
 
@@ -254,7 +287,7 @@ def resolve_checked(
     """
     literal = ip_literal(host)
     if literal is not None:
-        check_address(literal, host)
+        check_address(literal, host, purpose=purpose)
         family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
         return [(family, literal)]
     if host_matches(host, METADATA_HOSTS) or host_matches(host, automate_settings.HTTP_DENY_HOSTS):
@@ -268,7 +301,7 @@ def resolve_checked(
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
         ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        check_address(ip, host)
+        check_address(ip, host, purpose=purpose)
         if (family, ip) not in checked:
             checked.append((family, ip))
     if not checked:
@@ -346,10 +379,14 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class GuardedBackend(httpcore.NetworkBackend):
-    """httpcore backend that resolves once, checks every address and connects to one of them."""
+    """httpcore backend that resolves once, checks every address and connects to one of them.
 
-    def __init__(self) -> None:
+    ``purpose`` chooses the allow-list (see :data:`PURPOSES`).
+    """
+
+    def __init__(self, purpose: str | None = None) -> None:
         self._inner = httpcore.SyncBackend()
+        self.purpose = purpose
 
     def connect_tcp(  # type: ignore[override]
         self,
@@ -359,7 +396,8 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
-        attempts = _Attempts(resolve_checked(host, port), _HTTPCORE_CONNECT_ERRORS)
+        checked = resolve_checked(host, port, purpose=self.purpose)
+        attempts = _Attempts(checked, _HTTPCORE_CONNECT_ERRORS)
         for ip in attempts:
             with attempts.failure():
                 stream = self._inner.connect_tcp(
@@ -408,6 +446,8 @@ class AsyncGuardedConnect:
 
     connect_errors: ClassVar[tuple[type[Exception], type[Exception]]]
     _inner: Any
+    #: The allow-list this backend's connections are checked against (see PURPOSES).
+    purpose: str | None = None
 
     async def connect_tcp(
         self,
@@ -420,7 +460,11 @@ class AsyncGuardedConnect:
         import anyio.to_thread
 
         resolve = functools.partial(
-            resolve_checked, host, port, unresolvable=self.connect_errors[0]
+            resolve_checked,
+            host,
+            port,
+            unresolvable=self.connect_errors[0],
+            purpose=self.purpose,
         )
         attempts = _Attempts(await anyio.to_thread.run_sync(resolve), self.connect_errors)
         for ip in attempts:
@@ -447,8 +491,9 @@ class AsyncGuardedBackend(AsyncGuardedConnect, httpcore.AsyncNetworkBackend):
 
     connect_errors = _HTTPCORE_CONNECT_ERRORS
 
-    def __init__(self) -> None:
+    def __init__(self, purpose: str | None = None) -> None:
         self._inner = httpcore.AnyIOBackend()
+        self.purpose = purpose
 
     def _wrap(self, stream: Any) -> httpcore.AsyncNetworkStream:
         return _AsyncDeadlineStream(stream)

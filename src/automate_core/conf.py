@@ -383,6 +383,9 @@ class CoreSettings(AppSettings):
     )
     SECRETS: dict[str, str] = setting({})
     SECRET_ENV_PREFIX: str = "AUTOMATE_SECRET_"
+    # Where each secret may be sent as an outbound credential: {"NAME": {"hosts": [...],
+    # "uses": [...]}} (automate_core.secrets.check_grant; "uses" optional, all if absent).
+    SECRET_GRANTS: dict[str, dict[str, list[str]]] = setting({})
     # Fernet keys, newest first; the first encrypts, all decrypt (rotation).
     ENCRYPTION_KEYS: list[str | bytes] = setting([])
     # Outbound HTTP (the SSRF-safe client, automate_core.http)
@@ -392,6 +395,9 @@ class CoreSettings(AppSettings):
     # names ("mcp.internal", or ".internal" for a whole domain).
     HTTP_ALLOW_NETWORKS: list[str] = setting([])
     HTTP_ALLOW_HOSTS: list[str] = setting([])
+    # The same, per outbound purpose only: {"mcp": {"networks": [...], "hosts": [...]}};
+    # purposes: http_request, connection, llm, rag, mcp, webhooks (automate_core.net).
+    HTTP_ALLOW_FOR: dict[str, dict[str, list[str]]] = setting({})
     # Always refused, even when public or allow-listed (cloud metadata addresses always are).
     HTTP_DENY_NETWORKS: list[str] = setting([])
     HTTP_DENY_HOSTS: list[str] = setting([])

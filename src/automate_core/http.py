@@ -50,6 +50,7 @@ from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_ar
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "AsyncSafeClient",
+    "GrantedCredential",
     "ResponseTooLarge",
     "SSRFError",
     "SafeAsyncTransport",
@@ -57,6 +58,8 @@ __all__ = [
     "SafeTransport",
     "async_safe_client",
     "async_ssrf_safe_request",
+    "is_credential_header",
+    "redact_headers",
     "safe_client",
     "ssrf_safe_request",
 ]
@@ -69,8 +72,19 @@ SSRFError.__module__ = ResponseTooLarge.__module__ = __name__
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 _REDIRECTS = {301, 302, 303, 307, 308}
 # Dropped when a redirect hop changes origin (scheme, host, port); once dropped, for good.
+# By substring, so vendor names (Ocp-Apim-Subscription-Key, X-Functions-Key, Api_Key,
+# X-Hub-Signature) are caught without a list of every vendor's header.
 _CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie"}
-_CREDENTIAL_MARKERS = ("token", "secret", "api-key", "apikey", "auth", "session", "password")
+_CREDENTIAL_MARKERS = (
+    "key",
+    "token",
+    "secret",
+    "auth",
+    "signature",
+    "password",
+    "session",
+    "cookie",
+)
 
 
 # -- Transports ------------------------------------------------------------------------
@@ -86,8 +100,8 @@ def _ssl_context(verify: Any) -> ssl.SSLContext:
     return _default_ssl_context() if verify is True else httpx.create_ssl_context(verify=verify)
 
 
-def _prepare(request: httpx.Request) -> None:
-    check_url(request.url)
+def _prepare(request: httpx.Request, purpose: str | None) -> None:
+    check_url(request.url, purpose=purpose)
     accepted = {
         token.split(";")[0].strip().lower()
         for token in request.headers.get("accept-encoding", "").split(",")
@@ -104,21 +118,28 @@ class SafeTransport(httpx.HTTPTransport):
     :class:`~automate_core._netguard.GuardedBackend`; bodies are capped at ``max_size``.
     """
 
-    def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE, verify: Any = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        verify: Any = True,
+        purpose: str | None = None,
+    ) -> None:
         import httpcore
 
         ssl_context = _ssl_context(verify)
         super().__init__(verify=ssl_context)
         self.max_size = max_size
+        self.purpose = purpose
         # httpx has no argument for the network backend: replace the pool it built. The
         # net-guard tests (connect target == checked IP) fail if this stops taking effect.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context, network_backend=GuardedBackend(), retries=0
+            ssl_context=ssl_context, network_backend=GuardedBackend(purpose), retries=0
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         with _reported(request.method, request.url), hooks.outbound(request) as call:
-            _prepare(request)
+            _prepare(request, self.purpose)
             response = call.done(super().handle_request(request))
         response.request = request
         try:
@@ -131,19 +152,26 @@ class SafeTransport(httpx.HTTPTransport):
 class SafeAsyncTransport(httpx.AsyncHTTPTransport):
     """The async twin of :class:`SafeTransport`."""
 
-    def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE, verify: Any = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        verify: Any = True,
+        purpose: str | None = None,
+    ) -> None:
         import httpcore
 
         ssl_context = _ssl_context(verify)
         super().__init__(verify=ssl_context)
         self.max_size = max_size
+        self.purpose = purpose
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context, network_backend=AsyncGuardedBackend(), retries=0
+            ssl_context=ssl_context, network_backend=AsyncGuardedBackend(purpose), retries=0
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _reported(request.method, request.url), hooks.outbound(request) as call:
-            _prepare(request)
+            _prepare(request, self.purpose)
             response = call.done(await super().handle_async_request(request))
         response.request = request
         try:
@@ -156,24 +184,76 @@ class SafeAsyncTransport(httpx.AsyncHTTPTransport):
 # -- Clients ---------------------------------------------------------------------------
 
 
-def _auth_headers(credentials_ref: str | None) -> dict[str, str]:
-    """``secret://NAME`` -> an Authorization header (``Bearer VALUE`` unless it has a scheme)."""
-    if credentials_ref is None:
-        return {}
+def _checked_reference(credentials_ref: str) -> str:
     if not secrets.is_reference(credentials_ref):
         raise invalid_argument(
             "credentials_ref",
             "credentials_ref must be a secret://NAME reference, never the secret itself",
         )
-    value = str(secrets.resolve(credentials_ref))
-    return {"Authorization": value if " " in value.strip() else f"Bearer {value}"}
+    return credentials_ref
 
 
-def _base_headers(headers: Mapping[str, str] | None, credentials_ref: str | None) -> dict:
+def _authorization(value: str) -> str:
+    """``Bearer VALUE`` unless the value already has a scheme (``Basic ...``, ``token ...``)."""
+    value = str(value)
+    return value if " " in value.strip() else f"Bearer {value}"
+
+
+def _auth_headers(credentials_ref: str | None, *, host: str, purpose: str | None) -> dict[str, str]:
+    """``secret://NAME`` -> an Authorization header, once the secret's grant allows ``host``.
+
+    Project code (``purpose=None``) implicitly grants the URL it passes; any other purpose
+    needs an ``AUTOMATE["SECRET_GRANTS"]`` entry (see :func:`automate_core.secrets.check_grant`).
+    """
+    if credentials_ref is None:
+        return {}
+    value = secrets.resolve_granted(
+        _checked_reference(credentials_ref),
+        use=purpose or "code",
+        host=host,
+        implicit_hosts=[host] if purpose is None else (),
+    )
+    return {"Authorization": _authorization(value)}
+
+
+def _base_headers(headers: Mapping[str, str] | None) -> dict:
     merged = {"User-Agent": automate_settings.HTTP_USER_AGENT}
     merged.update(headers or {})
-    merged.update(_auth_headers(credentials_ref))
     return merged
+
+
+class GrantedCredential(httpx.Auth):
+    """Adds ``Authorization`` from a ``secret://`` reference to the requests its grant allows.
+
+    The value is resolved once, when the client is built (a database-backed secret cannot
+    be read from async code); every request's host is checked against the secret's grant
+    before anything is sent, so a client whose requests reach a host the secret is not
+    granted to raises :class:`~automate_core.secrets.SecretNotGranted` instead of
+    connecting. ``base_host`` (the client's ``base_url`` host) is the implicit grant.
+    """
+
+    def __init__(self, credentials_ref: str, *, base_host: str, purpose: str | None) -> None:
+        self.reference = _checked_reference(credentials_ref)
+        self.base_host = base_host
+        self.purpose = purpose
+        if base_host:
+            self._check(base_host)  # refused before the client is even built
+        else:  # a signing secret is refused even before a host is known
+            secrets.check_not_signing(self.reference, use=purpose or "code")
+        self._value = _authorization(secrets.resolve(self.reference))
+
+    def _check(self, host: str) -> None:
+        # With no base_url, project code (no purpose) grants each request's own host.
+        own = [host] if self.purpose is None else []
+        implicit = [self.base_host] if self.base_host else own
+        secrets.check_grant(
+            self.reference, use=self.purpose or "code", host=host, implicit_hosts=implicit
+        )
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        self._check(request.url.host)
+        request.headers["Authorization"] = self._value
+        yield request
 
 
 class _StripsCredentials:
@@ -201,6 +281,15 @@ class AsyncSafeClient(_StripsCredentials, httpx.AsyncClient):
     """The ``httpx.AsyncClient`` that :func:`async_safe_client` returns."""
 
 
+def _credential(
+    credentials_ref: str | None, base_url: str, purpose: str | None
+) -> GrantedCredential | None:
+    if credentials_ref is None:
+        return None
+    base_host = httpx.URL(base_url).host if base_url else ""
+    return GrantedCredential(credentials_ref, base_host=base_host, purpose=purpose)
+
+
 def safe_client(
     *,
     base_url: str = "",
@@ -208,6 +297,7 @@ def safe_client(
     timeout: float = 30.0,
     credentials_ref: str | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
+    purpose: str | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` that applies the SSRF rules to every request it sends.
 
@@ -215,13 +305,16 @@ def safe_client(
     the address checks). Redirects are followed only when a request asks for it
     (``follow_redirects=True``); then every hop is checked and credentials are dropped
     when a hop leaves the origin. ``timeout`` has httpx's per-operation meaning here; use
-    :func:`ssrf_safe_request` for a total deadline.
+    :func:`ssrf_safe_request` for a total deadline. ``purpose`` picks the allow-list
+    (``AUTOMATE["HTTP_ALLOW_FOR"]``); ``credentials_ref`` is sent only to the hosts its
+    grant allows (``base_url``'s host, for a secret with no grant: :class:`GrantedCredential`).
     """
     return SafeClient(
         base_url=base_url,
-        headers=_base_headers(headers, credentials_ref),
+        headers=_base_headers(headers),
+        auth=_credential(credentials_ref, base_url, purpose),
         timeout=timeout,
-        transport=SafeTransport(max_size=max_size),
+        transport=SafeTransport(max_size=max_size, purpose=purpose),
         trust_env=False,
         max_redirects=5,
     )
@@ -234,14 +327,16 @@ def async_safe_client(
     timeout: float = 30.0,
     credentials_ref: str | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
+    purpose: str | None = None,
 ) -> httpx.AsyncClient:
     """The async twin of :func:`safe_client` (resolve ``credentials_ref`` outside the loop:
     a database-backed secret cannot be read from async code)."""
     return AsyncSafeClient(
         base_url=base_url,
-        headers=_base_headers(headers, credentials_ref),
+        headers=_base_headers(headers),
+        auth=_credential(credentials_ref, base_url, purpose),
         timeout=timeout,
-        transport=SafeAsyncTransport(max_size=max_size),
+        transport=SafeAsyncTransport(max_size=max_size, purpose=purpose),
         trust_env=False,
         max_redirects=5,
     )
@@ -252,9 +347,23 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port or default)
 
 
-def _is_credential(name: str) -> bool:
+def is_credential_header(name: str) -> bool:
+    """True for a header name that may carry a credential: ``Authorization``, ``Cookie``,
+    or a name containing key, token, secret, auth, signature, password or session
+    (``X-Api-Key``, ``Ocp-Apim-Subscription-Key``, ``X-Hub-Signature-256``...)."""
     lowered = name.lower()
     return lowered in _CREDENTIAL_HEADERS or any(m in lowered for m in _CREDENTIAL_MARKERS)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with the value of every credential header masked (for storing, showing)."""
+    return {
+        name: redaction.MASK if is_credential_header(name) else redaction.redact(str(value))
+        for name, value in headers.items()
+    }
+
+
+_is_credential = is_credential_header
 
 
 def _next_hop(
@@ -268,7 +377,7 @@ def _next_hop(
         raise SSRFError(f"the redirect target cannot be parsed: {exc}", reason="url") from None
     if url.fragment == "" and request.url.fragment:
         url = url.copy_with(fragment=request.url.fragment)
-    check_url(url)
+    check_url(url, purpose=getattr(client, "_automate_purpose", None))
     method, content = request.method, request.content
     see_other = response.status_code == 303 and method != "HEAD"
     if see_other or (response.status_code in (301, 302) and method == "POST"):
@@ -345,12 +454,12 @@ def _deadline(timeout: float) -> Iterator[None]:
         DEADLINE.reset(token)
 
 
-def _parse(url: str | httpx.URL) -> httpx.URL:
+def _parse(url: str | httpx.URL, purpose: str | None = None) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
         raise SSRFError(f"the URL cannot be parsed safely: {exc}", reason="url") from None
-    check_url(parsed)
+    check_url(parsed, purpose=purpose)
     return parsed
 
 
@@ -379,6 +488,7 @@ def ssrf_safe_request(
     data: Any = None,
     allow_redirects: bool = True,
     max_redirects: int = 5,
+    purpose: str | None = None,
 ) -> httpx.Response:
     """Send one request under the SSRF rules and return the fully read response.
 
@@ -387,6 +497,12 @@ def ssrf_safe_request(
     raise :class:`SSRFError`; a missed deadline raises an ``AutomateError`` with code
     TIMEOUT; other transport failures raise ``httpx`` errors. HTTP error statuses are
     returned, not raised (call ``raise_for_status()``).
+
+    ``purpose`` (``"http_request"``, ``"connection"``, ... see :mod:`automate_core.net`)
+    picks the allow-list of ``AUTOMATE["HTTP_ALLOW_FOR"]`` and is the use a
+    ``credentials_ref`` must be granted for; with no purpose (project code) the URL's
+    host is the secret's implicit grant. A secret not granted for the URL's host raises
+    :class:`~automate_core.secrets.SecretNotGranted` before anything is sent.
     """
     with _reported(method, url):
         return _send(
@@ -401,6 +517,7 @@ def ssrf_safe_request(
             data=data,
             allow_redirects=allow_redirects,
             max_redirects=max_redirects,
+            purpose=purpose,
         )
 
 
@@ -417,16 +534,21 @@ def _send(
     data: Any,
     allow_redirects: bool,
     max_redirects: int,
+    purpose: str | None,
 ) -> httpx.Response:
-    target = _parse(url)
+    target = _parse(url, purpose)
+    auth = _auth_headers(credentials_ref, host=target.host, purpose=purpose)
     client = httpx.Client(
-        timeout=timeout, transport=SafeTransport(max_size=max_size), trust_env=False
+        timeout=timeout,
+        transport=SafeTransport(max_size=max_size, purpose=purpose),
+        trust_env=False,
     )
+    client._automate_purpose = purpose  # type: ignore[attr-defined]
     with client, _deadline(timeout):
         request = client.build_request(
             method,
             target,
-            headers=_base_headers(headers, credentials_ref),
+            headers={**_base_headers(headers), **auth},
             params=params,
             json=json,
             data=data,
@@ -456,6 +578,7 @@ async def async_ssrf_safe_request(
     data: Any = None,
     allow_redirects: bool = True,
     max_redirects: int = 5,
+    purpose: str | None = None,
 ) -> httpx.Response:
     """The async twin of :func:`ssrf_safe_request`, with the same rules and arguments."""
     with _reported(method, url):
@@ -471,6 +594,7 @@ async def async_ssrf_safe_request(
             data=data,
             allow_redirects=allow_redirects,
             max_redirects=max_redirects,
+            purpose=purpose,
         )
 
 
@@ -487,13 +611,18 @@ async def _async_send(
     data: Any,
     allow_redirects: bool,
     max_redirects: int,
+    purpose: str | None,
 ) -> httpx.Response:
-    target = _parse(url)
+    target = _parse(url, purpose)
+    # Secret backends (and the grant check) may query the database: off the event loop.
+    auth = await sync_to_async(_auth_headers)(credentials_ref, host=target.host, purpose=purpose)
+    base_headers = {**_base_headers(headers), **auth}
     client = httpx.AsyncClient(
-        timeout=timeout, transport=SafeAsyncTransport(max_size=max_size), trust_env=False
+        timeout=timeout,
+        transport=SafeAsyncTransport(max_size=max_size, purpose=purpose),
+        trust_env=False,
     )
-    # Secret backends may query the database: resolve them off the event loop.
-    base_headers = await sync_to_async(_base_headers)(headers, credentials_ref)
+    client._automate_purpose = purpose  # type: ignore[attr-defined]
     async with client:
         with _deadline(timeout):
             request = client.build_request(

@@ -26,11 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
+from automate_core import secrets
 from automate_core.observability import hooks
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
@@ -39,7 +41,7 @@ from automate_core.secrets import is_reference
 from automate_core.tracing import get_trace_id, new_trace_id
 from automate_llm.models import LLMProfile, LLMUsage
 from automate_llm.provider_config import config_error, validate_provider_config
-from automate_llm.providers._sdk import STATUS_CODES
+from automate_llm.providers._sdk import PURPOSE, STATUS_CODES
 from automate_llm.providers.base import BaseLLMProvider, ChatResult
 from automate_llm.ratelimit import enforce_rate_limit
 from automate_llm.registry import NotRegistered, get_provider
@@ -81,14 +83,48 @@ def build_provider(profile: LLMProfile, ctx: ProviderContext | None = None) -> B
             ErrorCodes.CONFIGURATION, str(exc), retryable=False, details={"profile": profile.key}
         ) from None
     ctx = ctx or ProviderContext(trace_id=get_trace_id() or new_trace_id())
+    raw = dict(profile.config or {})
+    host = _service_host(cls, raw)
+    for value in raw.values():
+        if is_reference(value):
+            _check_grant(value, host)
     config = {
         name: ctx.resolve_secret(value) if is_reference(value) else value
-        for name, value in dict(profile.config or {}).items()
+        for name, value in raw.items()
     }
     try:
         return cls(config, ctx)
     except ValidationError as exc:
         raise config_error(cls, exc) from None
+
+
+#: Config fields that say where a provider sends its requests, in the order they are read.
+_URL_FIELDS = ("base_url", "endpoint", "url", "host")
+
+
+def _service_host(cls: type[BaseLLMProvider], config: dict[str, Any]) -> str:
+    """The host the profile's credentials go to: its URL field's, else the provider's own."""
+    for field in _URL_FIELDS:
+        value = config.get(field)
+        if isinstance(value, str) and value and not is_reference(value):
+            try:
+                return str(httpx.URL(value).host)
+            except (httpx.InvalidURL, TypeError):
+                return ""
+    return str(getattr(cls, "default_host", "") or "")
+
+
+def _check_grant(reference: str, host: str) -> None:
+    """A profile's secret goes to the profile's own host (implicit grant) or to the hosts
+    ``AUTOMATE["SECRET_GRANTS"]`` names for it (use ``llm``); never a signing secret.
+
+    A provider with no URL field and no ``default_host`` (a project's own provider that
+    fixes its endpoint in code) is only held to the signing-secret rule.
+    """
+    if host:
+        secrets.check_grant(reference, use=PURPOSE, host=host, implicit_hosts=[host])
+    else:
+        secrets.check_not_signing(reference, use=PURPOSE)
 
 
 def run_chat(
@@ -278,7 +314,10 @@ def _invalid_output(provider: str, content: str, problem: str) -> AutomateError:
         f"the model's answer does not match the response schema: {problem}",
         provider=provider,
         retryable=True,
-        details={"reason": "structured_output_invalid", "content": content[:_MAX_ERROR_TEXT]},
+        details={
+            "reason": "structured_output_invalid",
+            "content": redact(content)[:_MAX_ERROR_TEXT],
+        },
     )
 
 

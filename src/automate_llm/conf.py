@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from automate_core.conf import AppSettings
+from automate_core.conf import AppSettings, setting
 
 __all__ = ["LLMSettings", "settings"]
 
@@ -16,6 +16,8 @@ class LLMSettings(AppSettings):
     # Dotted path (or the callable itself) of factory(provider_key, *, asynchronous,
     # timeout) -> the HTTP client handed to the openai/anthropic SDKs; None: the SDK's own.
     LLM_HTTP_CLIENT_FACTORY: str | Callable[..., Any] | None = None
+    # The largest answer (bytes on the wire, a stream's whole body) an LLM call accepts.
+    LLM_MAX_RESPONSE_BYTES: int = setting(10 * 1024 * 1024, positive=True)
 
 
 settings = LLMSettings.lazy()

@@ -46,6 +46,8 @@ CASES = {
 }
 
 
+# A credential's grant is checked against the webhook signing secrets, which profiles hold.
+@pytest.mark.django_db
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_builtin_connection__references_resolved_by_the_profile_reach_the_service(key):
     config, _, action, data, url, reply = CASES[key]

@@ -23,6 +23,9 @@ from tests.core.helpers import LocalServer, redirect, send
 
 API = "https://api.example.com/v1"
 
+# A credential's grant is checked against the webhook signing secrets, which profiles hold.
+pytestmark = pytest.mark.django_db
+
 
 class TestBuiltinHttpContract(ConnectorContractTest):
     connector_class = HttpConnector

@@ -34,7 +34,7 @@ def test_each_app_declares_its_own_keys():
     assert "OUTBOX_MAX_ATTEMPTS" in CoreSettings.names()
     assert "STEP_MAX_ATTEMPTS" in AutomateSettings.names()
     assert "STEP_MAX_ATTEMPTS" not in CoreSettings.names()
-    assert LLMSettings.names() == ["LLM_HTTP_CLIENT_FACTORY"]
+    assert LLMSettings.names() == ["LLM_HTTP_CLIENT_FACTORY", "LLM_MAX_RESPONSE_BYTES"]
     assert conf.installed_settings_classes() == [CoreSettings, AutomateSettings, LLMSettings]
 
 

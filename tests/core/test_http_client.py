@@ -22,7 +22,7 @@ from automate_core.http import (
 )
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError
-from automate_core.secrets import SecretNotFound
+from automate_core.secrets import SecretNotFound, SecretNotGranted
 from tests.core.helpers import automate_settings, gzipped, redirect, self_signed_tls, send
 from tests.testapp.connectors import JiraConnector
 
@@ -189,6 +189,7 @@ def test_ssrf_safe_request__bad_network_setting_is_a_configuration_error(fake_dn
 # -- Credentials ---------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__credentials_ref_becomes_a_bearer_header(server):
     server.routes["/echo"] = echo
     with server.allowed(SECRETS={"my-api-key": TOKEN}):
@@ -198,6 +199,7 @@ def test_ssrf_safe_request__credentials_ref_becomes_a_bearer_header(server):
     assert response.json()["headers"]["authorization"] == f"Bearer {TOKEN}"
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__credentials_with_a_scheme_are_sent_as_is(server):
     server.routes["/echo"] = echo
     with server.allowed(SECRETS={"basic": "Basic dXNlcjpwYXNz"}):
@@ -231,6 +233,7 @@ def other_server():
     local.stop()
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__cross_origin_redirect_drops_credentials(server, other_server):
     other_server.routes["/echo"] = echo
     server.routes["/go"] = redirect(302, other_server.url("/echo"))
@@ -252,6 +255,7 @@ def test_ssrf_safe_request__cross_origin_redirect_drops_credentials(server, othe
     assert headers["x-plain"] == "kept"
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_ssrf_safe_request__same_origin_redirect_keeps_credentials(server):
     server.routes["/echo"] = echo
     server.routes["/go"] = redirect(301, "/echo")
@@ -336,11 +340,16 @@ def test_safe_transport__tls_rejects_a_certificate_for_another_name(fake_dns):
 # -- safe_client and connectors --------------------------------------------------------
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_safe_client__applies_the_rules_to_every_request(server):
     server.routes["/echo"] = echo
     settings = server.allowed(SECRETS={"k": TOKEN})
     with settings, safe_client(base_url=server.url(""), credentials_ref="secret://k") as client:
         seen = client.get("/echo").json()
+        # The credential is bound to base_url's host: another host is refused first.
+        with pytest.raises(SecretNotGranted):
+            client.get("http://10.0.0.1/")
+    with settings, safe_client(base_url=server.url("")) as client:
         with pytest.raises(SSRFError):
             client.get("http://10.0.0.1/")
         with pytest.raises(SSRFError):
@@ -397,14 +406,24 @@ def test_connector_client__is_ssrf_safe():
 # -- async -----------------------------------------------------------------------------
 
 
+@pytest.mark.django_db  # the grant check reads the profiles' signing secrets
 def test_async_ssrf_safe_request__happy_path_with_credentials(server):
     server.routes["/echo"] = echo
-    with server.allowed(SECRETS={"k": TOKEN}):
-        response = asyncio.run(
-            async_ssrf_safe_request(
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    async def call():
+        try:
+            return await async_ssrf_safe_request(
                 "POST", server.url("/echo"), json={"a": 1}, credentials_ref="secret://k"
             )
-        )
+        finally:
+            # The grant check ran in asgiref's worker thread: close its connection, or
+            # PostgreSQL cannot drop the test database at the end of the session.
+            await sync_to_async(connections.close_all)()
+
+    with server.allowed(SECRETS={"k": TOKEN}):
+        response = asyncio.run(call())
     seen = response.json()
     assert seen["headers"]["authorization"] == f"Bearer {TOKEN}"
     assert json.loads(seen["body"]) == {"a": 1}

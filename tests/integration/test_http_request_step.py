@@ -13,6 +13,16 @@ from tests.core.helpers import LocalServer, send
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def granted_token(settings):
+    """The step's credential: its own secret, granted to the loopback target for steps."""
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "SECRETS": {**settings.AUTOMATE["SECRETS"], "hook-token": "hook-token-value"},
+        "SECRET_GRANTS": {"hook-token": {"hosts": ["127.0.0.1"], "uses": ["http_request"]}},
+    }
+
+
 @pytest.fixture
 def target():
     server = LocalServer()
@@ -44,7 +54,7 @@ def notify_workflow(url: str):
                     "method": "POST",
                     "url": url,
                     "json": {"order": "{{ event.payload.id }}"},
-                    "credentials_ref": "secret://my-service-webhook",
+                    "credentials_ref": "secret://hook-token",
                 },
             }
         ],
@@ -61,11 +71,11 @@ def test_http_request_step__posts_the_rendered_body_to_an_allowed_host(target, d
     assert run.status == RunStatus.COMPLETED
     [(method, path, headers, body)] = target.requests
     assert (method, path, json.loads(body)) == ("POST", "/hook", {"order": 42})
-    assert headers["Authorization"] == "Bearer settings-secret-value"
+    assert headers["Authorization"] == "Bearer hook-token-value"
     output = run.step_runs.get().output
     assert output["status_code"] == 200
     # The resolved credential never lands in the stored step input.
-    assert "settings-secret-value" not in json.dumps(run.step_runs.get().input)
+    assert "hook-token-value" not in json.dumps(run.step_runs.get().input)
 
 
 def test_http_request_step__private_address_is_refused_and_nothing_is_sent(target, drain):

@@ -17,6 +17,17 @@ def require_sdk(module: str, extra: str) -> None:
         service_missing(f"the {module!r} package is not installed (extra: {extra})")
 
 
+@pytest.fixture(autouse=True)
+def llm_may_reach_loopback(settings):
+    """The scripted servers listen on 127.0.0.1 at a random port: open both to LLM calls
+    only, as an operator does for a local model server (AUTOMATE["HTTP_ALLOW_FOR"])."""
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "HTTP_ALLOW_FOR": {"llm": {"networks": ["127.0.0.1/32"]}},
+        "HTTP_ALLOWED_PORTS": "*",
+    }
+
+
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
     """A scripted HTTP server on 127.0.0.1, stopped after the test."""

@@ -20,6 +20,9 @@ pytestmark = pytest.mark.django_db
 AUTOMATE = {
     "SECRETS": {"my-llm-key": "resolved-key-value", "openai-key": "sk-resolved-openai"},
     "RATE_LIMIT_STORAGE": "memory://",
+    # The scripted servers are on 127.0.0.1 (see conftest.llm_may_reach_loopback).
+    "HTTP_ALLOW_FOR": {"llm": {"networks": ["127.0.0.1/32"]}},
+    "HTTP_ALLOWED_PORTS": "*",
 }
 USER = [{"role": "user", "content": "Summarise: the build is green"}]
 

@@ -12,6 +12,9 @@ from automate_core.providers.errors import AutomateError, ErrorCodes
 from rag.embeddings.cohere import CohereEmbeddingProvider
 from rag.embeddings.openai import OpenAIEmbeddingProvider
 
+# A key's grant is checked against the webhook signing secrets, which profiles hold.
+pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture
 def transport(monkeypatch, settings):

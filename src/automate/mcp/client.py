@@ -182,7 +182,7 @@ def _precheck(endpoint: Endpoint) -> None:
             f"the MCP server URL cannot be parsed: {exc}",
             provider=endpoint.key,
         ) from None
-    check_url(url)
+    check_url(url, purpose="mcp")
 
 
 def list_tools(endpoint: Endpoint, *, max_pages: int) -> list[ToolInfo]:

@@ -27,11 +27,22 @@ from automate.mcp.endpoint import Endpoint
 from automate.mcp.listing import schema_hash as schema_hash  # importable from here too
 from automate_core import secrets
 from automate_core.crypto import seal, unseal
+from automate_core.http import is_credential_header
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.secrets import is_reference, parse_reference
 
 if TYPE_CHECKING:
     from automate.mcp.sync import SyncResult
+
+
+def _host(url: str) -> str:
+    """The URL's host name ("" when it has none: the SSRF check refuses it later)."""
+    import httpx
+
+    try:
+        return str(httpx.URL(url).host)
+    except (httpx.InvalidURL, TypeError):
+        return ""
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
@@ -151,6 +162,17 @@ class MCPServer(models.Model):
                 )
             if name.lower() == "authorization":
                 raise ValidationError({"headers": _("Put the credential in the API key field.")})
+            if is_credential_header(name) and not is_reference(value):
+                # A literal would be stored and shown in clear: refer to a secret instead.
+                raise ValidationError(
+                    {
+                        "headers": _(
+                            "Header %(name)r looks like a credential: give its value as "
+                            "secret://NAME (or use the API key field), never in clear."
+                        )
+                        % {"name": name}
+                    }
+                )
 
     def _clean_stdio(self) -> None:
         """A stdio row only names a settings entry: it has nothing to reach or send."""
@@ -189,9 +211,14 @@ class MCPServer(models.Model):
                 start_timeout=stdio.start_timeout(),
             )
         headers = {"User-Agent": "django-automate-mcp"}
+        host = _host(self.url)
         for name, value in (self.headers or {}).items():
+            if is_reference(value):  # bound to this server's host, or to its grant
+                secrets.check_grant(value, use="mcp", host=host, implicit_hosts=[host])
             headers[name] = str(secrets.resolve(value))
         if self.api_key:
+            if is_reference(self.api_key):
+                secrets.check_grant(self.api_key, use="mcp", host=host, implicit_hosts=[host])
             key = str(unseal(self.api_key))
             headers["Authorization"] = key if " " in key.strip() else f"Bearer {key}"
         return Endpoint(

@@ -34,6 +34,8 @@ class GuardedAsyncBackend(AsyncGuardedConnect, httpcore2.AsyncNetworkBackend):
     """An httpcore2 backend that resolves once, checks every address and connects to one."""
 
     connect_errors = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
+    #: MCP servers are reached under AUTOMATE["HTTP_ALLOW_FOR"]["mcp"] (and the global lists).
+    purpose = "mcp"
 
     def __init__(self) -> None:
         self._inner = httpcore2.AnyIOBackend()
@@ -77,7 +79,7 @@ class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         with hooks.outbound(request) as call:  # a CLIENT span, traceparent, metrics
-            check_url(request.url)
+            check_url(request.url, purpose="mcp")
             response = call.done(await super().handle_async_request(request))
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):

@@ -272,6 +272,7 @@ def send(url: str, message: OutgoingMessage, secrets: Sequence[str]) -> Outcome:
             timeout=app_settings.OUTGOING_WEBHOOK_TIMEOUT_SECONDS,
             max_size=app_settings.OUTGOING_WEBHOOK_RESPONSE_MAX_BYTES,
             allow_redirects=False,
+            purpose="webhooks",  # AUTOMATE["HTTP_ALLOW_FOR"]["webhooks"] opens networks
         )
     except ResponseTooLarge as exc:
         return Outcome(error_code="response_too_large", error_message=exc.message)
@@ -293,7 +294,8 @@ def send(url: str, message: OutgoingMessage, secrets: Sequence[str]) -> Outcome:
 
 def _excerpt(response: httpx.Response) -> str:
     text = response.content[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-    return redaction.redact(text[:EXCERPT_CHARS])
+    # Redacted before the cut: a secret cut in two would leave its prefix unmasked.
+    return redaction.redact(text)[:EXCERPT_CHARS]
 
 
 def retry_delay(attempt: int) -> float | None:

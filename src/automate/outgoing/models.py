@@ -83,7 +83,7 @@ class WebhookEndpoint(models.Model):
             try:
                 # Scheme, port, credentials, denied names: no DNS here (an address is
                 # checked when each delivery connects).
-                check_url(httpx.URL(self.url))
+                check_url(httpx.URL(self.url), purpose="webhooks")
             except httpx.InvalidURL as exc:
                 raise ValidationError({"url": str(exc)}) from None
             except SSRFError as exc:

@@ -5,9 +5,17 @@
         "json": {"order": "{{ event.payload.id }}"},
         "credentials_ref": "secret://HOOK_TOKEN"}}
 
-Every request goes through :func:`automate_core.http.ssrf_safe_request`, so a templated URL
-cannot reach private networks. GET, HEAD, OPTIONS, PUT and DELETE count as idempotent;
-set ``"idempotent"`` to say otherwise for a given endpoint.
+Every request goes through :func:`automate_core.http.ssrf_safe_request` with the purpose
+``http_request``, so a templated URL cannot reach private networks (only
+``AUTOMATE["HTTP_ALLOW_FOR"]["http_request"]`` and the global allow-lists open any). GET,
+HEAD, OPTIONS, PUT and DELETE count as idempotent; set ``"idempotent"`` to say otherwise
+for a given endpoint.
+
+``credentials_ref`` names a secret the workflow author may use only where the operator
+granted it: ``AUTOMATE["SECRET_GRANTS"]["HOOK_TOKEN"] = {"hosts": ["hooks.example.com"],
+"uses": ["http_request"]}``. Saving a workflow refuses a reference with no such grant, a
+templated reference, a webhook signing secret, and a literal URL whose host the grant
+does not name; a templated URL is checked when it is rendered, before any connection.
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ from pydantic import Field
 
 from automate.steps.base import StepContext, StepExecutor, StrictConfig
 from automate_connectors.base import normalize_http_error, response_body
+from automate_core import secrets
 from automate_core.http import ssrf_safe_request
 from automate_core.providers.errors import AutomateError, invalid_argument
 from automate_core.secrets import is_reference
 
+#: The outbound purpose (allow-list) and the use a credential must be granted for.
+PURPOSE = "http_request"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: Response bodies kept as the step's output (the rest is cut, and ``truncated`` says so).
 MAX_KEPT_TEXT = 64 * 1024
@@ -54,6 +65,8 @@ class HttpRequestStep(StepExecutor[HttpRequestConfig]):
             )
         if config.json_body is not None and config.data is not None:
             raise invalid_argument(f"{where}.data", f"{where}: give json or data, not both")
+        if config.credentials_ref is not None:
+            _check_grant(config, f"{where}.credentials_ref")
 
     @classmethod
     def is_idempotent(cls, config: HttpRequestConfig) -> bool:
@@ -73,6 +86,7 @@ class HttpRequestStep(StepExecutor[HttpRequestConfig]):
             "json": config.json_body,
             "data": config.data,
             "allow_redirects": config.allow_redirects,
+            "purpose": PURPOSE,
         }
         if config.max_size is not None:
             kwargs["max_size"] = config.max_size
@@ -85,6 +99,43 @@ class HttpRequestStep(StepExecutor[HttpRequestConfig]):
         if response.status_code >= 400:
             raise normalize_http_error(_StatusError(response), provider="http_request")
         return _output(response)
+
+
+def _check_grant(config: HttpRequestConfig, field: str) -> None:
+    """What can be known at save time about ``credentials_ref`` (run time checks the rest)."""
+    reference = str(config.credentials_ref)
+    if _templated(reference):
+        raise invalid_argument(field, f"{field} cannot be templated: name one granted secret")
+    try:
+        name = secrets.parse_reference(reference)
+    except ValueError as exc:
+        raise invalid_argument(field, f"{field}: {exc}") from None
+    try:
+        if _templated(config.url):  # the host is known only at run time
+            secrets.check_use(reference, use=PURPOSE)
+        else:
+            secrets.check_grant(reference, use=PURPOSE, host=_host(config.url, field))
+    except secrets.SecretNotGranted as exc:
+        hint = (
+            ""
+            if name in secrets.signing_secret_names()
+            else f'. Grant it in settings: AUTOMATE["SECRET_GRANTS"][{name!r}] = '
+            f'{{"hosts": [...], "uses": ["{PURPOSE}"]}}'
+        )
+        raise invalid_argument(field, f"{field}: {exc.message}{hint}") from None
+
+
+def _templated(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def _host(url: str, field: str) -> str:
+    import httpx
+
+    try:
+        return httpx.URL(url).host
+    except (httpx.InvalidURL, TypeError):
+        raise invalid_argument(field, f"{field}: the url cannot be parsed") from None
 
 
 class _StatusError(Exception):

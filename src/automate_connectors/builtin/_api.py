@@ -26,6 +26,7 @@ from automate_connectors.base import Connector, normalize_http_error
 from automate_core import secrets
 from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError, ErrorCodes
+from automate_core.redaction import redact
 from automate_core.throttling import RateLimiter, parse_rate
 
 __all__ = [
@@ -140,7 +141,8 @@ def service_error(
         seconds = retry_after(response)
     if seconds is not None:
         error.details["retry_after"] = seconds
-    said = "; ".join(messages(_error_body(response)))[:500] if messages else ""
+    # Redacted before the cut: a secret cut in two would leave its prefix unmasked.
+    said = redact("; ".join(messages(_error_body(response))))[:500] if messages else ""
     if said:
         error.message = f"{error.message}: {said}"
         error.args = (error.message,)

@@ -10,9 +10,13 @@ odd ports and oversized bodies are refused exactly as for every other outbound c
 method is only known at run time.
 
 Credentials are a ``secret://NAME`` reference (``credentials_ref``) resolved through the
-connector's context when the request is made; they are sent only to ``base_url``'s origin.
-Credential headers in an action's input are refused: a workflow definition must never
-carry a secret in clear.
+connector's context when the request is made; they are sent only to ``base_url``'s host
+(its implicit grant) or to the hosts ``AUTOMATE["SECRET_GRANTS"]`` names for the secret
+(use ``connection``), so a profile without ``base_url`` sends its credential nowhere
+until a grant names the hosts. Credential headers (a name containing key, token, secret,
+auth, signature, password, session or cookie) are refused in the profile's ``headers``
+and in an action's input: neither a profile row nor a workflow definition may carry a
+secret in clear.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automate_connectors.base import ActionSpec, Connector, response_body
 from automate_connectors.builtin import _api
-from automate_core.http import DEFAULT_MAX_SIZE, ssrf_safe_request
+from automate_core import secrets
+from automate_core.http import (
+    DEFAULT_MAX_SIZE,
+    is_credential_header,
+    redact_headers,
+    ssrf_safe_request,
+)
 from automate_core.providers.errors import invalid_argument
 
 __all__ = ["HttpConfig", "HttpConnector"]
@@ -37,7 +47,8 @@ METHODS: dict[str, bool] = {
     "patch": False,
     "delete": True,
 }
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: The outbound purpose (allow-list) and the use a credential is granted for.
+PURPOSE = "connection"
 _HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"
 _HEADER_VALUE = {"type": "string", "pattern": r"^[\x20-\x7e]*$", "maxLength": 8192}
 _HEADERS = {
@@ -78,8 +89,11 @@ class HttpConfig(BaseModel):
     @classmethod
     def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if name.lower() in _CREDENTIAL_HEADERS:
-                raise ValueError(f"{name} must come from credentials_ref, not be written here")
+            if is_credential_header(name):
+                raise ValueError(
+                    f"{name} looks like a credential header: it must come from "
+                    "credentials_ref, not be written here in clear"
+                )
         return value
 
 
@@ -125,14 +139,14 @@ class HttpConnector(Connector):
         url = self._target(input_data["url"])
         headers = dict(self.cfg.headers)
         for name, value in (input_data.get("headers") or {}).items():
-            if name.lower() in _CREDENTIAL_HEADERS:
+            if is_credential_header(name):
                 raise invalid_argument(
                     None,
                     f"the {name} header must come from the connector's credentials_ref",
                     provider=self.key,
                 )
             headers[name] = value
-        headers.update(self._credentials())
+        headers.update(self._credentials(url))
         _api.throttle(self.key, self.cfg.rate_limit, self.cfg.base_url, self.cfg.credentials_ref)
         response = ssrf_safe_request(
             method,
@@ -144,6 +158,7 @@ class HttpConnector(Connector):
             timeout=self.cfg.timeout,
             max_size=self.cfg.max_size,
             allow_redirects=self.cfg.follow_redirects,
+            purpose=PURPOSE,
         )
         if response.status_code >= 400 and input_data.get("raise_for_status", True):
             response.raise_for_status()
@@ -178,10 +193,21 @@ class HttpConnector(Connector):
             )
         return url
 
-    def _credentials(self) -> dict[str, str]:
+    def _credentials(self, url: str) -> dict[str, str]:
+        """The credential for ``url``, if its grant (or ``base_url``'s host) allows it."""
         if not self.cfg.credentials_ref:
             return {}
-        value = str(self.ctx.resolve_secret(self.cfg.credentials_ref)).strip()
+        base_host = httpx.URL(self.cfg.base_url).host if self.cfg.base_url else ""
+        # The profile's references are resolved before the connector is built: the grant
+        # is found from the value (automate_core.secrets remembers which secret it is).
+        value = str(self.ctx.resolve_secret(self.cfg.credentials_ref))
+        secrets.check_value_grant(
+            value,
+            use=PURPOSE,
+            host=httpx.URL(url).host,
+            implicit_hosts=[base_host] if base_host else (),
+        )
+        value = value.strip()
         return {"Authorization": value if " " in value else f"Bearer {value}"}
 
 
@@ -235,7 +261,7 @@ def _result(response: httpx.Response) -> dict[str, Any]:
     """Status, headers and the body: parsed as ``json`` when it is JSON, else as ``text``."""
     result: dict[str, Any] = {
         "status": response.status_code,
-        "headers": dict(response.headers),
+        "headers": redact_headers(response.headers),
         "json": None,
         "text": None,
     }

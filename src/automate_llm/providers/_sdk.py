@@ -25,12 +25,16 @@ lazy sync client, a fresh async client per async call, ``close()``, the error ma
 provider module only says which SDK and client classes, which call, and how to build the
 request and read the answer.
 
-HTTP clients: the SDK's own default httpx client, with our timeout (one shared sync client
-per provider and timeout, a fresh async client per call). A project that wants
-every outbound call to go through its own client (for instance the SSRF-safe client of
-``automate_core.http``) names a factory in ``AUTOMATE["LLM_HTTP_CLIENT_FACTORY"]``:
-``factory(provider_key, *, asynchronous, timeout) -> client``; it must return the client
-class the installed SDK accepts (``sdk.DefaultHttpxClient`` is the safe base).
+HTTP clients: the kernel's guarded ``httpx2`` client
+(:func:`automate_core.sdkclient.guarded_sdk_client`, purpose ``llm``): a ``base_url`` on
+a loopback, private or metadata address is refused unless
+``AUTOMATE["HTTP_ALLOW_FOR"]["llm"]`` (or a global allow-list) admits it, proxies are never
+taken from the environment, answers are capped at ``AUTOMATE["LLM_MAX_RESPONSE_BYTES"]``,
+and every call (streams included) runs under a total deadline: the call's ``timeout``,
+else the profile's. One shared sync client per provider and timeout, a fresh async client
+per call. A project may name its own factory in ``AUTOMATE["LLM_HTTP_CLIENT_FACTORY"]``:
+``factory(provider_key, *, asynchronous, timeout) -> client`` (the client class the
+installed SDK accepts); it then owns those guarantees.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, Protocol
 
@@ -65,7 +70,10 @@ STATUS_CODES = {
 }
 _MAX_MESSAGE = 300
 
-_sync_clients: dict[tuple[str, str, float], Any] = {}
+#: The outbound purpose of LLM calls: AUTOMATE["HTTP_ALLOW_FOR"]["llm"] opens networks to them.
+PURPOSE = "llm"
+
+_sync_clients: dict[tuple[str, str, float, int], Any] = {}
 _clients_lock = threading.Lock()
 
 
@@ -86,17 +94,39 @@ def http_client(sdk: ModuleType, provider_key: str, *, asynchronous: bool, timeo
     if factory_path:
         factory = import_string(factory_path) if isinstance(factory_path, str) else factory_path
         return factory(provider_key, asynchronous=asynchronous, timeout=timeout)
+    # optional extra: the module needs httpx2, which comes with the openai/anthropic SDKs.
+    from automate_core.sdkclient import guarded_sdk_client
+
+    max_size = llm_settings.LLM_MAX_RESPONSE_BYTES
     if asynchronous:
         # An async client belongs to the event loop that first uses it: one per call.
-        return sdk.DefaultAsyncHttpxClient(timeout=timeout)
+        return guarded_sdk_client(
+            asynchronous=True, timeout=timeout, purpose=PURPOSE, max_size=max_size
+        )
     # Sync clients are thread-safe; sharing one per provider and timeout keeps connections
     # alive between calls and saves building an SSL context (~0.1 s) for every call.
-    cache_key = (sdk.__name__, provider_key, timeout)
+    cache_key = (sdk.__name__, provider_key, timeout, max_size)
     with _clients_lock:
         client = _sync_clients.get(cache_key)
         if client is None or client.is_closed:
-            client = _sync_clients[cache_key] = sdk.DefaultHttpxClient(timeout=timeout)
+            client = _sync_clients[cache_key] = guarded_sdk_client(
+                asynchronous=False, timeout=timeout, purpose=PURPOSE, max_size=max_size
+            )
     return client
+
+
+def total_deadline(seconds: float | None) -> AbstractContextManager[None]:
+    """The total deadline of one call (see :func:`automate_core.sdkclient.deadline`).
+
+    Only our guarded client honours it; a project's own ``LLM_HTTP_CLIENT_FACTORY`` client
+    keeps its own timeouts.
+    """
+    if not seconds or llm_settings.LLM_HTTP_CLIENT_FACTORY:
+        return nullcontext()
+    # optional extra: the module needs httpx2, which comes with the openai/anthropic SDKs.
+    from automate_core.sdkclient import deadline
+
+    return deadline(float(seconds))
 
 
 def owns_http_client() -> bool:
@@ -108,6 +138,9 @@ def normalize_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> A
     """Map an exception raised by an official SDK call to an :class:`AutomateError`."""
     if isinstance(exc, AutomateError):
         return exc
+    ours = _our_cause(exc)
+    if ours is not None:  # an SSRF refusal or a capped body, wrapped by the SDK
+        return ours
     if isinstance(exc, sdk.APITimeoutError):
         return AutomateError(ErrorCodes.TIMEOUT, "the request timed out", provider=provider)
     if isinstance(exc, sdk.APIResponseValidationError | json.JSONDecodeError):
@@ -133,6 +166,18 @@ def normalize_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> A
     return AutomateError(
         ErrorCodes.INTERNAL, f"{name}: {redact(str(exc))[:_MAX_MESSAGE]}", provider=provider
     )
+
+
+def _our_cause(exc: BaseException) -> AutomateError | None:
+    """The AutomateError (raised by our transport) an SDK error wraps, if any."""
+    seen: set[int] = set()
+    current = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AutomateError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def malformed_response(provider: str, what: object) -> AutomateError:
@@ -235,6 +280,8 @@ class SDKProvider(BaseLLMProvider, ABC):
     #: The SDK's import name and the django-automate extra that installs it.
     sdk_module: ClassVar[str] = ""
     sdk_extra: ClassVar[str] = ""
+    #: The service's own API host (a profile's secrets are implicitly granted to it).
+    default_host: ClassVar[str] = ""
     #: The SDK's client class names, e.g. ``"OpenAI"`` and ``"AsyncOpenAI"``.
     sync_client_class: ClassVar[str] = ""
     async_client_class: ClassVar[str] = ""
@@ -291,19 +338,23 @@ class SDKProvider(BaseLLMProvider, ABC):
 
     # -- Calls ----------------------------------------------------------------------------
 
+    def _deadline(self, kwargs: dict[str, Any]) -> AbstractContextManager[None]:
+        """The call's total deadline: its ``timeout`` (a step's budget), else the profile's."""
+        return total_deadline(kwargs.get("timeout") or self.cfg.timeout)
+
     def complete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
-        with self._mapped_errors():
+        with self._mapped_errors(), self._deadline(kwargs):
             return self._result(self._create(self.client, self._params(messages, kwargs)))
 
     async def acomplete(self, messages: list[dict], **kwargs: Any) -> ChatResult:
-        with self._mapped_errors():
+        with self._mapped_errors(), self._deadline(kwargs):
             async with self._async_client() as client:
                 return self._result(await self._create(client, self._params(messages, kwargs)))
 
     def stream(self, messages: list[dict], **kwargs: Any) -> Iterator[ChatChunk]:
         errors = self._mapped_errors()
         params = self._stream_params(messages, kwargs)
-        with errors:
+        with errors, self._deadline(kwargs):
             reader = self._stream_reader()
             for event in self._create(self.client, params):
                 chunk = reader.feed(event)
@@ -313,7 +364,7 @@ class SDKProvider(BaseLLMProvider, ABC):
     async def astream(self, messages: list[dict], **kwargs: Any) -> AsyncIterator[ChatChunk]:
         errors = self._mapped_errors()
         params = self._stream_params(messages, kwargs)
-        with errors:
+        with errors, self._deadline(kwargs):
             async with self._async_client() as client:
                 reader = self._stream_reader()
                 async for event in await self._create(client, params):

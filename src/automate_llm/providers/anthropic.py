@@ -35,6 +35,8 @@ class AnthropicProvider(SDKProvider):
     """Claude models through the ``anthropic`` SDK."""
 
     key = "anthropic"
+    #: Where the API key goes when the profile sets no base_url (its implicit grant).
+    default_host = "api.anthropic.com"
     display_name = "Anthropic"
     secret_fields = ("api_key",)
     sdk_module = "anthropic"

@@ -40,6 +40,8 @@ class OpenAIProvider(SDKProvider):
     """Chat Completions through the ``openai`` SDK."""
 
     key = "openai"
+    #: Where the API key goes when the profile sets no base_url (its implicit grant).
+    default_host = "api.openai.com"
     display_name = "OpenAI (or any OpenAI-compatible endpoint)"
     secret_fields = ("api_key",)
     sdk_module = "openai"

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from automate_core import secrets
 from automate_core.providers.base import BaseProvider
+from rag.http import check_grant
 
 
 class BaseEmbeddingProvider(BaseProvider, ABC):
@@ -21,15 +22,21 @@ class BaseEmbeddingProvider(BaseProvider, ABC):
 
     ``config["api_key"]`` may be a ``secret://NAME`` reference; it is resolved here and
     offered as ``self.api_key`` (``None`` when not configured), because the spec's client
-    providers use ``self.api_key`` without setting it.
+    providers use ``self.api_key`` without setting it. The reference must be granted to
+    the service's host (see :func:`rag.http.check_grant`): ``config["base_url"]``'s, else
+    :attr:`default_host`.
     """
 
     #: Length of every vector this provider returns; a built-in may change it per instance.
     dimensions: ClassVar[int] = 0
+    #: The service's own API host (the key's implicit grant when no base_url is set).
+    default_host: ClassVar[str] = ""
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
         api_key = self.config.get("api_key")
+        if api_key and secrets.is_reference(api_key):
+            check_grant(str(api_key), self.config.get("base_url") or self.default_host)
         self.api_key: str | None = secrets.resolve(str(api_key)) if api_key else None
 
     @abstractmethod

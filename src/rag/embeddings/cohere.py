@@ -22,6 +22,7 @@ MAX_TEXTS_PER_REQUEST = 96
 class CohereEmbeddingProvider(HostedEmbeddingProvider):
     key = "cohere"
     display_name = "Cohere"
+    default_host = "api.cohere.com"
     dimensions = 1024
     default_model = "embed-english-v3.0"
     max_texts_per_request = MAX_TEXTS_PER_REQUEST

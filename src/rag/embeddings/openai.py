@@ -19,6 +19,7 @@ MAX_TEXTS_PER_REQUEST = 2048
 class OpenAIEmbeddingProvider(HostedEmbeddingProvider):
     key = "openai"
     display_name = "OpenAI"
+    default_host = "api.openai.com"
     dimensions = 1536
     default_model = "text-embedding-3-small"
     max_texts_per_request = MAX_TEXTS_PER_REQUEST

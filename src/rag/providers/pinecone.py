@@ -7,7 +7,9 @@ failure names the batch. The passage text rides in the metadata as ``content`` (
 caps metadata at 40 KB per vector, far above a chunk).
 
 Config: ``api_key`` (``secret://NAME``), ``host`` (the index's host from the console),
-``namespace``, ``batch_size`` (200), ``timeout`` (30 s).
+``namespace``, ``batch_size`` (200), ``timeout`` (30 s). Requests go through the
+kernel's SSRF-safe client (purpose ``rag``), and the key only to ``host`` or the hosts
+its grant names.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 from django.core.exceptions import ImproperlyConfigured
 
 from automate_core import secrets
+from automate_core.http import safe_client
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from rag.embeddings._errors import from_status
+from rag.http import PURPOSE, check_grant
 from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
@@ -29,6 +34,31 @@ MAX_METADATA_BYTES = 40 * 1024
 MAX_IDS_PER_DELETE = 1000
 # Room left in a request for the envelope around the vectors.
 _ENVELOPE_BYTES = 1024
+
+
+def _guard(index: Any, timeout: float) -> None:
+    """Send the SDK's requests through the kernel's SSRF-safe client (purpose ``rag``).
+
+    The pinecone SDK takes no ``http_client``: it builds an ``httpx.Client`` of its own
+    (``index._http._client``), which would connect to any address the host names and
+    could be pointed at a proxy. It is swapped for :func:`automate_core.http.safe_client`
+    with the same base URL and headers; if a new SDK moved that client, this refuses to
+    run (fail closed) instead of calling out unguarded.
+    """
+    http = getattr(index, "_http", None)
+    inner = getattr(http, "_client", None)
+    if not isinstance(inner, httpx.Client):
+        raise ImproperlyConfigured(
+            "this pinecone SDK version does not expose the HTTP client django-automate "
+            "guards (Index._http._client); pin a supported pinecone version"
+        )
+    http._client = safe_client(  # type: ignore[union-attr]
+        base_url=str(inner.base_url),
+        headers=dict(inner.headers),
+        timeout=timeout,
+        purpose=PURPOSE,
+    )
+    inner.close()
 
 
 class PineconeRetrievalProvider(BaseRetrievalProvider):
@@ -54,8 +84,13 @@ class PineconeRetrievalProvider(BaseRetrievalProvider):
         if self._index is None:
             from pinecone import Index
 
-            api_key = secrets.resolve(str(self.config["api_key"]))
-            self._index = Index(host=self.host, api_key=api_key, timeout=self.timeout)
+            reference = str(self.config["api_key"])
+            if secrets.is_reference(reference):
+                check_grant(reference, self.host)
+            api_key = secrets.resolve(reference)
+            index = Index(host=self.host, api_key=api_key, timeout=self.timeout)
+            _guard(index, self.timeout)
+            self._index = index
         return self._index
 
     def _call(self, what: str, function, **kwargs: Any) -> Any:

@@ -1,0 +1,272 @@
+"""Guarded ``httpx2`` clients for the SDKs that speak HTTP through ``httpx2`` (OpenAI, Anthropic).
+
+The official ``openai`` and ``anthropic`` SDKs take an ``http_client`` but insist on their
+``httpx2`` fork (``isinstance(client, httpx2.Client)``), whose sockets come from
+``httpcore2``, not the ``httpcore`` that :mod:`automate_core.http` guards. The clients
+built here apply the same rules on that stack:
+
+* every request passes :func:`automate_core.net.check_url` and every connection resolves
+  the host once, checks EVERY address (allow-lists of the call's ``purpose``, metadata
+  addresses always refused) and connects to a checked address;
+* proxies are never taken from the environment (``trust_env=False``): a proxy would
+  connect on our behalf, past the checks, and see the API key;
+* redirects are not followed; bodies are asked for and accepted uncompressed only, and
+  counted while they stream: past ``max_size`` bytes the call fails with
+  :class:`~automate_core.net.ResponseTooLarge`;
+* inside :func:`deadline` every socket read and write is clamped to the time left, so a
+  server that drips its answer cannot hold a call past its total deadline::
+
+      with deadline(30):
+          client.chat.completions.create(...)  # TIMEOUT after 30 s, however it drips
+
+``httpx2`` and ``httpcore2`` are imported with this module: only the LLM providers (whose
+SDKs depend on them) import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpcore2
+import httpx2
+
+from automate_core._netguard import (
+    DEADLINE,
+    AsyncGuardedConnect,
+    SSRFError,
+    _Attempts,
+    check_url,
+    resolve_checked,
+)
+from automate_core.net import ResponseTooLarge
+
+__all__ = ["DEFAULT_MAX_SIZE", "deadline", "guarded_sdk_client"]
+
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+_CONNECT_ERRORS = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """A total deadline for every guarded call made inside (the earlier one wins)."""
+    at = time.monotonic() + seconds
+    current = DEADLINE.get()
+    token = DEADLINE.set(at if current is None else min(at, current))
+    try:
+        yield
+    finally:
+        # A generator finished in another context has nothing to restore there.
+        with contextlib.suppress(ValueError):
+            DEADLINE.reset(token)
+
+
+def _left(timeout: float | None) -> float | None:
+    at = DEADLINE.get()
+    if at is None:
+        return timeout
+    remaining = at - time.monotonic()
+    if remaining <= 0:
+        raise httpcore2.ReadTimeout("the call's total deadline has passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    def __init__(self, inner: httpcore2.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AsyncDeadlineStream(httpcore2.AsyncNetworkStream):
+    def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, _left(timeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, _left(timeout))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
+        inner = await self._inner.start_tls(ssl_context, server_hostname, _left(timeout))
+        return _AsyncDeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore2.NetworkBackend):
+    """The sync httpcore2 backend: resolve once, check every address, connect to one."""
+
+    def __init__(self, purpose: str | None) -> None:
+        self._inner = httpcore2.SyncBackend()
+        self.purpose = purpose
+
+    def connect_tcp(  # type: ignore[override]
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.NetworkStream:
+        checked = resolve_checked(
+            host, port, unresolvable=httpcore2.ConnectError, purpose=self.purpose
+        )
+        attempts = _Attempts(checked, _CONNECT_ERRORS)
+        for ip in attempts:
+            with attempts.failure():
+                stream = self._inner.connect_tcp(
+                    ip, port, _left(timeout), local_address, socket_options
+                )
+                return _DeadlineStream(stream)
+        raise attempts.last_error()
+
+    def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
+        raise SSRFError("Unix sockets are not allowed", reason="scheme")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _AsyncGuardedBackend(AsyncGuardedConnect, httpcore2.AsyncNetworkBackend):
+    connect_errors = _CONNECT_ERRORS
+
+    def __init__(self, purpose: str | None) -> None:
+        self._inner = httpcore2.AnyIOBackend()
+        self.purpose = purpose
+
+    def _wrap(self, stream: Any) -> Any:
+        return _AsyncDeadlineStream(stream)
+
+
+def _refuse_encoded(response: Any) -> None:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise SSRFError(
+            f"the service sent a {encoding!r}-encoded body although the client asked for identity",
+            reason="encoding",
+        )
+
+
+class _CappedStream(httpx2.SyncByteStream):
+    def __init__(self, inner: Any, max_size: int, url: str) -> None:
+        self._inner, self._max_size, self._url = inner, max_size, url
+
+    def __iter__(self) -> Iterator[bytes]:
+        seen = 0
+        for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._max_size:
+                raise ResponseTooLarge(self._max_size, self._url)
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncCappedStream(httpx2.AsyncByteStream):
+    def __init__(self, inner: Any, max_size: int, url: str) -> None:
+        self._inner, self._max_size, self._url = inner, max_size, url
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._max_size:
+                raise ResponseTooLarge(self._max_size, self._url)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class GuardedTransport(httpx2.HTTPTransport):
+    """``httpx2.HTTPTransport`` with the guarded backend, a URL check and a body cap."""
+
+    def __init__(self, *, purpose: str | None, max_size: int) -> None:
+        super().__init__(trust_env=False)
+        self.purpose, self.max_size = purpose, max_size
+        # httpx2 has no argument for the network backend: replace the pool it built.
+        self._pool = httpcore2.ConnectionPool(
+            ssl_context=httpx2.create_ssl_context(), network_backend=_GuardedBackend(purpose)
+        )
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        check_url(request.url, purpose=self.purpose)
+        response = super().handle_request(request)
+        try:
+            _refuse_encoded(response)
+        except SSRFError:
+            response.close()
+            raise
+        response.stream = _CappedStream(response.stream, self.max_size, str(request.url))
+        return response
+
+
+class AsyncGuardedTransport(httpx2.AsyncHTTPTransport):
+    """The async twin of :class:`GuardedTransport`."""
+
+    def __init__(self, *, purpose: str | None, max_size: int) -> None:
+        super().__init__(trust_env=False)
+        self.purpose, self.max_size = purpose, max_size
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(),
+            network_backend=_AsyncGuardedBackend(purpose),
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        check_url(request.url, purpose=self.purpose)
+        response = await super().handle_async_request(request)
+        try:
+            _refuse_encoded(response)
+        except SSRFError:
+            await response.aclose()
+            raise
+        response.stream = _AsyncCappedStream(response.stream, self.max_size, str(request.url))
+        return response
+
+
+def guarded_sdk_client(
+    *,
+    asynchronous: bool,
+    timeout: float,
+    purpose: str | None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> httpx2.Client | httpx2.AsyncClient:
+    """An ``httpx2`` client (async when asked) for an SDK, under the outbound rules.
+
+    ``timeout`` is httpx's per-operation timeout; wrap the SDK call in :func:`deadline`
+    for a total one. ``purpose`` picks ``AUTOMATE["HTTP_ALLOW_FOR"]``'s allow-list.
+    """
+    options: dict[str, Any] = {
+        "timeout": httpx2.Timeout(timeout),
+        "trust_env": False,
+        "follow_redirects": False,
+        "headers": {"Accept-Encoding": "identity"},
+    }
+    if asynchronous:
+        return httpx2.AsyncClient(
+            transport=AsyncGuardedTransport(purpose=purpose, max_size=max_size), **options
+        )
+    return httpx2.Client(transport=GuardedTransport(purpose=purpose, max_size=max_size), **options)

@@ -1,0 +1,85 @@
+"""The guarded httpx2 client the LLM SDKs get (automate_core.sdkclient), sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+
+import pytest
+
+from automate_core.providers.errors import AutomateError, ErrorCodes
+from tests.llm.conftest import require_sdk
+from tests.llm.servers import Reply, ScriptedServer
+
+CHAT = {
+    "id": "c1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-test",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def make(server: ScriptedServer, **config):
+    require_sdk("openai", "openai")
+    from automate_llm.providers.openai import OpenAIProvider
+
+    return OpenAIProvider(
+        {"api_key": "sk-test-123456", "base_url": f"{server.url}/v1", "model": "gpt-test"} | config,
+        None,
+    )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_guarded_client__answers_through_the_llm_allow_list(server, mode):
+    server.add(Reply(body=CHAT))
+    provider = make(server)
+    if mode == "sync":
+        result = provider.complete(MESSAGES)
+    else:
+        result = asyncio.run(provider.acomplete(MESSAGES))
+    assert result.content == "hi"
+    assert server.requests[0].headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_guarded_client__a_compressed_answer_is_refused(server, mode):
+    body = gzip.compress(json.dumps(CHAT).encode())
+    server.add(Reply(body=body, headers={"Content-Encoding": "gzip"}))
+    provider = make(server)
+
+    def call() -> object:
+        if mode == "sync":
+            return provider.complete(MESSAGES)
+        return asyncio.run(provider.acomplete(MESSAGES))
+
+    with pytest.raises(AutomateError) as refused:
+        call()
+    assert refused.value.code == ErrorCodes.PERMISSION_DENIED
+    assert refused.value.details["reason"] == "encoding"
+
+
+def test_guarded_client__a_redirect_is_not_followed(server):
+    other = ScriptedServer().start()
+    try:
+        other.add(Reply(body=CHAT))
+        server.add(Reply(status=307, headers={"Location": f"{other.url}/v1/chat/completions"}))
+        with pytest.raises(AutomateError):
+            make(server).complete(MESSAGES)
+    finally:
+        other.stop()
+    assert other.requests == []  # the API key never followed the redirect
+
+
+def test_guarded_client__async_calls_are_guarded_too(server, settings):
+    settings.AUTOMATE = {**settings.AUTOMATE, "HTTP_ALLOW_FOR": {}}
+    server.add(Reply(body=CHAT))
+    with pytest.raises(AutomateError) as refused:
+        asyncio.run(make(server).acomplete(MESSAGES))
+    assert refused.value.details["reason"] == "private_address"
+    assert server.requests == []
