@@ -75,7 +75,7 @@ def over_budget(where: str, kind: str, message: str) -> TemplateLimitExceeded:
         ErrorCodes.INVALID_ARGUMENT,
         f"{where}: {message}",
         retryable=False,
-        details={"field": where, "limit": kind, "reason": message},
+        details={"field": where, "budget": kind, "reason": message},
     )
 
 
@@ -176,6 +176,9 @@ def check_format_method(fmt: str, args: tuple, kwargs: dict, b: Budget) -> None:
     b.size(size, "formatting")
 
 
+_SEQUENCES = (str, bytes, list, tuple)
+
+
 def check_binop(op: str, left: Any, right: Any, b: Budget) -> None:
     """Refuse ``left op right`` when its result would pass the budget, before computing."""
     if op == "*":
@@ -183,24 +186,21 @@ def check_binop(op: str, left: Any, right: Any, b: Budget) -> None:
             if isinstance(times, int) and isinstance(seq, str | bytes | list | tuple):
                 b.size(_length(seq) * max(times, 0), "repetition")
         if isinstance(left, int) and isinstance(right, int):
-            if left.bit_length() + right.bit_length() > _int_bits_limit(b.limit):
-                b.size(b.limit + 1, "the product")
-    elif op == "**":
-        if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-            if left.bit_length() * right > _int_bits_limit(b.limit):
-                b.size(b.limit + 1, "the power")
-    elif op == "%":
-        if isinstance(left, str):
-            check_percent(left, right, b)
-    elif op == "+":
-        if isinstance(left, str | bytes | list | tuple) and isinstance(right, type(left)):
-            b.size(_length(left) + _length(right), "the sum")
+            bits = left.bit_length() + right.bit_length()
+            b.size(b.limit + 1 if bits > _int_bits_limit(b.limit) else 0, "the product")
+    elif op == "**" and isinstance(left, int) and isinstance(right, int):
+        bits = left.bit_length() * right if right > 0 and abs(left) > 1 else 0
+        b.size(b.limit + 1 if bits > _int_bits_limit(b.limit) else 0, "the power")
+    elif op == "%" and isinstance(left, str):
+        check_percent(left, right, b)
+    elif op == "+" and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
+        b.size(_length(left) + _length(right), "the sum")
 
 
 def check_method(obj: Any, args: tuple, kwargs: dict, b: Budget) -> None:
-    """Refuse a call of a ``str`` method whose result would pass the budget."""
+    """Refuse a call of a ``str`` (or ``bytes``) method whose result would pass the budget."""
     owner, name = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
-    if not isinstance(owner, str):
+    if not isinstance(owner, str | bytes):
         return
     if name in ("center", "ljust", "rjust", "zfill") and args and isinstance(args[0], int):
         b.size(max(args[0], len(owner)), f"str.{name}")
@@ -210,12 +210,15 @@ def check_method(obj: Any, args: tuple, kwargs: dict, b: Budget) -> None:
             b.size(len(owner) + owner.count("\t") * max(tab, 0), "str.expandtabs")
     elif name == "replace" and len(args) >= 2:
         check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else -1, b)
+    elif name == "translate" and args and isinstance(args[0], Mapping):
+        longest = max((_length(v) for v in args[0].values()), default=1)
+        b.size(len(owner) * max(longest, 1), "str.translate")
     elif name == "join" and args:
         b.size(measure(list(bounded_items(args[0], b)), b.limit), "str.join")
 
 
 def check_replace(s: Any, old: Any, new: Any, count: Any, b: Budget) -> None:
-    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
+    if not all(isinstance(v, str | bytes) for v in (s, old, new)):
         return
     found = s.count(old) if old else len(s) + 1
     if isinstance(count, int) and count >= 0:
@@ -271,6 +274,10 @@ def _check_filter(name: str, args: tuple, kwargs: dict, b: Budget) -> tuple:
         check_percent(value, tuple(rest) or dict(kwargs), b)
     elif name == "replace":
         check_replace(value, arg(0, "old"), arg(1, "new"), arg(2, "count"), b)
+    elif name == "wordwrap" and isinstance(value, str):
+        width, wrap = arg(0, "width", 79), arg(3, "wrapstring", "\n")
+        lines = len(value) // max(width, 1) + 1 if isinstance(width, int) else len(value)
+        b.size(len(value) + lines * _length(wrap), "|wordwrap")
     elif name in ("batch", "slice"):
         count = arg(0, "linecount" if name == "batch" else "slices")
         if isinstance(count, int):
@@ -282,7 +289,7 @@ def _check_filter(name: str, args: tuple, kwargs: dict, b: Budget) -> tuple:
         return (items, *rest)
     elif name == "sum":
         items = bounded_items(value, b)
-        start = arg(2, "start", 0)
+        start = arg(1, "start", 0)
         if not isinstance(start, int | float):
             b.size(_length(start) + sum(_length(i) for i in items), "|sum")
         return (items, *rest)
@@ -418,7 +425,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         check_binop(operator_, left, right, b)
         return _BINOPS[operator_](left, right)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         b = current()
         b.tick()
         check_method(__obj, args, kwargs, b)

@@ -100,6 +100,7 @@ def _single_expression(source: str) -> str | None:
         return None
     return expr
 
+
 # -- Validation (before anything is saved) ------------------------------------------------
 
 
@@ -159,7 +160,7 @@ def _is_static(node: nodes.Node, assigned: set[str]) -> bool:
                 return False
         elif not isinstance(n, _STATIC_NODES):
             return False
-        elif isinstance(n, nodes.Filter) and n.node is None:  # a {% filter %} block
+        if isinstance(n, nodes.Filter) and n.node is None:  # a {% filter %} block
             return False
     return True
 
@@ -194,8 +195,8 @@ def _refuse_if_over_budget(expr: nodes.Expr, where: str) -> None:
             f"{where}: an expression that reads no data breaks the rendering budget: "
             f"{exc.details.get('reason', exc.message)}",
         ) from None
-    except Exception:  # noqa: BLE001 - any other error shows when the step renders
-        return
+    except Exception:
+        return  # any other error shows when the step renders
 
 
 def _strings(node: nodes.Node, constants: dict[str, set[str]], assigned: set[str]) -> set[str]:
@@ -211,8 +212,8 @@ def _strings(node: nodes.Node, constants: dict[str, set[str]], assigned: set[str
     if isinstance(node, nodes.Expr) and _is_static(node, assigned):
         try:
             value = _evaluate(node)
-        except Exception:  # noqa: BLE001 - not a visible string
-            return set()
+        except Exception:
+            return set()  # not a string visible at save
         if isinstance(value, str):
             return {value}
         if isinstance(value, list | tuple):
@@ -223,14 +224,16 @@ def _strings(node: nodes.Node, constants: dict[str, set[str]], assigned: set[str
 def _constant_names(tree: nodes.Node, assigned: set[str]) -> dict[str, set[str]]:
     """Variables set (``{% set %}``, ``{% for %}``) from expressions that read no data."""
     constants: dict[str, set[str]] = {}
-    for node in tree.find_all((nodes.Assign, nodes.For)):
-        value = node.node if isinstance(node, nodes.Assign) else node.iter
-        if isinstance(node.target, nodes.Name) and _is_static(value, assigned):
+    pairs: list[tuple[nodes.Node, nodes.Node]]
+    pairs = [(n.target, n.node) for n in tree.find_all(nodes.Assign)]
+    pairs += [(n.target, n.iter) for n in tree.find_all(nodes.For)]
+    for target, value in pairs:
+        if isinstance(target, nodes.Name) and _is_static(value, assigned):
             if isinstance(value, nodes.List | nodes.Tuple):
                 strings = set().union(*(_strings(v, {}, assigned) for v in value.items))
             else:
                 strings = _strings(value, {}, assigned)
-            constants.setdefault(node.target.name, set()).update(strings)
+            constants.setdefault(target.name, set()).update(strings)
     return constants
 
 
@@ -356,7 +359,7 @@ def _render_string(source: str, context: Mapping[str, Any], where: str) -> Any:
         raise invalid_argument(where, f"{where}: the template recursed too deeply") from None
     except MemoryError:
         raise invalid_argument(where, f"{where}: the template ran out of memory") from None
-    except Exception as exc:  # noqa: BLE001 - every failure fails this step, nothing more
+    except Exception as exc:  # every failure fails this step, nothing more
         raise invalid_argument(where, f"{where}: {type(exc).__name__}: {exc}") from None
 
 
@@ -373,5 +376,5 @@ def _too_large(limit: int, where: str) -> AutomateError:
         ErrorCodes.INVALID_ARGUMENT,
         f"{where}: rendered output exceeds {limit} characters",
         retryable=False,
-        details={"field": where, "limit": limit},
+        details={"field": where, "budget": "output", "limit": limit},
     )
