@@ -107,11 +107,19 @@ def _single_expression(source: str) -> str | None:
 def validate_template(source: str, *, where: str = "template") -> None:
     """Raise INVALID_ARGUMENT, naming ``where``, unless ``source`` is a safe template.
 
-    Refused: syntax errors, names outside the context, an underscore name wherever it can
-    be seen without data (a literal, a constant expression such as ``'_' ~ '_class__'``,
-    or a variable set to one), and an expression that reads no data and breaks the
-    rendering budget (it is evaluated here, under that budget).
+    Refused: syntax errors, a template nested too deeply to parse, names outside the
+    context, an underscore name wherever it can be seen without data (a literal, a
+    constant expression such as ``'_' ~ '_class__'``, or a variable set to one), and an
+    expression that reads no data and breaks the rendering budget (it is evaluated here,
+    under that budget).
     """
+    try:
+        _validate_template(source, where)
+    except RecursionError:
+        raise invalid_argument(where, f"{where}: the template nests too deeply") from None
+
+
+def _validate_template(source: str, where: str) -> None:
     env = environment()
     try:
         tree = env.parse(source)

@@ -132,7 +132,7 @@ DATA_BOMBS = [
     ("{{ event.payload.s.translate({120: event.payload.s}) }}", {"s": "x" * 6000}),
     ("{{ event.payload.s|replace('x', event.payload.s) }}", {"s": "x" * 6000}),
     ("{{ ['a', 'b']|map('center', event.payload.n)|list }}", {"n": 3 * 10**7}),
-    ("{{ ([[1] * 5000] * event.payload.n)|sum(none, []) }}", {"n": 5000}),
+    ("{{ ([[1] * 100000] * event.payload.n)|sum(none, []) }}", {"n": 20}),
     # Shared references: two small lists that are 25 million items as text.
     ("{{ [[1] * 5000] * event.payload.n }}", {"n": 5000}),
     ("{% set a = [[1] * 5000] * event.payload.n %}{{ a|join(',') }}", {"n": 5000}),
@@ -245,6 +245,21 @@ def test_workflow_author__recursion_is_an_error_of_the_template(source, payload)
     assert info.value.code == ErrorCodes.INVALID_ARGUMENT
     assert info.value.retryable is False
     assert info.value.details["field"] == "config.text"
+
+
+@pytest.mark.django_db
+def test_workflow_author__a_template_nested_too_deeply_to_parse_is_refused_at_save():
+    deeply = "{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}"
+    with pytest.raises(AutomateError) as info:
+        WorkflowService().create_workflow(
+            name="Deep",
+            trigger="probe_source",
+            steps=[{"name": "Check", "type": "filter", "config": {"condition": deeply}}],
+        )
+    assert info.value.code == ErrorCodes.INVALID_ARGUMENT
+    assert info.value.details["field"] == "steps[0].config.condition"
+    assert "nests too deeply" in info.value.message
+    assert not Workflow.objects.exists()
 
 
 def test_workflow_author__memory_error_is_an_error_of_the_template(monkeypatch):
