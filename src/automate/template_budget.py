@@ -207,7 +207,8 @@ def check_method(obj: Any, args: tuple, kwargs: dict, b: Budget) -> None:
     elif name == "expandtabs":
         tab = args[0] if args else kwargs.get("tabsize", 8)
         if isinstance(tab, int):
-            b.size(len(owner) + owner.count("\t") * max(tab, 0), "str.expandtabs")
+            tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+            b.size(len(owner) + tabs * max(tab, 0), "str.expandtabs")
     elif name == "replace" and len(args) >= 2:
         check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else -1, b)
     elif name == "translate" and args and isinstance(args[0], Mapping):
