@@ -77,6 +77,9 @@ class AutomateSettings(AppSettings):
     STEP_TIMEOUT_SECONDS: float = setting(30.0, positive=True)
     # Largest rendered template output (characters) and step output (JSON bytes) kept.
     TEMPLATE_MAX_OUTPUT: int = setting(256 * 1024, positive=True)
+    # Seconds one step's templates may take to render (the step's timeout_seconds when
+    # shorter); checked while rendering, see automate.template_budget.
+    TEMPLATE_TIMEOUT_SECONDS: float = setting(2.0, positive=True)
     STEP_MAX_OUTPUT_BYTES: int = setting(1024 * 1024, positive=True)
     # MCP servers: how many tools/list pages one sync follows before giving up.
     MCP_MAX_TOOL_PAGES: int = setting(100, positive=True)

@@ -198,7 +198,9 @@ class RunExecution:
             status=StepStatus.RUNNING, started_at=timezone.now(),
         )  # fmt: skip
         try:
-            rendered = templating.render_value(step.config, self.context, where="config")
+            rendered = templating.render_value(
+                step.config, self.context, where="config", timeout=float(step.timeout_seconds)
+            )
             config = executor_cls.parse_config(rendered, where="config")
         except AutomateError as exc:
             record.status, record.error = StepStatus.FAILED, _error_dict(exc, step)
