@@ -12,6 +12,7 @@ import json
 import uuid
 
 import pytest
+from kombu import pools
 
 from automate.models import ConnectionProfile, RunStatus, WorkflowRun
 from automate.services import WorkflowService
@@ -32,9 +33,13 @@ def celery_queue(redis_url, settings):
     app.set_current()
     settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "celery"}
     yield queue
-    app.pool.force_close_all()
     with app.connection_for_write() as conn:
         conn.default_channel.queue_delete(queue)
+    # Close this process's broker connections and forget their pools: a closed pool left
+    # in kombu's registry would answer the next test's send with "Acquire on closed pool".
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 def celery_worker(redis_url: str, queue: str, **env: str):
