@@ -24,6 +24,7 @@ from automate_connectors.registry import NotRegistered, get_connector
 
 # resolve_config moved to automate_connectors.resolve; importable from here as before.
 from automate_connectors.resolve import resolve_config, resolve_webhook_secret
+from automate_core import secrets
 from automate_core.providers.base import ProviderContext
 
 
@@ -96,6 +97,21 @@ def _load_connection(key: str) -> Connection | None:
         secrets=tuple(entry.get("secrets", ())),
         enabled=entry.get("enabled", True),
     )
+
+
+def check_no_signing_secret(connection: Connection) -> None:
+    """Refuse a connection whose config (what its actions send out) names a webhook
+    signing secret: a signing secret is never an outbound credential, whatever connector
+    would carry it (``SecretNotGranted``, before anything is resolved)."""
+    pending: list[Any] = [connection.config]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, Mapping):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif secrets.is_reference(value):
+            secrets.check_not_signing(value, use="connection")
 
 
 def signing_secret_references() -> list[str]:

@@ -120,6 +120,44 @@ def test_workflow_author__a_webhook_signing_secret_is_never_an_outbound_credenti
     assert SIGNING not in _sent(attacker)
 
 
+def test_workflow_author__a_signing_secret_is_no_api_token_of_a_built_in_connector(attacker, drain):
+    # The GitHub connector sends its token to base_url: a profile naming the signing
+    # secret as that token must be refused before anything is resolved or sent.
+    ConnectionProfile.objects.create(
+        key="gh",
+        connector_key="github",
+        config={
+            "token": "secret://my-service-webhook",
+            "base_url": "https://github.example.com/api/v3",
+            "repository": "acme/site",
+        },
+    )
+    with _reach(attacker):
+        run = WorkflowService().run_workflow(
+            WorkflowService().create_workflow(
+                name="Comment",
+                steps=[
+                    {
+                        "name": "Comment",
+                        "type": "connector_action",
+                        "config": {
+                            "profile": "gh",
+                            "action": "create_comment",
+                            "input": {"issue_number": 1, "body": "hi"},
+                        },
+                    }
+                ],
+            ),
+            {"payload": {}},
+        )
+        drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.DEAD
+    assert run.error["code"] == ErrorCodes.PERMISSION_DENIED
+    assert "signing secret" in run.error["message"]
+    assert SIGNING not in json.dumps(run.error)
+
+
 def test_workflow_author__a_templated_reference_is_refused_at_save(attacker):
     grants = {"STRIPE_API_KEY": {"hosts": ["127.0.0.1"]}}
     with _reach(attacker, SECRET_GRANTS=grants), pytest.raises(AutomateError) as refused:

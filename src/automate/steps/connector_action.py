@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from automate.connections import build_connector, find_connection
+from automate.connections import build_connector, check_no_signing_secret, find_connection
 from automate.steps.base import StepContext, StepExecutor, StrictConfig, run_with_timeout
 from automate.templating import is_template
 from automate_connectors.base import validate_action_input
@@ -80,6 +80,7 @@ class ConnectorActionStep(StepExecutor[ConnectorActionConfig]):
                 retryable=False,
                 details={"field": "config.profile"},
             )
+        check_no_signing_secret(connection)
         connector = build_connector(connection, ctx=ctx.provider_ctx)
         return run_with_timeout(
             lambda: connector.execute_action(config.action, _rendered_input(config.input)),
