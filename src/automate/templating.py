@@ -83,8 +83,14 @@ def _single_expression(source: str) -> str | None:
 # -- Validation (before anything is saved) ------------------------------------------------
 
 
-def validate_template(source: str, *, where: str = "template") -> None:
-    """Raise INVALID_ARGUMENT, naming ``where``, unless ``source`` is a safe template."""
+def validate_template(
+    source: str, *, where: str = "template", names: frozenset[str] = CONTEXT_NAMES
+) -> None:
+    """Raise INVALID_ARGUMENT, naming ``where``, unless ``source`` is a safe template.
+
+    ``names`` are the names it may read: :data:`CONTEXT_NAMES`, plus ``item`` and ``loop``
+    inside a ``for_each``, ``failure`` in ``on_failure`` steps.
+    """
     env = environment()
     try:
         tree = env.parse(source)
@@ -99,13 +105,13 @@ def validate_template(source: str, *, where: str = "template") -> None:
                 "blocked by the sandbox)",
             )
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    unknown = meta.find_undeclared_variables(tree) - CONTEXT_NAMES - assigned
+    unknown = meta.find_undeclared_variables(tree) - names - assigned
     unknown -= set(env.globals)
     if unknown:
         raise invalid_argument(
             where,
             f"{where}: unknown name(s) {', '.join(sorted(unknown))}; a template can read "
-            f"{', '.join(sorted(CONTEXT_NAMES))}",
+            f"{', '.join(sorted(names))}",
         )
 
 
@@ -123,17 +129,19 @@ def _accessed_name(node: nodes.Node) -> str | None:
     return None
 
 
-def validate_value(value: Any, *, where: str = "config") -> None:
+def validate_value(
+    value: Any, *, where: str = "config", names: frozenset[str] = CONTEXT_NAMES
+) -> None:
     """Validate every template string inside JSON-like ``value``."""
     if isinstance(value, str):
         if is_template(value):
-            validate_template(value, where=where)
+            validate_template(value, where=where, names=names)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            validate_value(item, where=f"{where}.{key}")
+            validate_value(item, where=f"{where}.{key}", names=names)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            validate_value(item, where=f"{where}[{index}]")
+            validate_value(item, where=f"{where}[{index}]", names=names)
 
 
 # -- Rendering ----------------------------------------------------------------------------

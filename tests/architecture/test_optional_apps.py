@@ -51,4 +51,7 @@ def test_optional_apps__a_project_without_them_never_imports_them():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["loaded"] == []
-    assert sorted(report["steps"]) == ["connector_action", "filter", "http_request", "mcp_tool"]
+    assert sorted(report["steps"]) == [
+        "branch", "connector_action", "delay", "filter", "for_each", "http_request",
+        "mcp_tool", "wait_for_event", "workflow",
+    ]  # fmt: skip

@@ -1,0 +1,195 @@
+"""Parked runs: a run that waits (``delay``, ``wait_for_event``, a child workflow) holds
+no worker; an outbox item resumes it.
+
+Parking (in the pass's journal, so in the transaction that settles the item that carried
+the run): the waiting step's record is ``waiting``, a :class:`RunWait` row says for what,
+the run is ``waiting``, and a timer, an outbox item of connector ``_resume`` whose
+``available_at`` is the deadline, is written when there is a deadline. The item that
+carried the run is then done with it.
+
+Resuming: an item of connector ``_resume`` is either a wait's timer or the item that
+ended it (a matched event, a child run that ended: ``resolved_by``). A worker that claims
+one takes the run over in one committed transaction, with two conditional UPDATEs: the
+wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
+``resume_item`` = this item. Only one item can win each, so a run resumes once however
+many timers, events and workers race; the winning item carries the run from then on
+(its retries, its lease, its dead letter), and a crash after the takeover resumes from
+the same item. Claims, leases and ``SKIP LOCKED`` work as for any event.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from automate.flow.models import RunWait, WaitKind, WaitStatus
+from automate.models import (
+    FINISHED_RUN_STATUSES,
+    RESUME_CONNECTOR_KEY,
+    RunStatus,
+    StepRun,
+    WorkflowRun,
+    WorkflowStep,
+)
+from automate.outcomes import RunOutcome
+from automate_core.outbox.models import OutboxItem, OutboxStatus
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from automate.flow.execution import Execution as RunExecution
+
+__all__ = ["add_wait", "cancel_run", "resume", "resumed_runs"]
+
+CANCELLED_ERROR = {"code": "cancelled", "message": "cancelled with cancel_run"}
+
+#: How a timer resolves the wait it is the timer of.
+_TIMER_RESOLVES = {
+    WaitKind.DELAY: WaitStatus.DUE,
+    WaitKind.EVENT: WaitStatus.TIMED_OUT,
+    WaitKind.CHILD: WaitStatus.TIMED_OUT,
+}
+
+
+def add_wait(
+    ex: RunExecution, record: StepRun, *, kind: str, due_at: datetime | None = None, **fields: Any
+) -> RunWait:
+    """Journal the wait of a parked step (and its timer when it has a deadline)."""
+    run, now = ex.run, timezone.now()
+    timer = None
+    if due_at is not None:
+        timer = OutboxItem(
+            connector_key=RESUME_CONNECTOR_KEY,
+            event_type=f"{kind}.timer",
+            payload={"run": run.pk},
+            trace_id=run.trace_id,
+            available_at=due_at,
+        )
+        ex.journal.add(timer)
+    wait = RunWait(
+        run=run, step_run=record, kind=kind, due_at=due_at, timer=timer, created_at=now, **fields
+    )
+    ex.journal.add(wait)
+    return wait
+
+
+def resume(
+    ex: RunExecution, step: WorkflowStep, record: StepRun, scope: dict[str, Any]
+) -> RunOutcome | None:
+    """Continue after the waiting ``record``: finish it with what ended its wait."""
+    wait = RunWait.objects.filter(step_run=record).order_by("-id").first()
+    if wait is None or wait.status == WaitStatus.WAITING:
+        return ex.park()  # not resumed: nothing to do until its item comes
+    if wait.status == WaitStatus.CANCELLED:
+        return ex.cancel()
+    output: dict[str, Any]
+    if wait.status == WaitStatus.DUE:
+        output = {"until": wait.due_at.isoformat() if wait.due_at else None, "waited": True}
+    elif wait.status == WaitStatus.MATCHED:
+        output = {"event": wait.event}
+    elif wait.status == WaitStatus.TIMED_OUT:
+        if step.config.get("on_timeout") == "fail":
+            error = AutomateError(
+                ErrorCodes.TIMEOUT,
+                f"no matching event within {step.config.get('timeout_seconds')} s",
+                retryable=False,
+            )
+            return ex.fail_now(step, record, error)
+        output = {"timed_out": True}
+    else:  # CHILD_ENDED
+        output = child_output(wait.child_run)
+    ex.complete(step, record, output, scope)
+    return None
+
+
+def child_output(child: WorkflowRun | None) -> dict[str, Any]:
+    """What a ``workflow`` step that waited gives: the child's status and step outputs."""
+    if child is None:
+        return {"status": None, "steps": {}}
+    steps: dict[str, Any] = {}
+    for sr in child.step_runs.select_related("step").filter(path="").order_by("id"):
+        if sr.step.parent_id is None and sr.status == "succeeded":  # type: ignore[attr-defined]
+            steps[sr.step.name] = sr.output
+    return {"status": child.status, "steps": steps}
+
+
+# -- Resuming ------------------------------------------------------------------------------
+
+
+def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
+    """The run each ``_resume`` item resumes: ``[run]`` when the item won the run, ``[]``
+    when another item resumed it first or it was cancelled. Commits the takeover."""
+    found: dict[int, list[WorkflowRun]] = {}
+    for item in items:
+        found[item.pk] = _take_over(item)
+    return found
+
+
+def _take_over(item: OutboxItem) -> list[WorkflowRun]:
+    now = timezone.now()
+    wait = RunWait.objects.filter(Q(timer=item) | Q(resolved_by=item)).order_by("id").first()
+    if wait is None:
+        return []
+    with transaction.atomic():
+        if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
+            RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING).update(
+                status=_TIMER_RESOLVES[WaitKind(wait.kind)], resolved_by=item, resolved_at=now
+            )
+            wait.refresh_from_db()
+        if wait.resolved_by_id != item.pk:  # type: ignore[attr-defined]
+            return []
+        WorkflowRun.objects.filter(pk=wait.run_id, status=RunStatus.WAITING).update(  # type: ignore[attr-defined]
+            status=RunStatus.RUNNING, resume_item=item
+        )
+    run = WorkflowRun.objects.select_related("workflow").get(pk=wait.run_id)  # type: ignore[attr-defined]
+    return [run] if run.resume_item_id == item.pk else []  # type: ignore[attr-defined]
+
+
+# -- Cancelling ----------------------------------------------------------------------------
+
+
+def cancel_run(run: WorkflowRun) -> WorkflowRun:
+    """End ``run`` as ``cancelled``: at once when no worker holds it (pending, waiting,
+    retrying), else at its next step boundary. A finished run is returned unchanged."""
+    now = timezone.now()
+    fields = {
+        "status": RunStatus.CANCELLED,
+        "finished_at": now,
+        "error": CANCELLED_ERROR,
+        "cancel_requested_at": now,
+    }
+    with transaction.atomic():
+        # The wait first, as a takeover does: the two never lock in opposite orders.
+        RunWait.objects.filter(run=run, status=WaitStatus.WAITING).update(
+            status=WaitStatus.CANCELLED, resolved_at=now
+        )
+        done = WorkflowRun.objects.filter(pk=run.pk, status=RunStatus.WAITING).update(**fields)
+        if not done:
+            carrier = WorkflowRun.objects.filter(pk=run.pk).values_list(
+                "resume_item_id", "outbox_item_id"
+            )
+            resume_id, item_id = carrier.first() or (None, None)
+            item_id = resume_id or item_id
+            # An UPDATE, not a SELECT: it locks the item, so no worker claims it meanwhile.
+            free = item_id is None or OutboxItem.objects.filter(pk=item_id).exclude(
+                status=OutboxStatus.LEASED
+            ).update(updated_at=now)
+            if free:
+                done = WorkflowRun.objects.filter(
+                    pk=run.pk, status__in=[RunStatus.PENDING, RunStatus.RETRYING]
+                ).update(**fields)
+        if not done:
+            WorkflowRun.objects.filter(pk=run.pk).exclude(status__in=FINISHED_RUN_STATUSES).update(
+                cancel_requested_at=now
+            )
+    for child in WorkflowRun.objects.filter(parent_run=run).exclude(
+        status__in=FINISHED_RUN_STATUSES
+    ):
+        cancel_run(child)
+    run.refresh_from_db()
+    return run
