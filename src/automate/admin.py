@@ -10,7 +10,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from automate import dispatch
-from automate.models import ConnectionProfile, RunStatus, Workflow, WorkflowRun, WorkflowStep
+from automate.models import (
+    FINISHED_RUN_STATUSES,
+    ConnectionProfile,
+    RunStatus,
+    Workflow,
+    WorkflowRun,
+    WorkflowStep,
+)
 from automate.services import WorkflowService, parse_trigger
 from automate_core.providers.errors import AutomateError
 from automate_core.redaction import redact_data
@@ -207,7 +214,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     search_fields = ["=trace_id", "=outbox_item__external_id"]
     list_select_related = ["workflow"]
     date_hierarchy = "created_at"
-    actions = ["replay_runs"]
+    actions = ["replay_runs", "cancel_runs"]
     fields = [
         "workflow",
         "workflow_version",
@@ -273,17 +280,22 @@ class WorkflowRunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Replay selected dead runs"))
     def replay_runs(self, request, queryset) -> None:
-        ids = sorted(
-            {
-                item_id
-                for item_id in queryset.filter(status=RunStatus.DEAD).values_list(
-                    "outbox_item_id", flat=True
-                )
-                if item_id is not None
-            }
+        carriers = queryset.filter(status=RunStatus.DEAD).values_list(
+            "resume_item_id", "outbox_item_id"
         )
+        ids = sorted({resumed or item for resumed, item in carriers if resumed or item})
         count = dispatch.replay(ids) if ids else 0
         messages.info(request, _("Replayed %(count)d event(s).") % {"count": count})
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("automate.change_workflowrun")
+
+    @admin.action(description=_("Cancel selected runs"), permissions=["cancel"])
+    def cancel_runs(self, request, queryset) -> None:
+        service = WorkflowService()
+        unfinished = queryset.exclude(status__in=FINISHED_RUN_STATUSES)
+        count = sum(1 for run in unfinished if service.cancel_run(run))
+        messages.info(request, _("Cancelled %(count)d run(s).") % {"count": count})
 
 
 def _pre(value) -> str:

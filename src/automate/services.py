@@ -28,7 +28,7 @@ from django.utils.text import slugify
 
 from automate import runs, signals, templating
 from automate.conf import settings as app_settings
-from automate.flow import definition
+from automate.flow import definition, parking
 from automate.flow.definition import ON_FAILURE
 from automate.models import MANUAL_CONNECTOR_KEY, Workflow, WorkflowRun
 from automate.runs import Trigger
@@ -108,10 +108,14 @@ class WorkflowService:
         enabled: bool | None = None,
         on_failure: Sequence[Mapping[str, Any]] | None = None,
     ) -> Workflow:
-        """Change a workflow; new ``steps`` (with their ``on_failure`` steps) become a new
-        version, runs keep their own."""
+        """Change a workflow; new ``steps`` become a new version, runs keep their own.
+
+        ``on_failure`` replaces the on_failure steps (with ``steps``); None keeps them.
+        """
         rows = None
         if steps is not None:
+            if on_failure is None:  # new steps keep the current on_failure steps
+                on_failure = definition.on_failure_steps(workflow)
             rows = self.validate_steps(steps, on_failure=on_failure, key=workflow.key)
         parsed = parse_trigger(trigger) if trigger is not UNCHANGED else None
         with transaction.atomic():
@@ -157,6 +161,7 @@ class WorkflowService:
         names = CONTEXT_NAMES | {"failure"}
         for i, step in enumerate(on_failure or ()):
             row = self._validate_step(f"on_failure[{i}]", step, seen, names, 0)
+            definition.check_no_parking(row, f"on_failure[{i}]")
             rows.append(row | {"block": ON_FAILURE})
         definition.check_children(rows, key)
         return rows
@@ -245,6 +250,13 @@ class WorkflowService:
                 lambda: signals.event_accepted.send(sender=MANUAL_CONNECTOR_KEY, item=item)
             )
         return run
+
+    def cancel_run(self, run: WorkflowRun) -> WorkflowRun:
+        """End a pending, waiting or running run as ``cancelled``: at once when no worker
+        holds it, else at its next step boundary (within
+        ``AUTOMATE["FLOW_CANCEL_CHECK_SECONDS"]``); its unfinished child runs too. A
+        cancelled waiting run is never resumed; a finished run is returned unchanged."""
+        return parking.cancel_run(run)
 
     def matching_workflows(self, connector_key: str, event_type: str) -> list[Workflow]:
         """Enabled workflows whose trigger matches an event (what the worker runs for it)."""

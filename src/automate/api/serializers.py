@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from automate.connections import find_connection
+from automate.flow.definition import on_failure_steps, step_dict
 from automate.models import StepRun, Workflow, WorkflowRun
 from automate.services import UNCHANGED, WorkflowService
 from automate_core.providers.errors import AutomateError
@@ -35,12 +36,13 @@ class WorkflowSerializer(serializers.ModelSerializer):
     key = serializers.SlugField(max_length=100, required=False)
     trigger = TriggerSerializer(required=False, allow_null=True)
     steps = StepSerializer(many=True, allow_empty=False)
+    on_failure = StepSerializer(many=True, required=False)
 
     class Meta:
         model = Workflow
         fields = [
-            "key", "name", "description", "enabled", "trigger", "steps", "version",
-            "created_at", "updated_at",
+            "key", "name", "description", "enabled", "trigger", "steps", "on_failure",
+            "version", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["version", "created_at", "updated_at"]
 
@@ -57,20 +59,8 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "description": instance.description,
             "enabled": instance.enabled,
             "trigger": trigger,
-            "steps": [
-                {
-                    "name": s.name,
-                    "type": s.type,
-                    "config": s.config,
-                    "retry": {
-                        "max_attempts": s.max_attempts,
-                        "backoff_seconds": s.backoff_seconds,
-                        "max_backoff_seconds": s.max_backoff_seconds,
-                        "timeout_seconds": s.timeout_seconds,
-                    },
-                }
-                for s in instance.current_steps()
-            ],
+            "steps": [step_dict(s) for s in instance.current_steps()],
+            "on_failure": on_failure_steps(instance),
             "version": instance.version,
             "created_at": serializers.DateTimeField().to_representation(instance.created_at),
             "updated_at": serializers.DateTimeField().to_representation(instance.updated_at),
@@ -90,6 +80,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
                 key=validated.get("key"),
                 description=validated.get("description", ""),
                 enabled=validated.get("enabled", True),
+                on_failure=_steps(validated.get("on_failure")),
             )
         except AutomateError as exc:
             raise as_validation_error(exc) from None
@@ -104,9 +95,14 @@ class WorkflowSerializer(serializers.ModelSerializer):
                 trigger=_trigger(validated["trigger"]) if "trigger" in validated else UNCHANGED,
                 description=validated.get("description"),
                 enabled=validated.get("enabled"),
+                on_failure=_steps(validated.get("on_failure")),
             )
         except AutomateError as exc:
             raise as_validation_error(exc) from None
+
+
+def _steps(value: list[Any] | None) -> list[dict[str, Any]] | None:
+    return [dict(s) for s in value] if value is not None else None
 
 
 def _trigger(value: dict[str, Any] | None) -> dict[str, Any] | None:

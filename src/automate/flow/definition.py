@@ -17,7 +17,16 @@ from automate.conf import settings as app_settings
 from automate.models import Workflow, WorkflowStep
 from automate_core.providers.errors import invalid_argument
 
-__all__ = ["ON_FAILURE", "StepTree", "check_children", "check_depth", "save_rows"]
+__all__ = [
+    "ON_FAILURE",
+    "StepTree",
+    "check_children",
+    "check_depth",
+    "check_no_parking",
+    "on_failure_steps",
+    "save_rows",
+    "step_dict",
+]
 
 #: The block of a workflow's ``on_failure`` steps.
 ON_FAILURE = "on_failure"
@@ -38,6 +47,21 @@ def _walk(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         yield row
         for block in row["children"].values():
             yield from _walk(block)
+
+
+#: Step types that park a run: not allowed among ``on_failure`` steps, which run once
+#: while the run dies.
+PARKING_TYPES = frozenset({"delay", "wait_for_event", "workflow"})
+
+
+def check_no_parking(row: dict[str, Any], where: str) -> None:
+    for step in _walk([row]):
+        if step["type"] in PARKING_TYPES:
+            raise invalid_argument(
+                where,
+                f"step {step['name']!r}: a {step['type']} step cannot be an on_failure step",
+                step=step["name"],
+            )
 
 
 def check_children(rows: list[dict[str, Any]], key: str | None) -> None:
@@ -150,6 +174,28 @@ def save_rows(workflow: Workflow, version: int, rows: list[dict[str, Any]]) -> N
 
 def _fields(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("children", "block")}
+
+
+def step_dict(step: WorkflowStep) -> dict[str, Any]:
+    """A saved step as ``create_workflow`` takes it (nested steps are in its config)."""
+    return {
+        "name": step.name,
+        "type": step.type,
+        "config": step.config,
+        "retry": {
+            "max_attempts": step.max_attempts,
+            "backoff_seconds": step.backoff_seconds,
+            "max_backoff_seconds": step.max_backoff_seconds,
+            "timeout_seconds": step.timeout_seconds,
+        },
+    }
+
+
+def on_failure_steps(workflow: Workflow, version: int | None = None) -> list[dict[str, Any]]:
+    """A version's ``on_failure`` steps as ``create_workflow`` takes them."""
+    version = workflow.version if version is None else version
+    rows = workflow.all_steps_of(version).filter(parent__isnull=True, block=ON_FAILURE)
+    return [step_dict(step) for step in rows]
 
 
 class StepTree:
