@@ -294,7 +294,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     def cancel_runs(self, request, queryset) -> None:
         service = WorkflowService()
         unfinished = queryset.exclude(status__in=FINISHED_RUN_STATUSES)
-        count = sum(1 for run in unfinished if service.cancel_run(run))
+        count = len([service.cancel_run(run) for run in unfinished])
         messages.info(request, _("Cancelled %(count)d run(s).") % {"count": count})
 
 
