@@ -22,7 +22,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 
-from automate.flow import parking
+from automate.flow import matching, parking
 from automate.models import (
     MANUAL_CONNECTOR_KEY,
     RESUME_CONNECTOR_KEY,
@@ -96,6 +96,7 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
     resumes = [item for item in items if item.connector_key == RESUME_CONNECTOR_KEY]
     items = [item for item in items if item.connector_key != RESUME_CONNECTOR_KEY]
+    matching.wake_waiters(items)  # wait_for_event: resume the runs these events match
     by_item = _existing_runs(items, workflows)
     new = _missing_runs(items, by_item, workflows)
     if new:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from automate.flow import parking
+from automate.flow import matching, parking
 from automate.flow.models import WaitKind
 from automate.models import StepRun, StepStatus, WorkflowStep
 from automate.outcomes import Outcome, RunOutcome
@@ -223,6 +223,60 @@ def parse_datetime(value: Any, field: str) -> datetime:
     return parsed
 
 
+# -- wait_for_event -----------------------------------------------------------------------
+
+
+def run_wait_for_event(
+    ex: RunExecution,
+    tree: StepTree,
+    step: WorkflowStep,
+    attempts: list[StepRun],
+    path: str,
+    scope: dict[str, Any],
+) -> RunOutcome | None:
+    record = open_record(ex, attempts)
+    if record is not None and record.status == StepStatus.WAITING:
+        return parking.resume(ex, step, record, scope)
+    try:
+        record = ex.new_record(step, attempts, path)
+    except AutomateError as exc:
+        return ex.dead(exc)
+    config = step.config
+    try:
+        match = {
+            key: ex.render(step, value, scope, f"config.match.{key}")
+            for key, value in (config.get("match") or {}).items()
+        }
+    except AutomateError as exc:
+        return ex.fail_now(step, record, exc)
+    connector, event = str(config["connector"]), str(config["event"])
+    timeout = config.get("timeout_seconds")
+    began = record.started_at or timezone.now()
+    due = began + timedelta(seconds=float(timeout)) if timeout else None
+    record.input = {
+        "connector": connector,
+        "event": event,
+        "match": match,
+        "timeout_seconds": timeout,
+    }
+    record.status = StepStatus.WAITING
+    record.output = {"until": due.isoformat() if due else None, "match": match}
+    ex.journal.add(record)
+    parking.add_wait(
+        ex,
+        record,
+        kind=WaitKind.EVENT,
+        due_at=due,
+        timer_at=timezone.now(),  # first, look for events that came while parking
+        connector_key=connector,
+        event_type=event,
+        match_key=matching.match_key(connector, event, match),
+        match=match,
+        created_at=began,
+    )
+    return ex.park()
+
+
 # -- on_failure ---------------------------------------------------------------------------
 
 
@@ -261,4 +315,5 @@ HANDLERS: dict[str, Handler] = {
     "branch": run_branch,
     "for_each": run_for_each,
     "delay": run_delay,
+    "wait_for_event": run_wait_for_event,
 }

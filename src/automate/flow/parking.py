@@ -19,12 +19,14 @@ the same item. Claims, leases and ``SKIP LOCKED`` work as for any event.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from automate.flow import matching
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import (
     FINISHED_RUN_STATUSES,
@@ -40,7 +42,6 @@ from automate_core.providers.errors import AutomateError, ErrorCodes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
 
     from automate.flow.execution import Execution as RunExecution
 
@@ -57,23 +58,24 @@ _TIMER_RESOLVES = {
 
 
 def add_wait(
-    ex: RunExecution, record: StepRun, *, kind: str, due_at: datetime | None = None, **fields: Any
+    ex: RunExecution,
+    record: StepRun,
+    *,
+    kind: str,
+    due_at: datetime | None = None,
+    timer_at: datetime | None = None,
+    **fields: Any,
 ) -> RunWait:
-    """Journal the wait of a parked step (and its timer when it has a deadline)."""
-    run, now = ex.run, timezone.now()
+    """Journal the wait of a parked step and its timer, due at ``timer_at`` (by default
+    the deadline; none without either)."""
+    run = ex.run
+    timer_at = timer_at or due_at
     timer = None
-    if due_at is not None:
-        timer = OutboxItem(
-            connector_key=RESUME_CONNECTOR_KEY,
-            event_type=f"{kind}.timer",
-            payload={"run": run.pk},
-            trace_id=run.trace_id,
-            available_at=due_at,
-        )
+    if timer_at is not None:
+        timer = _timer(run, kind, timer_at)
         ex.journal.add(timer)
-    wait = RunWait(
-        run=run, step_run=record, kind=kind, due_at=due_at, timer=timer, created_at=now, **fields
-    )
+    fields.setdefault("created_at", timezone.now())
+    wait = RunWait(run=run, step_run=record, kind=kind, due_at=due_at, timer=timer, **fields)
     ex.journal.add(wait)
     return wait
 
@@ -130,17 +132,26 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     return found
 
 
+def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
+    return OutboxItem(
+        connector_key=RESUME_CONNECTOR_KEY,
+        event_type=f"{kind}.timer",
+        payload={"run": run.pk},
+        trace_id=run.trace_id,
+        available_at=at,
+    )
+
+
 def _take_over(item: OutboxItem) -> list[WorkflowRun]:
     now = timezone.now()
     wait = RunWait.objects.filter(Q(timer=item) | Q(resolved_by=item)).order_by("id").first()
     if wait is None:
         return []
+    if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
+        if not _timer_fires(wait, item, now):
+            return []
+        wait.refresh_from_db()
     with transaction.atomic():
-        if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
-            RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING).update(
-                status=_TIMER_RESOLVES[WaitKind(wait.kind)], resolved_by=item, resolved_at=now
-            )
-            wait.refresh_from_db()
         if wait.resolved_by_id != item.pk:  # type: ignore[attr-defined]
             return []
         WorkflowRun.objects.filter(pk=wait.run_id, status=RunStatus.WAITING).update(  # type: ignore[attr-defined]
@@ -148,6 +159,38 @@ def _take_over(item: OutboxItem) -> list[WorkflowRun]:
         )
     run = WorkflowRun.objects.select_related("workflow").get(pk=wait.run_id)  # type: ignore[attr-defined]
     return [run] if run.resume_item_id == item.pk else []  # type: ignore[attr-defined]
+
+
+def _timer_fires(wait: RunWait, item: OutboxItem, now: datetime) -> bool:
+    """Resolve ``wait`` by its timer ``item`` if it is due; False when it is not (a
+    wait_for_event's first timer, which only looks for events that came meanwhile)."""
+    if wait.kind == WaitKind.EVENT:
+        early = matching.early_event(wait)
+        if early is not None:
+            return bool(matching.resolve(wait, early, wake=False, by=item))
+        if wait.due_at is None or now < wait.due_at:
+            _rearm(wait, item)
+            return False
+    return bool(
+        RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING).update(
+            status=_TIMER_RESOLVES[WaitKind(wait.kind)], resolved_by=item, resolved_at=now
+        )
+    )
+
+
+def _rearm(wait: RunWait, item: OutboxItem) -> None:
+    """Give ``wait`` its timeout timer in place of ``item`` (none without a timeout)."""
+    if wait.due_at is None:
+        RunWait.objects.filter(pk=wait.pk, timer=item).update(timer=None)
+        return
+    with transaction.atomic():
+        timer = _timer(wait.run, wait.kind, wait.due_at)
+        timer.save(force_insert=True)
+        moved = RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING, timer=item).update(
+            timer=timer
+        )
+        if not moved:
+            transaction.set_rollback(True)
 
 
 # -- Cancelling ----------------------------------------------------------------------------
