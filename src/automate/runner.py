@@ -42,7 +42,7 @@ from pydantic import BaseModel
 
 from automate import templating
 from automate.conf import settings as app_settings
-from automate.flow import blocks
+from automate.flow import blocks, parking
 from automate.flow.definition import StepTree
 from automate.journal import Journal
 from automate.models import (
@@ -150,6 +150,7 @@ class RunExecution:
     records: int = 0
     current_step: str = ""
     checked_cancel_at: float = 0.0
+    ended: bool = False  # a dead() already told a waiting parent
 
     def start(self) -> None:
         """Mark the run ``running`` and build the context its templates render with."""
@@ -450,6 +451,7 @@ class RunExecution:
         if status != RunStatus.DEAD:
             run.error = None
         self.journal.update(run, ["status", "finished_at", "error"])
+        parking.child_ended(self)
         return RunOutcome(Outcome.COMPLETED if status == RunStatus.COMPLETED else Outcome.FILTERED)
 
     def dead(self, error: AutomateError) -> RunOutcome:
@@ -458,6 +460,9 @@ class RunExecution:
         run.status, run.finished_at = RunStatus.DEAD, timezone.now()
         run.error = redaction.redact_data(error.as_dict())
         self.journal.update(run, ["status", "finished_at", "error"])
+        if not self.ended:
+            self.ended = True
+            parking.child_ended(self)
         return RunOutcome(Outcome.DEAD, error)
 
     def cancel(self) -> RunOutcome:
@@ -466,6 +471,7 @@ class RunExecution:
         run.status, run.finished_at = RunStatus.CANCELLED, timezone.now()
         run.error = {"code": "cancelled", "message": "cancelled with cancel_run"}
         self.journal.update(run, ["status", "finished_at", "error"])
+        parking.child_ended(self)
         return RunOutcome(Outcome.CANCELLED)
 
     def park(self) -> RunOutcome:

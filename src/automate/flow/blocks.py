@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from automate.flow import matching, parking
 from automate.flow.models import WaitKind
-from automate.models import StepRun, StepStatus, WorkflowStep
+from automate.models import StepRun, StepStatus, Workflow, WorkflowStep
 from automate.outcomes import Outcome, RunOutcome
-from automate_core.providers.errors import AutomateError, invalid_argument
+from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 
 if TYPE_CHECKING:
     from automate.flow.definition import StepTree
@@ -277,6 +277,52 @@ def run_wait_for_event(
     return ex.park()
 
 
+# -- workflow (child run) -----------------------------------------------------------------
+
+
+def run_child_workflow(
+    ex: RunExecution,
+    tree: StepTree,
+    step: WorkflowStep,
+    attempts: list[StepRun],
+    path: str,
+    scope: dict[str, Any],
+) -> RunOutcome | None:
+    record = open_record(ex, attempts)
+    if record is not None and record.status == StepStatus.WAITING:
+        return parking.resume(ex, step, record, scope)
+    try:
+        record = ex.new_record(step, attempts, path)
+    except AutomateError as exc:
+        return ex.dead(exc)
+    config = step.config
+    try:
+        payload = ex.render(step, config.get("payload") or {}, scope, "config.payload")
+        _must_be(payload, dict, "config.payload", "an object")
+        workflow = Workflow.objects.filter(key=config.get("workflow")).first()
+        if workflow is None:
+            raise AutomateError(
+                ErrorCodes.NOT_FOUND,
+                f"no workflow with key {config.get('workflow')!r}",
+                retryable=False,
+                details={"field": "config.workflow"},
+            )
+    except AutomateError as exc:
+        return ex.fail_now(step, record, exc)
+    run = ex.run
+    key = f"child:{run.pk}:{step.pk}:{path}:{run.replay_count}:{record.attempt}"
+    child = parking.start_child(ex, workflow, payload, key)
+    record.input = {"workflow": workflow.key, "payload": payload, "wait": config.get("wait", True)}
+    started = {"workflow": workflow.key, "child_key": key}
+    if not config.get("wait", True):
+        ex.complete(step, record, {**started, "status": "started"}, scope)
+        return None
+    record.status, record.output = StepStatus.WAITING, started
+    ex.journal.add(record)
+    parking.add_wait(ex, record, kind=WaitKind.CHILD, child_run=child)
+    return ex.park()
+
+
 # -- on_failure ---------------------------------------------------------------------------
 
 
@@ -316,4 +362,5 @@ HANDLERS: dict[str, Handler] = {
     "for_each": run_for_each,
     "delay": run_delay,
     "wait_for_event": run_wait_for_event,
+    "workflow": run_child_workflow,
 }

@@ -30,9 +30,11 @@ from automate.flow import matching
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import (
     FINISHED_RUN_STATUSES,
+    MANUAL_CONNECTOR_KEY,
     RESUME_CONNECTOR_KEY,
     RunStatus,
     StepRun,
+    Workflow,
     WorkflowRun,
     WorkflowStep,
 )
@@ -120,6 +122,73 @@ def child_output(child: WorkflowRun | None) -> dict[str, Any]:
     return {"status": child.status, "steps": steps}
 
 
+# -- Child workflows -----------------------------------------------------------------------
+
+
+def start_child(
+    ex: RunExecution, workflow: Workflow, payload: dict[str, Any], key: str
+) -> WorkflowRun:
+    """Journal a child run of ``workflow`` and its outbox item: they commit with the
+    parent's record (and its wait), so the child cannot end before its parent waits."""
+    parent = ex.run
+    item = OutboxItem(
+        connector_key=MANUAL_CONNECTOR_KEY,
+        event_type="workflow.child",
+        external_id=key,
+        payload=payload,
+        trace_id=parent.trace_id,
+    )
+    ex.journal.add(item)
+    child = WorkflowRun(
+        workflow=workflow,
+        workflow_version=workflow.version,
+        outbox_item=item,
+        trace_id=parent.trace_id,
+        parent_run=parent,
+        event={
+            "id": key,
+            "type": "workflow.child",
+            "connector": MANUAL_CONNECTOR_KEY,
+            "payload": payload,
+            "received_at": item.created_at.isoformat(),
+            "parent_run": parent.pk,
+        },
+    )
+    ex.journal.add(child)
+    return child
+
+
+def child_ended(ex: RunExecution) -> None:
+    """The run ``ex`` executes has ended: wake its parent if the parent waits for it."""
+    run = ex.run
+    if run.parent_run_id is None:  # type: ignore[attr-defined]
+        return
+    for wait_id in RunWait.objects.filter(child_run=run, status=WaitStatus.WAITING).values_list(
+        "pk", flat=True
+    ):
+        ex.journal.add(
+            OutboxItem(
+                connector_key=RESUME_CONNECTOR_KEY,
+                event_type="child.ended",
+                payload={"child_ended": wait_id},
+                trace_id=run.trace_id,
+            )
+        )
+
+
+def wake_parent(run: WorkflowRun) -> None:
+    """:func:`child_ended` for a run ended outside a pass (cancelled while not held)."""
+    for wait_id in RunWait.objects.filter(child_run=run, status=WaitStatus.WAITING).values_list(
+        "pk", flat=True
+    ):
+        OutboxItem.objects.create(
+            connector_key=RESUME_CONNECTOR_KEY,
+            event_type="child.ended",
+            payload={"child_ended": wait_id},
+            trace_id=run.trace_id,
+        )
+
+
 # -- Resuming ------------------------------------------------------------------------------
 
 
@@ -145,6 +214,12 @@ def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
 def _take_over(item: OutboxItem) -> list[WorkflowRun]:
     now = timezone.now()
     wait = RunWait.objects.filter(Q(timer=item) | Q(resolved_by=item)).order_by("id").first()
+    ended = (item.payload or {}).get("child_ended") if isinstance(item.payload, dict) else None
+    if wait is None and ended is not None:  # a child run ended: this item resolves its wait
+        RunWait.objects.filter(pk=ended, status=WaitStatus.WAITING).update(
+            status=WaitStatus.CHILD_ENDED, resolved_by=item, resolved_at=now
+        )
+        wait = RunWait.objects.filter(pk=ended).first()
     if wait is None:
         return []
     if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
@@ -235,4 +310,6 @@ def cancel_run(run: WorkflowRun) -> WorkflowRun:
     ):
         cancel_run(child)
     run.refresh_from_db()
+    if done and run.parent_run_id is not None:  # type: ignore[attr-defined]
+        wake_parent(run)
     return run
