@@ -29,7 +29,7 @@ from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import RESUME_CONNECTOR_KEY, WorkflowStep
 from automate_core.outbox.models import OutboxItem
 
-__all__ = ["early_event", "match_key", "wake_waiters"]
+__all__ = ["early_event", "match_key", "resolve", "retire_timer", "wake_waiters"]
 
 logger = logging.getLogger("automate.flow")
 
@@ -138,7 +138,18 @@ def resolve(wait: RunWait, event: OutboxItem, *, wake: bool, by: OutboxItem | No
         )
         if not won:
             transaction.set_rollback(True)  # someone else won it: no wake item
+        else:
+            retire_timer(wait.pk, keep=by)
     return won
+
+
+def retire_timer(wait_id: int, *, keep: OutboxItem | None = None) -> None:
+    """Mark the pending timer of a wait that ended otherwise done, so it does not sit in
+    the queue until its deadline (it would resume nothing)."""
+    timers = OutboxItem.objects.filter(timer_of__pk=wait_id, status__in=["pending", "failed"])
+    if keep is not None:
+        timers = timers.exclude(pk=keep.pk)
+    timers.update(status="done", completed_at=timezone.now())
 
 
 def early_event(wait: RunWait) -> OutboxItem | None:

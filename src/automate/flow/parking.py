@@ -283,9 +283,14 @@ def cancel_run(run: WorkflowRun) -> WorkflowRun:
     }
     with transaction.atomic():
         # The wait first, as a takeover does: the two never lock in opposite orders.
-        RunWait.objects.filter(run=run, status=WaitStatus.WAITING).update(
+        waiting = list(
+            RunWait.objects.filter(run=run, status=WaitStatus.WAITING).values_list("pk", flat=True)
+        )
+        RunWait.objects.filter(pk__in=waiting, status=WaitStatus.WAITING).update(
             status=WaitStatus.CANCELLED, resolved_at=now
         )
+        for wait_id in waiting:
+            matching.retire_timer(wait_id)
         done = WorkflowRun.objects.filter(pk=run.pk, status=RunStatus.WAITING).update(**fields)
         if not done:
             carrier = WorkflowRun.objects.filter(pk=run.pk).values_list(
