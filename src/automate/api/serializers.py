@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from automate.connections import find_connection
 from automate.flow.definition import on_failure_steps, step_dict
+from automate.flow.tree import run_tree
 from automate.models import StepRun, Workflow, WorkflowRun
 from automate.services import UNCHANGED, WorkflowService
 from automate_core.providers.errors import AutomateError
@@ -118,7 +120,7 @@ class StepRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = StepRun
         fields = [
-            "step", "type", "attempt", "status", "input", "output", "error",
+            "step", "type", "path", "attempt", "status", "input", "output", "error",
             "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -127,22 +129,31 @@ class StepRunSerializer(serializers.ModelSerializer):
 class RunSerializer(serializers.ModelSerializer):
     workflow = serializers.SlugRelatedField(slug_field="key", read_only=True)
     outbox_item = serializers.PrimaryKeyRelatedField(read_only=True)
+    parent_run = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
         model = WorkflowRun
         fields = [
             "id", "workflow", "workflow_version", "status", "trace_id", "outbox_item",
-            "error", "replay_count", "created_at", "started_at", "finished_at",
+            "parent_run", "error", "replay_count", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
 
 
 class RunDetailSerializer(RunSerializer):
     steps = StepRunSerializer(source="step_runs", many=True, read_only=True)
+    tree = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "event", "steps"]
+        fields = [*RunSerializer.Meta.fields, "event", "steps", "tree"]
         read_only_fields = fields
+
+    @extend_schema_field(
+        {"type": "array", "items": {"type": "object", "additionalProperties": True}}
+    )
+    def get_tree(self, run: WorkflowRun) -> list[dict[str, Any]]:
+        """The steps that ran as a tree: branches taken, iterations, waits, children."""
+        return run_tree(run)
 
 
 class EventSerializer(serializers.Serializer):

@@ -312,7 +312,12 @@ def run_child_workflow(
     run = ex.run
     key = f"child:{run.pk}:{step.pk}:{path}:{run.replay_count}:{record.attempt}"
     child = parking.start_child(ex, workflow, payload, key)
-    record.input = {"workflow": workflow.key, "payload": payload, "wait": config.get("wait", True)}
+    record.input = {
+        "workflow": workflow.key,
+        "payload": payload,
+        "wait": config.get("wait", True),
+        "child_key": key,
+    }
     started = {"workflow": workflow.key, "child_key": key}
     if not config.get("wait", True):
         ex.complete(step, record, {**started, "status": "started"}, scope)
