@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from automate import runner, runs
+from automate.flow import parking
 from automate.flow.definition import StepTree
 from automate.journal import Journal
 from automate.models import RunStatus, WorkflowRun, carried_by
@@ -225,9 +226,9 @@ def _settle_unfinished(item: OutboxItem, outcomes: list[RunOutcome]) -> str:
             )
         elif status == OutboxStatus.DEAD:
             error = {"code": "exhausted", "message": "the event used all its outbox attempts"}
-            carried_by([item.pk]).filter(status=RunStatus.RETRYING).update(
-                status=RunStatus.DEAD, finished_at=timezone.now(), error=error
-            )
+            exhausted = carried_by([item.pk]).filter(status=RunStatus.RETRYING)
+            if exhausted.update(status=RunStatus.DEAD, finished_at=timezone.now(), error=error):
+                parking.wake_orphaned_parents()  # in this transaction: with their end
         return status
     return queue.fail(item, _error_of(dead[0]), retryable=False)
 

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from automate.batch import FLUSH_SECONDS, ClaimedBatch
 from automate.conf import settings as app_settings
+from automate.flow import parking
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun, carried_by
 from automate.outcomes import Outcome
 from automate_core.outbox import queue
@@ -118,10 +119,13 @@ def sweep_dead_runs() -> int:
     carrier_dead = Q(resume_item__isnull=True, outbox_item__status=OutboxStatus.DEAD) | Q(
         resume_item__status=OutboxStatus.DEAD
     )
-    return WorkflowRun.objects.filter(
+    swept = WorkflowRun.objects.filter(
         carrier_dead,
         status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING],
     ).update(status=RunStatus.DEAD, finished_at=timezone.now(), error=error)
+    if swept:
+        parking.wake_orphaned_parents()  # a parent waiting for one of them
+    return swept
 
 
 def dispatch_to_celery(batch: int | None = None) -> int:

@@ -118,3 +118,22 @@ def test_child__depth_over_the_setting_is_refused(settings):
         WorkflowService().update_workflow(
             Workflow.objects.get(key="w0"), steps=[child_step("C0", "x")]
         )
+
+
+def test_child__a_child_the_outbox_dead_letters_still_resumes_its_parent(drain, settings):
+    """The child's event runs out of attempts (its step kept failing retryably): the
+    outbox dead-letters it, and the waiting parent is resumed with "dead"."""
+    settings.AUTOMATE = {**settings.AUTOMATE, "OUTBOX_MAX_ATTEMPTS": 2}
+    make(
+        "flaky",
+        [action("F", "fail", {"code": "unavailable"}, max_attempts=10, backoff_seconds=0.01)],
+    )
+    parent = start([child_step("Child", "flaky"), action("After")])
+    for _ in range(4):
+        drain(due=True)
+    child = WorkflowRun.objects.get(parent_run=parent)
+    assert child.status == RunStatus.DEAD and child.error["code"] == "exhausted"
+    drain()
+    parent.refresh_from_db()
+    assert parent.status == RunStatus.COMPLETED
+    assert parent.step_runs.get(step__name="Child").output["status"] == "dead"

@@ -47,7 +47,16 @@ if TYPE_CHECKING:
 
     from automate.flow.execution import Execution as RunExecution
 
-__all__ = ["add_wait", "cancel_run", "resume", "resumed_runs"]
+__all__ = [
+    "add_wait",
+    "cancel_run",
+    "child_ended",
+    "resume",
+    "resumed_runs",
+    "start_child",
+    "wake_orphaned_parents",
+    "wake_parent",
+]
 
 CANCELLED_ERROR = {"code": "cancelled", "message": "cancelled with cancel_run"}
 
@@ -187,6 +196,22 @@ def wake_parent(run: WorkflowRun) -> None:
             payload={"child_ended": wait_id},
             trace_id=run.trace_id,
         )
+
+
+def wake_orphaned_parents() -> int:
+    """Wake the parents waiting for children that ended outside a pass (dead-lettered by
+    the outbox, when their event ran out of attempts); returns how many were woken."""
+    waits = RunWait.objects.filter(
+        kind=WaitKind.CHILD,
+        status=WaitStatus.WAITING,
+        child_run__status__in=FINISHED_RUN_STATUSES,
+    ).select_related("child_run")
+    woken = 0
+    for wait in waits:
+        if wait.child_run is not None:
+            wake_parent(wait.child_run)
+            woken += 1
+    return woken
 
 
 # -- Resuming ------------------------------------------------------------------------------
