@@ -28,7 +28,6 @@ charge, e-mail or ticket.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -36,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -55,6 +54,10 @@ from automate.models import (
     WorkflowStep,
 )
 from automate.outcomes import Outcome, RunOutcome
+from automate.recording import as_automate_error as _as_automate_error
+from automate.recording import error_dict as _error_dict
+from automate.recording import jsonable as _jsonable
+from automate.recording import named as _named
 
 # Run creation lives in automate.runs; these names stay importable from here.
 from automate.runs import ensure_runs, ensure_runs_for, event_context
@@ -503,40 +506,3 @@ def _idempotent(executor_cls: type[StepExecutor], config: dict[str, Any] | BaseM
         return executor_cls.is_idempotent(config)
     except AutomateError:
         return False
-
-
-def _as_automate_error(exc: BaseException) -> AutomateError:
-    if isinstance(exc, AutomateError):
-        return exc
-    if isinstance(exc, DatabaseError):
-        return AutomateError(ErrorCodes.UNAVAILABLE, f"database error: {exc}", retryable=True)
-    return AutomateError(ErrorCodes.INTERNAL, f"{type(exc).__name__}: {exc}", retryable=False)
-
-
-def _named(error: AutomateError, step: WorkflowStep) -> AutomateError:
-    """``error`` with the step's name in its message and details (once)."""
-    if error.details.get("step") == step.name:
-        return error
-    return AutomateError(
-        error.code,
-        f"step {step.name!r}: {error.message}",
-        provider=error.provider,
-        retryable=error.retryable,
-        details={**error.details, "step": step.name},
-    )
-
-
-def _error_dict(error: AutomateError, step: WorkflowStep) -> dict[str, Any]:
-    record = error.as_dict()
-    record["step"] = step.name
-    return redaction.redact_data(json.loads(json.dumps(record, default=str)))
-
-
-def _jsonable(value: Any) -> Any:
-    """Secrets redacted, JSON-safe, and cut to ``STEP_MAX_OUTPUT_BYTES`` (never an error:
-    a succeeded non-idempotent step must be recorded whatever it returned)."""
-    text = json.dumps(value, default=str)
-    limit = app_settings.STEP_MAX_OUTPUT_BYTES
-    if len(text) > limit:
-        return {"truncated": True, "size": len(text), "preview": redaction.redact(text[:1000])}
-    return redaction.redact_data(json.loads(text))
