@@ -6,11 +6,14 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from automate import dispatch
+from automate.flow.tree import run_tree
 from automate.models import (
+    FINISHED_RUN_STATUSES,
     ConnectionProfile,
     RunStatus,
     Schedule,
@@ -246,13 +249,14 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     search_fields = ["=trace_id", "=outbox_item__external_id"]
     list_select_related = ["workflow"]
     date_hierarchy = "created_at"
-    actions = ["replay_runs"]
+    actions = ["replay_runs", "cancel_runs"]
     fields = [
         "workflow",
         "workflow_version",
         "status",
         "trace_id",
         "outbox_item",
+        "parent_run",
         "replay_count",
         "created_at",
         "started_at",
@@ -260,6 +264,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         "took",
         "error_display",
         "event_display",
+        "tree",
         "timeline",
     ]
     readonly_fields = [f for f in fields if isinstance(f, str)]
@@ -281,6 +286,11 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     @admin.display(description=_("event"))
     def event_display(self, obj: WorkflowRun) -> str:
         return _pre(obj.event)
+
+    @admin.display(description=_("tree"))
+    def tree(self, obj: WorkflowRun) -> str:
+        """Branches taken, each iteration, waits with their deadline or match, children."""
+        return format_html('<div class="automate-tree">{}</div>', _tree_html(run_tree(obj)))
 
     @admin.display(description=_("steps"))
     def timeline(self, obj: WorkflowRun) -> str:
@@ -317,17 +327,78 @@ class WorkflowRunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Replay selected dead runs"), permissions=["replay"])
     def replay_runs(self, request, queryset) -> None:
-        ids = sorted(
-            {
-                item_id
-                for item_id in queryset.filter(status=RunStatus.DEAD).values_list(
-                    "outbox_item_id", flat=True
-                )
-                if item_id is not None
-            }
+        carriers = queryset.filter(status=RunStatus.DEAD).values_list(
+            "resume_item_id", "outbox_item_id"
         )
+        ids = sorted({resumed or item for resumed, item in carriers if resumed or item})
         count = dispatch.replay(ids) if ids else 0
         messages.info(request, _("Replayed %(count)d event(s).") % {"count": count})
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("automate.change_workflowrun")
+
+    @admin.action(description=_("Cancel selected runs"), permissions=["cancel"])
+    def cancel_runs(self, request, queryset) -> None:
+        service = WorkflowService()
+        unfinished = queryset.exclude(status__in=FINISHED_RUN_STATUSES)
+        count = len([service.cancel_run(run) for run in unfinished])
+        messages.info(request, _("Cancelled %(count)d run(s).") % {"count": count})
+
+
+def _tree_html(nodes: list[dict]) -> str:
+    """Nested lists: one item per step that ran, its nested steps under it."""
+    items = []
+    for node in nodes:
+        notes = []
+        if "took" in node:
+            notes.append(format_html("took {}", node["took"]))
+        wait = node.get("wait")
+        if wait and wait["status"] == "waiting":
+            if wait["kind"] == "event":
+                notes.append(
+                    format_html(
+                        "waiting for {} {} matching {}",
+                        wait["connector"],
+                        wait["event"],
+                        json.dumps(wait["match"], sort_keys=True),
+                    )
+                )
+            else:
+                notes.append(format_html("waiting ({}) until {}", wait["kind"], wait["due_at"]))
+        elif wait:
+            notes.append(format_html("wait {}", wait["status"]))
+        child = node.get("child")
+        if child:
+            url = reverse("admin:automate_workflowrun_change", args=[child["id"]])
+            notes.append(
+                format_html(
+                    'child run <a href="{}">#{}</a> ({}, {})',
+                    url,
+                    child["id"],
+                    child["workflow"],
+                    child["status"],
+                )
+            )
+        inner = _tree_html(node.get("steps", []))
+        for iteration in node.get("iterations", []):
+            inner += format_html(
+                "<li>{} {}{}</li>",
+                _("iteration"),
+                iteration["index"],
+                _tree_html(iteration["steps"]),
+            )
+        items.append(
+            format_html(
+                "<li><strong>{}</strong> ({}) {}{} {}{}</li>",
+                node["step"],
+                node["type"],
+                node["status"],
+                f" x{node['attempts']}" if node["attempts"] > 1 else "",
+                format_html_join(" · ", "{}", ((n,) for n in notes)),
+                format_html("<ul>{}</ul>", inner) if inner else "",
+            )
+        )
+    return format_html("<ul>{}</ul>", format_html_join("", "{}", ((i,) for i in items)))
 
 
 def _pre(value) -> str:

@@ -23,8 +23,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from automate import instrument, runner, runs
+from automate.flow import parking
+from automate.flow.definition import StepTree
 from automate.journal import Journal
-from automate.models import RunStatus, WorkflowRun, WorkflowStep
+from automate.models import RunStatus, WorkflowRun, carried_by
 from automate.outcomes import Outcome
 from automate.runner import RunOutcome
 from automate_core.conf import settings as automate_settings
@@ -72,7 +74,7 @@ class ClaimedBatch:
         self.processed: list[ProcessedItem] = []  # not yet settled
         self.settled: set[int] = set()
         self.counts: dict[str, int] = {}
-        self.steps: dict[tuple[int, int], list[WorkflowStep]] = {}
+        self.steps: dict[tuple[int, int], StepTree] = {}
 
     def run(self) -> dict[str, int]:
         """Process every item still held, settle them; return how many ended in each state."""
@@ -127,9 +129,13 @@ class ClaimedBatch:
             return item_runs
         outcomes = []
         for run in item_runs:
+            if run.carrier_id != item.pk:
+                # Parked, then resumed by another item, which carries it from then on.
+                outcomes.append(RunOutcome(Outcome.WAITING))
+                continue
             key = (run.workflow_id, run.workflow_version)
             if key not in self.steps:
-                self.steps[key] = list(run.workflow.steps_of(run.workflow_version))
+                self.steps[key] = StepTree.of(run.workflow, run.workflow_version)
             with instrument.run(run, item):
                 outcome = runner.execute_run(
                     run,
@@ -221,9 +227,9 @@ def _settle_unfinished(item: OutboxItem, outcomes: list[RunOutcome]) -> str:
             )
         elif status == OutboxStatus.DEAD:
             error = {"code": "exhausted", "message": "the event used all its outbox attempts"}
-            item.workflow_runs.filter(status=RunStatus.RETRYING).update(
-                status=RunStatus.DEAD, finished_at=timezone.now(), error=error
-            )
+            exhausted = carried_by([item.pk]).filter(status=RunStatus.RETRYING)
+            if exhausted.update(status=RunStatus.DEAD, finished_at=timezone.now(), error=error):
+                parking.wake_orphaned_parents()  # in this transaction: with their end
         return status
     return queue.fail(item, _error_of(dead[0]), retryable=False)
 

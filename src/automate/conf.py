@@ -81,6 +81,14 @@ class AutomateSettings(AppSettings):
     # shorter); checked while rendering, see automate.template_budget.
     TEMPLATE_TIMEOUT_SECONDS: float = setting(2.0, positive=True)
     STEP_MAX_OUTPUT_BYTES: int = setting(1024 * 1024, positive=True)
+    # Control flow (docs/control-flow.md): how deep branch/for_each may nest, the largest
+    # max_items a for_each may declare, how many step records one run may make, how deep
+    # child workflows may nest, and how often a running run looks for a cancel_run.
+    FLOW_MAX_DEPTH: int = setting(5, positive=True)
+    FLOW_MAX_ITEMS: int = setting(10_000, positive=True)
+    FLOW_MAX_STEPS_PER_RUN: int = setting(10_000, positive=True)
+    FLOW_MAX_CHILD_DEPTH: int = setting(10, positive=True)
+    FLOW_CANCEL_CHECK_SECONDS: float = setting(1.0, minimum=0)
     # MCP servers: how many tools/list pages one sync follows before giving up.
     MCP_MAX_TOOL_PAGES: int = setting(100, positive=True)
     # ... and the largest response body (bytes) an MCP server may send to one request.

@@ -22,12 +22,14 @@ from celery import signature
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from automate import instrument
 from automate.batch import FLUSH_SECONDS, ClaimedBatch
 from automate.conf import settings as app_settings
-from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
+from automate.flow import parking
+from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun, carried_by
 from automate.outcomes import Outcome
 from automate.outgoing import delivery
 from automate.schedules.fire import fire_due as fire_due_schedules
@@ -127,10 +129,16 @@ def sweep_dead_runs() -> int:
     """Dead-letter the unfinished runs of items the outbox dead-lettered by itself (their
     lease ran out once too often), so a run never shows ``running`` for a dead event."""
     error = {"code": "exhausted", "message": "the event was dead-lettered by the outbox"}
-    return WorkflowRun.objects.filter(
+    carrier_dead = Q(resume_item__isnull=True, outbox_item__status=OutboxStatus.DEAD) | Q(
+        resume_item__status=OutboxStatus.DEAD
+    )
+    swept = WorkflowRun.objects.filter(
+        carrier_dead,
         status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING],
-        outbox_item__status=OutboxStatus.DEAD,
     ).update(status=RunStatus.DEAD, finished_at=timezone.now(), error=error)
+    if swept:
+        parking.wake_orphaned_parents()  # a parent waiting for one of them
+    return swept
 
 
 def dispatch_to_celery(batch: int | None = None) -> int:
@@ -174,8 +182,8 @@ def replay(item_ids: list[int]) -> int:
     replay is the operator's decision that repeating it is right.
     """
     with transaction.atomic():
-        runs = WorkflowRun.objects.filter(outbox_item_id__in=item_ids).exclude(
-            status__in=[RunStatus.COMPLETED, RunStatus.FILTERED]
+        runs = carried_by(item_ids).exclude(
+            status__in=[RunStatus.COMPLETED, RunStatus.FILTERED, RunStatus.CANCELLED]
         )
         StepRun.objects.filter(run__in=runs, status=StepStatus.RUNNING).update(
             status=StepStatus.INTERRUPTED,

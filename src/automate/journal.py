@@ -33,6 +33,10 @@ class Journal:
         """A row to INSERT (``obj.pk`` still None)."""
         self._new.append(obj)
 
+    def holds(self, obj: models.Model) -> bool:
+        """Whether ``obj`` waits here to be inserted."""
+        return any(pending is obj for pending in self._new)
+
     def update(self, obj: models.Model, fields: Iterable[str]) -> None:
         """Fields of an existing row to UPDATE; a row still waiting in :meth:`add` is
         inserted with its latest values, so nothing more is needed for it."""
@@ -52,7 +56,7 @@ class Journal:
         The journal is not emptied: the caller clears it once its transaction has
         committed; after a rollback it must not take these rows as written.
         """
-        for model, objs in _grouped(self._new).items():
+        for model, objs in _grouped(self._new):
             model._default_manager.bulk_create(objs)
         by_fields: dict[tuple[type[models.Model], frozenset[str]], list[models.Model]] = {}
         for obj, names in self._changed.values():
@@ -99,8 +103,14 @@ def _update_rows(model: type[models.Model], names: list[str], objs: list[models.
         cursor.executemany(sql, rows)
 
 
-def _grouped(objs: list[models.Model]) -> dict[type[models.Model], list[models.Model]]:
-    grouped: dict[type[models.Model], list[models.Model]] = {}
+def _grouped(objs: list[models.Model]) -> list[tuple[type[models.Model], list[models.Model]]]:
+    """Runs of rows of one model, in the order they were added: a row is inserted after
+    every row added before it, so it may point at them (a parked run's wait at its step
+    record and its timer)."""
+    grouped: list[tuple[type[models.Model], list[models.Model]]] = []
     for obj in objs:
-        grouped.setdefault(type(obj), []).append(obj)
+        if grouped and grouped[-1][0] is type(obj):
+            grouped[-1][1].append(obj)
+        else:
+            grouped.append((type(obj), [obj]))
     return grouped

@@ -118,6 +118,11 @@ def trigger_key(connector_key: str) -> str:
     return connector_key.removeprefix(API_SOURCE_PREFIX)
 
 
+#: The connector key of the outbox items that resume a parked run (a timer, a matched
+#: event, a finished child workflow): see :mod:`automate.flow.parking`.
+RESUME_CONNECTOR_KEY = "_resume"
+
+
 class Workflow(models.Model):
     """A named list of steps run for every event its trigger matches.
 
@@ -159,14 +164,28 @@ class Workflow(models.Model):
         return self.name
 
     def current_steps(self) -> models.QuerySet[WorkflowStep]:
-        return self.steps.filter(version=self.version).order_by("position")
+        """The current version's top-level steps (nested ones live in their parent's config)."""
+        return self.steps_of(self.version)
 
     def steps_of(self, version: int) -> models.QuerySet[WorkflowStep]:
+        """The top-level steps of ``version``, in order."""
+        return self.steps.filter(version=version, parent__isnull=True, block="").order_by(
+            "position"
+        )
+
+    def all_steps_of(self, version: int) -> models.QuerySet[WorkflowStep]:
+        """Every step of ``version``: top-level, nested and ``on_failure``, in order."""
         return self.steps.filter(version=version).order_by("position")
 
 
 class WorkflowStep(models.Model):
-    """One step of one version of a workflow, with its own retry policy."""
+    """One step of one version of a workflow, with its own retry policy.
+
+    A step nested in a ``branch`` or ``for_each`` has a ``parent`` and the ``block`` of
+    the parent it belongs to (``then``, ``else``, ``steps``); the workflow's
+    ``on_failure`` steps have no parent and the block ``on_failure``. ``position`` orders
+    every step of a version, nested ones included, depth first.
+    """
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
     version = models.PositiveIntegerField(_("version"))
@@ -178,6 +197,10 @@ class WorkflowStep(models.Model):
     backoff_seconds = models.FloatField(_("backoff base (s)"), default=2.0)
     max_backoff_seconds = models.FloatField(_("backoff cap (s)"), default=300.0)
     timeout_seconds = models.FloatField(_("timeout (s)"), default=30.0)
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    block = models.CharField(_("block"), max_length=20, blank=True, default="")
 
     class Meta:
         verbose_name = _("workflow step")
@@ -203,10 +226,17 @@ class RunStatus(models.TextChoices):
     COMPLETED = "completed", _("Completed")
     FILTERED = "filtered", _("Stopped by a filter")
     DEAD = "dead", _("Dead letter")
+    WAITING = "waiting", _("Waiting (parked)")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 #: A run in one of these states is never executed again (replay resets dead runs).
-FINISHED_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FILTERED, RunStatus.DEAD)
+FINISHED_RUN_STATUSES = (
+    RunStatus.COMPLETED,
+    RunStatus.FILTERED,
+    RunStatus.DEAD,
+    RunStatus.CANCELLED,
+)
 
 
 def _elapsed(run: Any) -> timedelta | None:
@@ -240,6 +270,20 @@ class WorkflowRun(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # Control flow (automate.flow): the run that started this one with a ``workflow`` step;
+    # the outbox item that resumed it after it parked (it carries the run from then on);
+    # when cancel_run asked a running run to stop at its next step boundary.
+    parent_run = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_runs"
+    )
+    resume_item = models.ForeignKey(
+        "automate_core.OutboxItem",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="resumed_runs",
+    )
+    cancel_requested_at = models.DateTimeField(_("cancel requested at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("workflow run")
@@ -263,6 +307,20 @@ class WorkflowRun(models.Model):
 
     duration = property(_elapsed)
 
+    @property
+    def carrier_id(self) -> int | None:
+        """The outbox item whose claims execute this run: the item that resumed it after
+        it parked, else the one it was made for."""
+        return self.resume_item_id or self.outbox_item_id  # type: ignore[attr-defined]
+
+
+def carried_by(item_ids: list[int]) -> models.QuerySet[WorkflowRun]:
+    """The runs whose claims the outbox items ``item_ids`` execute (see ``carrier_id``)."""
+    return WorkflowRun.objects.filter(
+        models.Q(outbox_item_id__in=item_ids, resume_item__isnull=True)
+        | models.Q(resume_item_id__in=item_ids)
+    )
+
 
 class StepStatus(models.TextChoices):
     RUNNING = "running", _("Running")
@@ -270,6 +328,7 @@ class StepStatus(models.TextChoices):
     STOPPED = "stopped", _("Stopped the run")
     FAILED = "failed", _("Failed")
     INTERRUPTED = "interrupted", _("Interrupted (worker lost)")
+    WAITING = "waiting", _("Waiting (parked)")
 
 
 class StepRun(models.Model):
@@ -285,6 +344,8 @@ class StepRun(models.Model):
     step = models.ForeignKey(WorkflowStep, on_delete=models.CASCADE, related_name="step_runs")
     attempt = models.PositiveIntegerField(_("attempt"), default=1)
     replay = models.PositiveIntegerField(_("replay"), default=0)
+    # The iteration of each enclosing for_each, outermost first ("2", "2.0"); "" outside.
+    path = models.CharField(_("iteration"), max_length=200, blank=True, default="")
     status = models.CharField(
         _("status"), max_length=12, choices=StepStatus.choices, default=StepStatus.RUNNING
     )
@@ -300,7 +361,7 @@ class StepRun(models.Model):
         ordering = ["run", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "step", "attempt"], name="automate_step_attempt"
+                fields=["run", "step", "path", "attempt"], name="automate_step_attempt_path"
             ),
         ]
         # The admin overview's failures and slowest steps read recent attempts by this.
@@ -313,6 +374,8 @@ class StepRun(models.Model):
 
 
 # MCP servers live in their own module; the spec imports them from here.
+# The table of parked runs lives with the control flow.
+from automate.flow.models import RunWait  # noqa: E402,F401
 from automate.mcp.models import MCPServer, MCPTool  # noqa: E402,F401
 
 

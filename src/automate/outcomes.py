@@ -9,7 +9,10 @@ totals that ``process_batch`` returns.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+
+from automate_core.providers.errors import AutomateError
 
 
 class Outcome(StrEnum):
@@ -27,3 +30,17 @@ class Outcome(StrEnum):
     PAUSED = "paused"
     #: The item went back to the queue unprocessed, its attempt not counted (after PAUSED).
     RELEASED = "released"
+    #: The run parked (``delay``, ``wait_for_event``, a child workflow): an outbox item
+    #: resumes it later; for the item that carried it, the run is done with.
+    WAITING = "waiting"
+    #: ``cancel_run`` ended the run; it is finished.
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How one pass over a run ended; ``retry_in`` seconds for a ``RETRY``."""
+
+    status: Outcome
+    error: AutomateError | None = None
+    retry_in: float | None = None

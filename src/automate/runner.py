@@ -28,19 +28,21 @@ charge, e-mail or ticket.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
 from automate import instrument, templating
 from automate.conf import settings as app_settings
+from automate.flow import blocks, parking
+from automate.flow.definition import StepTree
 from automate.journal import Journal
 from automate.models import (
     FINISHED_RUN_STATUSES,
@@ -51,7 +53,11 @@ from automate.models import (
     WorkflowRun,
     WorkflowStep,
 )
-from automate.outcomes import Outcome
+from automate.outcomes import Outcome, RunOutcome
+from automate.recording import as_automate_error as _as_automate_error
+from automate.recording import error_dict as _error_dict
+from automate.recording import jsonable as _jsonable
+from automate.recording import named as _named
 
 # Run creation lives in automate.runs; these names stay importable from here.
 from automate.runs import ensure_runs, ensure_runs_for, event_context
@@ -77,22 +83,13 @@ logger = logging.getLogger("automate.runner")
 StopReason = Callable[[], Outcome | None]
 
 
-@dataclass(frozen=True)
-class RunOutcome:
-    """How one pass over a run ended; ``retry_in`` seconds for a ``RETRY``."""
-
-    status: Outcome
-    error: AutomateError | None = None
-    retry_in: float | None = None
-
-
 def execute_run(
     run: WorkflowRun,
     *,
     stop_reason: StopReason | None = None,
     confirm: Callable[[], bool] | None = None,
     journal: Journal | None = None,
-    steps: Sequence[WorkflowStep] | None = None,
+    steps: StepTree | Sequence[WorkflowStep] | None = None,
 ) -> RunOutcome:
     """Run (or resume) ``run``'s steps in order; record each attempt; never raise.
 
@@ -113,35 +110,32 @@ def execute_run(
         return ended
     if run.status in FINISHED_RUN_STATUSES:
         return RunOutcome(_FINISHED_OUTCOMES.get(str(run.status), Outcome.COMPLETED))
-    execution = RunExecution(run, journal, confirm)
+    if run.status == RunStatus.WAITING:
+        return RunOutcome(Outcome.WAITING)  # parked: only the item that resumes it runs it
+    tree = steps if isinstance(steps, StepTree) else StepTree.of(run.workflow, run.workflow_version)
+    execution = RunExecution(run, journal, confirm, stop_reason)
     execution.start()
-    history = list(run.step_runs.all())
-    if steps is None:
-        steps = list(run.workflow.steps_of(run.workflow_version))
-    for step in steps:
-        attempts = [sr for sr in history if sr.step_id == step.pk]
-        last = attempts[-1] if attempts else None
-        if last is not None and last.status in (StepStatus.SUCCEEDED, StepStatus.STOPPED):
-            execution.reuse(step, last)  # done in an earlier pass: its output, not a rerun
-            if last.status == StepStatus.STOPPED:
-                return execution.finish(RunStatus.FILTERED)
-            continue
-        stop = stop_reason() if stop_reason is not None else None
-        if stop is not None:
-            return RunOutcome(stop)
-        outcome, result = execution.run_step(step, attempts)
-        if outcome is not None:
-            return outcome
-        if result.stop:
-            return execution.finish(RunStatus.FILTERED)
-    return execution.finish(RunStatus.COMPLETED)
+    if run.cancel_requested_at is not None:
+        return execution.cancel()
+    walked = execution.walk(tree, tree.main, "", execution.context)
+    if walked is None:
+        return execution.finish(RunStatus.COMPLETED)
+    if walked.status == Outcome.FILTERED:
+        return execution.finish(RunStatus.FILTERED)
+    if walked.status == Outcome.DEAD and tree.on_failure:
+        blocks.run_on_failure(execution, tree, walked)
+    return walked
 
 
 #: The outcome of a pass over a run that had already finished.
 _FINISHED_OUTCOMES: dict[str, Outcome] = {
     RunStatus.DEAD: Outcome.DEAD,
     RunStatus.FILTERED: Outcome.FILTERED,
+    RunStatus.CANCELLED: Outcome.CANCELLED,
 }
+
+#: A step record's key in a run's history: the step and its iteration path.
+RecordKey = tuple[int, str]
 
 
 @dataclass
@@ -152,13 +146,24 @@ class RunExecution:
     run: WorkflowRun
     journal: Journal
     confirm: Callable[[], bool] | None
+    stop_reason: StopReason | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    #: The run's step records by (step, iteration path), oldest first.
+    history: dict[RecordKey, list[StepRun]] = field(default_factory=dict)
+    records: int = 0
+    current_step: str = ""
+    checked_cancel_at: float = 0.0
+    ended: bool = False  # a dead() already told a waiting parent
 
     def start(self) -> None:
         """Mark the run ``running`` and build the context its templates render with."""
         run, now = self.run, timezone.now()
         run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
         self.journal.update(run, ["status", "started_at"])
+        for record in run.step_runs.all():
+            self.history.setdefault((record.step_id, record.path), []).append(record)  # type: ignore[attr-defined]
+            self.records += 1
+        self.checked_cancel_at = time.monotonic()
         workflow: Workflow = run.workflow
         self.context = {
             "event": run.event,
@@ -171,17 +176,128 @@ class RunExecution:
             "trace_id": run.trace_id,
         }
 
-    def reuse(self, step: WorkflowStep, done: StepRun) -> None:
+    def walk(
+        self, tree: StepTree, steps: Sequence[WorkflowStep], path: str, scope: dict[str, Any]
+    ) -> RunOutcome | None:
+        """Run (or resume) ``steps`` in order at iteration ``path``; None when all are
+        done, else how the pass ends (``FILTERED`` when a step stopped the run)."""
+        for step in steps:
+            attempts = self.attempts(step, path)
+            last = attempts[-1] if attempts else None
+            if last is not None and last.status in (StepStatus.SUCCEEDED, StepStatus.STOPPED):
+                self.reuse(step, last, scope)  # done in an earlier pass: its output, not a rerun
+                if last.status == StepStatus.STOPPED:
+                    return RunOutcome(Outcome.FILTERED)
+                continue
+            ended = self.boundary()
+            if ended is not None:
+                return ended
+            self.current_step = step.name
+            handler = blocks.HANDLERS.get(step.type)
+            if handler is not None:
+                ended = handler(self, tree, step, attempts, path, scope)
+            else:
+                ended, result = self.run_step(step, attempts, path, scope)
+                if ended is None and result.stop:
+                    ended = RunOutcome(Outcome.FILTERED)
+            if ended is not None:
+                return ended
+        return None
+
+    def attempts(self, step: WorkflowStep, path: str) -> list[StepRun]:
+        return self.history.get((step.pk, path), [])
+
+    def boundary(self) -> RunOutcome | None:
+        """Asked before each step: how the pass ends here, if it does (the worker stops,
+        the item was lost, the run was cancelled)."""
+        stop = self.stop_reason() if self.stop_reason is not None else None
+        if stop is not None:
+            return RunOutcome(stop)
+        interval = app_settings.FLOW_CANCEL_CHECK_SECONDS
+        if time.monotonic() - self.checked_cancel_at >= interval:
+            self.checked_cancel_at = time.monotonic()
+            requested = WorkflowRun.objects.filter(
+                pk=self.run.pk, cancel_requested_at__isnull=False
+            ).exists()
+            if requested:
+                return self.cancel()
+        return None
+
+    def new_record(
+        self, step: WorkflowStep, attempts: list[StepRun], path: str, **fields: Any
+    ) -> StepRun:
+        """A new attempt's record (not yet saved), added to the history; INVALID_ARGUMENT
+        when the run has made ``AUTOMATE["FLOW_MAX_STEPS_PER_RUN"]`` records."""
+        limit = app_settings.FLOW_MAX_STEPS_PER_RUN
+        if self.records >= limit:
+            raise AutomateError(
+                ErrorCodes.INVALID_ARGUMENT,
+                f"step {step.name!r}: the run made {limit} step records, the most "
+                'AUTOMATE["FLOW_MAX_STEPS_PER_RUN"] allows',
+                retryable=False,
+                details={"step": step.name, "limit": limit},
+            )
+        run = self.run
+        record = StepRun(
+            run=run, step=step, attempt=len(attempts) + 1, replay=run.replay_count, path=path,
+            status=StepStatus.RUNNING, started_at=timezone.now(), **fields,
+        )  # fmt: skip
+        self.history.setdefault((step.pk, path), []).append(record)
+        self.records += 1
+        return record
+
+    def render(self, step: WorkflowStep, value: Any, scope: dict[str, Any], where: str) -> Any:
+        """Render one config value of ``step``; INVALID_ARGUMENT names the step."""
+        try:
+            return templating.render_value(value, scope, where=where)
+        except AutomateError as exc:
+            raise _named(exc, step) from None
+
+    def fail_now(
+        self, step: WorkflowStep, record: StepRun | None, error: AutomateError
+    ) -> RunOutcome:
+        """A permanent failure of ``step``: record it (when it has a record) and dead-letter
+        the run."""
+        error = _named(error, step)
+        if record is not None:
+            record.status, record.error = StepStatus.FAILED, _error_dict(error, step)
+            record.finished_at = timezone.now()
+            if record.pk is None and not self.journal.holds(record):
+                self.journal.add(record)
+            else:
+                self.journal.update(record, ["status", "error", "finished_at"])
+        return self.dead(error)
+
+    def complete(
+        self, step: WorkflowStep, record: StepRun, output: Any, scope: dict[str, Any]
+    ) -> None:
+        """Record a control step's output and pass it on to the later steps."""
+        record.status, record.finished_at = StepStatus.SUCCEEDED, timezone.now()
+        record.output = _jsonable(output)
+        if record.pk is None and not self.journal.holds(record):
+            self.journal.add(record)
+        else:
+            self.journal.update(record, ["status", "output", "finished_at"])
+        scope["steps"][step.name] = {"output": record.output, "status": "succeeded"}
+
+    def reuse(self, step: WorkflowStep, done: StepRun, scope: dict[str, Any] | None = None) -> None:
         """Give later steps the output a finished attempt recorded."""
-        self.context["steps"][step.name] = {"output": done.output, "status": done.status}
+        scope = self.context if scope is None else scope
+        scope["steps"][step.name] = {"output": done.output, "status": done.status}
 
     def run_step(
-        self, step: WorkflowStep, attempts: list[StepRun]
+        self,
+        step: WorkflowStep,
+        attempts: list[StepRun],
+        path: str = "",
+        scope: dict[str, Any] | None = None,
     ) -> tuple[RunOutcome | None, StepResult]:
         """Execute ``step`` once and record it; ``(None, result)`` to go on to the next.
 
-        ``attempts`` are the step's earlier records in this run, oldest first.
+        ``attempts`` are the step's earlier records in this run at iteration ``path``,
+        oldest first; ``scope`` is the template context (the run's, or an iteration's).
         """
+        scope = self.context if scope is None else scope
         nothing = StepResult()
         try:
             executor_cls = get_step(step.type)
@@ -193,13 +309,13 @@ class RunExecution:
             return self.dead(refusal), nothing
         run = self.run
         used = len([sr for sr in attempts if sr.replay == run.replay_count])  # this replay's
-        record = StepRun(
-            run=run, step=step, attempt=len(attempts) + 1, replay=run.replay_count,
-            status=StepStatus.RUNNING, started_at=timezone.now(),
-        )  # fmt: skip
+        try:
+            record = self.new_record(step, attempts, path)
+        except AutomateError as exc:
+            return self.dead(exc), nothing
         try:
             rendered = templating.render_value(
-                step.config, self.context, where="config", timeout=float(step.timeout_seconds)
+                step.config, scope, where="config", timeout=float(step.timeout_seconds)
             )
             config = executor_cls.parse_config(rendered, where="config")
         except AutomateError as exc:
@@ -214,11 +330,12 @@ class RunExecution:
         elif not self.record_start(record):
             return RunOutcome(Outcome.LOST), nothing
         try:
+            ctx = self.step_context(step, record.attempt, scope)
             with instrument.step(run, step, record.attempt):
-                result = executor_cls().execute(config, self.step_context(step, record.attempt))
+                result = executor_cls().execute(config, ctx)
         except Exception as exc:
             return self.failed(step, record, _as_automate_error(exc), idempotent, used), nothing
-        return None, self.succeeded(step, record, result, idempotent)
+        return None, self.succeeded(step, record, result, idempotent, scope)
 
     def refusal(
         self, step: WorkflowStep, executor_cls: type[StepExecutor], attempts: list[StepRun]
@@ -249,7 +366,9 @@ class RunExecution:
             )
         return None
 
-    def step_context(self, step: WorkflowStep, attempt: int) -> StepContext:
+    def step_context(
+        self, step: WorkflowStep, attempt: int, scope: dict[str, Any] | None = None
+    ) -> StepContext:
         """What an executor is told about the attempt it executes."""
         run = self.run
         return StepContext(
@@ -259,11 +378,16 @@ class RunExecution:
             timeout=float(step.timeout_seconds),
             provider_ctx=ProviderContext(trace_id=run.trace_id),
             run_id=run.pk,
-            template_context=self.context,
+            template_context=self.context if scope is None else scope,
         )
 
     def succeeded(
-        self, step: WorkflowStep, record: StepRun, result: Any, idempotent: bool
+        self,
+        step: WorkflowStep,
+        record: StepRun,
+        result: Any,
+        idempotent: bool,
+        scope: dict[str, Any] | None = None,
     ) -> StepResult:
         """Record a step's result (an executor may return a bare output) and pass its
         output on to the later steps."""
@@ -274,7 +398,8 @@ class RunExecution:
         self.journal.update(record, ["status", "output", "finished_at"])
         if not idempotent:
             _write_now(self.journal)  # a known outcome must not become an unknown one
-        self.context["steps"][step.name] = {"output": record.output, "status": "succeeded"}
+        scope = self.context if scope is None else scope
+        scope["steps"][step.name] = {"output": record.output, "status": "succeeded"}
         return StepResult(output=record.output, stop=result.stop)
 
     def record_start(self, record: StepRun) -> bool:
@@ -332,6 +457,7 @@ class RunExecution:
         if status != RunStatus.DEAD:
             run.error = None
         self.journal.update(run, ["status", "finished_at", "error"])
+        parking.child_ended(self)
         return RunOutcome(Outcome.COMPLETED if status == RunStatus.COMPLETED else Outcome.FILTERED)
 
     def dead(self, error: AutomateError) -> RunOutcome:
@@ -340,7 +466,26 @@ class RunExecution:
         run.status, run.finished_at = RunStatus.DEAD, timezone.now()
         run.error = redaction.redact_data(error.as_dict())
         self.journal.update(run, ["status", "finished_at", "error"])
+        if not self.ended:
+            self.ended = True
+            parking.child_ended(self)
         return RunOutcome(Outcome.DEAD, error)
+
+    def cancel(self) -> RunOutcome:
+        """End the run as ``cancelled`` (``cancel_run`` asked for it)."""
+        run = self.run
+        run.status, run.finished_at = RunStatus.CANCELLED, timezone.now()
+        run.error = {"code": "cancelled", "message": "cancelled with cancel_run"}
+        self.journal.update(run, ["status", "finished_at", "error"])
+        parking.child_ended(self)
+        return RunOutcome(Outcome.CANCELLED)
+
+    def park(self) -> RunOutcome:
+        """Leave the run ``waiting``: an outbox item resumes it (automate.flow.parking)."""
+        run = self.run
+        run.status = RunStatus.WAITING
+        self.journal.update(run, ["status"])
+        return RunOutcome(Outcome.WAITING)
 
 
 def _write_now(journal: Journal) -> None:
@@ -364,28 +509,3 @@ def _idempotent(executor_cls: type[StepExecutor], config: dict[str, Any] | BaseM
         return executor_cls.is_idempotent(config)
     except AutomateError:
         return False
-
-
-def _as_automate_error(exc: BaseException) -> AutomateError:
-    if isinstance(exc, AutomateError):
-        return exc
-    if isinstance(exc, DatabaseError):
-        return AutomateError(ErrorCodes.UNAVAILABLE, f"database error: {exc}", retryable=True)
-    return AutomateError(ErrorCodes.INTERNAL, f"{type(exc).__name__}: {exc}", retryable=False)
-
-
-def _error_dict(error: AutomateError, step: WorkflowStep) -> dict[str, Any]:
-    record = error.as_dict()
-    record["step"] = step.name
-    return redaction.redact_data(json.loads(json.dumps(record, default=str)))
-
-
-def _jsonable(value: Any) -> Any:
-    """Secrets redacted, JSON-safe, and cut to ``STEP_MAX_OUTPUT_BYTES`` (never an error:
-    a succeeded non-idempotent step must be recorded whatever it returned)."""
-    text = json.dumps(value, default=str)
-    limit = app_settings.STEP_MAX_OUTPUT_BYTES
-    if len(text) > limit:
-        # Redacted before the cut: a secret cut in two would leave its prefix unmasked.
-        return {"truncated": True, "size": len(text), "preview": redaction.redact(text)[:1000]}
-    return redaction.redact_data(json.loads(text))

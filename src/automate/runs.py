@@ -22,9 +22,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, prefetch_related_objects
 
+from automate.flow import matching, parking
 from automate.models import (
     API_SOURCE_PREFIX,
     MANUAL_CONNECTOR_KEY,
+    RESUME_CONNECTOR_KEY,
     StepRun,
     Workflow,
     WorkflowRun,
@@ -106,12 +108,17 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     ``Workflow`` instance, so executing them reads nothing more before their first step.
     """
     workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
+    resumes = [item for item in items if item.connector_key == RESUME_CONNECTOR_KEY]
+    items = [item for item in items if item.connector_key != RESUME_CONNECTOR_KEY]
+    matching.wake_waiters(items)  # wait_for_event: resume the runs these events match
     by_item = _existing_runs(items, workflows)
     new = _missing_runs(items, by_item, workflows)
     if new:
         for run in _create_runs(new):
             by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
     runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
+    if resumes:  # items that resume parked runs (automate.flow.parking)
+        runs.update(parking.resumed_runs(resumes))
     prefetch_related_objects(
         [run for found in runs.values() for run in found],
         Prefetch("step_runs", queryset=StepRun.objects.order_by("id")),

@@ -28,11 +28,14 @@ from django.utils.text import slugify
 
 from automate import runs, signals, templating
 from automate.conf import settings as app_settings
-from automate.models import MANUAL_CONNECTOR_KEY, Workflow, WorkflowRun, WorkflowStep
+from automate.flow import definition, parking
+from automate.flow.definition import ON_FAILURE
+from automate.models import MANUAL_CONNECTOR_KEY, Workflow, WorkflowRun
 from automate.runs import Trigger
 from automate.schedules.fire import set_schedule
 from automate.schedules.spec import ScheduleSpec, is_schedule_trigger, parse_schedule
 from automate.steps.registry import NotRegistered, get_step, step_types
+from automate.templating import CONTEXT_NAMES
 from automate_core.outbox import queue
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from automate_core.tracing import get_trace_id, new_trace_id
@@ -62,15 +65,19 @@ class WorkflowService:
         key: str | None = None,
         description: str = "",
         enabled: bool = True,
+        on_failure: Sequence[Mapping[str, Any]] | None = None,
     ) -> Workflow:
-        """Validate everything, then save the workflow and its version-1 steps."""
+        """Validate everything, then save the workflow and its version-1 steps.
+
+        ``on_failure`` steps run once when a run dies (see docs/control-flow.md).
+        """
         if not isinstance(name, str) or not name.strip():
             raise _invalid("name must be a non-empty string", "name")
         key = key or slugify(name)[:100]
         if not key:
             raise _invalid("key: give a name with letters or digits, or a key", "key")
         parsed_trigger = parse_trigger(trigger)
-        rows = self.validate_steps(steps)
+        rows = self.validate_steps(steps, on_failure=on_failure, key=key)
         try:
             with transaction.atomic():
                 workflow = Workflow.objects.create(
@@ -103,9 +110,17 @@ class WorkflowService:
         trigger: Any = UNCHANGED,
         description: str | None = None,
         enabled: bool | None = None,
+        on_failure: Sequence[Mapping[str, Any]] | None = None,
     ) -> Workflow:
-        """Change a workflow; new ``steps`` become a new version, runs keep their own."""
-        rows = self.validate_steps(steps) if steps is not None else None
+        """Change a workflow; new ``steps`` become a new version, runs keep their own.
+
+        ``on_failure`` replaces the on_failure steps (with ``steps``); None keeps them.
+        """
+        rows = None
+        if steps is not None:
+            if on_failure is None:  # new steps keep the current on_failure steps
+                on_failure = definition.on_failure_steps(workflow)
+            rows = self.validate_steps(steps, on_failure=on_failure, key=workflow.key)
         parsed = parse_trigger(trigger) if trigger is not UNCHANGED else None
         with transaction.atomic():
             locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
@@ -137,18 +152,31 @@ class WorkflowService:
         """Stop starting new runs; runs already started finish on their version."""
         return self.update_workflow(workflow, enabled=False)
 
-    def validate_steps(self, steps: Any) -> list[dict[str, Any]]:
-        """Check every step; return the rows to save. Nothing is written."""
+    def validate_steps(
+        self, steps: Any, *, on_failure: Any = None, key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Check every step, nested and ``on_failure`` ones included; return the rows to
+        save (nested rows under ``"children"``). Nothing is written."""
         if not isinstance(steps, list | tuple) or not steps:
             raise _invalid("steps must be a non-empty list", "steps")
-        rows: list[dict[str, Any]] = []
+        if on_failure is not None and not isinstance(on_failure, list | tuple):
+            raise _invalid("on_failure must be a list of steps", "on_failure")
         seen: set[str] = set()
-        for index, step in enumerate(steps):
-            rows.append(self._validate_step(index, step, seen))
+        rows = [
+            self._validate_step(f"steps[{i}]", step, seen, CONTEXT_NAMES, 0)
+            for i, step in enumerate(steps)
+        ]
+        names = CONTEXT_NAMES | {"failure"}
+        for i, step in enumerate(on_failure or ()):
+            row = self._validate_step(f"on_failure[{i}]", step, seen, names, 0)
+            definition.check_no_parking(row, f"on_failure[{i}]")
+            rows.append(row | {"block": ON_FAILURE})
+        definition.check_children(rows, key)
         return rows
 
-    def _validate_step(self, index: int, step: Any, seen: set[str]) -> dict[str, Any]:
-        where = f"steps[{index}]"
+    def _validate_step(
+        self, where: str, step: Any, seen: set[str], names: frozenset[str], depth: int
+    ) -> dict[str, Any]:
         if not isinstance(step, Mapping):
             raise _invalid(f"{where} must be an object with name, type and config", where)
         label = f"step {step.get('name')!r}" if isinstance(step.get("name"), str) else where
@@ -174,23 +202,33 @@ class WorkflowService:
                 step,
             )
         config = step.get("config", {})
+        blocks: tuple[str, ...] = getattr(executor, "blocks", ())
         try:
-            templating.validate_value(config, where="config")
+            own = config
+            if isinstance(config, Mapping):
+                own = {k: v for k, v in config.items() if k not in blocks}
+            templating.validate_value(own, where="config", names=names)
             parsed = executor.parse_config(config, where="config")
             executor.check(parsed, where="config")
         except AutomateError as exc:
             field_name = exc.details.get("field", "config")
             raise _invalid(f"{label}: {exc.message}", f"{where}.{field_name}", step) from None
-        return {"name": name, "type": step_type, "config": dict(config)} | _retry_policy(
-            step.get("retry"), where, label
-        )
+        children: dict[str, list[dict[str, Any]]] = {}
+        if blocks:
+            definition.check_depth(depth + 1, f"{where}.config", label)
+            inner = names | executor.inner_names(parsed)  # type: ignore[attr-defined]
+            for block in blocks:
+                children[block] = [
+                    self._validate_step(f"{where}.config.{block}[{i}]", s, seen, inner, depth + 1)
+                    for i, s in enumerate(config.get(block) or ())
+                ]
+        row = {"name": name, "type": step_type, "config": dict(config)}
+        row |= _retry_policy(step.get("retry"), where, label)
+        return row | {"children": children}
 
     @staticmethod
     def _save_steps(workflow: Workflow, version: int, rows: list[dict[str, Any]]) -> None:
-        WorkflowStep.objects.bulk_create(
-            WorkflowStep(workflow=workflow, version=version, position=i, **row)
-            for i, row in enumerate(rows)
-        )
+        definition.save_rows(workflow, version, rows)
 
     # -- Running ------------------------------------------------------------------------
 
@@ -220,6 +258,13 @@ class WorkflowService:
                 lambda: signals.event_accepted.send(sender=MANUAL_CONNECTOR_KEY, item=item)
             )
         return run
+
+    def cancel_run(self, run: WorkflowRun) -> WorkflowRun:
+        """End a pending, waiting or running run as ``cancelled``: at once when no worker
+        holds it, else at its next step boundary (within
+        ``AUTOMATE["FLOW_CANCEL_CHECK_SECONDS"]``); its unfinished child runs too. A
+        cancelled waiting run is never resumed; a finished run is returned unchanged."""
+        return parking.cancel_run(run)
 
     def matching_workflows(self, connector_key: str, event_type: str) -> list[Workflow]:
         """Enabled workflows whose trigger matches an event (what the worker runs for it)."""

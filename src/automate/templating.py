@@ -104,29 +104,34 @@ def _single_expression(source: str) -> str | None:
 # -- Validation (before anything is saved) ------------------------------------------------
 
 
-def validate_template(source: str, *, where: str = "template") -> None:
+def validate_template(
+    source: str, *, where: str = "template", names: frozenset[str] = CONTEXT_NAMES
+) -> None:
     """Raise INVALID_ARGUMENT, naming ``where``, unless ``source`` is a safe template.
 
-    Refused: syntax errors, a template nested too deeply to parse, names outside the
-    context, an underscore name wherever it can be seen without data (a literal, a
+    ``names`` are the names it may read: :data:`CONTEXT_NAMES`, plus ``item`` and ``loop``
+    inside a ``for_each``, ``failure`` in ``on_failure`` steps.
+
+    Refused: syntax errors, a template nested too deeply to parse, names outside
+    ``names``, an underscore name wherever it can be seen without data (a literal, a
     constant expression such as ``'_' ~ '_class__'``, or a variable set to one), and an
     expression that reads no data and breaks the rendering budget (it is evaluated here,
     under that budget).
     """
     try:
-        _validate_template(source, where)
+        _validate_template(source, where, names)
     except RecursionError:
         raise invalid_argument(where, f"{where}: the template nests too deeply") from None
 
 
-def _validate_template(source: str, where: str) -> None:
+def _validate_template(source: str, where: str, names: frozenset[str]) -> None:
     env = environment()
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
         raise invalid_argument(where, f"{where}: template syntax error: {exc.message}") from None
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    unknown = meta.find_undeclared_variables(tree) - CONTEXT_NAMES - assigned
+    unknown = meta.find_undeclared_variables(tree) - names - assigned
     unknown -= set(env.globals)
     static = _static_expressions(tree, assigned)
     with _budget(where, None):
@@ -143,7 +148,7 @@ def _validate_template(source: str, where: str) -> None:
         raise invalid_argument(
             where,
             f"{where}: unknown name(s) {', '.join(sorted(unknown))}; a template can read "
-            f"{', '.join(sorted(CONTEXT_NAMES))}",
+            f"{', '.join(sorted(names))}",
         )
     with _budget(where, None):
         for expr in static:
@@ -269,17 +274,19 @@ def _accessed_names(
     return set()
 
 
-def validate_value(value: Any, *, where: str = "config") -> None:
+def validate_value(
+    value: Any, *, where: str = "config", names: frozenset[str] = CONTEXT_NAMES
+) -> None:
     """Validate every template string inside JSON-like ``value``."""
     if isinstance(value, str):
         if is_template(value):
-            validate_template(value, where=where)
+            validate_template(value, where=where, names=names)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            validate_value(item, where=f"{where}.{key}")
+            validate_value(item, where=f"{where}.{key}", names=names)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            validate_value(item, where=f"{where}[{index}]")
+            validate_value(item, where=f"{where}[{index}]", names=names)
 
 
 # -- Rendering ----------------------------------------------------------------------------

@@ -52,9 +52,6 @@ def test_optional_apps__a_project_without_them_never_imports_them():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["loaded"] == []
     assert sorted(report["steps"]) == [
-        "connector_action",
-        "filter",
-        "http_request",
-        "mcp_tool",
-        "send_webhook",
-    ]
+        "branch", "connector_action", "delay", "filter", "for_each", "http_request",
+        "mcp_tool", "send_webhook", "wait_for_event", "workflow",
+    ]  # fmt: skip

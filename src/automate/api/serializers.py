@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from automate.connections import find_connection
+from automate.flow.definition import on_failure_steps, step_dict
+from automate.flow.tree import run_tree
 from automate.models import API_SOURCE_PREFIX, Schedule, StepRun, Workflow, WorkflowRun
 from automate.services import UNCHANGED, WorkflowService
 from automate_core.outbox.models import OutboxItem
@@ -43,12 +46,13 @@ class WorkflowSerializer(serializers.ModelSerializer):
     key = serializers.SlugField(max_length=100, required=False)
     trigger = TriggerSerializer(required=False, allow_null=True)
     steps = StepSerializer(many=True, allow_empty=False)
+    on_failure = StepSerializer(many=True, required=False)
 
     class Meta:
         model = Workflow
         fields = [
-            "key", "name", "description", "enabled", "trigger", "steps", "version",
-            "created_at", "updated_at",
+            "key", "name", "description", "enabled", "trigger", "steps", "on_failure",
+            "version", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["version", "created_at", "updated_at"]
 
@@ -68,20 +72,8 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "description": instance.description,
             "enabled": instance.enabled,
             "trigger": trigger,
-            "steps": [
-                {
-                    "name": s.name,
-                    "type": s.type,
-                    "config": s.config,
-                    "retry": {
-                        "max_attempts": s.max_attempts,
-                        "backoff_seconds": s.backoff_seconds,
-                        "max_backoff_seconds": s.max_backoff_seconds,
-                        "timeout_seconds": s.timeout_seconds,
-                    },
-                }
-                for s in instance.current_steps()
-            ],
+            "steps": [step_dict(s) for s in instance.current_steps()],
+            "on_failure": on_failure_steps(instance),
             "version": instance.version,
             "created_at": serializers.DateTimeField().to_representation(instance.created_at),
             "updated_at": serializers.DateTimeField().to_representation(instance.updated_at),
@@ -101,6 +93,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
                 key=validated.get("key"),
                 description=validated.get("description", ""),
                 enabled=validated.get("enabled", True),
+                on_failure=_steps(validated.get("on_failure")),
             )
         except AutomateError as exc:
             raise as_validation_error(exc) from None
@@ -115,9 +108,14 @@ class WorkflowSerializer(serializers.ModelSerializer):
                 trigger=_trigger(validated["trigger"]) if "trigger" in validated else UNCHANGED,
                 description=validated.get("description"),
                 enabled=validated.get("enabled"),
+                on_failure=_steps(validated.get("on_failure")),
             )
         except AutomateError as exc:
             raise as_validation_error(exc) from None
+
+
+def _steps(value: list[Any] | None) -> list[dict[str, Any]] | None:
+    return [dict(s) for s in value] if value is not None else None
 
 
 def _trigger(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -133,7 +131,7 @@ class StepRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = StepRun
         fields = [
-            "step", "type", "attempt", "status", "input", "output", "error",
+            "step", "type", "path", "attempt", "status", "input", "output", "error",
             "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -142,22 +140,31 @@ class StepRunSerializer(serializers.ModelSerializer):
 class RunSerializer(serializers.ModelSerializer):
     workflow = serializers.SlugRelatedField(slug_field="key", read_only=True)
     outbox_item = serializers.PrimaryKeyRelatedField(read_only=True)
+    parent_run = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
         model = WorkflowRun
         fields = [
             "id", "workflow", "workflow_version", "status", "trace_id", "outbox_item",
-            "error", "replay_count", "created_at", "started_at", "finished_at",
+            "parent_run", "error", "replay_count", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
 
 
 class RunDetailSerializer(RunSerializer):
     steps = StepRunSerializer(source="step_runs", many=True, read_only=True)
+    tree = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "event", "steps"]
+        fields = [*RunSerializer.Meta.fields, "event", "steps", "tree"]
         read_only_fields = fields
+
+    @extend_schema_field(
+        {"type": "array", "items": {"type": "object", "additionalProperties": True}}
+    )
+    def get_tree(self, run: WorkflowRun) -> list[dict[str, Any]]:
+        """The steps that ran as a tree: branches taken, iterations, waits, children."""
+        return run_tree(run)
 
 
 class EventSerializer(serializers.Serializer):

@@ -22,7 +22,13 @@ from automate import dispatch, signals
 from automate.api import serializers as s
 from automate.api.inspectors import SpectacularSchema, extend_schema
 from automate.conf import settings as app_settings
-from automate.models import API_SOURCE_PREFIX, RunStatus, Workflow, WorkflowRun
+from automate.models import (
+    API_SOURCE_PREFIX,
+    FINISHED_RUN_STATUSES,
+    RunStatus,
+    Workflow,
+    WorkflowRun,
+)
 from automate.services import WorkflowService
 from automate_connectors.storable import is_storable
 from automate_core.outbox import queue
@@ -79,6 +85,14 @@ def visible(request: Request, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset
     restrict = import_string(rule) if isinstance(rule, str) else rule
     return restrict(request, queryset)
+
+
+class CanCancelRuns(permissions.BasePermission):
+    """Cancelling runs: ``automate.change_workflowrun``."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("automate.change_workflowrun"))
 
 
 class Pagination(LimitOffsetPagination):
@@ -240,11 +254,27 @@ class RunViewSet(
     @action(detail=True, methods=["post"], permission_classes=[CanStartRuns, CanViewRuns])
     def replay(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()
-        if run.status != RunStatus.DEAD or run.outbox_item_id is None:
+        if run.status != RunStatus.DEAD or run.carrier_id is None:
             return Response(
                 {"error": f"only dead runs can be replayed; this one is {run.status}"},
                 status=status.HTTP_409_CONFLICT,
             )
-        dispatch.replay([run.outbox_item_id])
+        dispatch.replay([run.carrier_id])
         run.refresh_from_db()
+        return Response(s.RunSerializer(run).data, status=202)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.RunSerializer, 409: s.ErrorSerializer},
+        summary="Cancel a pending, waiting or running run",
+    )
+    @action(detail=True, methods=["post"], permission_classes=[CanCancelRuns])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        if run.status in FINISHED_RUN_STATUSES:
+            return Response(
+                {"error": f"only unfinished runs can be cancelled; this one is {run.status}"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        run = WorkflowService().cancel_run(run)
         return Response(s.RunSerializer(run).data, status=202)

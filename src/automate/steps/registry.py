@@ -29,6 +29,11 @@ BUILTIN_STEPS = (
     "automate.steps.filter.FilterStep",
     "automate.steps.mcp_tool.MCPToolStep",
     "automate.steps.send_webhook.SendWebhookStep",
+    "automate.steps.control.BranchStep",
+    "automate.steps.control.ForEachStep",
+    "automate.steps.control.DelayStep",
+    "automate.steps.control.WaitForEventStep",
+    "automate.steps.control.ChildWorkflowStep",
 )
 
 #: Step types whose app is optional: registered only when that app is installed.

@@ -1,0 +1,345 @@
+"""Parked runs: a run that waits (``delay``, ``wait_for_event``, a child workflow) holds
+no worker; an outbox item resumes it.
+
+Parking (in the pass's journal, so in the transaction that settles the item that carried
+the run): the waiting step's record is ``waiting``, a :class:`RunWait` row says for what,
+the run is ``waiting``, and a timer, an outbox item of connector ``_resume`` whose
+``available_at`` is the deadline, is written when there is a deadline. The item that
+carried the run is then done with it.
+
+Resuming: an item of connector ``_resume`` is either a wait's timer or the item that
+ended it (a matched event, a child run that ended: ``resolved_by``). A worker that claims
+one takes the run over in one committed transaction, with two conditional UPDATEs: the
+wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
+``resume_item`` = this item. Only one item can win each, so a run resumes once however
+many timers, events and workers race; the winning item carries the run from then on
+(its retries, its lease, its dead letter), and a crash after the takeover resumes from
+the same item. Claims, leases and ``SKIP LOCKED`` work as for any event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from automate.flow import matching
+from automate.flow.models import RunWait, WaitKind, WaitStatus
+from automate.models import (
+    FINISHED_RUN_STATUSES,
+    MANUAL_CONNECTOR_KEY,
+    RESUME_CONNECTOR_KEY,
+    RunStatus,
+    StepRun,
+    Workflow,
+    WorkflowRun,
+    WorkflowStep,
+)
+from automate.outcomes import RunOutcome
+from automate_core.outbox.models import OutboxItem, OutboxStatus
+from automate_core.providers.errors import AutomateError, ErrorCodes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from automate.flow.execution import Execution as RunExecution
+
+__all__ = [
+    "add_wait",
+    "cancel_run",
+    "child_ended",
+    "resume",
+    "resumed_runs",
+    "start_child",
+    "wake_orphaned_parents",
+    "wake_parent",
+]
+
+CANCELLED_ERROR = {"code": "cancelled", "message": "cancelled with cancel_run"}
+
+#: How a timer resolves the wait it is the timer of.
+_TIMER_RESOLVES = {
+    WaitKind.DELAY: WaitStatus.DUE,
+    WaitKind.EVENT: WaitStatus.TIMED_OUT,
+    WaitKind.CHILD: WaitStatus.TIMED_OUT,
+}
+
+
+def add_wait(
+    ex: RunExecution,
+    record: StepRun,
+    *,
+    kind: str,
+    due_at: datetime | None = None,
+    timer_at: datetime | None = None,
+    **fields: Any,
+) -> RunWait:
+    """Journal the wait of a parked step and its timer, due at ``timer_at`` (by default
+    the deadline; none without either)."""
+    run = ex.run
+    timer_at = timer_at or due_at
+    timer = None
+    if timer_at is not None:
+        timer = _timer(run, kind, timer_at)
+        ex.journal.add(timer)
+    fields.setdefault("created_at", timezone.now())
+    wait = RunWait(run=run, step_run=record, kind=kind, due_at=due_at, timer=timer, **fields)
+    ex.journal.add(wait)
+    return wait
+
+
+def resume(
+    ex: RunExecution, step: WorkflowStep, record: StepRun, scope: dict[str, Any]
+) -> RunOutcome | None:
+    """Continue after the waiting ``record``: finish it with what ended its wait."""
+    wait = RunWait.objects.filter(step_run=record).order_by("-id").first()
+    if wait is None or wait.status == WaitStatus.WAITING:
+        return ex.park()  # not resumed: nothing to do until its item comes
+    if wait.status == WaitStatus.CANCELLED:
+        return ex.cancel()
+    output: dict[str, Any]
+    if wait.status == WaitStatus.DUE:
+        output = {"until": wait.due_at.isoformat() if wait.due_at else None, "waited": True}
+    elif wait.status == WaitStatus.MATCHED:
+        output = {"event": wait.event}
+    elif wait.status == WaitStatus.TIMED_OUT:
+        if step.config.get("on_timeout") == "fail":
+            error = AutomateError(
+                ErrorCodes.TIMEOUT,
+                f"no matching event within {step.config.get('timeout_seconds')} s",
+                retryable=False,
+            )
+            return ex.fail_now(step, record, error)
+        output = {"timed_out": True}
+    else:  # CHILD_ENDED
+        output = child_output(wait.child_run)
+    ex.complete(step, record, output, scope)
+    return None
+
+
+def child_output(child: WorkflowRun | None) -> dict[str, Any]:
+    """What a ``workflow`` step that waited gives: the child's status and step outputs."""
+    if child is None:
+        return {"status": None, "steps": {}}
+    steps: dict[str, Any] = {}
+    for sr in child.step_runs.select_related("step").filter(path="").order_by("id"):
+        if sr.step.parent_id is None and sr.status == "succeeded":  # type: ignore[attr-defined]
+            steps[sr.step.name] = sr.output
+    return {"status": child.status, "steps": steps}
+
+
+# -- Child workflows -----------------------------------------------------------------------
+
+
+def start_child(
+    ex: RunExecution, workflow: Workflow, payload: dict[str, Any], key: str
+) -> WorkflowRun:
+    """Journal a child run of ``workflow`` and its outbox item: they commit with the
+    parent's record (and its wait), so the child cannot end before its parent waits."""
+    parent = ex.run
+    item = OutboxItem(
+        connector_key=MANUAL_CONNECTOR_KEY,
+        event_type="workflow.child",
+        external_id=key,
+        payload=payload,
+        trace_id=parent.trace_id,
+    )
+    ex.journal.add(item)
+    child = WorkflowRun(
+        workflow=workflow,
+        workflow_version=workflow.version,
+        outbox_item=item,
+        trace_id=parent.trace_id,
+        parent_run=parent,
+        event={
+            "id": key,
+            "type": "workflow.child",
+            "connector": MANUAL_CONNECTOR_KEY,
+            "payload": payload,
+            "received_at": item.created_at.isoformat(),
+            "parent_run": parent.pk,
+        },
+    )
+    ex.journal.add(child)
+    return child
+
+
+def child_ended(ex: RunExecution) -> None:
+    """The run ``ex`` executes has ended: wake its parent if the parent waits for it."""
+    run = ex.run
+    if run.parent_run_id is None:  # type: ignore[attr-defined]
+        return
+    for wait_id in RunWait.objects.filter(child_run=run, status=WaitStatus.WAITING).values_list(
+        "pk", flat=True
+    ):
+        ex.journal.add(
+            OutboxItem(
+                connector_key=RESUME_CONNECTOR_KEY,
+                event_type="child.ended",
+                payload={"child_ended": wait_id},
+                trace_id=run.trace_id,
+            )
+        )
+
+
+def wake_parent(run: WorkflowRun) -> None:
+    """:func:`child_ended` for a run ended outside a pass (cancelled while not held)."""
+    for wait_id in RunWait.objects.filter(child_run=run, status=WaitStatus.WAITING).values_list(
+        "pk", flat=True
+    ):
+        OutboxItem.objects.create(
+            connector_key=RESUME_CONNECTOR_KEY,
+            event_type="child.ended",
+            payload={"child_ended": wait_id},
+            trace_id=run.trace_id,
+        )
+
+
+def wake_orphaned_parents() -> int:
+    """Wake the parents waiting for children that ended outside a pass (dead-lettered by
+    the outbox, when their event ran out of attempts); returns how many were woken."""
+    waits = RunWait.objects.filter(
+        kind=WaitKind.CHILD,
+        status=WaitStatus.WAITING,
+        child_run__status__in=FINISHED_RUN_STATUSES,
+    ).select_related("child_run")
+    woken = 0
+    for wait in waits:
+        if wait.child_run is not None:
+            wake_parent(wait.child_run)
+            woken += 1
+    return woken
+
+
+# -- Resuming ------------------------------------------------------------------------------
+
+
+def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
+    """The run each ``_resume`` item resumes: ``[run]`` when the item won the run, ``[]``
+    when another item resumed it first or it was cancelled. Commits the takeover."""
+    found: dict[int, list[WorkflowRun]] = {}
+    for item in items:
+        found[item.pk] = _take_over(item)
+    return found
+
+
+def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
+    return OutboxItem(
+        connector_key=RESUME_CONNECTOR_KEY,
+        event_type=f"{kind}.timer",
+        payload={"run": run.pk},
+        trace_id=run.trace_id,
+        available_at=at,
+    )
+
+
+def _take_over(item: OutboxItem) -> list[WorkflowRun]:
+    now = timezone.now()
+    wait = RunWait.objects.filter(Q(timer=item) | Q(resolved_by=item)).order_by("id").first()
+    ended = (item.payload or {}).get("child_ended") if isinstance(item.payload, dict) else None
+    if wait is None and ended is not None:  # a child run ended: this item resolves its wait
+        RunWait.objects.filter(pk=ended, status=WaitStatus.WAITING).update(
+            status=WaitStatus.CHILD_ENDED, resolved_by=item, resolved_at=now
+        )
+        wait = RunWait.objects.filter(pk=ended).first()
+    if wait is None:
+        return []
+    if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
+        if not _timer_fires(wait, item, now):
+            return []
+        wait.refresh_from_db()
+    with transaction.atomic():
+        if wait.resolved_by_id != item.pk:  # type: ignore[attr-defined]
+            return []
+        WorkflowRun.objects.filter(pk=wait.run_id, status=RunStatus.WAITING).update(  # type: ignore[attr-defined]
+            status=RunStatus.RUNNING, resume_item=item
+        )
+    run = WorkflowRun.objects.select_related("workflow").get(pk=wait.run_id)  # type: ignore[attr-defined]
+    return [run] if run.resume_item_id == item.pk else []  # type: ignore[attr-defined]
+
+
+def _timer_fires(wait: RunWait, item: OutboxItem, now: datetime) -> bool:
+    """Resolve ``wait`` by its timer ``item`` if it is due; False when it is not (a
+    wait_for_event's first timer, which only looks for events that came meanwhile)."""
+    if wait.kind == WaitKind.EVENT:
+        early = matching.early_event(wait)
+        if early is not None:
+            return bool(matching.resolve(wait, early, wake=False, by=item))
+        if wait.due_at is None or now < wait.due_at:
+            _rearm(wait, item)
+            return False
+    return bool(
+        RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING).update(
+            status=_TIMER_RESOLVES[WaitKind(wait.kind)], resolved_by=item, resolved_at=now
+        )
+    )
+
+
+def _rearm(wait: RunWait, item: OutboxItem) -> None:
+    """Give ``wait`` its timeout timer in place of ``item`` (none without a timeout)."""
+    if wait.due_at is None:
+        RunWait.objects.filter(pk=wait.pk, timer=item).update(timer=None)
+        return
+    with transaction.atomic():
+        timer = _timer(wait.run, wait.kind, wait.due_at)
+        timer.save(force_insert=True)
+        moved = RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING, timer=item).update(
+            timer=timer
+        )
+        if not moved:
+            transaction.set_rollback(True)
+
+
+# -- Cancelling ----------------------------------------------------------------------------
+
+
+def cancel_run(run: WorkflowRun) -> WorkflowRun:
+    """End ``run`` as ``cancelled``: at once when no worker holds it (pending, waiting,
+    retrying), else at its next step boundary. A finished run is returned unchanged."""
+    now = timezone.now()
+    fields = {
+        "status": RunStatus.CANCELLED,
+        "finished_at": now,
+        "error": CANCELLED_ERROR,
+        "cancel_requested_at": now,
+    }
+    with transaction.atomic():
+        # The wait first, as a takeover does: the two never lock in opposite orders.
+        waiting = list(
+            RunWait.objects.filter(run=run, status=WaitStatus.WAITING).values_list("pk", flat=True)
+        )
+        RunWait.objects.filter(pk__in=waiting, status=WaitStatus.WAITING).update(
+            status=WaitStatus.CANCELLED, resolved_at=now
+        )
+        for wait_id in waiting:
+            matching.retire_timer(wait_id)
+        done = WorkflowRun.objects.filter(pk=run.pk, status=RunStatus.WAITING).update(**fields)
+        if not done:
+            carrier = WorkflowRun.objects.filter(pk=run.pk).values_list(
+                "resume_item_id", "outbox_item_id"
+            )
+            resume_id, item_id = carrier.first() or (None, None)
+            item_id = resume_id or item_id
+            # An UPDATE, not a SELECT: it locks the item, so no worker claims it meanwhile.
+            free = item_id is None or OutboxItem.objects.filter(pk=item_id).exclude(
+                status=OutboxStatus.LEASED
+            ).update(updated_at=now)
+            if free:
+                done = WorkflowRun.objects.filter(
+                    pk=run.pk, status__in=[RunStatus.PENDING, RunStatus.RETRYING]
+                ).update(**fields)
+        if not done:
+            WorkflowRun.objects.filter(pk=run.pk).exclude(status__in=FINISHED_RUN_STATUSES).update(
+                cancel_requested_at=now
+            )
+    for child in WorkflowRun.objects.filter(parent_run=run).exclude(
+        status__in=FINISHED_RUN_STATUSES
+    ):
+        cancel_run(child)
+    run.refresh_from_db()
+    if done and run.parent_run_id is not None:  # type: ignore[attr-defined]
+        wake_parent(run)
+    return run

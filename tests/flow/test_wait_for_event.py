@@ -1,0 +1,184 @@
+"""``wait_for_event``: parked until a later event of that connector and type whose
+payload matches; timeouts; the index lookup; events that come while the run parks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from automate import dispatch
+from automate.flow import matching
+from automate.flow.models import RunWait
+from automate.models import RESUME_CONNECTOR_KEY, RunStatus, StepRun, WorkflowRun
+from automate.services import WorkflowService
+from automate_core.models import OutboxItem
+from automate_core.outbox import queue
+from automate_core.providers.errors import AutomateError
+from tests.flow.helpers import action, records, start
+
+pytestmark = pytest.mark.django_db
+
+
+def wait_step(name="Reply", **extra):
+    config = {
+        "connector": "shop",
+        "event": "customer.replied",
+        "match": {"ticket.id": "{{ event.payload.ticket }}"},
+        **extra,
+    }
+    return {"name": name, "type": "wait_for_event", "config": config}
+
+
+def emit(payload, event_type="customer.replied", connector="shop", **fields):
+    item = queue.enqueue(connector, event_type=event_type, payload=payload, trace_id="t").item
+    if fields:
+        OutboxItem.objects.filter(pk=item.pk).update(**fields)
+    return item
+
+
+def test_wait__the_first_later_matching_event_resumes_the_run(drain, recorder_calls):
+    own = WorkflowService().create_workflow(
+        name="Replies", trigger={"connector": "shop", "events": ["customer.*"]},
+        steps=[action("Log", input_data={"t": "{{ event.payload.ticket.id }}"})],
+    )  # fmt: skip
+    run = start(
+        [
+            wait_step(timeout_seconds=3600),
+            action("Then", input_data={"r": "{{ steps.Reply.output }}"}),
+        ],
+        {"ticket": 7},
+    )
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.WAITING
+    wait = RunWait.objects.get(run=run)
+    assert (wait.kind, wait.status, wait.match) == ("event", "waiting", {"ticket.id": 7})
+    # Its first timer found no event and made way for the timeout timer.
+    assert wait.timer.available_at > timezone.now() + timedelta(seconds=3500)
+
+    emit({"ticket": {"id": 8}, "text": "other"})  # another ticket
+    emit({"ticket": {"id": 7}}, event_type="customer.left")  # another type
+    emit({"ticket": {"id": 7}}, connector="crm")  # another connector
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.WAITING
+
+    emit({"ticket": {"id": 7}, "text": "thanks"})
+    emit({"ticket": {"id": 7}, "text": "again"})  # later: the wait is won already
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    expected = {
+        "event": {"type": "customer.replied", "payload": {"ticket": {"id": 7}, "text": "thanks"}}
+    }
+    assert run.step_runs.get(step__name="Reply").output == expected
+    assert recorder_calls[-1] == ("echo", {"r": expected})
+    # The events started their own workflow as usual (three of type customer.*).
+    assert WorkflowRun.objects.filter(workflow=own).count() == 4
+    wait.refresh_from_db()
+    assert wait.status == "matched" and wait.resolved_by.connector_key == RESUME_CONNECTOR_KEY
+
+
+@pytest.mark.parametrize("on_timeout", ["continue", "fail"])
+def test_wait__timeout(drain, on_timeout):
+    run = start(
+        [wait_step(timeout_seconds=60, on_timeout=on_timeout), action("Then")], {"ticket": 1}
+    )
+    drain()
+    wait = RunWait.objects.get(run=run)
+    RunWait.objects.filter(pk=wait.pk).update(due_at=timezone.now() - timedelta(seconds=1))
+    OutboxItem.objects.filter(pk=wait.timer_id).update(available_at=timezone.now())
+    drain()
+    run.refresh_from_db()
+    wait.refresh_from_db()
+    assert wait.status == "timed_out"
+    if on_timeout == "continue":
+        assert run.status == RunStatus.COMPLETED
+        assert run.step_runs.get(step__name="Reply").output == {"timed_out": True}
+    else:
+        assert run.status == RunStatus.DEAD
+        assert run.error["code"] == "timeout"
+        assert [r[0] for r in records(run)] == ["Reply"]
+    # A matching event after the timeout resumes nothing.
+    emit({"ticket": {"id": 1}})
+    drain()
+    assert StepRun.objects.filter(run=run).count() == (2 if on_timeout == "continue" else 1)
+
+
+def test_wait__an_event_that_came_while_the_run_parked_is_not_missed(drain):
+    """The event was processed before the wait was committed (so it could not see it);
+    the wait's first timer finds it."""
+    run = start([wait_step(), action("Then")], {"ticket": 3})
+    dispatch.process_batch(dispatch.claim())  # parks; its first timer is due, not yet run
+    assert RunWait.objects.get(run=run).status == "waiting"
+    emit({"ticket": {"id": 3}}, status="done")  # processed already, elsewhere
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert run.step_runs.get(step__name="Reply").output["event"]["payload"] == {"ticket": {"id": 3}}
+
+
+def test_wait__an_event_from_before_the_wait_began_does_not_match(drain):
+    emit({"ticket": {"id": 4}}, status="done", created_at=timezone.now() - timedelta(hours=1))
+    run = start([wait_step()], {"ticket": 4})
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.WAITING
+    assert RunWait.objects.get(run=run).timer is None  # no timeout: no timer left
+
+
+def test_wait__a_cancelled_wait_is_not_resumed_and_the_event_still_runs_its_workflows(
+    drain, recorder_calls
+):
+    WorkflowService().create_workflow(name="Own", trigger="shop", steps=[action("Own")])
+    run = start([wait_step(), action("Then")], {"ticket": 5})
+    drain()
+    WorkflowService().cancel_run(run)
+    emit({"ticket": {"id": 5}})
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert RunWait.objects.get(run=run).status == "cancelled"
+    assert [r[0] for r in records(run)] == ["Reply"]
+    assert len(recorder_calls) == 1  # the event's own workflow
+
+
+def test_wait__an_event_looks_its_waits_up_in_a_fixed_number_of_queries(drain):
+    def waiting_runs(n, offset):
+        for i in range(n):
+            start([wait_step()], {"ticket": offset + i}, name=f"W{offset + i}")
+        drain()
+
+    def queries_for_one_event(ticket):
+        event = emit({"ticket": {"id": ticket}})
+        with CaptureQueriesContext(connection) as ctx:
+            won = matching.wake_waiters([event])
+        return won, len(ctx.captured_queries)
+
+    waiting_runs(3, 0)
+    few = queries_for_one_event(1)
+    waiting_runs(60, 100)
+    many = queries_for_one_event(150)
+    assert few[0] == many[0] == 1
+    assert few[1] == many[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"connector": "{{ event.payload.c }}"}, "config.connector"),
+        ({"match": {"": "x"}}, "config.match"),
+        ({"match": {"a..b": "x"}}, "config.match"),
+        ({"timeout_seconds": 0}, "config.timeout_seconds"),
+        ({"on_timeout": "retry"}, "config.on_timeout"),
+        ({"match": {"id": "{{ nothing }}"}}, "config.match.id"),
+    ],
+)
+def test_wait__bad_configs_are_refused_at_create(extra, field):
+    with pytest.raises(AutomateError) as exc:
+        WorkflowService().create_workflow(name="X", steps=[wait_step(**extra)])
+    assert exc.value.details["field"] == f"steps[0].{field}"
