@@ -23,11 +23,21 @@ from tests.engine_support import CountingServer, start, stop, wait_for, worker_e
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
 
 
+def _forget_pools(app) -> None:
+    """Close this process's broker connections and forget their pools: a closed pool left
+    in kombu's registry, or cached by the app, answers the next send with "Acquire on
+    closed pool" (another test's teardown may have closed it, in any order)."""
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def celery_queue(redis_url, settings):
     """This process sends tasks to ``redis_url`` on a queue of its own."""
     from tests.celery_app import app
 
+    _forget_pools(app)
     queue = f"automate-test-{uuid.uuid4().hex[:8]}"
     app.conf.update(broker_url=redis_url, task_default_queue=queue)
     app.set_current()
@@ -35,11 +45,7 @@ def celery_queue(redis_url, settings):
     yield queue
     with app.connection_for_write() as conn:
         conn.default_channel.queue_delete(queue)
-    # Close this process's broker connections and forget their pools: a closed pool left
-    # in kombu's registry would answer the next test's send with "Acquire on closed pool".
-    pools.reset()
-    app._pool = None
-    app.amqp._producer_pool = None
+    _forget_pools(app)
 
 
 def celery_worker(redis_url: str, queue: str, **env: str):
