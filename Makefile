@@ -80,7 +80,7 @@ format: install
 # table to docs/benchmarks.md. BENCH_EVENTS sets the pipeline's events per cell.
 BENCH_EVENTS ?= 10000
 bench: install
-	$(PY) -m pip install --quiet "gunicorn>=22" "procrastinate>=3" "pyinstrument>=4.6"  # the bench extra
+	$(PY) -m pip install --quiet "gunicorn>=22" "procrastinate>=3" "dbos>=1" "pyinstrument>=4.6"  # the bench extra
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit

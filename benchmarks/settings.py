@@ -29,3 +29,18 @@ AUTOMATE = {
     "DISPATCH_MAX_IN_FLIGHT": int(os.environ.get("BENCH_MAX_IN_FLIGHT", "1000")),
     "WORKER_POLL_SECONDS": 0.05,
 }
+
+# BENCH_OBSERVABILITY=on: traces and metrics on, as a production project would have them
+# (an SDK tracer provider whose batch processor hands spans to an exporter that drops
+# them, and prometheus-client writing to a multiprocess directory); off: both extras
+# blocked, as when they are not installed. Unset: whatever the virtualenv has.
+_observability = os.environ.get("BENCH_OBSERVABILITY", "")
+if _observability == "off":
+    import sys
+
+    for _name in ("opentelemetry", "prometheus_client"):
+        sys.modules[_name] = None  # type: ignore[assignment]
+elif _observability == "on":
+    from benchmarks.observability_setup import start_tracing
+
+    start_tracing()
