@@ -762,6 +762,7 @@ def main() -> None:
         body,
         notes,
     )
+    progress("done")
 
 
 if __name__ == "__main__":
