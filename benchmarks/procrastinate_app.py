@@ -1,4 +1,6 @@
-"""The procrastinate baseline: a no-op task on the same PostgreSQL server."""
+"""The procrastinate baseline: an async no-op task on the same PostgreSQL server (async
+tasks are what ``procrastinate worker --concurrency N`` runs side by side in one
+process)."""
 
 from __future__ import annotations
 
@@ -12,5 +14,5 @@ app = procrastinate.App(
 
 
 @app.task(name="bench_noop")
-def noop(event: int) -> None:
+async def noop(event: int) -> None:
     return None
