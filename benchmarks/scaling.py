@@ -21,16 +21,20 @@ WorkflowRun and two StepRuns written, the outbox row settled). Two tables:
    read), one empty poll (what an idle worker does: the claim with nothing due), and the
    backlog drain with ``--size-workers`` embedded processes.
 
-Why the worker curve flattens on a 2-CPU machine: the no-op workflow is CPU work, not
-waiting (about a millisecond of Python per event in the worker, and PostgreSQL's share
-for its four rows), and the workers, PostgreSQL and, end to end, the producers all run
-on the same two CPUs. Two busy processes fill them; more processes add no CPU, only
-contention (row locks skipped in the claim, context switches, connections). The Celery
-column also pays for the dispatcher, the broker and the parent process on those CPUs.
-On a machine with more CPUs the curve climbs further, until PostgreSQL's write path (one
-WAL, the outbox's indexes) is the limit. History should not matter: the claim reads the
-partial index of due rows, which settled rows leave, and a dedupe check is one probe of
-a unique index whose depth grows with the logarithm of its size.
+Why the worker curve flattens on a 2-CPU machine: the no-op workflow is CPU work. A
+worker process spends about 0.8 ms of CPU per event and waits the rest of its 1 ms for
+PostgreSQL, which spends CPU on the event's four rows meanwhile (``python -m
+benchmarks.profile_pipeline``); the workers, PostgreSQL and, end to end, the producers
+all run on the same two CPUs. So one process keeps most of one CPU busy and two, with
+PostgreSQL, fill both: from there more processes add no CPU, only contention (rows
+skipped by the other claims, context switches, more connections), and the curve goes
+flat or down. The Celery column also pays for the dispatcher, the broker and the pool's
+parent on those CPUs. On a machine with more CPUs the curve climbs further, until
+PostgreSQL's write path (one WAL, the outbox's indexes) is the limit.
+
+Why history should not matter: the claim reads the partial index of due rows, which
+settled rows leave, and a dedupe check is one probe of a unique index whose depth grows
+with the logarithm of its size.
 
 Trial runs: ``--database NAME`` (a scratch database of your own) and ``--report -``
 (print the tables, append nothing to ``docs/benchmarks.md``).
@@ -292,7 +296,7 @@ def scale_workers(url: str, args) -> list[list[object]]:
                 _mib(embedded_memory["workers"]),
                 f"{celery:,.0f}",
                 _mib(celery_memory["workers"]),
-                " + ".join(_mib([m]) for m in celery_memory["others"]),
+                "parent {}, dispatcher {}".format(*(_mib([m]) for m in celery_memory["others"])),
             ]
         )
         print(rows[-1], flush=True)
@@ -411,7 +415,7 @@ def main() -> None:
                 "embedded: MiB per process (RSS / PSS)",
                 "Celery: drain, events/s",
                 "Celery: MiB per pool process (RSS / PSS)",
-                "Celery: MiB of parent + dispatcher",
+                "Celery: MiB of the others (RSS / PSS)",
             ],
             worker_rows,
         ),
