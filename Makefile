@@ -87,6 +87,7 @@ bench: install
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.outgoing
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.rag
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.observability
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.scaling
 
 # The reliability suite at length, on PostgreSQL: 50,000 fuzzed webhooks, 1,000 events
 # through each restart, plus the kill -9 crash tests. Needs redis-server; about 10 minutes.
