@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from automate import dispatch
+from automate.flow import matching
 from automate.flow.models import RunWait
 from automate.models import RESUME_CONNECTOR_KEY, RunStatus, StepRun, WorkflowRun
 from automate.services import WorkflowService
@@ -63,7 +64,7 @@ def test_resume__due_delays_cost_the_same_statements_for_2_runs_as_for_8():
     assert counts[0] == counts[1]
 
 
-def test_resume__matched_waits_resume_in_the_same_statements_for_2_runs_as_for_8():
+def test_resume__replies_and_their_resumes_cost_the_same_statements_for_2_runs_as_for_8():
     wait = {
         "name": "Wait",
         "type": "wait_for_event",
@@ -78,9 +79,11 @@ def test_resume__matched_waits_resume_in_the_same_statements_for_2_runs_as_for_8
         wf = start_runs(f"E{n}", [wait, THEN], n, offset)
         for i in range(offset, offset + n):
             queue.enqueue("shop", event_type="reply", payload={"key": f"k{i}"}, trace_id="t")
-        dispatch.process_batch(dispatch.claim(1000))  # the replies win their waits
+        replies = statements(dispatch.claim(1000))  # the replies win their waits
         assert completed(wf) == 0
-        counts.append(statements(dispatch.claim(1000)))  # their _resume items
+        assert RunWait.objects.filter(run__workflow=wf, status="matched").count() == n
+        resumes = statements(dispatch.claim(1000))  # their _resume items
+        counts.append((replies, resumes))
         assert completed(wf) == n
         outputs = StepRun.objects.filter(run__workflow=wf, step__name="Wait")
         assert sorted(
@@ -105,3 +108,40 @@ def test_resume__a_duplicate_timer_in_the_same_batch_resumes_the_run_once():
     assert run.status == RunStatus.COMPLETED
     assert run.resume_item_id == wait.timer_id
     assert StepRun.objects.filter(run=run, step__name="Then").count() == 1
+
+
+def test_resume__a_wait_won_before_the_batch_locks_it_is_left_to_its_winner():
+    wait = {
+        "name": "Wait",
+        "type": "wait_for_event",
+        "config": {
+            "connector": "shop",
+            "event": "reply",
+            "match": {"key": "{{ event.payload.key }}"},
+        },
+    }
+    wf = start_runs("Won", [wait, THEN], 2, 0)
+    replies = [
+        queue.enqueue("shop", event_type="reply", payload={"key": f"k{i}"}, trace_id="t").item
+        for i in range(2)
+    ]
+    first = RunWait.objects.filter(run__workflow=wf).order_by("id").first()
+    RunWait.objects.filter(pk=first.pk).update(status="cancelled")  # as cancel_run does
+    pairs = [
+        (w, replies[n])
+        for n, w in enumerate(RunWait.objects.filter(run__workflow=wf).order_by("id"))
+    ]
+    resumes = OutboxItem.objects.filter(
+        connector_key=RESUME_CONNECTOR_KEY, event_type="event.matched"
+    )
+    assert matching.resolve_all(pairs) == 1
+    assert RunWait.objects.get(pk=first.pk).status == "cancelled"
+    [item] = resumes
+    second = RunWait.objects.get(pk=pairs[1][0].pk)
+    assert (second.status, second.resolved_by, second.event) == (
+        "matched",
+        item,
+        {"type": "reply", "payload": {"key": "k1"}},
+    )
+    assert matching.resolve_all(pairs) == 0  # nothing left to win: no new item
+    assert resumes.count() == 1

@@ -23,13 +23,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Case, IntegerField, JSONField, Value, When
 from django.utils import timezone
 
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import RESUME_CONNECTOR_KEY, WorkflowStep
 from automate_core.outbox.models import OutboxItem
 
-__all__ = ["early_event", "match_key", "resolve", "retire_timer", "wake_waiters"]
+__all__ = ["early_event", "match_key", "resolve", "resolve_all", "retire_timer", "wake_waiters"]
 
 logger = logging.getLogger("automate.flow")
 
@@ -106,13 +107,76 @@ def wake_waiters(items: Sequence[OutboxItem]) -> int:
         event_type__in={item.event_type for item in events},
         match_key__in=list(by_key),
     ).select_related("run")
-    won = 0
+    pairs = []
     for wait in waits.order_by("id"):
         for item in sorted(by_key[wait.match_key], key=lambda i: (i.created_at, i.pk)):
             if item.created_at >= wait.created_at:
-                won += resolve(wait, item, wake=True)
+                pairs.append((wait, item))
                 break
-    return won
+    return resolve_all(pairs) if pairs else 0
+
+
+def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> int:
+    """Mark each wait matched by its event if it still waits, each with a new ``_resume``
+    item that resumes its run; return how many were won. One transaction and a fixed
+    number of statements for the batch: the waits still waiting locked in id order (so
+    two workers never lock them in opposite orders; a wait another worker won meanwhile
+    is left out), the items inserted at once, one UPDATE of the waits, one of the won
+    waits' timers (retired, see :func:`retire_timer`)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = [wait.pk for wait, _ in pairs]
+        still = set(
+            RunWait.objects.select_for_update()
+            .filter(pk__in=ids, status=WaitStatus.WAITING)
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
+        pairs = [(wait, event) for wait, event in pairs if wait.pk in still]
+        if not pairs:
+            return 0
+        items = OutboxItem.objects.bulk_create(
+            [
+                OutboxItem(
+                    connector_key=RESUME_CONNECTOR_KEY,
+                    event_type="event.matched",
+                    payload={"run": wait.run_id},  # type: ignore[attr-defined]
+                    trace_id=wait.run.trace_id,
+                )
+                for wait, _ in pairs
+            ]
+        )
+        if any(item.pk is None for item in items):  # a backend that cannot return bulk ids
+            transaction.set_rollback(True)
+            return sum(resolve(wait, event, wake=True) for wait, event in pairs)
+        RunWait.objects.filter(pk__in=[wait.pk for wait, _ in pairs]).update(
+            status=WaitStatus.MATCHED,
+            event=Case(
+                *(
+                    When(
+                        pk=wait.pk,
+                        then=Value(
+                            {"type": event.event_type, "payload": event.payload},
+                            output_field=JSONField(),
+                        ),
+                    )
+                    for wait, event in pairs
+                ),
+                output_field=JSONField(),
+            ),
+            resolved_by=Case(
+                *(
+                    When(pk=wait.pk, then=Value(item.pk))
+                    for (wait, _), item in zip(pairs, items, strict=True)
+                ),
+                output_field=IntegerField(),
+            ),
+            resolved_at=now,
+        )
+        OutboxItem.objects.filter(
+            timer_of__pk__in=[wait.pk for wait, _ in pairs], status__in=["pending", "failed"]
+        ).update(status="done", completed_at=now)
+    return len(pairs)
 
 
 def resolve(wait: RunWait, event: OutboxItem, *, wake: bool, by: OutboxItem | None = None) -> int:
