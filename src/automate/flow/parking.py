@@ -9,12 +9,14 @@ carried the run is then done with it.
 
 Resuming: an item of connector ``_resume`` is either a wait's timer or the item that
 ended it (a matched event, a child run that ended: ``resolved_by``). A worker that claims
-one takes the run over in one committed transaction, with two conditional UPDATEs: the
-wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
-``resume_item`` = this item. Only one item can win each, so a run resumes once however
-many timers, events and workers race; the winning item carries the run from then on
-(its retries, its lease, its dead letter), and a crash after the takeover resumes from
-the same item. Claims, leases and ``SKIP LOCKED`` work as for any event.
+one takes the run over with two conditional UPDATEs, committed before the run goes on:
+the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
+``resume_item`` = this item (after a crash between the two, the same item, claimed again,
+takes the run). A claimed batch does both for all its items at once. Only one item can
+win each, so a run resumes once however many timers, events and workers race; the
+winning item carries the run from then on (its retries, its lease, its dead letter), and
+a crash after the takeover resumes from the same item. Claims, leases and ``SKIP LOCKED``
+work as for any event.
 """
 
 from __future__ import annotations
