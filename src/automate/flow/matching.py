@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, IntegerField, JSONField, Value, When
 from django.utils import timezone
 
+from automate.flow import bulk
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import RESUME_CONNECTOR_KEY, WorkflowStep
 from automate_core.outbox.models import OutboxItem
@@ -149,29 +149,14 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> int:
         if any(item.pk is None for item in items):  # a backend that cannot return bulk ids
             transaction.set_rollback(True)
             return sum(resolve(wait, event, wake=True) for wait, event in pairs)
-        RunWait.objects.filter(pk__in=[wait.pk for wait, _ in pairs]).update(
-            status=WaitStatus.MATCHED,
-            event=Case(
-                *(
-                    When(
-                        pk=wait.pk,
-                        then=Value(
-                            {"type": event.event_type, "payload": event.payload},
-                            output_field=JSONField(),
-                        ),
-                    )
-                    for wait, event in pairs
-                ),
-                output_field=JSONField(),
-            ),
-            resolved_by=Case(
-                *(
-                    When(pk=wait.pk, then=Value(item.pk))
-                    for (wait, _), item in zip(pairs, items, strict=True)
-                ),
-                output_field=IntegerField(),
-            ),
-            resolved_at=now,
+        bulk.update_each(
+            RunWait,
+            {
+                wait.pk: [{"type": event.event_type, "payload": event.payload}, item.pk]
+                for (wait, event), item in zip(pairs, items, strict=True)
+            },
+            ["event", "resolved_by"],
+            same={"status": WaitStatus.MATCHED, "resolved_at": now},
         )
         OutboxItem.objects.filter(
             timer_of__pk__in=[wait.pk for wait, _ in pairs], status__in=["pending", "failed"]

@@ -25,10 +25,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import F, Q
 from django.utils import timezone
 
-from automate.flow import matching
+from automate.flow import bulk, matching
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import (
     FINISHED_RUN_STATUSES,
@@ -269,12 +269,12 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     }
     if not won:
         return found
-    WorkflowRun.objects.filter(pk__in=list(won), status=RunStatus.WAITING).update(
-        status=RunStatus.RUNNING,
-        resume_item=Case(
-            *(When(pk=run_id, then=Value(pk)) for run_id, (pk, _) in won.items()),
-            output_field=IntegerField(),
-        ),
+    bulk.update_each(
+        WorkflowRun,
+        {run_id: [pk] for run_id, (pk, _) in won.items()},
+        ["resume_item"],
+        same={"status": RunStatus.RUNNING},
+        only_if={"status": RunStatus.WAITING},
     )
     for run in WorkflowRun.objects.select_related("workflow").filter(pk__in=list(won)):
         pk, wait = won[run.pk]
