@@ -145,3 +145,26 @@ def test_resume__a_wait_won_before_the_batch_locks_it_is_left_to_its_winner():
     )
     assert matching.resolve_all(pairs) == 0  # nothing left to win: no new item
     assert resumes.count() == 1
+
+
+def test_resume__a_wait_given_twice_keeps_one_resume_item():
+    wait = {
+        "name": "Wait",
+        "type": "wait_for_event",
+        "config": {
+            "connector": "shop",
+            "event": "reply",
+            "match": {"key": "{{ event.payload.key }}"},
+        },
+    }
+    wf = start_runs("Twice", [wait, THEN], 1, 0)
+    reply = queue.enqueue("shop", event_type="reply", payload={"key": "k0"}, trace_id="t").item
+    [waiting] = RunWait.objects.filter(run__workflow=wf)
+    assert matching.resolve_all([(waiting, reply), (waiting, reply)]) == 1
+    [item] = OutboxItem.objects.filter(
+        connector_key=RESUME_CONNECTOR_KEY, event_type="event.matched"
+    )
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.resolved_by) == ("matched", item)
+    dispatch.process_batch(dispatch.claim(1000))
+    assert completed(wf) == 1

@@ -149,7 +149,7 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> int:
         if any(item.pk is None for item in items):  # a backend that cannot return bulk ids
             transaction.set_rollback(True)
             return sum(resolve(wait, event, wake=True) for wait, event in pairs)
-        bulk.update_each(
+        won = bulk.update_each(
             RunWait,
             {
                 wait.pk: [{"type": event.event_type, "payload": event.payload}, item.pk]
@@ -157,11 +157,24 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> int:
             },
             ["event", "resolved_by"],
             same={"status": WaitStatus.MATCHED, "resolved_at": now},
+            only_if={"status": WaitStatus.WAITING},
         )
-        OutboxItem.objects.filter(
-            timer_of__pk__in=[wait.pk for wait, _ in pairs], status__in=["pending", "failed"]
-        ).update(status="done", completed_at=now)
-    return len(pairs)
+        ids = [wait.pk for wait, _ in pairs]
+        if won < len(pairs):
+            # Won by another worker between the lock and the UPDATE (SQLite has no row
+            # locks), or a wait given twice: the items that won nothing are deleted.
+            kept = dict(
+                RunWait.objects.filter(
+                    pk__in=ids, resolved_by__in=[item.pk for item in items]
+                ).values_list("pk", "resolved_by_id")
+            )
+            ids = list(kept)
+            lost = [item.pk for item in items if item.pk not in kept.values()]
+            OutboxItem.objects.filter(pk__in=lost).delete()
+        OutboxItem.objects.filter(timer_of__pk__in=ids, status__in=["pending", "failed"]).update(
+            status="done", completed_at=now
+        )
+    return won
 
 
 def resolve(wait: RunWait, event: OutboxItem, *, wake: bool, by: OutboxItem | None = None) -> int:
