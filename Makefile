@@ -83,6 +83,7 @@ bench: install
 	$(PY) -m pip install --quiet "gunicorn>=22" "procrastinate>=3" "dbos>=1" "pyinstrument>=4.6"  # the bench extra
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.parked --runs $(BENCH_EVENTS)
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.outgoing
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.rag

@@ -211,3 +211,28 @@ def report(title: str, body: str, notes: str = "") -> None:
         REPORT.write_text("# Benchmarks\n\nWritten by `make bench`; newest runs at the end.\n")
     with REPORT.open("a") as fh:
         fh.write(section)
+
+
+def start_pipeline_workers(
+    database_url: str, workers: int, *, batch: int = 100, logs: Path | None = None
+) -> tuple[str, list[subprocess.Popen]]:
+    """Start the pipeline's worker setup on ``database_url``: ``automate_worker
+    --dispatch-only`` handing batches of ``batch`` items to a Celery prefork worker of
+    ``workers`` processes on Redis (``REDIS_URL``), on a queue of their own. Returns the
+    queue's name and the processes (stop them with :func:`stop`); give them a few seconds
+    to boot before timing anything."""
+    import uuid
+
+    queue_name = f"bench-{uuid.uuid4().hex[:8]}"
+    env = env_for(database_url, CELERY_BROKER_URL=REDIS_URL, BENCH_QUEUE=queue_name)
+    celery = [sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker"]
+    celery += ["--pool", "prefork", "--concurrency", str(workers), "--queues", queue_name]
+    celery += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
+    celery += ["--prefetch-multiplier", "4"]
+    dispatch = [sys.executable, "-m", "django", "automate_worker", "--dispatch-only"]
+    dispatch += ["--batch", str(batch), "--poll", "0.05"]
+    logs = logs or Path(os.environ.get("BENCH_LOG_DIR", "/tmp"))
+    return queue_name, [
+        start(celery, env, logs / f"bench-celery-{queue_name}.log"),
+        start(dispatch, env, logs / f"bench-dispatch-{queue_name}.log"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "example"
 
 
 @pytest.mark.slow
-def test_demo__webhook_to_two_step_workflow_in_embedded_mode(tmp_path):
+def test_demo__webhook_to_a_workflow_with_a_branch_and_a_delay_in_embedded_mode(tmp_path):
     # `make demo` installs the base package only: the demo must run with every extra
     # unimportable.
     blocker = block_extras(tmp_path)
@@ -53,6 +54,17 @@ def test_demo__webhook_to_two_step_workflow_in_embedded_mode(tmp_path):
     assert '"key": "DEMO-1"' in out
     assert "Only opened issues [succeeded, attempt 1]" in out
     assert 'POST /rest/api/3/issue {"fields": {"project": {"key": "DEMO"}' in out
+    # The branch took the bug side, whose delay parked the run (waiting), then resumed it.
+    assert "Labelled bug? [succeeded, attempt 1]" in out
+    assert '"took": "then"' in out
+    assert "the branch 'Labelled bug?' took: then" in out
+    assert "run #1: waiting (parked on its delay until " in out
+    assert "the worker resumed the run: completed" in out
+    assert "Wait a moment [succeeded, attempt 1]" in out
+    assert '"waited": true' in out
+    waited = re.search(r"the delay 'Wait a moment' parked the run for ([0-9.]+) s", out)
+    assert waited is not None
+    assert float(waited.group(1)) >= 0.9  # a delay of 1 s (rounded to a tenth)
     assert "/admin/automate/workflowrun/1/change/" in out
 
     # Running the demo again updates the workflow in place and runs a new delivery.

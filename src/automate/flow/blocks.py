@@ -156,6 +156,28 @@ def run_for_each(
     return None
 
 
+# -- steps that park: delay, wait_for_event, workflow ------------------------------------
+
+
+def _resume_or_open(
+    ex: RunExecution,
+    step: WorkflowStep,
+    attempts: list[StepRun],
+    path: str,
+    scope: dict[str, Any],
+) -> tuple[StepRun | None, RunOutcome | None]:
+    """The start of a step that parks: ``(record, None)`` with a new record to park on,
+    or ``(None, how the step ended)`` when its waiting record resumed (None: go on) or no
+    record could be made (the run died)."""
+    record = open_record(ex, attempts)
+    if record is not None and record.status == StepStatus.WAITING:
+        return None, parking.resume(ex, step, record, scope)
+    try:
+        return ex.new_record(step, attempts, path), None
+    except AutomateError as exc:
+        return None, ex.dead(exc)
+
+
 # -- delay --------------------------------------------------------------------------------
 
 
@@ -167,13 +189,9 @@ def run_delay(
     path: str,
     scope: dict[str, Any],
 ) -> RunOutcome | None:
-    record = open_record(ex, attempts)
-    if record is not None and record.status == StepStatus.WAITING:
-        return parking.resume(ex, step, record, scope)
-    try:
-        record = ex.new_record(step, attempts, path)
-    except AutomateError as exc:
-        return ex.dead(exc)
+    record, ended = _resume_or_open(ex, step, attempts, path, scope)
+    if record is None:
+        return ended
     now = timezone.now()
     try:
         until = _delay_until(ex, step, scope, now)
@@ -234,13 +252,9 @@ def run_wait_for_event(
     path: str,
     scope: dict[str, Any],
 ) -> RunOutcome | None:
-    record = open_record(ex, attempts)
-    if record is not None and record.status == StepStatus.WAITING:
-        return parking.resume(ex, step, record, scope)
-    try:
-        record = ex.new_record(step, attempts, path)
-    except AutomateError as exc:
-        return ex.dead(exc)
+    record, ended = _resume_or_open(ex, step, attempts, path, scope)
+    if record is None:
+        return ended
     config = step.config
     try:
         match = {
@@ -288,13 +302,9 @@ def run_child_workflow(
     path: str,
     scope: dict[str, Any],
 ) -> RunOutcome | None:
-    record = open_record(ex, attempts)
-    if record is not None and record.status == StepStatus.WAITING:
-        return parking.resume(ex, step, record, scope)
-    try:
-        record = ex.new_record(step, attempts, path)
-    except AutomateError as exc:
-        return ex.dead(exc)
+    record, ended = _resume_or_open(ex, step, attempts, path, scope)
+    if record is None:
+        return ended
     config = step.config
     try:
         payload = ex.render(step, config.get("payload") or {}, scope, "config.payload")

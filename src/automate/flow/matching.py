@@ -25,11 +25,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from automate.flow import bulk
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import RESUME_CONNECTOR_KEY, WorkflowStep
 from automate_core.outbox.models import OutboxItem
 
-__all__ = ["early_event", "match_key", "resolve", "retire_timer", "wake_waiters"]
+__all__ = ["early_event", "match_key", "resolve", "resolve_all", "retire_timer", "wake_waiters"]
 
 logger = logging.getLogger("automate.flow")
 
@@ -106,12 +107,73 @@ def wake_waiters(items: Sequence[OutboxItem]) -> int:
         event_type__in={item.event_type for item in events},
         match_key__in=list(by_key),
     ).select_related("run")
-    won = 0
+    pairs = []
     for wait in waits.order_by("id"):
         for item in sorted(by_key[wait.match_key], key=lambda i: (i.created_at, i.pk)):
             if item.created_at >= wait.created_at:
-                won += resolve(wait, item, wake=True)
+                pairs.append((wait, item))
                 break
+    return resolve_all(pairs) if pairs else 0
+
+
+def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> int:
+    """Mark each wait matched by its event if it still waits, each with a new ``_resume``
+    item that resumes its run; return how many were won. One transaction and a fixed
+    number of statements for the batch: the waits still waiting locked in id order (so
+    two workers never lock them in opposite orders; a wait another worker won meanwhile
+    is left out), the items inserted at once, one UPDATE of the waits, one of the won
+    waits' timers (retired, see :func:`retire_timer`)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = [wait.pk for wait, _ in pairs]
+        still = set(
+            RunWait.objects.select_for_update()
+            .filter(pk__in=ids, status=WaitStatus.WAITING)
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
+        pairs = [(wait, event) for wait, event in pairs if wait.pk in still]
+        if not pairs:
+            return 0
+        items = OutboxItem.objects.bulk_create(
+            [
+                OutboxItem(
+                    connector_key=RESUME_CONNECTOR_KEY,
+                    event_type="event.matched",
+                    payload={"run": wait.run_id},  # type: ignore[attr-defined]
+                    trace_id=wait.run.trace_id,
+                )
+                for wait, _ in pairs
+            ]
+        )
+        if any(item.pk is None for item in items):  # a backend that cannot return bulk ids
+            transaction.set_rollback(True)
+            return sum(resolve(wait, event, wake=True) for wait, event in pairs)
+        won = bulk.update_each(
+            RunWait,
+            {
+                wait.pk: [{"type": event.event_type, "payload": event.payload}, item.pk]
+                for (wait, event), item in zip(pairs, items, strict=True)
+            },
+            ["event", "resolved_by"],
+            same={"status": WaitStatus.MATCHED, "resolved_at": now},
+            only_if={"status": WaitStatus.WAITING},
+        )
+        ids = [wait.pk for wait, _ in pairs]
+        if won < len(pairs):
+            # Won by another worker between the lock and the UPDATE (SQLite has no row
+            # locks), or a wait given twice: the items that won nothing are deleted.
+            kept = dict(
+                RunWait.objects.filter(
+                    pk__in=ids, resolved_by__in=[item.pk for item in items]
+                ).values_list("pk", "resolved_by_id")
+            )
+            ids = list(kept)
+            lost = [item.pk for item in items if item.pk not in kept.values()]
+            OutboxItem.objects.filter(pk__in=lost).delete()
+        OutboxItem.objects.filter(timer_of__pk__in=ids, status__in=["pending", "failed"]).update(
+            status="done", completed_at=now
+        )
     return won
 
 

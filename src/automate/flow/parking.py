@@ -9,12 +9,14 @@ carried the run is then done with it.
 
 Resuming: an item of connector ``_resume`` is either a wait's timer or the item that
 ended it (a matched event, a child run that ended: ``resolved_by``). A worker that claims
-one takes the run over in one committed transaction, with two conditional UPDATEs: the
-wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
-``resume_item`` = this item. Only one item can win each, so a run resumes once however
-many timers, events and workers race; the winning item carries the run from then on
-(its retries, its lease, its dead letter), and a crash after the takeover resumes from
-the same item. Claims, leases and ``SKIP LOCKED`` work as for any event.
+one takes the run over with two conditional UPDATEs, committed before the run goes on:
+the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
+``resume_item`` = this item (after a crash between the two, the same item, claimed again,
+takes the run). A claimed batch does both for all its items at once. Only one item can
+win each, so a run resumes once however many timers, events and workers race; the
+winning item carries the run from then on (its retries, its lease, its dead letter), and
+a crash after the takeover resumes from the same item. Claims, leases and ``SKIP LOCKED``
+work as for any event.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from automate.flow import matching
+from automate.flow import bulk, matching
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import (
     FINISHED_RUN_STATUSES,
@@ -95,7 +97,9 @@ def resume(
     ex: RunExecution, step: WorkflowStep, record: StepRun, scope: dict[str, Any]
 ) -> RunOutcome | None:
     """Continue after the waiting ``record``: finish it with what ended its wait."""
-    wait = RunWait.objects.filter(step_run=record).order_by("-id").first()
+    wait = getattr(ex.run, "resumed_wait", None)  # read by the takeover (resumed_runs)
+    if wait is None or wait.step_run_id != record.pk:  # type: ignore[attr-defined]
+        wait = RunWait.objects.filter(step_run=record).order_by("-id").first()
     if wait is None or wait.status == WaitStatus.WAITING:
         return ex.park()  # not resumed: nothing to do until its item comes
     if wait.status == WaitStatus.CANCELLED:
@@ -219,11 +223,83 @@ def wake_orphaned_parents() -> int:
 
 def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     """The run each ``_resume`` item resumes: ``[run]`` when the item won the run, ``[]``
-    when another item resumed it first or it was cancelled. Commits the takeover."""
-    found: dict[int, list[WorkflowRun]] = {}
+    when another item resumed it first or it was cancelled. Commits the takeover.
+
+    A batch costs a fixed number of statements, however many runs it resumes: one SELECT
+    of the items' waits, one UPDATE that resolves the delays' waits by their due timers,
+    one UPDATE that takes the won runs over and one SELECT of them. Only a child's end and
+    a ``wait_for_event``'s timer (which first looks for events that came meanwhile) are
+    resolved one by one. Each resumed run carries its resolved wait, so the pass that
+    resumes it reads it again from no table.
+    """
+    found: dict[int, list[WorkflowRun]] = {item.pk: [] for item in items}
+    if not items:
+        return found
+    now = timezone.now()
+    ids = [item.pk for item in items]
+    waits: dict[int, RunWait] = {}  # by the item that may resolve it
+    for wait in RunWait.objects.filter(Q(timer__in=ids) | Q(resolved_by__in=ids)).order_by("id"):
+        for pk in (wait.resolved_by_id, wait.timer_id):  # type: ignore[attr-defined]
+            if pk in found:
+                waits.setdefault(pk, wait)
+    delays = [
+        wait.pk
+        for pk, wait in waits.items()
+        if wait.status == WaitStatus.WAITING and wait.kind == WaitKind.DELAY and wait.timer_id == pk  # type: ignore[attr-defined]
+    ]
+    if delays:  # due timers of delays: resolved together, each by its own timer
+        RunWait.objects.filter(pk__in=delays, status=WaitStatus.WAITING).update(
+            status=WaitStatus.DUE, resolved_by=F("timer"), resolved_at=now
+        )
     for item in items:
-        found[item.pk] = _take_over(item)
+        known = waits.get(item.pk)
+        if known is None or known.pk not in delays:
+            resolved = _resolve_one(item, known, now)
+            if resolved is None:
+                waits.pop(item.pk, None)
+            else:
+                waits[item.pk] = resolved
+    if delays:
+        fresh = RunWait.objects.in_bulk(delays)
+        waits = {pk: fresh.get(wait.pk, wait) for pk, wait in waits.items()}
+    won = {
+        wait.run_id: (pk, wait)  # type: ignore[attr-defined]
+        for pk, wait in waits.items()
+        if wait.resolved_by_id == pk  # type: ignore[attr-defined]
+    }
+    if not won:
+        return found
+    bulk.update_each(
+        WorkflowRun,
+        {run_id: [pk] for run_id, (pk, _) in won.items()},
+        ["resume_item"],
+        same={"status": RunStatus.RUNNING},
+        only_if={"status": RunStatus.WAITING},
+    )
+    for run in WorkflowRun.objects.select_related("workflow").filter(pk__in=list(won)):
+        pk, wait = won[run.pk]
+        if run.resume_item_id == pk:  # type: ignore[attr-defined]
+            run.resumed_wait = wait  # type: ignore[attr-defined]
+            found[pk] = [run]
     return found
+
+
+def _resolve_one(item: OutboxItem, wait: RunWait | None, now: datetime) -> RunWait | None:
+    """The wait ``item`` resolves, for what the batch does not resolve together: a
+    child's end (its item names the wait) and a ``wait_for_event``'s timer."""
+    ended = (item.payload or {}).get("child_ended") if isinstance(item.payload, dict) else None
+    if wait is None and ended is not None:  # a child run ended: this item resolves its wait
+        RunWait.objects.filter(pk=ended, status=WaitStatus.WAITING).update(
+            status=WaitStatus.CHILD_ENDED, resolved_by=item, resolved_at=now
+        )
+        return RunWait.objects.filter(pk=ended).first()
+    if wait is None:
+        return None
+    if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
+        if not _timer_fires(wait, item, now):
+            return None
+        wait.refresh_from_db()
+    return wait
 
 
 def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
@@ -234,31 +310,6 @@ def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
         trace_id=run.trace_id,
         available_at=at,
     )
-
-
-def _take_over(item: OutboxItem) -> list[WorkflowRun]:
-    now = timezone.now()
-    wait = RunWait.objects.filter(Q(timer=item) | Q(resolved_by=item)).order_by("id").first()
-    ended = (item.payload or {}).get("child_ended") if isinstance(item.payload, dict) else None
-    if wait is None and ended is not None:  # a child run ended: this item resolves its wait
-        RunWait.objects.filter(pk=ended, status=WaitStatus.WAITING).update(
-            status=WaitStatus.CHILD_ENDED, resolved_by=item, resolved_at=now
-        )
-        wait = RunWait.objects.filter(pk=ended).first()
-    if wait is None:
-        return []
-    if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
-        if not _timer_fires(wait, item, now):
-            return []
-        wait.refresh_from_db()
-    with transaction.atomic():
-        if wait.resolved_by_id != item.pk:  # type: ignore[attr-defined]
-            return []
-        WorkflowRun.objects.filter(pk=wait.run_id, status=RunStatus.WAITING).update(  # type: ignore[attr-defined]
-            status=RunStatus.RUNNING, resume_item=item
-        )
-    run = WorkflowRun.objects.select_related("workflow").get(pk=wait.run_id)  # type: ignore[attr-defined]
-    return [run] if run.resume_item_id == item.pk else []  # type: ignore[attr-defined]
 
 
 def _timer_fires(wait: RunWait, item: OutboxItem, now: datetime) -> bool:

@@ -3,9 +3,13 @@
 1. serves this project's WSGI application on 127.0.0.1 (a free port);
 2. starts a stand-in for Jira's REST API on 127.0.0.1 (the "local target");
 3. saves a workflow: on a GitHub ``issues`` event, create a Jira issue with the built-in
-   ``jira`` connector, then keep going only for newly opened issues (a ``filter``);
+   ``jira`` connector, keep going only for newly opened issues (a ``filter``), then, for
+   an issue labelled ``bug`` (a ``branch``), wait a moment (a ``delay`` of
+   :data:`DELAY_SECONDS`);
 4. posts a GitHub-signed webhook, and the same one tampered with (401, nothing stored);
-5. runs the embedded worker until the queue is empty and prints the run, its steps and
+5. runs the embedded worker until the queue is empty: the run parks on its delay
+   (``waiting``, no worker holds it); when the delay's timer is due, the worker resumes it;
+6. prints the run, its steps, the side the branch took, how long the delay waited and
    what the target received, with the admin URL to look at it.
 
 Nothing leaves this machine. Run it again as often as you like: the profile and the
@@ -18,6 +22,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,13 +38,17 @@ from django.core.wsgi import get_wsgi_application
 from django.test import override_settings
 
 from automate.connections import build_connector, find_connection
-from automate.models import ConnectionProfile, Workflow, WorkflowRun
+from automate.models import ConnectionProfile, RunStatus, Workflow, WorkflowRun
 from automate.services import WorkflowService
 from automate.worker import EmbeddedWorker
 from automate_core.models import OutboxItem
 
 WORKFLOW_KEY = "demo-github-to-jira"
 JIRA_KEY = "demo_jira"
+#: How long the demo's ``delay`` parks the run: short, so the demo stays quick.
+DELAY_SECONDS = 1
+BRANCH = "Labelled bug?"
+DELAY = "Wait a moment"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -87,7 +96,10 @@ def serving(server: Any) -> Iterator[None]:
 
 
 class Command(BaseCommand):
-    help = "Run the demo: a signed webhook through a two-step workflow, all on 127.0.0.1."
+    help = (
+        "Run the demo: a signed webhook through a workflow with a branch and a delay, "
+        "all on 127.0.0.1."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         connection = find_connection("github")
@@ -107,13 +119,13 @@ class Command(BaseCommand):
             workflow = self._setup(jira.url)
             url = f"http://127.0.0.1:{app_server.server_address[1]}/webhooks/github/"
             item = self._post(url, secret)
-            self._run_worker()
+            self._run_worker(workflow, item)
             self._report(workflow, item, jira)
 
     # -- Steps of the demo ---------------------------------------------------------------
 
     def _setup(self, jira_url: str) -> Workflow:
-        self._heading("1. A Jira connection and a two-step workflow")
+        self._heading("1. A Jira connection and a workflow: an action, a filter, a branch")
         profile = ConnectionProfile.objects.filter(key=JIRA_KEY).first() or ConnectionProfile(
             key=JIRA_KEY, connector_key="jira", name="Demo Jira (local stand-in)"
         )
@@ -126,7 +138,7 @@ class Command(BaseCommand):
         # Jira can also send webhooks to /webhooks/demo_jira/; they are verified with this.
         profile.webhook_secrets = ["secret://demo-jira-webhook"]
         profile.save()
-        steps = [
+        steps: list[dict[str, Any]] = [
             {
                 "name": "Create Jira issue",
                 "type": "connector_action",
@@ -144,6 +156,18 @@ class Command(BaseCommand):
                 "type": "filter",
                 "config": {"condition": "{{ event.payload.action == 'opened' }}"},
             },
+            {
+                "name": BRANCH,
+                "type": "branch",
+                "config": {
+                    "if": "{{ 'bug' in event.payload.issue.labels | map(attribute='name') }}",
+                    # A bug waits a moment (a follow-up would come after it): the run
+                    # parks, holding no worker, and its timer resumes it.
+                    "then": [
+                        {"name": DELAY, "type": "delay", "config": {"seconds": DELAY_SECONDS}}
+                    ],
+                },
+            },
         ]
         service = WorkflowService()
         workflow = Workflow.objects.filter(key=WORKFLOW_KEY).first()
@@ -159,6 +183,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  workflow {workflow.key!r} v{workflow.version}: on github/issues")
         for step in steps:
             self.stdout.write(f"    - {step['name']} ({step['type']})")
+            for nested in step["config"].get("then", []):
+                self.stdout.write(f"        then: {nested['name']} ({nested['type']})")
         return workflow
 
     def _post(self, url: str, secret: str) -> OutboxItem:
@@ -172,6 +198,7 @@ class Command(BaseCommand):
                 "issue": {
                     "number": 1,
                     "title": "Demo issue from automate_demo",
+                    "labels": [{"name": "bug"}],
                     "updated_at": datetime.now(UTC).isoformat(timespec="microseconds"),
                 },
                 "repository": {"full_name": "example/demo"},
@@ -198,10 +225,29 @@ class Command(BaseCommand):
             self.stdout.write(f"    {field:14} {getattr(item, field)}")
         return item
 
-    def _run_worker(self) -> None:
+    def _run_worker(self, workflow: Workflow, item: OutboxItem) -> None:
         self._heading("3. The embedded worker drains the outbox")
         counts = EmbeddedWorker(threads=1, poll_seconds=0).run(once=True)
         self.stdout.write(f"  outbox items processed: { ({str(k): v for k, v in counts.items()}) }")
+        run = WorkflowRun.objects.filter(workflow=workflow, outbox_item=item).first()
+        if run is None or run.status != RunStatus.WAITING:
+            return  # _report says what became of it
+        wait = run.waits.filter(status="waiting").first()
+        until = wait.due_at if wait is not None else None
+        self.stdout.write(
+            f"  run #{run.pk}: {run.status} (parked on its delay until "
+            f"{until.isoformat() if until else '?'}; no worker holds it)"
+        )
+        parked = time.monotonic()
+        deadline = parked + DELAY_SECONDS + 30
+        while run.status == RunStatus.WAITING and time.monotonic() < deadline:
+            time.sleep(0.2)
+            counts = EmbeddedWorker(threads=1, poll_seconds=0).run(once=True)
+            run.refresh_from_db()
+        self.stdout.write(
+            f"  after {time.monotonic() - parked:.1f} s the delay's timer was due; the worker "
+            f"resumed the run: {run.status}"
+        )
 
     def _report(self, workflow: Workflow, item: OutboxItem, jira: FakeJira) -> None:
         item.refresh_from_db()
@@ -215,6 +261,18 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"    input:  {json.dumps(step_run.input)}")
             self.stdout.write(f"    output: {json.dumps(step_run.output)}")
+        for step_run in run.step_runs.select_related("step").filter(status="succeeded"):
+            if step_run.step.name == BRANCH:
+                took = (step_run.output or {}).get("took")
+                self.stdout.write(f"  the branch {BRANCH!r} took: {took}")
+            elif step_run.step.name == DELAY:
+                wait = run.waits.filter(step_run=step_run).first()
+                if wait is not None and wait.resolved_at is not None:
+                    waited = (wait.resolved_at - wait.created_at).total_seconds()
+                    self.stdout.write(
+                        f"  the delay {DELAY!r} parked the run for {waited:.1f} s "
+                        f"(status waiting), then it resumed"
+                    )
         self.stdout.write("  the local Jira received:")
         for request in jira.received:
             self.stdout.write(f"    POST {request['path']} {json.dumps(request['body'])}")

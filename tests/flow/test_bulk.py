@@ -1,0 +1,53 @@
+"""``update_each``: one UPDATE giving each row its own values, and its Case form."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from automate.flow import bulk
+from automate.flow.models import RunWait
+from automate.models import StepRun
+from automate_core.models import OutboxItem
+from tests.flow.helpers import action, start
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("update", [bulk.update_each, bulk.with_case])
+def test_update_each__gives_each_row_its_values_where_the_condition_holds(update):
+    runs = [start([action("A")], {"n": i}, name=f"W{i}") for i in range(3)]
+    rows = []
+    for run in runs:
+        record = StepRun.objects.create(run=run, step=run.workflow.steps.get(), attempt=1)
+        rows.append(
+            RunWait.objects.create(
+                run=run, step_run=record, kind="event", created_at=timezone.now()
+            )
+        )
+    first, second, third = rows
+    RunWait.objects.filter(pk=third.pk).update(status="cancelled")
+    items = [OutboxItem.objects.create(connector_key="_resume", trace_id="t") for _ in rows]
+    now = timezone.now()
+    changed = update(
+        RunWait,
+        {
+            w.pk: [{"type": "x", "payload": {"n": n, "s": "it's"}}, items[n].pk]
+            for n, w in enumerate(rows)
+        },
+        ["event", "resolved_by"],
+        same={"status": "matched", "resolved_at": now},
+        only_if={"status": "waiting"},
+    )
+    assert changed == 2
+    for n, wait in enumerate([first, second]):
+        wait.refresh_from_db()
+        assert (wait.status, wait.resolved_by_id, wait.resolved_at) == ("matched", items[n].pk, now)
+        assert wait.event == {"type": "x", "payload": {"n": n, "s": "it's"}}
+    third.refresh_from_db()
+    assert (third.status, third.resolved_by_id, third.event) == ("cancelled", None, None)
+
+
+def test_update_each__no_rows_is_no_statement(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert bulk.update_each(RunWait, {}, ["event"], same={"status": "matched"}) == 0
