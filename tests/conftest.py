@@ -36,6 +36,21 @@ def _reachable(url: str) -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def _forget_redacted_values() -> Iterator[None]:
+    """Each test starts with an empty redaction memory and leaves it empty.
+
+    The memory is process-wide: every secret value a test resolves is masked from then
+    on, so an earlier test's value (the MCP spec snippets' api_key "secret") would mask
+    that word in a later test's messages ("signing secret").
+    """
+    from automate_core import redaction
+
+    redaction.forget_all()
+    yield
+    redaction.forget_all()
+
+
 @pytest.fixture
 def redis_url() -> str:
     if not _reachable(REDIS_URL):
