@@ -1,14 +1,20 @@
-"""Shared fixtures: service availability, signing helpers, a CSRF-enforcing client."""
+"""Shared fixtures: service availability, signing helpers, a CSRF-enforcing client, and
+Celery mode in the test process (``celery_broker``, ``celery_queue``)."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pytest
 from django.db import connection
 from django.test import Client
+
+if TYPE_CHECKING:
+    from tests.celery_support import OwnPoolsCelery
 
 REQUIRE_SERVICES = os.environ.get("AUTOMATE_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("AUTOMATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -28,6 +34,21 @@ def _reachable(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(autouse=True)
+def _forget_redacted_values() -> Iterator[None]:
+    """Each test starts with an empty redaction memory and leaves it empty.
+
+    The memory is process-wide: every secret value a test resolves is masked from then
+    on, so an earlier test's value (the MCP spec snippets' api_key "secret") would mask
+    that word in a later test's messages ("signing secret").
+    """
+    from automate_core import redaction
+
+    redaction.forget_all()
+    yield
+    redaction.forget_all()
 
 
 @pytest.fixture
@@ -50,3 +71,43 @@ def postgres(db) -> None:
 def csrf_client() -> Client:
     """A test client that enforces CSRF checks, as a real sender's request would meet."""
     return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def celery_broker(settings) -> Iterator[Callable[..., OwnPoolsCelery]]:
+    """Celery mode in this process: ``celery_broker(url, **conf)`` returns the Celery app
+    that this test's sends go through (the current app until the test ends), pointed at
+    ``url`` with ``conf`` on a queue of its own (``app.conf.task_default_queue``).
+
+    The app owns its broker pools (tests/celery_support.py): the teardown closes them and
+    restores the previous current app, and leaves every other test's connections alone.
+    """
+    from celery import current_app
+
+    from tests.celery_support import OwnPoolsCelery
+
+    previous = current_app._get_current_object()
+    apps: list[OwnPoolsCelery] = []
+
+    def connect(broker_url: str, **conf: Any) -> OwnPoolsCelery:
+        app = OwnPoolsCelery(broker_url, **conf)
+        app.set_current()
+        apps.append(app)
+        return app
+
+    settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "celery"}
+    yield connect
+    for app in apps:
+        app.close_pools()
+    previous.set_current()
+
+
+@pytest.fixture
+def celery_queue(redis_url, celery_broker) -> Iterator[str]:
+    """This process sends its tasks through Redis to a queue of its own, whose name a
+    ``celery worker`` started by the test consumes; the queue is deleted afterwards."""
+    app = celery_broker(redis_url)
+    queue = app.conf.task_default_queue
+    yield queue
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(queue)

@@ -1,18 +1,23 @@
-"""What the end-to-end and crash tests share: a counting HTTP target and worker processes."""
+"""What the end-to-end and crash tests share: a counting HTTP target, worker processes
+(the embedded ``automate_worker``, or a real ``celery worker`` fed by
+``automate_worker --dispatch-only``) and the loop that ``kill -9``s a worker mid-work."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
 
@@ -109,3 +114,90 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+#: ``manage.py automate_worker`` as the crash tests run it (plus ``--threads``).
+EMBEDDED_WORKER = ["-m", "django", "automate_worker", "--batch", "5", "--poll", "0.1"]
+#: ``automate_worker --dispatch-only``: claims outbox items and sends them to Celery.
+DISPATCHER = [*EMBEDDED_WORKER, "--dispatch-only"]
+
+
+def celery_worker_args(queue: str) -> list[str]:
+    """A real ``celery worker`` (two threads) consuming ``queue`` through tests.celery_app."""
+    return [
+        *("-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads"),
+        *("--concurrency", "2", "--queues", queue, "--loglevel", "ERROR"),
+        *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+    ]
+
+
+def start_embedded_worker(**extra: str) -> subprocess.Popen:
+    """An embedded worker (two threads) whose leases run out 2 s after a kill."""
+    env = worker_env(AUTOMATE_WORKER_LEASE_SECONDS="2", **extra)
+    return start([*EMBEDDED_WORKER, "--threads", "2"], env)
+
+
+def crash_repeatedly(
+    start_worker: Callable[[], subprocess.Popen],
+    *,
+    kills: int,
+    progress: Callable[[], int],
+    finished: Callable[[], bool],
+    what: str,
+    within: float = 120,
+    seed: int = 7,
+    pause: float = 0.3,
+    state: Callable[[], str] = lambda: "",
+) -> str:
+    """Start a worker, SIGKILL it mid-work ``kills`` times, then let a last one finish.
+
+    Each kill comes when ``progress()`` has grown since the worker started, after a random
+    pause of up to ``pause`` s (``seed`` makes the pauses repeatable). The last worker
+    has ``within`` s until ``finished()``; a timeout reports ``state()`` and the worker's
+    stderr. Returns what the last worker wrote on stderr.
+    """
+    chance = random.Random(seed)
+    worker = start_worker()
+    try:
+        for _ in range(kills):
+            seen = progress()
+            try:
+                wait_for(lambda s=seen: progress() > s, 60, "the worker to progress")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; worker stderr: {stop(worker)[-3000:]}") from None
+            time.sleep(chance.uniform(0, pause))
+            stop(worker, signal.SIGKILL)
+            worker = start_worker()
+        try:
+            wait_for(finished, within, what)
+        except AssertionError as exc:
+            message = f"{exc}; {state()}; worker stderr: {stop(worker)[-3000:]}"
+            raise AssertionError(message) from None
+    finally:
+        errors = stop(worker)
+    return errors
+
+
+def crash_celery_repeatedly(redis_url: str, name: str, extra: str = "", **crash: Any) -> str:
+    """:func:`crash_repeatedly` for a real ``celery worker`` fed through Redis by an
+    ``automate_worker --dispatch-only`` that runs (and is never killed) meanwhile.
+
+    ``name`` names the test's own queue; ``extra`` is ``AUTOMATE_WORKER_EXTRA`` (JSON
+    settings for both processes). Returns both processes' stderr.
+    """
+    queue = f"automate-{name}-{uuid.uuid4().hex[:8]}"
+    env = worker_env(
+        AUTOMATE_WORKER_BROKER_URL=redis_url,
+        AUTOMATE_WORKER_QUEUE=queue,
+        AUTOMATE_WORKER_LEASE_SECONDS="4",
+        AUTOMATE_WORKER_VISIBILITY_TIMEOUT="5",
+        AUTOMATE_WORKER_MAX_IN_FLIGHT="10",
+        **({"AUTOMATE_WORKER_EXTRA": extra} if extra else {}),
+    )
+    dispatcher = start(DISPATCHER, env)
+    errors = ""
+    try:
+        errors = crash_repeatedly(lambda: start(celery_worker_args(queue), env), **crash)
+    finally:
+        errors += stop(dispatcher)
+    return errors

@@ -19,17 +19,16 @@ such tests never reach :func:`resolve_checked` and never do DNS.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import ipaddress
 import socket
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import httpcore
 
+from automate_core._deadline import AsyncDeadlineStream, DeadlineStream, remaining
 from automate_core.conf import settings as automate_settings
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from automate_core.redaction import redact
@@ -70,11 +69,6 @@ _EXTRA_BLOCKED = tuple(
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-#: Absolute deadline (``time.monotonic()``) of the current call; streams clamp timeouts to it.
-DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "automate_http_deadline", default=None
-)
 
 
 class SSRFError(AutomateError):
@@ -345,65 +339,44 @@ class _Attempts:
         return self._error
 
 
-def _remaining(timeout: float | None) -> float | None:
-    deadline = DEADLINE.get()
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("the request's total deadline has passed")
-    return left if timeout is None else min(timeout, left)
+class GuardedConnect:
+    """The guarded part of a sync network backend, for httpcore and httpcore2 alike.
 
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """Clamps every read and write timeout to the call's total deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _remaining(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _remaining(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
-        inner = self._inner.start_tls(ssl_context, server_hostname, _remaining(timeout))
-        return _DeadlineStream(inner)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class GuardedBackend(httpcore.NetworkBackend):
-    """httpcore backend that resolves once, checks every address and connects to one of them.
-
-    ``purpose`` chooses the allow-list (see :data:`PURPOSES`).
+    A subclass names the library's connect errors (``connect_errors``: ConnectError, then
+    ConnectTimeout), the :class:`~automate_core._deadline.DeadlineStream` of that library
+    (``stream``) and sets ``self._inner`` to its ``SyncBackend``. :meth:`connect_tcp`
+    resolves the host once, checks EVERY address with :func:`check_address`, connects to
+    the first checked address that answers and clamps the stream to the call's deadline.
     """
 
-    def __init__(self, purpose: str | None = None) -> None:
-        self._inner = httpcore.SyncBackend()
-        self.purpose = purpose
+    connect_errors: ClassVar[tuple[type[Exception], type[Exception]]]
+    stream: ClassVar[type[DeadlineStream]]
+    _inner: Any
+    #: The allow-list this backend's connections are checked against (see PURPOSES).
+    purpose: str | None = None
 
-    def connect_tcp(  # type: ignore[override]
+    def connect_tcp(
         self,
         host: str,
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        checked = resolve_checked(host, port, purpose=self.purpose)
-        attempts = _Attempts(checked, _HTTPCORE_CONNECT_ERRORS)
+    ) -> Any:
+        checked = resolve_checked(
+            host, port, unresolvable=self.connect_errors[0], purpose=self.purpose
+        )
+        attempts = _Attempts(checked, self.connect_errors)
         for ip in attempts:
             with attempts.failure():
                 stream = self._inner.connect_tcp(
-                    ip, port, _remaining(timeout), local_address, socket_options
+                    ip,
+                    port,
+                    remaining(timeout, self.connect_errors[1]),
+                    local_address,
+                    socket_options,
                 )
-                return _DeadlineStream(stream)
+                return self.stream(stream)
         raise attempts.last_error()
 
     def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
@@ -413,25 +386,26 @@ class GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-class _AsyncDeadlineStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
+class _DeadlineStream(DeadlineStream, httpcore.NetworkStream):
+    expired = httpcore.ReadTimeout
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, _remaining(timeout))
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, _remaining(timeout))
+class _AsyncDeadlineStream(AsyncDeadlineStream, httpcore.AsyncNetworkStream):
+    expired = httpcore.ReadTimeout
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
-    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
-        inner = await self._inner.start_tls(ssl_context, server_hostname, _remaining(timeout))
-        return _AsyncDeadlineStream(inner)
+class GuardedBackend(GuardedConnect, httpcore.NetworkBackend):
+    """httpcore backend that resolves once, checks every address and connects to one of them.
 
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
+    ``purpose`` chooses the allow-list (see :data:`PURPOSES`).
+    """
+
+    connect_errors = _HTTPCORE_CONNECT_ERRORS
+    stream = _DeadlineStream
+
+    def __init__(self, purpose: str | None = None) -> None:
+        self._inner = httpcore.SyncBackend()
+        self.purpose = purpose
 
 
 class AsyncGuardedConnect:
@@ -441,10 +415,13 @@ class AsyncGuardedConnect:
     ConnectTimeout) and sets ``self._inner`` to that library's ``AnyIOBackend``. Then
     :meth:`connect_tcp` resolves the host once, checks EVERY address with
     :func:`check_address` and connects to the first checked address that answers, so the
-    kernel's client (httpcore) and the MCP SDK's (httpcore2) keep one set of rules.
+    kernel's client (httpcore) and the MCP SDK's (httpcore2) keep one set of rules. A
+    backend that names an :class:`~automate_core._deadline.AsyncDeadlineStream` as
+    ``stream`` (the kernel's, the LLM SDKs') also clamps the stream to the call's deadline.
     """
 
     connect_errors: ClassVar[tuple[type[Exception], type[Exception]]]
+    stream: ClassVar[type[AsyncDeadlineStream] | None] = None
     _inner: Any
     #: The allow-list this backend's connections are checked against (see PURPOSES).
     purpose: str | None = None
@@ -470,14 +447,14 @@ class AsyncGuardedConnect:
         for ip in attempts:
             with attempts.failure():
                 stream = await self._inner.connect_tcp(
-                    ip, port, _remaining(timeout), local_address, socket_options
+                    ip,
+                    port,
+                    remaining(timeout, self.connect_errors[1]),
+                    local_address,
+                    socket_options,
                 )
-                return self._wrap(stream)
+                return stream if self.stream is None else self.stream(stream)
         raise attempts.last_error()
-
-    def _wrap(self, stream: Any) -> Any:
-        """The stream handed to the pool; the kernel's backend clamps it to the deadline."""
-        return stream
 
     async def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
         raise SSRFError("Unix sockets are not allowed", reason="scheme")
@@ -490,10 +467,8 @@ class AsyncGuardedBackend(AsyncGuardedConnect, httpcore.AsyncNetworkBackend):
     """The async twin of :class:`GuardedBackend` (asyncio or trio through anyio)."""
 
     connect_errors = _HTTPCORE_CONNECT_ERRORS
+    stream = _AsyncDeadlineStream
 
     def __init__(self, purpose: str | None = None) -> None:
         self._inner = httpcore.AnyIOBackend()
         self.purpose = purpose
-
-    def _wrap(self, stream: Any) -> httpcore.AsyncNetworkStream:
-        return _AsyncDeadlineStream(stream)

@@ -35,14 +35,9 @@ import httpx
 from asgiref.sync import sync_to_async
 
 from automate_core import redaction, secrets
+from automate_core._deadline import DEADLINE
 from automate_core._httpbody import ResponseTooLarge, capped_response
-from automate_core._netguard import (
-    DEADLINE,
-    AsyncGuardedBackend,
-    GuardedBackend,
-    SSRFError,
-    check_url,
-)
+from automate_core._netguard import AsyncGuardedBackend, GuardedBackend, SSRFError, check_url
 from automate_core.conf import settings as automate_settings
 from automate_core.observability import hooks
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument

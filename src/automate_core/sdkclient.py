@@ -34,14 +34,8 @@ from typing import Any
 import httpcore2
 import httpx2
 
-from automate_core._netguard import (
-    DEADLINE,
-    AsyncGuardedConnect,
-    SSRFError,
-    _Attempts,
-    check_url,
-    resolve_checked,
-)
+from automate_core._deadline import DEADLINE, AsyncDeadlineStream, DeadlineStream
+from automate_core._netguard import AsyncGuardedConnect, GuardedConnect, SSRFError, check_url
 from automate_core.net import ResponseTooLarge
 
 __all__ = ["DEFAULT_MAX_SIZE", "deadline", "guarded_sdk_client"]
@@ -64,100 +58,32 @@ def deadline(seconds: float) -> Iterator[None]:
             DEADLINE.reset(token)
 
 
-def _left(timeout: float | None) -> float | None:
-    at = DEADLINE.get()
-    if at is None:
-        return timeout
-    remaining = at - time.monotonic()
-    if remaining <= 0:
-        raise httpcore2.ReadTimeout("the call's total deadline has passed")
-    return remaining if timeout is None else min(timeout, remaining)
+class _DeadlineStream(DeadlineStream, httpcore2.NetworkStream):
+    expired = httpcore2.ReadTimeout
 
 
-class _DeadlineStream(httpcore2.NetworkStream):
-    def __init__(self, inner: httpcore2.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _left(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
+class _AsyncDeadlineStream(AsyncDeadlineStream, httpcore2.AsyncNetworkStream):
+    expired = httpcore2.ReadTimeout
 
 
-class _AsyncDeadlineStream(httpcore2.AsyncNetworkStream):
-    def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
-        self._inner = inner
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, _left(timeout))
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, _left(timeout))
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout=None):  # type: ignore[no-untyped-def]
-        inner = await self._inner.start_tls(ssl_context, server_hostname, _left(timeout))
-        return _AsyncDeadlineStream(inner)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _GuardedBackend(httpcore2.NetworkBackend):
+class _GuardedBackend(GuardedConnect, httpcore2.NetworkBackend):
     """The sync httpcore2 backend: resolve once, check every address, connect to one."""
+
+    connect_errors = _CONNECT_ERRORS
+    stream = _DeadlineStream
 
     def __init__(self, purpose: str | None) -> None:
         self._inner = httpcore2.SyncBackend()
         self.purpose = purpose
 
-    def connect_tcp(  # type: ignore[override]
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore2.NetworkStream:
-        checked = resolve_checked(
-            host, port, unresolvable=httpcore2.ConnectError, purpose=self.purpose
-        )
-        attempts = _Attempts(checked, _CONNECT_ERRORS)
-        for ip in attempts:
-            with attempts.failure():
-                stream = self._inner.connect_tcp(
-                    ip, port, _left(timeout), local_address, socket_options
-                )
-                return _DeadlineStream(stream)
-        raise attempts.last_error()
-
-    def connect_unix_socket(self, path: str, timeout=None, socket_options=None):  # type: ignore[no-untyped-def]
-        raise SSRFError("Unix sockets are not allowed", reason="scheme")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
 
 class _AsyncGuardedBackend(AsyncGuardedConnect, httpcore2.AsyncNetworkBackend):
     connect_errors = _CONNECT_ERRORS
+    stream = _AsyncDeadlineStream
 
     def __init__(self, purpose: str | None) -> None:
         self._inner = httpcore2.AnyIOBackend()
         self.purpose = purpose
-
-    def _wrap(self, stream: Any) -> Any:
-        return _AsyncDeadlineStream(stream)
 
 
 def _refuse_encoded(response: Any) -> None:

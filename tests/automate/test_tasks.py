@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from celery import Celery
+from celery import current_app
 
 from automate import dispatch
 from automate.models import RunStatus, WorkflowRun
@@ -48,27 +48,19 @@ def test_dispatch_batch__claims_and_processes(recorder_calls):
     assert len(recorder_calls) == 3
 
 
-@pytest.fixture
-def celery_app(settings):
-    """A Celery app of this process; the test points it at a broker."""
-    app = Celery("automate_dispatch_tests", set_as_current=False)
-    app.conf.update(
-        task_publish_retry=False,
-        broker_connection_retry=False,
-        broker_connection_max_retries=0,
-        broker_transport_options={"max_retries": 0, "socket_connect_timeout": 0.5},
-    )
-    previous = __import__("celery").current_app
-    app.set_current()
-    yield app
-    app.pool.force_close_all()
-    previous.set_current()
+#: A broker that is down fails the send at once (no retries), as the dispatcher must see.
+NO_RETRIES = {
+    "task_publish_retry": False,
+    "broker_connection_retry": False,
+    "broker_connection_max_retries": 0,
+    "broker_transport_options": {"max_retries": 0, "socket_connect_timeout": 0.5},
+}
 
 
 def test_dispatch_to_celery__broker_down_releases_the_items(
-    celery_app, caplog, django_capture_on_commit_callbacks
+    celery_broker, caplog, django_capture_on_commit_callbacks
 ):
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
+    celery_broker("redis://127.0.0.1:1/0", **NO_RETRIES)  # nothing listens there
     make_items(2)
     with django_capture_on_commit_callbacks(execute=True):
         assert dispatch.dispatch_to_celery(5) == 2  # claimed; sending fails on commit
@@ -77,23 +69,17 @@ def test_dispatch_to_celery__broker_down_releases_the_items(
 
 
 def test_dispatch_to_celery__stops_at_max_in_flight(
-    celery_app, redis_url, settings, django_capture_on_commit_callbacks
+    celery_queue, settings, django_capture_on_commit_callbacks
 ):
-    queue_name = f"automate-test-{uuid.uuid4().hex[:8]}"
-    celery_app.conf.update(broker_url=redis_url, task_default_queue=queue_name)
     settings.AUTOMATE = {**settings.AUTOMATE, "DISPATCH_MAX_IN_FLIGHT": 3}
     make_items(5)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            assert dispatch.dispatch_to_celery(2) == 2
-            assert dispatch.dispatch_to_celery(2) == 1
-            assert dispatch.dispatch_to_celery(2) == 0
-        assert OutboxItem.objects.filter(status="leased").count() == 3
-        with celery_app.connection_for_write() as conn:
-            assert conn.default_channel.client.llen(queue_name) == 2  # two batch tasks
-    finally:
-        with celery_app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(queue_name)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(2) == 2
+        assert dispatch.dispatch_to_celery(2) == 1
+        assert dispatch.dispatch_to_celery(2) == 0
+    assert OutboxItem.objects.filter(status="leased").count() == 3
+    with current_app.connection_for_write() as conn:
+        assert conn.default_channel.client.llen(celery_queue) == 2  # two batch tasks
 
 
 def test_tasks__keep_the_names_queued_messages_carry():
@@ -102,11 +88,11 @@ def test_tasks__keep_the_names_queued_messages_carry():
 
 
 def test_dispatch_to_celery__sends_the_task_automate_tasks_registered(
-    celery_app, recorder_calls, django_capture_on_commit_callbacks
+    celery_broker, recorder_calls, django_capture_on_commit_callbacks
 ):
     """Sent by name, the batch still goes through ``process_items`` itself: in eager mode
     it runs here (a plain ``send_task`` would ignore eager mode and only queue it)."""
-    celery_app.conf.update(task_always_eager=True, broker_url="memory://")
+    celery_broker("memory://", task_always_eager=True)
     make_items(2)
     with django_capture_on_commit_callbacks(execute=True):
         assert dispatch.dispatch_to_celery(5) == 2

@@ -122,14 +122,6 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
     return dns
 
 
-@pytest.fixture(autouse=True)
-def _forget_secrets() -> Iterator[None]:
-    from automate_core import redaction
-
-    yield
-    redaction.forget_all()
-
-
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
     """A real HTTP server on 127.0.0.1 (reach it inside ``with server.allowed():``)."""

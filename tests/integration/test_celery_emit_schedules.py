@@ -6,7 +6,6 @@ ticks due now and hands them to the worker."""
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -22,29 +21,6 @@ from tests.engine_support import stop, wait_for
 from tests.integration.test_celery_end_to_end import celery_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture
-def celery_queue(redis_url, settings):
-    """This process sends tasks to ``redis_url`` on a queue of its own, through a Celery
-    app of its own: kombu keeps one broker pool per URL, and the end-to-end test's
-    teardown closes that pool for good, so start from fresh pools."""
-    from celery import Celery, current_app
-    from kombu import pools
-
-    previous = current_app._get_current_object()
-    pools.reset()
-    queue = f"automate-emit-{uuid.uuid4().hex[:8]}"
-    app = Celery("automate_emit_tests", include=["automate.tasks"], set_as_current=False)
-    app.config_from_object("django.conf:settings", namespace="CELERY")
-    app.conf.update(broker_url=redis_url, task_default_queue=queue)
-    app.set_current()
-    settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "celery"}
-    yield queue
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_delete(queue)
-    pools.reset()
-    previous.set_current()
 
 
 def test_emit__a_celery_worker_runs_the_workflow_after_the_commit(

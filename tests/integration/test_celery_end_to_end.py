@@ -9,10 +9,8 @@ action POSTing to a local HTTP server, then a filter) and records the run.
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
-from kombu import pools
 
 from automate.models import ConnectionProfile, RunStatus, WorkflowRun
 from automate.services import WorkflowService
@@ -21,31 +19,6 @@ from tests.automate.test_webhook_view import post, sign
 from tests.engine_support import CountingServer, start, stop, wait_for, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
-
-
-def _forget_pools(app) -> None:
-    """Close this process's broker connections and forget their pools: a closed pool left
-    in kombu's registry, or cached by the app, answers the next send with "Acquire on
-    closed pool" (another test's teardown may have closed it, in any order)."""
-    pools.reset()
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def celery_queue(redis_url, settings):
-    """This process sends tasks to ``redis_url`` on a queue of its own."""
-    from tests.celery_app import app
-
-    _forget_pools(app)
-    queue = f"automate-test-{uuid.uuid4().hex[:8]}"
-    app.conf.update(broker_url=redis_url, task_default_queue=queue)
-    app.set_current()
-    settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "celery"}
-    yield queue
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_delete(queue)
-    _forget_pools(app)
 
 
 def celery_worker(redis_url: str, queue: str, **env: str):

@@ -105,38 +105,20 @@ def test_health__an_unapplied_migration_is_503(client, monkeypatch):
     assert response.json()["problems"] == ["migrations: 1 migration(s) not applied"]
 
 
-def test_health__an_unreachable_broker_is_503_in_celery_mode(client, settings):
-    from tests.celery_app import app
-
+def test_health__an_unreachable_broker_is_503_in_celery_mode(client, celery_broker):
     WorkerHeartbeat.objects.create(worker="w", seen_at=timezone.now())
-    settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "celery"}
-    old = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    app.set_current()
-    try:
-        response = client.get("/health/")
-    finally:
-        app.conf.broker_url = old
-        app.pool.force_close_all()
+    celery_broker("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    response = client.get("/health/")
     assert response.status_code == 503
     [problem] = response.json()["problems"]
     assert problem.startswith("broker: the broker is unreachable")
 
 
 @pytest.mark.redis
-def test_health__a_reachable_broker_is_ok_in_celery_mode(client, settings, redis_url):
-    from tests.celery_app import app
-
+def test_health__a_reachable_broker_is_ok_in_celery_mode(client, celery_broker, redis_url):
     WorkerHeartbeat.objects.create(worker="w", seen_at=timezone.now())
-    settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "celery"}
-    old = app.conf.broker_url
-    app.conf.broker_url = redis_url
-    app.set_current()
-    try:
-        response = client.get("/health/")
-    finally:
-        app.conf.broker_url = old
-        app.pool.force_close_all()
+    celery_broker(redis_url)
+    response = client.get("/health/")
     assert response.status_code == 200, response.json()
     assert response.json()["checks"]["broker"] == {"ok": True, "mode": "celery"}
 

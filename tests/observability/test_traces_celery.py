@@ -16,7 +16,6 @@ import pytest
 
 from automate_core.models import OutboxItem
 from tests.engine_support import start, stop, wait_for, worker_env
-from tests.integration.test_celery_end_to_end import celery_queue  # noqa: F401
 from tests.observability.conftest import notify_workflow, send_event
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
@@ -31,7 +30,7 @@ def _sdk_path() -> str:
 def test_traces_celery__the_worker_continues_the_webhook_trace(
     postgres,
     redis_url,
-    celery_queue,  # noqa: F811
+    celery_queue,
     exporter,
     target,
     loopback,

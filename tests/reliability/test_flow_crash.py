@@ -10,10 +10,7 @@ run was lost. The embedded ``automate_worker`` is crashed in each scenario; a re
 from __future__ import annotations
 
 import json
-import random
 import signal
-import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -23,7 +20,14 @@ from automate.models import ConnectionProfile, RunStatus, StepRun, WorkflowRun
 from automate.services import WorkflowService
 from automate_core.models import OutboxItem
 from tests.automate.test_webhook_view import post, sign
-from tests.engine_support import CountingServer, start, stop, wait_for, worker_env
+from tests.engine_support import (
+    CountingServer,
+    crash_celery_repeatedly,
+    crash_repeatedly,
+    start_embedded_worker,
+    stop,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -44,33 +48,17 @@ def send(csrf_client, event_id, event_type="start", **payload):
     assert post(csrf_client, body, signature=sign(body)).status_code == 202
 
 
-def embedded_worker():
-    args = ["-m", "django", "automate_worker", "--threads", "2", "--batch", "5"]
-    return start([*args, "--poll", "0.1"], worker_env(AUTOMATE_WORKER_LEASE_SECONDS="2"))
-
-
 def crash_until(start_worker, finished, progress, what: str) -> str:
     """Start a worker, SIGKILL it mid-work KILLS times, then let a last one finish."""
-    random.seed(7)
-    worker = start_worker()
-    try:
-        for _ in range(KILLS):
-            seen = progress()
-            try:
-                wait_for(lambda s=seen: progress() > s, 60, "the worker to progress")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}; worker stderr: {stop(worker)[-3000:]}") from None
-            time.sleep(random.uniform(0, 0.3))
-            stop(worker, signal.SIGKILL)
-            worker = start_worker()
-        try:
-            wait_for(finished, 180, what)
-        except AssertionError as exc:
-            message = f"{exc}; {state()}; worker stderr: {stop(worker)[-3000:]}"
-            raise AssertionError(message) from None
-    finally:
-        errors = stop(worker)
-    return errors
+    return crash_repeatedly(
+        start_worker,
+        kills=KILLS,
+        progress=progress,
+        finished=finished,
+        what=what,
+        within=180,
+        state=state,
+    )
 
 
 def state() -> str:
@@ -157,7 +145,7 @@ def test_flow_crash__embedded_worker_killed_during_loops_and_delays(postgres, cs
     loop_and_delay_workflow()
     for n in range(40):
         send(csrf_client, f"evt_{n}")
-    errors = crash_until(embedded_worker, all_settled, StepRun.objects.count, "runs to end")
+    errors = crash_until(start_embedded_worker, all_settled, StepRun.objects.count, "runs to end")
     check_runs(target, loop_and_delay_keys, errors)
     assert WorkflowRun.objects.count() == 40
     assert RunWait.objects.filter(status="due").count() >= 1
@@ -166,32 +154,20 @@ def test_flow_crash__embedded_worker_killed_during_loops_and_delays(postgres, cs
 def test_flow_crash__celery_worker_killed_during_loops_and_delays(
     postgres, redis_url, csrf_client, target
 ):
-    queue = f"automate-flow-crash-{uuid.uuid4().hex[:8]}"
-    env = worker_env(
-        AUTOMATE_WORKER_BROKER_URL=redis_url,
-        AUTOMATE_WORKER_QUEUE=queue,
-        AUTOMATE_WORKER_LEASE_SECONDS="4",
-        AUTOMATE_WORKER_VISIBILITY_TIMEOUT="5",
-        AUTOMATE_WORKER_MAX_IN_FLIGHT="10",
-    )
-
-    def celery_worker():
-        args = ["-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads"]
-        args += ["--concurrency", "2", "--queues", queue, "--loglevel", "ERROR"]
-        return start([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"], env)
-
     loop_and_delay_workflow()
     for n in range(30):
         send(csrf_client, f"evt_{n}")
-    dispatcher = start(
-        ["-m", "django", "automate_worker", "--dispatch-only", "--batch", "5", "--poll", "0.1"],
-        env,
+    errors = crash_celery_repeatedly(
+        redis_url,
+        "flow-crash",
+        kills=KILLS,
+        progress=StepRun.objects.count,
+        finished=all_settled,
+        what="runs to end",
+        within=180,
+        state=state,
     )
-    try:
-        errors = crash_until(celery_worker, all_settled, StepRun.objects.count, "runs to end")
-    finally:
-        errors_dispatch = stop(dispatcher)
-    check_runs(target, loop_and_delay_keys, errors + errors_dispatch)
+    check_runs(target, loop_and_delay_keys, errors)
     assert WorkflowRun.objects.count() == 30
 
 
@@ -219,7 +195,7 @@ def test_flow_crash__embedded_worker_killed_while_runs_wait_for_events(
     runs = 30
     for n in range(runs):
         send(csrf_client, f"ticket_{n}")
-    worker = embedded_worker()
+    worker = start_embedded_worker()
     try:
         wait_for(
             lambda: RunWait.objects.filter(status="waiting").count() == runs,
@@ -244,7 +220,7 @@ def test_flow_crash__embedded_worker_killed_while_runs_wait_for_events(
             send(csrf_client, f"reply_{n}_b", "reply", ticket=f"ticket_{n}", n=2)
         return all_settled()
 
-    errors = crash_until(embedded_worker, finished, progress, "runs to end")
+    errors = crash_until(start_embedded_worker, finished, progress, "runs to end")
     check_runs(target, lambda run: [f"{run.event['id']}-ask"], errors)
     # Every run was resumed by a reply.
     assert StepRun.objects.filter(step__name="Reply", status="succeeded").count() == runs

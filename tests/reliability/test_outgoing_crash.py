@@ -8,11 +8,9 @@ duplicate caused by a crash is one the receiver recognises.
 
 from __future__ import annotations
 
+import functools
 import json
-import random
-import signal
 import time
-import uuid
 from collections import defaultdict
 
 import pytest
@@ -21,7 +19,7 @@ from automate import send_webhook
 from automate.outgoing import OUTGOING_KEY, DeliveryAttempt, OutgoingMessage, WebhookEndpoint
 from automate_core.models import OutboxItem
 from tests.core.helpers import LocalServer, automate_settings, send
-from tests.engine_support import start, stop, wait_for, worker_env
+from tests.engine_support import crash_celery_repeatedly, crash_repeatedly, start_embedded_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -32,6 +30,21 @@ KILLS = 10
 def slow_ok(handler) -> None:
     time.sleep(0.05)  # a request in flight is what a kill should interrupt
     send(handler, 200)
+
+
+def every_delivery_ended() -> bool:
+    deliveries = OutboxItem.objects.filter(connector_key=OUTGOING_KEY)
+    return not deliveries.exclude(status__in=["done", "dead"]).exists()
+
+
+#: How both kinds are killed: KILLS times while they deliver, then one delivers the rest.
+CRASHES = {
+    "kills": KILLS,
+    "progress": DeliveryAttempt.objects.count,
+    "finished": every_delivery_ended,
+    "what": "every delivery to end",
+    "pause": 0.2,
+}
 
 
 @pytest.mark.parametrize("kind", ["embedded", "celery"])
@@ -46,11 +59,11 @@ def test_crash__worker_killed_mid_delivery_loses_no_message(kind, postgres, requ
         for n in range(MESSAGES):
             send_webhook("order.created", {"order": n})
         if kind == "embedded":
-            env = worker_env(AUTOMATE_WORKER_LEASE_SECONDS="2", AUTOMATE_WORKER_EXTRA=extra)
-            args = ["-m", "django", "automate_worker", "--threads", "2", "--batch", "5"]
-            errors = crash_repeatedly(lambda: start([*args, "--poll", "0.1"], env))
+            worker = functools.partial(start_embedded_worker, AUTOMATE_WORKER_EXTRA=extra)
+            errors = crash_repeatedly(worker, **CRASHES)
         else:
-            errors = crash_celery(request.getfixturevalue("redis_url"), extra)
+            redis_url = request.getfixturevalue("redis_url")
+            errors = crash_celery_repeatedly(redis_url, "outgoing-crash", extra, **CRASHES)
     finally:
         receiver.stop()
 
@@ -79,56 +92,3 @@ def test_crash__worker_killed_mid_delivery_loses_no_message(kind, postgres, requ
             # Delivered (at least once), and always under the message's own webhook-id.
             assert received[(path, order)] == {uids[pk]}
     assert DeliveryAttempt.objects.filter(status_code=200).count() >= MESSAGES * 2
-
-
-def crash_celery(redis_url: str, extra: str) -> str:
-    """A real ``celery worker`` fed by ``automate_worker --dispatch-only`` through Redis,
-    killed while it delivers."""
-    queue = f"automate-outgoing-crash-{uuid.uuid4().hex[:8]}"
-    env = worker_env(
-        AUTOMATE_WORKER_BROKER_URL=redis_url,
-        AUTOMATE_WORKER_QUEUE=queue,
-        AUTOMATE_WORKER_LEASE_SECONDS="4",
-        AUTOMATE_WORKER_VISIBILITY_TIMEOUT="5",
-        AUTOMATE_WORKER_MAX_IN_FLIGHT="10",
-        AUTOMATE_WORKER_EXTRA=extra,
-    )
-    celery = ["-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads"]
-    celery += ["--concurrency", "2", "--queues", queue, "--loglevel", "ERROR"]
-    celery += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    dispatcher = start(
-        ["-m", "django", "automate_worker", "--dispatch-only", "--batch", "5", "--poll", "0.1"],
-        env,
-    )
-    try:
-        errors = crash_repeatedly(lambda: start(celery, env))
-    finally:
-        errors += stop(dispatcher)
-    return errors
-
-
-def crash_repeatedly(start_worker) -> str:
-    random.seed(7)
-    worker = start_worker()
-    try:
-        for _ in range(KILLS):
-            seen = DeliveryAttempt.objects.count()
-            try:
-                wait_for(lambda s=seen: DeliveryAttempt.objects.count() > s, 60, "deliveries")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}; worker stderr: {stop(worker)[-3000:]}") from None
-            time.sleep(random.uniform(0, 0.2))
-            stop(worker, signal.SIGKILL)
-            worker = start_worker()
-        wait_for(
-            lambda: (
-                not OutboxItem.objects.filter(connector_key=OUTGOING_KEY)
-                .exclude(status__in=["done", "dead"])
-                .exists()
-            ),
-            120,
-            "every delivery to end",
-        )
-    finally:
-        errors = stop(worker)
-    return errors

@@ -26,7 +26,14 @@ from automate.models import ConnectionProfile, RunStatus, ScheduleTick, Workflow
 from automate.schedules.fire import SCHEDULE_CONNECTOR_KEY
 from automate.services import WorkflowService
 from automate_core.models import OutboxItem
-from tests.engine_support import CountingServer, start, stop, wait_for, worker_env
+from tests.engine_support import (
+    CountingServer,
+    celery_worker_args,
+    start,
+    stop,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -125,9 +132,7 @@ def test_schedule__two_embedded_workers_fire_each_tick_once(postgres):
 def test_schedule__two_dispatchers_and_a_celery_worker_fire_each_tick_once(postgres, redis_url):
     queue = f"automate-schedule-{uuid.uuid4().hex[:8]}"
     env = worker_env(AUTOMATE_WORKER_BROKER_URL=redis_url, AUTOMATE_WORKER_QUEUE=queue)
-    celery = ["-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads"]
-    celery += ["--concurrency", "2", "--queues", queue, "--loglevel", "ERROR"]
-    celery += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    celery = celery_worker_args(queue)
     dispatch = ["-m", "django", "automate_worker", "--dispatch-only", "--poll", "0.1"]
     with CountingServer() as target:
         processes = [start(celery, env), start(dispatch, env), start(dispatch, env)]

@@ -29,7 +29,15 @@ import pytest
 from tests.automate.test_webhook_view import SECRET, post, sign
 from tests.conftest import service_missing
 from tests.databases import postgres_settings_from_url
-from tests.engine_support import ROOT, CountingServer, start, stop, wait_for, worker_env
+from tests.engine_support import (
+    ROOT,
+    CountingServer,
+    celery_worker_args,
+    start,
+    stop,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -258,9 +266,7 @@ def test_restart__redis_restarted_under_load(postgres, csrf_client):
         AUTOMATE_WORKER_VISIBILITY_TIMEOUT="4",
         AUTOMATE_WORKER_MAX_IN_FLIGHT="10",
     )
-    celery = ["-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads"]
-    celery += ["--concurrency", "2", "--queues", queue, "--loglevel", "ERROR"]
-    celery += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    celery = celery_worker_args(queue)
     dispatch = ["-m", "django", "automate_worker", "--dispatch-only", "--batch", "5"]
     with CountingServer(delay=0.01) as target:
         ConnectionProfile.objects.create(

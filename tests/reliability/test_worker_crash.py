@@ -9,10 +9,6 @@ and a real ``celery worker`` fed by ``automate_worker --dispatch-only`` through 
 from __future__ import annotations
 
 import json
-import random
-import signal
-import time
-import uuid
 
 import pytest
 
@@ -20,7 +16,12 @@ from automate.models import ConnectionProfile, RunStatus, StepRun, WorkflowRun
 from automate.services import WorkflowService
 from automate_core.models import OutboxItem
 from tests.automate.test_webhook_view import post, sign
-from tests.engine_support import CountingServer, start, stop, wait_for, worker_env
+from tests.engine_support import (
+    CountingServer,
+    crash_celery_repeatedly,
+    crash_repeatedly,
+    start_embedded_worker,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -53,28 +54,14 @@ def setup_events(target: CountingServer, csrf_client) -> None:
         assert post(csrf_client, body, signature=sign(body)).status_code == 202
 
 
-def crash_repeatedly(start_worker) -> str:
-    """Start a worker, SIGKILL it mid-work KILLS times, then let a last one finish."""
-    random.seed(4)
-    worker = start_worker()
-    try:
-        for _ in range(KILLS):
-            seen = StepRun.objects.count()
-            try:
-                wait_for(lambda s=seen: StepRun.objects.count() > s, 60, "the worker to progress")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}; worker stderr: {stop(worker)[-3000:]}") from None
-            time.sleep(random.uniform(0, 0.3))
-            stop(worker, signal.SIGKILL)
-            worker = start_worker()
-        wait_for(
-            lambda: not OutboxItem.objects.exclude(status__in=["done", "dead"]).exists(),
-            120,
-            "every event to end done or dead",
-        )
-    finally:
-        errors = stop(worker)
-    return errors
+#: How both tests kill their worker: KILLS times mid-work, then one finishes every event.
+CRASHES = {
+    "kills": KILLS,
+    "progress": StepRun.objects.count,
+    "finished": lambda: not OutboxItem.objects.exclude(status__in=["done", "dead"]).exists(),
+    "what": "every event to end done or dead",
+    "seed": 4,
+}
 
 
 def check_outcome(target: CountingServer, errors: str) -> None:
@@ -100,39 +87,14 @@ def check_outcome(target: CountingServer, errors: str) -> None:
 
 
 def test_crash__embedded_worker_killed_20_times(postgres, csrf_client):
-    def embedded_worker():
-        args = ["-m", "django", "automate_worker", "--threads", "2", "--batch", "5"]
-        return start([*args, "--poll", "0.1"], worker_env(AUTOMATE_WORKER_LEASE_SECONDS="2"))
-
     with CountingServer(delay=0.05) as target:
         setup_events(target, csrf_client)
-        errors = crash_repeatedly(embedded_worker)
+        errors = crash_repeatedly(start_embedded_worker, **CRASHES)
     check_outcome(target, errors)
 
 
 def test_crash__celery_worker_killed_20_times(postgres, redis_url, csrf_client):
-    queue = f"automate-crash-{uuid.uuid4().hex[:8]}"
-    env = worker_env(
-        AUTOMATE_WORKER_BROKER_URL=redis_url,
-        AUTOMATE_WORKER_QUEUE=queue,
-        AUTOMATE_WORKER_LEASE_SECONDS="4",
-        AUTOMATE_WORKER_VISIBILITY_TIMEOUT="5",
-        AUTOMATE_WORKER_MAX_IN_FLIGHT="10",
-    )
-
-    def celery_worker():
-        args = ["-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads"]
-        args += ["--concurrency", "2", "--queues", queue, "--loglevel", "ERROR"]
-        return start([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"], env)
-
     with CountingServer(delay=0.05) as target:
         setup_events(target, csrf_client)
-        dispatcher = start(
-            ["-m", "django", "automate_worker", "--dispatch-only", "--batch", "5", "--poll", "0.1"],
-            env,
-        )
-        try:
-            errors = crash_repeatedly(celery_worker)
-        finally:
-            errors_dispatch = stop(dispatcher)
-    check_outcome(target, errors + errors_dispatch)
+        errors = crash_celery_repeatedly(redis_url, "crash", **CRASHES)
+    check_outcome(target, errors)

@@ -22,7 +22,6 @@ from django.core.exceptions import ValidationError
 from automate.models import ConnectionProfile, RunStatus
 from automate.services import WorkflowService
 from automate.steps.http_request import MAX_KEPT_TEXT
-from automate_core import redaction
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from tests.core.conftest import fake_dns, net_guard  # noqa: F401  (autouse guards)
 from tests.core.helpers import LocalServer, automate_settings, send
@@ -124,7 +123,6 @@ def test_workflow_author__a_webhook_signing_secret_is_never_an_outbound_credenti
 def test_workflow_author__a_signing_secret_is_no_api_token_of_a_built_in_connector(attacker, drain):
     # The GitHub connector sends its token to base_url: a profile naming the signing
     # secret as that token must be refused before anything is resolved or sent.
-    redaction.forget_all()  # an earlier test's secret "secret" would mask the message
     ConnectionProfile.objects.create(
         key="gh",
         connector_key="github",
