@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,16 @@ def complete(provider, mode, messages=MESSAGES, **kwargs):
     if mode == "sync":
         return provider.complete(messages, **kwargs)
     return asyncio.run(provider.acomplete(messages, **kwargs))
+
+
+def warmed(server, mode: str, **config) -> Any:
+    """A provider that has answered once, so the SDK's lazily imported modules are loaded:
+    a short deadline then times the server's silence, not a first import on a busy machine."""
+    provider = make(server, **config)
+    server.add(Reply(200, message({"type": "text", "text": "warm"})))
+    complete(provider, mode)
+    server.requests.clear()
+    return provider
 
 
 def retrying(provider, mode, policy, waits):
@@ -258,9 +269,10 @@ def test_anthropic__a_burst_of_500s_and_529s_is_unavailable_and_retryable(server
 
 @pytest.mark.parametrize("mode", MODES)
 def test_anthropic__a_silent_server_is_a_retryable_timeout(server, mode):
+    provider = warmed(server, mode, timeout=0.3)
     server.add(Reply(hang=True))
     with pytest.raises(AutomateError) as info:
-        complete(make(server, timeout=0.3), mode)
+        complete(provider, mode)
     assert info.value.code == ErrorCodes.TIMEOUT
     assert info.value.retryable is True
 
@@ -304,7 +316,8 @@ def test_anthropic__count_tokens_errors_are_normalized(server):
 
 
 def test_anthropic__a_per_call_timeout_overrides_the_profile_timeout(server):
+    provider = warmed(server, "sync", timeout=60)
     server.add(Reply(hang=True))
     with pytest.raises(AutomateError) as info:
-        make(server, timeout=60).complete(MESSAGES, timeout=0.3)
+        provider.complete(MESSAGES, timeout=0.3)
     assert info.value.code == ErrorCodes.TIMEOUT
