@@ -210,3 +210,34 @@ def test_pgvector__a_knowledge_base_ingests_and_searches_hybrid(make_kb, corpus,
     assert "content" not in results[0]["metadata"]
     # Re-ingesting unchanged files touches nothing.
     assert {r.status for r in ingest_paths(kb, [corpus])} == {"unchanged"}
+
+
+def test_pgvector__ingest_documents_writes_waves_into_one_index(make_kb, corpus, postgres):
+    from rag.ingest import SourceText, ingest_documents
+    from rag.models import Chunk
+    from rag.query import search
+
+    kb = make_kb("pg-waves", retrieval_provider="pgvector")
+    documents = [
+        SourceText(path.name, path.read_text(), markdown=path.suffix == ".md")
+        for path in sorted(corpus.rglob("*"))
+        if path.is_file()
+    ]
+    results = ingest_documents(kb, documents, batch_passages=2)
+    assert {r.status for r in results} == {"created"}
+    store = kb.get_retriever()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT vector_id FROM rag_pgvector_pgvectorentry WHERE namespace = %s", [kb.slug]
+        )
+        stored = {row[0] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = %s", [store.index_name(64)]
+        )
+        assert cursor.fetchone()[0] == 1
+    assert stored == set(
+        Chunk.objects.filter(knowledge_base=kb).values_list("vector_id", flat=True)
+    )
+    assert len(stored) == sum(r.chunks for r in results)
+    found = search(kb, "reset password", top_k=2, filters={"source": "account.md"})
+    assert [r["source"] for r in found] == ["account.md", "account.md"]
