@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from automate_core.providers.errors import AutomateError
 from rag.providers.pgvector import PgVectorRetrievalProvider
@@ -241,3 +242,28 @@ def test_pgvector__ingest_documents_writes_waves_into_one_index(make_kb, corpus,
     assert len(stored) == sum(r.chunks for r in results)
     found = search(kb, "reset password", top_k=2, filters={"source": "account.md"})
     assert [r["source"] for r in found] == ["account.md", "account.md"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pgvector__search_settings_end_with_the_query_in_autocommit_mode():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    store = PgVectorRetrievalProvider({"namespace": "autocommit", "ef_search": 321})
+    store.index_documents(
+        [
+            {"id": "a", "embedding": [1.0, 0.0], "content": "a", "metadata": {"k": 1}},
+            {"id": "b", "embedding": [0.0, 1.0], "content": "b", "metadata": {"k": 2}},
+        ]
+    )
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as queries:
+        found = store.retrieve([1.0, 0.1], top_k=1, filters={"k": 2})
+    assert [p["id"] for p in found] == ["b"]
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert any("set_config('hnsw.ef_search', '321', true)" in s for s in statements)
+    assert not any("current_setting" in s for s in statements)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW hnsw.ef_search")
+        assert cursor.fetchone()[0] == "40"
+        cursor.execute("SHOW hnsw.iterative_scan")
+        assert cursor.fetchone()[0] == "off"

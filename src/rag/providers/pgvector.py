@@ -250,15 +250,20 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
     def _search_options(self) -> Iterator[Any]:
         """A cursor in a transaction with this provider's HNSW settings, restored after.
 
-        ``set_config(..., true)`` lasts until the end of the transaction; when the caller
-        already holds one (``ATOMIC_REQUESTS``, a test), the old values are put back so the
-        settings never leak past this query.
+        ``set_config(..., true)`` lasts until the end of the transaction: in autocommit
+        mode this query's own transaction ends right after it. When the caller already
+        holds one (``ATOMIC_REQUESTS``, a test), the old values are read first and put back
+        so the settings never leak past this query (two more round trips).
         """
+        outer = connection.in_atomic_block
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
-            )
-            previous = cursor.fetchone()
+            previous = None
+            if outer:
+                cursor.execute(
+                    "SELECT current_setting('hnsw.ef_search'), "
+                    "current_setting('hnsw.iterative_scan')"
+                )
+                previous = cursor.fetchone()
             cursor.execute(
                 "SELECT set_config('hnsw.ef_search', %s, true), "
                 "set_config('hnsw.iterative_scan', %s, true)",
@@ -267,11 +272,12 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
             # On an error the savepoint's rollback restores them, and a failed transaction
             # would refuse this statement anyway.
             yield cursor
-            cursor.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true), "
-                "set_config('hnsw.iterative_scan', %s, true)",
-                list(previous),
-            )
+            if previous is not None:
+                cursor.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true), "
+                    "set_config('hnsw.iterative_scan', %s, true)",
+                    list(previous),
+                )
 
     def _prepare(self, query_embedding: list[float], top_k: int, filters: dict | None):
         self._check_postgres()
