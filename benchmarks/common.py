@@ -191,8 +191,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def report(title: str, body: str, notes: str = "") -> None:
-    """Print the result and append it, with the machine and the command, to the docs."""
+def report(title: str, body: str, notes: str = "", *, write: bool = True) -> None:
+    """Print the result and append it, with the machine and the command, to the docs
+    (``write=False``, for trial runs: print only)."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     module = spec.name if spec else sys.argv[0]
     command = shlex.join(["PYTHONPATH=src:.:example", "python", "-m", module, *sys.argv[1:]])
@@ -203,6 +204,8 @@ def report(title: str, body: str, notes: str = "") -> None:
         f"Command: `{command}`\n\n{body}\n" + (f"\n{notes}\n" if notes else "")
     )
     print(section)
+    if not write:
+        return
     REPORT.parent.mkdir(exist_ok=True)
     if not REPORT.exists():
         REPORT.write_text("# Benchmarks\n\nWritten by `make bench`; newest runs at the end.\n")
