@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from automate_core.providers.errors import AutomateError
+from rag import filters as rag_filters
 from rag.providers.pgvector import PgVectorRetrievalProvider
 
 DIMS = 384
@@ -183,6 +184,7 @@ def test_pgvector__empty_namespace_returns_nothing(postgres):
     ("config", "fragment"),
     [
         ({"ef_search": 0}, "ef_search must be an integer"),
+        ({"filter_candidates": -1}, "filter_candidates must be an integer"),
         ({"iterative_scan": "sometimes"}, "iterative_scan must be one of"),
         ({"text_search_config": "english; DROP"}, "text_search_config"),
     ],
@@ -267,3 +269,23 @@ def test_pgvector__search_settings_end_with_the_query_in_autocommit_mode():
         assert cursor.fetchone()[0] == "40"
         cursor.execute("SHOW hnsw.iterative_scan")
         assert cursor.fetchone()[0] == "off"
+
+
+@pytest.mark.django_db
+def test_pgvector__filter_candidates_widens_the_filtered_pool_only(loaded):
+    _, vectors = loaded
+    wide = PgVectorRetrievalProvider({"namespace": "recall", "filter_candidates": 60})
+    query = _queries(1)[0].tolist()
+    _, params = wide._vector_sql(query, 10, rag_filters.parse({"group": 3}))
+    assert params[-2:] == [60, 10]  # 60 matching rows from the index, the best 10 kept
+    assert wide._vector_sql(query, 10, [])[1][-2:] == [10, 10]
+    found = wide.retrieve(query, top_k=10, filters={"group": 3})
+    assert len(found) == 10 and all(p["metadata"]["group"] == 3 for p in found)
+    group = np.array([i % 10 == 3 for i in range(COUNT)])
+    scores = np.where(group, vectors @ np.array(query), -np.inf)
+    exact = {f"v{i}" for i in np.argsort(-scores)[:10]}
+    narrow = PgVectorRetrievalProvider({"namespace": "recall"})
+    narrow_hits = len(
+        exact & {p["id"] for p in narrow.retrieve(query, top_k=10, filters={"group": 3})}
+    )
+    assert len(exact & {p["id"] for p in found}) >= narrow_hits
