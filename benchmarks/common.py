@@ -191,9 +191,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def report(title: str, body: str, notes: str = "") -> None:
+def report(title: str, body: str, notes: str = "", *, write: bool = True) -> None:
     """Print the result and append it, with the machine and the command, to the docs;
-    with ``BENCH_NO_WRITE=1`` (a trial run) only print it."""
+    with ``write=False`` or ``BENCH_NO_WRITE=1`` (a trial run) only print it."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     module = spec.name if spec else sys.argv[0]
     command = shlex.join(["PYTHONPATH=src:.:example", "python", "-m", module, *sys.argv[1:]])
@@ -204,7 +204,7 @@ def report(title: str, body: str, notes: str = "") -> None:
         f"Command: `{command}`\n\n{body}\n" + (f"\n{notes}\n" if notes else "")
     )
     print(section)
-    if os.environ.get("BENCH_NO_WRITE") == "1":
+    if not write or os.environ.get("BENCH_NO_WRITE") == "1":
         return
     REPORT.parent.mkdir(exist_ok=True)
     if not REPORT.exists():

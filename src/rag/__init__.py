@@ -24,7 +24,7 @@ from rag.registry import (
 )
 
 if TYPE_CHECKING:
-    from rag.ingest import IngestResult, ingest_paths, ingest_text
+    from rag.ingest import IngestResult, SourceText, ingest_documents, ingest_paths, ingest_text
     from rag.query import search
 
 __all__ = [
@@ -33,8 +33,10 @@ __all__ = [
     "IndexDocument",
     "IngestResult",
     "RetrievedPassage",
+    "SourceText",
     "get_embedding_provider",
     "get_retrieval_provider",
+    "ingest_documents",
     "ingest_paths",
     "ingest_text",
     "register_embedding_provider",
@@ -46,6 +48,8 @@ __all__ = [
 # ingestion and search work on knowledge-base models, so they load on first access.
 _LAZY = {
     "IngestResult": "rag.ingest",
+    "SourceText": "rag.ingest",
+    "ingest_documents": "rag.ingest",
     "ingest_paths": "rag.ingest",
     "ingest_text": "rag.ingest",
     "search": "rag.query",

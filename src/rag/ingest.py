@@ -5,12 +5,21 @@ store before any row changes, and the database rows change in one transaction af
 store accepted the vectors. A failure before that leaves the previous version of the
 document fully in place; running the ingestion again finishes the job. Unchanged content
 (same hash, same chunking) is skipped without calling any provider.
+
+Many documents at once (:func:`ingest_documents`, which :func:`ingest_paths` uses) go
+through in waves of about ``batch_passages`` passages: a wave's passages are sorted by
+length (the embedder's token count when it gives one) so each embedding batch holds
+passages of nearly one length and little padding, and the next wave is embedded on a
+worker thread while the calling thread writes the previous one to the store and the
+database. Writes stay on the caller's thread, so its connection and transaction apply.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +28,14 @@ from django.db import transaction
 
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from rag.chunking import chunk_text
+from rag.embeddings.base import BaseEmbeddingProvider
 from rag.models import Chunk, Document, KnowledgeBase
+from rag.providers.base import BaseRetrievalProvider
 
 TEXT_SUFFIXES = {".md": True, ".markdown": True, ".txt": False}
 EMBED_BATCH = 64
+#: Passages per wave of :func:`ingest_documents` (embedded while the wave before is written).
+WAVE_PASSAGES = 512
 MAX_SOURCE_LENGTH = 500
 
 
@@ -60,17 +73,36 @@ def _title(text: str, source: str) -> str:
     return Path(source).stem.replace("-", " ").replace("_", " ")[:300]
 
 
-def ingest_text(
-    kb: KnowledgeBase,
-    source: str,
-    text: str,
-    *,
-    title: str | None = None,
-    metadata: dict[str, Any] | None = None,
-    markdown: bool = True,
-    force: bool = False,
-) -> IngestResult:
-    """Add or replace the document ``source`` of ``kb`` with ``text``."""
+@dataclass
+class IngestProgress:
+    """Where :func:`ingest_documents` is: handed to its ``progress`` callback per document."""
+
+    documents_done: int
+    documents_total: int
+    passages_done: int
+    elapsed: float  # seconds since the ingestion started
+    source: str  # the document just finished
+
+    @property
+    def rate(self) -> float:
+        """Passages written per second so far."""
+        return self.passages_done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class _Pending:
+    """A document that needs embedding: its passages, and what its rows will hold."""
+
+    source: str
+    text: str
+    title: str
+    metadata: dict[str, Any]
+    content_hash: str
+    existing: Document | None
+    records: list[dict[str, Any]]
+
+
+def _check(source: Any, text: Any, metadata: Any) -> None:
     if not isinstance(source, str) or not source.strip() or len(source) > MAX_SOURCE_LENGTH:
         raise invalid_argument(
             None, f"source must be 1-{MAX_SOURCE_LENGTH} characters", source=str(source)[:100]
@@ -79,6 +111,20 @@ def ingest_text(
         raise invalid_argument(None, f"{source}: the document is empty", source=source)
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid_argument(None, f"{source}: metadata must be an object", source=source)
+
+
+def _plan(
+    kb: KnowledgeBase,
+    source: str,
+    text: str,
+    *,
+    title: str | None,
+    metadata: dict[str, Any] | None,
+    markdown: bool,
+    force: bool,
+) -> IngestResult | _Pending:
+    """The unchanged result, or the document's passages to embed."""
+    _check(source, text, metadata)
     metadata = dict(metadata or {})
     title = (title or _title(text, source))[:300]
     content_hash = _fingerprint(kb, text)
@@ -111,46 +157,70 @@ def ingest_text(
                 "metadata": {**chunk_metadata, "content": piece.content},
             }
         )
+    return _Pending(source, text, title, metadata, content_hash, existing, records)
 
-    embedder = kb.get_embedder()
-    vectors: list[list[float]] = []
-    for start in range(0, len(records), EMBED_BATCH):
-        batch = [r["content"] for r in records[start : start + EMBED_BATCH]]
-        vectors.extend(embedder.embed_documents(batch))
-    if len(vectors) != len(records) or any(len(v) != embedder.vector_size for v in vectors):
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Positions of ``lengths`` grouped into batches of at most ``batch_size``, shortest
+    first, so that each batch's items are of nearly one length (a batch is padded to its
+    longest item). Ties keep their order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), max(1, batch_size))]
+
+
+def embed_passages(
+    embedder: BaseEmbeddingProvider, texts: list[str], kb: KnowledgeBase | None = None
+) -> list[list[float]]:
+    """Vectors for ``texts`` in order, embedded in batches of passages of similar length."""
+    if not texts:
+        return []
+    batch_size = int(getattr(embedder, "batch_size", EMBED_BATCH) or EMBED_BATCH)
+    vectors: list[list[float] | None] = [None] * len(texts)
+    provider = kb.embedding_provider if kb is not None else embedder.key
+    wrong = False
+    for batch in length_batches(embedder.text_lengths(texts), batch_size):
+        found = embedder.embed_documents([texts[i] for i in batch])
+        wrong = wrong or len(found) != len(batch)
+        for position, vector in zip(batch, found, strict=False):
+            vectors[position] = vector
+    if wrong or any(v is None or len(v) != embedder.vector_size for v in vectors):
         raise AutomateError(
             ErrorCodes.INTERNAL,
-            f"embedding provider {kb.embedding_provider!r} returned vectors of the wrong "
-            f"count or size (expected {len(records)} x {embedder.vector_size})",
-            provider=kb.embedding_provider,
+            f"embedding provider {provider!r} returned vectors of the wrong "
+            f"count or size (expected {len(texts)} x {embedder.vector_size})",
+            provider=provider,
         )
-    for record, vector in zip(records, vectors, strict=True):
-        record["embedding"] = vector
+    return vectors  # type: ignore[return-value]
 
-    retriever = kb.get_retriever()
-    retriever.index_documents(records)
 
-    new_ids = {r["id"] for r in records}
+def _write(
+    kb: KnowledgeBase, retriever: BaseRetrievalProvider, pending: list[_Pending]
+) -> list[IngestResult]:
+    """Store the passages of ``pending`` (embedded), then their rows in one transaction."""
+    retriever.index_documents([record for doc in pending for record in doc.records])
+    stale: dict[str, list[str]] = {}
+    results: list[IngestResult] = []
     with transaction.atomic():
-        if existing is None:
-            document = Document.objects.create(
-                knowledge_base=kb,
-                source=source,
-                title=title,
-                content=text,
-                content_hash=content_hash,
-                metadata=metadata,
-            )
-            old_ids: set[str] = set()
-        else:
-            document = existing
-            old_ids = set(document.chunks.values_list("vector_id", flat=True))
-            document.title, document.content = title, text
-            document.content_hash, document.metadata = content_hash, metadata
-            document.save()
-            document.chunks.all().delete()
-        Chunk.objects.bulk_create(
-            [
+        chunks: list[Chunk] = []
+        for doc in pending:
+            if doc.existing is None:
+                document = Document.objects.create(
+                    knowledge_base=kb,
+                    source=doc.source,
+                    title=doc.title,
+                    content=doc.text,
+                    content_hash=doc.content_hash,
+                    metadata=doc.metadata,
+                )
+                old_ids: set[str] = set()
+            else:
+                document = doc.existing
+                old_ids = set(document.chunks.values_list("vector_id", flat=True))
+                document.title, document.content = doc.title, doc.text
+                document.content_hash, document.metadata = doc.content_hash, doc.metadata
+                document.save()
+                document.chunks.all().delete()
+            chunks.extend(
                 Chunk(
                     knowledge_base=kb,
                     document=document,
@@ -160,17 +230,144 @@ def ingest_text(
                     vector_id=record["id"],
                     metadata={k: v for k, v in record["metadata"].items() if k != "content"},
                 )
-                for index, record in enumerate(records)
-            ]
-        )
-    result = IngestResult(source, "created" if existing is None else "updated", len(records))
-    stale = sorted(old_ids - new_ids)
-    if stale:
+                for index, record in enumerate(doc.records)
+            )
+            stale[doc.source] = sorted(old_ids - {r["id"] for r in doc.records})
+            status = "created" if doc.existing is None else "updated"
+            results.append(IngestResult(doc.source, status, len(doc.records)))
+        Chunk.objects.bulk_create(chunks, batch_size=1000)
+    for result in results:
+        if stale[result.source]:
+            try:
+                retriever.delete(stale[result.source])
+            except AutomateError:
+                result.stale_ids = stale[result.source]
+    return results
+
+
+def ingest_text(
+    kb: KnowledgeBase,
+    source: str,
+    text: str,
+    *,
+    title: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    markdown: bool = True,
+    force: bool = False,
+) -> IngestResult:
+    """Add or replace the document ``source`` of ``kb`` with ``text``."""
+    planned = _plan(
+        kb, source, text, title=title, metadata=metadata, markdown=markdown, force=force
+    )
+    if isinstance(planned, IngestResult):
+        return planned
+    embedder = kb.get_embedder()
+    vectors = embed_passages(embedder, [r["content"] for r in planned.records], kb)
+    for record, vector in zip(planned.records, vectors, strict=True):
+        record["embedding"] = vector
+    return _write(kb, kb.get_retriever(), [planned])[0]
+
+
+@dataclass
+class SourceText:
+    """One document for :func:`ingest_documents`."""
+
+    source: str
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] | None = None
+    markdown: bool = True
+
+
+def ingest_documents(
+    kb: KnowledgeBase,
+    documents: Iterable[SourceText],
+    *,
+    force: bool = False,
+    progress: Callable[[IngestProgress], None] | None = None,
+    batch_passages: int = WAVE_PASSAGES,
+) -> list[IngestResult]:
+    """Ingest many documents, in waves of about ``batch_passages`` passages, each embedded
+    while the one before is written. Results are in the order of ``documents``.
+
+    A failure stops the ingestion: the waves written before it stay, the documents of the
+    failing wave and after it keep their previous version (run it again to finish).
+    """
+    documents = list(documents)
+    seen: set[str] = set()
+    for doc in documents:
+        if doc.source in seen:
+            raise invalid_argument(
+                None, f"{doc.source}: the same source is given twice", source=doc.source
+            )
+        seen.add(doc.source)
+    embedder = kb.get_embedder()
+    retriever = kb.get_retriever()
+    started = time.perf_counter()
+    results: dict[str, IngestResult] = {}
+    done_documents = done_passages = 0
+
+    def report(result: IngestResult) -> None:
+        nonlocal done_documents, done_passages
+        results[result.source] = result
+        done_documents += 1
+        if result.status != "unchanged":
+            done_passages += result.chunks
+        if progress is not None:
+            elapsed = time.perf_counter() - started
+            progress(
+                IngestProgress(
+                    done_documents, len(documents), done_passages, elapsed, result.source
+                )
+            )
+
+    def embed(wave: list[_Pending]) -> list[_Pending]:
+        texts = [r["content"] for doc in wave for r in doc.records]
+        vectors = iter(embed_passages(embedder, texts, kb))
+        for doc in wave:
+            for record in doc.records:
+                record["embedding"] = next(vectors)
+        return wave
+
+    def waves() -> Iterator[list[_Pending]]:
+        wave: list[_Pending] = []
+        size = 0
+        for doc in documents:
+            planned = _plan(
+                kb,
+                doc.source,
+                doc.text,
+                title=doc.title,
+                metadata=doc.metadata,
+                markdown=doc.markdown,
+                force=force,
+            )
+            if isinstance(planned, IngestResult):
+                report(planned)
+                continue
+            wave.append(planned)
+            size += len(planned.records)
+            if size >= batch_passages:
+                yield wave
+                wave, size = [], 0
+        if wave:
+            yield wave
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed") as pool:
+        queued: list[Future[list[_Pending]]] = []
         try:
-            retriever.delete(stale)
-        except AutomateError:
-            result.stale_ids = stale
-    return result
+            for wave in waves():
+                queued.append(pool.submit(embed, wave))
+                if len(queued) > 1:
+                    for result in _write(kb, retriever, queued.pop(0).result()):
+                        report(result)
+            while queued:
+                for result in _write(kb, retriever, queued.pop(0).result()):
+                    report(result)
+        finally:
+            for future in queued:  # after a failure: embed nothing more
+                future.cancel()
+    return [results[doc.source] for doc in documents]
 
 
 def delete_document(document: Document) -> None:
@@ -215,26 +412,31 @@ def ingest_paths(
     *,
     force: bool = False,
     progress: Callable[[int, int, Path], None] | None = None,
+    on_progress: Callable[[IngestProgress], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest every file under ``paths``; the source of each is its path as given."""
+    """Ingest every file under ``paths``; the source of each is its path as given.
+
+    ``progress(done, total, path)`` is called per file; ``on_progress`` receives an
+    :class:`IngestProgress` (with the passage rate) instead.
+    """
     files = list(iter_files(paths))
-    results = []
-    for position, path in enumerate(files, start=1):
+    documents = []
+    for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise invalid_argument(
                 None, f"{path}: not UTF-8 text ({exc.reason})", source=str(path)
             ) from exc
-        results.append(
-            ingest_text(
-                kb,
-                path.as_posix(),
-                text,
-                markdown=TEXT_SUFFIXES[path.suffix.lower()],
-                force=force,
-            )
+        documents.append(
+            SourceText(path.as_posix(), text, markdown=TEXT_SUFFIXES[path.suffix.lower()])
         )
+    by_source = {doc.source: path for doc, path in zip(documents, files, strict=True)}
+
+    def relay(step: IngestProgress) -> None:
         if progress is not None:
-            progress(position, len(files), path)
-    return results
+            progress(step.documents_done, step.documents_total, by_source[step.source])
+        if on_progress is not None:
+            on_progress(step)
+
+    return ingest_documents(kb, documents, force=force, progress=relay)

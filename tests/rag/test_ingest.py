@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from automate_core.providers.errors import AutomateError, ErrorCodes
@@ -170,3 +172,192 @@ def test_knowledge_base__clean_names_every_bad_field(db):
         "chunk_overlap",
     }
     assert "known: cohere, local, openai" in info.value.message_dict["embedding_provider"][0]
+
+
+# -- many documents at once: length-sorted batches, embedding pipelined with writes ------
+
+
+def test_length_batches__groups_similar_lengths_shortest_first():
+    from rag.ingest import length_batches
+
+    assert length_batches([5, 1, 9, 1, 7], 2) == [[1, 3], [0, 4], [2]]
+    assert length_batches([], 4) == []
+
+
+def test_embed_passages__sorts_by_length_and_returns_vectors_in_order(make_kb):
+    from rag.ingest import embed_passages
+    from tests.testapp.rag_fakes import hashing_vector
+
+    kb = make_kb()
+    texts = [("word " * (i % 17 + 1)) + f"n{i}" for i in range(150)]
+    vectors = embed_passages(kb.get_embedder(), texts, kb)
+    assert vectors == [hashing_vector(t, 64) for t in texts]
+    calls = HashingEmbeddingProvider.calls
+    assert [len(c) for c in calls] == [64, 64, 22]
+    lengths = [[len(t) for t in call] for call in calls]
+    assert all(batch == sorted(batch) for batch in lengths)
+    assert all(a[-1] <= b[0] for a, b in itertools.pairwise(lengths))
+
+
+def test_embed_passages__a_wrong_vector_count_is_an_error(make_kb, monkeypatch):
+    from rag.ingest import embed_passages
+
+    kb = make_kb()
+    monkeypatch.setattr(HashingEmbeddingProvider, "embed", lambda self, texts: [[1.0] * 64])
+    with pytest.raises(AutomateError, match="wrong count or size") as caught:
+        embed_passages(kb.get_embedder(), ["a", "b"], kb)
+    assert caught.value.code == ErrorCodes.INTERNAL
+
+
+def _docs(count: int, start: int = 0):
+    from rag.ingest import SourceText
+
+    return [
+        SourceText(f"doc{i}.md", f"# Doc {i}\n\n" + f"Sentence {i} about topic {i % 3}. " * (i + 3))
+        for i in range(start, start + count)
+    ]
+
+
+def test_ingest_documents__stores_what_ingest_text_stores(make_kb):
+    from rag.ingest import ingest_documents
+
+    one_by_one, batched = make_kb("one"), make_kb("many")
+    for doc in _docs(6):
+        ingest_text(one_by_one, doc.source, doc.text)
+    steps = []
+    results = ingest_documents(batched, _docs(6), progress=steps.append, batch_passages=3)
+    assert [r.source for r in results] == [f"doc{i}.md" for i in range(6)]
+    assert {r.status for r in results} == {"created"}
+
+    def stored(kb):
+        chunks = Chunk.objects.filter(knowledge_base=kb).order_by("vector_id")
+        vectors = LocalVector.objects.filter(namespace=kb.slug).order_by("vector_id")
+        return (
+            [(c.vector_id, c.ordinal, c.content, c.metadata) for c in chunks],
+            [(v.vector_id, v.content, v.embedding) for v in vectors],
+        )
+
+    assert stored(batched) == stored(one_by_one)
+    total = sum(r.chunks for r in results)
+    assert [s.documents_done for s in steps] == list(range(1, 7))
+    assert all(s.documents_total == 6 for s in steps)
+    passages = [s.passages_done for s in steps]
+    assert passages == sorted(passages) and passages[-1] == total
+    assert steps[-1].rate > 0
+
+
+def test_ingest_documents__skips_unchanged_replaces_changed_drops_stale(make_kb):
+    from rag.ingest import SourceText, ingest_documents
+
+    kb = make_kb()
+    ingest_documents(kb, _docs(3))
+    HashingEmbeddingProvider.calls.clear()
+    docs = _docs(3)
+    docs[1] = SourceText("doc1.md", "Now short.")
+    results = ingest_documents(kb, [*docs, *_docs(1, start=3)])
+    assert [r.status for r in results] == ["unchanged", "updated", "unchanged", "created"]
+    embedded = [t for call in HashingEmbeddingProvider.calls for t in call]
+    assert "Now short." in embedded
+    assert not any("Sentence 0 " in t for t in embedded)
+    document = Document.objects.get(knowledge_base=kb, source="doc1.md")
+    assert [c.content for c in document.chunks.all()] == ["Now short."]
+    ids = set(LocalVector.objects.filter(namespace=kb.slug).values_list("vector_id", flat=True))
+    assert ids == set(Chunk.objects.filter(knowledge_base=kb).values_list("vector_id", flat=True))
+
+
+def test_ingest_documents__embeds_the_next_wave_while_writing_the_one_before(make_kb, monkeypatch):
+    import threading
+
+    from rag.ingest import ingest_documents
+    from rag.providers.local import LocalRetrievalProvider
+
+    kb = make_kb()
+    events: list[tuple[str, str, str]] = []
+    second_wave_embedding = threading.Event()
+    embed, index = HashingEmbeddingProvider.embed, LocalRetrievalProvider.index_documents
+
+    def embed_spy(self, texts):
+        if any("Sentence 1 " in t for t in texts):
+            second_wave_embedding.set()
+        events.append(("embed", threading.current_thread().name, texts[0][:6]))
+        return embed(self, texts)
+
+    def index_spy(self, documents):
+        events.append(("write", threading.current_thread().name, documents[0]["id"]))
+        if len([e for e in events if e[0] == "write"]) == 1:
+            # Without the pipeline, the second wave would be embedded only after this.
+            assert second_wave_embedding.wait(timeout=30)
+        return index(self, documents)
+
+    monkeypatch.setattr(HashingEmbeddingProvider, "embed", embed_spy)
+    monkeypatch.setattr(LocalRetrievalProvider, "index_documents", index_spy)
+    results = ingest_documents(kb, _docs(2), batch_passages=1)
+    assert [r.status for r in results] == ["created", "created"]
+    assert {name for kind, name, _ in events if kind == "embed"} == {"rag-embed_0"}
+    assert {name for kind, name, _ in events if kind == "write"} == {
+        threading.current_thread().name
+    }
+
+
+def test_ingest_documents__a_failing_embedder_keeps_the_waves_written_before(make_kb, monkeypatch):
+    from rag.ingest import ingest_documents
+
+    kb = make_kb()
+    embed = HashingEmbeddingProvider.embed
+
+    def flaky(self, texts):
+        if any("Sentence 2 " in t for t in texts):
+            raise AutomateError(ErrorCodes.UNAVAILABLE, "model crashed")
+        return embed(self, texts)
+
+    monkeypatch.setattr(HashingEmbeddingProvider, "embed", flaky)
+    with pytest.raises(AutomateError, match="model crashed"):
+        ingest_documents(kb, _docs(4), batch_passages=1)
+    sources = set(Document.objects.filter(knowledge_base=kb).values_list("source", flat=True))
+    assert sources == {"doc0.md", "doc1.md"}
+    ids = set(LocalVector.objects.filter(namespace=kb.slug).values_list("vector_id", flat=True))
+    assert ids == set(Chunk.objects.filter(knowledge_base=kb).values_list("vector_id", flat=True))
+
+
+def test_ingest_documents__a_failing_store_leaves_that_wave_unwritten(make_kb, monkeypatch):
+    from rag.ingest import ingest_documents
+    from rag.providers.local import LocalRetrievalProvider
+
+    kb = make_kb()
+    index = LocalRetrievalProvider.index_documents
+
+    def broken_second(self, documents):
+        if any(d["id"].startswith(_prefix("doc1.md")) for d in documents):
+            raise AutomateError(ErrorCodes.UNAVAILABLE, "store down")
+        return index(self, documents)
+
+    monkeypatch.setattr(LocalRetrievalProvider, "index_documents", broken_second)
+    with pytest.raises(AutomateError, match="store down"):
+        ingest_documents(kb, _docs(3), batch_passages=1)
+    assert list(Document.objects.filter(knowledge_base=kb).values_list("source", flat=True)) == [
+        "doc0.md"
+    ]
+
+
+def _prefix(source: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def test_ingest_documents__refuses_a_source_given_twice(make_kb):
+    from rag.ingest import ingest_documents
+
+    kb = make_kb()
+    with pytest.raises(AutomateError, match="the same source is given twice"):
+        ingest_documents(kb, [*_docs(2), *_docs(1)])
+    assert not Document.objects.exists()
+    assert HashingEmbeddingProvider.calls == []
+
+
+def test_ingest_paths__reports_passages_and_rate(make_kb, corpus):
+    kb = make_kb()
+    steps = []
+    results = ingest_paths(kb, [corpus], on_progress=steps.append)
+    assert steps[-1].documents_done == steps[-1].documents_total == len(results)
+    assert steps[-1].passages_done == sum(r.chunks for r in results)

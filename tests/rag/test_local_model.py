@@ -47,3 +47,19 @@ def test_local_model__a_missing_model_directory_is_a_clear_error(embedder, tmp_p
     provider = LocalEmbeddingProvider({"model_path": str(tmp_path / "absent")})
     with pytest.raises(ImproperlyConfigured, match="not found"):
         provider.embed(["x"])
+
+
+def test_local_model__counts_tokens_up_to_the_model_limit(embedder):
+    short, longer, huge = embedder.text_lengths(["a cat", "a cat sat on the mat", "word " * 2000])
+    assert 2 < short < longer < 20  # [CLS] and [SEP] included
+    assert huge == 256  # all-MiniLM-L6-v2 reads at most 256 word pieces
+    assert embedder.text_lengths([]) == []
+
+
+def test_local_model__length_sorted_batches_give_each_text_its_own_vector(embedder):
+    from rag.ingest import embed_passages
+
+    texts = ["Reset your password from the sign-in page. " * n for n in (9, 1, 5, 2, 7)]
+    batched = np.array(embed_passages(LocalEmbeddingProvider({"batch_size": 2}), texts))
+    alone = np.array([embedder.embed_documents([t])[0] for t in texts])
+    assert np.allclose(batched, alone, atol=1e-5)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from automate_core.providers.errors import AutomateError
+from rag import filters as rag_filters
 from rag.providers.pgvector import PgVectorRetrievalProvider
 
 DIMS = 384
@@ -182,6 +184,7 @@ def test_pgvector__empty_namespace_returns_nothing(postgres):
     ("config", "fragment"),
     [
         ({"ef_search": 0}, "ef_search must be an integer"),
+        ({"filter_candidates": -1}, "filter_candidates must be an integer"),
         ({"iterative_scan": "sometimes"}, "iterative_scan must be one of"),
         ({"text_search_config": "english; DROP"}, "text_search_config"),
     ],
@@ -210,3 +213,79 @@ def test_pgvector__a_knowledge_base_ingests_and_searches_hybrid(make_kb, corpus,
     assert "content" not in results[0]["metadata"]
     # Re-ingesting unchanged files touches nothing.
     assert {r.status for r in ingest_paths(kb, [corpus])} == {"unchanged"}
+
+
+def test_pgvector__ingest_documents_writes_waves_into_one_index(make_kb, corpus, postgres):
+    from rag.ingest import SourceText, ingest_documents
+    from rag.models import Chunk
+    from rag.query import search
+
+    kb = make_kb("pg-waves", retrieval_provider="pgvector")
+    documents = [
+        SourceText(path.name, path.read_text(), markdown=path.suffix == ".md")
+        for path in sorted(corpus.rglob("*"))
+        if path.is_file()
+    ]
+    results = ingest_documents(kb, documents, batch_passages=2)
+    assert {r.status for r in results} == {"created"}
+    store = kb.get_retriever()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT vector_id FROM rag_pgvector_pgvectorentry WHERE namespace = %s", [kb.slug]
+        )
+        stored = {row[0] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = %s", [store.index_name(64)]
+        )
+        assert cursor.fetchone()[0] == 1
+    assert stored == set(
+        Chunk.objects.filter(knowledge_base=kb).values_list("vector_id", flat=True)
+    )
+    assert len(stored) == sum(r.chunks for r in results)
+    found = search(kb, "reset password", top_k=2, filters={"source": "account.md"})
+    assert [r["source"] for r in found] == ["account.md", "account.md"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pgvector__search_settings_end_with_the_query_in_autocommit_mode():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    store = PgVectorRetrievalProvider({"namespace": "autocommit", "ef_search": 321})
+    store.index_documents(
+        [
+            {"id": "a", "embedding": [1.0, 0.0], "content": "a", "metadata": {"k": 1}},
+            {"id": "b", "embedding": [0.0, 1.0], "content": "b", "metadata": {"k": 2}},
+        ]
+    )
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as queries:
+        found = store.retrieve([1.0, 0.1], top_k=1, filters={"k": 2})
+    assert [p["id"] for p in found] == ["b"]
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert any("set_config('hnsw.ef_search', '321', true)" in s for s in statements)
+    assert not any("current_setting" in s for s in statements)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW hnsw.ef_search")
+        assert cursor.fetchone()[0] == "40"
+        cursor.execute("SHOW hnsw.iterative_scan")
+        assert cursor.fetchone()[0] == "off"
+
+
+@pytest.mark.django_db
+def test_pgvector__filter_candidates_widens_the_filtered_pool_only(loaded):
+    _, vectors = loaded
+    wide = PgVectorRetrievalProvider({"namespace": "recall", "filter_candidates": 60})
+    query = _queries(1)[0].tolist()
+    _, params = wide._vector_sql(query, 10, rag_filters.parse({"group": 3}))
+    assert params[-2:] == [60, 10]  # 60 matching rows from the index, the best 10 kept
+    assert wide._vector_sql(query, 10, [])[1][-2:] == [10, 10]
+    found = wide.retrieve(query, top_k=10, filters={"group": 3})
+    assert len(found) == 10 and all(p["metadata"]["group"] == 3 for p in found)
+    group = np.array([i % 10 == 3 for i in range(COUNT)])
+    scores = np.where(group, vectors @ np.array(query), -np.inf)
+    exact = {f"v{i}" for i in np.argsort(-scores)[:10]}
+    narrow = PgVectorRetrievalProvider({"namespace": "recall"})
+    narrow_hits = len(
+        exact & {p["id"] for p in narrow.retrieve(query, top_k=10, filters={"group": 3})}
+    )
+    assert len(exact & {p["id"] for p in found}) >= narrow_hits

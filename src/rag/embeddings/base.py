@@ -51,6 +51,13 @@ class BaseEmbeddingProvider(BaseProvider, ABC):
         """The vector for one search query."""
         return self.embed([text])[0]
 
+    def text_lengths(self, texts: list[str]) -> list[int]:
+        """The size of each text as the model sees it, to batch texts of similar size.
+
+        Characters by default; a local model counts its tokens.
+        """
+        return [len(text) for text in texts]
+
     @property
     def vector_size(self) -> int:
         """The instance's vector length (a built-in may configure a non-default size)."""

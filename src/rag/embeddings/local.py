@@ -97,6 +97,20 @@ class LocalEmbeddingProvider(BaseEmbeddingProvider):
             )
         return vectors.astype(float).tolist()
 
+    def text_lengths(self, texts: list[str]) -> list[int]:
+        """Token counts as the model will see them (cut at its maximum sequence length)."""
+        if not texts:
+            return []
+        model = load_model(self.model_path, self.device)
+        limit = int(model.max_seq_length)
+        encoded = model.tokenizer(
+            [self.document_prefix + t for t in texts],
+            add_special_tokens=True,
+            truncation=True,
+            max_length=limit,
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self._encode(texts)
 

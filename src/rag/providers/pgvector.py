@@ -10,9 +10,12 @@ query keeps scanning the graph until it has ``top_k`` matches instead of returni
 
 Config: ``namespace``; ``m`` (16) and ``ef_construction`` (64) for the index;
 ``ef_search`` (100) and ``iterative_scan`` ("relaxed_order", or "strict_order", "off") per
-query; ``hybrid`` (False) to fuse PostgreSQL full-text ranks with vector ranks by
-reciprocal rank fusion, with ``text_search_config`` ("english"), ``rrf_k`` (60) and
-``hybrid_candidates`` (50 per side).
+query; ``filter_candidates`` (0: off): with a filter, ask the index for at least this many
+matching rows and keep the best ``top_k`` (a relaxed-order scan stops at the first rows that
+pass the filter, so a larger pool raises recall, at the price of scanning further);
+``hybrid`` (False) to fuse PostgreSQL full-text ranks with vector ranks by reciprocal rank
+fusion, with ``text_search_config`` ("english"), ``rrf_k`` (60) and ``hybrid_candidates``
+(50 per side).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         self.m = self._int("m", 16, 2, 100)
         self.ef_construction = self._int("ef_construction", 64, 4, 1000)
         self.ef_search = self._int("ef_search", 100, 1, 1000)
+        self.filter_candidates = self._int("filter_candidates", 0, 0, 1000)
         self.iterative_scan = str(self.config.get("iterative_scan", "relaxed_order"))
         if self.iterative_scan not in _ITERATIVE_SCAN:
             raise ImproperlyConfigured(
@@ -226,6 +230,9 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
     def _vector_sql(
         self, query: list[float], limit: int, conditions: list[rag_filters.Condition]
     ) -> tuple[str, list[Any]]:
+        """The nearest ``limit`` rows; with a filter, chosen among the nearest
+        ``filter_candidates`` matching rows when that is larger."""
+        pool = max(limit, self.filter_candidates) if conditions else limit
         dims = len(query)
         distance = f"(embedding::vector({dims}) <=> %s::vector({dims}))"
         where = "namespace = %s"
@@ -242,23 +249,28 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
             f"SELECT vector_id, content, metadata, {distance} AS distance "
             f"FROM {self.table} WHERE {where} ORDER BY {distance} LIMIT %s) "
             "SELECT vector_id, content, metadata, distance FROM nearest "
-            "ORDER BY distance, vector_id"
+            "ORDER BY distance, vector_id LIMIT %s"
         )
-        return sql, [params[0], *params[1:], params[0], limit]
+        return sql, [params[0], *params[1:], params[0], pool, limit]
 
     @contextmanager
     def _search_options(self) -> Iterator[Any]:
         """A cursor in a transaction with this provider's HNSW settings, restored after.
 
-        ``set_config(..., true)`` lasts until the end of the transaction; when the caller
-        already holds one (``ATOMIC_REQUESTS``, a test), the old values are put back so the
-        settings never leak past this query.
+        ``set_config(..., true)`` lasts until the end of the transaction: in autocommit
+        mode this query's own transaction ends right after it. When the caller already
+        holds one (``ATOMIC_REQUESTS``, a test), the old values are read first and put back
+        so the settings never leak past this query (two more round trips).
         """
+        outer = connection.in_atomic_block
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
-            )
-            previous = cursor.fetchone()
+            previous = None
+            if outer:
+                cursor.execute(
+                    "SELECT current_setting('hnsw.ef_search'), "
+                    "current_setting('hnsw.iterative_scan')"
+                )
+                previous = cursor.fetchone()
             cursor.execute(
                 "SELECT set_config('hnsw.ef_search', %s, true), "
                 "set_config('hnsw.iterative_scan', %s, true)",
@@ -267,11 +279,12 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
             # On an error the savepoint's rollback restores them, and a failed transaction
             # would refuse this statement anyway.
             yield cursor
-            cursor.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true), "
-                "set_config('hnsw.iterative_scan', %s, true)",
-                list(previous),
-            )
+            if previous is not None:
+                cursor.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true), "
+                    "set_config('hnsw.iterative_scan', %s, true)",
+                    list(previous),
+                )
 
     def _prepare(self, query_embedding: list[float], top_k: int, filters: dict | None):
         self._check_postgres()

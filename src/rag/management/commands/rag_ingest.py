@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from automate_core.providers.errors import AutomateError
-from rag.ingest import ingest_paths
+from rag.ingest import IngestProgress, ingest_paths
 from rag.models import KnowledgeBase
 
 BAR_WIDTH = 30
@@ -24,11 +22,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
-    def _progress(self, done: int, total: int, path: Path) -> None:
+    def _progress(self, step: IngestProgress) -> None:
+        done, total = step.documents_done, step.documents_total
         filled = BAR_WIDTH * done // max(total, 1)
         bar = "#" * filled + "." * (BAR_WIDTH - filled)
         end = "\n" if done == total else ""
-        self.stderr.write(f"\r[{bar}] {done}/{total} {path.name[:40]:<40}", ending=end)
+        name = step.source.rsplit("/", 1)[-1][:40]
+        self.stderr.write(
+            f"\r[{bar}] {done}/{total} files, {step.passages_done} passages, "
+            f"{step.rate:.1f} passages/s {name:<40}",
+            ending=end,
+        )
         self.stderr.flush()
 
     def handle(self, *args, **options) -> None:
@@ -42,7 +46,7 @@ class Command(BaseCommand):
                 kb,
                 options["paths"],
                 force=options["force"],
-                progress=self._progress if show else None,
+                on_progress=self._progress if show else None,
             )
         except AutomateError as exc:
             raise CommandError(str(exc)) from exc
