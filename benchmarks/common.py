@@ -192,7 +192,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def report(title: str, body: str, notes: str = "") -> None:
-    """Print the result and append it, with the machine and the command, to the docs."""
+    """Print the result and append it, with the machine and the command, to the docs;
+    ``BENCH_NO_REPORT=1`` only prints it (trial runs)."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     module = spec.name if spec else sys.argv[0]
     command = shlex.join(["PYTHONPATH=src:.:example", "python", "-m", module, *sys.argv[1:]])
@@ -203,6 +204,9 @@ def report(title: str, body: str, notes: str = "") -> None:
         f"Command: `{command}`\n\n{body}\n" + (f"\n{notes}\n" if notes else "")
     )
     print(section)
+    if os.environ.get("BENCH_NO_REPORT"):
+        print(f"(BENCH_NO_REPORT is set: not appended to {REPORT.relative_to(ROOT)})")
+        return
     REPORT.parent.mkdir(exist_ok=True)
     if not REPORT.exists():
         REPORT.write_text("# Benchmarks\n\nWritten by `make bench`; newest runs at the end.\n")
