@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connections, models, router, transaction
-from django.db.models import signals
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, signals
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -135,11 +136,12 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
     """Insert ``item`` and its receipt in one statement; False when that is not possible
     here (not PostgreSQL, inside a transaction) or a row conflicted (nothing is written).
 
-    Django compiles the outbox INSERT as ``item.save()`` would (defaults, ``auto_now``,
-    JSON adaptation), and a data-modifying ``WITH`` feeds the new id to the receipt's
-    INSERT: one round trip and one commit instead of BEGIN, two INSERTs in savepoints and
-    COMMIT. A project with ``pre_save`` or ``post_save`` receivers on ``OutboxItem`` gets
-    ``save()`` (this path sends no model signals).
+    The outbox INSERT is Django's own (compiled once, see :func:`_statement`), its values
+    prepared as ``item.save()`` prepares them (defaults, ``auto_now``, JSON adaptation),
+    and a data-modifying ``WITH`` feeds the new id to the receipt's INSERT: one round trip
+    and one commit instead of BEGIN, two INSERTs in savepoints and COMMIT. A project with
+    ``pre_save`` or ``post_save`` receivers on ``OutboxItem`` gets ``save()`` (this path
+    sends no model signals).
     """
     alias = router.db_for_write(OutboxItem)
     db = connections[alias]
@@ -149,11 +151,45 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
         return False
     if signals.pre_save.has_listeners(OutboxItem) or signals.post_save.has_listeners(OutboxItem):
         return False
+    statement = _statement(db)
+    if statement is None:
+        return False
+    fields, sql = statement
+    params = []
+    for field in fields:  # what SQLInsertCompiler does for each value
+        value = field.pre_save(item, True)
+        if hasattr(value, "resolve_expression"):  # an expression: let save() compile it
+            return False
+        params.append(field.get_db_prep_save(value, connection=db))
+    seen_at = WebhookReceipt._meta.get_field("seen_at").get_db_prep_save(now, db)
+    try:
+        with db.cursor() as cursor:
+            cursor.execute(sql, [*params, connection, key, seen_at])
+            (item.pk,) = cursor.fetchone()
+    except IntegrityError:
+        return False
+    item._state.adding, item._state.db = False, alias
+    return True
+
+
+#: Per database alias: the outbox fields inserted, and the statement inserting both rows.
+_statements: dict[str, tuple[list[Field], str] | None] = {}
+
+
+def _statement(db: BaseDatabaseWrapper) -> tuple[list[Field], str] | None:
+    """The fields and the SQL of :func:`_insert_with_receipt`, compiled once per database
+    by Django's own INSERT compiler (the text depends on the models, not on the values);
+    None if that INSERT is not one plain placeholder per field."""
+    if db.alias in _statements:
+        return _statements[db.alias]
     opts, receipt = OutboxItem._meta, WebhookReceipt._meta
     fields = [f for f in opts.local_concrete_fields if f is not opts.auto_field]
     query = InsertQuery(OutboxItem)
-    query.insert_values(fields, [item])
+    query.insert_values(fields, [OutboxItem()])
     ((insert_sql, params),) = query.get_compiler(connection=db).as_sql()
+    if len(params) != len(fields) or insert_sql.count("%s") != len(fields):
+        _statements[db.alias] = None  # not one plain placeholder per field: save() it is
+        return None
     q = db.ops.quote_name
     item_columns = {f.name: q(f.column) for f in opts.concrete_fields if f.column}
     receipt_columns = {f.name: q(f.column) for f in receipt.concrete_fields if f.column}
@@ -165,15 +201,8 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
         f"INSERT INTO {q(receipt.db_table)} ({', '.join(columns)}) "
         f"SELECT %s, %s, %s, {pk} FROM new_item RETURNING {columns[-1]}"
     )
-    seen_at = receipt.get_field("seen_at").get_db_prep_save(now, db)
-    try:
-        with db.cursor() as cursor:
-            cursor.execute(sql, [*params, connection, key, seen_at])
-            (item.pk,) = cursor.fetchone()
-    except IntegrityError:
-        return False
-    item._state.adding, item._state.db = False, alias
-    return True
+    _statements[db.alias] = (fields, sql)
+    return fields, sql
 
 
 def prune(window: float | None = None) -> int:
