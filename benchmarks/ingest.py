@@ -248,7 +248,8 @@ def main() -> None:
     notes = (
         f"Load generator: {generator}"
         + (f" ({LUA.relative_to(common.ROOT)})" if generator == "wrk" else " (benchmarks.loadgen)")
-        + f", {args.threads} threads x {args.connections} connections in all, "
+        + f", {args.threads} {'threads' if generator == 'wrk' else 'processes'} x "
+        f"{args.connections} connections in all, "
         f"{args.seconds:g} s per endpoint after {args.warmup:g} s of warm-up; gunicorn "
         f"{args.workers} sync workers per server, loopback; generator, servers and PostgreSQL "
         "share the machine's CPUs. accepted/s counts 202 answers."
