@@ -77,10 +77,12 @@ format: install
 
 # Needs PostgreSQL (BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres)
 # and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14); each script appends its
-# table to docs/benchmarks.md. BENCH_EVENTS sets the pipeline's events per cell.
+# table to docs/benchmarks.md. BENCH_EVENTS sets the pipeline's events per cell. The ingest
+# benchmark loads its servers with wrk (apt install wrk), else with benchmarks.loadgen.
 BENCH_EVENTS ?= 10000
 bench: install
 	$(PY) -m pip install --quiet "gunicorn>=22" "procrastinate>=3" "dbos>=1" "pyinstrument>=4.6"  # the bench extra
+	@command -v wrk >/dev/null || echo "wrk not found (apt install wrk): the ingest benchmark uses the slower Python load generator"
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.parked --runs $(BENCH_EVENTS)

@@ -205,6 +205,7 @@ def report(title: str, body: str, notes: str = "", *, write: bool = True) -> Non
     )
     print(section)
     if not write or os.environ.get("BENCH_NO_WRITE") == "1":
+        print(f"(a trial run: not appended to {REPORT.relative_to(ROOT)})")
         return
     REPORT.parent.mkdir(exist_ok=True)
     if not REPORT.exists():

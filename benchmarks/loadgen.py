@@ -19,22 +19,31 @@ import time
 import uuid
 
 
-def request_bytes(path: str, port: int, secret: bytes, n: int, prefix: str) -> bytes:
-    # The body names the delivery: a body signed once is accepted once (automate.replays),
-    # so two runs against one database must not send the same bodies.
+def signed_delivery(secret: bytes, n: int, prefix: str) -> tuple[str, str, bytes]:
+    """Delivery ``n`` of a run: its X-GitHub-Delivery id, its X-Hub-Signature-256, its body.
+
+    The body names the delivery: a body signed once is accepted once (automate.replays),
+    so two runs against one database must not send the same bodies.
+    """
+    delivery = f"{prefix}-{n}"
     body = json.dumps(
         {
             "action": "opened",
             "number": n,
-            "delivery": f"{prefix}-{n}",
+            "delivery": delivery,
             "repository": {"full_name": "acme/bench"},
         }
     ).encode()
     signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return delivery, signature, body
+
+
+def request_bytes(path: str, port: int, secret: bytes, n: int, prefix: str) -> bytes:
+    delivery, signature, body = signed_delivery(secret, n, prefix)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         "Content-Type: application/json\r\nConnection: close\r\n"
-        f"X-GitHub-Event: pull_request\r\nX-GitHub-Delivery: {prefix}-{n}\r\n"
+        f"X-GitHub-Event: pull_request\r\nX-GitHub-Delivery: {delivery}\r\n"
         f"X-Hub-Signature-256: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body

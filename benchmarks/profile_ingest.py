@@ -1,6 +1,6 @@
 """Where one webhook request's time goes: pyinstrument over the webhook view, in process.
 
-    python -m benchmarks.profile_ingest [--requests 2000]
+    python -m benchmarks.profile_ingest [--requests 2000] [--db NAME]
 
 Posts ``--requests`` signed GitHub deliveries (as ``benchmarks.loadgen`` signs them)
 through Django's test client to ``WebhookView`` and, for comparison, to the bare
@@ -34,8 +34,9 @@ def _request(path: str, n: int, prefix: str) -> tuple[bytes, dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--db", default=DB, help=f"scratch database name (default {DB})")
     args = parser.parse_args()
-    url = common.scratch_database(DB)
+    url = common.scratch_database(args.db)
     common.migrate_and_setup(url)
     from django.db import connection
     from django.test import Client
@@ -77,7 +78,7 @@ def main() -> None:
     profiler.stop()
     common.print_profile(profiler)
     connection.close()
-    common.drop_database(DB)
+    common.drop_database(args.db)
 
 
 if __name__ == "__main__":

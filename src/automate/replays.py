@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, signals
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from automate.conf import settings as app_settings
+from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem
-from automate_core.outbox.queue import Enqueued
 
 __all__ = ["Guarded", "WebhookReceipt", "digest", "enqueue_once", "prune"]
 
@@ -83,24 +85,30 @@ class Guarded:
     created: bool
 
 
-def enqueue_once(
-    connection: str, content: bytes | None, enqueue: Callable[[], Enqueued]
-) -> Guarded:
-    """Run ``enqueue`` unless ``content`` was seen on ``connection`` within the window.
+def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Guarded:
+    """Store ``item`` (from :func:`~automate_core.outbox.queue.prepare`) unless ``content``
+    was seen on ``connection`` within the window.
 
-    ``enqueue`` stores the event (its own id dedupe still applies, and wins: a repeated id
-    is a duplicate whatever its content). Both rows are written in one transaction, so a
-    receipt never exists without its event: a sender retrying after a failure is not
-    turned away.
+    The item's own id dedupe still applies, and wins: a repeated id is a duplicate whatever
+    its content. Both rows are written in one transaction, so a receipt never exists
+    without its event: a sender retrying after a failure is not turned away.
+
+    On PostgreSQL outside a transaction (the webhook view's case) a new event and its
+    receipt are one statement in autocommit (:func:`_insert_with_receipt`); if either row
+    conflicts with one already stored, nothing was written and the steps below decide,
+    one at a time, in a transaction.
     """
     window = app_settings.WEBHOOK_REPLAY_WINDOW_SECONDS
     if content is None or window <= 0:
-        result = enqueue()
+        result = queue.store(item)
         return Guarded(result.item, result.created)
     key = digest(content)
     now = timezone.now()
+    if _insert_with_receipt(item, connection, key, now):
+        _maybe_prune(window)
+        return Guarded(item, created=True)
     with transaction.atomic():
-        result = enqueue()
+        result = queue.store(item)
         if not result.created:
             return Guarded(result.item, created=False)
         try:
@@ -122,6 +130,79 @@ def enqueue_once(
                 return Guarded(first.outbox_item if first else None, created=False)
     _maybe_prune(window)
     return Guarded(result.item, created=True)
+
+
+def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datetime) -> bool:
+    """Insert ``item`` and its receipt in one statement; False when that is not possible
+    here (not PostgreSQL, inside a transaction) or a row conflicted (nothing is written).
+
+    The outbox INSERT is Django's own (compiled once, see :func:`_statement`), its values
+    prepared as ``item.save()`` prepares them (defaults, ``auto_now``, JSON adaptation),
+    and a data-modifying ``WITH`` feeds the new id to the receipt's INSERT: one round trip
+    and one commit instead of BEGIN, two INSERTs in savepoints and COMMIT. A project with
+    ``pre_save`` or ``post_save`` receivers on ``OutboxItem`` gets ``save()`` (this path
+    sends no model signals).
+    """
+    alias = router.db_for_write(OutboxItem)
+    db = connections[alias]
+    if db.vendor != "postgresql" or db.in_atomic_block or not db.get_autocommit():
+        return False
+    if not item._state.adding or router.db_for_write(WebhookReceipt) != alias:
+        return False
+    if signals.pre_save.has_listeners(OutboxItem) or signals.post_save.has_listeners(OutboxItem):
+        return False
+    statement = _statement(db)
+    if statement is None:
+        return False
+    fields, sql = statement
+    params = []
+    for field in fields:  # what SQLInsertCompiler does for each value
+        value = field.pre_save(item, True)
+        if hasattr(value, "resolve_expression"):  # an expression: let save() compile it
+            return False
+        params.append(field.get_db_prep_save(value, connection=db))
+    seen_at = WebhookReceipt._meta.get_field("seen_at").get_db_prep_save(now, db)
+    try:
+        with db.cursor() as cursor:
+            cursor.execute(sql, [*params, connection, key, seen_at])
+            (item.pk,) = cursor.fetchone()
+    except IntegrityError:
+        return False
+    item._state.adding, item._state.db = False, alias
+    return True
+
+
+#: Per database alias: the outbox fields inserted, and the statement inserting both rows.
+_statements: dict[str, tuple[list[Field], str] | None] = {}
+
+
+def _statement(db: BaseDatabaseWrapper) -> tuple[list[Field], str] | None:
+    """The fields and the SQL of :func:`_insert_with_receipt`, compiled once per database
+    by Django's own INSERT compiler (the text depends on the models, not on the values);
+    None if that INSERT is not one plain placeholder per field."""
+    if db.alias in _statements:
+        return _statements[db.alias]
+    opts, receipt = OutboxItem._meta, WebhookReceipt._meta
+    fields = [f for f in opts.local_concrete_fields if f is not opts.auto_field]
+    query = InsertQuery(OutboxItem)
+    query.insert_values(fields, [OutboxItem()])
+    ((insert_sql, params),) = query.get_compiler(connection=db).as_sql()
+    if len(params) != len(fields) or insert_sql.count("%s") != len(fields):
+        _statements[db.alias] = None  # not one plain placeholder per field: save() it is
+        return None
+    q = db.ops.quote_name
+    item_columns = {f.name: q(f.column) for f in opts.concrete_fields if f.column}
+    receipt_columns = {f.name: q(f.column) for f in receipt.concrete_fields if f.column}
+    pk = item_columns["id"]
+    columns = [receipt_columns[n] for n in ("connection", "digest", "seen_at", "outbox_item")]
+    # Table and column names from the models' meta, quoted; every value is a parameter.
+    sql = (
+        f"WITH new_item AS ({insert_sql} RETURNING {pk}) "  # noqa: S608
+        f"INSERT INTO {q(receipt.db_table)} ({', '.join(columns)}) "
+        f"SELECT %s, %s, %s, {pk} FROM new_item RETURNING {columns[-1]}"
+    )
+    _statements[db.alias] = (fields, sql)
+    return fields, sql
 
 
 def prune(window: float | None = None) -> int:

@@ -118,10 +118,10 @@ class WebhookView(View):
         if handshake is not None:
             return JsonResponse(handshake, status=200)
 
-        # One autocommitted INSERT (two in one transaction when the signature covers no
-        # event id, see automate.replays): the row is durable when this returns.
-        def enqueue() -> queue.Enqueued:
-            return queue.enqueue(
+        # One autocommitted statement on PostgreSQL (see automate.replays): the row is
+        # durable when this returns.
+        with instrument.store(key, event.event_type):
+            prepared = queue.prepare(
                 key,
                 event_type=event.event_type,
                 payload=event.payload,
@@ -130,9 +130,7 @@ class WebhookView(View):
                 headers=_kept_headers(connector, headers),
                 trace_id=trace_id,
             )
-
-        with instrument.store(key, event.event_type):
-            result = replays.enqueue_once(key, content, enqueue)
+            result = replays.enqueue_once(key, content, prepared)
         item = result.item
         if item is None:  # a replay of an event whose row has been deleted since
             return JsonResponse({"trace_id": trace_id, "duplicate": True}, status=200)

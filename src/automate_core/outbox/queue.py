@@ -49,7 +49,30 @@ def enqueue(
     Inside the caller's transaction it runs in its own savepoint, so a duplicate leaves
     that transaction usable.
     """
-    item = OutboxItem(
+    item = prepare(
+        connector_key,
+        event_type=event_type,
+        payload=payload,
+        raw_body=raw_body,
+        external_id=external_id,
+        headers=headers,
+        trace_id=trace_id,
+    )
+    return store(item)
+
+
+def prepare(
+    connector_key: str,
+    *,
+    event_type: str = "",
+    payload: Any = None,
+    raw_body: bytes | None = None,
+    external_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    trace_id: str,
+) -> OutboxItem:
+    """The unsaved row :func:`enqueue` would store (headers redacted, traceparent taken)."""
+    return OutboxItem(
         connector_key=connector_key,
         event_type=event_type[:200],
         payload=payload,
@@ -59,6 +82,10 @@ def enqueue(
         trace_id=trace_id,
         trace_context=spans.current_traceparent(),
     )
+
+
+def store(item: OutboxItem) -> Enqueued:
+    """Insert a :func:`prepare`-d row; a repeat of its external id returns the first row."""
     try:
         if connection.in_atomic_block:
             with transaction.atomic():
@@ -67,10 +94,10 @@ def enqueue(
             item.save(force_insert=True)
     except IntegrityError:
         # A repeat of the event (or a concurrent delivery of it that won the race).
-        if not external_id:
+        if not item.external_id:
             raise
         existing = OutboxItem.objects.filter(
-            connector_key=connector_key, external_id=external_id
+            connector_key=item.connector_key, external_id=item.external_id
         ).first()
         if existing is None:
             raise

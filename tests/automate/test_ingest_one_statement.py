@@ -1,0 +1,144 @@
+"""On PostgreSQL, outside a transaction, a new webhook whose signature covers no id (GitHub)
+is stored with its replay receipt in one autocommitted statement (automate.replays).
+
+What must not change with it: every field of the row, the receipt, the dedupe of repeated
+ids and of replayed bodies (nothing half-written when either conflicts), the transaction
+path inside an atomic block, and ``save()`` (with its signals) for projects that listen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from django.db import connection, transaction
+from django.db.models.signals import post_save
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+
+from automate import replays
+from automate.replays import WebhookReceipt
+from automate_core.models import OutboxItem
+from automate_core.outbox import queue
+from tests.connectors.signing import github_signature
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres")]
+
+SECRET = "one-statement-github"
+AUTOMATE = {
+    "SECRETS": {"github": SECRET},
+    "CONNECTORS": {"github": {"secrets": ["secret://github"]}},
+}
+BODY = json.dumps({"action": "opened", "number": 7, "repository": {"full_name": "a/b"}}).encode()
+
+
+@pytest.fixture(autouse=True)
+def github():
+    with override_settings(AUTOMATE=AUTOMATE):
+        yield
+
+
+def _post(body: bytes, delivery: str):
+    return Client(enforce_csrf_checks=True).post(
+        "/webhooks/github/",
+        data=body,
+        content_type="application/json",
+        headers={
+            "X-Hub-Signature-256": github_signature(SECRET, body),
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": delivery,
+            "X-GitHub-Hook-ID": "42",
+            "Cookie": "session=never-stored",
+        },
+    )
+
+
+def test_one_statement__a_new_github_webhook_is_one_insert_of_the_row_and_its_receipt():
+    _post(BODY, "warm-up")  # the connection lookup and the first prune happen once
+    body = json.dumps({"action": "closed", "number": 8}).encode()
+    with CaptureQueriesContext(connection) as captured:
+        response = _post(body, "d-1")
+    assert response.status_code == 202
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("WITH new_item AS (INSERT INTO")
+
+    item = OutboxItem.objects.get(external_id="d-1")
+    assert response.json() == {"trace_id": item.trace_id, "id": item.pk}
+    assert item.connector_key == "github"
+    assert item.event_type == "pull_request"
+    assert item.payload == {"action": "closed", "number": 8}
+    assert item.raw_body is None
+    assert item.headers == {
+        "content-type": "application/json",
+        "x-github-delivery": "d-1",
+        "x-github-event": "pull_request",
+        "x-github-hook-id": "42",
+    }
+    assert item.status == "pending" and item.attempts == 0
+    assert item.created_at is not None and item.updated_at is not None
+    receipt = WebhookReceipt.objects.get(outbox_item=item)
+    assert receipt.connection == "github"
+    assert receipt.digest == hashlib.sha256(body).hexdigest()
+
+
+def test_one_statement__a_body_that_is_not_json_keeps_its_raw_bytes():
+    body = b"not json \xff"
+    response = _post(body, "raw-1")
+    assert response.status_code == 202
+    item = OutboxItem.objects.get(external_id="raw-1")
+    assert item.payload is None
+    assert bytes(item.raw_body) == body
+    assert WebhookReceipt.objects.filter(outbox_item=item).exists()
+
+
+def test_one_statement__a_repeated_delivery_id_writes_nothing_new():
+    assert _post(BODY, "same").status_code == 202
+    other = json.dumps({"action": "edited"}).encode()
+    response = _post(other, "same")
+    assert response.status_code == 200 and response.json()["duplicate"] is True
+    assert OutboxItem.objects.count() == 1
+    # The statement that conflicted on the id wrote no receipt for the other body either.
+    assert WebhookReceipt.objects.count() == 1
+    assert _post(other, "new-id").status_code == 202
+
+
+def test_one_statement__a_replayed_body_writes_no_orphan_row():
+    first = _post(BODY, "r-1")
+    response = _post(BODY, "r-2")
+    assert response.status_code == 200
+    assert response.json()["id"] == first.json()["id"]
+    assert list(OutboxItem.objects.values_list("external_id", flat=True)) == ["r-1"]
+    assert WebhookReceipt.objects.count() == 1
+
+
+def _prepared(external_id: str) -> OutboxItem:
+    return queue.prepare("github", payload={"n": 1}, external_id=external_id, trace_id="t")
+
+
+def test_one_statement__inside_a_transaction_the_rows_go_with_it():
+    with transaction.atomic():
+        result = replays.enqueue_once("github", b"content", _prepared("in-tx"))
+        assert result.created
+        transaction.set_rollback(True)
+    assert not OutboxItem.objects.exists()
+    assert not WebhookReceipt.objects.exists()
+
+
+def test_one_statement__a_post_save_receiver_still_gets_save():
+    seen: list[tuple[int, bool]] = []
+
+    def receiver(sender, instance, created, **kwargs):
+        seen.append((instance.pk, created))
+
+    post_save.connect(receiver, sender=OutboxItem, dispatch_uid="test-one-statement")
+    try:
+        with CaptureQueriesContext(connection) as captured:
+            result = replays.enqueue_once("github", b"signal", _prepared("sig-1"))
+    finally:
+        post_save.disconnect(dispatch_uid="test-one-statement", sender=OutboxItem)
+    assert result.created
+    assert seen == [(result.item.pk, True)]
+    assert not any(q["sql"].startswith("WITH new_item") for q in captured.captured_queries)
+    assert WebhookReceipt.objects.get().outbox_item_id == result.item.pk
