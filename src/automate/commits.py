@@ -1,33 +1,30 @@
-"""The commits a non-idempotent step needs, made one by one or for a whole batch at once.
+"""The commits a non-idempotent step needs, made one by one or shared within a batch.
 
 A non-idempotent step's ``running`` record is committed, in the transaction that confirms
 its outbox item is still ours, before its call; its outcome is committed after the call,
-before the run goes on. :class:`Commits` makes those commits at once, one per step:
-two commits per non-idempotent step and event, each waiting for the disk.
+before the run goes on. :class:`Commits` makes those commits at once: two commits per
+non-idempotent step and event, each waiting for the disk.
 
-:class:`GroupedCommits` keeps the guarantee and shares the commits between the items of
-a claimed batch: each item is processed in its own greenlet (one thread, one database
-connection, cooperative switching outside any transaction), and an item that reaches
-one of these commits hands it to the batch and waits. When no item can go further
-without its commit, the batch makes every waiting commit in one transaction (confirming
-the leases of the items about to call), then lets each item go on. For a batch of
-events running the same workflow, that is one commit for the ``running`` records of
-every event reaching a non-idempotent step, before any of their calls, and one for
-their outcomes, whatever the batch's size.
+:class:`Lockstep` keeps that guarantee and halves the commits of a claimed batch: each
+item is processed in its own greenlet (one thread, one database connection, switching
+only at these commit points, never inside a transaction), and an item that reaches one
+of them hands it to the batch and waits. The batch commits each call's outcome together
+with the ``running`` record of the next call (of this item or the next one), so a batch
+of events costs one commit per non-idempotent call instead of two.
 
-What a crash means is unchanged: a step recorded ``running`` without an outcome is never
-run again blindly; the next pass marks it interrupted and dead-letters its run as an
-unknown outcome (:meth:`automate.runner.RunExecution.refusal`). Grouping widens the window
-in which a crash leaves such a record (the running records of a round are committed
-before the first call of the round; an outcome waits for the round's other calls), so
-the batch commits the waiting outcomes as soon as :data:`GROUP_SECONDS` have passed
-since its last grouped commit, rather than at the end of a round of slow calls.
+What a crash means is unchanged, and so is how much it costs: at most one call per
+worker thread is between its committed ``running`` record and its committed outcome, as
+without a batch. A record left ``running`` is never run again blindly; the next pass
+marks it interrupted and dead-letters its run as an unknown outcome
+(:meth:`automate.runner.RunExecution.refusal`). Committing the ``running`` records of
+many calls at once, before the first of them, would save more commits, but a crash
+during the first call would then leave every one of them unknown, calls that never
+happened included: one kill would dead-letter a whole batch instead of one run.
 """
 
 from __future__ import annotations
 
 import contextvars
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +37,7 @@ from automate.models import StepRun
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem
 
-__all__ = ["GROUP_SECONDS", "Commits", "GroupedCommits", "Lockstep"]
-
-#: A round's waiting commits are made once this long has passed since the batch's last
-#: grouped commit, even if some items have not reached theirs yet.
-GROUP_SECONDS = 1.0
+__all__ = ["Commits", "GroupedCommits", "Lockstep"]
 
 
 class Commits:
@@ -101,22 +94,18 @@ class GroupedCommits(Commits):
 
 
 class Lockstep:
-    """Runs one callable per item in its own greenlet and makes the commits they wait for
-    together (see the module's docstring).
+    """Runs one callable per item in its own greenlet and shares the commits they wait for
+    (see the module's docstring).
 
     ``lease_seconds`` is what a start's confirmation renews the item's lease for;
     ``finished`` is called in the driving greenlet after each item's callable returns
     (the batch settles there).
     """
 
-    clock = staticmethod(time.monotonic)
-
     def __init__(self, lease_seconds: int, finished: Callable[[], None]) -> None:
         self.lease_seconds = lease_seconds
         self.finished = finished
         self.driver: greenlet | None = None
-        self.grouped_at = self.clock()
-        self.commits = 0  # grouped transactions made (for tests and profiles)
 
     def commits_for(self, item: OutboxItem) -> Commits:
         return GroupedCommits(self, item)
@@ -147,7 +136,6 @@ class Lockstep:
             g.gr_context = contextvars.copy_context()  # the caller's trace, spans...
             runnable.append((g, ("send", None)))
         waiting: list[tuple[greenlet, _Request]] = []
-        self.grouped_at = self.clock()
         while runnable or waiting:
             if runnable:
                 g, (how, value) = runnable.popleft()
@@ -159,19 +147,29 @@ class Lockstep:
                     request = g.switch(value) if g else g.switch()
                 if g.dead:
                     self.finished()
-                else:
-                    assert isinstance(request, _Request)
-                    waiting.append((g, request))
-                if not (waiting and self.clock() - self.grouped_at >= GROUP_SECONDS):
                     continue
-            runnable.extend(self._commit(waiting))
-            waiting = []
+                assert isinstance(request, _Request)
+                waiting.append((g, request))
+                if request.record is not None:
+                    continue  # a start waits: the next outcome, or an idle batch, takes it
+            # An outcome (at once: a known outcome must not wait), or nothing else can go on.
+            runnable.extend(self._commit(self._next_commit(waiting)))
+
+    @staticmethod
+    def _next_commit(waiting: list[tuple[greenlet, _Request]]) -> list[tuple[greenlet, _Request]]:
+        """Take out of ``waiting`` what the next commit makes: every outcome, and the
+        oldest start (one call at a time between a committed start and its outcome)."""
+        taken = [entry for entry in waiting if entry[1].record is None]
+        start = next((entry for entry in waiting if entry[1].record is not None), None)
+        if start is not None:
+            taken.append(start)
+        waiting[:] = [entry for entry in waiting if not any(entry is t for t in taken)]
+        return taken
 
     def _commit(
         self, waiting: list[tuple[greenlet, _Request]]
     ) -> list[tuple[greenlet, tuple[str, object]]]:
         """Make the waiting commits in one transaction; each greenlet's resume value."""
-        self.grouped_at = self.clock()
         try:
             results = self._commit_together([request for _, request in waiting])
         except (IntegrityError, _Failed):
@@ -179,7 +177,6 @@ class Lockstep:
             return [(g, self._commit_alone(request)) for g, request in waiting]
         except Exception as exc:  # a lost database: each item fails as it would alone
             return [(g, ("throw", exc)) for g, _ in waiting]
-        self.commits += 1
         for _, request in waiting:
             request.journal.clear()
         return [(g, ("send", result)) for (g, _), result in zip(waiting, results, strict=True)]
@@ -187,7 +184,7 @@ class Lockstep:
     def _commit_together(self, requests: list[_Request]) -> list[object]:
         starts = [r for r in requests if r.record is not None]
         with transaction.atomic():
-            held = queue.renew_many([r.item for r in starts], self.lease_seconds)
+            held = {r.item.pk for r in starts if queue.renew(r.item, self.lease_seconds)}
             combined = Journal()
             results: list[object] = []
             for request in requests:

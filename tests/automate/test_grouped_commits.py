@@ -2,7 +2,8 @@
 
 The guarantee stays: each non-idempotent step's ``running`` record is committed, in the
 transaction that confirms its item's lease, before its call, and its outcome is committed
-before its run goes on; a record left ``running`` by a crash is never run again.
+before its run goes on; a record left ``running`` by a crash is never run again. And a
+crash costs what it cost before: one call at a time is between its two commits.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def probe():
 def clock(monkeypatch):
     """Time stands still unless a test moves it: a slow machine groups the same way."""
     fake = Clock()
-    monkeypatch.setattr(commits.Lockstep, "clock", staticmethod(fake))
     monkeypatch.setattr(batch.ClaimedBatch, "clock", staticmethod(fake))
     return fake
 
@@ -50,7 +50,7 @@ def transactions(captured: CaptureQueriesContext) -> int:
     return sum(1 for q in captured.captured_queries if q["sql"].startswith("SAVEPOINT"))
 
 
-def test_grouped__statements_and_commits_per_batch_do_not_grow_with_its_size(probe):
+def test_grouped__one_commit_per_non_idempotent_call(probe):
     probe.observe = False
     probe_workflow(False, False)
     counts = []
@@ -59,29 +59,47 @@ def test_grouped__statements_and_commits_per_batch_do_not_grow_with_its_size(pro
         items = dispatch.claim(100)
         with CaptureQueriesContext(connection) as captured:
             assert dispatch.process_batch(items) == {"done": size}
-        counts.append((len(captured.captured_queries), transactions(captured)))
-    assert counts[0] == counts[1], counts
-    # Making the runs, two per non-idempotent step (its start, its outcome) and the
-    # settlement: 6 transactions a batch, where each event alone made 4.
-    assert counts[0][1] == 6, counts
+        counts.append(transactions(captured))
+    # Making the runs, one per call (its start, with the previous call's outcome), the
+    # last outcome and the settlement; each call alone made two (4 per event here).
+    assert counts == [2 * 5 + 3, 2 * 40 + 3], counts
     assert StepRun.objects.filter(status=StepStatus.SUCCEEDED).count() == 2 * 45
     assert WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() == 45
 
 
-def test_grouped__every_running_record_is_committed_before_any_call(probe):
-    probe_workflow(True, False)
-    enqueue(3)
+def test_grouped__each_call_sees_its_record_and_the_previous_outcome_committed(probe):
+    probe_workflow(False, False)
+    enqueue(2)
     seen = []
     probe.hook = lambda ctx: seen.append(
         (
+            item_of(ctx).payload["n"],
             ctx.step_name,
-            sorted(StepRun.objects.filter(step__name="S2").values_list("status", flat=True)),
+            sorted(
+                StepRun.objects.values_list("run__outbox_item__payload__n", "step__name", "status")
+            ),
         )
     )
-    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 3}
-    # The idempotent S1 of every item first, then every S2 call sees the three S2 records
-    # committed as running (the outcomes are committed together after the round's calls).
-    assert seen == [("S1", [])] * 3 + [("S2", ["running"] * 3)] * 3
+    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 2}
+    assert seen == [
+        (0, "S1", [(0, "S1", "running")]),
+        (1, "S1", [(0, "S1", "succeeded"), (1, "S1", "running")]),
+        (
+            0,
+            "S2",
+            [(0, "S1", "succeeded"), (0, "S2", "running"), (1, "S1", "succeeded")],
+        ),
+        (
+            1,
+            "S2",
+            [
+                (0, "S1", "succeeded"),
+                (0, "S2", "succeeded"),
+                (1, "S1", "succeeded"),
+                (1, "S2", "running"),
+            ],
+        ),
+    ]
 
 
 def test_grouped__outcomes_are_committed_before_the_runs_go_on(probe):
@@ -91,38 +109,43 @@ def test_grouped__outcomes_are_committed_before_the_runs_go_on(probe):
     probe.hook = lambda ctx: (
         ctx.step_name == "S2"
         and seen.append(
-            sorted(StepRun.objects.filter(step__name="S1").values_list("status", flat=True))
+            list(
+                StepRun.objects.filter(run_id=ctx.run_id, step__name="S1").values_list(
+                    "status", flat=True
+                )
+            )
         )
     )
     assert dispatch.process_batch(dispatch.claim(10)) == {"done": 2}
-    assert seen == [["succeeded", "succeeded"], ["succeeded", "succeeded"]]
+    assert seen == [["succeeded"], ["succeeded"]]  # its own S1's outcome, committed
 
 
-def test_grouped__a_crash_after_the_grouped_start_never_repeats_a_call(probe):
-    """A worker killed after the running records of the batch were committed: the next
-    pass finds them ``running`` without an outcome and dead-letters those runs, as it
-    does for one step alone; no call is made twice, and none blindly."""
+def test_grouped__a_crash_mid_batch_leaves_one_unknown_call(probe):
+    """A worker killed during a call: that call's record is ``running`` without an
+    outcome, and the next pass dead-letters its run rather than call again; the batch's
+    other events, whose calls never started, have no record and run normally."""
     probe_workflow(False)
     enqueue(3)
     calls = []
 
-    def die_on_first_call(ctx: StepContext) -> None:
+    def die_on_second_call(ctx: StepContext) -> None:
         calls.append(item_of(ctx).payload["n"])
-        raise KeyboardInterrupt  # not an Exception: nothing in the worker catches it
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # not an Exception: nothing in the worker catches it
 
-    probe.hook = die_on_first_call
+    probe.hook = die_on_second_call
     with pytest.raises(KeyboardInterrupt):
         dispatch.process_batch(dispatch.claim(10))
-    assert calls == [0]
-    assert list(StepRun.objects.values_list("status", flat=True)) == ["running"] * 3
-    probe.hook = calls.append
-    OutboxItem.objects.update(lease_expires_at=timezone.now())  # the lease runs out
-    dispatch.claim(10)  # takes the expired leases back
+    assert calls == [0, 1]
+    rows = StepRun.objects.values_list("run__outbox_item__payload__n", "status")
+    assert sorted(rows) == [(0, "succeeded"), (1, "running")]
+    probe.hook = lambda ctx: calls.append(item_of(ctx).payload["n"])
     OutboxItem.objects.update(status="pending", lease_token="", available_at=timezone.now())
-    assert dispatch.process_batch(dispatch.claim(10)) == {"dead": 3}
-    assert calls == [0]  # nothing called again
-    assert set(WorkflowRun.objects.values_list("status", flat=True)) == {RunStatus.DEAD}
-    assert set(StepRun.objects.values_list("status", flat=True)) == {StepStatus.INTERRUPTED}
+    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 2, "dead": 1}
+    assert calls == [0, 1, 2]  # 1 not called again; 0's outcome was kept
+    run_of_1 = WorkflowRun.objects.get(outbox_item__payload__n=1)
+    assert run_of_1.status == RunStatus.DEAD
+    assert "interrupted mid-call" in run_of_1.error["message"]
 
 
 def test_grouped__an_item_lost_before_its_start_is_not_called(probe):
@@ -179,22 +202,29 @@ def test_grouped__a_database_error_fails_each_waiting_item(probe, monkeypatch):
     }
 
 
-def test_grouped__outcomes_wait_no_longer_than_group_seconds(probe, clock):
-    """Slow calls: the outcomes already known are committed once GROUP_SECONDS passed,
-    not after the round's last call."""
-    fake = clock
-    probe_workflow(False)
-    enqueue(3)
-    seen = []
+def test_grouped__loops_and_delays_of_non_idempotent_steps(probe):
+    from automate.services import WorkflowService
 
-    def slow(ctx: StepContext) -> None:
-        seen.append(sorted(StepRun.objects.values_list("status", flat=True)))
-        fake.now += commits.GROUP_SECONDS
-
-    probe.hook = slow
-    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 3}
-    assert seen == [
-        ["running", "running", "running"],
-        ["running", "running", "succeeded"],
-        ["running", "succeeded", "succeeded"],
-    ]
+    WorkflowService().create_workflow(
+        name="Lines",
+        trigger="probe_source",
+        steps=[
+            {
+                "name": "Each",
+                "type": "for_each",
+                "config": {
+                    "items": [0, 1, 2],
+                    "steps": [
+                        {"name": "Reserve", "type": "probe", "config": {"idempotent": False}}
+                    ],
+                },
+            },
+            {"name": "Pause", "type": "delay", "config": {"seconds": 0}},
+            {"name": "After", "type": "probe", "config": {"idempotent": False}},
+        ],
+    )
+    enqueue(4)
+    counts = dispatch.process_batch(dispatch.claim(10))
+    assert counts == {"done": 4}
+    assert set(WorkflowRun.objects.values_list("status", flat=True)) == {RunStatus.COMPLETED}
+    assert len(probe.seen) == 4 * 4
