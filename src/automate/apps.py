@@ -41,6 +41,11 @@ class AutomateConfig(AppConfig):
             signal.connect(
                 clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"
             )
+        from automate.schedules.fire import forget_next_due
+        from automate.schedules.models import Schedule
+
+        for signal in (post_save, post_delete):
+            signal.connect(forget_next_due, sender=Schedule, dispatch_uid="automate.schedules")
         setting_changed.connect(
             receivers.clear_connections_on_settings, dispatch_uid="automate.profiles_settings"
         )

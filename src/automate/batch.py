@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from automate import instrument, runner, runs
+from automate.commits import Commits, Lockstep
 from automate.flow import parking
 from automate.flow.definition import StepTree
 from automate.journal import Journal
@@ -82,10 +83,10 @@ class ClaimedBatch:
         self.lost = {item.pk for item in self.items if item.pk not in held}
         todo = [item for item in self.items if item.pk in held]
         item_runs = self.runs_of(todo)
-        for item in todo:
-            self.processed.append(self.process(item, item_runs[item.pk]))
-            if self.clock() - self.flushed_at >= FLUSH_SECONDS:
-                self.flush()
+        # Each item in its own greenlet, so that the non-idempotent steps' commits of the
+        # batch are made together (automate.commits); settled as they finish.
+        lockstep = Lockstep(self.lease_seconds, finished=self.finished)
+        lockstep.run([self._job(item, item_runs[item.pk], lockstep) for item in todo])
         self.flush()
         for pk in self.lost:
             logger.warning("lost the lease on outbox item %s", pk)
@@ -107,14 +108,33 @@ class ClaimedBatch:
                 found[item.pk] = exc
         return found
 
-    def process(self, item: OutboxItem, item_runs: list[WorkflowRun] | Exception) -> ProcessedItem:
+    def _job(
+        self, item: OutboxItem, item_runs: list[WorkflowRun] | Exception, lockstep: Lockstep
+    ) -> Callable[[], None]:
+        def job() -> None:
+            processed = self.process(item, item_runs, lockstep.commits_for(item))
+            self.processed.append(processed)  # the list of now: a flush may have replaced it
+
+        return job
+
+    def finished(self) -> None:
+        """An item is done: settle the finished ones if the last settlement is old enough."""
+        if self.clock() - self.flushed_at >= FLUSH_SECONDS:
+            self.flush()
+
+    def process(
+        self,
+        item: OutboxItem,
+        item_runs: list[WorkflowRun] | Exception,
+        commits: Commits | None = None,
+    ) -> ProcessedItem:
         """Execute one item's runs, unless the worker is stopping; never raise."""
         journal = Journal()
         if self.should_stop is not None and self.should_stop():
             return ProcessedItem(item, Outcome.RELEASED, journal)
         try:
             with trace(item.trace_id):
-                result = self.execute(item, item_runs, journal)
+                result = self.execute(item, item_runs, journal, commits)
         except Exception as exc:  # a bug or a lost database: retry the item later
             logger.exception("processing outbox item %s failed", item.pk)
             journal.clear()
@@ -122,7 +142,11 @@ class ClaimedBatch:
         return ProcessedItem(item, result, journal)
 
     def execute(
-        self, item: OutboxItem, item_runs: list[WorkflowRun] | Exception, journal: Journal
+        self,
+        item: OutboxItem,
+        item_runs: list[WorkflowRun] | Exception,
+        journal: Journal,
+        commits: Commits | None = None,
     ) -> ItemResult:
         """Execute the runs in order; stop at the first one that lost the item or paused."""
         if isinstance(item_runs, Exception):
@@ -143,6 +167,7 @@ class ClaimedBatch:
                     confirm=lambda: queue.renew(item, self.lease_seconds),
                     journal=journal,
                     steps=self.steps[key],
+                    commits=commits,
                 )
             if outcome.status == Outcome.LOST:
                 self.lost.add(item.pk)

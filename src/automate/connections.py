@@ -69,10 +69,12 @@ def find_connection(key: str) -> Connection | None:
 
 
 def clear_connection_cache(**kwargs: Any) -> None:
-    """Forget every looked-up connection (a receiver of profile and settings changes)."""
-    global _cache_generation
+    """Forget every looked-up connection and the signing secret references (a receiver of
+    profile and settings changes)."""
+    global _cache_generation, _signing_cache
     _cache_generation += 1
     _cache.clear()
+    _signing_cache = None
 
 
 def _load_connection(key: str) -> Connection | None:
@@ -114,22 +116,45 @@ def check_no_signing_secret(connection: Connection) -> None:
             secrets.check_not_signing(value, use="connection")
 
 
+#: The signing secret references of the profiles: (good until, per time.monotonic(); refs).
+_signing_cache: tuple[float, tuple[str, ...]] | None = None
+
+
 def signing_secret_references() -> list[str]:
     """Every webhook signing secret reference of the profiles and ``AUTOMATE["CONNECTORS"]``.
 
     Registered with :func:`automate_core.secrets.register_signing_secrets`, so none of them
     is ever sent as an outbound credential (a stolen signing secret forges webhooks).
+
+    Asked at every credential check: outside a transaction the profiles' references are
+    kept like connections (:func:`find_connection`), for
+    ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``, and forgotten at once when this process
+    saves or deletes a profile; another process's change is seen within that time.
     """
-    references = [
+    global _signing_cache
+    ttl = app_settings.CONNECTION_CACHE_SECONDS
+    cached = ttl > 0 and not transaction.get_connection().in_atomic_block
+    hit = _signing_cache
+    if cached and hit is not None and hit[0] > time.monotonic():
+        references = list(hit[1])
+    else:
+        generation = _cache_generation
+        references = _profile_signing_references()
+        if cached and generation == _cache_generation:  # not cleared while we were reading
+            _signing_cache = (time.monotonic() + ttl, tuple(references))
+    for entry in app_settings.CONNECTORS.values():
+        if isinstance(entry, Mapping):
+            references.extend(v for v in entry.get("secrets", ()) if isinstance(v, str))
+    return references
+
+
+def _profile_signing_references() -> list[str]:
+    return [
         value
         for secrets in ConnectionProfile.objects.values_list("webhook_secrets", flat=True)
         for value in (secrets or ())
         if isinstance(value, str)
     ]
-    for entry in app_settings.CONNECTORS.values():
-        if isinstance(entry, Mapping):
-            references.extend(v for v in entry.get("secrets", ()) if isinstance(v, str))
-    return references
 
 
 def build_connector(connection: Connection, *, ctx: ProviderContext | None = None) -> Connector:

@@ -32,7 +32,7 @@ from automate.flow import parking
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun, carried_by
 from automate.outcomes import Outcome
 from automate.outgoing import delivery
-from automate.schedules.fire import fire_due as fire_due_schedules
+from automate.schedules.fire import fire_due_when_due as fire_due_schedules
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
@@ -114,8 +114,9 @@ def process_batch(
 def claim(
     batch: int | None = None, *, worker: str = "", only: tuple[str, ...] = ()
 ) -> list[OutboxItem]:
-    """Fire the schedule ticks due now (:mod:`automate.schedules`), then lease due items
-    with the outbox's ``claim()``: every poll of every worker and dispatcher does both."""
+    """Fire the schedule ticks due now (:mod:`automate.schedules`; no query while none can
+    be due), then lease due items with the outbox's ``claim()``: every poll of every worker
+    and dispatcher does both."""
     fire_due_schedules()
     started = time.time_ns()
     worker = worker or worker_name()

@@ -67,6 +67,12 @@ class Journal:
             else:
                 _update_rows(model, sorted(same_names), objs)
 
+    def forget_ids(self) -> None:
+        """After a rollback: the rows to insert get no id from a write that was undone."""
+        for obj in self._new:
+            obj.pk = None
+            obj._state.adding = True
+
     def clear(self) -> None:
         self._new.clear()
         self._changed.clear()

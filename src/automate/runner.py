@@ -17,7 +17,8 @@ as a failed step's, through the item's lease.
 Every attempt at a step is recorded as a :class:`StepRun`, the side-effect record. A
 non-idempotent step's record is committed as ``running`` before the step executes (in the
 same transaction that confirms the item is still ours) and committed again with its
-outcome right after. An idempotent step's record waits in the pass's
+outcome right after (in a batch, those commits are shared with the other items' at the
+same point: :mod:`automate.commits`). An idempotent step's record waits in the pass's
 :class:`~automate.journal.Journal` and is written with the item's settlement, in the
 batch's one commit: if the worker dies first the step simply runs again, which is what
 idempotent means. On resume a succeeded step's output is reused, never recomputed, and a
@@ -35,11 +36,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel
 
 from automate import instrument, templating
+from automate.commits import Commits
 from automate.conf import settings as app_settings
 from automate.flow import blocks, parking
 from automate.flow.definition import StepTree
@@ -90,6 +92,7 @@ def execute_run(
     confirm: Callable[[], bool] | None = None,
     journal: Journal | None = None,
     steps: StepTree | Sequence[WorkflowStep] | None = None,
+    commits: Commits | None = None,
 ) -> RunOutcome:
     """Run (or resume) ``run``'s steps in order; record each attempt; never raise.
 
@@ -100,11 +103,19 @@ def execute_run(
 
     With a ``journal`` the records of idempotent steps and the run's status are left in
     it for the caller to write with the item's settlement; without one they are written
-    before this returns.
+    before this returns. ``commits`` makes a non-idempotent step's two commits (at once by
+    default; a batch shares them between its items, see :mod:`automate.commits`).
     """
     if journal is None:
         own = Journal()
-        ended = execute_run(run, stop_reason=stop_reason, confirm=confirm, journal=own, steps=steps)
+        ended = execute_run(
+            run,
+            stop_reason=stop_reason,
+            confirm=confirm,
+            journal=own,
+            steps=steps,
+            commits=commits,
+        )
         if ended.status != Outcome.LOST:
             _write_now(own)
         return ended
@@ -113,7 +124,7 @@ def execute_run(
     if run.status == RunStatus.WAITING:
         return RunOutcome(Outcome.WAITING)  # parked: only the item that resumes it runs it
     tree = steps if isinstance(steps, StepTree) else StepTree.of(run.workflow, run.workflow_version)
-    execution = RunExecution(run, journal, confirm, stop_reason)
+    execution = RunExecution(run, journal, confirm, stop_reason, commits=commits or Commits())
     execution.start()
     if run.cancel_requested_at is not None:
         return execution.cancel()
@@ -147,6 +158,8 @@ class RunExecution:
     journal: Journal
     confirm: Callable[[], bool] | None
     stop_reason: StopReason | None = None
+    #: Makes a non-idempotent step's commits (:mod:`automate.commits`).
+    commits: Commits = field(default_factory=Commits)
     context: dict[str, Any] = field(default_factory=dict)
     #: The run's step records by (step, iteration path), oldest first.
     history: dict[RecordKey, list[StepRun]] = field(default_factory=dict)
@@ -397,7 +410,7 @@ class RunExecution:
         record.output, record.finished_at = _jsonable(result.output), timezone.now()
         self.journal.update(record, ["status", "output", "finished_at"])
         if not idempotent:
-            _write_now(self.journal)  # a known outcome must not become an unknown one
+            self.commits.write(self.journal)  # a known outcome must not become an unknown one
         scope = self.context if scope is None else scope
         scope["steps"][step.name] = {"output": record.output, "status": "succeeded"}
         return StepResult(output=record.output, stop=result.stop)
@@ -406,16 +419,7 @@ class RunExecution:
         """Commit a non-idempotent step's ``running`` record, and everything held before
         it, if the item is still ours; False when it is not (or another worker is on this
         very attempt)."""
-        try:
-            with transaction.atomic():
-                if self.confirm is not None and not self.confirm():
-                    return False
-                self.journal.write()
-                record.save(force_insert=True)
-        except IntegrityError:
-            return False
-        self.journal.clear()
-        return True
+        return self.commits.start(self.journal, record, self.confirm)
 
     def failed(
         self,
@@ -447,7 +451,7 @@ class RunExecution:
         else:
             outcome = self.dead(error)
         if not idempotent:
-            _write_now(self.journal)
+            self.commits.write(self.journal)
         return outcome
 
     def finish(self, status: str) -> RunOutcome:

@@ -26,9 +26,10 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import httpx
@@ -56,6 +57,7 @@ __all__ = [
     "is_credential_header",
     "redact_headers",
     "safe_client",
+    "shared_safe_client",
     "ssrf_safe_request",
 ]
 
@@ -484,6 +486,7 @@ def ssrf_safe_request(
     allow_redirects: bool = True,
     max_redirects: int = 5,
     purpose: str | None = None,
+    client: SafeClient | None = None,
 ) -> httpx.Response:
     """Send one request under the SSRF rules and return the fully read response.
 
@@ -498,6 +501,10 @@ def ssrf_safe_request(
     ``credentials_ref`` must be granted for; with no purpose (project code) the URL's
     host is the secret's implicit grant. A secret not granted for the URL's host raises
     :class:`~automate_core.secrets.SecretNotGranted` before anything is sent.
+
+    ``client`` (from :func:`shared_safe_client`, for the same ``purpose`` and ``max_size``)
+    sends the request over that client's kept-alive connections instead of a client made
+    for this call alone; the rules are the same, since they live in its transport.
     """
     with _reported(method, url):
         return _send(
@@ -513,6 +520,7 @@ def ssrf_safe_request(
             allow_redirects=allow_redirects,
             max_redirects=max_redirects,
             purpose=purpose,
+            client=client,
         )
 
 
@@ -530,16 +538,22 @@ def _send(
     allow_redirects: bool,
     max_redirects: int,
     purpose: str | None,
+    client: httpx.Client | None = None,
 ) -> httpx.Response:
     target = _parse(url, purpose)
     auth = _auth_headers(credentials_ref, host=target.host, purpose=purpose)
-    client = httpx.Client(
-        timeout=timeout,
-        transport=SafeTransport(max_size=max_size, purpose=purpose),
-        trust_env=False,
-    )
-    client._automate_purpose = purpose  # type: ignore[attr-defined]
-    with client, _deadline(timeout):
+    if client is None:
+        client = httpx.Client(
+            timeout=timeout,
+            transport=SafeTransport(max_size=max_size, purpose=purpose),
+            trust_env=False,
+        )
+        client._automate_purpose = purpose  # type: ignore[attr-defined]
+        closing: Any = client
+    else:
+        _check_shared(client, purpose, max_size)
+        closing = nullcontext()  # shared: its connections stay open for the next call
+    with closing, _deadline(timeout):
         request = client.build_request(
             method,
             target,
@@ -547,6 +561,7 @@ def _send(
             params=params,
             json=json,
             data=data,
+            timeout=timeout,
         )
         for hop in range(max_redirects + 1):
             response = client.send(request, stream=True)
@@ -558,6 +573,41 @@ def _send(
             finally:
                 response.close()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_shared: dict[tuple[str | None, int], SafeClient] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_safe_client(*, purpose: str | None, max_size: int = DEFAULT_MAX_SIZE) -> SafeClient:
+    """This process's client for :func:`ssrf_safe_request` calls of one ``purpose`` and
+    ``max_size``: the same SSRF-safe transport (every request checked, every connection
+    made by the guarded backend, bodies capped), its connections kept alive between calls.
+    Carries no credentials and follows no redirect by itself; thread-safe."""
+    key = (purpose, max_size)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            client = SafeClient(
+                transport=SafeTransport(max_size=max_size, purpose=purpose), trust_env=False
+            )
+            client._automate_purpose = purpose  # type: ignore[attr-defined]
+            _shared[key] = client
+        return client
+
+
+def _check_shared(client: httpx.Client, purpose: str | None, max_size: int) -> None:
+    transport = client._transport
+    if not (
+        isinstance(transport, SafeTransport)
+        and transport.purpose == purpose
+        and transport.max_size == max_size
+    ):
+        raise invalid_argument(
+            None,
+            "the client passed to ssrf_safe_request must come from shared_safe_client() "
+            "with the same purpose and max_size",
+        )
 
 
 async def async_ssrf_safe_request(

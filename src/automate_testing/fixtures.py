@@ -116,9 +116,9 @@ def in_memory_retriever() -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _automate_fresh_connections() -> Iterator[None]:
-    """Each test looks its connections up afresh. Outside a transaction a process keeps
-    them for ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``, and a transactional test's rows are
-    flushed without the model signals that clear that cache."""
+    """Each test looks its connections (and when schedules are due) up afresh. Outside a
+    transaction a process keeps them for ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``, and a
+    transactional test's rows are flushed without the model signals that clear that cache."""
     yield
     from django.apps import apps
 
@@ -127,8 +127,10 @@ def _automate_fresh_connections() -> Iterator[None]:
     # models: automate.connections imports automate.models, and pytest loads this plugin
     # before Django is set up
     from automate.connections import clear_connection_cache
+    from automate.schedules.fire import look_next_poll
 
     clear_connection_cache()
+    look_next_poll()  # a test may move a schedule's next tick without the model signals
 
 
 @pytest.fixture

@@ -90,3 +90,59 @@ def test_cache__is_bounded(monkeypatch):
     for n in range(10):
         find_connection(f"unknown-{n}")
         assert len(connections._cache) <= 3
+
+
+def signing_lookups() -> tuple[int, set[str]]:
+    """How many queries one credential check's signing-secret lookup made, and its names."""
+    from automate_core import secrets
+
+    with CaptureQueriesContext(connection) as captured:
+        names = secrets.signing_secret_names()
+    return len(captured.captured_queries), names
+
+
+def test_signing_cache__a_second_credential_check_reads_nothing():
+    profile(webhook_secrets=["secret://HOOK_A"])
+    first, second = signing_lookups(), signing_lookups()
+    assert (first[0], second[0]) == (1, 0)
+    assert "HOOK_A" in first[1] and first[1] == second[1]
+
+
+def test_signing_cache__a_saved_or_deleted_profile_counts_at_once():
+    from automate_core import secrets
+
+    row = profile(webhook_secrets=["secret://HOOK_A"])
+    assert "HOOK_A" in secrets.signing_secret_names()
+    row.webhook_secrets = ["secret://HOOK_B"]
+    row.save()
+    with pytest.raises(secrets.SecretNotGranted):
+        secrets.check_not_signing("secret://HOOK_B", use="connection")
+    assert secrets.check_not_signing("secret://HOOK_A", use="connection") == "HOOK_A"
+    row.delete()
+    assert "HOOK_B" not in secrets.signing_secret_names()
+
+
+def test_signing_cache__a_change_without_signals_counts_when_the_entry_expires(
+    settings, monkeypatch
+):
+    from automate_core import secrets
+
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
+    now = [100.0]
+    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
+    profile(webhook_secrets=["secret://HOOK_A"])
+    assert "HOOK_C" not in secrets.signing_secret_names()
+    ConnectionProfile.objects.filter(key="cached").update(webhook_secrets=["secret://HOOK_C"])
+    now[0] += 4.9
+    assert "HOOK_C" not in secrets.signing_secret_names()  # another process's change...
+    now[0] += 0.2
+    assert "HOOK_C" in secrets.signing_secret_names()  # ...counts within the cache time
+
+
+def test_signing_cache__inside_a_transaction_the_profiles_are_read():
+    profile(webhook_secrets=["secret://HOOK_A"])
+    signing_lookups()
+    with transaction.atomic():
+        ConnectionProfile.objects.filter(key="cached").update(webhook_secrets=["secret://HOOK_D"])
+        count, names = signing_lookups()
+        assert (count, "HOOK_D" in names) == (1, True)

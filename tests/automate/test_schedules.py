@@ -257,3 +257,71 @@ def test_fire__two_pollers_at_once_fire_each_tick_once(postgres):
     assert sum(counts) == 31
     assert sorted(fired_ticks(wf)) == sorted(iso(T0 + timedelta(seconds=s)) for s in range(31))
     assert ScheduleTick.objects.count() == 31
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def schedule_queries(captured) -> int:
+    return sum(1 for q in captured.captured_queries if "automate_schedule" in q["sql"])
+
+
+@pytest.mark.django_db
+def test_poll__no_schedule_query_while_none_can_be_due(monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from automate import dispatch
+    from automate.schedules import fire
+
+    clock = Monotonic()
+    monkeypatch.setattr(fire.time, "monotonic", clock)
+    counts = []
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as captured:
+            dispatch.claim(10)
+        counts.append(schedule_queries(captured))
+    assert counts == [2, 0, 0]  # the first poll looks (due ones, the soonest); not the next
+    clock.now += fire.RECHECK_SECONDS  # another process may have made one meanwhile
+    with CaptureQueriesContext(connection) as captured:
+        dispatch.claim(10)
+    assert schedule_queries(captured) == 2
+
+
+@pytest.mark.django_db
+def test_poll__a_saved_schedule_is_looked_at_by_the_next_poll(monkeypatch):
+    from automate import dispatch
+    from automate.schedules import fire
+
+    clock = Monotonic()
+    monkeypatch.setattr(fire.time, "monotonic", clock)
+    dispatch.claim(10)  # nothing scheduled: the next look is a second away
+    workflow = scheduled({"every": 60}, at=None)  # saved: the next poll looks
+    schedule = Schedule.objects.get(workflow=workflow)
+    schedule.next_tick_at = timezone.now() - timedelta(seconds=1)
+    schedule.save()
+    dispatch.claim(10)
+    schedule.refresh_from_db()
+    assert schedule.next_tick_at > timezone.now()  # the poll looked, and moved it on
+
+
+@pytest.mark.django_db
+def test_poll__a_tick_due_soon_is_looked_at_when_it_is_due(monkeypatch):
+    from automate import dispatch
+    from automate.schedules import fire
+
+    clock = Monotonic()
+    monkeypatch.setattr(fire.time, "monotonic", clock)
+    workflow = scheduled({"every": 60}, at=None)
+    Schedule.objects.filter(workflow=workflow).update(  # no signal, as from another process
+        next_tick_at=timezone.now() + timedelta(seconds=0.5)
+    )
+    fire.look_next_poll()
+    dispatch.claim(10)  # looks: due in half a second, so the next look is then, not later
+    assert fire._next_look <= clock.now + 0.5
+    assert fired_ticks(workflow) == []

@@ -374,3 +374,60 @@ def test_delivery__loopback_needs_the_allow_list(receiver, net_guard):
         assert work() == {"dead": 1}
     assert receiver.requests == []
     assert attempts(endpoint)[0].error_code == "ssrf_refused"
+
+
+def test_delivery__one_guarded_client_per_process_serves_every_delivery(receiver, monkeypatch):
+    from automate_core import http
+
+    fresh: dict = {}
+    monkeypatch.setattr(http, "_shared", fresh)  # as in a fresh process
+    try:
+        check_one_client(receiver, monkeypatch, http)
+    finally:
+        for client in fresh.values():
+            client.close()
+
+
+def check_one_client(receiver, monkeypatch, http) -> None:
+    from automate.conf import settings as app_settings
+
+    built = []
+    original = http.SafeTransport.__init__
+
+    def counting(self, **kwargs):
+        built.append(kwargs.get("purpose"))
+        original(self, **kwargs)
+
+    monkeypatch.setattr(http.SafeTransport, "__init__", counting)
+    WebhookEndpoint.create(receiver.url("/ok"))
+    WebhookEndpoint.create(receiver.url("/accepted"))
+    send_webhook("invoice.paid", {"id": "in_1"})
+    send_webhook("invoice.paid", {"id": "in_2"})
+    assert work() == {"done": 4}
+    assert built == ["webhooks"]  # one transport, not one per request
+    client = http.shared_safe_client(
+        purpose="webhooks", max_size=app_settings.OUTGOING_WEBHOOK_RESPONSE_MAX_BYTES
+    )
+    assert isinstance(client._transport, http.SafeTransport)  # the guarded one
+    assert len(receiver.hits("/ok")) == len(receiver.hits("/accepted")) == 2
+
+
+def test_delivery__the_shared_client_refuses_what_the_rules_refuse(receiver):
+    endpoint, _ = WebhookEndpoint.create(receiver.url("/ok"))
+    with outgoing_settings(receiver, HTTP_ALLOW_NETWORKS=[]):  # loopback no longer admitted
+        send_webhook("invoice.paid", {"id": "in_1"})
+        assert work() == {"dead": 1}
+    [attempt] = attempts(endpoint)
+    assert attempt.error_code == "ssrf_refused"
+    assert receiver.hits("/ok") == []
+
+
+def test_ssrf_safe_request__refuses_a_client_of_another_purpose():
+    from automate_core import http
+    from automate_core.providers.errors import AutomateError
+
+    other = http.shared_safe_client(purpose="http_request")
+    with pytest.raises(AutomateError, match="shared_safe_client"):
+        http.ssrf_safe_request(
+            "POST", "https://hooks.example.com/", purpose="webhooks", client=other
+        )

@@ -46,7 +46,12 @@ from automate.outgoing.models import (
 from automate.outgoing.signals import endpoint_disabled
 from automate.outgoing.signing import signature_header
 from automate_core import redaction
-from automate_core.http import ResponseTooLarge, SSRFError, ssrf_safe_request
+from automate_core.http import (
+    ResponseTooLarge,
+    SSRFError,
+    shared_safe_client,
+    ssrf_safe_request,
+)
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 from automate_core.providers.errors import AutomateError
@@ -273,6 +278,10 @@ def send(url: str, message: OutgoingMessage, secrets: Sequence[str]) -> Outcome:
             max_size=app_settings.OUTGOING_WEBHOOK_RESPONSE_MAX_BYTES,
             allow_redirects=False,
             purpose="webhooks",  # AUTOMATE["HTTP_ALLOW_FOR"]["webhooks"] opens networks
+            # One guarded client per process: its connections are reused between deliveries.
+            client=shared_safe_client(
+                purpose="webhooks", max_size=app_settings.OUTGOING_WEBHOOK_RESPONSE_MAX_BYTES
+            ),
         )
     except ResponseTooLarge as exc:
         return Outcome(error_code="response_too_large", error_message=exc.message)

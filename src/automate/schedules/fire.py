@@ -11,9 +11,12 @@ that see the same tick due write one row between them, the other's INSERT fails.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from automate import runs
@@ -24,7 +27,15 @@ from automate.schedules.spec import ScheduleSpec
 from automate_core.outbox import queue
 from automate_core.tracing import new_trace_id
 
-__all__ = ["SCHEDULE_CONNECTOR_KEY", "SCHEDULE_EVENT_TYPE", "fire_due", "set_schedule"]
+__all__ = [
+    "SCHEDULE_CONNECTOR_KEY",
+    "SCHEDULE_EVENT_TYPE",
+    "fire_due",
+    "fire_due_when_due",
+    "forget_next_due",
+    "look_next_poll",
+    "set_schedule",
+]
 
 logger = logging.getLogger("automate.schedules")
 
@@ -36,6 +47,47 @@ SCHEDULE_EVENT_TYPE = "schedule"
 RETRY_BROKEN = timedelta(seconds=60)
 #: Schedules handled by one poll; the rest are due still and come with the next one.
 SCHEDULES_PER_POLL = 100
+#: How long a process trusts what it knows of the next due tick: a schedule saved by
+#: another process (whose saves this one cannot hear) is seen within this time.
+RECHECK_SECONDS = 1.0
+
+#: When this process next looks at the schedules (per time.monotonic()); see
+#: :func:`fire_due_when_due`.
+_next_look = 0.0
+
+
+def fire_due_when_due() -> int:
+    """:func:`fire_due`, unless this process knows that no tick can be due yet: what a
+    worker's or dispatcher's every poll calls.
+
+    After a look, the earliest ``next_tick_at`` tells when to look again (at most
+    :data:`RECHECK_SECONDS` later), so most polls cost no query. Saving or deleting a
+    schedule in this process makes the next poll look (:func:`forget_next_due`).
+    """
+    global _next_look
+    if time.monotonic() < _next_look:
+        return 0
+    now = timezone.now()
+    fired = fire_due(now)
+    soonest = Schedule.objects.filter(next_tick_at__isnull=False).aggregate(at=Min("next_tick_at"))
+    wait = RECHECK_SECONDS
+    if soonest["at"] is not None:
+        wait = min(wait, (soonest["at"] - timezone.now()).total_seconds())
+    _next_look = time.monotonic() + wait
+    return fired
+
+
+def forget_next_due(**kwargs: Any) -> None:
+    """Make the next poll look at the schedules (a receiver of schedule saves and deletes):
+    now, and again when the saving transaction commits."""
+    look_next_poll()
+    transaction.on_commit(look_next_poll)
+
+
+def look_next_poll() -> None:
+    """Make this process's next poll look at the schedules."""
+    global _next_look
+    _next_look = 0.0
 
 
 def fire_due(now: datetime | None = None) -> int:
