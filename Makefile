@@ -85,7 +85,7 @@ bench: install
 	@command -v wrk >/dev/null || echo "wrk not found (apt install wrk): the ingest benchmark uses the slower Python load generator"
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ingest
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.pipeline --events $(BENCH_EVENTS)
-	PYTHONPATH=src:.:example $(PY) -m benchmarks.parked --runs $(BENCH_EVENTS)
+	PYTHONPATH=src:.:example $(PY) -m benchmarks.parked --runs $(BENCH_EVENTS) --workers 2
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.ratelimit
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.outgoing
 	PYTHONPATH=src:.:example $(PY) -m benchmarks.rag
