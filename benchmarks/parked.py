@@ -105,6 +105,13 @@ def _until(condition, args, what: str, started: float) -> float:
     return time.perf_counter() - started
 
 
+def _drain(args, event_type: str, payloads: list[dict], done, what: str) -> float:
+    """Runs per second from one UPDATE making the stored events due until ``done()``."""
+    _store_events(event_type, payloads)
+    started = _make_due(event_type=event_type)
+    return args.runs / _until(done, args, what, started)
+
+
 def cell(workers: int, workflows: dict, args) -> dict[str, float]:
     """Rates (runs/s) of the five phases with one set of workers."""
     from django.db import connections
@@ -120,26 +127,22 @@ def cell(workers: int, workflows: dict, args) -> dict[str, float]:
     try:
         time.sleep(4)  # let the workers boot before any clock starts
         # plain: the pipeline's backlog drain
-        _store_events("pull_request", [{"action": "opened", "number": i} for i in range(n)])
-        started = _make_due(event_type="pull_request")
-        elapsed = _until(
-            lambda: _runs(workflows["plain"], "completed") >= n and _settled(),
+        rates["plain"] = _drain(
             args,
+            "pull_request",
+            [{"action": "opened", "number": i} for i in range(n)],
+            lambda: _runs(workflows["plain"], "completed") >= n and _settled(),
             "every plain run to complete",
-            started,
         )
-        rates["plain"] = n / elapsed
 
         # delay: park, then bring every deadline to now
-        _store_events("parked.delay", [{"n": i} for i in range(n)])
-        started = _make_due(event_type="parked.delay")
-        elapsed = _until(
-            lambda: _runs(workflows["delay"], "waiting") >= n and _settled(),
+        rates["delay_park"] = _drain(
             args,
+            "parked.delay",
+            [{"n": i} for i in range(n)],
+            lambda: _runs(workflows["delay"], "waiting") >= n and _settled(),
             "every delayed run to park",
-            started,
         )
-        rates["delay_park"] = n / elapsed
         now = timezone.now()
         started = time.perf_counter()
         RunWait.objects.filter(kind=WaitKind.DELAY, status="waiting").update(due_at=now)
@@ -156,24 +159,20 @@ def cell(workers: int, workflows: dict, args) -> dict[str, float]:
 
         # wait_for_event: park, store the replies, make them due
         keys = [f"k{i}" for i in range(n)]
-        _store_events("parked.wait", [{"key": key} for key in keys])
-        started = _make_due(event_type="parked.wait")
-        elapsed = _until(
+        rates["event_park"] = _drain(
+            args,
+            "parked.wait",
+            [{"key": key} for key in keys],
             lambda: _runs(workflows["event"], "waiting") >= n and _settled(),
-            args,
             "every waiting run to park",
-            started,
         )
-        rates["event_park"] = n / elapsed
-        _store_events("parked.reply", [{"key": key} for key in reversed(keys)])
-        started = _make_due(event_type="parked.reply")
-        elapsed = _until(
-            lambda: _runs(workflows["event"], "completed") >= n and _settled(),
+        rates["event"] = _drain(
             args,
+            "parked.reply",
+            [{"key": key} for key in reversed(keys)],
+            lambda: _runs(workflows["event"], "completed") >= n and _settled(),
             "every waiting run to resume and complete",
-            started,
         )
-        rates["event"] = n / elapsed
     finally:
         for proc in procs:
             common.stop(proc)
