@@ -125,9 +125,9 @@ SELECT %(wf)s, 1, o.id, '{}', CASE WHEN o.id %% 50 = 0 THEN 'dead' ELSE 'complet
     o.trace_id, NULL, 0, o.created_at, o.created_at + interval '40 ms',
     o.created_at + interval '90 ms'
 FROM automate_core_outboxitem o;
-INSERT INTO automate_steprun (run_id, step_id, attempt, replay, status, input, output, error,
-    started_at, finished_at)
-SELECT r.id, %(step_id)s, 1, 0, CASE WHEN r.status = 'dead' THEN 'failed' ELSE 'succeeded' END,
+INSERT INTO automate_steprun (run_id, step_id, path, attempt, replay, status, input, output,
+    error, started_at, finished_at)
+SELECT r.id, %(step_id)s, '', 1, 0, CASE WHEN r.status = 'dead' THEN 'failed' ELSE 'succeeded' END,
     '{}', '{}', NULL, r.started_at, r.finished_at
 FROM automate_workflowrun r;
 ANALYZE;
