@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -85,14 +86,21 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
+    # stderr goes to a file, not a pipe: nothing reads a pipe while the process runs, and a
+    # worker logging a line per run fills the pipe's 64 KiB after a few hundred runs and
+    # then blocks in its next write, holding the logging lock (make soak's 1,000-event
+    # restart test stalled exactly so).
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (stop() reads and closes it)
+    process = subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
+    _stderr_logs[process.pid] = log
+    return process
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> str:
@@ -100,11 +108,20 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 
     if process.poll() is None:
         os.killpg(process.pid, sig)
     try:
-        _, err = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        _, err = process.communicate()
-    return (err or b"").decode(errors="replace")
+        process.wait()
+    log = _stderr_logs.pop(process.pid, None)
+    if log is None:  # stopped before
+        return ""
+    with log:
+        log.seek(0)
+        return log.read().decode(errors="replace")
+
+
+#: Each started process's stderr file, by pid, until stop() reads and closes it.
+_stderr_logs: dict[int, Any] = {}
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
