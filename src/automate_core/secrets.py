@@ -221,14 +221,24 @@ class SecretNotGranted(AutomateError):
         )
 
 
-def register_signing_secrets(source: Callable[[], Iterable[str]]) -> None:
+_signing_probes: list[Callable[[str], bool]] = []
+
+
+def register_signing_secrets(
+    source: Callable[[], Iterable[str]], *, probe: Callable[[str], bool] | None = None
+) -> None:
     """Name a source of webhook signing secrets (``secret://NAME`` references or names).
 
     ``source()`` is called when a credential is checked; the secrets it returns are never
-    sent as outbound credentials. Registering the same callable twice is harmless.
+    sent as outbound credentials. A source may answer from a cache that another process's
+    change reaches late; ``probe(name)``, when given, is asked at each credential check
+    whose name ``source()`` did not list, and must answer from the stored truth (True: it
+    is a signing secret). Registering the same callables twice is harmless.
     """
     if source not in _signing_sources:
         _signing_sources.append(source)
+    if probe is not None and probe not in _signing_probes:
+        _signing_probes.append(probe)
 
 
 def signing_secret_names() -> set[str]:
@@ -249,7 +259,9 @@ def signing_secret_names() -> set[str]:
 def check_not_signing(reference: str, *, use: str, host: str = "") -> str:
     """Return NAME unless ``secret://NAME`` is a webhook signing secret (then refuse)."""
     name = parse_reference(reference)
-    if name in signing_secret_names():
+    # The probes run last and only for a name the sources did not list: a signing secret
+    # another process just added is refused now, not when a cache expires.
+    if name in signing_secret_names() or any(probe(name) for probe in _signing_probes):
         raise SecretNotGranted(
             name, host, use, "it is a webhook signing secret, never an outbound credential"
         )
