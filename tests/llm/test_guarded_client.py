@@ -10,18 +10,8 @@ import pytest
 
 from automate_core.providers.errors import AutomateError, ErrorCodes
 from tests.llm.conftest import require_sdk
-from tests.llm.servers import Reply, ScriptedServer
+from tests.llm.servers import CHAT_COMPLETION, Reply, ScriptedServer
 
-CHAT = {
-    "id": "c1",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "gpt-test",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
@@ -37,7 +27,7 @@ def make(server: ScriptedServer, **config):
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_guarded_client__answers_through_the_llm_allow_list(server, mode):
-    server.add(Reply(body=CHAT))
+    server.add(Reply(body=CHAT_COMPLETION))
     provider = make(server)
     if mode == "sync":
         result = provider.complete(MESSAGES)
@@ -49,7 +39,7 @@ def test_guarded_client__answers_through_the_llm_allow_list(server, mode):
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_guarded_client__a_compressed_answer_is_refused(server, mode):
-    body = gzip.compress(json.dumps(CHAT).encode())
+    body = gzip.compress(json.dumps(CHAT_COMPLETION).encode())
     server.add(Reply(body=body, headers={"Content-Encoding": "gzip"}))
     provider = make(server)
 
@@ -67,7 +57,7 @@ def test_guarded_client__a_compressed_answer_is_refused(server, mode):
 def test_guarded_client__a_redirect_is_not_followed(server):
     other = ScriptedServer().start()
     try:
-        other.add(Reply(body=CHAT))
+        other.add(Reply(body=CHAT_COMPLETION))
         server.add(Reply(status=307, headers={"Location": f"{other.url}/v1/chat/completions"}))
         with pytest.raises(AutomateError):
             make(server).complete(MESSAGES)
@@ -78,7 +68,7 @@ def test_guarded_client__a_redirect_is_not_followed(server):
 
 def test_guarded_client__async_calls_are_guarded_too(server, settings):
     settings.AUTOMATE = {**settings.AUTOMATE, "HTTP_ALLOW_FOR": {}}
-    server.add(Reply(body=CHAT))
+    server.add(Reply(body=CHAT_COMPLETION))
     with pytest.raises(AutomateError) as refused:
         asyncio.run(make(server).acomplete(MESSAGES))
     assert refused.value.details["reason"] == "private_address"
