@@ -30,6 +30,7 @@ secret, the host and the use, and are raised before any value is read.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -259,13 +260,28 @@ def signing_secret_names() -> set[str]:
 def check_not_signing(reference: str, *, use: str, host: str = "") -> str:
     """Return NAME unless ``secret://NAME`` is a webhook signing secret (then refuse)."""
     name = parse_reference(reference)
-    # The probes run last and only for a name the sources did not list: a signing secret
-    # another process just added is refused now, not when a cache expires.
-    if name in signing_secret_names() or any(probe(name) for probe in _signing_probes):
+    if name in signing_secret_names() or _probed_signing(name):
         raise SecretNotGranted(
             name, host, use, "it is a webhook signing secret, never an outbound credential"
         )
     return name
+
+
+def _probed_signing(name: str) -> bool:
+    """Ask the probes, for a name the sources did not list: a signing secret another
+    process just stored is refused now, not when a cache expires.
+
+    Not from a running event loop: probes read the database, which async code may not
+    (an async client's per-request check); that client's credential was probed when it
+    was built, in sync code, and the sources still answer.
+    """
+    if not _signing_probes:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return any(probe(name) for probe in _signing_probes)
+    return False
 
 
 def check_use(reference: str, *, use: str) -> str:

@@ -9,6 +9,8 @@ process's cache is not cleared.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -73,3 +75,15 @@ def test_signing_probe__an_ordinary_credential_costs_one_query(warm_cache):
         name = secrets.check_grant("secret://HOOK_NEW", use="http_request", host="api.example.com")
     assert name == "HOOK_NEW"
     assert len(captured.captured_queries) == 1
+
+
+def test_signing_probe__async_code_keeps_to_the_cached_references(warm_cache):
+    """An async client's per-request check runs in the event loop, where the database may
+    not be read: the probe stays out, the cached references still refuse."""
+
+    async def check(reference: str) -> str:
+        return secrets.check_not_signing(reference, use="code")
+
+    assert asyncio.run(check("secret://API_KEY")) == "API_KEY"
+    with pytest.raises(secrets.SecretNotGranted):
+        asyncio.run(check("secret://HOOK_OLD"))
