@@ -205,13 +205,28 @@ def report(title: str, body: str, notes: str = "", *, write: bool = True) -> Non
     )
     print(section)
     if not write or os.environ.get("BENCH_NO_WRITE") == "1":
-        print(f"(a trial run: not appended to {REPORT.relative_to(ROOT)})")
+        shown = REPORT.relative_to(ROOT) if REPORT.is_relative_to(ROOT) else REPORT
+        print(f"(a trial run: not appended to {shown})")
         return
     REPORT.parent.mkdir(exist_ok=True)
     if not REPORT.exists():
         REPORT.write_text("# Benchmarks\n\nWritten by `make bench`; newest runs at the end.\n")
     with REPORT.open("a") as fh:
         fh.write(section)
+
+
+def create_noop_workflow(name: str, event_type: str, *, idempotent: bool = True) -> None:
+    """The benchmarks' workflow: a GitHub ``event_type`` triggers two ``bench_noop`` steps
+    (idempotent or not), so a run costs the engine's own writes and nothing else."""
+    from automate.services import WorkflowService
+
+    steps = [
+        {"name": step, "type": "bench_noop", "config": {"idempotent": idempotent}}
+        for step in ("First", "Second")
+    ]
+    WorkflowService().create_workflow(
+        name=name, trigger={"connector": "github", "events": [event_type]}, steps=steps
+    )
 
 
 def start_pipeline_workers(

@@ -554,20 +554,8 @@ def main() -> None:
     url = common.scratch_database(args.database)
     dbos_url = common.scratch_database(args.dbos_database)
     common.migrate_and_setup(url, CELERY_BROKER_URL=common.REDIS_URL)
-    from automate.services import WorkflowService
-
-    for name, event_type, idempotent in [
-        ("Bench no-ops", "pull_request", True),
-        ("Bench non-idempotent no-ops", "push", False),
-    ]:
-        WorkflowService().create_workflow(
-            name=name,
-            trigger={"connector": "github", "events": [event_type]},
-            steps=[
-                {"name": "First", "type": "bench_noop", "config": {"idempotent": idempotent}},
-                {"name": "Second", "type": "bench_noop", "config": {"idempotent": idempotent}},
-            ],
-        )
+    common.create_noop_workflow("Bench no-ops", "pull_request")
+    common.create_noop_workflow("Bench non-idempotent no-ops", "push", idempotent=False)
     procrastinate_schema(url)
     from django.db import connections
 

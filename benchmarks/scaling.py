@@ -1,6 +1,7 @@
 """Scaling: events/s against worker processes and against outbox size; memory per worker.
 
     python -m benchmarks.scaling [--events 4000] [--workers 1,2,4,8] [--history 1000000]
+                                 [--no-write]
 
 The workflow is the pipeline benchmark's: two idempotent no-op steps per event (a
 WorkflowRun and two StepRuns written, the outbox row settled). Two tables:
@@ -36,8 +37,9 @@ Why history should not matter: the claim reads the partial index of due rows, wh
 settled rows leave, and a dedupe check is one probe of a unique index whose depth grows
 with the logarithm of its size.
 
-Trial runs: ``--database NAME`` (a scratch database of your own) and ``--report -``
-(print the tables, append nothing to ``docs/benchmarks.md``).
+Trial runs: ``--database NAME`` (a scratch database of your own) and ``--no-write`` (or
+``BENCH_NO_WRITE=1``; ``--report -`` still means the same): print the tables, append
+nothing to ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -377,28 +379,25 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--database", default=DB, help="scratch database (dropped at the end)")
     parser.add_argument(
+        "--no-write", action="store_true", help="print the tables, don't append them to the docs"
+    )
+    parser.add_argument(
         "--report",
         default=str(common.REPORT),
-        help="file the tables are appended to; '-' only prints them",
+        help="file the tables are appended to; '-' is --no-write (kept for old command lines)",
     )
     args = parser.parse_args()
-    common.REPORT = Path(os.devnull if args.report == "-" else args.report)
+    if args.no_write or args.report == "-":
+        os.environ["BENCH_NO_WRITE"] = "1"
+    else:
+        common.REPORT = Path(args.report)
 
     began = time.perf_counter()
     url = common.scratch_database(args.database)
     common.migrate_and_setup(url)
     from django.db import connection
 
-    from automate.services import WorkflowService
-
-    WorkflowService().create_workflow(
-        name="Bench no-ops",
-        trigger={"connector": "github", "events": [EVENT]},
-        steps=[
-            {"name": "First", "type": "bench_noop", "config": {"idempotent": True}},
-            {"name": "Second", "type": "bench_noop", "config": {"idempotent": True}},
-        ],
-    )
+    common.create_noop_workflow("Bench no-ops", EVENT)
     worker_rows = scale_workers(url, args)
     size_rows, fill = scale_outbox(url, args)
     connection.close()

@@ -31,12 +31,13 @@ class AutomateConfig(AppConfig):
         from automate.mcp import checks as mcp_checks  # noqa: F401  (registers the MCP checks)
         from automate.models import ConnectionProfile
         from automate.outgoing import checks as outgoing_checks  # noqa: F401  (its checks)
+        from automate.signing import is_profile_signing_secret
         from automate.steps import registry
         from automate_core.secrets import register_signing_secrets
 
         registry.load()
         _register_sealed_fields()
-        register_signing_secrets(signing_secret_references)
+        register_signing_secrets(signing_secret_references, probe=is_profile_signing_secret)
         for signal in (post_save, post_delete):
             signal.connect(
                 clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"

@@ -19,8 +19,8 @@ built here apply the same rules on that stack:
       with deadline(30):
           client.chat.completions.create(...)  # TIMEOUT after 30 s, however it drips
 
-``httpx2`` and ``httpcore2`` are imported with this module: only the LLM providers (whose
-SDKs depend on them) import it.
+``httpx2`` and ``httpcore2`` are imported with this module: only the LLM providers and the
+MCP client (whose SDKs depend on them) import it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from automate_core._deadline import DEADLINE, AsyncDeadlineStream, DeadlineStrea
 from automate_core._netguard import AsyncGuardedConnect, GuardedConnect, SSRFError, check_url
 from automate_core.net import ResponseTooLarge
 
-__all__ = ["DEFAULT_MAX_SIZE", "deadline", "guarded_sdk_client"]
+__all__ = ["DEFAULT_MAX_SIZE", "acapped_body", "capped_body", "deadline", "guarded_sdk_client"]
 
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 _CONNECT_ERRORS = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
@@ -86,12 +86,13 @@ class _AsyncGuardedBackend(AsyncGuardedConnect, httpcore2.AsyncNetworkBackend):
         self.purpose = purpose
 
 
-def _refuse_encoded(response: Any) -> None:
+def _refuse_encoded(response: httpx2.Response, url: str) -> None:
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise SSRFError(
-            f"the service sent a {encoding!r}-encoded body although the client asked for identity",
+            f"the server sent a {encoding!r}-encoded body although the client asked for identity",
             reason="encoding",
+            url=url,
         )
 
 
@@ -127,6 +128,38 @@ class _AsyncCappedStream(httpx2.AsyncByteStream):
         await self._inner.aclose()
 
 
+def capped_body(response: httpx2.Response, max_size: int, url: str) -> httpx2.Response:
+    """``response`` (to a request for ``url``) with its body counted while it streams:
+    past ``max_size`` bytes, reading it raises :class:`~automate_core.net.ResponseTooLarge`.
+    An encoded body is refused (SSRFError, reason ``encoding``) and the response closed:
+    the client asked for identity, so the bytes counted are the bytes parsed and a
+    decompression bomb cannot pass.
+
+    The one cap of the httpx2 stack: the LLM SDKs' transports here and the MCP client's
+    (:mod:`automate.mcp.transport`) both call it, or :func:`acapped_body`.
+    """
+    try:
+        _refuse_encoded(response, url)
+    except SSRFError:
+        response.close()
+        raise
+    assert isinstance(response.stream, httpx2.SyncByteStream)
+    response.stream = _CappedStream(response.stream, max_size, url)
+    return response
+
+
+async def acapped_body(response: httpx2.Response, max_size: int, url: str) -> httpx2.Response:
+    """The async twin of :func:`capped_body`."""
+    try:
+        _refuse_encoded(response, url)
+    except SSRFError:
+        await response.aclose()
+        raise
+    assert isinstance(response.stream, httpx2.AsyncByteStream)
+    response.stream = _AsyncCappedStream(response.stream, max_size, url)
+    return response
+
+
 class GuardedTransport(httpx2.HTTPTransport):
     """``httpx2.HTTPTransport`` with the guarded backend, a URL check and a body cap."""
 
@@ -140,14 +173,7 @@ class GuardedTransport(httpx2.HTTPTransport):
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         check_url(request.url, purpose=self.purpose)
-        response = super().handle_request(request)
-        try:
-            _refuse_encoded(response)
-        except SSRFError:
-            response.close()
-            raise
-        response.stream = _CappedStream(response.stream, self.max_size, str(request.url))
-        return response
+        return capped_body(super().handle_request(request), self.max_size, str(request.url))
 
 
 class AsyncGuardedTransport(httpx2.AsyncHTTPTransport):
@@ -163,14 +189,9 @@ class AsyncGuardedTransport(httpx2.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         check_url(request.url, purpose=self.purpose)
-        response = await super().handle_async_request(request)
-        try:
-            _refuse_encoded(response)
-        except SSRFError:
-            await response.aclose()
-            raise
-        response.stream = _AsyncCappedStream(response.stream, self.max_size, str(request.url))
-        return response
+        return await acapped_body(
+            await super().handle_async_request(request), self.max_size, str(request.url)
+        )
 
 
 def guarded_sdk_client(

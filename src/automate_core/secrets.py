@@ -30,6 +30,7 @@ secret, the host and the use, and are raised before any value is read.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -221,14 +222,24 @@ class SecretNotGranted(AutomateError):
         )
 
 
-def register_signing_secrets(source: Callable[[], Iterable[str]]) -> None:
+_signing_probes: list[Callable[[str], bool]] = []
+
+
+def register_signing_secrets(
+    source: Callable[[], Iterable[str]], *, probe: Callable[[str], bool] | None = None
+) -> None:
     """Name a source of webhook signing secrets (``secret://NAME`` references or names).
 
     ``source()`` is called when a credential is checked; the secrets it returns are never
-    sent as outbound credentials. Registering the same callable twice is harmless.
+    sent as outbound credentials. A source may answer from a cache that another process's
+    change reaches late; ``probe(name)``, when given, is asked at each credential check
+    whose name ``source()`` did not list, and must answer from the stored truth (True: it
+    is a signing secret). Registering the same callables twice is harmless.
     """
     if source not in _signing_sources:
         _signing_sources.append(source)
+    if probe is not None and probe not in _signing_probes:
+        _signing_probes.append(probe)
 
 
 def signing_secret_names() -> set[str]:
@@ -249,11 +260,28 @@ def signing_secret_names() -> set[str]:
 def check_not_signing(reference: str, *, use: str, host: str = "") -> str:
     """Return NAME unless ``secret://NAME`` is a webhook signing secret (then refuse)."""
     name = parse_reference(reference)
-    if name in signing_secret_names():
+    if name in signing_secret_names() or _probed_signing(name):
         raise SecretNotGranted(
             name, host, use, "it is a webhook signing secret, never an outbound credential"
         )
     return name
+
+
+def _probed_signing(name: str) -> bool:
+    """Ask the probes, for a name the sources did not list: a signing secret another
+    process just stored is refused now, not when a cache expires.
+
+    Not from a running event loop: probes read the database, which async code may not
+    (an async client's per-request check); that client's credential was probed when it
+    was built, in sync code, and the sources still answer.
+    """
+    if not _signing_probes:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return any(probe(name) for probe in _signing_probes)
+    return False
 
 
 def check_use(reference: str, *, use: str) -> str:

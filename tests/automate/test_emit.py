@@ -146,20 +146,27 @@ def _emit_in_thread(key, results, *, hold=None, rollback=False, started=None):
         connections.close_all()
 
 
-def test_emit__concurrent_same_key_makes_one_row(postgres, accepted):
-    """B's INSERT waits on A's uncommitted row, then finds it once A commits."""
+def _race(*, rollback: bool = False):
+    """Thread A emits key "k" and keeps its transaction open until ``hold`` is set; thread B
+    emits the same key meanwhile. Returns the results by thread name, A, B and ``hold``."""
     results: dict[str, int | None] = {}
     started, hold = threading.Event(), threading.Event()
     a = threading.Thread(
         target=_emit_in_thread,
         args=("k",),
         name="a",
-        kwargs={"results": results, "hold": hold, "started": started},
+        kwargs={"results": results, "hold": hold, "started": started, "rollback": rollback},
     )
     b = threading.Thread(target=_emit_in_thread, args=("k",), name="b", kwargs={"results": results})
     a.start()
     assert started.wait(10)
     b.start()
+    return results, a, b, hold
+
+
+def test_emit__concurrent_same_key_makes_one_row(postgres, accepted):
+    """B's INSERT waits on A's uncommitted row, then finds it once A commits."""
+    results, a, b, hold = _race()
     b.join(0.5)
     assert b.is_alive()  # blocked on the unique index until A ends
     hold.set()
@@ -173,18 +180,7 @@ def test_emit__concurrent_same_key_makes_one_row(postgres, accepted):
 
 
 def test_emit__concurrent_same_key_after_a_rollback_makes_the_second_row(postgres, accepted):
-    results: dict[str, int | None] = {}
-    started, hold = threading.Event(), threading.Event()
-    a = threading.Thread(
-        target=_emit_in_thread,
-        args=("k",),
-        name="a",
-        kwargs={"results": results, "hold": hold, "started": started, "rollback": True},
-    )
-    b = threading.Thread(target=_emit_in_thread, args=("k",), name="b", kwargs={"results": results})
-    a.start()
-    assert started.wait(10)
-    b.start()
+    results, a, b, hold = _race(rollback=True)
     hold.set()
     a.join(10)
     b.join(10)

@@ -35,23 +35,13 @@ from automate_core.providers.errors import AutomateError, ErrorCodes
 from tests.core.conftest import fake_dns, net_guard  # noqa: F401  (autouse guards)
 from tests.core.helpers import LocalServer, automate_settings, redirect, send
 from tests.llm.conftest import require_sdk
-from tests.llm.servers import Reply, ScriptedServer
+from tests.llm.servers import CHAT_COMPLETION, Reply, ScriptedServer
 from tests.mcp.conftest import TOKEN, mcp_server  # noqa: F401  (a real MCP server)
 
 pytestmark = pytest.mark.django_db
 
 API_KEY = "sk-CANARY-llm-key-0042"
 LOOPBACK_LLM = {"HTTP_ALLOW_FOR": {"llm": {"networks": ["127.0.0.1/32"]}}}
-CHAT = {
-    "id": "c1",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "gpt-test",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
 USER = [{"role": "user", "content": "hello"}]
 
 
@@ -101,7 +91,7 @@ def test_outbound__llm_base_url_on_loopback_is_refused_without_the_llm_allow_lis
     scripted, llm_settings
 ):
     llm_settings()
-    scripted.add(Reply(body=CHAT))
+    scripted.add(Reply(body=CHAT_COMPLETION))
     with pytest.raises(AutomateError) as refused:
         _chat(_profile(f"{scripted.url}/v1"))
     assert refused.value.code == ErrorCodes.PERMISSION_DENIED
@@ -134,7 +124,7 @@ def test_outbound__llm_calls_ignore_proxies_from_the_environment(
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         llm_settings(**LOOPBACK_LLM)
-        scripted.add(Reply(body=CHAT))
+        scripted.add(Reply(body=CHAT_COMPLETION))
         assert _chat(_profile(f"{scripted.url}/v1")).result.content == "hi"
     finally:
         proxy.stop()
@@ -148,7 +138,7 @@ def test_outbound__llm_allow_list_opens_loopback_to_llm_calls_only(
 ):
     """The other side: HTTP_ALLOW_FOR["llm"] admits the model server, and nothing else."""
     llm_settings(**LOOPBACK_LLM)
-    scripted.add(Reply(body=CHAT))
+    scripted.add(Reply(body=CHAT_COMPLETION))
     assert _chat(_profile(f"{scripted.url}/v1")).result.content == "hi"
     with pytest.raises(AutomateError) as refused:
         ssrf_safe_request("GET", f"{scripted.url}/v1", purpose="http_request")
@@ -285,7 +275,7 @@ class DrippingServer:
 
 def test_outbound__a_dripping_llm_server_cannot_hold_a_call_past_its_timeout(llm_settings):
     # Every byte comes well within the per-read timeout; only a total deadline ends it.
-    server = DrippingServer(json.dumps(CHAT).encode(), interval=0.05).start()
+    server = DrippingServer(json.dumps(CHAT_COMPLETION).encode(), interval=0.05).start()
     try:
         llm_settings(**LOOPBACK_LLM)
         with pytest.raises(AutomateError) as timed_out:
@@ -299,7 +289,10 @@ def test_outbound__a_dripping_llm_server_cannot_hold_a_call_past_its_timeout(llm
 
 def test_outbound__an_llm_answer_past_the_size_cap_is_refused(scripted, llm_settings):
     llm_settings(**LOOPBACK_LLM, LLM_MAX_RESPONSE_BYTES=4096)
-    huge = {**CHAT, "choices": [{**CHAT["choices"][0], "message": {"role": "assistant"}}]}
+    huge = {
+        **CHAT_COMPLETION,
+        "choices": [{**CHAT_COMPLETION["choices"][0], "message": {"role": "assistant"}}],
+    }
     huge["choices"][0]["message"]["content"] = "x" * 100_000
     scripted.add(Reply(body=huge))
     with pytest.raises(AutomateError) as refused:

@@ -17,14 +17,15 @@ through the same checks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpcore2
 import httpx2
 
-from automate_core.net import AsyncGuardedConnect, ResponseTooLarge, SSRFError, check_url
+from automate_core.net import AsyncGuardedConnect, check_url
 from automate_core.observability import hooks
+from automate_core.sdkclient import acapped_body
 
 #: Responses the observer remembers, so a 401 lost inside the SDK can still be reported.
 _REMEMBERED_STATUSES = frozenset({401, 403, 404, 429, 500, 502, 503, 504})
@@ -39,24 +40,6 @@ class GuardedAsyncBackend(AsyncGuardedConnect, httpcore2.AsyncNetworkBackend):
 
     def __init__(self) -> None:
         self._inner = httpcore2.AnyIOBackend()
-
-
-class _CappedStream(httpx2.AsyncByteStream):
-    """Counts a response body while it streams and stops it past ``max_size`` bytes."""
-
-    def __init__(self, inner: httpx2.AsyncByteStream, max_size: int, url: str) -> None:
-        self._inner, self._max_size, self._url = inner, max_size, url
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        seen = 0
-        async for chunk in self._inner:
-            seen += len(chunk)
-            if seen > self._max_size:
-                raise ResponseTooLarge(self._max_size, self._url)
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
@@ -81,17 +64,7 @@ class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
         with hooks.outbound(request) as call:  # a CLIENT span, traceparent, metrics
             check_url(request.url, purpose="mcp")
             response = call.done(await super().handle_async_request(request))
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            await response.aclose()
-            raise SSRFError(
-                f"the MCP server sent a {encoding!r}-encoded body although the client asked "
-                "for identity",
-                reason="encoding",
-            )
-        assert isinstance(response.stream, httpx2.AsyncByteStream)
-        response.stream = _CappedStream(response.stream, self.max_size, str(request.url))
-        return response
+        return await acapped_body(response, self.max_size, str(request.url))
 
 
 @dataclass
