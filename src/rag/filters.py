@@ -160,3 +160,36 @@ def to_sql(conditions: list[Condition], column: str = "metadata") -> tuple[str, 
         parts.append(expression)
         params.extend([path, json.dumps(variables)])
     return " AND ".join(parts), params
+
+
+def index_sql(
+    conditions: list[Condition], column: str = "metadata"
+) -> tuple[str, list[Any]] | None:
+    """A containment test a GIN ``jsonb_path_ops`` index can answer, or None.
+
+    It is implied by :func:`to_sql` of the same conditions (never the other way round), so
+    it only narrows the rows ``to_sql`` is then checked on. Only ``$eq`` and ``$in`` give
+    one: ranges and negations have no containment form. Lax jsonpath finds a value as the
+    field itself or inside a list up to two levels deep (``{"f": [["v"]]}``), and
+    containment tells those apart, so each value is looked for in all three shapes.
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+    for condition in conditions:
+        if condition.op == "$eq":
+            values = [condition.value]
+        elif condition.op == "$in":
+            values = condition.value
+        else:
+            continue
+        shapes = [
+            json.dumps({condition.field: shape})
+            for value in values
+            for shape in (value, [value], [[value]])
+        ]
+        # One array parameter: a bitmap scan runs the index once per element.
+        parts.append(f"{column} @> ANY(%s::jsonb[])")
+        params.append(shapes)
+    if not parts:
+        return None
+    return " AND ".join(parts), params

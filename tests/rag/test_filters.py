@@ -64,3 +64,35 @@ def test_to_sql__values_are_parameters_never_sql():
     assert "DROP" not in sql
     assert sql == "jsonb_path_exists(metadata, %s::jsonpath, %s::jsonb)"
     assert params == ['$."lang" ? (@ == $v0)', '{"v0": "x\'; DROP TABLE t; --"}']
+
+
+def test_index_sql__equality_looks_for_each_value_in_three_shapes():
+    sql, params = filters.index_sql(filters.parse({"tags": {"$in": ["a", 2]}, "lang": "en"}))
+    assert sql == "metadata @> ANY(%s::jsonb[]) AND metadata @> ANY(%s::jsonb[])"
+    assert params == [
+        [
+            *('{"tags": "a"}', '{"tags": ["a"]}', '{"tags": [["a"]]}'),
+            *('{"tags": 2}', '{"tags": [2]}', '{"tags": [[2]]}'),
+        ],
+        ['{"lang": "en"}', '{"lang": ["en"]}', '{"lang": [["en"]]}'],
+    ]
+
+
+def test_index_sql__keeps_only_the_conditions_containment_can_express():
+    sql, params = filters.index_sql(filters.parse({"year": {"$gte": 2020}, "lang": "en"}))
+    assert sql == "metadata @> ANY(%s::jsonb[])"
+    assert params == [['{"lang": "en"}', '{"lang": ["en"]}', '{"lang": [["en"]]}']]
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        None,
+        {"year": {"$lt": 2020}},
+        {"lang": {"$ne": "en"}},
+        {"tags": {"$nin": ["a"]}},
+        {"year": {"$gt": 1, "$lte": 9}},
+    ],
+)
+def test_index_sql__none_without_an_equality(flt):
+    assert filters.index_sql(filters.parse(flt)) is None
