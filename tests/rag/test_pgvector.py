@@ -116,7 +116,7 @@ def test_pgvector__the_metadata_gin_index_serves_the_count(loaded):
         [(definition,)] = cursor.fetchall()
         assert "USING gin (metadata jsonb_path_ops)" in definition
         cursor.execute("SET LOCAL enable_seqscan = off")  # whether it can, not the cost model
-        index_sql, index_params = rag_filters.index_sql(rag_filters.parse({"group": 3}))
+        index_sql, index_params, _ = rag_filters.index_sql(rag_filters.parse({"group": 3}))
         cursor.execute(
             f"EXPLAIN SELECT 1 FROM rag_pgvector_pgvectorentry WHERE {index_sql}", index_params
         )
@@ -346,6 +346,7 @@ def _varied_metadata(i: int) -> dict:
         "flag": i % 3 == 0,
         "name": f"doc-{i % 9}",
         "a.b": i % 2,
+        "label": ['say "hi"', "back\\slash", "café", "😀", "line\nbreak", "x') || true"][i % 6],
         **({"rare": "yes"} if i % 40 == 0 else {}),
     }
 
@@ -379,6 +380,10 @@ EVERY_KIND = [
     {"flag": False, "name": {"$gt": "doc-4"}},
     {"a.b": 1, "name": {"$lte": "doc-2"}},
     {"rare": "yes"},
+    {"label": "😀", "x": {"$gt": 10}},
+    {"label": {"$in": ['say "hi"', "back\\slash", "café", "line\nbreak"]}},
+    {"label": "x') || true"},
+    {"x": 1 / 7},
     {"kind": "a", "n": "3"},  # a string never equals a number: no rows
 ]
 

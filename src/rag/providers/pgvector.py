@@ -15,7 +15,9 @@ matching rows and keep the best ``top_k`` (a relaxed-order scan stops at the fir
 pass the filter, so a larger pool raises recall, at the price of scanning further);
 ``hybrid`` (False) to fuse PostgreSQL full-text ranks with vector ranks by reciprocal rank
 fusion, with ``text_search_config`` ("english"), ``rrf_k`` (60) and ``hybrid_candidates``
-(50 per side).
+(50 per side); ``exact_threshold`` (1000; 0: off): a filter with an equality that keeps at
+most this many rows is searched exactly through the metadata GIN index instead (see
+``_try_exact``).
 """
 
 from __future__ import annotations
@@ -261,8 +263,7 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         self,
         query: list[float],
         limit: int,
-        conditions: list[rag_filters.Condition],
-        index: tuple[str, list[Any]],
+        index: tuple[str, list[Any], list[rag_filters.Condition]],
     ) -> tuple[str, list[Any]]:
         """The nearest ``limit`` matching rows by computing every match's distance, when
         at most ``exact_threshold`` rows match; each row also carries the number of
@@ -273,20 +274,28 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         the answer is usable is decided by that count, not by the planner's statistics.
         """
         dims = len(query)
-        index_sql, index_params = index
-        filter_sql, filter_params = rag_filters.to_sql(conditions)
+        where, params = index[0], [*index[1]]
+        if index[2]:
+            filter_sql, filter_params = rag_filters.to_sql(index[2])
+            where += f" AND {filter_sql}"
+            params += filter_params
         sql = (
             f"WITH matching AS MATERIALIZED ("
             f"SELECT vector_id, content, metadata, "
             f"(embedding::vector({dims}) <=> %s::vector({dims})) AS distance "
-            f"FROM {self.table} WHERE namespace = %s AND {index_sql} AND {filter_sql} "
+            f"FROM {self.table} WHERE namespace = %s AND {where} "
             "LIMIT %s) "
             "SELECT vector_id, content, metadata, distance, "
             "(SELECT count(*) FROM matching) AS matched FROM matching "
             "ORDER BY distance, vector_id LIMIT %s"
         )
-        params = [_vector_literal(query), self.namespace, *index_params, *filter_params]
-        return sql, [*params, self.exact_threshold + 1, limit]
+        return sql, [
+            _vector_literal(query),
+            self.namespace,
+            *params,
+            self.exact_threshold + 1,
+            limit,
+        ]
 
     def _try_exact(
         self, cursor, query: list[float], limit: int, conditions: list[rag_filters.Condition]
@@ -304,7 +313,7 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         index = rag_filters.index_sql(conditions) if self.exact_threshold else None
         if index is None:
             return None
-        sql, params = self._exact_sql(query, limit, conditions, index)
+        sql, params = self._exact_sql(query, limit, index)
         cursor.execute(sql, params)
         rows = cursor.fetchall()
         if rows and rows[0][4] > self.exact_threshold:

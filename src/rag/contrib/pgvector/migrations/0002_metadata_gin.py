@@ -1,7 +1,7 @@
 """A GIN index over the metadata, so a selective filter finds its rows without a scan.
 
 The pgvector store counts and fetches the rows an equality filter keeps through this
-index (``metadata @> ...``) and searches them exactly when they are few. Raw SQL because
+index (``metadata @? path``) and searches them exactly when they are few. Raw SQL because
 the table also exists on other databases (the app's tests), where there is nothing to do.
 """
 
