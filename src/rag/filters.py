@@ -15,6 +15,7 @@ match values of the same kind (a number never equals a string). A malformed filt
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,8 @@ def _check_scalar(field: str, op: str, value: Any) -> None:
         if value is None:
             raise invalid_argument(field, f"filter {field!r}: null cannot be compared")
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise invalid_argument(field, f"filter {field!r}: {op} needs a finite number")
     if isinstance(value, int | float):
         return
     if isinstance(value, str):
@@ -160,3 +163,31 @@ def to_sql(conditions: list[Condition], column: str = "metadata") -> tuple[str, 
         parts.append(expression)
         params.extend([path, json.dumps(variables)])
     return " AND ".join(parts), params
+
+
+def index_sql(
+    conditions: list[Condition], column: str = "metadata"
+) -> tuple[str, list[Any], list[Condition]] | None:
+    """The ``$eq``/``$in`` conditions as SQL a GIN ``jsonb_path_ops`` index can answer, its
+    parameters, and the conditions left for :func:`to_sql`; None without such a condition.
+
+    ``column @? path`` is ``jsonb_path_exists`` without variables: the same lax jsonpath,
+    so the same rows, but GIN can only read a path's constants, so the values are written
+    into the path as JSON literals (``parse`` leaves only strings, finite numbers and
+    booleans, whose JSON spelling is valid jsonpath). The path is still a parameter.
+    Ranges and negations have no index form.
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+    rest: list[Condition] = []
+    for condition in conditions:
+        if condition.op not in ("$eq", "$in"):
+            rest.append(condition)
+            continue
+        values = condition.value if condition.op == "$in" else [condition.value]
+        tests = " || ".join(f"@ == {json.dumps(value)}" for value in values)
+        parts.append(f"{column} @? %s::jsonpath")
+        params.append(f"$.{json.dumps(condition.field)} ? ({tests})")
+    if not parts:
+        return None
+    return " AND ".join(parts), params, rest

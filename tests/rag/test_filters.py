@@ -27,6 +27,8 @@ def test_parse__none_and_empty_mean_no_filter():
         ({"year": {"$gt": True}}, "needs a number or a string"),
         ({"year": {"$eq": None}}, "null cannot be compared"),
         ({"year": {"$eq": {"x": 1}}}, "not dict"),
+        ({"year": {"$lt": float("inf")}}, "needs a finite number"),
+        ({"year": {"$in": [1, float("nan")]}}, "needs a finite number"),
     ],
 )
 def test_parse__rejects_malformed_filters(bad, fragment):
@@ -64,3 +66,31 @@ def test_to_sql__values_are_parameters_never_sql():
     assert "DROP" not in sql
     assert sql == "jsonb_path_exists(metadata, %s::jsonpath, %s::jsonb)"
     assert params == ['$."lang" ? (@ == $v0)', '{"v0": "x\'; DROP TABLE t; --"}']
+
+
+def test_index_sql__equalities_become_jsonpath_literals_the_rest_is_left():
+    parsed = filters.parse({"tags": {"$in": ["a", 2.5, True]}, "year": {"$gte": 2020}, "a.b": "x"})
+    sql, params, rest = filters.index_sql(parsed)
+    assert sql == "metadata @? %s::jsonpath AND metadata @? %s::jsonpath"
+    assert params == ['$."tags" ? (@ == "a" || @ == 2.5 || @ == true)', '$."a.b" ? (@ == "x")']
+    assert rest == [filters.Condition("year", "$gte", 2020)]
+
+
+def test_index_sql__strings_are_json_literals_inside_the_path_parameter():
+    sql, params, _ = filters.index_sql(filters.parse({"lang": 'x") || (@ != "'}))
+    assert sql == "metadata @? %s::jsonpath"
+    assert params == ['$."lang" ? (@ == "x\\") || (@ != \\"")']
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        None,
+        {"year": {"$lt": 2020}},
+        {"lang": {"$ne": "en"}},
+        {"tags": {"$nin": ["a"]}},
+        {"year": {"$gt": 1, "$lte": 9}},
+    ],
+)
+def test_index_sql__none_without_an_equality(flt):
+    assert filters.index_sql(filters.parse(flt)) is None

@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from automate_core.providers.errors import AutomateError
+from automate_core.providers.errors import AutomateError, ErrorCodes
 from rag import filters as rag_filters
 from rag.providers.pgvector import PgVectorRetrievalProvider
 
@@ -74,9 +74,54 @@ def test_pgvector__hnsw_recall_at_10_against_exact_numpy(loaded):
 @pytest.mark.django_db
 def test_pgvector__queries_use_the_namespace_hnsw_index(loaded):
     store, _ = loaded
-    plan = store.explain(_queries(1)[0].tolist(), top_k=10, filters={"group": 3})
-    assert f"Index Scan using {store.index_name(DIMS)}" in plan
-    assert "Seq Scan" not in plan
+    query = _queries(1)[0].tolist()
+    # 1,000 rows match {"group": 3}: one more than the threshold, so the graph is searched.
+    hnsw = PgVectorRetrievalProvider({"namespace": "recall", "exact_threshold": 999})
+    for plan in (store.explain(query, top_k=10), hnsw.explain(query, 10, {"group": 3})):
+        assert f"Index Scan using {store.index_name(DIMS)}" in plan
+        assert "Seq Scan" not in plan
+
+
+@pytest.mark.django_db
+def test_pgvector__a_selective_filter_is_searched_exactly(loaded):
+    _, vectors = loaded
+    store = PgVectorRetrievalProvider({"namespace": "recall", "exact_threshold": 1000})
+    query = _queries(1)[0].tolist()
+    plan = store.explain(query, top_k=10, filters={"group": 3})
+    assert store.index_name(DIMS) not in plan
+    assert "CTE Scan on matching" in plan
+    with CaptureQueriesContext(connection) as queries:
+        store.retrieve(query, top_k=10, filters={"group": 3})
+    statements = [q["sql"] for q in queries.captured_queries]
+    # One statement fetches at most 1,001 matches, counts them and keeps the best 10.
+    [exact_sql] = [s for s in statements if "WITH matching AS MATERIALIZED" in s]
+    assert not any("WITH nearest" in s for s in statements)
+    assert "LIMIT 1001" in exact_sql
+    assert "(SELECT count(*) FROM matching)" in exact_sql
+    group = np.array([i % 10 == 3 for i in range(COUNT)])
+    for q in _queries(10):
+        scores = np.where(group, vectors @ q, -np.inf)
+        exact = [f"v{i}" for i in np.argsort(-scores)[:10]]
+        found = store.retrieve(q.tolist(), top_k=10, filters={"group": 3})
+        assert [p["id"] for p in found] == exact
+        assert [p["score"] for p in found] == pytest.approx(np.sort(scores)[::-1][:10], abs=1e-5)
+
+
+@pytest.mark.django_db
+def test_pgvector__the_metadata_gin_index_serves_the_count(loaded):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'rag_pgvector_metadata_gin'"
+        )
+        [(definition,)] = cursor.fetchall()
+        assert "USING gin (metadata jsonb_path_ops)" in definition
+        cursor.execute("SET LOCAL enable_seqscan = off")  # whether it can, not the cost model
+        index_sql, index_params, _ = rag_filters.index_sql(rag_filters.parse({"group": 3}))
+        cursor.execute(
+            f"EXPLAIN SELECT 1 FROM rag_pgvector_pgvectorentry WHERE {index_sql}", index_params
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Bitmap Index Scan on rag_pgvector_metadata_gin" in plan
 
 
 @pytest.mark.django_db
@@ -185,6 +230,8 @@ def test_pgvector__empty_namespace_returns_nothing(postgres):
     [
         ({"ef_search": 0}, "ef_search must be an integer"),
         ({"filter_candidates": -1}, "filter_candidates must be an integer"),
+        ({"exact_threshold": -1}, "exact_threshold must be an integer"),
+        ({"exact_threshold": "500"}, "exact_threshold must be an integer"),
         ({"iterative_scan": "sometimes"}, "iterative_scan must be one of"),
         ({"text_search_config": "english; DROP"}, "text_search_config"),
     ],
@@ -247,9 +294,7 @@ def test_pgvector__ingest_documents_writes_waves_into_one_index(make_kb, corpus,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pgvector__search_settings_end_with_the_query_in_autocommit_mode():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL")
+def test_pgvector__search_settings_end_with_the_query_in_autocommit_mode(postgres):
     store = PgVectorRetrievalProvider({"namespace": "autocommit", "ef_search": 321})
     store.index_documents(
         [
@@ -289,3 +334,114 @@ def test_pgvector__filter_candidates_widens_the_filtered_pool_only(loaded):
         exact & {p["id"] for p in narrow.retrieve(query, top_k=10, filters={"group": 3})}
     )
     assert len(exact & {p["id"] for p in found}) >= narrow_hits
+
+
+def _varied_metadata(i: int) -> dict:
+    tags = [["red", "blue"], ["blue"], "green", [["red"]], []][i % 5]
+    return {
+        "kind": "abcd"[i % 4],
+        "n": i % 50,
+        "x": i / 7,
+        "tags": tags,
+        "flag": i % 3 == 0,
+        "name": f"doc-{i % 9}",
+        "a.b": i % 2,
+        "label": ['say "hi"', "back\\slash", "café", "😀", "line\nbreak", "x') || true"][i % 6],
+        **({"rare": "yes"} if i % 40 == 0 else {}),
+    }
+
+
+@pytest.fixture
+def varied(postgres):
+    """400 rows with metadata of every kind: few enough that the graph search is exhaustive,
+    so both paths must give numpy's answer exactly."""
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 400, 16)
+    metadata = [_varied_metadata(i) for i in range(400)]
+    PgVectorRetrievalProvider({"namespace": "varied"}).index_documents(
+        [
+            {"id": f"d{i}", "embedding": vectors[i].tolist(), "content": "", "metadata": meta}
+            for i, meta in enumerate(metadata)
+        ]
+    )
+    return vectors, metadata
+
+
+# Each filter starts with an equality (which the GIN index can serve), so the exact path
+# can take it; the HNSW path gets the same filter.
+EVERY_KIND = [
+    {"kind": "a"},
+    {"kind": {"$eq": "b"}, "n": {"$gt": 20}},
+    {"kind": {"$in": ["a", "c"]}, "n": {"$gte": 10, "$lte": 30}},
+    {"kind": "d", "x": {"$lt": 20.5}},
+    {"tags": "red"},  # in a list, and in a list in a list
+    {"tags": {"$in": ["green", "blue"]}, "kind": {"$ne": "a"}},
+    {"flag": True, "tags": {"$nin": ["red"]}},
+    {"flag": False, "name": {"$gt": "doc-4"}},
+    {"a.b": 1, "name": {"$lte": "doc-2"}},
+    {"rare": "yes"},
+    {"label": "😀", "x": {"$gt": 10}},
+    {"label": {"$in": ['say "hi"', "back\\slash", "café", "line\nbreak"]}},
+    {"label": "x') || true"},
+    {"x": 1 / 7},
+    {"kind": "a", "n": "3"},  # a string never equals a number: no rows
+]
+
+
+@pytest.mark.parametrize("flt", EVERY_KIND)
+def test_pgvector__every_filter_kind_gives_the_exact_answer_on_both_paths(varied, flt):
+    vectors, metadata = varied
+    # The rows the store's own filter SQL keeps, read without any index: for a list in a
+    # list ([["red"]]) PostgreSQL's lax jsonpath also finds "red", where the local store's
+    # Python rule does not, so Python's matches() is not the reference here.
+    filter_sql, params = rag_filters.to_sql(rag_filters.parse(flt))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT vector_id FROM rag_pgvector_pgvectorentry "
+            f"WHERE namespace = 'varied' AND {filter_sql}",
+            params,
+        )
+        kept = {row[0] for row in cursor.fetchall()}
+    keep = np.array([f"d{i}" in kept for i in range(len(metadata))])
+    query = _unit(np.random.default_rng(11), 1, 16)[0]
+    scores = np.where(keep, vectors @ query, -np.inf)
+    expected = [f"d{i}" for i in np.argsort(-scores)[: min(10, int(keep.sum()))]]
+    exact = PgVectorRetrievalProvider({"namespace": "varied", "exact_threshold": 400})
+    hnsw = PgVectorRetrievalProvider(
+        {"namespace": "varied", "exact_threshold": 0, "ef_search": 1000}
+    )
+    for store, shape in ((exact, "WITH matching AS MATERIALIZED"), (hnsw, "WITH nearest")):
+        with CaptureQueriesContext(connection) as queries:
+            found = store.retrieve(query.tolist(), top_k=10, filters=flt)
+        assert any(shape in q["sql"] for q in queries.captured_queries)
+        assert [p["id"] for p in found] == expected
+
+
+def test_pgvector__a_range_alone_stays_on_the_graph(varied):
+    # No containment form for a range: counting its rows would mean a scan, so no count.
+    store = PgVectorRetrievalProvider({"namespace": "varied", "exact_threshold": 400})
+    with CaptureQueriesContext(connection) as queries:
+        found = store.retrieve([1.0] * 16, top_k=5, filters={"n": {"$lt": 2}})
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not any("WITH matching" in s for s in statements)
+    assert any("WITH nearest" in s for s in statements)
+    assert len(found) == 5 and all(p["metadata"]["n"] < 2 for p in found)
+
+
+@pytest.mark.parametrize("threshold", [0, 400])
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        ({"kind": {"$regex": "a"}}, "unknown operator '$regex'"),
+        ({"kind": {"$in": []}}, "needs a non-empty list"),
+        ({"kind": None}, "null cannot be compared"),
+        ({"kind; DROP": "a"}, "not a valid name"),
+    ],
+)
+def test_pgvector__bad_filters_are_refused_before_any_query(varied, threshold, bad, fragment):
+    store = PgVectorRetrievalProvider({"namespace": "varied", "exact_threshold": threshold})
+    with CaptureQueriesContext(connection) as queries, pytest.raises(AutomateError) as info:
+        store.retrieve([1.0] * 16, top_k=5, filters=bad)
+    assert info.value.code == ErrorCodes.INVALID_ARGUMENT
+    assert fragment in info.value.message
+    assert not any("rag_pgvector_pgvectorentry" in q["sql"] for q in queries.captured_queries)

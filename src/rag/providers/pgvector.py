@@ -15,7 +15,9 @@ matching rows and keep the best ``top_k`` (a relaxed-order scan stops at the fir
 pass the filter, so a larger pool raises recall, at the price of scanning further);
 ``hybrid`` (False) to fuse PostgreSQL full-text ranks with vector ranks by reciprocal rank
 fusion, with ``text_search_config`` ("english"), ``rrf_k`` (60) and ``hybrid_candidates``
-(50 per side).
+(50 per side); ``exact_threshold`` (1000; 0: off): a filter with an equality that keeps at
+most this many rows is searched exactly through the metadata GIN index instead (see
+``_try_exact``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from rag.providers._common import check_documents, check_ids, check_query
 from rag.providers.base import BaseRetrievalProvider
 
 BATCH_SIZE = 500
+# Below this many matching rows a filtered query is answered exactly (see _try_exact):
+# ordering ~1,000 rows of 384-d vectors costs about what an unfiltered HNSW query does.
+EXACT_THRESHOLD = 1000
 _ITERATIVE_SCAN = {"off", "relaxed_order", "strict_order"}
 _REGCONFIG_RE = re.compile(r"^[a-z_]{1,63}$")
 
@@ -67,6 +72,7 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         self.ef_construction = self._int("ef_construction", 64, 4, 1000)
         self.ef_search = self._int("ef_search", 100, 1, 1000)
         self.filter_candidates = self._int("filter_candidates", 0, 0, 1000)
+        self.exact_threshold = self._int("exact_threshold", EXACT_THRESHOLD, 0, 100_000)
         self.iterative_scan = str(self.config.get("iterative_scan", "relaxed_order"))
         if self.iterative_scan not in _ITERATIVE_SCAN:
             raise ImproperlyConfigured(
@@ -253,6 +259,67 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
         )
         return sql, [params[0], *params[1:], params[0], pool, limit]
 
+    def _exact_sql(
+        self,
+        query: list[float],
+        limit: int,
+        index: tuple[str, list[Any], list[rag_filters.Condition]],
+    ) -> tuple[str, list[Any]]:
+        """The nearest ``limit`` matching rows by computing every match's distance, when
+        at most ``exact_threshold`` rows match; each row also carries the number of
+        matches found, which stops one past the threshold.
+
+        The matches come through the metadata GIN index; the MATERIALIZED CTE has no
+        ORDER BY on the distance, so the HNSW index can never be chosen for it. Whether
+        the answer is usable is decided by that count, not by the planner's statistics.
+        """
+        dims = len(query)
+        where, params = index[0], [*index[1]]
+        if index[2]:
+            filter_sql, filter_params = rag_filters.to_sql(index[2])
+            where += f" AND {filter_sql}"
+            params += filter_params
+        sql = (
+            f"WITH matching AS MATERIALIZED ("
+            f"SELECT vector_id, content, metadata, "
+            f"(embedding::vector({dims}) <=> %s::vector({dims})) AS distance "
+            f"FROM {self.table} WHERE namespace = %s AND {where} "
+            "LIMIT %s) "
+            "SELECT vector_id, content, metadata, distance, "
+            "(SELECT count(*) FROM matching) AS matched FROM matching "
+            "ORDER BY distance, vector_id LIMIT %s"
+        )
+        return sql, [
+            _vector_literal(query),
+            self.namespace,
+            *params,
+            self.exact_threshold + 1,
+            limit,
+        ]
+
+    def _try_exact(
+        self, cursor, query: list[float], limit: int, conditions: list[rag_filters.Condition]
+    ) -> tuple[str, list[Any], list[tuple]] | None:
+        """The exact query, its parameters and its rows when the filter keeps at most
+        ``exact_threshold`` rows; None when the HNSW query should answer instead.
+
+        A selective filter sends an HNSW scan through much of the graph before it finds
+        ``limit`` matches (slow, and relaxed order can miss some); fetching the few
+        matches and sorting them is faster and exact. Only filters with an equality the
+        GIN index can serve are tried (any other would need a scan to count): one round
+        trip for a selective filter, at most ``exact_threshold + 1`` wasted distances
+        for the others.
+        """
+        index = rag_filters.index_sql(conditions) if self.exact_threshold else None
+        if index is None:
+            return None
+        sql, params = self._exact_sql(query, limit, index)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        if rows and rows[0][4] > self.exact_threshold:
+            return None
+        return sql, params, [_decoded(row[:4]) for row in rows]
+
     @contextmanager
     def _search_options(self) -> Iterator[Any]:
         """A cursor in a transaction with this provider's HNSW settings, restored after.
@@ -311,10 +378,13 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
             return []
         hybrid = self.hybrid and bool(query_text and query_text.strip())
         limit = max(top_k, self.hybrid_candidates) if hybrid else top_k
-        sql, params = self._vector_sql(query, limit, conditions)
         with self._search_options() as cursor:
-            cursor.execute(sql, params)
-            vector_rows = [_decoded(row) for row in cursor.fetchall()]
+            exact = self._try_exact(cursor, query, limit, conditions)
+            if exact is not None:
+                vector_rows = exact[2]
+            else:
+                cursor.execute(*self._vector_sql(query, limit, conditions))
+                vector_rows = [_decoded(row) for row in cursor.fetchall()]
             text_rows = (
                 self._text_search(cursor, str(query_text), limit, conditions) if hybrid else []
             )
@@ -364,9 +434,11 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
     def explain(
         self, query_embedding: list[float], top_k: int = 5, filters: dict | None = None
     ) -> str:
-        """PostgreSQL's plan for a vector query, with this provider's search settings."""
+        """PostgreSQL's plan for a vector query (exact or HNSW, as ``retrieve`` would
+        choose), with this provider's search settings."""
         query, conditions, _ = self._prepare(query_embedding, top_k, filters)
-        sql, params = self._vector_sql(query, top_k, conditions)
         with self._search_options() as cursor:
+            exact = self._try_exact(cursor, query, top_k, conditions)
+            sql, params = exact[:2] if exact else self._vector_sql(query, top_k, conditions)
             cursor.execute(f"EXPLAIN {sql}", params)
             return "\n".join(row[0] for row in cursor.fetchall())
