@@ -192,23 +192,7 @@ def renew(item: OutboxItem, seconds: int | None = None) -> bool:
     """Extend our lease on ``item``; False when it is no longer ours (it expired and another
     worker claimed it). One UPDATE: cheap enough for a caller's own transaction."""
     until = timezone.now() + timedelta(seconds=seconds or automate_settings.OUTBOX_LEASE_SECONDS)
-    # Called before every non-idempotent call: a fixed statement, not a queryset, whose
-    # building cost a third of the Python of that call's commit.
-    meta, quote = OutboxItem._meta, connection.ops.quote_name
-    column = {name: quote(str(meta.get_field(name).column)) for name in _RENEW_COLUMNS}  # type: ignore[union-attr]
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {column['lease_expires_at']} = %s "  # noqa: S608
-        f"WHERE {column['id']} = %s AND {column['status']} = %s "
-        f"AND {column['lease_token']} = %s"
-    )
-    expires = meta.get_field("lease_expires_at").get_db_prep_save(until, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [expires, item.pk, OutboxStatus.LEASED.value, item.lease_token])
-        return cursor.rowcount > 0
-
-
-#: The columns :func:`renew` names (only model column names are interpolated in its SQL).
-_RENEW_COLUMNS = ("lease_expires_at", "id", "status", "lease_token")
+    return bool(_own_lease(item).update(lease_expires_at=until))
 
 
 def renew_many(items: Sequence[OutboxItem], seconds: int | None = None) -> set[int]:
