@@ -8,7 +8,9 @@ outbox API (``complete``, ``fail``, ``release``) in one transaction.
 
 The results are settled together at the end of the batch and whenever an item finishes
 :data:`FLUSH_SECONDS` or more after the last settlement (see :mod:`automate.journal` for
-what may wait and what is committed at once).
+what may wait and what is committed at once). The items run in order, in the worker's
+thread; a non-idempotent call's outcome is committed with the batch's next commit, the
+next call's ``running`` record or the settlement (:class:`automate.commits.HandedOn`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from automate import instrument, runner, runs
-from automate.commits import Commits, Lockstep
+from automate.commits import Commits, HandedOn
 from automate.flow import parking
 from automate.flow.definition import StepTree
 from automate.journal import Journal
@@ -76,6 +78,8 @@ class ClaimedBatch:
         self.settled: set[int] = set()
         self.counts: dict[str, int] = {}
         self.steps: dict[tuple[int, int], StepTree] = {}
+        # Non-idempotent steps' outcomes wait for the next commit (automate.commits).
+        self.commits = HandedOn()
 
     def run(self) -> dict[str, int]:
         """Process every item still held, settle them; return how many ended in each state."""
@@ -83,10 +87,9 @@ class ClaimedBatch:
         self.lost = {item.pk for item in self.items if item.pk not in held}
         todo = [item for item in self.items if item.pk in held]
         item_runs = self.runs_of(todo)
-        # Each item in its own greenlet, so that the non-idempotent steps' commits of the
-        # batch are made together (automate.commits); settled as they finish.
-        lockstep = Lockstep(self.lease_seconds, finished=self.finished)
-        lockstep.run([self._job(item, item_runs[item.pk], lockstep) for item in todo])
+        for item in todo:
+            self.processed.append(self.process(item, item_runs[item.pk], self.commits))
+            self.finished()
         self.flush()
         for pk in self.lost:
             logger.warning("lost the lease on outbox item %s", pk)
@@ -107,15 +110,6 @@ class ClaimedBatch:
             except Exception as exc:
                 found[item.pk] = exc
         return found
-
-    def _job(
-        self, item: OutboxItem, item_runs: list[WorkflowRun] | Exception, lockstep: Lockstep
-    ) -> Callable[[], None]:
-        def job() -> None:
-            processed = self.process(item, item_runs, lockstep.commits_for(item))
-            self.processed.append(processed)  # the list of now: a flush may have replaced it
-
-        return job
 
     def finished(self) -> None:
         """An item is done: settle the finished ones if the last settlement is old enough."""
@@ -197,11 +191,15 @@ class ClaimedBatch:
         """Write the processed items' journals and settle the items, in one transaction."""
         processed, self.processed = self.processed, []
         if not processed:
+            self.commits.commit_held()
             return
         with transaction.atomic():
+            # The calls' outcomes, whether or not their items are still ours.
+            self.commits.settle()
             held = queue.held([p.item for p in processed], lock=True)
             ours = [p for p in processed if p.item.pk in held and p.result != Outcome.LOST]
             statuses = _settle_all(ours)
+        self.commits.settled()
         self.lost |= {p.item.pk for p in processed if p.item.pk not in held}
         self.settled |= {p.item.pk for p in processed}
         for status in statuses:

@@ -1,47 +1,42 @@
-"""The commits a non-idempotent step needs, made one by one or shared within a batch.
+"""The commits a non-idempotent step needs, made one by one or handed on within a batch.
 
 A non-idempotent step's ``running`` record is committed, in the transaction that confirms
 its outbox item is still ours, before its call; its outcome is committed after the call,
 before the run goes on. :class:`Commits` makes those commits at once: two commits per
 non-idempotent step and event, each waiting for the disk.
 
-:class:`Lockstep` keeps that guarantee and halves the commits of a claimed batch: each
-item is processed in its own greenlet (one thread, one database connection, switching
-only at these commit points, never inside a transaction), and an item that reaches one
-of them hands it to the batch and waits. The batch commits each call's outcome together
-with the ``running`` record of the next call (of this item or the next one), so a batch
-of events costs one commit per non-idempotent call instead of two.
+:class:`HandedOn` keeps that guarantee with about half the commits, in one thread and in
+order: a call's outcome is held until the next commit the worker makes anyway, the
+``running`` record of its next call (of this run or of the batch's next item), or the
+batch's settlement. A two-step event costs ``running(1) | outcome(1) + running(2) |
+outcome(2) + the next event's running(1)`` (or ``+ the run's end and the outbox item's
+settlement``): two commits, where it cost four. An outcome never waits past a call: no
+step, idempotent or not, of this run or another, is called before it is committed.
 
 What a crash means is unchanged, and so is how much it costs: at most one call per
-worker thread is between its committed ``running`` record and its committed outcome, as
-without a batch. A record left ``running`` is never run again blindly; the next pass
-marks it interrupted and dead-letters its run as an unknown outcome
-(:meth:`automate.runner.RunExecution.refusal`). Committing the ``running`` records of
-many calls at once, before the first of them, would save more commits, but a crash
-during the first call would then leave every one of them unknown, calls that never
-happened included: one kill would dead-letter a whole batch instead of one run.
+worker thread is between its committed ``running`` record and its committed outcome. A
+record left ``running`` is never run again blindly; the next pass marks it interrupted
+and dead-letters its run as an unknown outcome (:meth:`automate.runner.RunExecution.
+refusal`). Committing the ``running`` records of many calls at once, before the first of
+them, would save more commits, but a crash during the first call would then leave every
+one of them unknown, calls that never happened included: one kill would dead-letter a
+whole batch instead of one run.
 """
 
 from __future__ import annotations
 
-import contextvars
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from greenlet import getcurrent, greenlet
 
 from automate.journal import Journal
 from automate.models import StepRun
-from automate_core.outbox import queue
-from automate_core.outbox.models import OutboxItem
 
-__all__ = ["Commits", "GroupedCommits", "Lockstep"]
+__all__ = ["Commits", "HandedOn"]
 
 
 class Commits:
-    """One commit per request, made at once (outside a batch, or when grouping failed)."""
+    """One commit per request, made at once (outside a batch)."""
 
     def start(self, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None) -> bool:
         """Commit ``record`` (``running``) and everything ``journal`` holds if the item is
@@ -53,6 +48,7 @@ class Commits:
                 journal.write()
                 record.save(force_insert=True)
         except IntegrityError:
+            _forget(journal, record)
             return False
         journal.clear()
         return True
@@ -63,153 +59,67 @@ class Commits:
             journal.write()
         journal.clear()
 
-
-@dataclass
-class _Request:
-    """A commit an item waits for: a step's start (with ``record``) or an outcome."""
-
-    item: OutboxItem
-    journal: Journal
-    record: StepRun | None = None
-    confirm: Callable[[], bool] | None = None
+    def before_call(self) -> None:
+        """An idempotent step is about to be called (nothing waits here)."""
 
 
-class _Failed(Exception):
-    """The grouped transaction could not be made: make each request on its own."""
+class HandedOn(Commits):
+    """A batch's commits, made in order by one thread: each outcome is held (taken out of
+    its item's journal) and committed with the next ``running`` record, or by
+    :meth:`settle` with the batch's settlement (see the module's docstring)."""
 
-
-class GroupedCommits(Commits):
-    """An item's commits inside a :class:`Lockstep` batch: handed to the batch, which
-    makes them together with the other items'. Outside the batch's greenlets (never the
-    case in a batch, but harmless) they are made at once."""
-
-    def __init__(self, lockstep: Lockstep, item: OutboxItem) -> None:
-        self.lockstep, self.item = lockstep, item
-
-    def start(self, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None) -> bool:
-        return bool(self.lockstep.wait(_Request(self.item, journal, record, confirm)))
+    def __init__(self) -> None:
+        #: Outcomes of calls already made, not yet committed (of one call, at most).
+        self.held = Journal()
 
     def write(self, journal: Journal) -> None:
-        self.lockstep.wait(_Request(self.item, journal))
+        self.held.extend(journal)
+        journal.clear()
 
-
-class Lockstep:
-    """Runs one callable per item in its own greenlet and shares the commits they wait for
-    (see the module's docstring).
-
-    ``lease_seconds`` is what a start's confirmation renews the item's lease for;
-    ``finished`` is called in the driving greenlet after each item's callable returns
-    (the batch settles there).
-    """
-
-    def __init__(self, lease_seconds: int, finished: Callable[[], None]) -> None:
-        self.lease_seconds = lease_seconds
-        self.finished = finished
-        self.driver: greenlet | None = None
-
-    def commits_for(self, item: OutboxItem) -> Commits:
-        return GroupedCommits(self, item)
-
-    def wait(self, request: _Request) -> object:
-        """Hand ``request`` to the driver and wait for its result (in an item's greenlet)."""
-        driver = self.driver
-        if driver is None or getcurrent() is driver:
-            if request.record is not None:
-                return Commits().start(request.journal, request.record, request.confirm)
-            Commits().write(request.journal)
-            return None
-        return driver.switch(request)
-
-    def run(self, jobs: list[Callable[[], None]]) -> None:
-        """Run the jobs, in order and interleaved at their commits, until all have ended."""
-        self.driver = getcurrent()
+    def start(self, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None) -> bool:
+        held = self.held
         try:
-            self._drive(jobs)
-        finally:
-            self.driver = None
+            with transaction.atomic():
+                held.write()  # known outcomes: written whether or not the item is still ours
+                ours = confirm is None or confirm()
+                if ours:
+                    journal.write()
+                    record.save(force_insert=True)
+        except IntegrityError:
+            # Another worker on this very attempt: nothing of the transaction was kept.
+            held.forget_ids()
+            _forget(journal, record)
+            self.commit_held()
+            return False
+        except BaseException:
+            held.forget_ids()  # still held: the next commit, or the settlement, writes them
+            raise
+        held.clear()
+        if ours:
+            journal.clear()
+        return ours
 
-    def _drive(self, jobs: list[Callable[[], None]]) -> None:
-        # (greenlet, how to resume it: ("send", value) or ("throw", exception))
-        runnable: deque[tuple[greenlet, tuple[str, object]]] = deque()
-        for job in jobs:
-            g = greenlet(job)
-            g.gr_context = contextvars.copy_context()  # the caller's trace, spans...
-            runnable.append((g, ("send", None)))
-        waiting: list[tuple[greenlet, _Request]] = []
-        while runnable or waiting:
-            if runnable:
-                g, (how, value) = runnable.popleft()
-                if how == "throw":
-                    assert isinstance(value, BaseException)
-                    request = g.throw(value)
-                else:
-                    # A greenlet is true once started: the first switch starts its job.
-                    request = g.switch(value) if g else g.switch()
-                if g.dead:
-                    self.finished()
-                    continue
-                assert isinstance(request, _Request)
-                waiting.append((g, request))
-                if request.record is not None:
-                    continue  # a start waits: the next outcome, or an idle batch, takes it
-            # An outcome (at once: a known outcome must not wait), or nothing else can go on.
-            runnable.extend(self._commit(self._next_commit(waiting)))
+    def before_call(self) -> None:
+        # No call is made while an outcome waits: a crash in it would make that outcome,
+        # known when the call returned, unknown.
+        self.commit_held()
 
-    @staticmethod
-    def _next_commit(waiting: list[tuple[greenlet, _Request]]) -> list[tuple[greenlet, _Request]]:
-        """Take out of ``waiting`` what the next commit makes: every outcome, and the
-        oldest start (one call at a time between a committed start and its outcome)."""
-        taken = [entry for entry in waiting if entry[1].record is None]
-        start = next((entry for entry in waiting if entry[1].record is not None), None)
-        if start is not None:
-            taken.append(start)
-        waiting[:] = [entry for entry in waiting if not any(entry is t for t in taken)]
-        return taken
+    def settle(self) -> None:
+        """Write the held outcomes in the caller's transaction (the batch's settlement);
+        :meth:`settled` once it has committed."""
+        self.held.write()
 
-    def _commit(
-        self, waiting: list[tuple[greenlet, _Request]]
-    ) -> list[tuple[greenlet, tuple[str, object]]]:
-        """Make the waiting commits in one transaction; each greenlet's resume value."""
-        try:
-            results = self._commit_together([request for _, request in waiting])
-        except (IntegrityError, _Failed):
-            # Another worker on one of these attempts: each on its own, as without a batch.
-            return [(g, self._commit_alone(request)) for g, request in waiting]
-        except Exception as exc:  # a lost database: each item fails as it would alone
-            return [(g, ("throw", exc)) for g, _ in waiting]
-        for _, request in waiting:
-            request.journal.clear()
-        return [(g, ("send", result)) for (g, _), result in zip(waiting, results, strict=True)]
+    def settled(self) -> None:
+        self.held.clear()
 
-    def _commit_together(self, requests: list[_Request]) -> list[object]:
-        starts = [r for r in requests if r.record is not None]
-        with transaction.atomic():
-            held = {r.item.pk for r in starts if queue.renew(r.item, self.lease_seconds)}
-            combined = Journal()
-            results: list[object] = []
-            for request in requests:
-                if request.record is not None and request.item.pk not in held:
-                    results.append(False)  # lost: nothing of it is written, nothing called
-                    continue
-                combined.extend(request.journal)
-                if request.record is not None:
-                    combined.add(request.record)
-                results.append(True if request.record is not None else None)
-            combined.write()
-            if any(r.record is not None and r.record.pk is None for r in starts):
-                raise _Failed("the backend returned no ids for the records")
-        return results
+    def commit_held(self) -> None:
+        """Commit the held outcomes now, in a transaction of their own."""
+        if self.held:
+            super().write(self.held)
 
-    @staticmethod
-    def _commit_alone(request: _Request) -> tuple[str, object]:
-        # The rolled-back transaction may have given rows their ids: they were not kept.
-        request.journal.forget_ids()
-        try:
-            if request.record is not None:
-                request.record.pk = None
-                request.record._state.adding = True
-                return ("send", Commits().start(request.journal, request.record, request.confirm))
-            Commits().write(request.journal)
-        except Exception as exc:
-            return ("throw", exc)
-        return ("send", None)
+
+def _forget(journal: Journal, record: StepRun) -> None:
+    """After a rollback: the rows written in it got ids that were not kept."""
+    journal.forget_ids()
+    record.pk = None
+    record._state.adding = True

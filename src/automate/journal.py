@@ -62,10 +62,7 @@ class Journal:
         for obj, names in self._changed.values():
             by_fields.setdefault((type(obj), frozenset(names)), []).append(obj)
         for (model, same_names), objs in by_fields.items():
-            if len(objs) == 1:
-                objs[0].save(update_fields=sorted(same_names))
-            else:
-                _update_rows(model, sorted(same_names), objs)
+            _update_rows(model, sorted(same_names), objs)
 
     def forget_ids(self) -> None:
         """After a rollback: the rows to insert get no id from a write that was undone."""
@@ -89,7 +86,10 @@ class Journal:
 
 def _update_rows(model: type[models.Model], names: list[str], objs: list[models.Model]) -> None:
     """One parameterised UPDATE per row, sent with ``executemany`` (pipelined by psycopg 3:
-    one round trip). ``bulk_update``'s ``CASE WHEN`` costs far more Python per row."""
+    one round trip). ``bulk_update``'s ``CASE WHEN`` costs far more Python per row, and
+    ``save(update_fields=...)`` several times this for one row (a non-idempotent step's
+    outcome is one row, written once per call). No ``save`` signals: none of the models a
+    journal holds has receivers."""
     connection = connections[router.db_for_write(model)]
     meta, quote = model._meta, connection.ops.quote_name
     fields = [meta.get_field(name) for name in names]

@@ -17,8 +17,9 @@ as a failed step's, through the item's lease.
 Every attempt at a step is recorded as a :class:`StepRun`, the side-effect record. A
 non-idempotent step's record is committed as ``running`` before the step executes (in the
 same transaction that confirms the item is still ours) and committed again with its
-outcome right after (in a batch, those commits are shared with the other items' at the
-same point: :mod:`automate.commits`). An idempotent step's record waits in the pass's
+outcome right after (in a batch, the outcome is held until the next commit the worker
+makes, the next call's start or the settlement: :mod:`automate.commits`; the run never
+goes on to another call before it). An idempotent step's record waits in the pass's
 :class:`~automate.journal.Journal` and is written with the item's settlement, in the
 batch's one commit: if the worker dies first the step simply runs again, which is what
 idempotent means. On resume a succeeded step's output is reused, never recomputed, and a
@@ -104,7 +105,7 @@ def execute_run(
     With a ``journal`` the records of idempotent steps and the run's status are left in
     it for the caller to write with the item's settlement; without one they are written
     before this returns. ``commits`` makes a non-idempotent step's two commits (at once by
-    default; a batch shares them between its items, see :mod:`automate.commits`).
+    default; a batch hands each outcome on to its next commit, see :mod:`automate.commits`).
     """
     if journal is None:
         own = Journal()
@@ -340,6 +341,7 @@ class RunExecution:
         idempotent = _idempotent(executor_cls, config)
         if idempotent:
             self.journal.add(record)  # written, final, with the item's settlement
+            self.commits.before_call()
         elif not self.record_start(record):
             return RunOutcome(Outcome.LOST), nothing
         try:

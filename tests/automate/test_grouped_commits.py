@@ -1,15 +1,16 @@
-"""A batch shares its non-idempotent steps' commits between its items (automate.commits).
+"""A batch hands each non-idempotent call's outcome on to its next commit (automate.commits).
 
 The guarantee stays: each non-idempotent step's ``running`` record is committed, in the
 transaction that confirms its item's lease, before its call, and its outcome is committed
-before its run goes on; a record left ``running`` by a crash is never run again. And a
-crash costs what it cost before: one call at a time is between its two commits.
+before its run goes on to another call; a record left ``running`` by a crash is never run
+again. And a crash costs what it cost before: one call at a time is between its two
+commits, and every outcome of a call that returned is committed.
 """
 
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.steps import StepContext
 from automate.steps.registry import steps as step_registry
 from automate_core.models import OutboxItem
+from automate_core.outbox import queue
 from tests.automate.test_batch_settlement import (
     Clock,
     ProbeStep,
@@ -60,9 +62,9 @@ def test_grouped__one_commit_per_non_idempotent_call(probe):
         with CaptureQueriesContext(connection) as captured:
             assert dispatch.process_batch(items) == {"done": size}
         counts.append(transactions(captured))
-    # Making the runs, one per call (its start, with the previous call's outcome), the
-    # last outcome and the settlement; each call alone made two (4 per event here).
-    assert counts == [2 * 5 + 3, 2 * 40 + 3], counts
+    # Making the runs, one per call (its start, with the previous call's outcome) and the
+    # settlement (with the last outcome); each call alone made two (4 per event here).
+    assert counts == [2 * 5 + 2, 2 * 40 + 2], counts
     assert StepRun.objects.filter(status=StepStatus.SUCCEEDED).count() == 2 * 45
     assert WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() == 45
 
@@ -83,12 +85,8 @@ def test_grouped__each_call_sees_its_record_and_the_previous_outcome_committed(p
     assert dispatch.process_batch(dispatch.claim(10)) == {"done": 2}
     assert seen == [
         (0, "S1", [(0, "S1", "running")]),
-        (1, "S1", [(0, "S1", "succeeded"), (1, "S1", "running")]),
-        (
-            0,
-            "S2",
-            [(0, "S1", "succeeded"), (0, "S2", "running"), (1, "S1", "succeeded")],
-        ),
+        (0, "S2", [(0, "S1", "succeeded"), (0, "S2", "running")]),
+        (1, "S1", [(0, "S1", "succeeded"), (0, "S2", "succeeded"), (1, "S1", "running")]),
         (
             1,
             "S2",
@@ -158,48 +156,115 @@ def test_grouped__an_item_lost_before_its_start_is_not_called(probe):
 
     probe.hook = steal_second
     assert dispatch.process_batch(dispatch.claim(10)) == {"done": 1, "lost": 1}
-    assert [s["step"] for s in probe.seen] == ["S1", "S1", "S2"]
+    assert [s["step"] for s in probe.seen] == ["S1", "S2", "S1"]
     assert not StepRun.objects.filter(run__outbox_item__payload__n=1).exists()
+    assert StepRun.objects.get(run__outbox_item__payload__n=0, step__name="S2").status == (
+        StepStatus.SUCCEEDED  # the outcome held for the lost item's start was committed
+    )
 
 
-def test_grouped__a_conflict_in_the_group_falls_back_to_one_commit_each(probe, monkeypatch):
+def test_grouped__a_conflict_on_a_start_loses_that_item_and_keeps_the_held_outcome(probe):
     """Another worker on one item's very attempt (its record's INSERT conflicts): that
-    item is lost, the others are committed one by one and go on."""
-    probe_workflow(False)
+    item is lost, that step uncalled; the outcome that waited for its start (the item's
+    first call's) is committed anyway, and the batch goes on."""
+    probe_workflow(False, False)
     enqueue(3)
-    together = commits.Lockstep._commit_together
-    alone = commits.Lockstep._commit_alone
 
-    def conflicting(self, requests):
-        raise IntegrityError("a record of this attempt exists")
+    def another_worker_starts_s2(ctx: StepContext) -> None:
+        item = item_of(ctx)
+        if ctx.step_name == "S1" and item.payload["n"] == 1:
+            run = WorkflowRun.objects.get(outbox_item=item)
+            s2 = run.workflow.steps.get(name="S2", version=run.workflow_version)
+            StepRun.objects.create(
+                run=run, step=s2, attempt=1, status=StepStatus.RUNNING, started_at=timezone.now()
+            )
 
-    def one_conflicts(request):
-        if request.item.payload["n"] == 1:
-            return ("send", False)  # what Commits.start answers on IntegrityError
-        return alone(request)
-
-    monkeypatch.setattr(commits.Lockstep, "_commit_together", conflicting)
-    monkeypatch.setattr(commits.Lockstep, "_commit_alone", staticmethod(one_conflicts))
+    probe.hook = another_worker_starts_s2
     assert dispatch.process_batch(dispatch.claim(10)) == {"done": 2, "lost": 1}
-    assert [s["step"] for s in probe.seen] == ["S1", "S1"]
-    assert together is not conflicting
+    assert [s["step"] for s in probe.seen] == ["S1", "S2", "S1", "S1", "S2"]
+    rows = StepRun.objects.values_list("run__outbox_item__payload__n", "step__name", "status")
+    assert sorted(rows) == [
+        (0, "S1", "succeeded"),
+        (0, "S2", "succeeded"),
+        (1, "S1", "succeeded"),  # held, then committed alone after the conflict
+        (1, "S2", "running"),  # the other worker's
+        (2, "S1", "succeeded"),
+        (2, "S2", "succeeded"),
+    ]
 
 
-def test_grouped__a_database_error_fails_each_waiting_item(probe, monkeypatch):
+def test_grouped__an_idempotent_call_waits_for_the_held_outcome(probe):
+    probe_workflow(False)
+    probe_workflow(True, name="Second workflow")
+    enqueue(1)
+    seen = []
+    probe.hook = lambda ctx: seen.append(sorted(StepRun.objects.values_list("status", flat=True)))
+    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 1}
+    assert seen == [["running"], ["succeeded"]]
+
+
+def test_grouped__a_database_error_on_a_start_fails_that_item_and_keeps_the_held_outcome(
+    probe, monkeypatch
+):
     from django.db import OperationalError
 
-    probe_workflow(False)
+    probe_workflow(False, False)
     enqueue(2)
+    renew = queue.renew
 
-    def broken(self, requests):
-        raise OperationalError("the server closed the connection")
+    def broken_for_second(item, seconds):
+        if item.payload["n"] == 1:
+            raise OperationalError("the server closed the connection")
+        return renew(item, seconds)
 
-    monkeypatch.setattr(commits.Lockstep, "_commit_together", broken)
-    assert dispatch.process_batch(dispatch.claim(10)) == {"failed": 2}
-    assert probe.seen == []  # no call without its committed record
-    assert {i.last_error["message"] for i in OutboxItem.objects.all()} == {
-        "OperationalError: the server closed the connection"
-    }
+    monkeypatch.setattr(queue, "renew", broken_for_second)
+    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 1, "failed": 1}
+    assert [s["step"] for s in probe.seen] == ["S1", "S2"]  # no call without its record
+    rows = StepRun.objects.values_list("run__outbox_item__payload__n", "step__name", "status")
+    assert sorted(rows) == [(0, "S1", "succeeded"), (0, "S2", "succeeded")]
+    failed = OutboxItem.objects.get(payload__n=1)
+    assert failed.last_error["message"] == "OperationalError: the server closed the connection"
+
+
+def test_grouped__the_last_outcome_lands_with_the_settlement_even_for_a_lost_item(probe):
+    probe_workflow(False)
+    enqueue(1)
+
+    def lose_the_lease(ctx: StepContext) -> None:
+        OutboxItem.objects.update(lease_token="another-worker")
+
+    probe.hook = lose_the_lease
+    assert dispatch.process_batch(dispatch.claim(10)) == {"lost": 1}
+    assert StepRun.objects.get().status == StepStatus.SUCCEEDED  # a known outcome, kept
+
+
+def test_grouped__a_crash_before_the_held_outcome_is_committed_never_calls_twice(
+    probe, monkeypatch
+):
+    """Killed after a call returned but before its outcome's commit (the next start): the
+    call is ``running`` in the database, so the next pass dead-letters the run as an
+    unknown outcome instead of calling again."""
+    probe_workflow(False, False)
+    enqueue(1)
+    start = commits.HandedOn.start
+
+    def killed_when_an_outcome_waits(self, journal, record, confirm):
+        if self.held:
+            raise KeyboardInterrupt  # a kill: nothing in the worker catches it
+        return start(self, journal, record, confirm)
+
+    monkeypatch.setattr(commits.HandedOn, "start", killed_when_an_outcome_waits)
+    with pytest.raises(KeyboardInterrupt):
+        dispatch.process_batch(dispatch.claim(10))
+    assert [s["step"] for s in probe.seen] == ["S1"]
+    assert list(StepRun.objects.values_list("step__name", "status")) == [("S1", "running")]
+    monkeypatch.setattr(commits.HandedOn, "start", start)
+    OutboxItem.objects.update(status="pending", lease_token="", available_at=timezone.now())
+    assert dispatch.process_batch(dispatch.claim(10)) == {"dead": 1}
+    assert [s["step"] for s in probe.seen] == ["S1"]  # not called again
+    run = WorkflowRun.objects.get()
+    assert run.status == RunStatus.DEAD
+    assert "interrupted mid-call" in run.error["message"]
 
 
 def test_grouped__loops_and_delays_of_non_idempotent_steps(probe):
