@@ -76,13 +76,11 @@ def resolve_precision(requested: str, device: str) -> str:
         )
     if requested == "fp32":
         return "fp32"
-    if device != "cpu":
-        wanted, reason = requested, f"device {device!r} is not the CPU"
-    else:
-        wanted = "bf16" if requested == "auto" else requested
-        reason = precision_support(wanted)
-        if reason is None:
-            return wanted
+    wanted = "bf16" if requested == "auto" else requested
+    reason = f"device {device!r} is not the CPU" if device != "cpu" else None
+    reason = reason or precision_support(wanted)
+    if reason is None:
+        return wanted
     if requested != "auto" and (requested, reason) not in _warned:
         _warned.add((requested, reason))
         logger.warning("local embeddings: %s precision not used (%s); using fp32", wanted, reason)
