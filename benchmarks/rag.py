@@ -23,9 +23,11 @@ embedded PostgreSQL 18 + pgvector 0.8 started for the run):
    filter; latency is ``retrieve()`` alone (the query vector is computed before).
 2. **Ingestion rate** (chunk, embed, store, rows) on ``--ingest-sample`` passages of whole
    documents, at the default chunk size (800/100), run both ways in the same process:
-   ``ingest_text`` per document (what ``ingest_paths`` did before) and
-   ``ingest_documents`` (batches sorted by token length, the next wave embedded while the
-   previous is written). Measured on every run; never cached.
+   ``ingest_text`` per document in fp32 (what ``ingest_paths`` did before),
+   ``ingest_documents`` in fp32 (batches sorted by token length, the next wave embedded
+   while the previous is written) and ``ingest_documents`` at the local provider's default
+   ``precision`` (bf16 autocast on a CPU with AVX512-BF16/AMX). Measured on every run;
+   never cached.
 3. **Synthetic hard set** (``--synthetic-rows``, 0 to skip): clustered random unit
    vectors, the earlier table, with the same ``bucket`` filters (no embeddings to
    compute, so the filtered paths can be measured in minutes).
@@ -395,7 +397,7 @@ def _padding(lengths: list[int], batches: list[list[int]]) -> float:
 
 def run_ingest(args) -> tuple[str, str]:
     from rag.chunking import chunk_text
-    from rag.embeddings.local import LocalEmbeddingProvider, load_model
+    from rag.embeddings.local import LocalEmbeddingProvider
     from rag.ingest import SourceText, ingest_documents, ingest_text, length_batches
     from rag.models import KnowledgeBase
 
@@ -409,9 +411,10 @@ def run_ingest(args) -> tuple[str, str]:
         sample.append((source, text))
         count += len(chunk_text(text, 800, 100))
 
-    embedder = LocalEmbeddingProvider({})
-    model = load_model(embedder.model_path, embedder.device)
-    model.encode(["warm up"])
+    embedder = LocalEmbeddingProvider({"precision": "fp32"})
+    fast = LocalEmbeddingProvider({})  # the default precision: bf16 where the CPU has it
+    for provider in (embedder, fast):
+        provider.embed(["warm up"])
     # Padding, from the token counts: per document in slices of 64 (the old path; the
     # model sorts each call by length), against one length-sorted order.
     per_doc = [[c.content for c in chunk_text(text, 800, 100)] for _, text in sample]
@@ -427,57 +430,67 @@ def run_ingest(args) -> tuple[str, str]:
     old_padding = _padding(flat, old_batches)
     new_padding = _padding(flat, length_batches(flat, embedder.batch_size))
 
-    def fresh(slug: str) -> KnowledgeBase:
+    def fresh(slug: str, precision: str | None) -> KnowledgeBase:
         KnowledgeBase.objects.filter(slug=slug).delete()
         return KnowledgeBase.objects.create(
-            name=slug, slug=slug, embedding_provider="local", retrieval_provider="pgvector"
+            name=slug,
+            slug=slug,
+            embedding_provider="local",
+            embedding_config={"precision": precision} if precision else {},
+            retrieval_provider="pgvector",
         )
 
-    rows = []
-    kb = fresh("bench-ingest-before")
-    bar = progress_bar(count, "before: ingest_text per document")
-    started = time.perf_counter()
-    for source, text in sample:
-        bar.update(ingest_text(kb, source, text).chunks)
-    before = count / (time.perf_counter() - started)
-    bar.close()
-    rows.append(
+    def per_document(kb: KnowledgeBase, what: str) -> float:
+        bar = progress_bar(count, what)
+        started = time.perf_counter()
+        for source, text in sample:
+            bar.update(ingest_text(kb, source, text).chunks)
+        rate = count / (time.perf_counter() - started)
+        bar.close()
+        return rate
+
+    def batched(kb: KnowledgeBase, what: str) -> float:
+        bar = progress_bar(count, what)
+        last = [0]
+
+        def tick(step) -> None:
+            bar.update(step.passages_done - last[0])
+            last[0] = step.passages_done
+            bar.set_postfix_str(f"{step.rate:.1f} passages/s")
+
+        started = time.perf_counter()
+        ingest_documents(
+            kb, [SourceText(s, t) for s, t in sample], progress=tick, batch_passages=args.wave
+        )
+        rate = count / (time.perf_counter() - started)
+        bar.close()
+        return rate
+
+    before = per_document(fresh("bench-ingest-before", "fp32"), "before: ingest_text, fp32")
+    fp32 = batched(fresh("bench-ingest-fp32", "fp32"), "ingest_documents, fp32")
+    after = batched(fresh("bench-ingest-after", None), f"ingest_documents, {fast.precision}")
+    rows = [
+        ["before: `ingest_text` per document, fp32", f"{before:.1f}", f"{old_padding:.0%}"],
         [
-            "before: `ingest_text` per document (embed, then write)",
-            f"{before:.1f}",
-            f"{old_padding:.0%}",
-            "1.00x",
-        ]
-    )
-
-    kb = fresh("bench-ingest-after")
-    bar = progress_bar(count, "after: ingest_documents")
-    last = [0]
-
-    def tick(step) -> None:
-        bar.update(step.passages_done - last[0])
-        last[0] = step.passages_done
-        bar.set_postfix_str(f"{step.rate:.1f} passages/s")
-
-    started = time.perf_counter()
-    ingest_documents(
-        kb, [SourceText(s, t) for s, t in sample], progress=tick, batch_passages=args.wave
-    )
-    after = count / (time.perf_counter() - started)
-    bar.close()
-    rows.append(
+            "`ingest_documents` (length-sorted batches, pipelined writes), fp32",
+            f"{fp32:.1f}",
+            f"{new_padding:.0%}",
+        ],
         [
-            "after: `ingest_documents` (length-sorted batches, pipelined writes)",
+            f"after: `ingest_documents`, default precision ({fast.precision})",
             f"{after:.1f}",
             f"{new_padding:.0%}",
-            f"{after / before:.2f}x",
-        ]
-    )
+        ],
+    ]
+    for row, rate in zip(rows, (before, fp32, after), strict=True):
+        row.append(f"{rate / before:.2f}x")
     body = common.table(["path", "passages/s", "padding tokens", "ratio"], rows)
     notes = (
         f"{count:,} passages ({len(sample)} whole files of {args.corpus}, default chunks "
         f"800/100), local {MODEL_NAME} on the CPU ({_threads()} torch threads), pgvector "
-        f"store, each into a new knowledge base; both in this process, one after the other. "
+        f"store, each into a new knowledge base; all in this process, one after the other. "
+        f"Precision: the provider's `precision` (fp32, or its default `auto`, which is bf16 "
+        f"autocast where the CPU has AVX512-BF16/AMX). "
         f"Padding: tokens added to fill each batch to its longest passage, as a share of "
         f"real tokens (batch size {embedder.batch_size}). Server: {_server_version()}."
     )
