@@ -127,6 +127,8 @@ def ours(
         CELERY_BROKER_URL=common.REDIS_URL,
         BENCH_QUEUE=queue_name,
         BENCH_OBSERVABILITY=observability,
+        # One batch running and one waiting per process (AUTOMATE's advice).
+        BENCH_MAX_BATCHES=os.environ.get("BENCH_MAX_BATCHES", str(2 * workers)),
         **extra,
     )
     if not metrics_dir:
@@ -814,7 +816,8 @@ def main() -> None:
         "steps per event (a WorkflowRun and two StepRuns written), declared idempotent; the "
         "non-idempotent row commits each step's `running` record before its call and its "
         f"result after; outbox claim batch {args.batch}, Celery prefork with N processes "
-        "(prefetch 4), one dispatcher process; traces and metrics off "
+        "(prefetch 4), one dispatcher process with `DISPATCH_MAX_BATCHES_IN_FLIGHT` 2N; "
+        "traces and metrics off "
         "(`BENCH_OBSERVABILITY=off`) except in the last table, where `on` runs the "
         "dispatcher and the Celery workers with an SDK tracer provider (spans dropped by the "
         "exporter) and prometheus-client writing to `PROMETHEUS_MULTIPROC_DIR`. "

@@ -63,7 +63,8 @@ class AutomateSettings(AppSettings):
     # worker processes. While they are all busy, events then gather in the outbox and the
     # next claim takes a full batch, instead of sending a small batch every poll whose
     # fixed cost (a task, a transaction, the workflow lookups) each event would share.
-    DISPATCH_MAX_BATCHES_IN_FLIGHT: int = setting(8, positive=True)
+    # The default, 200 / 20, binds only partial batches: full ones meet the item limit.
+    DISPATCH_MAX_BATCHES_IN_FLIGHT: int = setting(10, positive=True)
     # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
     WORKER_POLL_SECONDS: float = setting(1.0, positive=True)
     # automate.emit(): the largest payload (its JSON, in bytes) and nesting depth accepted.
