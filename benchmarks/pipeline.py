@@ -127,6 +127,8 @@ def ours(
         CELERY_BROKER_URL=common.REDIS_URL,
         BENCH_QUEUE=queue_name,
         BENCH_OBSERVABILITY=observability,
+        # One batch running and one waiting per process (AUTOMATE's advice).
+        BENCH_MAX_BATCHES=os.environ.get("BENCH_MAX_BATCHES", str(2 * workers)),
         **extra,
     )
     if not metrics_dir:
@@ -138,6 +140,8 @@ def ours(
         common.start(celery, env, LOGS / "bench-celery.log"),
         common.start(dispatch, env, LOGS / "bench-dispatch.log"),
     ]
+    cpu_before = _children_cpu()
+    producers_cpu = 0.0
     try:
         time.sleep(BOOT)
         connections.close_all()
@@ -146,6 +150,7 @@ def ours(
             OutboxItem.objects.update(available_at=timezone.now())
         else:
             common.produce(produce, events, args.producers)
+            producers_cpu = _children_cpu() - cpu_before
         common.wait_for(
             lambda: (
                 WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() >= events
@@ -156,6 +161,7 @@ def ours(
             step=POLL,
         )
         elapsed = time.perf_counter() - started
+        dispatcher_cpu = _process_cpu(procs[1].pid)
         # Proof that metrics were on: the workers wrote their multiprocess files.
         assert not metrics_dir or any(Path(metrics_dir).glob("*.db")), "no metrics written"
     finally:
@@ -165,12 +171,51 @@ def ours(
             shutil.rmtree(metrics_dir, ignore_errors=True)
     assert not OutboxItem.objects.exclude(status="done").exists()
     assert StepRun.objects.filter(status="succeeded").count() == 2 * events
+    if args.systems:
+        workers_cpu = _children_cpu() - cpu_before - producers_cpu
+        _trial_stats(events, elapsed, producers_cpu, dispatcher_cpu, workers_cpu)
     # A clean slate for the next cell.
     StepRun.objects.all().delete()
     WorkflowRun.objects.all().delete()
     OutboxItem.objects.all().delete()
     connection.close()
     return events / elapsed
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children: the producers, and the workers
+    once stopped (a Celery pool's processes count in their parent's)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a running process has used (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _trial_stats(
+    events: int, elapsed: float, producers: float, dispatcher: float, workers: float
+) -> None:
+    """Trials: CPU per event outside PostgreSQL, and the sizes of the claimed batches
+    (a settled item keeps the lease token of its last claim)."""
+    from django.db.models import Count
+
+    from automate_core.models import OutboxItem
+
+    sizes = sorted(
+        OutboxItem.objects.values("lease_token").annotate(n=Count("id")).values_list("n", flat=True)
+    )
+    middle = sizes[len(sizes) // 2] if sizes else 0
+    progress(
+        f"  CPU per event: producers {1e3 * producers / events:.2f} ms, Celery workers "
+        f"(boot included) {1e3 * (workers - dispatcher) / events:.2f} ms; dispatcher "
+        f"{1e3 * dispatcher / elapsed:.0f} ms/s; {len(sizes)} batches, median "
+        f"{middle}, mean {events / max(len(sizes), 1):.1f}, largest {max(sizes, default=0)}"
+    )
 
 
 # --- bare Celery ---------------------------------------------------------------------
@@ -514,6 +559,24 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return "—" if not ours or not theirs else f"{ours / theirs:.2f}x"
 
 
+def _trial(args, systems: list[System]) -> None:
+    """Measure only the systems ``--systems`` names, at their first shape: A/B trials."""
+    from django.db import connections
+
+    wanted = {name.strip() for name in args.systems.split(",")}
+    for system in systems:
+        if system.name.split(",")[0] not in wanted:
+            continue
+        shape = system.shapes[0]
+        e2e = system.measure(shape, args.events, False)
+        drain = None if args.no_drain else system.measure(shape, args.events, True)
+        shown = f", drain {drain:,.0f}/s" if drain is not None else ""
+        progress(f"{system.name} {system.label(shape)}: end to end {e2e:,.0f}/s{shown}")
+    connections.close_all()
+    common.drop_database(args.database)
+    common.drop_database(args.dbos_database)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=10_000, help="events per final cell")
@@ -546,6 +609,13 @@ def main() -> None:
     parser.add_argument(
         "--no-write", action="store_true", help="print the report, don't append it to the docs"
     )
+    parser.add_argument(
+        "--systems",
+        default="",
+        help="trials: only these systems (comma-separated: ours, procrastinate); prints "
+        "their figures and writes no report",
+    )
+    parser.add_argument("--no-drain", action="store_true", help="trials: measure end to end only")
     args = parser.parse_args()
     if args.no_write:
         os.environ["BENCH_NO_WRITE"] = "1"
@@ -616,6 +686,9 @@ def main() -> None:
         ),
     ]
     systems = [ours_system, *baselines]
+    if args.systems:
+        _trial(args, [ours_system, baselines[0]])
+        return
     progress(f"shape selection, {shape_events} events per cell")
     for system in systems:
         select(system, shape_events)
@@ -731,7 +804,8 @@ def main() -> None:
         "steps per event (a WorkflowRun and two StepRuns written), declared idempotent; the "
         "non-idempotent row commits each step's `running` record before its call and its "
         f"result after; outbox claim batch {args.batch}, Celery prefork with N processes "
-        "(prefetch 4), one dispatcher process; traces and metrics off "
+        "(prefetch 4), one dispatcher process with `DISPATCH_MAX_BATCHES_IN_FLIGHT` 2N; "
+        "traces and metrics off "
         "(`BENCH_OBSERVABILITY=off`) except in the last table, where `on` runs the "
         "dispatcher and the Celery workers with an SDK tracer provider (spans dropped by the "
         "exporter) and prometheus-client writing to `PROMETHEUS_MULTIPROC_DIR`. "

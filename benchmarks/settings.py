@@ -27,6 +27,7 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("BENCH_QUEUE", "bench")
 AUTOMATE = {
     **AUTOMATE,
     "DISPATCH_MAX_IN_FLIGHT": int(os.environ.get("BENCH_MAX_IN_FLIGHT", "1000")),
+    "DISPATCH_MAX_BATCHES_IN_FLIGHT": int(os.environ.get("BENCH_MAX_BATCHES", "8")),
     "WORKER_POLL_SECONDS": 0.05,
 }
 

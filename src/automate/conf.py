@@ -59,6 +59,12 @@ class AutomateSettings(AppSettings):
     # The Celery-mode dispatcher stops claiming while this many items are leased: events
     # wait in the outbox, not in the broker where their leases would run out.
     DISPATCH_MAX_IN_FLIGHT: int = setting(200, positive=True)
+    # ... and while this many batches (Celery tasks) are leased: set it to about twice the
+    # worker processes. While they are all busy, events then gather in the outbox and the
+    # next claim takes a full batch, instead of sending a small batch every poll whose
+    # fixed cost (a task, a transaction, the workflow lookups) each event would share.
+    # The default, 200 / 20, binds only partial batches: full ones meet the item limit.
+    DISPATCH_MAX_BATCHES_IN_FLIGHT: int = setting(10, positive=True)
     # Seconds the embedded worker and the dispatcher wait between polls of an empty queue.
     WORKER_POLL_SECONDS: float = setting(1.0, positive=True)
     # automate.emit(): the largest payload (its JSON, in bytes) and nesting depth accepted.

@@ -22,7 +22,7 @@ from celery import signature
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from automate import instrument
@@ -112,18 +112,42 @@ def process_batch(
 
 
 def claim(
-    batch: int | None = None, *, worker: str = "", only: tuple[str, ...] = ()
+    batch: int | None = None,
+    *,
+    worker: str = "",
+    only: tuple[str, ...] = (),
+    reclaim: bool = True,
 ) -> list[OutboxItem]:
     """Fire the schedule ticks due now (:mod:`automate.schedules`; no query while none can
     be due), then lease due items with the outbox's ``claim()``: every poll of every worker
-    and dispatcher does both."""
+    and dispatcher does both. With ``reclaim`` (the default) expired leases go back to the
+    queue first and the runs of the items that leaves dead are marked dead."""
     fire_due_schedules()
     started = time.time_ns()
     worker = worker or worker_name()
-    items = queue.claim(batch or app_settings.WORKER_BATCH_SIZE, worker=worker, only=only)
+    items = queue.claim(
+        batch or app_settings.WORKER_BATCH_SIZE, worker=worker, only=only, reclaim=reclaim
+    )
     instrument.claimed(items, started, worker)
-    sweep_dead_runs()
+    if reclaim:
+        sweep_dead_runs()
     return items
+
+
+#: The dispatcher polls many times a second (``--poll``) but returns expired leases to the
+#: queue at most this often: leases last minutes, and each look costs three statements.
+RECLAIM_SECONDS = 1.0
+_next_reclaim = 0.0
+
+
+def _reclaim_due() -> bool:
+    """Whether this process's dispatcher should reclaim expired leases on this poll."""
+    global _next_reclaim
+    now = time.monotonic()
+    if now < _next_reclaim:
+        return False
+    _next_reclaim = now + RECLAIM_SECONDS
+    return True
 
 
 def sweep_dead_runs() -> int:
@@ -146,18 +170,29 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     """Claim one batch and hand it to Celery as one task, once the claim has committed.
 
     If the broker refuses the task the items are released at once, not left until their
-    lease expires. No more than ``AUTOMATE["DISPATCH_MAX_IN_FLIGHT"]`` items are leased
-    at a time, so events queue in the outbox rather than in the broker.
+    lease expires. No more than ``AUTOMATE["DISPATCH_MAX_IN_FLIGHT"]`` items, in
+    ``AUTOMATE["DISPATCH_MAX_BATCHES_IN_FLIGHT"]`` batches, are leased at a time, so events
+    queue in the outbox rather than in the broker, and while the workers are busy they
+    gather there into full batches.
     """
     batch = batch or app_settings.WORKER_BATCH_SIZE
-    in_flight = OutboxItem.objects.filter(status=OutboxStatus.LEASED).count()
-    batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight)
+    in_flight = OutboxItem.objects.filter(status=OutboxStatus.LEASED).aggregate(
+        items=Count("id"), batches=Count("lease_token", distinct=True)
+    )
+    batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight["items"])
+    if in_flight["batches"] >= app_settings.DISPATCH_MAX_BATCHES_IN_FLIGHT:
+        batch = 0
+    reclaim = _reclaim_due()
     if batch < 1:
         fire_due_schedules()  # their items wait in the outbox, like events
-        queue.reclaim_expired()  # a full pipeline must still recover crashed leases
+        if reclaim:  # a full pipeline must still recover crashed leases
+            queue.reclaim_expired()
+            sweep_dead_runs()
         instrument.claimed([], time.time_ns(), worker_name("dispatch"))  # still alive
         return 0
-    items = claim(batch, worker=worker_name("dispatch"), only=("id", "lease_token"))
+    items = claim(
+        batch, worker=worker_name("dispatch"), only=("id", "lease_token"), reclaim=reclaim
+    )
     if not items:
         return 0
     leases = [[item.pk, item.lease_token] for item in items]

@@ -3,10 +3,13 @@ is in tests/integration and tests/reliability)."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from celery import current_app
+from django.utils import timezone
 
 from automate import dispatch
 from automate.models import RunStatus, WorkflowRun
@@ -80,6 +83,59 @@ def test_dispatch_to_celery__stops_at_max_in_flight(
     assert OutboxItem.objects.filter(status="leased").count() == 3
     with current_app.connection_for_write() as conn:
         assert conn.default_channel.client.llen(celery_queue) == 2  # two batch tasks
+
+
+def test_dispatch_to_celery__waits_for_a_batch_to_finish_at_max_batches_in_flight(
+    celery_queue, settings, django_capture_on_commit_callbacks
+):
+    """At the batch limit nothing more is claimed; the events waiting meanwhile then leave
+    in one full batch instead of one small batch per poll."""
+    settings.AUTOMATE = {**settings.AUTOMATE, "DISPATCH_MAX_BATCHES_IN_FLIGHT": 2}
+    make_items(7)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(1) == 1
+        assert dispatch.dispatch_to_celery(1) == 1
+        assert dispatch.dispatch_to_celery(5) == 0  # two batches leased: wait
+    [first, _] = OutboxItem.objects.filter(status="leased").order_by("id")
+    assert queue.complete(first)  # a worker finished one batch
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(5) == 5
+    with current_app.connection_for_write() as conn:
+        assert conn.default_channel.client.llen(celery_queue) == 3  # tasks of 1, 1 and 5
+
+
+def test_dispatch_to_celery__reclaims_expired_leases_at_most_every_reclaim_seconds(
+    celery_queue, monkeypatch, django_capture_on_commit_callbacks
+):
+    make_items(2)
+    past = timezone.now() - timedelta(seconds=1)
+    monkeypatch.setattr(dispatch, "_next_reclaim", 0.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(1) == 1  # this poll reclaimed (none expired)
+        OutboxItem.objects.filter(status="leased").update(lease_expires_at=past)
+        # The next poll, within RECLAIM_SECONDS, leaves the expired lease alone ...
+        assert dispatch.dispatch_to_celery(5) == 1
+        assert OutboxItem.objects.filter(status="leased").count() == 2
+        # ... and the first poll after it returns the lease to the queue and claims it.
+        monkeypatch.setattr(dispatch, "_next_reclaim", time.monotonic())
+        OutboxItem.objects.filter(status="leased").update(lease_expires_at=past)
+        assert dispatch.dispatch_to_celery(5) == 2
+    assert set(OutboxItem.objects.values_list("status", "attempts")) == {("leased", 2)}
+
+
+def test_dispatch_to_celery__at_the_limit_still_reclaims_crashed_leases(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.AUTOMATE = {**settings.AUTOMATE, "DISPATCH_MAX_BATCHES_IN_FLIGHT": 1}
+    make_items(1)
+    queue.claim(1)
+    OutboxItem.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    WorkflowRun.objects.update(status=RunStatus.RUNNING)
+    OutboxItem.objects.update(attempts=99)  # out of attempts: dead, and its run with it
+    monkeypatch.setattr(dispatch, "_next_reclaim", 0.0)
+    assert dispatch.dispatch_to_celery(5) == 0
+    assert OutboxItem.objects.get().status == "dead"
+    assert WorkflowRun.objects.get().status == RunStatus.DEAD
 
 
 def test_tasks__keep_the_names_queued_messages_carry():

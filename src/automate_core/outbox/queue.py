@@ -111,17 +111,20 @@ def claim(
     worker: str = "",
     *,
     only: Sequence[str] = (),
+    reclaim: bool = True,
 ) -> list[OutboxItem]:
     """Lease up to ``batch`` due items, oldest first, and return them.
 
-    Expired leases are returned to the queue first (or dead-lettered once out of attempts).
-    ``only`` names the fields to load (``.only()``): a dispatcher that hands the items on
-    needs ``("id", "lease_token")``, not their payloads.
+    Expired leases are returned to the queue first (or dead-lettered once out of attempts),
+    unless ``reclaim`` is False: a caller polling many times a second reclaims on its own
+    schedule (:func:`reclaim_expired`). ``only`` names the fields to load (``.only()``): a
+    dispatcher that hands the items on needs ``("id", "lease_token")``, not their payloads.
     """
     if batch < 1:
         return []
     lease_seconds = lease_seconds or automate_settings.OUTBOX_LEASE_SECONDS
-    reclaim_expired()
+    if reclaim:
+        reclaim_expired()
     now = timezone.now()
     token = uuid.uuid4().hex
     with transaction.atomic():
