@@ -89,7 +89,7 @@ def test_cache__is_bounded(monkeypatch):
     monkeypatch.setattr(connections, "CACHE_MAX_KEYS", 3)
     for n in range(10):
         find_connection(f"unknown-{n}")
-        assert len(connections._cache) <= 3
+        assert len(connections._connections.entries) <= 3
 
 
 def signing_lookups() -> tuple[int, set[str]]:
@@ -146,3 +146,19 @@ def test_signing_cache__inside_a_transaction_the_profiles_are_read():
         ConnectionProfile.objects.filter(key="cached").update(webhook_secrets=["secret://HOOK_D"])
         count, names = signing_lookups()
         assert (count, "HOOK_D" in names) == (1, True)
+
+
+def test_cache__an_answer_read_while_a_profile_was_saved_is_not_kept(monkeypatch):
+    row = profile()
+    load = connections._load_connection
+
+    def load_then_saved_elsewhere(key):
+        found = load(key)  # what was read before the save below
+        row.enabled = False
+        row.save()  # clears both caches while this lookup is in flight
+        return found
+
+    monkeypatch.setattr(connections, "_load_connection", load_then_saved_elsewhere)
+    assert find_connection("cached").enabled  # the answer read before the save...
+    monkeypatch.setattr(connections, "_load_connection", load)
+    assert not find_connection("cached").enabled  # ...was not kept
