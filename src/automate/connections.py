@@ -57,12 +57,15 @@ class _Recent(Generic[T]):
         self.entries: dict[str, tuple[float, T]] = {}
         self._generation = 0
 
-    def get(self, key: str, load: Callable[[], T]) -> T:
+    def get(
+        self, key: str, load: Callable[[], T], *, valid: Callable[[T], bool] | None = None
+    ) -> T:
+        """The kept answer for ``key`` (if ``valid`` says it still is), else ``load()``."""
         ttl = app_settings.CONNECTION_CACHE_SECONDS
         cached = ttl > 0 and not transaction.get_connection().in_atomic_block
         if cached:
             hit = self.entries.get(key)
-            if hit is not None and hit[0] > time.monotonic():
+            if hit is not None and hit[0] > time.monotonic() and (valid is None or valid(hit[1])):
                 return hit[1]
         generation = self._generation
         value = load()
@@ -81,6 +84,9 @@ class _Recent(Generic[T]):
 _connections: _Recent[Connection | None] = _Recent()
 #: The signing secret references of all the profiles, under the one key "".
 _signing: _Recent[tuple[str, ...]] = _Recent()
+#: By URL key: the connection a webhook connector was last built for, with its config and
+#: webhook secrets resolved by the default backends.
+_resolved: _Recent[tuple[Connection, Any, tuple[str, ...]]] = _Recent()
 
 
 def find_connection(key: str) -> Connection | None:
@@ -94,10 +100,11 @@ def find_connection(key: str) -> Connection | None:
 
 
 def clear_connection_cache(**kwargs: Any) -> None:
-    """Forget every looked-up connection and the signing secret references (a receiver of
-    profile and settings changes)."""
+    """Forget every looked-up connection, the signing secret references and the resolved
+    webhook secrets (a receiver of profile, secret and settings changes)."""
     _connections.clear()
     _signing.clear()
+    _resolved.clear()
 
 
 def _load_connection(key: str) -> Connection | None:
@@ -192,3 +199,36 @@ def connector_for(key: str, *, ctx: ProviderContext | None = None) -> Connector 
         return build_connector(connection, ctx=ctx)
     except NotRegistered:
         return None
+
+
+def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
+    """:func:`connector_for` with the default secret backends, as the webhook view needs it.
+
+    A new instance every call (a connector may keep state while it checks a request), but
+    built from a config and webhook secrets resolved once per connection and kept like it
+    (:func:`find_connection`): resolving a secret is most of what building one costs, and a
+    webhook does it on every request. Saving a profile or a ``Secret`` row, or changing
+    ``AUTOMATE``, in this process counts at once; a secret changed in a backend elsewhere
+    counts within ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``. A secret that cannot be
+    resolved is not kept: the next request tries again.
+    """
+    connection = find_connection(key)
+    if connection is None or not connection.enabled:
+        return None
+    try:
+        cls = get_connector(connection.connector_key)
+    except NotRegistered:
+        return None
+    ctx = ProviderContext(trace_id=trace_id)
+
+    def resolve() -> tuple[Connection, Any, tuple[str, ...]]:
+        config = resolve_config(connection.config, ctx.secrets)
+        secrets = tuple(resolve_webhook_secret(value, ctx.secrets) for value in connection.secrets)
+        return connection, config, secrets
+
+    # Only for the connection it was resolved from: the connection read again (expired, or
+    # changed) is resolved again.
+    _, config, secrets = _resolved.get(key, resolve, valid=lambda entry: entry[0] is connection)
+    connector = cls(config, ctx=ctx)
+    connector._automate_webhook_secrets = secrets
+    return connector
