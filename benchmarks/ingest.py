@@ -1,7 +1,7 @@
 """Ingest: signed GitHub webhooks into the example project under gunicorn on PostgreSQL.
 
     python -m benchmarks.ingest [--seconds 15] [--workers 3] [--threads 2] [--connections 32]
-                                [--generator auto|wrk|python] [--db NAME] [--no-report]
+                                [--generator auto|wrk|python] [--db NAME] [--no-write]
 
 Ours is ``WebhookView`` (connection lookup, signature check, dedupe by delivery id and by
 signed body, header allow-list, trace id, one outbox row, 202 once committed); the
@@ -22,7 +22,7 @@ script sends them; a thread that runs out starts its list again, and the repeats
 as 200s. Every status code is counted, and the rows each run stored are compared with
 its 202s: a run with errors, repeats or missing rows says so under the table.
 
-``--no-report`` (or ``BENCH_NO_WRITE=1``) prints the table without appending it to
+``--no-write`` (or ``BENCH_NO_WRITE=1``) prints the table without appending it to
 ``docs/benchmarks.md``; ``--db`` names the scratch database (dropped at the end).
 """
 
@@ -157,9 +157,9 @@ def main() -> None:
         "--max-rate", type=int, default=5000, help="requests/s the signed lists allow (wrk)"
     )
     parser.add_argument("--db", default=DB, help=f"scratch database (default {DB})")
-    parser.add_argument("--no-report", action="store_true", help="do not append to the docs")
+    parser.add_argument("--no-write", action="store_true", help="do not append to the docs")
     args = parser.parse_args()
-    if args.no_report:
+    if args.no_write:
         os.environ["BENCH_NO_WRITE"] = "1"
 
     generator = args.generator

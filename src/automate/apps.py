@@ -33,6 +33,7 @@ class AutomateConfig(AppConfig):
         from automate.outgoing import checks as outgoing_checks  # noqa: F401  (its checks)
         from automate.signing import is_profile_signing_secret
         from automate.steps import registry
+        from automate_core.models import Secret
         from automate_core.secrets import register_signing_secrets
 
         registry.load()
@@ -42,6 +43,8 @@ class AutomateConfig(AppConfig):
             signal.connect(
                 clear_connection_cache, sender=ConnectionProfile, dispatch_uid="automate.profiles"
             )
+            # Webhook secrets stored as Secret rows are kept resolved with the connections.
+            signal.connect(clear_connection_cache, sender=Secret, dispatch_uid="automate.secrets")
         from automate.schedules.fire import forget_next_due
         from automate.schedules.models import Schedule
 

@@ -41,8 +41,9 @@ class AutomateSettings(AppSettings):
     # {"connector": ..., "config": {...}, "secrets": [...], "enabled": True}
     CONNECTORS: dict[str, Any] = setting({})
     # How long a process reuses a connection it looked up (profile row or settings entry)
-    # before reading it again; 0 reads it every time. Saving or deleting a profile clears
-    # the cache of the process that did it at once; other processes see it within this.
+    # before reading it again (and the webhook secrets it names, resolved); 0 reads it
+    # every time. Saving or deleting a profile or a Secret row clears the cache of the
+    # process that did it at once; other processes see it within this.
     CONNECTION_CACHE_SECONDS: float = setting(
         5.0,
         minimum=0,

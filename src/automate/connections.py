@@ -11,9 +11,9 @@ A profile row (``ConnectionProfile``) wins over ``AUTOMATE["CONNECTORS"][key]`` 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.db import transaction
 
@@ -39,11 +39,54 @@ class Connection:
     enabled: bool = True
 
 
-#: Connections looked up lately, by key: (good until, per time.monotonic(); connection).
-_cache: dict[str, tuple[float, Connection | None]] = {}
-_cache_generation = 0
-#: Past this many keys the cache starts over: URL keys come from the outside world.
+#: Past this many keys a cache starts over: URL keys come from the outside world.
 CACHE_MAX_KEYS = 1000
+
+T = TypeVar("T")
+
+
+class _Recent(Generic[T]):
+    """Answers read from the database, kept per key for
+    ``AUTOMATE["CONNECTION_CACHE_SECONDS"]`` (per ``time.monotonic()``).
+
+    Inside a transaction nothing is kept or served: it may see rows that are never
+    committed (a test's). An answer read while :meth:`clear` ran is not kept either.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[float, T]] = {}
+        self._generation = 0
+
+    def get(
+        self, key: str, load: Callable[[], T], *, valid: Callable[[T], bool] | None = None
+    ) -> T:
+        """The kept answer for ``key`` (if ``valid`` says it still is), else ``load()``."""
+        ttl = app_settings.CONNECTION_CACHE_SECONDS
+        cached = ttl > 0 and not transaction.get_connection().in_atomic_block
+        if cached:
+            hit = self.entries.get(key)
+            if hit is not None and hit[0] > time.monotonic() and (valid is None or valid(hit[1])):
+                return hit[1]
+        generation = self._generation
+        value = load()
+        if cached and generation == self._generation:
+            if len(self.entries) >= CACHE_MAX_KEYS:
+                self.entries.clear()
+            self.entries[key] = (time.monotonic() + ttl, value)
+        return value
+
+    def clear(self) -> None:
+        self._generation += 1
+        self.entries.clear()
+
+
+#: Connections by URL key (``None``: no such connection).
+_connections: _Recent[Connection | None] = _Recent()
+#: The signing secret references of all the profiles, under the one key "".
+_signing: _Recent[tuple[str, ...]] = _Recent()
+#: By URL key: the connection a webhook connector was last built for, with its config and
+#: webhook secrets resolved by the default backends.
+_resolved: _Recent[tuple[Connection, Any, tuple[str, ...]]] = _Recent()
 
 
 def find_connection(key: str) -> Connection | None:
@@ -53,28 +96,15 @@ def find_connection(key: str) -> Connection | None:
     the webhook view would otherwise read the profile on every request. Inside one it is
     always read, since the transaction may see rows that are never committed (a test's).
     """
-    ttl = app_settings.CONNECTION_CACHE_SECONDS
-    cached = ttl > 0 and not transaction.get_connection().in_atomic_block
-    if cached:
-        hit = _cache.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-    generation = _cache_generation
-    connection = _load_connection(key)
-    if cached and generation == _cache_generation:  # not cleared while we were reading
-        if len(_cache) >= CACHE_MAX_KEYS:
-            _cache.clear()
-        _cache[key] = (time.monotonic() + ttl, connection)
-    return connection
+    return _connections.get(key, lambda: _load_connection(key))
 
 
 def clear_connection_cache(**kwargs: Any) -> None:
-    """Forget every looked-up connection and the signing secret references (a receiver of
-    profile and settings changes)."""
-    global _cache_generation, _signing_cache
-    _cache_generation += 1
-    _cache.clear()
-    _signing_cache = None
+    """Forget every looked-up connection, the signing secret references and the resolved
+    webhook secrets (a receiver of profile, secret and settings changes)."""
+    _connections.clear()
+    _signing.clear()
+    _resolved.clear()
 
 
 def _load_connection(key: str) -> Connection | None:
@@ -116,10 +146,6 @@ def check_no_signing_secret(connection: Connection) -> None:
             secrets.check_not_signing(value, use="connection")
 
 
-#: The signing secret references of the profiles: (good until, per time.monotonic(); refs).
-_signing_cache: tuple[float, tuple[str, ...]] | None = None
-
-
 def signing_secret_references() -> list[str]:
     """Every webhook signing secret reference of the profiles and ``AUTOMATE["CONNECTORS"]``.
 
@@ -131,30 +157,20 @@ def signing_secret_references() -> list[str]:
     ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``, and forgotten at once when this process
     saves or deletes a profile; another process's change is seen within that time.
     """
-    global _signing_cache
-    ttl = app_settings.CONNECTION_CACHE_SECONDS
-    cached = ttl > 0 and not transaction.get_connection().in_atomic_block
-    hit = _signing_cache
-    if cached and hit is not None and hit[0] > time.monotonic():
-        references = list(hit[1])
-    else:
-        generation = _cache_generation
-        references = _profile_signing_references()
-        if cached and generation == _cache_generation:  # not cleared while we were reading
-            _signing_cache = (time.monotonic() + ttl, tuple(references))
+    references = list(_signing.get("", _profile_signing_references))
     for entry in app_settings.CONNECTORS.values():
         if isinstance(entry, Mapping):
             references.extend(v for v in entry.get("secrets", ()) if isinstance(v, str))
     return references
 
 
-def _profile_signing_references() -> list[str]:
-    return [
+def _profile_signing_references() -> tuple[str, ...]:
+    return tuple(
         value
         for secrets in ConnectionProfile.objects.values_list("webhook_secrets", flat=True)
         for value in (secrets or ())
         if isinstance(value, str)
-    ]
+    )
 
 
 def build_connector(connection: Connection, *, ctx: ProviderContext | None = None) -> Connector:
@@ -183,3 +199,36 @@ def connector_for(key: str, *, ctx: ProviderContext | None = None) -> Connector 
         return build_connector(connection, ctx=ctx)
     except NotRegistered:
         return None
+
+
+def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
+    """:func:`connector_for` with the default secret backends, as the webhook view needs it.
+
+    A new instance every call (a connector may keep state while it checks a request), but
+    built from a config and webhook secrets resolved once per connection and kept like it
+    (:func:`find_connection`): resolving a secret is most of what building one costs, and a
+    webhook does it on every request. Saving a profile or a ``Secret`` row, or changing
+    ``AUTOMATE``, in this process counts at once; a secret changed in a backend elsewhere
+    counts within ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``. A secret that cannot be
+    resolved is not kept: the next request tries again.
+    """
+    connection = find_connection(key)
+    if connection is None or not connection.enabled:
+        return None
+    try:
+        cls = get_connector(connection.connector_key)
+    except NotRegistered:
+        return None
+    ctx = ProviderContext(trace_id=trace_id)
+
+    def resolve() -> tuple[Connection, Any, tuple[str, ...]]:
+        config = resolve_config(connection.config, ctx.secrets)
+        secrets = tuple(resolve_webhook_secret(value, ctx.secrets) for value in connection.secrets)
+        return connection, config, secrets
+
+    # Only for the connection it was resolved from: the connection read again (expired, or
+    # changed) is resolved again.
+    _, config, secrets = _resolved.get(key, resolve, valid=lambda entry: entry[0] is connection)
+    connector = cls(config, ctx=ctx)
+    connector._automate_webhook_secrets = secrets
+    return connector

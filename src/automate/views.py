@@ -33,13 +33,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from automate import instrument, replays, signals
 from automate.conf import settings as app_settings
-from automate.connections import connector_for
+from automate.connections import webhook_connector
 from automate.models import API_SOURCE_PREFIX
 from automate_connectors.base import Connector, Headers
 from automate_connectors.storable import storable
 from automate_connectors.verdict import Reason, WebhookVerdict
 from automate_core.outbox import queue
-from automate_core.providers.base import ProviderContext
 from automate_core.providers.errors import AutomateError
 from automate_core.tracing import trace
 
@@ -78,9 +77,8 @@ class WebhookView(View):
 
         if key.startswith(API_SOURCE_PREFIX):  # the source of API events, never a URL
             return _error(404, "unknown webhook endpoint", trace_id)
-        ctx = ProviderContext(trace_id=trace_id)
         try:
-            connector = connector_for(key, ctx=ctx)
+            connector = webhook_connector(key, trace_id=trace_id)
         except (AutomateError, ImproperlyConfigured, ValueError) as exc:
             # A profile we cannot build (secret missing, config invalid) is our problem,
             # and the sender must retry once it is fixed: that is what 503 means. The

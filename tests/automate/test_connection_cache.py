@@ -89,7 +89,7 @@ def test_cache__is_bounded(monkeypatch):
     monkeypatch.setattr(connections, "CACHE_MAX_KEYS", 3)
     for n in range(10):
         find_connection(f"unknown-{n}")
-        assert len(connections._cache) <= 3
+        assert len(connections._connections.entries) <= 3
 
 
 def signing_lookups() -> tuple[int, set[str]]:
@@ -146,3 +146,102 @@ def test_signing_cache__inside_a_transaction_the_profiles_are_read():
         ConnectionProfile.objects.filter(key="cached").update(webhook_secrets=["secret://HOOK_D"])
         count, names = signing_lookups()
         assert (count, "HOOK_D" in names) == (1, True)
+
+
+def test_cache__an_answer_read_while_a_profile_was_saved_is_not_kept(monkeypatch):
+    row = profile()
+    load = connections._load_connection
+
+    def load_then_saved_elsewhere(key):
+        found = load(key)  # what was read before the save below
+        row.enabled = False
+        row.save()  # clears both caches while this lookup is in flight
+        return found
+
+    monkeypatch.setattr(connections, "_load_connection", load_then_saved_elsewhere)
+    assert find_connection("cached").enabled  # the answer read before the save...
+    monkeypatch.setattr(connections, "_load_connection", load)
+    assert not find_connection("cached").enabled  # ...was not kept
+
+
+# -- The webhook view's connectors: secrets resolved once per connection ----------------
+
+
+def hook_profile(secret: str = "secret://HOOK_SECRET") -> ConnectionProfile:
+    return ConnectionProfile.objects.create(
+        key="hooks", connector_key="github", webhook_secrets=[secret]
+    )
+
+
+def test_webhook_connector__a_new_instance_each_request_from_secrets_resolved_once(monkeypatch):
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    hook_profile()
+    one = connections.webhook_connector("hooks", trace_id="t-1")
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "second-value")  # no signal for this
+    two = connections.webhook_connector("hooks", trace_id="t-2")
+    assert one is not two  # a check may bind a secret on its instance (using_secret)
+    assert (one.ctx.trace_id, two.ctx.trace_id) == ("t-1", "t-2")
+    assert one.secrets == two.secrets == ["first-value"]  # resolved once, kept
+
+
+def test_webhook_connector__a_secret_changed_in_its_backend_counts_when_the_entry_expires(
+    settings, monkeypatch
+):
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
+    now = [100.0]
+    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    hook_profile()
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["first-value"]
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "second-value")
+    now[0] += 4.9
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["first-value"]
+    now[0] += 0.2
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["second-value"]
+
+
+def test_webhook_connector__saving_the_profile_or_a_secret_row_counts_at_once(monkeypatch):
+    from automate_core.models import Secret
+
+    row = Secret(name="HOOK_SECRET")
+    row.set_value("stored-value-1")
+    row.save()
+    profile_row = hook_profile()
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["stored-value-1"]
+    row.set_value("stored-value-2")
+    row.save()
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["stored-value-2"]
+    monkeypatch.setenv("AUTOMATE_SECRET_OTHER_SECRET", "other-value")
+    profile_row.webhook_secrets = ["secret://OTHER_SECRET"]
+    profile_row.save()
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["other-value"]
+
+
+def test_webhook_connector__a_secret_that_cannot_be_resolved_is_tried_again(monkeypatch):
+    from automate_core.secrets import SecretNotFound
+
+    monkeypatch.delenv("AUTOMATE_SECRET_HOOK_SECRET", raising=False)
+    hook_profile()
+    with pytest.raises(SecretNotFound):
+        connections.webhook_connector("hooks", trace_id="t")
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "fixed-value")  # fixed, no signal
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["fixed-value"]
+
+
+def test_webhook_connector__inside_a_transaction_secrets_are_resolved_every_time(monkeypatch):
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    hook_profile()
+    connections.webhook_connector("hooks", trace_id="t")
+    with transaction.atomic():
+        monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "second-value")
+        assert connections.webhook_connector("hooks", trace_id="t").secrets == ["second-value"]
+
+
+def test_webhook_connector__unknown_disabled_or_unregistered_is_none(settings):
+    assert connections.webhook_connector("nobody", trace_id="t") is None
+    ConnectionProfile.objects.create(key="off", connector_key="github", enabled=False)
+    assert connections.webhook_connector("off", trace_id="t") is None
+    # A settings entry naming a connector that is not registered (profiles refuse one).
+    connectors = {"odd": {"connector": "no_such_connector"}}
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTORS": connectors}
+    assert connections.webhook_connector("odd", trace_id="t") is None

@@ -142,3 +142,58 @@ def test_one_statement__a_post_save_receiver_still_gets_save():
     assert seen == [(result.item.pk, True)]
     assert not any(q["sql"].startswith("WITH new_item") for q in captured.captured_queries)
     assert WebhookReceipt.objects.get().outbox_item_id == result.item.pk
+
+
+# -- What every webhook's statement writes besides the two rows ---------------------------
+
+
+def _indexes(table: str) -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
+        return dict(cursor.fetchall())
+
+
+def _plan(sql: str, params: list) -> str:
+    # Few rows here, so the planner would pick a sequential scan: forbid it to see whether
+    # an index can serve the query at all.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_one_statement__the_outbox_row_pays_for_no_index_that_no_query_uses():
+    indexes = _indexes(OutboxItem._meta.db_table)
+    # No LIKE-only (varchar_pattern_ops) twin: the trace id is only ever looked up exactly.
+    assert not [name for name, definition in indexes.items() if "pattern_ops" in definition]
+    trace = OutboxItem.objects.filter(trace_id="t-1")
+    assert "automate_outbox_trace" in _plan(*trace.query.sql_with_params())
+    repeat = OutboxItem.objects.filter(connector_key="github", external_id="d-1")
+    assert "automate_outbox_unique_external_id" in _plan(*repeat.query.sql_with_params())
+
+
+def test_one_statement__the_receipt_has_no_foreign_key_check_and_no_index_on_its_item():
+    table = WebhookReceipt._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+            [table],
+        )
+        assert cursor.fetchone()[0] == 0
+    assert not [d for d in _indexes(table).values() if "outbox_item_id" in d]
+    # The lookups a webhook makes are still index scans: a repeated body, and pruning.
+    seen = WebhookReceipt.objects.filter(connection="github", digest="0" * 64)
+    assert "automate_webhook_receipt_once" in _plan(*seen.query.sql_with_params())
+    pruned = WebhookReceipt.objects.filter(seen_at__lt="2026-01-01T00:00:00Z")
+    assert "seen_at" in _plan(*pruned.query.sql_with_params())
+
+
+def test_one_statement__a_receipt_whose_row_was_deleted_answers_a_replay_without_ids():
+    first = _post(BODY, "gone-1")
+    assert first.status_code == 202
+    OutboxItem.objects.all().delete()
+    assert WebhookReceipt.objects.get().outbox_item_id == first.json()["id"]  # dangling
+    replay = _post(BODY, "gone-2")
+    assert replay.status_code == 200
+    assert replay.json() == {"trace_id": replay.json()["trace_id"], "duplicate": True}
+    assert not OutboxItem.objects.exists()

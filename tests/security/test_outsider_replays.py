@@ -230,7 +230,7 @@ def test_outsider__replay_window_zero_turns_the_guard_off():
 def test_outsider__a_replay_of_a_deleted_event_stores_nothing():
     headers = {"X-Hub-Signature-256": github_signature(SECRETS["github"], GITHUB_BODY)}
     assert _post("github", GITHUB_BODY, headers).status_code == 202
-    OutboxItem.objects.all().delete()  # the receipt outlives its row (SET_NULL)
+    OutboxItem.objects.all().delete()  # the receipt outlives its row, pointing at nothing
     replay = _post("github", GITHUB_BODY, headers)
     assert replay.status_code == 200
     assert replay.json()["duplicate"] is True
