@@ -76,11 +76,19 @@ def test_wait__the_first_later_matching_event_resumes_the_run(drain, recorder_ca
         "event": {"type": "customer.replied", "payload": {"ticket": {"id": 7}, "text": "thanks"}}
     }
     assert run.step_runs.get(step__name="Reply").output == expected
-    assert recorder_calls[-1] == ("echo", {"r": expected})
+    assert recorder_calls.count(("echo", {"r": expected})) == 1
     # The events started their own workflow as usual (three of type customer.*).
     assert WorkflowRun.objects.filter(workflow=own).count() == 4
     wait.refresh_from_db()
-    assert wait.status == "matched" and wait.resolved_by.connector_key == RESUME_CONNECTOR_KEY
+    # The reply itself resumed the run, in its own claim: no second outbox item.
+    assert wait.status == "matched" and wait.resolved_by == run.resume_item
+    assert (run.resume_item.payload, run.resume_item.status) == (
+        {"ticket": {"id": 7}, "text": "thanks"},
+        "done",
+    )
+    assert not OutboxItem.objects.filter(
+        connector_key=RESUME_CONNECTOR_KEY, event_type="event.matched"
+    ).exists()
 
 
 @pytest.mark.parametrize("on_timeout", ["continue", "fail"])
@@ -163,7 +171,7 @@ def test_wait__an_event_looks_its_waits_up_in_a_fixed_number_of_queries(drain):
     few = queries_for_one_event(1)
     waiting_runs(60, 100)
     many = queries_for_one_event(150)
-    assert few[0] == many[0] == 1
+    assert len(few[0]) == len(many[0]) == 1
     assert few[1] == many[1]
 
 

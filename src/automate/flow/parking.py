@@ -8,7 +8,9 @@ the run is ``waiting``, and a timer, an outbox item of connector ``_resume`` who
 carried the run is then done with it.
 
 Resuming: an item of connector ``_resume`` is either a wait's timer or the item that
-ended it (a matched event, a child run that ended: ``resolved_by``). A worker that claims
+ended it (a child run that ended: ``resolved_by``); a matched event needs neither, it
+takes the run over itself when it wins the wait (:func:`automate.flow.matching.resolve_all`)
+and resumes it in the pass that claimed it. A worker that claims
 one takes the run over with two conditional UPDATEs, committed before the run goes on:
 the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
 ``resume_item`` = this item (after a crash between the two, the same item, claimed again,
@@ -318,7 +320,7 @@ def _timer_fires(wait: RunWait, item: OutboxItem, now: datetime) -> bool:
     if wait.kind == WaitKind.EVENT:
         early = matching.early_event(wait)
         if early is not None:
-            return bool(matching.resolve(wait, early, wake=False, by=item))
+            return bool(matching.resolve(wait, early, by=item))
         if wait.due_at is None or now < wait.due_at:
             _rearm(wait, item)
             return False
