@@ -190,3 +190,46 @@ def test_wait__bad_configs_are_refused_at_create(extra, field):
     with pytest.raises(AutomateError) as exc:
         WorkflowService().create_workflow(name="X", steps=[wait_step(**extra)])
     assert exc.value.details["field"] == f"steps[0].{field}"
+
+
+def test_wait__a_batch_of_first_timers_finds_the_events_that_came_meanwhile_each_its_own(drain):
+    runs = [start([wait_step(), action("Then")], {"ticket": n}, name=f"M{n}") for n in range(3)]
+    dispatch.process_batch(dispatch.claim())  # parks all three; their first timers are due
+    waits = {w.run_id: w for w in RunWait.objects.all()}
+    # Processed already, elsewhere, before the waits were committed: only the timers look.
+    emit({"ticket": {"id": 0}}, status="done")
+    emit({"ticket": {"id": 2}}, status="done")
+    # Ticket 1's event is from before its wait began, though inside the batch's window.
+    emit(
+        {"ticket": {"id": 1}},
+        status="done",
+        created_at=waits[runs[1].pk].created_at - timedelta(microseconds=1),
+    )
+    RunWait.objects.filter(pk=waits[runs[0].pk].pk).update(
+        created_at=waits[runs[1].pk].created_at - timedelta(seconds=1)
+    )  # the batch's window starts before ticket 1's event
+    dispatch.process_batch(dispatch.claim())  # the three first timers, in one batch
+    drain()
+    statuses = {
+        run.pk: run.status for run in WorkflowRun.objects.filter(pk__in=[r.pk for r in runs])
+    }
+    assert statuses == {
+        runs[0].pk: RunStatus.COMPLETED,
+        runs[1].pk: RunStatus.WAITING,
+        runs[2].pk: RunStatus.COMPLETED,
+    }
+    assert RunWait.objects.get(run=runs[2]).event["payload"] == {"ticket": {"id": 2}}
+
+
+def test_wait__a_batch_of_first_timers_looks_in_a_fixed_number_of_statements():
+    def first_timers(n, offset):
+        for i in range(n):
+            start([wait_step()], {"ticket": offset + i}, name=f"F{offset + i}")
+        dispatch.process_batch(dispatch.claim(1000))  # parks; the first timers are due
+        waits = list(RunWait.objects.filter(status="waiting"))
+        with CaptureQueriesContext(connection) as ctx:
+            assert matching.early_events(waits) == {}
+        RunWait.objects.filter(status="waiting").update(status="cancelled")
+        return len(ctx.captured_queries)
+
+    assert first_timers(2, 0) == first_timers(8, 100) == 2  # the carriers, the events

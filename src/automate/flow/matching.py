@@ -31,7 +31,15 @@ from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import RunStatus, WorkflowRun, WorkflowStep
 from automate_core.outbox.models import OutboxItem
 
-__all__ = ["early_event", "match_key", "resolve", "resolve_all", "retire_timer", "wake_waiters"]
+__all__ = [
+    "early_event",
+    "early_events",
+    "match_key",
+    "resolve",
+    "resolve_all",
+    "retire_timer",
+    "wake_waiters",
+]
 
 logger = logging.getLogger("automate.flow")
 
@@ -207,13 +215,55 @@ def retire_timer(wait_id: int, *, keep: OutboxItem | None = None) -> None:
 
 def early_event(wait: RunWait) -> OutboxItem | None:
     """The first event that matches ``wait`` among those that arrived since it began."""
-    paths = sorted(wait.match)
-    candidates = OutboxItem.objects.filter(
-        connector_key=wait.connector_key,
-        event_type=wait.event_type,
-        created_at__gte=wait.created_at,
-    ).order_by("created_at", "id")[:CATCH_UP_LIMIT]
-    for item in candidates:
-        if key_of(item, paths) == wait.match_key:
-            return item
-    return None
+    return early_events([wait]).get(wait.pk)
+
+
+def early_events(waits: Sequence[RunWait]) -> dict[int, OutboxItem]:
+    """For each of ``waits`` (``wait_for_event`` waits), the first event that matches it
+    among those that arrived since it began, by wait id; a batch of first timers looks
+    once per connection and event type, not once per wait.
+
+    The look reads a range of the outbox's primary key: an event that arrived after a
+    wait began was inserted after the item that carried its run into the pass that
+    parked it (that item was inserted, committed and claimed before the wait began), so
+    its id is larger. No index beyond the primary key serves it."""
+    found: dict[int, OutboxItem] = {}
+    if not waits:
+        return found
+    carriers = {
+        run_id: resume or item
+        for run_id, resume, item in WorkflowRun.objects.filter(
+            pk__in={w.run_id for w in waits}  # type: ignore[attr-defined]
+        ).values_list("pk", "resume_item_id", "outbox_item_id")
+    }
+    kinds: dict[tuple[str, str], list[RunWait]] = {}
+    for wait in waits:
+        kinds.setdefault((wait.connector_key, wait.event_type), []).append(wait)
+    for (connector, event_type), group in kinds.items():
+        after = [carriers.get(w.run_id) for w in group]  # type: ignore[attr-defined]
+        candidates = OutboxItem.objects.filter(
+            connector_key=connector,
+            event_type=event_type,
+            created_at__gte=min(w.created_at for w in group),
+        )
+        if all(after):
+            candidates = candidates.filter(pk__gt=min(pk for pk in after if pk))
+        events = list(candidates.order_by("created_at", "id")[:CATCH_UP_LIMIT])
+        keys: dict[tuple[str, ...], list[str | None]] = {}
+        for wait in group:
+            paths = tuple(sorted(wait.match))
+            if paths not in keys:
+                keys[paths] = [key_of(item, paths) for item in events]
+            for item, key in zip(events, keys[paths], strict=True):
+                if key == wait.match_key and item.created_at >= wait.created_at:
+                    found[wait.pk] = item
+                    break
+        if len(events) == CATCH_UP_LIMIT and len(group) > 1:
+            # The batch's window was full: each wait not matched looks on its own, from
+            # its own start, as far as the limit lets one wait look.
+            for wait in group:
+                if wait.pk not in found:
+                    item = early_event(wait)
+                    if item is not None:
+                        found[wait.pk] = item
+    return found
