@@ -263,7 +263,7 @@ def early_events(waits: Sequence[RunWait]) -> dict[int, OutboxItem]:
             # its own start, as far as the limit lets one wait look.
             for wait in group:
                 if wait.pk not in found:
-                    item = early_event(wait)
-                    if item is not None:
-                        found[wait.pk] = item
+                    alone = early_event(wait)
+                    if alone is not None:
+                        found[wait.pk] = alone
     return found
