@@ -233,3 +233,16 @@ def test_wait__a_batch_of_first_timers_looks_in_a_fixed_number_of_statements():
         return len(ctx.captured_queries)
 
     assert first_timers(2, 0) == first_timers(8, 100) == 2  # the carriers, the events
+
+
+def test_wait__a_full_batch_window_lets_each_wait_look_from_its_own_start(monkeypatch):
+    first = start([wait_step()], {"ticket": 1}, name="A")
+    second = start([wait_step()], {"ticket": 2}, name="B")
+    dispatch.process_batch(dispatch.claim())  # both park
+    a, b = RunWait.objects.get(run=first), RunWait.objects.get(run=second)
+    RunWait.objects.filter(pk=a.pk).update(created_at=b.created_at - timedelta(seconds=2))
+    a.refresh_from_db()
+    emit({"ticket": {"id": 9}}, created_at=b.created_at - timedelta(seconds=1))  # fills it
+    mine = emit({"ticket": {"id": 2}})
+    monkeypatch.setattr(matching, "CATCH_UP_LIMIT", 1)
+    assert matching.early_events([a, b]) == {b.pk: mine}
