@@ -24,9 +24,9 @@ batches to a Celery prefork worker of that many processes on Redis, as in
 * **wait_for_event, resuming**: the ``--runs`` matching reply events are stored (not yet
   due) while the runs wait; one UPDATE makes them due and starts the clock, which stops
   when every run is completed and every item settled. The replies' *processing* is
-  included (each is claimed, looked up in the waits' index, and writes the ``_resume``
-  item that then resumes its run: two outbox items per resumed run); their *inserts* are
-  not, as the plain drain does not count its events' inserts.
+  included (each is claimed, looked up in the waits' index, wins its wait and resumes
+  its run in the same pass: one outbox item per resumed run); their *inserts* are not, as
+  the plain drain does not count its events' inserts.
 
 Goal (issue 19): parked runs resume at 0.8x the plain pipeline's rate or more.
 
@@ -289,7 +289,7 @@ def main() -> None:
         "completed. wait_for_event: runs of [wait_for_event, no-op], each matching its own "
         "key; the replies are stored while the runs wait and made due by one UPDATE; timed "
         "from it until the last run is completed, so the replies' processing is included "
-        "(claim, index lookup, the _resume item each writes), their inserts are not. "
+        "(claim, index lookup, the run resumed in the reply's own pass), their inserts are not. "
         "Parking: the rate at which the same runs were started and parked."
     )
     title = "Parked runs: delay and wait_for_event resume vs the plain pipeline"

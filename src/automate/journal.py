@@ -110,13 +110,25 @@ def _update_rows(model: type[models.Model], names: list[str], objs: list[models.
 
 
 def _grouped(objs: list[models.Model]) -> list[tuple[type[models.Model], list[models.Model]]]:
-    """Runs of rows of one model, in the order they were added: a row is inserted after
-    every row added before it, so it may point at them (a parked run's wait at its step
-    record and its timer)."""
+    """The rows by model, in as few runs as their references allow: a row joins the first
+    run of its model that comes after every run holding a row it points at (a parked
+    run's wait comes after its step record and its timer), so a batch of parked runs
+    inserts its records, its timers and its waits with one statement each, not three per
+    run. Rows of one model keep the order they were added in."""
     grouped: list[tuple[type[models.Model], list[models.Model]]] = []
+    run_of: dict[int, int] = {}  # id() of a row -> the index of its run
     for obj in objs:
-        if grouped and grouped[-1][0] is type(obj):
-            grouped[-1][1].append(obj)
-        else:
-            grouped.append((type(obj), [obj]))
+        after = -1
+        for field in obj._meta.concrete_fields:
+            if field.is_relation and field.is_cached(obj):  # type: ignore[attr-defined]
+                target = field.get_cached_value(obj)  # type: ignore[attr-defined]
+                after = max(after, run_of.get(id(target), -1))
+        index = next(
+            (i for i in range(after + 1, len(grouped)) if grouped[i][0] is type(obj)), None
+        )
+        if index is None:
+            grouped.append((type(obj), []))
+            index = len(grouped) - 1
+        grouped[index][1].append(obj)
+        run_of[id(obj)] = index
     return grouped

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import Prefetch, Q, prefetch_related_objects
 
 from automate.flow import matching, parking
 from automate.models import (
@@ -110,13 +110,20 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
     resumes = [item for item in items if item.connector_key == RESUME_CONNECTOR_KEY]
     items = [item for item in items if item.connector_key != RESUME_CONNECTOR_KEY]
-    matching.wake_waiters(items)  # wait_for_event: resume the runs these events match
-    by_item = _existing_runs(items, workflows)
+    # wait_for_event: the events take over the waiting runs they match, which they then
+    # carry (resume_item) and are found with the runs they were made for.
+    woken = matching.wake_waiters(items)
+    by_item, resumed = _existing_runs(items, workflows)
     new = _missing_runs(items, by_item, workflows)
     if new:
         for run in _create_runs(new):
             by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
     runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
+    for pk, found in resumed.items():
+        for run in sorted(found, key=lambda r: r.pk):
+            if run.pk in woken:
+                run.resumed_wait = woken[run.pk]  # type: ignore[attr-defined]
+            runs[pk].append(run)
     if resumes:  # items that resume parked runs (automate.flow.parking)
         runs.update(parking.resumed_runs(resumes))
     prefetch_related_objects(
@@ -128,14 +135,21 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
 
 def _existing_runs(
     items: Sequence[OutboxItem], workflows: dict[int, Workflow]
-) -> dict[int, dict[int, WorkflowRun]]:
-    """The runs already made for ``items``, by item id and workflow id."""
-    by_item: dict[int, dict[int, WorkflowRun]] = {item.pk: {} for item in items}
-    existing = WorkflowRun.objects.filter(outbox_item__in=[i.pk for i in items])
+) -> tuple[dict[int, dict[int, WorkflowRun]], dict[int, list[WorkflowRun]]]:
+    """The runs already made for ``items``, by item id and workflow id; and, in the same
+    SELECT, the parked runs that ``items`` (events a ``wait_for_event`` matched) resumed,
+    by item id."""
+    ids = [i.pk for i in items]
+    by_item: dict[int, dict[int, WorkflowRun]] = {pk: {} for pk in ids}
+    resumed: dict[int, list[WorkflowRun]] = {}
+    existing = WorkflowRun.objects.filter(Q(outbox_item__in=ids) | Q(resume_item__in=ids))
     for run in existing.select_related("workflow"):
         run.workflow = workflows.setdefault(run.workflow_id, run.workflow)
-        by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
-    return by_item
+        if run.outbox_item_id in by_item:  # type: ignore[attr-defined]
+            by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
+        if run.resume_item_id in by_item:  # type: ignore[attr-defined]
+            resumed.setdefault(run.resume_item_id, []).append(run)  # type: ignore[attr-defined]
+    return by_item, resumed
 
 
 def _missing_runs(

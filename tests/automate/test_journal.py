@@ -49,6 +49,35 @@ def test_journal__new_rows_get_their_latest_values_and_parents_go_first(workflow
     assert (stored.run_id, stored.status, stored.output) == (run.pk, "succeeded", {"n": 1})
 
 
+def test_journal__interleaved_rows_of_two_models_are_two_inserts_parents_first(workflow):
+    """As a batch of parked runs journals record, timer, wait, record, timer, wait..."""
+    journal = Journal()
+    step = workflow.current_steps().get()
+    runs = [new_run(workflow) for _ in range(4)]
+    for run in runs:
+        journal.add(run)
+        journal.add(StepRun(run=run, step=step, status=StepStatus.SUCCEEDED))
+    with CaptureQueriesContext(connection) as ctx:
+        journal.write()
+    assert [q["sql"].split()[0] for q in ctx.captured_queries] == ["INSERT", "INSERT"]
+    assert sorted(StepRun.objects.values_list("run_id", flat=True)) == sorted(r.pk for r in runs)
+
+
+def test_journal__a_row_is_never_inserted_before_a_row_it_points_at(workflow):
+    journal = Journal()
+    step = workflow.current_steps().get()
+    first, second = new_run(workflow), new_run(workflow)
+    journal.add(first)
+    journal.add(StepRun(run=first, step=step, status=StepStatus.SUCCEEDED))
+    journal.add(second)
+    child = new_run(workflow, parent_run=second)  # a run after the record, pointing at a run
+    journal.add(child)
+    journal.add(StepRun(run=child, step=step, status=StepStatus.SUCCEEDED))
+    journal.write()
+    assert WorkflowRun.objects.get(pk=child.pk).parent_run_id == second.pk
+    assert StepRun.objects.filter(run=child).count() == 1
+
+
 def test_journal__updates_of_many_rows_are_one_statement_and_keep_nulls(workflow):
     runs = WorkflowRun.objects.bulk_create(
         [new_run(workflow, error={"code": "x"}) for _ in range(3)]

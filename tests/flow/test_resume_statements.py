@@ -1,24 +1,33 @@
 """Resuming parked runs costs a fixed number of statements per claimed batch, however
-many runs it resumes (``benchmarks/parked.py`` measures the rate)."""
+many runs it resumes (``benchmarks/parked.py`` measures the rate); a reply resumes its
+run in its own claim, and a crash after that takeover loses nothing."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from automate import dispatch
+from automate import dispatch, runs
 from automate.flow import matching
 from automate.flow.models import RunWait
 from automate.models import RESUME_CONNECTOR_KEY, RunStatus, StepRun, WorkflowRun
 from automate.services import WorkflowService
 from automate_core.models import OutboxItem
 from automate_core.outbox import queue
+from tests.flow.helpers import action
 
 pytestmark = pytest.mark.django_db
 
 THEN = {"name": "Then", "type": "filter", "config": {"condition": "{{ true }}"}}
+WAIT = {
+    "name": "Wait",
+    "type": "wait_for_event",
+    "config": {"connector": "shop", "event": "reply", "match": {"key": "{{ event.payload.key }}"}},
+}
 
 
 def statements(items) -> int:
@@ -64,27 +73,39 @@ def test_resume__due_delays_cost_the_same_statements_for_2_runs_as_for_8():
     assert counts[0] == counts[1]
 
 
-def test_resume__replies_and_their_resumes_cost_the_same_statements_for_2_runs_as_for_8():
-    wait = {
-        "name": "Wait",
-        "type": "wait_for_event",
-        "config": {
-            "connector": "shop",
-            "event": "reply",
-            "match": {"key": "{{ event.payload.key }}"},
-        },
-    }
+def reply(key):
+    return queue.enqueue("shop", event_type="reply", payload={"key": key}, trace_id="t").item
+
+
+def waiting_with_replies(name, n, steps=(THEN,)):
+    """``n`` runs of ``[WAIT, *steps]`` parked, their waits in id order, and one stored
+    (unprocessed) reply for each, in the same order."""
+    wf = start_runs(name, [WAIT, *steps], n, 0)
+    waits = list(RunWait.objects.filter(run__workflow=wf).order_by("id"))
+    return wf, waits, [reply(f"k{i}") for i in range(n)]
+
+
+def matched_items():
+    """``_resume`` items written for matched events (the path replies no longer take)."""
+    return OutboxItem.objects.filter(connector_key=RESUME_CONNECTOR_KEY, event_type="event.matched")
+
+
+def test_resume__replies_resume_their_runs_in_their_batch_at_the_same_statements_for_2_as_for_8():
     counts = []
     for n, offset in [(2, 0), (8, 100)]:
-        wf = start_runs(f"E{n}", [wait, THEN], n, offset)
-        for i in range(offset, offset + n):
-            queue.enqueue("shop", event_type="reply", payload={"key": f"k{i}"}, trace_id="t")
-        replies = statements(dispatch.claim(1000))  # the replies win their waits
-        assert completed(wf) == 0
-        assert RunWait.objects.filter(run__workflow=wf, status="matched").count() == n
-        resumes = statements(dispatch.claim(1000))  # their _resume items
-        counts.append((replies, resumes))
-        assert completed(wf) == n
+        wf = start_runs(f"E{n}", [WAIT, THEN], n, offset)
+        replies = [reply(f"k{i}") for i in range(offset, offset + n)]
+        counts.append(statements(dispatch.claim(1000)))
+        assert completed(wf) == n  # in the replies' own batch: no second trip
+        assert not matched_items().exists()
+        for run in WorkflowRun.objects.filter(workflow=wf):
+            wait = RunWait.objects.get(run=run)
+            assert wait.status == "matched"
+            assert run.resume_item_id == wait.resolved_by_id
+            assert run.resume_item.payload == {"key": run.event["payload"]["key"]}
+        assert {r.status for r in OutboxItem.objects.filter(pk__in=[r.pk for r in replies])} == {
+            "done"
+        }
         outputs = StepRun.objects.filter(run__workflow=wf, step__name="Wait")
         assert sorted(
             o["event"]["payload"]["key"] for o in outputs.values_list("output", flat=True)
@@ -92,79 +113,94 @@ def test_resume__replies_and_their_resumes_cost_the_same_statements_for_2_runs_a
     assert counts[0] == counts[1]
 
 
-def test_resume__a_duplicate_timer_in_the_same_batch_resumes_the_run_once():
-    delay = {"name": "Wait", "type": "delay", "config": {"seconds": 3600}}
-    wf = start_runs("Dup", [delay, THEN], 1, 0)
-    wait = RunWait.objects.get(run__workflow=wf)
-    # A second item for the same run, as a replayed timer: it resolves nothing.
-    OutboxItem.objects.create(
-        connector_key=RESUME_CONNECTOR_KEY, event_type="delay.timer", payload={"run": wait.run_id}
-    )
-    OutboxItem.objects.filter(connector_key=RESUME_CONNECTOR_KEY, status="pending").update(
-        available_at=timezone.now()
-    )
-    dispatch.process_batch(dispatch.claim(1000))
-    run = WorkflowRun.objects.get(workflow=wf)
-    assert run.status == RunStatus.COMPLETED
-    assert run.resume_item_id == wait.timer_id
-    assert StepRun.objects.filter(run=run, step__name="Then").count() == 1
-
-
 def test_resume__a_wait_won_before_the_batch_locks_it_is_left_to_its_winner():
-    wait = {
-        "name": "Wait",
-        "type": "wait_for_event",
-        "config": {
-            "connector": "shop",
-            "event": "reply",
-            "match": {"key": "{{ event.payload.key }}"},
-        },
-    }
-    wf = start_runs("Won", [wait, THEN], 2, 0)
-    replies = [
-        queue.enqueue("shop", event_type="reply", payload={"key": f"k{i}"}, trace_id="t").item
-        for i in range(2)
-    ]
-    first = RunWait.objects.filter(run__workflow=wf).order_by("id").first()
-    RunWait.objects.filter(pk=first.pk).update(status="cancelled")  # as cancel_run does
-    pairs = [
-        (w, replies[n])
-        for n, w in enumerate(RunWait.objects.filter(run__workflow=wf).order_by("id"))
-    ]
-    resumes = OutboxItem.objects.filter(
-        connector_key=RESUME_CONNECTOR_KEY, event_type="event.matched"
-    )
-    assert matching.resolve_all(pairs) == 1
-    assert RunWait.objects.get(pk=first.pk).status == "cancelled"
-    [item] = resumes
-    second = RunWait.objects.get(pk=pairs[1][0].pk)
+    wf, waits, replies = waiting_with_replies("Won", 2)
+    RunWait.objects.filter(pk=waits[0].pk).update(status="cancelled")  # as cancel_run does
+    pairs = list(zip(waits, replies, strict=True))
+    won = matching.resolve_all(pairs)
+    assert list(won) == [waits[1].run_id]
+    assert RunWait.objects.get(pk=waits[0].pk).status == "cancelled"
+    second = RunWait.objects.get(pk=waits[1].pk)
     assert (second.status, second.resolved_by, second.event) == (
         "matched",
-        item,
+        replies[1],
         {"type": "reply", "payload": {"key": "k1"}},
     )
-    assert matching.resolve_all(pairs) == 0  # nothing left to win: no new item
-    assert resumes.count() == 1
-
-
-def test_resume__a_wait_given_twice_keeps_one_resume_item():
-    wait = {
-        "name": "Wait",
-        "type": "wait_for_event",
-        "config": {
-            "connector": "shop",
-            "event": "reply",
-            "match": {"key": "{{ event.payload.key }}"},
-        },
-    }
-    wf = start_runs("Twice", [wait, THEN], 1, 0)
-    reply = queue.enqueue("shop", event_type="reply", payload={"key": "k0"}, trace_id="t").item
-    [waiting] = RunWait.objects.filter(run__workflow=wf)
-    assert matching.resolve_all([(waiting, reply), (waiting, reply)]) == 1
-    [item] = OutboxItem.objects.filter(
-        connector_key=RESUME_CONNECTOR_KEY, event_type="event.matched"
+    runs = {run.pk: run for run in WorkflowRun.objects.filter(workflow=wf)}
+    assert (runs[waits[0].run_id].status, runs[waits[0].run_id].resume_item) == ("waiting", None)
+    assert (runs[waits[1].run_id].status, runs[waits[1].run_id].resume_item) == (
+        "running",
+        replies[1],
     )
+    assert matching.resolve_all(pairs) == {}  # nothing left to win
+    assert not matched_items().exists()
+
+
+def test_resume__a_wait_given_twice_goes_to_its_first_event():
+    wf, [waiting], [first] = waiting_with_replies("Twice", 1)
+    second = reply("k0")
+    assert list(matching.resolve_all([(waiting, first), (waiting, second)])) == [waiting.run_id]
     waiting.refresh_from_db()
-    assert (waiting.status, waiting.resolved_by) == ("matched", item)
+    assert (waiting.status, waiting.resolved_by) == ("matched", first)
+    assert WorkflowRun.objects.get(workflow=wf).resume_item == first
     dispatch.process_batch(dispatch.claim(1000))
     assert completed(wf) == 1
+    assert StepRun.objects.filter(run__workflow=wf, step__name="Then").count() == 1
+
+
+def crash_after_takeover():
+    """Claim the stored replies and take their runs over (committed), then die before
+    executing them: the worker's lease on the replies simply runs out."""
+    claimed = dispatch.claim(1000)
+    runs.ensure_runs_for(claimed)
+    OutboxItem.objects.filter(pk__in=[item.pk for item in claimed]).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    return claimed
+
+
+def test_resume__a_reply_whose_worker_died_after_the_takeover_resumes_its_run_on_the_next_claim(
+    recorder_calls,
+):
+    charge = action("Charge", act="flaky", input_data={"failures": 0})
+    wf, waits, replies = waiting_with_replies("Crash", 2, steps=(charge,))
+    crash_after_takeover()
+    assert set(WorkflowRun.objects.filter(workflow=wf).values_list("status", flat=True)) == {
+        "running"
+    }
+    assert recorder_calls == []
+    dispatch.process_batch(dispatch.claim(1000))  # the expired leases come back first
+    assert completed(wf) == 2
+    assert [name for name, _ in recorder_calls] == ["flaky", "flaky"]  # once per run
+    for wait, item in zip(waits, replies, strict=True):
+        run = WorkflowRun.objects.get(pk=wait.run_id)
+        assert run.resume_item == item
+        assert StepRun.objects.filter(run=run, step__name="Charge").count() == 1
+    assert set(
+        OutboxItem.objects.filter(pk__in=[r.pk for r in replies]).values_list("status", flat=True)
+    ) == {"done"}
+    assert not matched_items().exists()
+
+
+def test_resume__a_non_idempotent_step_cut_off_mid_call_after_a_reply_is_not_repeated(
+    recorder_calls,
+):
+    charge = action("Charge", act="flaky", input_data={"failures": 0})
+    wf, _, [item] = waiting_with_replies("MidCall", 1, steps=(charge,))
+    crash_after_takeover()
+    run = WorkflowRun.objects.get(workflow=wf)
+    # What a kill -9 during the call leaves: the step's start committed, no outcome.
+    StepRun.objects.create(
+        run=run,
+        step=run.workflow.steps.get(name="Charge"),
+        attempt=1,
+        status="running",
+        started_at=timezone.now(),
+    )
+    dispatch.process_batch(dispatch.claim(1000))
+    run.refresh_from_db()
+    assert run.status == RunStatus.DEAD
+    assert "interrupted mid-call" in run.error["message"]
+    assert recorder_calls == []  # never called a second time
+    assert run.step_runs.get(step__name="Wait").status == "succeeded"  # the reply was kept
+    assert OutboxItem.objects.get(pk=item.pk).status == "dead"

@@ -6,8 +6,9 @@ the wait began. An event computes the same key from its own payload, for each se
 match paths that ``wait_for_event`` steps of that connector and type declare (a handful,
 read from the workflow definitions), and looks the keys up once in the partial index of
 waiting rows: a million waiting runs cost an event one index probe per path set, never a
-scan. The first later matching event wins the wait with a conditional UPDATE and writes
-the outbox item that resumes the run (:mod:`automate.flow.parking`).
+scan. The first later matching event wins the wait with a conditional UPDATE and takes
+its run over: the claim that holds the event resumes the run in the same pass, as the
+item that carries it from then on (:mod:`automate.flow.parking`).
 
 Both sides look, so an event that arrives while the wait is being parked is not missed:
 an event sees the waits committed before it is processed, and a new wait's first timer,
@@ -27,10 +28,18 @@ from django.utils import timezone
 
 from automate.flow import bulk
 from automate.flow.models import RunWait, WaitKind, WaitStatus
-from automate.models import RESUME_CONNECTOR_KEY, WorkflowStep
+from automate.models import RunStatus, WorkflowRun, WorkflowStep
 from automate_core.outbox.models import OutboxItem
 
-__all__ = ["early_event", "match_key", "resolve", "resolve_all", "retire_timer", "wake_waiters"]
+__all__ = [
+    "early_event",
+    "early_events",
+    "match_key",
+    "resolve",
+    "resolve_all",
+    "retire_timer",
+    "wake_waiters",
+]
 
 logger = logging.getLogger("automate.flow")
 
@@ -83,15 +92,16 @@ def _path_sets(kinds: set[tuple[str, str]]) -> dict[tuple[str, str], set[tuple[s
     return found
 
 
-def wake_waiters(items: Sequence[OutboxItem]) -> int:
-    """Give each wait the first of ``items`` that matches it and arrived after it began;
-    return how many waits were won. Idempotent: a won wait no longer matches."""
+def wake_waiters(items: Sequence[OutboxItem]) -> dict[int, RunWait]:
+    """Give each wait the first of ``items`` that matches it and arrived after it began,
+    and the wait's run to that item; return the waits won, by run id. Idempotent: a won
+    wait no longer matches."""
     events = [item for item in items if not item.connector_key.startswith("_")]
     if not events:
-        return 0
+        return {}
     path_sets = _path_sets({(item.connector_key, item.event_type) for item in events})
     if not path_sets:
-        return 0
+        return {}
     by_key: dict[str, list[OutboxItem]] = {}
     for item in events:
         for paths in path_sets.get((item.connector_key, item.event_type), ()):
@@ -99,29 +109,34 @@ def wake_waiters(items: Sequence[OutboxItem]) -> int:
             if key is not None:
                 by_key.setdefault(key, []).append(item)
     if not by_key:
-        return 0
+        return {}
     waits = RunWait.objects.filter(
         status=WaitStatus.WAITING,
         kind=WaitKind.EVENT,
         connector_key__in={item.connector_key for item in events},
         event_type__in={item.event_type for item in events},
         match_key__in=list(by_key),
-    ).select_related("run")
+    )
     pairs = []
     for wait in waits.order_by("id"):
         for item in sorted(by_key[wait.match_key], key=lambda i: (i.created_at, i.pk)):
             if item.created_at >= wait.created_at:
                 pairs.append((wait, item))
                 break
-    return resolve_all(pairs) if pairs else 0
+    return resolve_all(pairs) if pairs else {}
 
 
-def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> int:
-    """Mark each wait matched by its event if it still waits, each with a new ``_resume``
-    item that resumes its run; return how many were won. One transaction and a fixed
-    number of statements for the batch: the waits still waiting locked in id order (so
-    two workers never lock them in opposite orders; a wait another worker won meanwhile
-    is left out), the items inserted at once, one UPDATE of the waits, one of the won
+def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> dict[int, RunWait]:
+    """Mark each wait matched by its event if it still waits, and hand its run over to
+    that event: the run is ``running`` with ``resume_item`` = the event, so the claim
+    that holds the event executes it right away (no second outbox item, no second claim),
+    and a later claim of the same event, after a crash, resumes it the same way. Returns
+    the waits won, by run id.
+
+    One transaction and a fixed number of statements for the batch: the waits still
+    waiting locked in id order (so two workers never lock them in opposite orders; a wait
+    another worker won meanwhile is left out), one UPDATE of the waits, one of their runs
+    (wait before run, as every takeover and ``cancel_run`` lock them), one of the won
     waits' timers (retired, see :func:`retire_timer`)."""
     now = timezone.now()
     with transaction.atomic():
@@ -132,75 +147,59 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> int:
             .order_by("id")
             .values_list("pk", flat=True)
         )
-        pairs = [(wait, event) for wait, event in pairs if wait.pk in still]
-        if not pairs:
-            return 0
-        items = OutboxItem.objects.bulk_create(
-            [
-                OutboxItem(
-                    connector_key=RESUME_CONNECTOR_KEY,
-                    event_type="event.matched",
-                    payload={"run": wait.run_id},  # type: ignore[attr-defined]
-                    trace_id=wait.run.trace_id,
-                )
-                for wait, _ in pairs
-            ]
-        )
-        if any(item.pk is None for item in items):  # a backend that cannot return bulk ids
-            transaction.set_rollback(True)
-            return sum(resolve(wait, event, wake=True) for wait, event in pairs)
+        given: dict[int, tuple[RunWait, OutboxItem]] = {}
+        for wait, event in pairs:
+            if wait.pk in still:
+                given.setdefault(wait.pk, (wait, event))  # a wait given twice: the first
+        if not given:
+            return {}
         won = bulk.update_each(
             RunWait,
             {
-                wait.pk: [{"type": event.event_type, "payload": event.payload}, item.pk]
-                for (wait, event), item in zip(pairs, items, strict=True)
+                pk: [{"type": event.event_type, "payload": event.payload}, event.pk]
+                for pk, (_, event) in given.items()
             },
             ["event", "resolved_by"],
             same={"status": WaitStatus.MATCHED, "resolved_at": now},
             only_if={"status": WaitStatus.WAITING},
         )
-        ids = [wait.pk for wait, _ in pairs]
-        if won < len(pairs):
+        if won < len(given):
             # Won by another worker between the lock and the UPDATE (SQLite has no row
-            # locks), or a wait given twice: the items that won nothing are deleted.
-            kept = dict(
-                RunWait.objects.filter(
-                    pk__in=ids, resolved_by__in=[item.pk for item in items]
-                ).values_list("pk", "resolved_by_id")
-            )
-            ids = list(kept)
-            lost = [item.pk for item in items if item.pk not in kept.values()]
-            OutboxItem.objects.filter(pk__in=lost).delete()
-        OutboxItem.objects.filter(timer_of__pk__in=ids, status__in=["pending", "failed"]).update(
-            status="done", completed_at=now
+            # locks): only the waits this batch's events resolved are ours.
+            ours = RunWait.objects.filter(pk__in=list(given)).values_list("pk", "resolved_by_id")
+            given = {pk: given[pk] for pk, by in ours if by == given[pk][1].pk}
+        runs: dict[int, tuple[RunWait, OutboxItem]] = {}
+        for wait, event in given.values():
+            runs.setdefault(wait.run_id, (wait, event))  # type: ignore[attr-defined]
+        bulk.update_each(
+            WorkflowRun,
+            {run_id: [event.pk] for run_id, (_, event) in runs.items()},
+            ["resume_item"],
+            same={"status": RunStatus.RUNNING},
+            only_if={"status": RunStatus.WAITING},
         )
-    return won
+        OutboxItem.objects.filter(
+            timer_of__pk__in=list(given), status__in=["pending", "failed"]
+        ).update(status="done", completed_at=now)
+    for wait, event in given.values():
+        wait.status, wait.resolved_at = WaitStatus.MATCHED, now
+        wait.event = {"type": event.event_type, "payload": event.payload}
+        wait.resolved_by = event
+    return {run_id: wait for run_id, (wait, _) in runs.items()}
 
 
-def resolve(wait: RunWait, event: OutboxItem, *, wake: bool, by: OutboxItem | None = None) -> int:
-    """Mark ``wait`` matched by ``event`` if it still waits: 1 when this call won it.
-
-    With ``wake`` a new ``_resume`` item resolves it and resumes the run; else ``by`` (the
-    item being processed) does.
-    """
+def resolve(wait: RunWait, event: OutboxItem, *, by: OutboxItem) -> int:
+    """Mark ``wait`` matched by ``event`` if it still waits, resolved by ``by`` (the
+    item being processed, which then resumes the run): 1 when this call won it."""
     now = timezone.now()
     with transaction.atomic():
-        if wake:
-            by = OutboxItem.objects.create(
-                connector_key=RESUME_CONNECTOR_KEY,
-                event_type="event.matched",
-                payload={"run": wait.run_id},  # type: ignore[attr-defined]
-                trace_id=wait.run.trace_id,
-            )
         won = RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING).update(
             status=WaitStatus.MATCHED,
             event={"type": event.event_type, "payload": event.payload},
             resolved_by=by,
             resolved_at=now,
         )
-        if not won:
-            transaction.set_rollback(True)  # someone else won it: no wake item
-        else:
+        if won:
             retire_timer(wait.pk, keep=by)
     return won
 
@@ -216,13 +215,55 @@ def retire_timer(wait_id: int, *, keep: OutboxItem | None = None) -> None:
 
 def early_event(wait: RunWait) -> OutboxItem | None:
     """The first event that matches ``wait`` among those that arrived since it began."""
-    paths = sorted(wait.match)
-    candidates = OutboxItem.objects.filter(
-        connector_key=wait.connector_key,
-        event_type=wait.event_type,
-        created_at__gte=wait.created_at,
-    ).order_by("created_at", "id")[:CATCH_UP_LIMIT]
-    for item in candidates:
-        if key_of(item, paths) == wait.match_key:
-            return item
-    return None
+    return early_events([wait]).get(wait.pk)
+
+
+def early_events(waits: Sequence[RunWait]) -> dict[int, OutboxItem]:
+    """For each of ``waits`` (``wait_for_event`` waits), the first event that matches it
+    among those that arrived since it began, by wait id; a batch of first timers looks
+    once per connection and event type, not once per wait.
+
+    The look reads a range of the outbox's primary key: an event that arrived after a
+    wait began was inserted after the item that carried its run into the pass that
+    parked it (that item was inserted, committed and claimed before the wait began), so
+    its id is larger. No index beyond the primary key serves it."""
+    found: dict[int, OutboxItem] = {}
+    if not waits:
+        return found
+    carriers = {
+        run_id: resume or item
+        for run_id, resume, item in WorkflowRun.objects.filter(
+            pk__in={w.run_id for w in waits}  # type: ignore[attr-defined]
+        ).values_list("pk", "resume_item_id", "outbox_item_id")
+    }
+    kinds: dict[tuple[str, str], list[RunWait]] = {}
+    for wait in waits:
+        kinds.setdefault((wait.connector_key, wait.event_type), []).append(wait)
+    for (connector, event_type), group in kinds.items():
+        after = [carriers.get(w.run_id) for w in group]  # type: ignore[attr-defined]
+        candidates = OutboxItem.objects.filter(
+            connector_key=connector,
+            event_type=event_type,
+            created_at__gte=min(w.created_at for w in group),
+        )
+        if all(after):
+            candidates = candidates.filter(pk__gt=min(pk for pk in after if pk))
+        events = list(candidates.order_by("created_at", "id")[:CATCH_UP_LIMIT])
+        keys: dict[tuple[str, ...], list[str | None]] = {}
+        for wait in group:
+            paths = tuple(sorted(wait.match))
+            if paths not in keys:
+                keys[paths] = [key_of(item, paths) for item in events]
+            for item, key in zip(events, keys[paths], strict=True):
+                if key == wait.match_key and item.created_at >= wait.created_at:
+                    found[wait.pk] = item
+                    break
+        if len(events) == CATCH_UP_LIMIT and len(group) > 1:
+            # The batch's window was full: each wait not matched looks on its own, from
+            # its own start, as far as the limit lets one wait look.
+            for wait in group:
+                if wait.pk not in found:
+                    alone = early_event(wait)
+                    if alone is not None:
+                        found[wait.pk] = alone
+    return found

@@ -8,7 +8,9 @@ the run is ``waiting``, and a timer, an outbox item of connector ``_resume`` who
 carried the run is then done with it.
 
 Resuming: an item of connector ``_resume`` is either a wait's timer or the item that
-ended it (a matched event, a child run that ended: ``resolved_by``). A worker that claims
+ended it (a child run that ended: ``resolved_by``); a matched event needs neither, it
+takes the run over itself when it wins the wait (:func:`automate.flow.matching.resolve_all`)
+and resumes it in the pass that claimed it. A worker that claims
 one takes the run over with two conditional UPDATEs, committed before the run goes on:
 the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
 ``resume_item`` = this item (after a crash between the two, the same item, claimed again,
@@ -228,8 +230,9 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     A batch costs a fixed number of statements, however many runs it resumes: one SELECT
     of the items' waits, one UPDATE that resolves the delays' waits by their due timers,
     one UPDATE that takes the won runs over and one SELECT of them. Only a child's end and
-    a ``wait_for_event``'s timer (which first looks for events that came meanwhile) are
-    resolved one by one. Each resumed run carries its resolved wait, so the pass that
+    a ``wait_for_event``'s timer are resolved one by one; the timers' look for events
+    that came meanwhile is one SELECT per connection and event type for the batch
+    (:func:`matching.early_events`). Each resumed run carries its resolved wait, so the pass that
     resumes it reads it again from no table.
     """
     found: dict[int, list[WorkflowRun]] = {item.pk: [] for item in items}
@@ -251,10 +254,20 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
         RunWait.objects.filter(pk__in=delays, status=WaitStatus.WAITING).update(
             status=WaitStatus.DUE, resolved_by=F("timer"), resolved_at=now
         )
+    # wait_for_event timers first look for events that came meanwhile: all at once.
+    early = matching.early_events(
+        [
+            wait
+            for pk, wait in waits.items()
+            if wait.status == WaitStatus.WAITING
+            and wait.kind == WaitKind.EVENT
+            and wait.timer_id == pk  # type: ignore[attr-defined]
+        ]
+    )
     for item in items:
         known = waits.get(item.pk)
         if known is None or known.pk not in delays:
-            resolved = _resolve_one(item, known, now)
+            resolved = _resolve_one(item, known, now, early)
             if resolved is None:
                 waits.pop(item.pk, None)
             else:
@@ -284,7 +297,9 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     return found
 
 
-def _resolve_one(item: OutboxItem, wait: RunWait | None, now: datetime) -> RunWait | None:
+def _resolve_one(
+    item: OutboxItem, wait: RunWait | None, now: datetime, early: dict[int, OutboxItem]
+) -> RunWait | None:
     """The wait ``item`` resolves, for what the batch does not resolve together: a
     child's end (its item names the wait) and a ``wait_for_event``'s timer."""
     ended = (item.payload or {}).get("child_ended") if isinstance(item.payload, dict) else None
@@ -296,7 +311,7 @@ def _resolve_one(item: OutboxItem, wait: RunWait | None, now: datetime) -> RunWa
     if wait is None:
         return None
     if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
-        if not _timer_fires(wait, item, now):
+        if not _timer_fires(wait, item, now, early.get(wait.pk)):
             return None
         wait.refresh_from_db()
     return wait
@@ -312,13 +327,13 @@ def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
     )
 
 
-def _timer_fires(wait: RunWait, item: OutboxItem, now: datetime) -> bool:
+def _timer_fires(wait: RunWait, item: OutboxItem, now: datetime, early: OutboxItem | None) -> bool:
     """Resolve ``wait`` by its timer ``item`` if it is due; False when it is not (a
-    wait_for_event's first timer, which only looks for events that came meanwhile)."""
+    wait_for_event's first timer, which only looks for events that came meanwhile:
+    ``early``, the first of them that matches, from :func:`matching.early_events`)."""
     if wait.kind == WaitKind.EVENT:
-        early = matching.early_event(wait)
         if early is not None:
-            return bool(matching.resolve(wait, early, wake=False, by=item))
+            return bool(matching.resolve(wait, early, by=item))
         if wait.due_at is None or now < wait.due_at:
             _rearm(wait, item)
             return False
