@@ -125,6 +125,23 @@ def test_pgvector__the_metadata_gin_index_serves_the_count(loaded):
 
 
 @pytest.mark.django_db
+def test_pgvector__matching_rows_are_found_and_read_without_detours(loaded):
+    """The GIN index has no pending list (a bulk load would leave every new row in it,
+    scanned whole by each search) and the embeddings stay in their rows (no TOAST lookup
+    per row of an exact search)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'rag_pgvector_metadata_gin'"
+        )
+        assert cursor.fetchone()[0] == ["fastupdate=off"]
+        cursor.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = "
+            "'rag_pgvector_pgvectorentry'::regclass AND attname = 'embedding'"
+        )
+        assert cursor.fetchone()[0] == "m"
+
+
+@pytest.mark.django_db
 def test_pgvector__filters_are_honoured_with_the_full_top_k(loaded):
     store, _ = loaded
     query = _queries(1)[0]

@@ -279,15 +279,18 @@ class PgVectorRetrievalProvider(BaseRetrievalProvider):
             filter_sql, filter_params = rag_filters.to_sql(index[2])
             where += f" AND {filter_sql}"
             params += filter_params
+        # Only the ids and distances of the matches are kept; the content and metadata
+        # are read for the best ``limit`` alone.
         sql = (
             f"WITH matching AS MATERIALIZED ("
-            f"SELECT vector_id, content, metadata, "
+            f"SELECT id, vector_id, "
             f"(embedding::vector({dims}) <=> %s::vector({dims})) AS distance "
             f"FROM {self.table} WHERE namespace = %s AND {where} "
-            "LIMIT %s) "
-            "SELECT vector_id, content, metadata, distance, "
-            "(SELECT count(*) FROM matching) AS matched FROM matching "
-            "ORDER BY distance, vector_id LIMIT %s"
+            "LIMIT %s), "
+            "best AS (SELECT id, distance FROM matching ORDER BY distance, vector_id LIMIT %s) "
+            "SELECT e.vector_id, e.content, e.metadata, best.distance, "
+            f"(SELECT count(*) FROM matching) AS matched FROM best JOIN {self.table} e "
+            "ON e.id = best.id ORDER BY best.distance, e.vector_id"
         )
         return sql, [
             _vector_literal(query),

