@@ -26,7 +26,9 @@ def exporter():
             InMemorySpanExporter,
         )
     except ImportError:
-        service_missing("opentelemetry-sdk is not installed (pip install django-automate[otel])")
+        service_missing(
+            "opentelemetry-sdk is not installed (pip install './django-automate[otel]')"
+        )
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -42,7 +44,7 @@ def prometheus():
         import prometheus_client
     except ImportError:
         service_missing(
-            "prometheus-client is not installed (pip install django-automate[prometheus])"
+            "prometheus-client is not installed (pip install './django-automate[prometheus]')"
         )
     return prometheus_client
 
