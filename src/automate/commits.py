@@ -13,6 +13,15 @@ outcome(2) + the next event's running(1)`` (or ``+ the run's end and the outbox 
 settlement``): two commits, where it cost four. An outcome never waits past a call: no
 step, idempotent or not, of this run or another, is called before it is committed.
 
+On PostgreSQL, outside a transaction, a start is one autocommitted statement: it renews
+the item's lease, writes the held outcome and, only if the renewal found the item still
+ours, the item's pending writes and the ``running`` record; it returns whether it did.
+One round trip, where BEGIN, the outcome's UPDATE, the renewal, the INSERT and COMMIT
+were five. The statement is atomic and durable once it has returned, so a call still
+never runs before its record is committed with the lease held, and the held outcome is
+committed with it. SQLite, a caller's transaction, or writes one statement cannot carry
+(a new row pointing at another new row, two writes of one row) take the transaction.
+
 What a crash means is unchanged, and so is how much it costs: at most one call per
 worker thread is between its committed ``running`` record and its committed outcome. A
 record left ``running`` is never run again blindly; the next pass marks it interrupted
