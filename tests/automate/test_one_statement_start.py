@@ -19,7 +19,7 @@ from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.steps import StepContext
 from automate_core.models import OutboxItem
 from tests.automate import test_grouped_commits as grouped
-from tests.automate.test_batch_settlement import enqueue, probe_workflow
+from tests.automate.test_batch_settlement import enqueue, item_of, probe_workflow
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres")]
 
@@ -217,3 +217,22 @@ def test_one_statement__inside_a_transaction_the_start_is_a_transaction_of_its_o
     assert outcome.status == "completed"
     assert not any(sql.startswith("WITH") for sql in statements)
     assert StepRun.objects.get().status == StepStatus.SUCCEEDED
+
+
+def test_one_statement__an_idempotent_step_s_record_goes_with_the_next_start_if_ours(probe):
+    """S1 (idempotent) is recorded by S2's start, in its statement: when the lease is gone
+    by then, neither record is written (S1 runs again on the next claim, as idempotent
+    means) and S2 is not called."""
+    probe_workflow(True, False)
+    enqueue(2)
+
+    def steal_second_before_its_s2(ctx: StepContext) -> None:
+        item = item_of(ctx)
+        if ctx.step_name == "S1" and item.payload["n"] == 1:
+            OutboxItem.objects.filter(pk=item.pk).update(lease_token="another-worker")
+
+    probe.hook = steal_second_before_its_s2
+    assert dispatch.process_batch(dispatch.claim(10)) == {"done": 1, "lost": 1}
+    assert [s["step"] for s in probe.seen] == ["S1", "S2", "S1"]
+    rows = StepRun.objects.values_list("run__outbox_item__payload__n", "step__name", "status")
+    assert sorted(rows) == [(0, "S1", "succeeded"), (0, "S2", "succeeded")]
