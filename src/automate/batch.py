@@ -158,7 +158,7 @@ class ClaimedBatch:
                 outcome = runner.execute_run(
                     run,
                     stop_reason=lambda: self.stop_reason(item),
-                    confirm=lambda: queue.renew(item, self.lease_seconds),
+                    confirm=queue.Renewal(item, self.lease_seconds),
                     journal=journal,
                     steps=self.steps[key],
                     commits=commits,

@@ -13,6 +13,15 @@ outcome(2) + the next event's running(1)`` (or ``+ the run's end and the outbox 
 settlement``): two commits, where it cost four. An outcome never waits past a call: no
 step, idempotent or not, of this run or another, is called before it is committed.
 
+On PostgreSQL, outside a transaction, a start is one autocommitted statement: it renews
+the item's lease, writes the held outcome and, only if the renewal found the item still
+ours, the item's pending writes and the ``running`` record; it returns whether it did.
+One round trip, where BEGIN, the outcome's UPDATE, the renewal, the INSERT and COMMIT
+were five. The statement is atomic and durable once it has returned, so a call still
+never runs before its record is committed with the lease held, and the held outcome is
+committed with it. SQLite, a caller's transaction, or writes one statement cannot carry
+(a new row pointing at another new row, two writes of one row) take the transaction.
+
 What a crash means is unchanged, and so is how much it costs: at most one call per
 worker thread is between its committed ``running`` record and its committed outcome. A
 record left ``running`` is never run again blindly; the next pass marks it interrupted
@@ -26,13 +35,21 @@ whole batch instead of one run.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import signals
 
-from automate.journal import Journal
+from automate.journal import Journal, Part, saved
 from automate.models import StepRun
+from automate_core.outbox.models import OutboxItem
+from automate_core.outbox.queue import Renewal
 
 __all__ = ["Commits", "HandedOn"]
+
+#: Past this many rows a start takes the transaction path (one statement per table and
+#: kind of write): one WITH query per row would cost the server more than it saves.
+ONE_STATEMENT_ROWS = 32
 
 
 class Commits:
@@ -41,17 +58,10 @@ class Commits:
     def start(self, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None) -> bool:
         """Commit ``record`` (``running``) and everything ``journal`` holds if the item is
         still ours; False when it is not (or another worker is on this very attempt)."""
-        try:
-            with transaction.atomic():
-                if confirm is not None and not confirm():
-                    return False
-                journal.write()
-                record.save(force_insert=True)
-        except IntegrityError:
-            _forget(journal, record)
-            return False
-        journal.clear()
-        return True
+        started = _start(Journal(), journal, record, confirm)
+        if started:
+            journal.clear()
+        return bool(started)
 
     def write(self, journal: Journal) -> None:
         """Commit what ``journal`` holds (a non-idempotent step's outcome)."""
@@ -77,27 +87,16 @@ class HandedOn(Commits):
         journal.clear()
 
     def start(self, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None) -> bool:
-        held = self.held
-        try:
-            with transaction.atomic():
-                held.write()  # known outcomes: written whether or not the item is still ours
-                ours = confirm is None or confirm()
-                if ours:
-                    journal.write()
-                    record.save(force_insert=True)
-        except IntegrityError:
-            # Another worker on this very attempt: nothing of the transaction was kept.
-            held.forget_ids()
-            _forget(journal, record)
-            self.commit_held()
+        # On any other error the outcomes stay held: the next commit, or the settlement,
+        # writes them.
+        started = _start(self.held, journal, record, confirm)
+        if started is None:
+            self.commit_held()  # nothing of the start was kept, the outcomes must be
             return False
-        except BaseException:
-            held.forget_ids()  # still held: the next commit, or the settlement, writes them
-            raise
-        held.clear()
-        if ours:
+        self.held.clear()
+        if started:
             journal.clear()
-        return ours
+        return started
 
     def before_call(self) -> None:
         # No call is made while an outcome waits: a crash in it would make that outcome,
@@ -118,8 +117,110 @@ class HandedOn(Commits):
             super().write(self.held)
 
 
-def _forget(journal: Journal, record: StepRun) -> None:
+def _start(
+    held: Journal, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None
+) -> bool | None:
+    """Commit ``held`` (outcomes already known: whether or not the item is still ours),
+    then, if ``confirm`` says the item is still ours, ``journal`` and ``record``.
+
+    True when all is committed, False when only ``held`` is (the item is not ours), None
+    when nothing is (another worker is on this very attempt: its record conflicted). The
+    journals are not cleared: the caller knows which were written.
+    """
+    try:
+        ours = _in_one_statement(held, journal, record, confirm)
+        if ours is None:
+            ours = _in_one_transaction(held, journal, record, confirm)
+    except IntegrityError:
+        _forget(held, journal, record)
+        return None
+    except BaseException:
+        _forget(held, journal, record)
+        raise
+    return ours
+
+
+def _in_one_transaction(
+    held: Journal, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None
+) -> bool:
+    """:func:`_start` as BEGIN, the writes and the lease's renewal, COMMIT (SQLite, a
+    caller's transaction, a journal :func:`_in_one_statement` cannot send)."""
+    with transaction.atomic():
+        held.write()
+        ours = confirm is None or confirm()
+        if ours:
+            journal.write()
+            record.save(force_insert=True)
+    return ours
+
+
+def _in_one_statement(
+    held: Journal, journal: Journal, record: StepRun, confirm: Callable[[], bool] | None
+) -> bool | None:
+    """:func:`_start` as one autocommitted PostgreSQL statement: it renews the lease and
+    writes ``held``, and the rest only if the renewal found the item still ours; one round
+    trip (and one commit) where the transaction took five or more. None when not possible
+    here: then nothing was sent.
+
+    A statement is atomic and, autocommitted, durable once it has returned: the call
+    that follows has its ``running`` record, and the lease held when it was written.
+    """
+    alias = router.db_for_write(StepRun)
+    db = connections[alias]
+    if db.vendor != "postgresql" or db.in_atomic_block or not db.get_autocommit():
+        return None
+    if not (confirm is None or isinstance(confirm, Renewal)) or held.overlaps(journal):
+        return None
+    if router.db_for_write(OutboxItem) != alias or _has_receivers(StepRun):
+        return None
+    heads: list[str] = []
+    params: list[Any] = []
+    when = ""
+    if confirm is not None:
+        lease_sql, lease_params = confirm.sql(db)
+        heads.append(f"lease AS ({lease_sql})")
+        params += lease_params
+        when = "EXISTS (SELECT FROM lease)"
+    known, rest = held.parts(db), journal.parts(db, when)
+    new = Journal()
+    new.add(record)
+    running = new.parts(db, when)
+    if known is None or rest is None or running is None:
+        return None
+    parts: list[Part] = [*known, *rest, *running]
+    if len(parts) > ONE_STATEMENT_ROWS:
+        return None
+    inserted: list[tuple[str, Part]] = []
+    for n, part in enumerate(parts):
+        heads.append(f"w{n} AS ({part.sql})")
+        params += part.params
+        if part.new is not None:
+            inserted.append((f"w{n}", part))
+    quote = db.ops.quote_name
+    ids = "".join(
+        f", (SELECT {quote(str(part.new._meta.pk.column))} FROM {name})"  # type: ignore[union-attr]  # noqa: S608
+        for name, part in inserted
+    )
+    ours_sql = when or "true"
+    # Names from the models' meta, quoted, and CTE names made here; values are parameters.
+    sql = f"WITH {', '.join(heads)} SELECT {ours_sql}{ids}"
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        ours, *row = cursor.fetchone()
+    for (_, part), new_pk in zip(inserted, row, strict=True):
+        if new_pk is not None:
+            saved(part.new, new_pk, alias)  # type: ignore[arg-type]
+    return bool(ours)
+
+
+def _has_receivers(model: type) -> bool:
+    """``save()`` sends these; a project listening for them gets the transaction path."""
+    return signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model)
+
+
+def _forget(held: Journal, journal: Journal, record: StepRun) -> None:
     """After a rollback: the rows written in it got ids that were not kept."""
+    held.forget_ids()
     journal.forget_ids()
     record.pk = None
     record._state.adding = True

@@ -15,8 +15,26 @@ before the call, and its outcome right after; only idempotent steps' records wai
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from django.db import connections, models, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field
+
+
+class Part(NamedTuple):
+    """One write of a statement that makes many: its SQL, its parameters and the new row
+    it inserts (``RETURNING`` its id), if it does."""
+
+    sql: str
+    params: list[Any]
+    new: models.Model | None = None
+
+
+def saved(obj: models.Model, pk: object, alias: str) -> None:
+    """``obj`` was inserted with id ``pk`` (what ``save()`` records of it)."""
+    obj.pk = pk
+    obj._state.adding, obj._state.db = False, alias
 
 
 class Journal:
@@ -64,6 +82,26 @@ class Journal:
         for (model, same_names), objs in by_fields.items():
             _update_rows(model, sorted(same_names), objs)
 
+    def parts(self, connection: BaseDatabaseWrapper, when: str = "") -> list[Part] | None:
+        """What :meth:`write` sends, as parts of one statement (data-modifying ``WITH``
+        queries: one per row), each written only ``when`` that SQL condition holds; None
+        when it cannot be said so (a new row points at another: :meth:`write` orders them).
+        A part that inserts a row names it, for :func:`saved` once the statement is done."""
+        parts: list[Part] = []
+        for obj in self._new:
+            insert = _insert_part(obj, connection, when)
+            if insert is None:
+                return None
+            parts.append(Part(*insert, obj))
+        for obj, names in self._changed.values():
+            sql, fields = _update_sql(type(obj), sorted(names), connection, when)
+            parts.append(Part(sql, _update_params(fields, obj, connection)))
+        return parts
+
+    def overlaps(self, other: Journal) -> bool:
+        """Whether both change one row (one statement must not UPDATE a row twice)."""
+        return not self._changed.keys().isdisjoint(other._changed.keys())
+
     def forget_ids(self) -> None:
         """After a rollback: the rows to insert get no id from a write that was undone."""
         for obj in self._new:
@@ -91,22 +129,65 @@ def _update_rows(model: type[models.Model], names: list[str], objs: list[models.
     outcome is one row, written once per call). No ``save`` signals: none of the models a
     journal holds has receivers."""
     connection = connections[router.db_for_write(model)]
+    sql, fields = _update_sql(model, names, connection)
+    rows = [_update_params(fields, obj, connection) for obj in objs]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _update_sql(
+    model: type[models.Model], names: Iterable[str], connection: BaseDatabaseWrapper, when: str = ""
+) -> tuple[str, list[Field]]:
+    """``UPDATE`` of one row's ``names`` (its pk the last parameter), and only ``when``
+    that SQL condition holds; with the fields whose values :func:`_update_params` gives."""
     meta, quote = model._meta, connection.ops.quote_name
-    fields = [meta.get_field(name) for name in names]
-    columns = [quote(str(field.column)) for field in fields]  # type: ignore[union-attr]
+    fields: list[Field] = [meta.get_field(name) for name in names]  # type: ignore[misc]
+    columns = [quote(str(field.column)) for field in fields]
     pk_column = quote(str(meta.pk.column))  # type: ignore[union-attr]
     # Only quoted names of the model's own columns are interpolated; values are parameters.
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{c} = %s' for c in columns)} "  # noqa: S608
-        f"WHERE {pk_column} = %s"
+        f"WHERE {pk_column} = %s{f' AND {when}' if when else ''}"
     )
-    rows = [
-        [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields]  # type: ignore[union-attr]
-        + [obj.pk]
-        for obj in objs
+    return sql, fields
+
+
+def _update_params(fields: list[Field], obj: models.Model, connection: BaseDatabaseWrapper) -> list:
+    return [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields] + [
+        obj.pk
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+
+
+def _insert_part(
+    obj: models.Model, connection: BaseDatabaseWrapper, when: str
+) -> tuple[str, list] | None:
+    """``INSERT`` of ``obj`` (``RETURNING`` its pk), only ``when`` that SQL condition holds,
+    its values prepared as ``bulk_create`` prepares them; None when that is not possible
+    (a value is an expression, or a row it points at has no id yet)."""
+    meta, quote = obj._meta, connection.ops.quote_name
+    try:
+        obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+    except ValueError:  # it points at a row written with it: Journal.write orders those
+        return None
+    fields = [
+        f
+        for f in meta.concrete_fields
+        if not getattr(f, "generated", False) and (f is not meta.auto_field or obj.pk is not None)
+    ]
+    params = []
+    for field in fields:
+        value = field.pre_save(obj, True)
+        if hasattr(value, "resolve_expression"):
+            return None
+        params.append(field.get_db_prep_save(value, connection))
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    # INSERT ... SELECT coerces each value to its column's type, as VALUES does.
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+        f"SELECT {', '.join(['%s'] * len(fields))}{f' WHERE {when}' if when else ''} "
+        f"RETURNING {quote(str(meta.pk.column))}"  # type: ignore[union-attr]
+    )
+    return sql, params
 
 
 def _grouped(objs: list[models.Model]) -> list[tuple[type[models.Model], list[models.Model]]]:

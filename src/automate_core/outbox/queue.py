@@ -16,7 +16,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from automate_core import redaction
@@ -196,6 +198,29 @@ def renew(item: OutboxItem, seconds: int | None = None) -> bool:
     worker claimed it). One UPDATE: cheap enough for a caller's own transaction."""
     until = timezone.now() + timedelta(seconds=seconds or automate_settings.OUTBOX_LEASE_SECONDS)
     return bool(_own_lease(item).update(lease_expires_at=until))
+
+
+class Renewal:
+    """:func:`renew` of one item: called, or sent as :meth:`sql` within a statement of the
+    caller's (:mod:`automate.commits` renews the lease, writes a non-idempotent step's
+    ``running`` record and the previous call's outcome in one)."""
+
+    __slots__ = ("item", "seconds")
+
+    def __init__(self, item: OutboxItem, seconds: int | None = None) -> None:
+        self.item, self.seconds = item, seconds
+
+    def __call__(self) -> bool:
+        return renew(self.item, self.seconds)
+
+    def sql(self, db: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        """:func:`renew`'s UPDATE, compiled by Django, ``RETURNING`` a row only when the
+        item is still ours."""
+        seconds = self.seconds or automate_settings.OUTBOX_LEASE_SECONDS
+        query = _own_lease(self.item).query.chain(UpdateQuery)
+        query.add_update_values({"lease_expires_at": timezone.now() + timedelta(seconds=seconds)})
+        sql, params = query.get_compiler(connection=db).as_sql()
+        return f"{sql} RETURNING 1", list(params)
 
 
 def renew_many(items: Sequence[OutboxItem], seconds: int | None = None) -> set[int]:
