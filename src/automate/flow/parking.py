@@ -345,7 +345,7 @@ def _settle_timers(
             only_if={"status": WaitStatus.WAITING},
         )
         _rearm(items, rearm)
-    return [*(pk for ids in by_status.values() for pk in ids), *looks, *ended]
+    return [*(pk for group in by_status.values() for pk in group), *looks, *ended]
 
 
 def _rearm(items: Sequence[OutboxItem], rearm: dict[int, RunWait]) -> None:
