@@ -51,3 +51,39 @@ def test_update_each__gives_each_row_its_values_where_the_condition_holds(update
 def test_update_each__no_rows_is_no_statement(django_assert_num_queries):
     with django_assert_num_queries(0):
         assert bulk.update_each(RunWait, {}, ["event"], same={"status": "matched"}) == 0
+
+
+@pytest.mark.parametrize("update", [bulk.update_each, bulk.with_case])
+def test_update_each__changes_only_rows_that_have_their_own_condition_values(update):
+    runs = [start([action("A")], {"n": i}, name=f"C{i}") for i in range(3)]
+    old = [OutboxItem.objects.create(connector_key="_resume", trace_id="t") for _ in runs]
+    new = [OutboxItem.objects.create(connector_key="_resume", trace_id="t") for _ in runs]
+    waits = []
+    for run, timer in zip(runs, old, strict=True):
+        record = StepRun.objects.create(run=run, step=run.workflow.steps.get(), attempt=1)
+        waits.append(
+            RunWait.objects.create(
+                run=run, step_run=record, kind="event", timer=timer, created_at=timezone.now()
+            )
+        )
+    RunWait.objects.filter(pk=waits[1].pk).update(timer=new[1])  # moved meanwhile
+    changed = update(
+        RunWait,
+        {w.pk: [new[n].pk, old[n].pk] for n, w in enumerate(waits)},
+        ["timer"],
+        same={},
+        only_if={"status": "waiting"},
+        only_if_each=["timer"],
+    )
+    assert changed == 2
+    assert [RunWait.objects.get(pk=w.pk).timer_id for w in waits] == [t.pk for t in new]
+    RunWait.objects.filter(pk=waits[2].pk).update(timer=old[2])
+    assert update(
+        RunWait,
+        {waits[2].pk: [new[2].pk, new[2].pk]},
+        ["timer"],
+        same={},
+        only_if={"status": "waiting"},
+        only_if_each=["timer"],
+    ) == 0  # fmt: skip
+    assert RunWait.objects.get(pk=waits[2].pk).timer_id == old[2].pk

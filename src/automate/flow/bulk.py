@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 
 __all__ = ["update_each"]
 
@@ -26,21 +26,25 @@ def update_each(
     *,
     same: Mapping[str, Any] | None = None,
     only_if: Mapping[str, Any] | None = None,
+    only_if_each: Sequence[str] = (),
 ) -> int:
     """Set, on each row whose pk is a key of ``rows``, ``columns`` (field names) to that
     row's values and the fields of ``same`` to theirs; only rows that also have the
-    values of ``only_if``. Returns how many rows changed."""
+    values of ``only_if``, and, for each field of ``only_if_each``, the row's own value
+    (given after its ``columns`` values). Returns how many rows changed."""
     if not rows:
         return 0
     same, only_if = dict(same or {}), dict(only_if or {})
     meta = model._meta
-    fields = [_field(model, name) for name in columns]
+    fields = [_field(model, name) for name in [*columns, *only_if_each]]
     vendor = connection.vendor
     if vendor not in ("postgresql", "sqlite"):
-        return with_case(model, rows, columns, same=same, only_if=only_if)
+        return with_case(
+            model, rows, columns, same=same, only_if=only_if, only_if_each=only_if_each
+        )
     quote = connection.ops.quote_name
     sets, params = [], []
-    for i, field in enumerate(fields):
+    for i, field in enumerate(fields[: len(columns)]):
         source = f"v.column{i + 2}"
         if isinstance(field, models.JSONField) and vendor == "postgresql":
             source = f"CAST({source} AS jsonb)"
@@ -59,6 +63,8 @@ def update_each(
                 params.append(field.get_db_prep_value(value, connection))
     table = quote(meta.db_table)
     where = [f"{table}.{quote(str(meta.pk.column))} = v.column1"]
+    for i, field in enumerate(fields[len(columns) :], start=len(columns)):
+        where.append(f"{table}.{quote(str(field.column))} = v.column{i + 2}")
     tail: list[Any] = []
     for name, value in only_if.items():
         field = _field(model, name)
@@ -88,13 +94,19 @@ def with_case(
     *,
     same: Mapping[str, Any],
     only_if: Mapping[str, Any],
+    only_if_each: Sequence[str] = (),
 ) -> int:
     """:func:`update_each` with ``Case(When(...))``, for the other backends."""
     per_row: dict[str, Any] = {}
+    chosen = Q(pk__in=list(rows))
+    if only_if_each:
+        chosen = Q()
+        for pk, values in rows.items():
+            chosen |= Q(pk=pk, **dict(zip(only_if_each, values[len(columns) :], strict=True)))
     for i, name in enumerate(columns):
         field = _field(model, name)
         whens = [
             When(pk=pk, then=Value(values[i], output_field=field)) for pk, values in rows.items()
         ]
         per_row[field.attname] = Case(*whens, output_field=field)
-    return model._default_manager.filter(pk__in=list(rows), **only_if).update(**per_row, **same)
+    return model._default_manager.filter(chosen, **only_if).update(**per_row, **same)

@@ -227,54 +227,40 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     """The run each ``_resume`` item resumes: ``[run]`` when the item won the run, ``[]``
     when another item resumed it first or it was cancelled. Commits the takeover.
 
-    A batch costs a fixed number of statements, however many runs it resumes: one SELECT
-    of the items' waits, one UPDATE that resolves the delays' waits by their due timers,
-    one UPDATE that takes the won runs over and one SELECT of them. Only a child's end and
-    a ``wait_for_event``'s timer are resolved one by one; the timers' look for events
-    that came meanwhile is one SELECT per connection and event type for the batch
-    (:func:`matching.early_events`). Each resumed run carries its resolved wait, so the pass that
-    resumes it reads it again from no table.
+    A batch costs a fixed number of statements, however many runs it resumes and
+    whatever their items are (due timers, a ``wait_for_event``'s first look or its
+    timeout, a child's end): one SELECT of the items' waits, the look for events that
+    came meanwhile (:func:`matching.early_events`, one SELECT per connection and event
+    type), one transaction that resolves or re-arms the waits (:func:`_settle_timers`),
+    one UPDATE that takes the won runs over and one SELECT of them. Each resumed run
+    carries its resolved wait, so the pass that resumes it reads it again from no table.
     """
     found: dict[int, list[WorkflowRun]] = {item.pk: [] for item in items}
     if not items:
         return found
-    now = timezone.now()
     ids = [item.pk for item in items]
     waits: dict[int, RunWait] = {}  # by the item that may resolve it
     for wait in RunWait.objects.filter(Q(timer__in=ids) | Q(resolved_by__in=ids)).order_by("id"):
         for pk in (wait.resolved_by_id, wait.timer_id):  # type: ignore[attr-defined]
             if pk in found:
                 waits.setdefault(pk, wait)
-    delays = [
-        wait.pk
+    timers = {
+        pk: wait
         for pk, wait in waits.items()
-        if wait.status == WaitStatus.WAITING and wait.kind == WaitKind.DELAY and wait.timer_id == pk  # type: ignore[attr-defined]
-    ]
-    if delays:  # due timers of delays: resolved together, each by its own timer
-        RunWait.objects.filter(pk__in=delays, status=WaitStatus.WAITING).update(
-            status=WaitStatus.DUE, resolved_by=F("timer"), resolved_at=now
-        )
-    # wait_for_event timers first look for events that came meanwhile: all at once.
-    early = matching.early_events(
-        [
-            wait
-            for pk, wait in waits.items()
-            if wait.status == WaitStatus.WAITING
-            and wait.kind == WaitKind.EVENT
-            and wait.timer_id == pk  # type: ignore[attr-defined]
-        ]
-    )
+        if wait.status == WaitStatus.WAITING and wait.timer_id == pk  # type: ignore[attr-defined]
+    }
+    ended: dict[int, int] = {}  # wait id -> the first item that says its child ended
     for item in items:
-        known = waits.get(item.pk)
-        if known is None or known.pk not in delays:
-            resolved = _resolve_one(item, known, now, early)
-            if resolved is None:
-                waits.pop(item.pk, None)
-            else:
-                waits[item.pk] = resolved
-    if delays:
-        fresh = RunWait.objects.in_bulk(delays)
+        wait_id = _child_ended(item)
+        if item.pk not in waits and wait_id is not None:
+            ended.setdefault(wait_id, item.pk)
+    touched = _settle_timers(items, timers, ended)
+    if touched:
+        fresh = RunWait.objects.in_bulk(touched)
         waits = {pk: fresh.get(wait.pk, wait) for pk, wait in waits.items()}
+        for wait_id, pk in ended.items():
+            if wait_id in fresh:
+                waits[pk] = fresh[wait_id]
     won = {
         wait.run_id: (pk, wait)  # type: ignore[attr-defined]
         for pk, wait in waits.items()
@@ -297,24 +283,105 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     return found
 
 
-def _resolve_one(
-    item: OutboxItem, wait: RunWait | None, now: datetime, early: dict[int, OutboxItem]
-) -> RunWait | None:
-    """The wait ``item`` resolves, for what the batch does not resolve together: a
-    child's end (its item names the wait) and a ``wait_for_event``'s timer."""
-    ended = (item.payload or {}).get("child_ended") if isinstance(item.payload, dict) else None
-    if wait is None and ended is not None:  # a child run ended: this item resolves its wait
-        RunWait.objects.filter(pk=ended, status=WaitStatus.WAITING).update(
-            status=WaitStatus.CHILD_ENDED, resolved_by=item, resolved_at=now
+def _child_ended(item: OutboxItem) -> int | None:
+    """The wait whose child run ended, when ``item`` says so."""
+    payload = item.payload if isinstance(item.payload, dict) else {}
+    wait_id = payload.get("child_ended")
+    return wait_id if isinstance(wait_id, int) else None
+
+
+def _settle_timers(
+    items: Sequence[OutboxItem], timers: dict[int, RunWait], ended: dict[int, int]
+) -> list[int]:
+    """Resolve or re-arm, together, the waits whose timers are among ``items`` (by item
+    id) and those whose child ended (``ended``: wait id -> item id); return the ids of the
+    waits resolved (each by the item that won it, which the caller reads back).
+
+    Every UPDATE is conditional (the wait still ``waiting``, a re-armed wait still on
+    this timer), so a reply, a cancel or another holder of the same item that got there
+    first keeps what it won. A ``wait_for_event`` looks for events that came meanwhile
+    first (one look for the batch); without one, it times out when due and is otherwise
+    re-armed on its timeout timer. One transaction: the waits are locked in id order
+    first, as :func:`matching.resolve_all` and :func:`cancel_run` lock them."""
+    now = timezone.now()
+    early = matching.early_events([w for w in timers.values() if w.kind == WaitKind.EVENT])
+    by_status: dict[str, list[int]] = {}  # waits resolved by their own timer
+    looks: dict[int, list[Any]] = {}  # wait id -> [the event, the timer that found it]
+    rearm: dict[int, RunWait] = {}  # timer id -> wait
+    for pk, wait in timers.items():
+        event = early.get(wait.pk)
+        if event is not None:
+            looks[wait.pk] = [{"type": event.event_type, "payload": event.payload}, pk]
+        elif wait.kind == WaitKind.EVENT and (wait.due_at is None or now < wait.due_at):
+            rearm[pk] = wait
+        else:
+            by_status.setdefault(_TIMER_RESOLVES[WaitKind(wait.kind)], []).append(wait.pk)
+    if not (by_status or looks or rearm or ended):
+        return []
+    with transaction.atomic():
+        ids = [*looks, *ended, *(w.pk for w in timers.values())]
+        list(  # locks only: the UPDATEs below decide
+            RunWait.objects.select_for_update()
+            .filter(pk__in=ids, status=WaitStatus.WAITING)
+            .order_by("id")
+            .values_list("pk", flat=True)
         )
-        return RunWait.objects.filter(pk=ended).first()
-    if wait is None:
-        return None
-    if wait.status == WaitStatus.WAITING and wait.timer_id == item.pk:  # type: ignore[attr-defined]
-        if not _timer_fires(wait, item, now, early.get(wait.pk)):
-            return None
-        wait.refresh_from_db()
-    return wait
+        for status, wait_ids in by_status.items():
+            RunWait.objects.filter(pk__in=wait_ids, status=WaitStatus.WAITING).update(
+                status=status, resolved_by=F("timer"), resolved_at=now
+            )
+        bulk.update_each(
+            RunWait,
+            looks,
+            ["event", "resolved_by"],
+            same={"status": WaitStatus.MATCHED, "resolved_at": now},
+            only_if={"status": WaitStatus.WAITING},
+        )
+        bulk.update_each(
+            RunWait,
+            {wait_id: [pk] for wait_id, pk in ended.items()},
+            ["resolved_by"],
+            same={"status": WaitStatus.CHILD_ENDED, "resolved_at": now},
+            only_if={"status": WaitStatus.WAITING},
+        )
+        _rearm(items, rearm)
+    return [*(pk for group in by_status.values() for pk in group), *looks, *ended]
+
+
+def _rearm(items: Sequence[OutboxItem], rearm: dict[int, RunWait]) -> None:
+    """Give each wait of ``rearm`` (by the first timer it is on) its timeout timer in
+    place of that first timer, or none without a timeout: one INSERT of the timers and
+    one UPDATE of the waits still waiting on their first timer. A timer whose wait was
+    meanwhile won (or re-armed by another holder of the same item) is deleted again, in
+    the same transaction."""
+    endless = [wait.pk for wait in rearm.values() if wait.due_at is None]
+    if endless:
+        RunWait.objects.filter(pk__in=endless, timer__in=list(rearm)).update(timer=None)
+    by_pk = {item.pk: item for item in items}
+    new = {
+        pk: _timer_after(by_pk[pk], wait.kind, wait.due_at)
+        for pk, wait in rearm.items()
+        if wait.due_at is not None
+    }
+    if not new:
+        return
+    OutboxItem.objects.bulk_create(list(new.values()))
+    moved = bulk.update_each(
+        RunWait,
+        {rearm[pk].pk: [timer.pk, pk] for pk, timer in new.items()},
+        ["timer"],
+        only_if={"status": WaitStatus.WAITING},
+        only_if_each=["timer"],
+    )
+    if moved < len(new):
+        kept = set(
+            RunWait.objects.filter(pk__in=[rearm[pk].pk for pk in new]).values_list(
+                "timer_id", flat=True
+            )
+        )
+        OutboxItem.objects.filter(
+            pk__in=[timer.pk for timer in new.values() if timer.pk not in kept]
+        ).delete()
 
 
 def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
@@ -327,36 +394,16 @@ def _timer(run: WorkflowRun, kind: str, at: datetime) -> OutboxItem:
     )
 
 
-def _timer_fires(wait: RunWait, item: OutboxItem, now: datetime, early: OutboxItem | None) -> bool:
-    """Resolve ``wait`` by its timer ``item`` if it is due; False when it is not (a
-    wait_for_event's first timer, which only looks for events that came meanwhile:
-    ``early``, the first of them that matches, from :func:`matching.early_events`)."""
-    if wait.kind == WaitKind.EVENT:
-        if early is not None:
-            return bool(matching.resolve(wait, early, by=item))
-        if wait.due_at is None or now < wait.due_at:
-            _rearm(wait, item)
-            return False
-    return bool(
-        RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING).update(
-            status=_TIMER_RESOLVES[WaitKind(wait.kind)], resolved_by=item, resolved_at=now
-        )
+def _timer_after(first: OutboxItem, kind: str, at: datetime) -> OutboxItem:
+    """A wait's timeout timer, due ``at``, made from its ``first`` timer (which names its
+    run and carries its trace): the run need not be read."""
+    return OutboxItem(
+        connector_key=RESUME_CONNECTOR_KEY,
+        event_type=f"{kind}.timer",
+        payload=first.payload,
+        trace_id=first.trace_id,
+        available_at=at,
     )
-
-
-def _rearm(wait: RunWait, item: OutboxItem) -> None:
-    """Give ``wait`` its timeout timer in place of ``item`` (none without a timeout)."""
-    if wait.due_at is None:
-        RunWait.objects.filter(pk=wait.pk, timer=item).update(timer=None)
-        return
-    with transaction.atomic():
-        timer = _timer(wait.run, wait.kind, wait.due_at)
-        timer.save(force_insert=True)
-        moved = RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING, timer=item).update(
-            timer=timer
-        )
-        if not moved:
-            transaction.set_rollback(True)
 
 
 # -- Cancelling ----------------------------------------------------------------------------
