@@ -5,12 +5,19 @@
 Posts ``--requests`` signed GitHub deliveries (as ``benchmarks.loadgen`` signs them)
 through Django's test client to ``WebhookView`` and, for comparison, to the bare
 baseline view, on a scratch PostgreSQL database; prints the statements one accepted
-webhook costs, the time per request of each view, and the profile of ours.
+webhook costs, then for each view what does not depend on the machine's load (statements
+per request over all the requests, Python function calls per request, garbage
+collections by generation) and what does (CPU and wall time per request), and the
+profile of ours.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import cProfile
+import gc
+import pstats
 import time
 
 from benchmarks import common
@@ -65,11 +72,39 @@ def main() -> None:
         print(f"  {query['sql'][:110]}")
 
     for name, path in [("baseline", "/bare/github/"), ("ours", "/webhooks/github/")]:
-        started = time.perf_counter()
-        for n in range(args.requests):
-            post(path, n, f"time-{name}")
-        elapsed = time.perf_counter() - started
-        print(f"{name}: {elapsed / args.requests * 1000:.2f} ms per request")
+        statements: list[str] = []
+
+        def count(execute, sql, params, many, context, statements=statements):
+            statements.append(sql)
+            return execute(sql, params, many, context)
+
+        collections_by_generation: collections.Counter[int] = collections.Counter()
+
+        def collected(phase: str, info: dict, seen=collections_by_generation) -> None:
+            if phase == "stop":
+                seen[info["generation"]] += 1
+
+        gc.callbacks.append(collected)
+        started, cpu = time.perf_counter(), time.process_time()
+        with connection.execute_wrapper(count):
+            for n in range(args.requests):
+                post(path, n, f"time-{name}")
+        cpu, elapsed = time.process_time() - cpu, time.perf_counter() - started
+        gc.callbacks.remove(collected)
+        gcs = collections_by_generation
+        calls = cProfile.Profile()
+        calls.enable()
+        for n in range(min(args.requests, 500)):
+            post(path, n, f"calls-{name}")
+        calls.disable()
+        stats = pstats.Stats(calls).stats  # type: ignore[attr-defined]
+        per_request = sum(v[1] for v in stats.values()) / min(args.requests, 500)
+        print(
+            f"{name}: {len(statements) / args.requests:.3f} statements, {per_request:.0f} "
+            f"Python calls, {cpu / args.requests * 1000:.2f} ms CPU and "
+            f"{elapsed / args.requests * 1000:.2f} ms per request; garbage collections by "
+            f"generation over {args.requests} requests: {dict(sorted(gcs.items()))}"
+        )
 
     profiler = Profiler(interval=0.0002)
     profiler.start()

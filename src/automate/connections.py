@@ -10,12 +10,14 @@ A profile row (``ConnectionProfile``) wins over ``AUTOMATE["CONNECTORS"][key]`` 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from automate.conf import settings as app_settings
 from automate.models import ConnectionProfile
@@ -51,6 +53,8 @@ class _Recent(Generic[T]):
 
     Inside a transaction nothing is kept or served: it may see rows that are never
     committed (a test's). An answer read while :meth:`clear` ran is not kept either.
+    From a running event loop the answer is read in a thread of its own
+    (:func:`_load_off_loop`).
     """
 
     def __init__(self) -> None:
@@ -68,7 +72,7 @@ class _Recent(Generic[T]):
             if hit is not None and hit[0] > time.monotonic() and (valid is None or valid(hit[1])):
                 return hit[1]
         generation = self._generation
-        value = load()
+        value = _load_off_loop(load)
         if cached and generation == self._generation:
             if len(self.entries) >= CACHE_MAX_KEYS:
                 self.entries.clear()
@@ -78,6 +82,29 @@ class _Recent(Generic[T]):
     def clear(self) -> None:
         self._generation += 1
         self.entries.clear()
+
+
+def _load_off_loop(load: Callable[[], T]) -> T:
+    """``load()``, in another thread when this one runs an event loop.
+
+    An async client's per-request credential check reads the signing secret references
+    (:func:`signing_secret_references`) in the loop; once their entry has expired, reading
+    the table there would raise ``SynchronousOnlyOperation``. The loop waits for that one
+    read (once per ``CONNECTION_CACHE_SECONDS``), whose connection is closed with its thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return load()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="automate-connections") as pool:
+        return pool.submit(_load_and_close, load).result()
+
+
+def _load_and_close(load: Callable[[], T]) -> T:
+    try:
+        return load()
+    finally:
+        connections.close_all()
 
 
 #: Connections by URL key (``None``: no such connection).

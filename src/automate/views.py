@@ -20,6 +20,7 @@ Status codes are decisions, because every sender reads a 5xx as "retry later":
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -211,10 +212,26 @@ def _read_body(request: HttpRequest, max_bytes: int) -> bytes:
 
 
 def _kept_headers(connector: Connector, headers: Headers) -> dict[str, str]:
-    wanted = {h.lower() for h in app_settings.WEBHOOK_HEADER_ALLOWLIST}
-    wanted |= {h.lower() for h in connector.webhook_headers}
-    wanted |= {h.lower() for h in (connector.event_id_header, connector.event_type_header) if h}
-    return {name: headers[name] for name in sorted(wanted - FORBIDDEN_HEADERS) if name in headers}
+    names = _kept_names(
+        tuple(app_settings.WEBHOOK_HEADER_ALLOWLIST),
+        tuple(connector.webhook_headers),
+        connector.event_id_header,
+        connector.event_type_header,
+    )
+    # The names are lower case already, as Headers keeps them.
+    return {name: value for name in names if (value := dict.get(headers, name)) is not None}
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_names(
+    allowlist: tuple[str, ...],
+    wanted: tuple[str, ...],
+    id_header: str | None,
+    type_header: str | None,
+) -> tuple[str, ...]:
+    """The header names one connector keeps, sorted (worked out once, not per request)."""
+    names = {h.lower() for h in (*allowlist, *wanted, id_header, type_header) if h}
+    return tuple(sorted(names - FORBIDDEN_HEADERS))
 
 
 def _error(status: int, message: str, trace_id: str) -> JsonResponse:

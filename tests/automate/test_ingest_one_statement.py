@@ -197,3 +197,42 @@ def test_one_statement__a_receipt_whose_row_was_deleted_answers_a_replay_without
     assert replay.status_code == 200
     assert replay.json() == {"trace_id": replay.json()["trace_id"], "duplicate": True}
     assert not OutboxItem.objects.exists()
+
+
+def test_one_statement__the_sql_of_an_accepted_webhook_and_of_its_periodic_reads(monkeypatch):
+    """Per accepted webhook: the one INSERT, no BEGIN/COMMIT/SAVEPOINT (Django captures
+    those too). Periodically: the connection read again once CONNECTION_CACHE_SECONDS
+    have passed (one SELECT, the secrets resolved from settings without a query), old
+    receipts deleted every PRUNE_EVERY seconds (one DELETE in its own transaction). The
+    signing-secret probe is never asked."""
+    from automate import connections as automate_connections
+    from automate import signing
+
+    clock = [1000.0]
+    monkeypatch.setattr(automate_connections.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(replays.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(replays, "_last_prune", None)  # whatever earlier tests did
+    probed: list[str] = []
+    original_probe = signing.is_profile_signing_secret
+    monkeypatch.setattr(
+        signing,
+        "is_profile_signing_secret",
+        lambda name: probed.append(name) or original_probe(name),
+    )
+    _post(BODY, "warm-up")  # the first lookup and the first prune of this process
+
+    def statements(delivery: str) -> list[str]:
+        body = json.dumps({"delivery": delivery}).encode()
+        with CaptureQueriesContext(connection) as captured:
+            assert _post(body, delivery).status_code == 202
+        return [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+
+    for n in range(5):
+        assert statements(f"steady-{n}") == ["WITH"]
+    clock[0] += 5.5  # past CONNECTION_CACHE_SECONDS (5 by default)
+    assert statements("expired") == ["SELECT", "WITH"]
+    assert statements("kept-again") == ["WITH"]
+    clock[0] += replays.PRUNE_EVERY
+    assert statements("prune") == ["SELECT", "WITH", "BEGIN", "DELETE", "COMMIT"]
+    assert probed == []
+    assert connection.get_autocommit()

@@ -87,3 +87,30 @@ def test_signing_probe__async_code_keeps_to_the_cached_references(warm_cache):
     assert asyncio.run(check("secret://API_KEY")) == "API_KEY"
     with pytest.raises(secrets.SecretNotGranted):
         asyncio.run(check("secret://HOOK_OLD"))
+
+
+def test_signing_probe__async_code_reads_expired_references_outside_the_loop(
+    warm_cache, monkeypatch
+):
+    """Once the cached references expire, an async client's check reads them again in a
+    thread of its own (reading them in the loop raised SynchronousOnlyOperation), and a
+    secret another process stored meanwhile is refused."""
+    another_process_stores("secret://HOOK_NEW")
+    monkeypatch.setattr(connections.time, "monotonic", lambda: 106.0)  # past the 5 s
+
+    async def check(reference: str) -> str:
+        return secrets.check_not_signing(reference, use="code")
+
+    with pytest.raises(secrets.SecretNotGranted):
+        asyncio.run(check("secret://HOOK_NEW"))
+    assert asyncio.run(check("secret://HOOK_OLD")) == "HOOK_OLD"
+
+
+def test_signing_probe__a_connection_looked_up_from_a_loop_is_read_outside_it(warm_cache):
+    async def find(key: str) -> connections.Connection | None:
+        return connections.find_connection(key)
+
+    found = asyncio.run(find("hooks"))
+    assert found is not None
+    assert found.secrets == ("secret://HOOK_OLD",)
+    assert asyncio.run(find("missing")) is None
