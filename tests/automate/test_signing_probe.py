@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from automate import connections
+from automate import connections, signing
 from automate.models import ConnectionProfile
 from automate_core import secrets
 
@@ -87,3 +87,16 @@ def test_signing_probe__async_code_keeps_to_the_cached_references(warm_cache):
     assert asyncio.run(check("secret://API_KEY")) == "API_KEY"
     with pytest.raises(secrets.SecretNotGranted):
         asyncio.run(check("secret://HOOK_OLD"))
+
+
+def test_signing_probe__postgresql_answers_in_sql_without_reading_the_lists(warm_cache, postgres):
+    """On PostgreSQL the probe is a containment test that returns at most one row, so a
+    credential check costs the same whatever the profiles' lists hold."""
+    another_process_stores("secret://HOOK_NEW", "secret://HOOK_OLD")
+    with CaptureQueriesContext(connection) as captured:
+        assert signing.is_profile_signing_secret("HOOK_NEW")
+        assert not signing.is_profile_signing_secret("API_KEY")
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        assert "@>" in sql and "LIMIT 1" in sql
+        assert not sql.startswith('SELECT "automate_connectionprofile"."webhook_secrets"')
