@@ -71,6 +71,7 @@ def test_fire__one_run_per_tick_with_scheduled_for():
         "trigger": {"every": 60, "catch_up": "latest"},
     }
     assert (run.event["connector"], run.event["type"]) == (SCHEDULE_CONNECTOR_KEY, "schedule")
+    assert run.event["source"] == "schedule"
     tick = ScheduleTick.objects.get()
     assert (tick.scheduled_for, tick.outbox_item_id) == (T0, run.outbox_item_id)
     assert run.outbox_item.external_id == f"{wf.pk}:2027-05-03T09:00:00+00:00"

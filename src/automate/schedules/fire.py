@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from automate import runs
 from automate.conf import settings as app_settings
-from automate.models import Workflow
+from automate.models import SCHEDULE_CONNECTOR_KEY, Workflow
 from automate.schedules.models import Schedule, ScheduleTick
 from automate.schedules.spec import ScheduleSpec
 from automate_core.outbox import queue
@@ -39,9 +39,9 @@ __all__ = [
 
 logger = logging.getLogger("automate.schedules")
 
-#: The connector key of ticks' outbox items: not a connection key (it starts with "_"), so
-#: no trigger matches it; each tick's run is made with its item.
-SCHEDULE_CONNECTOR_KEY = "_schedule"
+#: The event type of ticks' outbox items. Their connector key, SCHEDULE_CONNECTOR_KEY, is
+#: not a connection key (it starts with "_"), so no trigger matches it; each tick's run is
+#: made with its item.
 SCHEDULE_EVENT_TYPE = "schedule"
 #: How long a schedule whose ticks cannot be computed waits before it is tried again.
 RETRY_BROKEN = timedelta(seconds=60)
