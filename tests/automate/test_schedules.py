@@ -189,6 +189,23 @@ def test_fire__disabled_workflows_do_not_fire_and_do_not_catch_up():
 
 
 @pytest.mark.django_db
+def test_fire__a_bare_save_stops_and_restarts_the_schedule():
+    """Project code that saves the workflow itself, not through WorkflowService."""
+    wf = scheduled({"every": 60})
+    wf.enabled = False
+    wf.save()
+    assert Schedule.objects.get().next_tick_at is None
+    wf.enabled = True
+    wf.save()
+    next_tick = Schedule.objects.get().next_tick_at
+    assert next_tick is not None and next_tick > timezone.now() - timedelta(seconds=1)
+    assert fire_due(now=next_tick) == 1
+    wf.name = "Renamed"
+    wf.save()  # still enabled: the next tick stays
+    assert Schedule.objects.get().next_tick_at > next_tick
+
+
+@pytest.mark.django_db
 def test_update_workflow__replaces_or_removes_the_schedule():
     service = WorkflowService()
     wf = scheduled({"every": 60})

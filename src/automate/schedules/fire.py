@@ -32,6 +32,7 @@ __all__ = [
     "SCHEDULE_EVENT_TYPE",
     "fire_due",
     "fire_due_when_due",
+    "follow_enabled",
     "forget_next_due",
     "look_next_poll",
     "set_schedule",
@@ -155,6 +156,25 @@ def set_schedule(workflow: Workflow, spec: ScheduleSpec | None, *, replace: bool
     elif schedule.next_tick_at is None:  # enabled again: from now on, no catch-up
         schedule.next_tick_at = schedule.spec().next_after(now)
     schedule.save(update_fields=["next_tick_at", "updated_at"])
+
+
+def follow_enabled(sender: Any, instance: Workflow, raw: bool = False, **kwargs: Any) -> None:
+    """A receiver of workflow saves: the schedule is due only while its workflow is
+    enabled, however the workflow was saved (``WorkflowService`` or a bare ``save()``).
+
+    Enabled again: due from now on, no catch-up. Disabled: not due (a poll would find that
+    out too, but would wake for it). One query when nothing changes; none for ``loaddata``.
+    """
+    if raw:
+        return
+    schedules = Schedule.objects.filter(workflow=instance)
+    if not instance.enabled:
+        schedules.filter(next_tick_at__isnull=False).update(next_tick_at=None)
+        return
+    stopped = schedules.filter(next_tick_at__isnull=True).first()
+    if stopped is not None:
+        stopped.next_tick_at = stopped.spec().next_after(timezone.now())
+        stopped.save(update_fields=["next_tick_at", "updated_at"])
 
 
 def _fire_schedule(pk: int, now: datetime) -> int:
