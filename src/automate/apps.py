@@ -29,7 +29,7 @@ class AutomateConfig(AppConfig):
         from automate.api import checks as api_checks  # noqa: F401  (registers its checks)
         from automate.connections import clear_connection_cache, signing_secret_references
         from automate.mcp import checks as mcp_checks  # noqa: F401  (registers the MCP checks)
-        from automate.models import ConnectionProfile
+        from automate.models import ConnectionProfile, Workflow
         from automate.outgoing import checks as outgoing_checks  # noqa: F401  (its checks)
         from automate.signing import is_profile_signing_secret
         from automate.steps import registry
@@ -45,11 +45,14 @@ class AutomateConfig(AppConfig):
             )
             # Webhook secrets stored as Secret rows are kept resolved with the connections.
             signal.connect(clear_connection_cache, sender=Secret, dispatch_uid="automate.secrets")
-        from automate.schedules.fire import forget_next_due
+        from automate.schedules.fire import follow_enabled, forget_next_due
         from automate.schedules.models import Schedule
 
         for signal in (post_save, post_delete):
             signal.connect(forget_next_due, sender=Schedule, dispatch_uid="automate.schedules")
+        post_save.connect(
+            follow_enabled, sender=Workflow, dispatch_uid="automate.schedules.follow_enabled"
+        )
         setting_changed.connect(
             receivers.clear_connections_on_settings, dispatch_uid="automate.profiles_settings"
         )

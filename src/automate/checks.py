@@ -321,3 +321,22 @@ def _shown_url(url: Any) -> str:
 
 def _base_verify() -> Any:
     return Connector.verify_webhook
+
+
+@checks.register(checks.Tags.security, "automate", deploy=True)
+def check_metrics_access(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``check --deploy``: /metrics served to anyone is worth a second look in production
+    (its labels name workflows, connectors and the hosts the project calls)."""
+    if app_settings.METRICS_TOKEN or not app_settings.METRICS_PUBLIC:
+        return []
+    return [
+        checks.Warning(
+            'AUTOMATE["METRICS_PUBLIC"] is True and no METRICS_TOKEN is set: /metrics '
+            "answers anyone who can reach it.",
+            hint='Set AUTOMATE["METRICS_TOKEN"] to a secret:// reference and give Prometheus '
+            "the token (authorization: {credentials: ...} in its scrape config), or put "
+            '"automate.W030" in SILENCED_SYSTEM_CHECKS if a network restriction keeps it '
+            "private.",
+            id="automate.W030",
+        )
+    ]

@@ -143,6 +143,12 @@ class AutomateSettings(AppSettings):
     HEALTH_WORKER_MAX_AGE_SECONDS: float = setting(60.0, minimum=0)
     HEALTH_OUTBOX_MAX_LAG_SECONDS: float = setting(300.0, positive=True)
     METRICS_GAUGE_CACHE_SECONDS: float = setting(5.0, minimum=0)
+    # Who may read /metrics (automate.metrics.metrics_view). METRICS_TOKEN: the bearer
+    # token Prometheus sends (a secret:// reference or the value); when set, it is
+    # required. METRICS_PUBLIC: without a token, serve anyone who reaches the URL (keep it
+    # behind a network restriction). With neither, only DEBUG and staff users see it.
+    METRICS_TOKEN: str = ""
+    METRICS_PUBLIC: bool = False
 
 
 settings = AutomateSettings.lazy()

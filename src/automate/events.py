@@ -30,6 +30,7 @@ from django.db import transaction
 
 from automate import signals
 from automate.conf import settings as app_settings
+from automate.models import EMIT_SOURCE_HEADER
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem
 from automate_core.tracing import get_trace_id, new_trace_id
@@ -64,6 +65,8 @@ def emit(
         event_type=event_type,
         payload=payload,
         external_id=key,
+        # event.source is "emit": a workflow can tell the project's own events apart.
+        headers={EMIT_SOURCE_HEADER: "emit"},
         trace_id=get_trace_id() or new_trace_id(),
     )
     if result.created:

@@ -1,10 +1,16 @@
 """``/metrics`` for Prometheus: the counters and histograms of
 :mod:`automate_core.observability.metrics`, plus the queue gauges read from the tables.
 
-Mount the view (behind whatever restricts your internal endpoints)::
+Mount the view::
 
     from automate.metrics import metrics_view
     path("metrics", metrics_view)
+
+and say who may read it: ``AUTOMATE["METRICS_TOKEN"]`` (a bearer token Prometheus sends,
+compared in constant time) or ``AUTOMATE["METRICS_PUBLIC"] = True`` (anyone who reaches
+the URL: keep it behind a network restriction). With neither it answers 403, except under
+``DEBUG`` and to a logged-in staff user: metric labels name workflows, connectors and the
+hosts the project calls, which is worth keeping from the internet by default.
 
 or let ``manage.py automate_worker --metrics-port 9100`` serve the same page. Under
 gunicorn or Celery prefork set ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory, the
@@ -17,11 +23,13 @@ index and the runs' status index), cached ``AUTOMATE["METRICS_GAUGE_CACHE_SECOND
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import connection
 from django.db.models import Count, IntegerField, Q, Value
 from django.http import HttpRequest, HttpResponse
@@ -31,6 +39,7 @@ from automate.conf import settings as app_settings
 from automate.models import WorkflowRun
 from automate_core.observability import metrics as core_metrics
 from automate_core.outbox.models import OutboxItem, OutboxStatus
+from automate_core.secrets import SecretNotFound, resolve
 
 __all__ = ["QueueGauges", "metrics_view", "read_gauges", "serve"]
 
@@ -137,7 +146,11 @@ def scrape_registry(*, close_db: bool = False) -> Any:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The Prometheus text format; 404 when ``prometheus_client`` is not installed."""
+    """The Prometheus text format to those ``METRICS_TOKEN`` / ``METRICS_PUBLIC`` allow
+    (401 or 403 to others); 404 when ``prometheus_client`` is not installed."""
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
     registry = scrape_registry()
     if registry is None:
         return HttpResponse(
@@ -148,6 +161,46 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """None when the request may read the metrics, else the response that refuses it."""
+    if _is_staff(request):
+        return None
+    token = app_settings.METRICS_TOKEN
+    if not token:
+        if app_settings.METRICS_PUBLIC or django_settings.DEBUG:
+            return None
+        return _text(
+            403,
+            'Set AUTOMATE["METRICS_TOKEN"] (a bearer token for Prometheus) or '
+            'AUTOMATE["METRICS_PUBLIC"] = True to serve the metrics.',
+        )
+    try:
+        expected = resolve(token)
+    except SecretNotFound:
+        expected = ""
+    if not expected:  # an empty token would let an empty header in
+        return _text(503, 'AUTOMATE["METRICS_TOKEN"] names no secret a backend holds.')
+    if hmac.compare_digest(_bearer(request).encode(), expected.encode()):
+        return None
+    refused = _text(401, "A valid bearer token is required.")
+    refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return refused
+
+
+def _bearer(request: HttpRequest) -> str:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
+def _is_staff(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
+
+
+def _text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain")
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> Any:

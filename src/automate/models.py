@@ -118,6 +118,29 @@ def trigger_key(connector_key: str) -> str:
     return connector_key.removeprefix(API_SOURCE_PREFIX)
 
 
+#: The connector key of the outbox items of schedule ticks (:mod:`automate.schedules`).
+SCHEDULE_CONNECTOR_KEY = "_schedule"
+#: The header an :func:`automate.emit` row carries (``{":source": "emit"}``). No request
+#: can send it, as a header name holds no ":" (HTTP/2's ":" pseudo-headers never reach
+#: Django), so a webhook's stored headers never claim to be emitted.
+EMIT_SOURCE_HEADER = ":source"
+
+
+def event_source(item: Any) -> str:
+    """Where an outbox item's event came from, as ``event.source`` shows it: ``"api"``,
+    ``"manual"``, ``"schedule"``, ``"emit"`` or ``"webhook"`` (a verified delivery)."""
+    key = item.connector_key
+    if key.startswith(API_SOURCE_PREFIX):
+        return "api"
+    if key == MANUAL_CONNECTOR_KEY:
+        return "manual"
+    if key == SCHEDULE_CONNECTOR_KEY:
+        return "schedule"
+    if (item.headers or {}).get(EMIT_SOURCE_HEADER) == "emit":
+        return "emit"
+    return "webhook"
+
+
 #: The connector key of the outbox items that resume a parked run (a timer, a matched
 #: event, a finished child workflow): see :mod:`automate.flow.parking`.
 RESUME_CONNECTOR_KEY = "_resume"

@@ -24,12 +24,11 @@ from django.db.models import Prefetch, Q, prefetch_related_objects
 
 from automate.flow import matching, parking
 from automate.models import (
-    API_SOURCE_PREFIX,
-    MANUAL_CONNECTOR_KEY,
     RESUME_CONNECTOR_KEY,
     StepRun,
     Workflow,
     WorkflowRun,
+    event_source,
     trigger_key,
 )
 from automate_core.outbox.models import OutboxItem
@@ -64,24 +63,19 @@ def event_context(item: OutboxItem) -> dict[str, Any]:
     """The ``event`` a template sees, taken from an outbox item.
 
     ``connector`` is the connection key (an API-posted event's too); ``source`` says where
-    it came from: ``"api"`` (``POST /api/events/``), ``"manual"`` (a run started by hand)
-    or ``"webhook"``. A workflow that must act on signed deliveries only can check it.
+    it came from (:func:`automate.models.event_source`): ``"api"``, ``"manual"``,
+    ``"schedule"``, ``"emit"`` or ``"webhook"``. A workflow that must act on signed
+    deliveries only can check it.
     """
     return {
         "id": item.external_id,
         "outbox_id": item.pk,
         "type": item.event_type,
         "connector": trigger_key(item.connector_key),
-        "source": _source(item.connector_key),
+        "source": event_source(item),
         "payload": item.payload,
         "received_at": item.created_at.isoformat() if item.created_at else None,
     }
-
-
-def _source(connector_key: str) -> str:
-    if connector_key.startswith(API_SOURCE_PREFIX):
-        return "api"
-    return "manual" if connector_key == MANUAL_CONNECTOR_KEY else "webhook"
 
 
 def new_run(workflow: Workflow, item: OutboxItem) -> WorkflowRun:

@@ -12,6 +12,8 @@ query per outbound credential checked, none per webhook.
 
 from __future__ import annotations
 
+from django.db import connections, router
+
 from automate.models import ConnectionProfile
 from automate_core.secrets import SCHEME
 
@@ -19,13 +21,17 @@ from automate_core.secrets import SCHEME
 def is_profile_signing_secret(name: str) -> bool:
     """True when a stored profile names ``secret://name`` among its webhook secrets.
 
-    One query over the profiles' ``webhook_secrets`` column (encrypted values are not
-    references and never match). A profile table is small, and JSON containment has no
-    index on SQLite, so the lists are compared here rather than in SQL.
+    One query. Where the database compares JSON (PostgreSQL's ``jsonb @>``, MySQL's
+    ``JSON_CONTAINS``) it answers yes or no and no list leaves it; SQLite has no JSON
+    containment, so there the lists are read and compared here. Encrypted values are not
+    references and never match.
     """
     reference = SCHEME + name
+    profiles = ConnectionProfile.objects.all()
+    if connections[router.db_for_read(ConnectionProfile)].features.supports_json_field_contains:
+        return profiles.filter(webhook_secrets__contains=[reference]).exists()
     return any(
         reference in values
-        for values in ConnectionProfile.objects.values_list("webhook_secrets", flat=True)
+        for values in profiles.values_list("webhook_secrets", flat=True)
         if isinstance(values, list)
     )

@@ -13,6 +13,7 @@ from automate import emit, signals
 from automate.models import ConnectionProfile, RunStatus, WorkflowRun
 from automate.services import WorkflowService
 from automate_core.models import OutboxItem
+from automate_core.outbox import queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,6 +69,21 @@ def test_emit__commit_starts_the_matching_workflow(drain, recorder_calls, accept
     assert run.status == RunStatus.COMPLETED
     assert run.event["connector"] == "app"
     assert recorder_calls == [("echo", {"order": 7, "type": "order.paid"})]
+
+
+def test_emit__workflows_see_the_source_emit_and_a_delivery_on_the_same_key_webhook(drain):
+    order_workflow()
+    emitted = emit("order.paid", {"order_id": 7})
+    delivered = queue.enqueue(
+        "app",
+        event_type="order.paid",
+        payload={"order_id": 8},
+        headers={"content-type": "application/json"},
+        trace_id="t",
+    ).item
+    drain()
+    sources = dict(WorkflowRun.objects.values_list("outbox_item_id", "event__source"))
+    assert sources == {emitted.pk: "emit", delivered.pk: "webhook"}
 
 
 def test_emit__outside_a_transaction_the_row_is_committed_at_once(drain, accepted):

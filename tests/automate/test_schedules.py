@@ -71,6 +71,7 @@ def test_fire__one_run_per_tick_with_scheduled_for():
         "trigger": {"every": 60, "catch_up": "latest"},
     }
     assert (run.event["connector"], run.event["type"]) == (SCHEDULE_CONNECTOR_KEY, "schedule")
+    assert run.event["source"] == "schedule"
     tick = ScheduleTick.objects.get()
     assert (tick.scheduled_for, tick.outbox_item_id) == (T0, run.outbox_item_id)
     assert run.outbox_item.external_id == f"{wf.pk}:2027-05-03T09:00:00+00:00"
@@ -185,6 +186,23 @@ def test_fire__disabled_workflows_do_not_fire_and_do_not_catch_up():
     # Created disabled: no due time either.
     scheduled({"every": 60}, name="Off", enabled=False)
     assert Schedule.objects.filter(next_tick_at__isnull=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_fire__a_bare_save_stops_and_restarts_the_schedule():
+    """Project code that saves the workflow itself, not through WorkflowService."""
+    wf = scheduled({"every": 60})
+    wf.enabled = False
+    wf.save()
+    assert Schedule.objects.get().next_tick_at is None
+    wf.enabled = True
+    wf.save()
+    next_tick = Schedule.objects.get().next_tick_at
+    assert next_tick is not None and next_tick > timezone.now() - timedelta(seconds=1)
+    assert fire_due(now=next_tick) == 1
+    wf.name = "Renamed"
+    wf.save()  # still enabled: the next tick stays
+    assert Schedule.objects.get().next_tick_at > next_tick
 
 
 @pytest.mark.django_db

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from automate import connections
+from automate import connections, signing
 from automate.models import ConnectionProfile
 from automate_core import secrets
 
@@ -114,3 +114,16 @@ def test_signing_probe__a_connection_looked_up_from_a_loop_is_read_outside_it(wa
     assert found is not None
     assert found.secrets == ("secret://HOOK_OLD",)
     assert asyncio.run(find("missing")) is None
+
+
+def test_signing_probe__postgresql_answers_in_sql_without_reading_the_lists(warm_cache, postgres):
+    """On PostgreSQL the probe is a containment test that returns at most one row, so a
+    credential check costs the same whatever the profiles' lists hold."""
+    another_process_stores("secret://HOOK_NEW", "secret://HOOK_OLD")
+    with CaptureQueriesContext(connection) as captured:
+        assert signing.is_profile_signing_secret("HOOK_NEW")
+        assert not signing.is_profile_signing_secret("API_KEY")
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        assert "@>" in sql and "LIMIT 1" in sql
+        assert not sql.startswith('SELECT "automate_connectionprofile"."webhook_secrets"')

@@ -13,7 +13,7 @@ from automate_llm.calls import build_provider, run_chat
 from automate_llm.models import LLMProfile, LLMUsage
 from automate_llm.retry import RetryPolicy
 from tests.llm.conftest import require_sdk
-from tests.llm.servers import Reply
+from tests.llm.servers import CHAT_COMPLETION, Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -164,16 +164,9 @@ def test_run_chat__a_missing_secret_is_a_configuration_error():
 @override_settings(AUTOMATE=AUTOMATE)
 def test_run_chat__openai_429_then_success_with_a_retry_policy_records_both_calls(server):
     require_sdk("openai", "openai")
-    completion = {
-        "id": "c",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-test",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-    }
+    # Counts that differ from each other, so the row's input and output cannot be swapped.
+    usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+    completion = {**CHAT_COMPLETION, "usage": usage}
     server.add(Reply(429, {"error": {"message": "slow"}}, headers={"Retry-After": "2"}))
     server.add(Reply(200, completion))
     profile = LLMProfile.objects.create(

@@ -18,10 +18,12 @@ from tests.observability.conftest import drain, notify_workflow, send_event
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.observability.urls")]
 
+TOKEN = "scrape-token-for-tests"
+
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
 
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     return parse(response.content.decode())
@@ -43,7 +45,11 @@ def value(samples, name: str, **labels: str) -> float:
 
 @pytest.fixture(autouse=True)
 def fresh_gauges(settings):
-    settings.AUTOMATE = {**settings.AUTOMATE, "METRICS_GAUGE_CACHE_SECONDS": 0}
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "METRICS_GAUGE_CACHE_SECONDS": 0,
+        "METRICS_TOKEN": TOKEN,
+    }
 
 
 def test_metrics__webhooks_runs_steps_and_http_are_counted(
@@ -136,7 +142,7 @@ def test_metrics__host_labels_are_bounded(prometheus, monkeypatch):
 def test_metrics__view_is_404_without_prometheus_client(client, monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     monkeypatch.setattr(metrics, "_m", metrics._UNSET)
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 404
     assert b"prometheus" in response.content
     metrics.webhook("x", 202, 0.1)  # a no-op, not an error

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from automate import runs
 from automate.conf import settings as app_settings
-from automate.models import Workflow
+from automate.models import SCHEDULE_CONNECTOR_KEY, Workflow
 from automate.schedules.models import Schedule, ScheduleTick
 from automate.schedules.spec import ScheduleSpec
 from automate_core.outbox import queue
@@ -32,6 +32,7 @@ __all__ = [
     "SCHEDULE_EVENT_TYPE",
     "fire_due",
     "fire_due_when_due",
+    "follow_enabled",
     "forget_next_due",
     "look_next_poll",
     "set_schedule",
@@ -39,9 +40,9 @@ __all__ = [
 
 logger = logging.getLogger("automate.schedules")
 
-#: The connector key of ticks' outbox items: not a connection key (it starts with "_"), so
-#: no trigger matches it; each tick's run is made with its item.
-SCHEDULE_CONNECTOR_KEY = "_schedule"
+#: The event type of ticks' outbox items. Their connector key, SCHEDULE_CONNECTOR_KEY, is
+#: not a connection key (it starts with "_"), so no trigger matches it; each tick's run is
+#: made with its item.
 SCHEDULE_EVENT_TYPE = "schedule"
 #: How long a schedule whose ticks cannot be computed waits before it is tried again.
 RETRY_BROKEN = timedelta(seconds=60)
@@ -155,6 +156,25 @@ def set_schedule(workflow: Workflow, spec: ScheduleSpec | None, *, replace: bool
     elif schedule.next_tick_at is None:  # enabled again: from now on, no catch-up
         schedule.next_tick_at = schedule.spec().next_after(now)
     schedule.save(update_fields=["next_tick_at", "updated_at"])
+
+
+def follow_enabled(sender: Any, instance: Workflow, raw: bool = False, **kwargs: Any) -> None:
+    """A receiver of workflow saves: the schedule is due only while its workflow is
+    enabled, however the workflow was saved (``WorkflowService`` or a bare ``save()``).
+
+    Enabled again: due from now on, no catch-up. Disabled: not due (a poll would find that
+    out too, but would wake for it). One query when nothing changes; none for ``loaddata``.
+    """
+    if raw:
+        return
+    schedules = Schedule.objects.filter(workflow=instance)
+    if not instance.enabled:
+        schedules.filter(next_tick_at__isnull=False).update(next_tick_at=None)
+        return
+    stopped = schedules.filter(next_tick_at__isnull=True).first()
+    if stopped is not None:
+        stopped.next_tick_at = stopped.spec().next_after(timezone.now())
+        stopped.save(update_fields=["next_tick_at", "updated_at"])
 
 
 def _fire_schedule(pk: int, now: datetime) -> int:
