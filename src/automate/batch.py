@@ -43,6 +43,13 @@ logger = logging.getLogger("automate.dispatch")
 #: every finished one, so a long batch commits its results as it goes, not only at its end.
 FLUSH_SECONDS = 1.0
 
+#: Each workflow version's steps, compiled once per process: a version's steps never
+#: change (a changed workflow gets a new version), so a batch reads them only the first
+#: time. Keyed with the database and the workflow's creation time too, so a workflow
+#: made again under a reused id (a dropped test database) is read afresh.
+_TREES: dict[tuple[str | None, int, int, object], StepTree] = {}
+_TREES_MAX = 512
+
 #: What became of one item of the pass: its runs' outcomes, ``LOST`` (another worker has
 #: it), ``RELEASED`` (the worker is stopping) or the error that kept it from running.
 ItemResult = list[RunOutcome] | Outcome | BaseException
@@ -68,22 +75,30 @@ class ClaimedBatch:
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, items: list[OutboxItem], should_stop: Callable[[], bool] | None) -> None:
+    def __init__(
+        self,
+        items: list[OutboxItem],
+        should_stop: Callable[[], bool] | None,
+        *,
+        checked: bool = False,
+    ) -> None:
         self.items = items
         self.should_stop = should_stop
+        # The caller read the items' leases just now (a claim, or the task's own SELECT):
+        # the check at the start would read the same rows again.
+        self.checked = checked
         self.lease_seconds = automate_settings.OUTBOX_LEASE_SECONDS
         self.renewed_at = self.flushed_at = self.clock()
         self.lost: set[int] = set()
         self.processed: list[ProcessedItem] = []  # not yet settled
         self.settled: set[int] = set()
         self.counts: dict[str, int] = {}
-        self.steps: dict[tuple[int, int], StepTree] = {}
         # Non-idempotent steps' outcomes wait for the next commit (automate.commits).
         self.commits = HandedOn()
 
     def run(self) -> dict[str, int]:
         """Process every item still held, settle them; return how many ended in each state."""
-        held = queue.held(self.items)
+        held = {item.pk for item in self.items} if self.checked else queue.held(self.items)
         self.lost = {item.pk for item in self.items if item.pk not in held}
         todo = [item for item in self.items if item.pk in held]
         item_runs = self.runs_of(todo)
@@ -151,16 +166,13 @@ class ClaimedBatch:
                 # Parked, then resumed by another item, which carries it from then on.
                 outcomes.append(RunOutcome(Outcome.WAITING))
                 continue
-            key = (run.workflow_id, run.workflow_version)
-            if key not in self.steps:
-                self.steps[key] = StepTree.of(run.workflow, run.workflow_version)
             with instrument.run(run, item):
                 outcome = runner.execute_run(
                     run,
                     stop_reason=lambda: self.stop_reason(item),
                     confirm=lambda: queue.renew(item, self.lease_seconds),
                     journal=journal,
-                    steps=self.steps[key],
+                    steps=step_tree(run),
                     commits=commits,
                 )
             if outcome.status == Outcome.LOST:
@@ -209,6 +221,19 @@ class ClaimedBatch:
     def _count(self, status: str, n: int = 1) -> None:
         if n:
             self.counts[str(status)] = self.counts.get(str(status), 0) + n
+
+
+def step_tree(run: WorkflowRun) -> StepTree:
+    """The steps of ``run``'s workflow version, read from the database once per process."""
+    workflow = run.workflow
+    key = (run._state.db, workflow.pk, run.workflow_version, workflow.created_at)
+    tree = _TREES.get(key)
+    if tree is None:
+        tree = StepTree.of(workflow, run.workflow_version)
+        if len(_TREES) >= _TREES_MAX:
+            _TREES.clear()  # versions are few; a process that saw this many starts over
+        _TREES[key] = tree
+    return tree
 
 
 def _settle_all(ours: list[ProcessedItem]) -> list[str]:

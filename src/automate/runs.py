@@ -115,8 +115,12 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     woken = matching.wake_waiters(items)
     by_item, resumed = _existing_runs(items, workflows)
     new = _missing_runs(items, by_item, workflows)
+    fresh: set[int] = set()  # runs this call inserted: they have no step history to read
     if new:
-        for run in _create_runs(new):
+        made = _create_runs(new)
+        if made is new:
+            fresh = {run.pk for run in made}
+        for run in made:
             by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
     runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
     for pk, found in resumed.items():
@@ -126,8 +130,12 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
             runs[pk].append(run)
     if resumes:  # items that resume parked runs (automate.flow.parking)
         runs.update(parking.resumed_runs(resumes))
+    every = [run for found in runs.values() for run in found]
+    for run in every:
+        if run.pk in fresh:
+            run._prefetched_objects_cache = {"step_runs": StepRun.objects.none()}  # type: ignore[attr-defined]
     prefetch_related_objects(
-        [run for found in runs.values() for run in found],
+        [run for run in every if run.pk not in fresh],
         Prefetch("step_runs", queryset=StepRun.objects.order_by("id")),
     )
     return runs
