@@ -67,10 +67,11 @@ class ProcessedItem:
 class ClaimedBatch:
     """One worker's pass over a claimed batch: run each item, settle them together.
 
-    The leases are checked once at the start, renewed for the whole batch whenever a
-    third of the lease has passed, confirmed in the transaction that records a
-    non-idempotent step's start, and checked under lock when results are settled: the
-    results of an item that is no longer ours are dropped, never written.
+    The leases are checked once at the start (unless the caller has just read them:
+    ``checked``), renewed for the whole batch whenever a third of the lease has passed,
+    confirmed in the transaction that records a non-idempotent step's start, and checked
+    under lock when results are settled (for items all done, by the UPDATE that completes
+    them): the results of an item that is no longer ours are dropped, never written.
     """
 
     clock = staticmethod(time.monotonic)
@@ -208,9 +209,15 @@ class ClaimedBatch:
         with transaction.atomic():
             # The calls' outcomes, whether or not their items are still ours.
             self.commits.settle()
-            held = queue.held([p.item for p in processed], lock=True)
-            ours = [p for p in processed if p.item.pk in held and p.result != Outcome.LOST]
-            statuses = _settle_all(ours)
+            if all(_finished(p) for p in processed):
+                held = _complete_held([p.item for p in processed])
+                ours = [p for p in processed if p.item.pk in held]
+                _write_journals(ours)
+                statuses: list[str] = [OutboxStatus.DONE] * len(ours)
+            else:
+                held = queue.held([p.item for p in processed], lock=True)
+                ours = [p for p in processed if p.item.pk in held and p.result != Outcome.LOST]
+                statuses = _settle_all(ours)
         self.commits.settled()
         self.lost |= {p.item.pk for p in processed if p.item.pk not in held}
         self.settled |= {p.item.pk for p in processed}
@@ -236,13 +243,36 @@ def step_tree(run: WorkflowRun) -> StepTree:
     return tree
 
 
-def _settle_all(ours: list[ProcessedItem]) -> list[str]:
-    """Write the items' journals and settle each item (the caller holds the transaction
-    and the items' locks); return each item's new state."""
+def _finished(p: ProcessedItem) -> bool:
+    """Whether the item is done: every run of it ended, or waits parked."""
+    return isinstance(p.result, list) and _all_done(p.result)
+
+
+def _complete_held(items: list[OutboxItem]) -> set[int]:
+    """Mark the items done where they are still ours; return the ids of those.
+
+    The UPDATE that completes them is the lease check and takes their locks, so what
+    their journals hold is written for those alone, in the same transaction: the
+    common case (every item still ours) reads nothing. When some were lost, the rows
+    this UPDATE completed are read back: done under our own lease token."""
+    if queue.complete_many(items) == len(items):
+        return {item.pk for item in items}
+    tokens = {item.pk: item.lease_token for item in items}
+    done = OutboxItem.objects.filter(pk__in=list(tokens), status=OutboxStatus.DONE)
+    return {pk for pk, token in done.values_list("pk", "lease_token") if tokens[pk] == token}
+
+
+def _write_journals(ours: list[ProcessedItem]) -> None:
     journal = Journal()
     for p in ours:
         journal.extend(p.journal)
     journal.write()
+
+
+def _settle_all(ours: list[ProcessedItem]) -> list[str]:
+    """Write the items' journals and settle each item (the caller holds the transaction
+    and the items' locks); return each item's new state."""
+    _write_journals(ours)
     done = [p.item for p in ours if isinstance(p.result, list) and _all_done(p.result)]
     queue.complete_many(done)
     statuses: list[str] = [OutboxStatus.DONE] * len(done)
