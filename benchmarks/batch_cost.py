@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--show", type=int, default=0)
     parser.add_argument("--database", default=DB)
-    parser.add_argument("--profile", type=int, default=0, help="cProfile N batches of 1")
+    parser.add_argument("--profile", type=int, default=0, help="cProfile N batches")
+    parser.add_argument("--profile-size", type=int, default=1)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     url = common.scratch_database(args.database)
@@ -89,8 +90,8 @@ def main() -> None:
         import pstats
 
         profiler = cProfile.Profile(time.process_time)
-        profiler.runcall(lambda: [one_batch(1) for _ in range(args.profile)])
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        profiler.runcall(lambda: [one_batch(args.profile_size) for _ in range(args.profile)])
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     connection.close()
     common.drop_database(args.database)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, Q, prefetch_related_objects
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
 from automate.flow import matching, parking
 from automate.models import (
@@ -133,12 +133,20 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     every = [run for found in runs.values() for run in found]
     for run in every:
         if run.pk in fresh:
-            run._prefetched_objects_cache = {"step_runs": StepRun.objects.none()}  # type: ignore[attr-defined]
+            run._prefetched_objects_cache = {"step_runs": _no_history()}  # type: ignore[attr-defined]
     prefetch_related_objects(
         [run for run in every if run.pk not in fresh],
         Prefetch("step_runs", queryset=StepRun.objects.order_by("id")),
     )
     return runs
+
+
+def _no_history() -> QuerySet[StepRun]:
+    """An empty step history, read as a prefetched one: iterating it compiles no query."""
+    empty = StepRun.objects.none()
+    empty._result_cache = []
+    empty._prefetch_done = True  # type: ignore[attr-defined]
+    return empty
 
 
 def _existing_runs(
