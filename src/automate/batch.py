@@ -43,6 +43,13 @@ logger = logging.getLogger("automate.dispatch")
 #: every finished one, so a long batch commits its results as it goes, not only at its end.
 FLUSH_SECONDS = 1.0
 
+#: Each workflow version's steps, compiled once per process: a version's steps never
+#: change (a changed workflow gets a new version), so a batch reads them only the first
+#: time. Keyed with the database and the workflow's creation time too, so a workflow
+#: made again under a reused id (a dropped test database) is read afresh.
+_TREES: dict[tuple[str | None, int, int, object], StepTree] = {}
+_TREES_MAX = 512
+
 #: What became of one item of the pass: its runs' outcomes, ``LOST`` (another worker has
 #: it), ``RELEASED`` (the worker is stopping) or the error that kept it from running.
 ItemResult = list[RunOutcome] | Outcome | BaseException
@@ -60,30 +67,39 @@ class ProcessedItem:
 class ClaimedBatch:
     """One worker's pass over a claimed batch: run each item, settle them together.
 
-    The leases are checked once at the start, renewed for the whole batch whenever a
-    third of the lease has passed, confirmed in the transaction that records a
-    non-idempotent step's start, and checked under lock when results are settled: the
-    results of an item that is no longer ours are dropped, never written.
+    The leases are checked once at the start (unless the caller has just read them:
+    ``checked``), renewed for the whole batch whenever a third of the lease has passed,
+    confirmed in the transaction that records a non-idempotent step's start, and checked
+    under lock when results are settled (for items all done, by the UPDATE that completes
+    them): the results of an item that is no longer ours are dropped, never written.
     """
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, items: list[OutboxItem], should_stop: Callable[[], bool] | None) -> None:
+    def __init__(
+        self,
+        items: list[OutboxItem],
+        should_stop: Callable[[], bool] | None,
+        *,
+        checked: bool = False,
+    ) -> None:
         self.items = items
         self.should_stop = should_stop
+        # The caller read the items' leases just now (a claim, or the task's own SELECT):
+        # the check at the start would read the same rows again.
+        self.checked = checked
         self.lease_seconds = automate_settings.OUTBOX_LEASE_SECONDS
         self.renewed_at = self.flushed_at = self.clock()
         self.lost: set[int] = set()
         self.processed: list[ProcessedItem] = []  # not yet settled
         self.settled: set[int] = set()
         self.counts: dict[str, int] = {}
-        self.steps: dict[tuple[int, int], StepTree] = {}
         # Non-idempotent steps' outcomes wait for the next commit (automate.commits).
         self.commits = HandedOn()
 
     def run(self) -> dict[str, int]:
         """Process every item still held, settle them; return how many ended in each state."""
-        held = queue.held(self.items)
+        held = {item.pk for item in self.items} if self.checked else queue.held(self.items)
         self.lost = {item.pk for item in self.items if item.pk not in held}
         todo = [item for item in self.items if item.pk in held]
         item_runs = self.runs_of(todo)
@@ -151,16 +167,13 @@ class ClaimedBatch:
                 # Parked, then resumed by another item, which carries it from then on.
                 outcomes.append(RunOutcome(Outcome.WAITING))
                 continue
-            key = (run.workflow_id, run.workflow_version)
-            if key not in self.steps:
-                self.steps[key] = StepTree.of(run.workflow, run.workflow_version)
             with instrument.run(run, item):
                 outcome = runner.execute_run(
                     run,
                     stop_reason=lambda: self.stop_reason(item),
                     confirm=queue.Renewal(item, self.lease_seconds),
                     journal=journal,
-                    steps=self.steps[key],
+                    steps=step_tree(run),
                     commits=commits,
                 )
             if outcome.status == Outcome.LOST:
@@ -196,9 +209,15 @@ class ClaimedBatch:
         with transaction.atomic():
             # The calls' outcomes, whether or not their items are still ours.
             self.commits.settle()
-            held = queue.held([p.item for p in processed], lock=True)
-            ours = [p for p in processed if p.item.pk in held and p.result != Outcome.LOST]
-            statuses = _settle_all(ours)
+            if all(_finished(p) for p in processed):
+                held = _complete_held([p.item for p in processed])
+                ours = [p for p in processed if p.item.pk in held]
+                _write_journals(ours)
+                statuses: list[str] = [OutboxStatus.DONE] * len(ours)
+            else:
+                held = queue.held([p.item for p in processed], lock=True)
+                ours = [p for p in processed if p.item.pk in held and p.result != Outcome.LOST]
+                statuses = _settle_all(ours)
         self.commits.settled()
         self.lost |= {p.item.pk for p in processed if p.item.pk not in held}
         self.settled |= {p.item.pk for p in processed}
@@ -211,13 +230,49 @@ class ClaimedBatch:
             self.counts[str(status)] = self.counts.get(str(status), 0) + n
 
 
-def _settle_all(ours: list[ProcessedItem]) -> list[str]:
-    """Write the items' journals and settle each item (the caller holds the transaction
-    and the items' locks); return each item's new state."""
+def step_tree(run: WorkflowRun) -> StepTree:
+    """The steps of ``run``'s workflow version, read from the database once per process."""
+    workflow = run.workflow
+    key = (run._state.db, workflow.pk, run.workflow_version, workflow.created_at)
+    tree = _TREES.get(key)
+    if tree is None:
+        tree = StepTree.of(workflow, run.workflow_version)
+        if len(_TREES) >= _TREES_MAX:
+            _TREES.clear()  # versions are few; a process that saw this many starts over
+        _TREES[key] = tree
+    return tree
+
+
+def _finished(p: ProcessedItem) -> bool:
+    """Whether the item is done: every run of it ended, or waits parked."""
+    return isinstance(p.result, list) and _all_done(p.result)
+
+
+def _complete_held(items: list[OutboxItem]) -> set[int]:
+    """Mark the items done where they are still ours; return the ids of those.
+
+    The UPDATE that completes them is the lease check and takes their locks, so what
+    their journals hold is written for those alone, in the same transaction: the
+    common case (every item still ours) reads nothing. When some were lost, the rows
+    this UPDATE completed are read back: done under our own lease token."""
+    if queue.complete_many(items) == len(items):
+        return {item.pk for item in items}
+    tokens = {item.pk: item.lease_token for item in items}
+    done = OutboxItem.objects.filter(pk__in=list(tokens), status=OutboxStatus.DONE)
+    return {pk for pk, token in done.values_list("pk", "lease_token") if tokens[pk] == token}
+
+
+def _write_journals(ours: list[ProcessedItem]) -> None:
     journal = Journal()
     for p in ours:
         journal.extend(p.journal)
     journal.write()
+
+
+def _settle_all(ours: list[ProcessedItem]) -> list[str]:
+    """Write the items' journals and settle each item (the caller holds the transaction
+    and the items' locks); return each item's new state."""
+    _write_journals(ours)
     done = [p.item for p in ours if isinstance(p.result, list) and _all_done(p.result)]
     queue.complete_many(done)
     statuses: list[str] = [OutboxStatus.DONE] * len(done)

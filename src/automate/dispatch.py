@@ -91,7 +91,10 @@ def process_item(item: OutboxItem, *, should_stop: Callable[[], bool] | None = N
 
 
 def process_batch(
-    items: list[OutboxItem], *, should_stop: Callable[[], bool] | None = None
+    items: list[OutboxItem],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    checked: bool = False,
 ) -> dict[str, int]:
     """Process claimed items in order; return how many ended in each state (an outbox
     status, ``lost`` or ``released``).
@@ -100,12 +103,17 @@ def process_batch(
     and whenever an item finishes :data:`FLUSH_SECONDS` or more after the last settlement
     (see :mod:`automate.batch`). Outgoing-webhook deliveries are sent by
     :mod:`automate.outgoing.delivery` instead, before the batch's workflows.
+
+    ``checked``: the caller has just read the items' leases (it claimed them, or selected
+    them by their tokens), so the batch does not read them again before it starts; the
+    leases are still confirmed before each non-idempotent call and when results settle.
     """
     deliveries = [item for item in items if delivery.is_delivery(item)]
     if not deliveries:
-        return ClaimedBatch(items, should_stop).run()
+        return ClaimedBatch(items, should_stop, checked=checked).run()
     counts = delivery.deliver_batch(deliveries, should_stop=should_stop)
     rest = [item for item in items if not delivery.is_delivery(item)]
+    # The deliveries took their time: the rest's leases are read again before they start.
     for status, n in (ClaimedBatch(rest, should_stop).run() if rest else {}).items():
         counts[status] = counts.get(status, 0) + n
     return counts

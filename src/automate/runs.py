@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, Q, prefetch_related_objects
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
 from automate.flow import matching, parking
 from automate.models import (
@@ -109,8 +109,12 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     woken = matching.wake_waiters(items)
     by_item, resumed = _existing_runs(items, workflows)
     new = _missing_runs(items, by_item, workflows)
+    fresh: set[int] = set()  # runs this call inserted: they have no step history to read
     if new:
-        for run in _create_runs(new):
+        made = _create_runs(new)
+        if made is new:
+            fresh = {run.pk for run in made}
+        for run in made:
             by_item[run.outbox_item_id][run.workflow_id] = run  # type: ignore[index]
     runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
     for pk, found in resumed.items():
@@ -120,11 +124,23 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
             runs[pk].append(run)
     if resumes:  # items that resume parked runs (automate.flow.parking)
         runs.update(parking.resumed_runs(resumes))
+    every = [run for found in runs.values() for run in found]
+    for run in every:
+        if run.pk in fresh:
+            run._prefetched_objects_cache = {"step_runs": _no_history()}  # type: ignore[attr-defined]
     prefetch_related_objects(
-        [run for found in runs.values() for run in found],
+        [run for run in every if run.pk not in fresh],
         Prefetch("step_runs", queryset=StepRun.objects.order_by("id")),
     )
     return runs
+
+
+def _no_history() -> QuerySet[StepRun]:
+    """An empty step history, read as a prefetched one: iterating it compiles no query."""
+    empty = StepRun.objects.none()
+    empty._result_cache = []
+    empty._prefetch_done = True  # type: ignore[attr-defined]
+    return empty
 
 
 def _existing_runs(

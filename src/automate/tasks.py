@@ -27,7 +27,7 @@ def process_items(leases: list[list]) -> dict[str, int]:
         OutboxItem.objects.filter(pk__in=list(by_id), status=OutboxStatus.LEASED).order_by("id")
     )
     mine = [item for item in items if item.lease_token == by_id[item.pk]]
-    counts = dispatch.process_batch(mine)
+    counts = dispatch.process_batch(mine, checked=True)  # read just above
     skipped = len(by_id) - len(mine)
     if skipped:
         counts["skipped"] = skipped
@@ -38,4 +38,4 @@ def process_items(leases: list[list]) -> dict[str, int]:
 def dispatch_batch(batch: int | None = None) -> dict[str, int]:
     """Claim a batch and process it here: what a newly accepted event triggers."""
     items = dispatch.claim(batch, worker=dispatch.worker_name("celery"))
-    return dispatch.process_batch(items) if items else {}
+    return dispatch.process_batch(items, checked=True) if items else {}

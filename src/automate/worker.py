@@ -84,7 +84,7 @@ class EmbeddedWorker:
             self.wake_event.wait(poll)
             self.wake_event.clear()
             return True
-        counts = dispatch.process_batch(items, should_stop=self.stop_event.is_set)
+        counts = dispatch.process_batch(items, should_stop=self.stop_event.is_set, checked=True)
         with self._lock:
             for key, value in counts.items():
                 self.counts[key] = self.counts.get(key, 0) + value

@@ -1,0 +1,126 @@
+"""What a claimed batch costs the worker in statements, pinned: a fixed number per batch,
+whatever its size, and none of it spent reading again what the worker already knows.
+
+The path is the Celery task's (``automate.tasks.process_items``), which the pipeline
+runs. Under the test's transaction Django turns each ``atomic`` into a savepoint, so the
+counts include SAVEPOINT/RELEASE where a worker sends BEGIN/COMMIT: the same number.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from automate import batch, dispatch, tasks
+from automate.models import RunStatus, StepRun, WorkflowRun
+from automate.services import WorkflowService
+from automate.steps import StepContext, StepExecutor, StepResult
+from automate.steps.base import StrictConfig
+from automate.steps.registry import steps as step_registry
+from automate_core.outbox import queue
+
+pytestmark = pytest.mark.django_db
+
+#: A batch of new events through two idempotent steps: the task's SELECT of its items;
+#: the wait_for_event match paths, the items' existing runs, the matching workflows;
+#: the runs' INSERT in its transaction (3); the settlement's transaction: the step
+#: records' INSERT, the runs' UPDATE, the items' UPDATE, which checks their leases (5).
+STATEMENTS_PER_BATCH = 12
+
+
+class NoopStep(StepExecutor):
+    key = "cost_noop"
+    config_model = StrictConfig
+    idempotent = True
+
+    def execute(self, config: StrictConfig, ctx: StepContext) -> StepResult:  # type: ignore[override]
+        return StepResult(output={"step": ctx.step_name})
+
+
+@pytest.fixture(autouse=True)
+def noop():
+    step_registry.register(NoopStep)
+    yield
+    step_registry.unregister("cost_noop")
+
+
+def workflow(*names: str):
+    steps = [{"name": name, "type": "cost_noop", "config": {}} for name in names]
+    return WorkflowService().create_workflow(name="Cost", steps=steps, trigger="cost_source")
+
+
+def run_batch(size: int, start: int) -> list[str]:
+    """Enqueue ``size`` events, claim them, run the task on them; return its statements."""
+    for n in range(start, start + size):
+        queue.enqueue("cost_source", event_type="e", payload={"n": n}, trace_id=f"t{n}")
+    items = dispatch.claim(size)
+    assert len(items) == size
+    with CaptureQueriesContext(connection) as captured:
+        assert tasks.process_items([[i.pk, i.lease_token] for i in items]) == {"done": size}
+    return [q["sql"] for q in captured.captured_queries]
+
+
+def test_batch_cost__statements_per_batch_are_pinned_whatever_its_size():
+    workflow("First", "Second")
+    run_batch(1, 0)  # the first batch of the process reads the version's steps
+    # (Not 100 on SQLite: Django splits its INSERTs there at the backend's variable limit.)
+    counts = {size: len(run_batch(size, 100 * size)) for size in (1, 10, 40)}
+    assert counts == {1: STATEMENTS_PER_BATCH, 10: STATEMENTS_PER_BATCH, 40: STATEMENTS_PER_BATCH}
+    assert WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() == 52
+    assert StepRun.objects.filter(status="succeeded").count() == 104
+
+
+def test_batch_cost__nothing_is_read_twice():
+    workflow("First", "Second")
+    run_batch(1, 0)
+    sqls = run_batch(10, 100)
+    leases = [s for s in sqls if 'FROM "automate_core_outboxitem"' in s and s.startswith("SELECT")]
+    # The task's own SELECT alone: the settlement's UPDATE checks the leases.
+    assert len(leases) == 1, leases
+    # The steps of a workflow version are compiled once per process, not once per batch.
+    assert not [s for s in sqls if s.startswith('SELECT "automate_workflowstep"."id"')]
+    # Runs the batch has just made have no step history to read.
+    assert not [s for s in sqls if s.startswith("SELECT") and 'FROM "automate_steprun"' in s]
+
+
+def test_batch_cost__a_new_version_runs_its_own_steps():
+    made = workflow("First", "Second")
+    run_batch(1, 0)
+    WorkflowService().update_workflow(
+        made, steps=[{"name": "Only", "type": "cost_noop", "config": {}}]
+    )
+    run_batch(1, 1)
+    latest = WorkflowRun.objects.order_by("-id").first()
+    assert latest is not None and latest.workflow_version == 2
+    assert list(latest.step_runs.values_list("step__name", flat=True)) == ["Only"]
+
+
+def test_batch_cost__a_retried_run_reads_its_history():
+    """A run that exists already (a retry, a resumed crash) still gets its step records."""
+    workflow("First", "Second")
+    queue.enqueue("cost_source", event_type="e", payload={"n": 0}, trace_id="t0")
+    items = dispatch.claim(1)
+    from automate import runs
+
+    run = runs.ensure_runs(items[0])[0]
+    first = run.workflow.all_steps_of(run.workflow_version).get(name="First")
+    StepRun.objects.create(run=run, step=first, attempt=1, status="succeeded", output={"x": 1})
+    assert tasks.process_items([[items[0].pk, items[0].lease_token]]) == {"done": 1}
+    # First's earlier success is reused, not run again.
+    assert StepRun.objects.filter(run=run, step=first).count() == 1
+    assert StepRun.objects.filter(run=run, step__name="Second", status="succeeded").count() == 1
+
+
+def test_batch_cost__step_trees_are_bounded(monkeypatch):
+    monkeypatch.setattr(batch, "_TREES", {})
+    monkeypatch.setattr(batch, "_TREES_MAX", 1)
+    workflow("First")
+    run_batch(1, 0)
+    WorkflowService().create_workflow(
+        name="Cost 2",
+        steps=[{"name": "A", "type": "cost_noop", "config": {}}],
+        trigger="cost_source",
+    )
+    run_batch(1, 1)
+    assert len(batch._TREES) == 1
