@@ -206,6 +206,22 @@ def test_fire__a_bare_save_stops_and_restarts_the_schedule():
 
 
 @pytest.mark.django_db
+def test_fire__a_bare_save_of_a_broken_schedule_saves_and_retries_it_later(caplog):
+    wf = scheduled({"every": 60})
+    wf.enabled = False
+    wf.save()
+    Schedule.objects.filter(workflow=wf).update(
+        cron="0 9 * * *", every_seconds=None, timezone="Nowhere/Gone"
+    )
+    wf.enabled = True
+    before = timezone.now()
+    wf.save()  # does not raise: the schedule is the poll's to retry
+    next_tick = Schedule.objects.get().next_tick_at
+    assert before + timedelta(seconds=59) <= next_tick <= timezone.now() + timedelta(seconds=61)
+    assert "has no next tick" in caplog.text
+
+
+@pytest.mark.django_db
 def test_update_workflow__replaces_or_removes_the_schedule():
     service = WorkflowService()
     wf = scheduled({"every": 60})

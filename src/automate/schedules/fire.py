@@ -172,9 +172,17 @@ def follow_enabled(sender: Any, instance: Workflow, raw: bool = False, **kwargs:
         schedules.filter(next_tick_at__isnull=False).update(next_tick_at=None)
         return
     stopped = schedules.filter(next_tick_at__isnull=True).first()
-    if stopped is not None:
-        stopped.next_tick_at = stopped.spec().next_after(timezone.now())
-        stopped.save(update_fields=["next_tick_at", "updated_at"])
+    if stopped is None:
+        return
+    now = timezone.now()
+    try:
+        stopped.next_tick_at = stopped.spec().next_after(now)
+    except Exception:
+        # The workflow's save must not fail for its schedule (a time zone gone from the
+        # system): the poll tries it in a minute and logs it as fire_due does.
+        logger.exception("schedule %s has no next tick; trying again in a minute", stopped.pk)
+        stopped.next_tick_at = now + RETRY_BROKEN
+    stopped.save(update_fields=["next_tick_at", "updated_at"])
 
 
 def _fire_schedule(pk: int, now: datetime) -> int:
