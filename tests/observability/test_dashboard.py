@@ -47,6 +47,25 @@ def test_dashboard__old_rows_are_outside_the_window(db):
     assert sum(dashboard.collect("day")["received"]) == 1
 
 
+def test_dashboard__a_chart_links_to_every_row_of_its_window(client, db):
+    """The day window always spans two dates: its link lists the rows of both."""
+    from automate_core.models import OutboxItem
+
+    OutboxItem.objects.create(connector_key="a", trace_id="t")
+    OutboxItem.objects.create(
+        connector_key="b", trace_id="t", created_at=timezone.now() - timedelta(hours=23)
+    )
+    OutboxItem.objects.create(
+        connector_key="c", trace_id="t", created_at=timezone.now() - timedelta(hours=25)
+    )
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    page = client.get("/admin/automate/overview/?window=day")
+    [chart] = [c for c in page.context["charts"] if c["id"] == "events"]
+    listed = client.get(chart["link"])
+    assert listed.status_code == 200  # not the admin's redirect to ?e=1 for a bad filter
+    assert listed.context["cl"].result_count == 2
+
+
 def test_dashboard__svg_escapes_labels():
     svg = dashboard.svg_bars([("<b>", [1, 2], "#000")], ["<x>", "y"], "t&t")
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "t&amp;t" in svg
@@ -78,7 +97,7 @@ def test_dashboard__page_renders_charts_and_links(client, target, loopback, csrf
     html = page.content.decode()
     assert html.count("automate-chart") == 4
     assert 'class="bar"' in html
-    assert "/admin/automate/workflowrun/?status__exact=completed&amp;created_at__year=" in html
-    assert "/admin/automate_core/outboxitem/?created_at__year=" in html
+    assert "/admin/automate/workflowrun/?status__exact=completed&amp;created_at__gte=" in html
+    assert "/admin/automate_core/outboxitem/?created_at__gte=" in html
     assert "Notify" in html  # slowest steps
     assert client.get("/admin/automate/overview/?window=day").status_code == 200
