@@ -38,17 +38,9 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
 
     from automate import dispatch, tasks
-    from automate.services import WorkflowService
     from automate_core.outbox import queue
 
-    WorkflowService().create_workflow(
-        name="Bench no-ops",
-        trigger={"connector": "github", "events": ["pull_request"]},
-        steps=[
-            {"name": "First", "type": "bench_noop", "config": {}},
-            {"name": "Second", "type": "bench_noop", "config": {}},
-        ],
-    )
+    common.create_noop_workflow("Bench no-ops", "pull_request")
     counter = 0
 
     def one_batch(size: int) -> tuple[int, float, list[str]]:

@@ -30,17 +30,9 @@ def main() -> None:
     from pyinstrument import Profiler
 
     from automate import dispatch
-    from automate.services import WorkflowService
     from automate_core.outbox import queue
 
-    WorkflowService().create_workflow(
-        name="Bench no-ops",
-        trigger={"connector": "github", "events": ["pull_request"]},
-        steps=[
-            {"name": "First", "type": "bench_noop", "config": {}},
-            {"name": "Second", "type": "bench_noop", "config": {}},
-        ],
-    )
+    common.create_noop_workflow("Bench no-ops", "pull_request")
     for n in range(args.events + 1):
         queue.enqueue(
             "github",
