@@ -218,6 +218,12 @@ def test_grouped__a_database_error_on_a_start_fails_that_item_and_keeps_the_held
         return renew(item, seconds)
 
     monkeypatch.setattr(queue, "renew", broken_for_second)
+    assert_the_second_item_failed_on_its_start(probe)
+
+
+def assert_the_second_item_failed_on_its_start(probe) -> None:
+    """Two items of two non-idempotent steps, the second's first start broken: the first
+    is done, the second failed with no call made and no record written."""
     assert dispatch.process_batch(dispatch.claim(10)) == {"done": 1, "failed": 1}
     assert [s["step"] for s in probe.seen] == ["S1", "S2"]  # no call without its record
     rows = StepRun.objects.values_list("run__outbox_item__payload__n", "step__name", "status")

@@ -191,12 +191,7 @@ def test_one_statement__a_database_error_fails_the_item_and_keeps_the_held_outco
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(broken_for_second):
-        assert dispatch.process_batch(dispatch.claim(10)) == {"done": 1, "failed": 1}
-    assert [s["step"] for s in probe.seen] == ["S1", "S2"]  # no call without its record
-    rows = StepRun.objects.values_list("run__outbox_item__payload__n", "step__name", "status")
-    assert sorted(rows) == [(0, "S1", "succeeded"), (0, "S2", "succeeded")]
-    failed = OutboxItem.objects.get(payload__n=1)
-    assert failed.last_error["message"] == "OperationalError: the server closed the connection"
+        grouped.assert_the_second_item_failed_on_its_start(probe)
 
 
 def test_one_statement__inside_a_transaction_the_start_is_a_transaction_of_its_own(probe):
