@@ -165,13 +165,16 @@ def crash_repeatedly(
     seed: int = 7,
     pause: float = 0.3,
     state: Callable[[], str] = lambda: "",
+    out_of_work: Callable[[], bool] = lambda: False,
 ) -> str:
     """Start a worker, SIGKILL it mid-work ``kills`` times, then let a last one finish.
 
     Each kill comes when ``progress()`` has grown since the worker started, after a random
-    pause of up to ``pause`` s (``seed`` makes the pauses repeatable). The last worker
-    has ``within`` s until ``finished()``; a timeout reports ``state()`` and the worker's
-    stderr. Returns what the last worker wrote on stderr.
+    pause of up to ``pause`` s (``seed`` makes the pauses repeatable); the kills stop
+    early once ``out_of_work()`` says nothing is left to interrupt (a worker fast enough
+    to finish the work before the last kill has nothing left to progress on). The last
+    worker has ``within`` s until ``finished()``; a timeout reports ``state()`` and the
+    worker's stderr. Returns what the last worker wrote on stderr.
     """
     chance = random.Random(seed)
     worker = start_worker()
@@ -179,9 +182,13 @@ def crash_repeatedly(
         for _ in range(kills):
             seen = progress()
             try:
-                wait_for(lambda s=seen: progress() > s, 60, "the worker to progress")
+                wait_for(
+                    lambda s=seen: progress() > s or out_of_work(), 60, "the worker to progress"
+                )
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; worker stderr: {stop(worker)[-3000:]}") from None
+            if out_of_work():
+                break
             time.sleep(chance.uniform(0, pause))
             stop(worker, signal.SIGKILL)
             worker = start_worker()
