@@ -279,3 +279,21 @@ def test_leases__held_renew_and_renew_many_see_only_our_tokens():
     assert after[items[2].pk] == before[items[2].pk]  # not ours: left alone
     assert queue.renew(items[0]) and not queue.renew(items[2])
     assert queue.held([]) == set()
+
+
+@pytest.mark.django_db
+def test_leases__renewal_sql_renews_our_lease_and_returns_nothing_for_another_s():
+    """The statement a non-idempotent start embeds (automate.commits) is renew() itself."""
+    for n in range(2):
+        queue.enqueue("github", payload={"n": n}, trace_id=f"t-renewal-{n}")
+    ours, theirs = queue.claim(10, lease_seconds=30)
+    OutboxItem.objects.filter(pk=theirs.pk).update(lease_token="another-worker")
+    before = dict(OutboxItem.objects.values_list("pk", "lease_expires_at"))
+    with connection.cursor() as cursor:
+        cursor.execute(*queue.Renewal(ours, 600).sql(connection))
+        assert cursor.fetchall() == [(1,)]
+        cursor.execute(*queue.Renewal(theirs, 600).sql(connection))
+        assert cursor.fetchall() == []
+    after = dict(OutboxItem.objects.values_list("pk", "lease_expires_at"))
+    assert after[ours.pk] >= before[ours.pk] + timedelta(seconds=500)
+    assert after[theirs.pk] == before[theirs.pk]
