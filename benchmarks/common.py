@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -227,6 +227,32 @@ def create_noop_workflow(name: str, event_type: str, *, idempotent: bool = True)
     WorkflowService().create_workflow(
         name=name, trigger={"connector": "github", "events": [event_type]}, steps=steps
     )
+
+
+def enqueue_noop_events(prefix: str, event_type: str, numbers: Iterable[int]) -> None:
+    """Enqueue a GitHub ``event_type`` event (external id ``<prefix>-<n>``) for each ``n``
+    of ``numbers``, one ``queue.enqueue`` each, as a webhook would; then close this
+    process's database connection.
+
+    Fits :func:`produce` as it is, through ``functools.partial(enqueue_noop_events, prefix,
+    event_type)``: a forked producer must not leave its connection open. Enqueuing the same
+    ``prefix`` and numbers again sends repeats, which the outbox deduplicates.
+    """
+    import uuid
+
+    from django.db import connection
+
+    from automate_core.outbox import queue
+
+    for n in numbers:
+        queue.enqueue(
+            "github",
+            event_type=event_type,
+            payload={"action": "opened", "number": n},
+            external_id=f"{prefix}-{n}",
+            trace_id=uuid.uuid4().hex,
+        )
+    connection.close()
 
 
 def start_pipeline_workers(

@@ -1,6 +1,6 @@
 """Outgoing webhooks: deliveries per second to a loopback endpoint, beside the pipeline.
 
-    python -m benchmarks.outgoing [--messages 2000] [--threads 2]
+    python -m benchmarks.outgoing [--messages 2000] [--threads 2] [--database NAME]
 
 In the same run, on the same PostgreSQL and with the same embedded worker
 (``EmbeddedWorker(threads=--threads).run(once=True)``, what ``manage.py automate_worker``
@@ -93,20 +93,16 @@ def deliveries(messages: int, threads: int, port: int) -> float:
 
 
 def pipeline(events: int, threads: int) -> float:
-    import uuid
-
     from automate.models import RunStatus, WorkflowRun
     from automate.services import WorkflowService
     from automate_core.models import OutboxItem
-    from automate_core.outbox import queue
 
     WorkflowService().create_workflow(
         name="Bench noop",
         trigger={"connector": "github", "events": ["push"]},
         steps=[{"name": "Noop", "type": "bench_noop", "config": {}}],
     )
-    for n in range(events):
-        queue.enqueue("github", event_type="push", payload={"n": n}, trace_id=uuid.uuid4().hex)
+    common.enqueue_noop_events("plain", "push", range(events))
     elapsed = drain(threads)
     assert not OutboxItem.objects.filter(connector_key="github").exclude(status="done").exists()
     assert WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() == events
@@ -123,8 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--database", default=DB, help="scratch database (dropped at the end)")
     args = parser.parse_args()
-    url = common.scratch_database(DB)
+    url = common.scratch_database(args.database)
     port = common.free_port()
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
     try:
@@ -138,7 +135,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        common.drop_database(DB)
+        common.drop_database(args.database)
     body = common.table(
         ["what", "items", "worker threads", "items/s"],
         [

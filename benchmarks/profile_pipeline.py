@@ -1,6 +1,6 @@
 """Where one worker's time goes: pyinstrument over claim + process_batch, in process.
 
-    python -m benchmarks.profile_pipeline [--events 300]
+    python -m benchmarks.profile_pipeline [--events 300] [--database NAME]
 
 Enqueues ``--events`` events for the two-step no-op workflow, prints the statements one
 event costs, then drains the outbox with the code a Celery task runs
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 
 from benchmarks import common
 
@@ -22,25 +21,18 @@ DB = "automate_bench_profile"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--database", default=DB, help="scratch database (dropped at the end)")
     args = parser.parse_args()
-    url = common.scratch_database(DB)
+    url = common.scratch_database(args.database)
     common.migrate_and_setup(url)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from pyinstrument import Profiler
 
     from automate import dispatch
-    from automate_core.outbox import queue
 
     common.create_noop_workflow("Bench no-ops", "pull_request")
-    for n in range(args.events + 1):
-        queue.enqueue(
-            "github",
-            event_type="pull_request",
-            payload={"n": n},
-            external_id=f"p-{n}",
-            trace_id=uuid.uuid4().hex,
-        )
+    common.enqueue_noop_events("p", "pull_request", range(args.events + 1))
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_commit_probe (id serial, v int)")
         started = time.perf_counter()
@@ -75,7 +67,7 @@ def main() -> None:
     print(f"{done} events in {elapsed:.1f} s: {elapsed / done * 1000:.1f} ms per event")
     common.print_profile(profiler)
     connection.close()
-    common.drop_database(DB)
+    common.drop_database(args.database)
 
 
 if __name__ == "__main__":

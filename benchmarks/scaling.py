@@ -55,7 +55,6 @@ import uuid
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.pipeline import _enqueue
 
 DB = "automate_bench_scaling"
 EVENT = "pull_request"
@@ -263,7 +262,7 @@ def end_to_end(url: str, count: int, events: int, mark: int, args) -> float:
     workers = Workers("embedded", count, url, args)
     try:
         started = time.perf_counter()
-        send = functools.partial(_enqueue, f"e2e-{uuid.uuid4().hex[:8]}", EVENT)
+        send = functools.partial(common.enqueue_noop_events, f"e2e-{uuid.uuid4().hex[:8]}", EVENT)
         common.produce(send, events, args.producers)
         wait = functools.partial(_settled, mark, events)
         common.wait_for(wait, args.timeout, "every run to complete", step=POLL)
@@ -310,7 +309,7 @@ def _enqueue_rate(prefix: str, events: int, producers: int) -> float:
 
     connections.close_all()
     started = time.perf_counter()
-    common.produce(functools.partial(_enqueue, prefix, EVENT), events, producers)
+    common.produce(functools.partial(common.enqueue_noop_events, prefix, EVENT), events, producers)
     return events / (time.perf_counter() - started)
 
 

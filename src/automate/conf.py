@@ -145,8 +145,9 @@ class AutomateSettings(AppSettings):
     METRICS_GAUGE_CACHE_SECONDS: float = setting(5.0, minimum=0)
     # Who may read /metrics (automate.metrics.metrics_view). METRICS_TOKEN: the bearer
     # token Prometheus sends (a secret:// reference or the value); when set, it is
-    # required. METRICS_PUBLIC: without a token, serve anyone who reaches the URL (keep it
-    # behind a network restriction). With neither, only DEBUG and staff users see it.
+    # required, by automate_worker --metrics-port too. METRICS_PUBLIC: without a token,
+    # serve anyone who reaches the URL (keep it behind a network restriction). With
+    # neither, only DEBUG and staff users see it.
     METRICS_TOKEN: str = ""
     METRICS_PUBLIC: bool = False
 

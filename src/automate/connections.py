@@ -11,6 +11,8 @@ A profile row (``ConnectionProfile``) wins over ``AUTOMATE["CONNECTORS"][key]`` 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -90,21 +92,46 @@ def _load_off_loop(load: Callable[[], T]) -> T:
     An async client's per-request credential check reads the signing secret references
     (:func:`signing_secret_references`) in the loop; once their entry has expired, reading
     the table there would raise ``SynchronousOnlyOperation``. The loop waits for that one
-    read (once per ``CONNECTION_CACHE_SECONDS``), whose connection is closed with its thread.
+    read (once per ``CONNECTION_CACHE_SECONDS``), made by the process's loader thread.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return load()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="automate-connections") as pool:
-        return pool.submit(_load_and_close, load).result()
+    return _loader().submit(_load_and_close, load).result()
 
 
 def _load_and_close(load: Callable[[], T]) -> T:
+    # The loader thread outlives the read by a cache period or more: a connection kept
+    # open that long would be stale (nothing calls close_old_connections here).
     try:
         return load()
     finally:
         connections.close_all()
+
+
+#: The thread those reads run in, made for the first, rather than a pool started and
+#: joined per expired entry. One is enough: a read is short and its loop waits for it.
+_loader_pool: ThreadPoolExecutor | None = None
+_loader_lock = threading.Lock()
+
+
+def _loader() -> ThreadPoolExecutor:
+    global _loader_pool
+    with _loader_lock:
+        if _loader_pool is None:
+            _loader_pool = ThreadPoolExecutor(1, thread_name_prefix="automate-connections")
+        return _loader_pool
+
+
+def _forget_loader() -> None:
+    """In a forked child the parent's loader thread does not run, but its pool, believing
+    it idle, would take work for it and never do it: the child makes its own."""
+    global _loader_pool, _loader_lock
+    _loader_pool, _loader_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loader)
 
 
 #: Connections by URL key (``None``: no such connection).

@@ -12,7 +12,8 @@ the URL: keep it behind a network restriction). With neither it answers 403, exc
 ``DEBUG`` and to a logged-in staff user: metric labels name workflows, connectors and the
 hosts the project calls, which is worth keeping from the internet by default.
 
-or let ``manage.py automate_worker --metrics-port 9100`` serve the same page. Under
+or let ``manage.py automate_worker --metrics-port 9100`` serve the same page (it asks for
+``METRICS_TOKEN`` too, when set: :func:`serve`). Under
 gunicorn or Celery prefork set ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory, the
 same for every process of a host) before the processes start: a scrape then sums them.
 
@@ -24,10 +25,14 @@ index and the runs' status index), cached ``AUTOMATE["METRICS_GAUGE_CACHE_SECOND
 from __future__ import annotations
 
 import hmac
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.conf import settings as django_settings
 from django.db import connection
@@ -163,6 +168,10 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
+#: What a 401 answers, for a client that would ask how to authenticate.
+_CHALLENGE = 'Bearer realm="metrics"'
+
+
 def _refusal(request: HttpRequest) -> HttpResponse | None:
     """None when the request may read the metrics, else the response that refuses it."""
     if _is_staff(request):
@@ -176,22 +185,30 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
             'Set AUTOMATE["METRICS_TOKEN"] (a bearer token for Prometheus) or '
             'AUTOMATE["METRICS_PUBLIC"] = True to serve the metrics.',
         )
+    refused = _token_refusal(token, request.headers.get("Authorization", ""))
+    if refused is None:
+        return None
+    response = _text(*refused)
+    if refused[0] == 401:
+        response["WWW-Authenticate"] = _CHALLENGE
+    return response
+
+
+def _token_refusal(token: str, authorization: str) -> tuple[int, str] | None:
+    """None when ``authorization`` (the header) carries the bearer ``token`` (the
+    ``METRICS_TOKEN`` setting, resolved now: a rotated secret counts at once), else the
+    status and message that refuse it."""
     try:
         expected = resolve(token)
     except SecretNotFound:
         expected = ""
     if not expected:  # an empty token would let an empty header in
-        return _text(503, 'AUTOMATE["METRICS_TOKEN"] names no secret a backend holds.')
-    if hmac.compare_digest(_bearer(request).encode(), expected.encode()):
+        return 503, 'AUTOMATE["METRICS_TOKEN"] names no secret a backend holds.'
+    scheme, _, credentials = authorization.partition(" ")
+    given = credentials.strip() if scheme.lower() == "bearer" else ""
+    if hmac.compare_digest(given.encode(), expected.encode()):
         return None
-    refused = _text(401, "A valid bearer token is required.")
-    refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
-    return refused
-
-
-def _bearer(request: HttpRequest) -> str:
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else ""
+    return 401, "A valid bearer token is required."
 
 
 def _is_staff(request: HttpRequest) -> bool:
@@ -205,11 +222,60 @@ def _text(status: int, message: str) -> HttpResponse:
 
 def serve(port: int, addr: str = "127.0.0.1") -> Any:
     """Serve the scrape page on ``addr:port`` from a daemon thread (``automate_worker
-    --metrics-port``). Returns the server, or None without ``prometheus_client``."""
+    --metrics-port``). Returns the server, or None without ``prometheus_client``.
+
+    When ``AUTOMATE["METRICS_TOKEN"]`` is set, a scrape must carry it, as for
+    :func:`metrics_view` (401 without it, 503 when it names no secret). Without one the
+    page is served to whoever reaches the address: there are no staff users here, and
+    the address (loopback by default) is the restriction ``METRICS_PUBLIC`` stands for.
+    """
     registry = scrape_registry(close_db=True)
     if registry is None:
         return None
-    from prometheus_client import start_http_server
+    from prometheus_client import make_wsgi_app
 
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    # prometheus_client's own server takes a registry, not an application to put a check
+    # in front of: the same stdlib server, with the check.
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    server_class = type("MetricsServer", (_MetricsServer,), {"address_family": family})
+    app = _TokenChecked(make_wsgi_app(registry))
+    server: WSGIServer = make_server(
+        str(sockaddr[0]), port, app, server_class, handler_class=_QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, name="automate-metrics", daemon=True).start()
     return server
+
+
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape never holds up the worker's exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Nothing: a line per scrape would bury the worker's own output."""
+
+
+class _TokenChecked:
+    """A WSGI application that answers only scrapes carrying ``METRICS_TOKEN`` (if set)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        token = app_settings.METRICS_TOKEN
+        if not token:
+            return self.app(environ, start_response)
+        try:
+            refused = _token_refusal(token, environ.get("HTTP_AUTHORIZATION", ""))
+        finally:
+            connection.close()  # a secret:// reference may read the database
+        if refused is None:
+            return self.app(environ, start_response)
+        status, message = refused
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if status == 401:
+            headers.append(("WWW-Authenticate", _CHALLENGE))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [message.encode()]

@@ -91,7 +91,7 @@ class WorkflowService:
                 )
                 self._save_steps(workflow, 1, rows)
                 if isinstance(parsed_trigger, ScheduleSpec):
-                    set_schedule(workflow, parsed_trigger, replace=True)
+                    set_schedule(workflow, parsed_trigger)
         except IntegrityError:
             raise AutomateError(
                 ErrorCodes.ALREADY_EXISTS,
@@ -138,11 +138,9 @@ class WorkflowService:
             if rows is not None:
                 locked.version += 1
                 self._save_steps(locked, locked.version, rows)
-            locked.save()
-            # A new trigger replaces the schedule (or removes it); otherwise the schedule
-            # follows ``enabled``.
-            spec = parsed if isinstance(parsed, ScheduleSpec) else None
-            set_schedule(locked, spec, replace=trigger is not UNCHANGED)
+            locked.save()  # the schedule follows ``enabled`` (schedules.fire.follow_enabled)
+            if trigger is not UNCHANGED:  # a new trigger replaces the schedule or removes it
+                set_schedule(locked, parsed if isinstance(parsed, ScheduleSpec) else None)
         return locked
 
     def enable(self, workflow: Workflow) -> Workflow:

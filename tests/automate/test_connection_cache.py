@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import os
+import threading
+
 import pytest
+from django import db
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
@@ -245,3 +251,69 @@ def test_webhook_connector__unknown_disabled_or_unregistered_is_none(settings):
     connectors = {"odd": {"connector": "no_such_connector"}}
     settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTORS": connectors}
     assert connections.webhook_connector("odd", trace_id="t") is None
+
+
+def _from_a_loop(key: str) -> tuple[connections.Connection | None, threading.Thread, bool]:
+    """Look ``key`` up from an event loop; what it found, the thread that read it and
+    whether that thread's database connection was closed once it had."""
+    read_by = []
+    load = connections._load_connection
+
+    def spied(key: str):
+        read_by.append((threading.current_thread(), db.connections[db.DEFAULT_DB_ALIAS]))
+        return load(key)
+
+    async def lookup():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(connections, "_load_connection", spied)
+            return connections.find_connection(key)
+
+    found = asyncio.run(lookup())
+    ((thread, wrapper),) = read_by
+    return found, thread, wrapper.connection is None
+
+
+def test_cache__lookups_from_a_loop_are_read_by_one_thread_of_the_process(settings, monkeypatch):
+    """Each expired entry is read outside the loop, always by the same thread (no thread,
+    nor pool, started per read), which keeps no database connection open between reads."""
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
+    now = [100.0]
+    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
+    profile()
+    seen = []
+    for _ in range(3):
+        found, thread, closed = _from_a_loop("cached")
+        assert found is not None and found.connector_key == "my_service"
+        seen.append(thread)
+        now[0] += 6  # past the entry's 5 s: the next lookup reads again
+    assert seen[0] is not threading.current_thread()
+    assert seen[1] is seen[0] and seen[2] is seen[0]
+    assert seen[0].is_alive()
+    if connection.vendor == "postgresql":  # Django keeps SQLite's in-memory test db open
+        assert closed
+
+
+def test_cache__a_forked_process_reads_from_a_loop_too(settings):
+    """A child forked after the parent's reader started has no reader thread: it starts
+    its own (the parent's pool would take the read and nobody would ever make it)."""
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 0}
+    profile()
+    assert _from_a_loop("cached")[0] is not None
+    child = multiprocessing.get_context("fork").Process(target=_read_from_a_loop_in_child)
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("the forked child's read from a loop never returned")
+    assert child.exitcode == 0
+
+
+def _read_from_a_loop_in_child() -> None:
+    # Not the database: a forked child must not share the parent's (SQLite's in-memory
+    # test database is the parent's memory).
+    async def read() -> threading.Thread:
+        return connections._load_off_loop(threading.current_thread)
+
+    reader = asyncio.run(read())
+    os._exit(0 if reader is not threading.current_thread() else 1)

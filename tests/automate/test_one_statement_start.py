@@ -10,11 +10,13 @@ through ``queue.renew``, which this path does not call, have their own versions 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
 from django.utils import timezone
 
-from automate import dispatch
+from automate import commits, dispatch
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun
 from automate.steps import StepContext
 from automate_core.models import OutboxItem
@@ -25,6 +27,35 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 # The fixtures of those scenarios (autouse: a registered probe step, a clock that stands still).
 probe, clock = grouped.probe, grouped.clock
+
+
+@pytest.fixture(autouse=True, params=["client-side binding", "server-side binding"])
+def binding(request, postgres):
+    """Every scenario twice: psycopg binding parameters in the client (Django's default),
+    and on the server (``OPTIONS={"server_side_binding": True}``), where PostgreSQL types
+    each ``$n`` from its place in the statement (a parameter it cannot type is an error)
+    and ``executemany`` sends prepared statements.
+
+    The server-side run gets a connection of its own, to the same test database, as the
+    default alias: a setting is read when a connection opens.
+    """
+    if request.param == "client-side binding":
+        yield
+        return
+    import psycopg
+
+    original = connections[DEFAULT_DB_ALIAS]
+    options = {**original.settings_dict["OPTIONS"], "server_side_binding": True}
+    own = type(original)({**original.settings_dict, "OPTIONS": options}, DEFAULT_DB_ALIAS)
+    connections[DEFAULT_DB_ALIAS] = own
+    try:
+        own.ensure_connection()
+        assert not issubclass(own.connection.cursor_factory, psycopg.ClientCursor)
+        yield
+    finally:
+        own.close()
+        connections[DEFAULT_DB_ALIAS] = original
+
 
 # The transaction path's scenarios, on this path (this module's marks: no test transaction).
 test_each_call_sees_its_record_and_the_previous_outcome_committed = (
@@ -234,3 +265,67 @@ def test_one_statement__an_idempotent_step_s_record_goes_with_the_next_start_if_
     assert [s["step"] for s in probe.seen] == ["S1", "S2", "S1"]
     rows = StepRun.objects.values_list("run__outbox_item__payload__n", "step__name", "status")
     assert sorted(rows) == [(0, "S1", "succeeded"), (0, "S2", "succeeded")]
+
+
+def _idempotent_steps_then_one_that_is_not(before: int) -> None:
+    probe_workflow(*[True] * before, False)
+
+
+@pytest.mark.parametrize("over", [False, True], ids=["at the cap", "over the cap"])
+def test_one_statement__a_start_of_more_rows_than_the_cap_takes_the_transaction(
+    probe, monkeypatch, over
+):
+    """The non-idempotent step's start carries one INSERT per idempotent step recorded
+    before it, the run's start and its own record: ``ONE_STATEMENT_ROWS`` of them still go
+    as one statement, one more as BEGIN, the writes and the lease's renewal, COMMIT. Either
+    way the call sees everything before it committed, its own record ``running``."""
+    before = commits.ONE_STATEMENT_ROWS - 2 + over
+    _idempotent_steps_then_one_that_is_not(before)
+    last = f"S{before + 1}"
+    enqueue(1)
+    seen = {}
+    trips = RoundTrips(monkeypatch)
+
+    def at_the_call(ctx: StepContext) -> None:
+        if ctx.step_name == last:
+            seen["statements"] = list(trips.statements)
+            seen["rows"] = Counter(StepRun.objects.values_list("status", flat=True))
+
+    probe.hook = at_the_call
+    items = dispatch.claim(10)
+    with connection.execute_wrapper(trips):
+        assert dispatch.process_batch(items) == {"done": 1}
+
+    starts = [sql for sql, _ in seen["statements"] if sql.startswith("WITH lease AS")]
+    in_transaction = [sql for sql, in_transaction in seen["statements"] if in_transaction]
+    renewed = [sql for sql in in_transaction if sql.startswith('UPDATE "automate_core_outboxitem"')]
+    if over:
+        assert starts == []
+        assert len(renewed) == 1, renewed
+        assert any(sql.startswith('INSERT INTO "automate_steprun"') for sql in in_transaction)
+    else:
+        assert len(starts) == 1
+        assert starts[0].count("INSERT INTO") == before + 1
+        assert renewed == []
+    assert seen["rows"] == {StepStatus.SUCCEEDED: before, StepStatus.RUNNING: 1}
+    assert StepRun.objects.filter(status=StepStatus.SUCCEEDED).count() == before + 1
+    assert WorkflowRun.objects.get().status == RunStatus.COMPLETED
+
+
+def test_one_statement__over_the_cap_a_lost_lease_means_no_call_and_no_record(probe):
+    """The transaction path's renewal finds the item gone: none of the idempotent steps'
+    records, nor the run's start, nor the non-idempotent step's record is written (they
+    run again on the next claim, as idempotent means), and the step is not called."""
+    before = commits.ONE_STATEMENT_ROWS - 1
+    _idempotent_steps_then_one_that_is_not(before)
+    enqueue(1)
+
+    def reclaimed_after_the_last_idempotent_step(ctx: StepContext) -> None:
+        if ctx.step_name == f"S{before}":
+            OutboxItem.objects.update(lease_token="another-worker")
+
+    probe.hook = reclaimed_after_the_last_idempotent_step
+    assert dispatch.process_batch(dispatch.claim(10)) == {"lost": 1}
+    assert [s["step"] for s in probe.seen] == [f"S{n}" for n in range(1, before + 1)]
+    assert not StepRun.objects.exists()
+    assert WorkflowRun.objects.get().status == RunStatus.PENDING

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from automate.models import RunStatus, Schedule, ScheduleTick, WorkflowRun
@@ -21,26 +22,17 @@ from automate.schedules.fire import SCHEDULE_CONNECTOR_KEY, fire_due
 from automate.services import WorkflowService
 from automate_core.models import OutboxItem
 from automate_core.outbox import queue
+from tests.flow.helpers import action
 
 T0 = datetime(2027, 5, 3, 9, 0, tzinfo=UTC)  # a Monday, later than any real poll here
 
 
+STEPS = [action("Echo", input_data={"at": "{{ event.payload.scheduled_for }}"})]
+
+
 def scheduled(trigger, *, name: str = "Sync", at: datetime | None = T0, enabled: bool = True):
     workflow = WorkflowService().create_workflow(
-        name=name,
-        trigger=trigger,
-        enabled=enabled,
-        steps=[
-            {
-                "name": "Echo",
-                "type": "connector_action",
-                "config": {
-                    "profile": "recorder",
-                    "action": "echo",
-                    "input": {"at": "{{ event.payload.scheduled_for }}"},
-                },
-            }
-        ],
+        name=name, trigger=trigger, enabled=enabled, steps=STEPS
     )
     if at is not None and enabled:
         Schedule.objects.filter(workflow=workflow).update(next_tick_at=at)
@@ -359,3 +351,42 @@ def test_poll__a_tick_due_soon_is_looked_at_when_it_is_due(monkeypatch):
     dispatch.claim(10)  # looks: due in half a second, so the next look is then, not later
     assert fire._next_look <= clock.now + 0.5
     assert fired_ticks(workflow) == []
+
+
+def schedule_statements(captured: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if '"automate_schedule"' in q["sql"]]
+
+
+@pytest.mark.django_db
+def test_services__each_save_follows_enabled_once():
+    """The schedule follows the workflow's ``enabled`` from the workflow's save (for the
+    service's saves as for a bare one): one statement when nothing changes, none for a
+    new workflow (no schedule can point at it yet)."""
+    service = WorkflowService()
+    with CaptureQueriesContext(connection) as captured:
+        plain = service.create_workflow(
+            name="Plain", trigger={"connector": "app", "events": ["x"]}, steps=STEPS
+        )
+    assert schedule_statements(captured) == []
+    with CaptureQueriesContext(connection) as captured:
+        service.update_workflow(plain, name="Still plain")
+    assert len(schedule_statements(captured)) == 1
+
+    wf = scheduled({"every": 60})
+    with CaptureQueriesContext(connection) as captured:
+        service.update_workflow(wf, name="Renamed")
+    assert len(schedule_statements(captured)) == 1  # looked, nothing to do
+    assert Schedule.objects.get().next_tick_at == T0
+    with CaptureQueriesContext(connection) as captured:
+        service.disable(wf)
+    assert len(schedule_statements(captured)) == 1  # the UPDATE
+    assert Schedule.objects.get().next_tick_at is None
+    with CaptureQueriesContext(connection) as captured:
+        service.enable(wf)
+    assert len(schedule_statements(captured)) == 2  # the stopped schedule, its next tick
+    assert Schedule.objects.get().next_tick_at > timezone.now() - timedelta(seconds=1)
+    with CaptureQueriesContext(connection) as captured:
+        service.update_workflow(wf, trigger={"every": 60}, enabled=False)  # the same spec
+    assert len(schedule_statements(captured)) == 2  # stopped; the spec read and kept
+    schedule = Schedule.objects.get()
+    assert (schedule.every_seconds, schedule.next_tick_at) == (60, None)

@@ -3,8 +3,10 @@ processes (PROMETHEUS_MULTIPROC_DIR) and from ``automate_worker --metrics-port``
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
+import urllib.error
 import urllib.request
 
 import pytest
@@ -188,26 +190,34 @@ def test_metrics__worker_processes_share_a_multiprocess_directory(
 
 @pytest.mark.slow
 def test_metrics__automate_worker_serves_metrics_on_its_port(prometheus, postgres):
-    port = _free_port()
+    """To a scrape with the worker's METRICS_TOKEN (401 without it)."""
+    port, token = _free_port(), "worker-scrape-token"
     worker = start(
         ["example/manage.py", "automate_worker", "--metrics-port", str(port), "--poll", "0.2"],
-        _worker_env(),
+        _worker_env(AUTOMATE_WORKER_EXTRA=json.dumps({"METRICS_TOKEN": token})),
     )
-    text = ""
+    url = f"http://127.0.0.1:{port}/metrics"
+    refused = []
 
-    def served() -> bool:
-        nonlocal text
+    def listening() -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                text = r.read().decode()
+            with urllib.request.urlopen(url, timeout=2):
+                pass  # served without the token: the assertion below says so
+        except urllib.error.HTTPError as error:
+            refused.append((error.code, error.headers["WWW-Authenticate"]))
+            return True
         except OSError:
             return False
         return True
 
     try:
-        wait_for(served, timeout=30, what="the worker's metrics server")
+        wait_for(listening, timeout=30, what="the worker's metrics server")
+        scrape = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(scrape, timeout=10) as response:
+            text = response.read().decode()
     finally:
         stop(worker)
+    assert refused == [(401, 'Bearer realm="metrics"')]
     samples = parse(text)
     assert ("automate_outbox_items", (("state", "due"),)) in samples
     assert any(name == "automate_dead_letters" for name, _ in samples)

@@ -35,7 +35,6 @@ __all__ = [
     "early_event",
     "early_events",
     "match_key",
-    "resolve",
     "resolve_all",
     "retire_timer",
     "wake_waiters",
@@ -186,22 +185,6 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> dict[int, RunWai
         wait.event = {"type": event.event_type, "payload": event.payload}
         wait.resolved_by = event
     return {run_id: wait for run_id, (wait, _) in runs.items()}
-
-
-def resolve(wait: RunWait, event: OutboxItem, *, by: OutboxItem) -> int:
-    """Mark ``wait`` matched by ``event`` if it still waits, resolved by ``by`` (the
-    item being processed, which then resumes the run): 1 when this call won it."""
-    now = timezone.now()
-    with transaction.atomic():
-        won = RunWait.objects.filter(pk=wait.pk, status=WaitStatus.WAITING).update(
-            status=WaitStatus.MATCHED,
-            event={"type": event.event_type, "payload": event.payload},
-            resolved_by=by,
-            resolved_at=now,
-        )
-        if won:
-            retire_timer(wait.pk, keep=by)
-    return won
 
 
 def retire_timer(wait_id: int, *, keep: OutboxItem | None = None) -> None:

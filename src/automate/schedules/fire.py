@@ -128,44 +128,41 @@ def ticks_to_fire(spec: ScheduleSpec, due_since: datetime, now: datetime) -> lis
     return on_time or due[-1:]
 
 
-def set_schedule(workflow: Workflow, spec: ScheduleSpec | None, *, replace: bool) -> None:
-    """Make ``workflow``'s schedule row match: ``spec`` (with ``replace``; None removes
-    it), and due only while the workflow is enabled. The same spec saved again keeps its
-    next tick. Runs in the caller's transaction."""
-    now = timezone.now()
-    if replace and spec is None:
+def set_schedule(workflow: Workflow, spec: ScheduleSpec | None) -> None:
+    """Give ``workflow`` the schedule ``spec`` (None removes it), due from its next tick
+    if the workflow is enabled; the same spec again keeps its row and its next tick. For a
+    new trigger; in the caller's transaction, after the workflow's save (whose receiver,
+    :func:`follow_enabled`, has made the schedule follow ``enabled``)."""
+    if spec is None:
         Schedule.objects.filter(workflow=workflow).delete()
         return
     schedule = Schedule.objects.filter(workflow=workflow).first()
-    if replace and spec is not None and (schedule is None or schedule.spec() != spec):
-        Schedule.objects.update_or_create(
-            workflow=workflow,
-            defaults={
-                "cron": spec.cron,
-                "every_seconds": spec.every,
-                "timezone": spec.timezone,
-                "catch_up": spec.catch_up,
-                "next_tick_at": spec.next_after(now) if workflow.enabled else None,
-            },
-        )
+    if schedule is not None and schedule.spec() == spec:
         return
-    if schedule is None:
-        return
-    if not workflow.enabled:
-        schedule.next_tick_at = None
-    elif schedule.next_tick_at is None:  # enabled again: from now on, no catch-up
-        schedule.next_tick_at = schedule.spec().next_after(now)
-    schedule.save(update_fields=["next_tick_at", "updated_at"])
+    Schedule.objects.update_or_create(
+        workflow=workflow,
+        defaults={
+            "cron": spec.cron,
+            "every_seconds": spec.every,
+            "timezone": spec.timezone,
+            "catch_up": spec.catch_up,
+            "next_tick_at": spec.next_after(timezone.now()) if workflow.enabled else None,
+        },
+    )
 
 
-def follow_enabled(sender: Any, instance: Workflow, raw: bool = False, **kwargs: Any) -> None:
+def follow_enabled(
+    sender: Any, instance: Workflow, created: bool = False, raw: bool = False, **kwargs: Any
+) -> None:
     """A receiver of workflow saves: the schedule is due only while its workflow is
-    enabled, however the workflow was saved (``WorkflowService`` or a bare ``save()``).
+    enabled, however the workflow was saved (``WorkflowService`` or a bare ``save()``);
+    the only code that makes it follow.
 
     Enabled again: due from now on, no catch-up. Disabled: not due (a poll would find that
-    out too, but would wake for it). One query when nothing changes; none for ``loaddata``.
+    out too, but would wake for it). One query when nothing changes; none for a new
+    workflow (no schedule points at it yet) nor for ``loaddata``.
     """
-    if raw:
+    if created or raw:
         return
     schedules = Schedule.objects.filter(workflow=instance)
     if not instance.enabled:

@@ -43,7 +43,10 @@ class Command(BaseCommand):
             "--metrics-port",
             type=int,
             default=None,
-            help="Serve Prometheus metrics on this port (needs the prometheus extra).",
+            help=(
+                "Serve Prometheus metrics on this port (needs the prometheus extra); "
+                'a scrape must carry AUTOMATE["METRICS_TOKEN"] when it is set.'
+            ),
         )
         parser.add_argument(
             "--metrics-addr",
