@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 
 from automate_core import redaction
@@ -228,16 +228,19 @@ class Renewal:
 
 #: Per database alias: :meth:`Renewal.sql`'s text.
 _RENEWAL_SQL: dict[str, str] = {}
-_LEASE_EXPIRES = OutboxItem._meta.get_field("lease_expires_at")
+_LEASE_EXPIRES: Field = OutboxItem._meta.get_field("lease_expires_at")  # type: ignore[assignment]
 
 
 def _renewal_sql(db: BaseDatabaseWrapper) -> str:
     """The UPDATE of :func:`renew`, as :func:`_own_lease` filters it."""
     meta, quote = OutboxItem._meta, db.ops.quote_name
-    column = {name: quote(meta.get_field(name).column) for name in ("id", "status", "lease_token")}
+    column = {
+        name: quote(str(meta.get_field(name).column))  # type: ignore[union-attr]
+        for name in ("id", "status", "lease_token")
+    }
     # Quoted names from the model's meta; every value is a parameter.
     sql = (
-        f"UPDATE {quote(meta.db_table)} SET {quote(_LEASE_EXPIRES.column)} = %s "  # noqa: S608
+        f"UPDATE {quote(meta.db_table)} SET {quote(str(_LEASE_EXPIRES.column))} = %s "  # noqa: S608
         f"WHERE {column['id']} = %s AND {column['status']} = %s "
         f"AND {column['lease_token']} = %s RETURNING 1"
     )
