@@ -33,6 +33,7 @@ from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from automate import prepared
 from automate.conf import settings as app_settings
 from automate_core.outbox import queue
 from automate_core.outbox.models import OutboxItem
@@ -169,9 +170,7 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
         params.append(field.get_db_prep_save(value, connection=db))
     seen_at = WebhookReceipt._meta.get_field("seen_at").get_db_prep_save(now, db)
     try:
-        with db.cursor() as cursor:
-            cursor.execute(sql, [*params, connection, key, seen_at])
-            (item.pk,) = cursor.fetchone()
+        (item.pk,) = prepared.fetchone(db, sql, [*params, connection, key, seen_at])
     except IntegrityError:
         return False
     item._state.adding, item._state.db = False, alias
