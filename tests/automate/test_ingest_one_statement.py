@@ -198,7 +198,11 @@ def test_one_statement__the_receipt_has_no_foreign_key_check_and_no_index_on_its
     assert not [d for d in _indexes(table).values() if "outbox_item_id" in d]
     # The lookups a webhook makes are still index scans: a repeated body, and pruning.
     seen = WebhookReceipt.objects.filter(connection="github", digest="0" * 64)
-    assert "automate_webhook_receipt_once" in _plan(*seen.query.sql_with_params())
+    assert "automate_webhookreceipt_pkey" in _plan(*seen.query.sql_with_params())
+    # Keyed by what it is looked up by: the key and the prune's index, nothing else.
+    indexes = _indexes(table)
+    assert len(indexes) == 2, indexes
+    assert "(connection, digest)" in indexes["automate_webhookreceipt_pkey"]
     pruned = WebhookReceipt.objects.filter(seen_at__lt="2026-01-01T00:00:00Z")
     assert "seen_at" in _plan(*pruned.query.sql_with_params())
 
