@@ -32,6 +32,10 @@ class AutomateSettings(AppSettings):
     # Slack interactions) is remembered by a digest of what was signed: a repeat of the
     # same signed content within it is a duplicate. 0 turns it off.
     WEBHOOK_REPLAY_WINDOW_SECONDS: int = setting(24 * 3600, minimum=0)
+    # The webhook view's INSERT is prepared on the PostgreSQL server once per connection
+    # (automate.prepared). Turn it off behind a pooler in transaction mode that does not
+    # track prepared statements (PgBouncer before 1.21, or max_prepared_statements = 0).
+    DATABASE_PREPARED_STATEMENTS: bool = True
     # REST API: a "module.function" (or the callable) given (request, queryset) for
     # workflows and runs, returning the rows that request may see (multi-tenant projects).
     API_OBJECT_FILTER: str | Callable[..., Any] | None = setting(

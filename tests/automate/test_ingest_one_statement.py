@@ -172,6 +172,21 @@ def test_one_statement__the_outbox_row_pays_for_no_index_that_no_query_uses():
     assert "automate_outbox_unique_external_id" in _plan(*repeat.query.sql_with_params())
 
 
+def test_one_statement__a_new_event_adds_no_entry_to_the_status_index():
+    """Only failed and dead rows are in it: operators filter on those; pending and leased
+    rows have the claim's partial indexes, and done rows are most of the table."""
+    definition = _indexes(OutboxItem._meta.db_table)["automate_outbox_failing"]
+    assert "WHERE" in definition and "'failed'" in definition and "'dead'" in definition
+    dead = OutboxItem.objects.filter(status="dead", connector_key="github").order_by("-id")
+    assert "automate_outbox_failing" in _plan(*dead.query.sql_with_params())
+    replayable = OutboxItem.objects.filter(status__in=["dead", "failed"])
+    assert "automate_outbox_failing" in _plan(*replayable.query.sql_with_params())
+    pending = OutboxItem.objects.filter(status="pending")
+    assert "automate_outbox_due" in _plan(*pending.query.sql_with_params())
+    leased = OutboxItem.objects.filter(status="leased")
+    assert "automate_outbox_lease" in _plan(*leased.query.sql_with_params())
+
+
 def test_one_statement__the_receipt_has_no_foreign_key_check_and_no_index_on_its_item():
     table = WebhookReceipt._meta.db_table
     with connection.cursor() as cursor:
@@ -183,7 +198,11 @@ def test_one_statement__the_receipt_has_no_foreign_key_check_and_no_index_on_its
     assert not [d for d in _indexes(table).values() if "outbox_item_id" in d]
     # The lookups a webhook makes are still index scans: a repeated body, and pruning.
     seen = WebhookReceipt.objects.filter(connection="github", digest="0" * 64)
-    assert "automate_webhook_receipt_once" in _plan(*seen.query.sql_with_params())
+    assert "automate_webhookreceipt_pkey" in _plan(*seen.query.sql_with_params())
+    # Keyed by what it is looked up by: the key and the prune's index, nothing else.
+    indexes = _indexes(table)
+    assert len(indexes) == 2, indexes
+    assert "(connection, digest)" in indexes["automate_webhookreceipt_pkey"]
     pruned = WebhookReceipt.objects.filter(seen_at__lt="2026-01-01T00:00:00Z")
     assert "seen_at" in _plan(*pruned.query.sql_with_params())
 

@@ -81,7 +81,15 @@ class OutboxItem(models.Model):
                 condition=Q(status="leased"),
                 name="automate_outbox_lease",
             ),
-            models.Index(fields=["status", "connector_key"], name="automate_outbox_status"),
+            # What operators look for by status: failed and dead rows (the admin's filter,
+            # replays). Pending and leased rows have the two indexes above, and done rows
+            # are most of the table, where a scan is the plan anyway; so a new event (and
+            # each non-HOT update of its status) adds no entry here.
+            models.Index(
+                fields=["status", "connector_key"],
+                condition=Q(status__in=["failed", "dead"]),
+                name="automate_outbox_failing",
+            ),
             # Found by trace id: the admin's exact search, an operator following a 202.
             models.Index(fields=["trace_id"], name="automate_outbox_trace"),
         ]

@@ -1,0 +1,153 @@
+"""On PostgreSQL the webhook view's INSERT of an event and its receipt is prepared on the
+server once per connection (automate.prepared), so later webhooks skip its parse and plan.
+
+What must hold with it: the statement really is prepared and reused; a setting turns it
+off; a column added by a migration does not break it; a statement the server has lost (a
+pooler, ``DEALLOCATE ALL``) is sent again unprepared with the event stored exactly once;
+conflicts still come back as Django's IntegrityError; and the statement is logged as any
+other.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import IntegrityError, connection, connections
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+
+from automate import prepared
+from automate_core.models import OutboxItem
+from tests.connectors.signing import github_signature
+
+SECRET = "prepared-github"
+AUTOMATE = {
+    "SECRETS": {"github": SECRET},
+    "CONNECTORS": {"github": {"secrets": ["secret://github"]}},
+}
+
+
+def _post(delivery: str, number: int):
+    body = json.dumps({"action": "opened", "number": number}).encode()
+    return Client().post(
+        "/webhooks/github/",
+        data=body,
+        content_type="application/json",
+        headers={
+            "X-Hub-Signature-256": github_signature(SECRET, body),
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": delivery,
+        },
+    )
+
+
+def _prepared_inserts() -> list[tuple[int, int]]:
+    """(generic plans, custom plans) of this session's prepared webhook INSERTs."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH new_item AS (INSERT INTO%%'"
+        )
+        return cursor.fetchall()
+
+
+@pytest.fixture
+def github():
+    with override_settings(AUTOMATE=AUTOMATE):
+        yield
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__webhooks_reuse_one_server_side_statement_and_its_generic_plan(github):
+    for n in range(8):
+        assert _post(f"d-{n}", n).status_code == 202
+    ((generic, custom),) = _prepared_inserts()
+    # PostgreSQL plans the first five executions with their values, then keeps a generic
+    # plan: no parse and no plan per webhook from then on.
+    assert generic + custom == 8 and generic >= 3
+    assert OutboxItem.objects.filter(external_id__startswith="d-").count() == 8
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__the_setting_turns_it_off():
+    with override_settings(AUTOMATE={**AUTOMATE, "DATABASE_PREPARED_STATEMENTS": False}):
+        for n in range(3):
+            assert _post(f"off-{n}", n).status_code == 202
+    assert _prepared_inserts() == []
+    assert OutboxItem.objects.filter(external_id__startswith="off-").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__a_column_added_by_a_migration_meanwhile_does_not_break_it(github):
+    assert _post("before", 1).status_code == 202
+    other = connections.create_connection("default")  # another process migrating
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE automate_core_outboxitem ADD COLUMN added_later text DEFAULT 'x'"
+            )
+        assert _post("after", 2).status_code == 202
+        with other.cursor() as cursor:
+            cursor.execute("ALTER TABLE automate_core_outboxitem DROP COLUMN added_later")
+        assert _post("after-drop", 3).status_code == 202
+    finally:
+        other.close()
+    assert set(OutboxItem.objects.values_list("external_id", flat=True)) == {
+        "before",
+        "after",
+        "after-drop",
+    }
+    ((generic, custom),) = _prepared_inserts()
+    assert generic + custom == 3  # still the one prepared statement, re-planned
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__a_statement_the_server_lost_is_sent_again_and_stored_once(github):
+    assert _post("first", 1).status_code == 202
+    assert len(_prepared_inserts()) == 1
+    with connection.cursor() as cursor:  # behind psycopg's back, as a pooler would
+        cursor.execute("DEALLOCATE ALL")
+    with CaptureQueriesContext(connection) as captured:
+        response = _post("second", 2)
+    assert response.status_code == 202
+    assert OutboxItem.objects.filter(external_id="second").count() == 1
+    assert response.json()["id"] == OutboxItem.objects.get(external_id="second").pk
+    inserts = [q for q in captured.captured_queries if q["sql"].startswith("WITH new_item")]
+    assert len(inserts) == 2  # the refused prepared one, then the plain one
+    # This connection no longer prepares: nothing is re-created on the server.
+    assert _post("third", 3).status_code == 202
+    assert _prepared_inserts() == []
+    assert OutboxItem.objects.filter(external_id__in=["first", "second", "third"]).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__a_conflict_is_djangos_integrity_error_and_the_statement_stays():
+    sql = "INSERT INTO automate_core_outboxitem (id, connector_key, event_type, headers, trace_id, trace_context, status, attempts, available_at, lease_token, leased_by, created_at, updated_at) VALUES (%s, 'c', '', '{}', 't', '', 'pending', 0, now(), '', '', now(), now()) RETURNING id"  # noqa: E501
+    assert prepared.fetchone(connection, sql, [424242]) == (424242,)
+    with pytest.raises(IntegrityError):
+        prepared.fetchone(connection, sql, [424242])
+    assert prepared.fetchone(connection, sql, [424243]) == (424243,)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO%%'"
+        )
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared__elsewhere_the_statement_runs_as_usual():
+    """SQLite (and PostgreSQL inside a transaction): a plain execution, same result."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert prepared.fetchone(connection, "SELECT %s + 1", [41]) == (42,)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+                assert cursor.fetchone() == (0,)
