@@ -40,6 +40,7 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import signals
 
+from automate import prepared
 from automate.journal import Journal, Part, saved
 from automate.models import StepRun
 from automate_core.outbox.models import OutboxItem
@@ -204,9 +205,9 @@ def _in_one_statement(
     ours_sql = when or "true"
     # Names from the models' meta, quoted, and CTE names made here; values are parameters.
     sql = f"WITH {', '.join(heads)} SELECT {ours_sql}{ids}"
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        ours, *row = cursor.fetchone()
+    # Prepared on the server once per connection and shape (automate.prepared): parsing
+    # and planning this WITH query each time was most of the server's work per start.
+    ours, *row = prepared.fetchone(db, sql, params)
     for (_, part), new_pk in zip(inserted, row, strict=True):
         if new_pk is not None:
             saved(part.new, new_pk, alias)  # type: ignore[arg-type]

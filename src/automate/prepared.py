@@ -1,10 +1,12 @@
-"""One hot statement, prepared on the PostgreSQL server once per connection.
+"""Hot statements, prepared on the PostgreSQL server once per connection.
 
 Django's psycopg 3 backend binds parameters on the client: every execution sends the
 statement's text with its values inlined, and the server parses, analyses and plans it
 again. For the webhook view's INSERT of an event and its receipt (a ``WITH`` of two
-INSERTs, about twenty values) that is half of the server's work per request. Prepared
-once, later executions only bind the values and run the cached generic plan.
+INSERTs, about twenty values) that is half of the server's work per request, and for a
+non-idempotent step's start (:mod:`automate.commits`: a ``WITH`` renewing the lease and
+writing records) about as much. Prepared once, later executions only bind the values and
+run the cached generic plan.
 
 Only :func:`fetchone` uses it, and only where it is safe:
 
