@@ -123,16 +123,79 @@ class Journal:
 
 
 def _update_rows(model: type[models.Model], names: list[str], objs: list[models.Model]) -> None:
-    """One parameterised UPDATE per row, sent with ``executemany`` (pipelined by psycopg 3:
-    one round trip). ``bulk_update``'s ``CASE WHEN`` costs far more Python per row, and
-    ``save(update_fields=...)`` several times this for one row (a non-idempotent step's
-    outcome is one row, written once per call). No ``save`` signals: none of the models a
-    journal holds has receivers."""
+    """Give each row of ``objs`` its own values of ``names``: on PostgreSQL and SQLite one
+    ``UPDATE ... FROM (VALUES ...)`` per chunk of rows, else one parameterised UPDATE per
+    row sent with ``executemany``.
+
+    A resumed batch changes two rows per run (the run, the record of the step it waited
+    on): pipelined, ``executemany`` is one round trip, but the server still parses, plans
+    and executes one statement per row, which cost more than the work itself.
+    ``bulk_update``'s ``CASE WHEN`` costs far more Python per row. A row deleted meanwhile
+    is simply not updated, as with one UPDATE per row. No ``save`` signals: none of the
+    models a journal holds has receivers."""
     connection = connections[router.db_for_write(model)]
-    sql, fields = _update_sql(model, names, connection)
-    rows = [_update_params(fields, obj, connection) for obj in objs]
+    if connection.vendor not in ("postgresql", "sqlite") or len(objs) < 2:
+        sql, fields = _update_sql(model, names, connection)
+        rows = [_update_params(fields, obj, connection) for obj in objs]
+        with connection.cursor() as cursor:
+            if len(rows) == 1:
+                cursor.execute(sql, rows[0])
+            else:
+                cursor.executemany(sql, rows)
+        return
+    fields: list[Field] = [model._meta.get_field(name) for name in names]  # type: ignore[misc]
+    size = _rows_per_statement(connection, len(fields) + 1, len(objs))
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        for start in range(0, len(objs), size):
+            chunk = objs[start : start + size]
+            params: list[Any] = []
+            for obj in chunk:
+                params += _update_params(fields, obj, connection)
+            cursor.execute(_update_from_values_sql(model, fields, len(chunk), connection), params)
+
+
+#: PostgreSQL's limit on the parameters of one statement (its wire protocol counts them
+#: in 16 bits).
+_POSTGRES_MAX_PARAMS = 65535
+
+
+def _rows_per_statement(connection: BaseDatabaseWrapper, width: int, rows: int) -> int:
+    """How many rows of ``width`` parameters one statement may carry on ``connection``."""
+    limit = connection.features.max_query_params or _POSTGRES_MAX_PARAMS
+    return max(1, min(rows, limit // width))
+
+
+def _update_from_values_sql(
+    model: type[models.Model], fields: list[Field], rows: int, connection: BaseDatabaseWrapper
+) -> str:
+    """``UPDATE`` of ``rows`` rows, each given its own values of ``fields`` followed by
+    its pk (the order of :func:`_update_params`), in one statement.
+
+    On PostgreSQL each value is cast to its column's type: a ``VALUES`` column takes its
+    type from its values, so one whose values are all NULL (or untyped literals, as
+    Django's client-side binding sends strings) would be ``text``, which a ``jsonb`` or
+    ``timestamptz`` column does not take. SQLite converts by the column's affinity."""
+    meta, quote = model._meta, connection.ops.quote_name
+    table = quote(meta.db_table)
+    pk_column = quote(str(meta.pk.column))  # type: ignore[union-attr]
+    width = len(fields) + 1
+    sets = []
+    for i, field in enumerate(fields, start=1):
+        source = f"v.column{i}"
+        if connection.vendor == "postgresql":
+            source = f"CAST({source} AS {field.cast_db_type(connection)})"
+        sets.append(f"{quote(str(field.column))} = {source}")
+    key = f"v.column{width}"
+    if connection.vendor == "postgresql":
+        key = f"CAST({key} AS {meta.pk.cast_db_type(connection)})"  # type: ignore[union-attr]
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    # Only quoted names of the model's own columns, their types and placeholders are
+    # interpolated; values are parameters.
+    return (
+        f"UPDATE {table} SET {', '.join(sets)} "  # noqa: S608
+        f"FROM (VALUES {', '.join([row] * rows)}) AS v "
+        f"WHERE {table}.{pk_column} = {key}"
+    )
 
 
 def _update_sql(

@@ -96,6 +96,80 @@ def test_journal__updates_of_many_rows_are_one_statement_and_keep_nulls(workflow
     assert set(rows) == {("completed", None, now, "t")}
 
 
+def finish_each(runs, journal, now):
+    """Journal each run finished with values of its own: alternately an error and a
+    finish time, and none (so a column may be NULL in every row or only in some)."""
+    for n, run in enumerate(runs):
+        run.status = RunStatus.DEAD if n % 2 else RunStatus.COMPLETED
+        run.error = {"code": f"e{n}", "n": n} if n % 2 else None
+        run.finished_at = now if n % 2 else None
+        journal.update(run, ["status", "error", "finished_at"])
+
+
+@pytest.mark.parametrize("size", [2, 8])
+def test_journal__rows_with_values_of_their_own_are_one_statement_not_one_per_row(
+    workflow, size
+):
+    """A resumed batch finishes each run and each waited-on record with its own values:
+    one UPDATE for the rows of one model and field set, whatever their number, and a
+    column NULL in every row or only in some keeps its type (jsonb, timestamptz)."""
+    runs = WorkflowRun.objects.bulk_create(
+        [new_run(workflow, error={"code": "old"}) for _ in range(size)]
+    )
+    others = WorkflowRun.objects.bulk_create([new_run(workflow) for _ in range(2)])
+    journal, now = Journal(), timezone.now()
+    finish_each(runs, journal, now)
+    with CaptureQueriesContext(connection) as captured:
+        journal.write()
+    [sql] = [q["sql"] for q in captured.captured_queries]
+    assert "times:" not in sql and "VALUES" in sql  # one statement, not executemany's N
+    stored = {r.pk: r for r in WorkflowRun.objects.filter(pk__in=[r.pk for r in runs])}
+    for n, run in enumerate(runs):
+        got = stored[run.pk]
+        assert (got.status, got.error, got.finished_at) == (
+            run.status,
+            {"code": f"e{n}", "n": n} if n % 2 else None,
+            now if n % 2 else None,
+        )
+    untouched = WorkflowRun.objects.filter(pk__in=[r.pk for r in others])
+    assert set(untouched.values_list("status", "finished_at")) == {("pending", None)}
+
+
+def test_journal__every_value_null_keeps_the_columns_types(workflow):
+    runs = WorkflowRun.objects.bulk_create(
+        [new_run(workflow, error={"code": "old"}, finished_at=timezone.now()) for _ in range(3)]
+    )
+    journal = Journal()
+    for run in runs:
+        run.error, run.finished_at = None, None
+        journal.update(run, ["error", "finished_at"])
+    journal.write()
+    assert set(WorkflowRun.objects.values_list("error", "finished_at")) == {(None, None)}
+
+
+def test_journal__a_row_deleted_before_the_write_is_skipped_and_the_others_written(workflow):
+    runs = WorkflowRun.objects.bulk_create([new_run(workflow) for _ in range(3)])
+    journal, now = Journal(), timezone.now()
+    finish_each(runs, journal, now)
+    WorkflowRun.objects.filter(pk=runs[1].pk).delete()  # e.g. its workflow was deleted
+    journal.write()
+    stored = dict(WorkflowRun.objects.values_list("pk", "status"))
+    assert stored == {runs[0].pk: "completed", runs[2].pk: "completed"}
+
+
+def test_journal__rows_beyond_the_parameter_limit_take_more_statements(workflow, monkeypatch):
+    """One statement carries at most what the backend's parameter limit allows."""
+    monkeypatch.setattr(connection.features, "max_query_params", 8)  # 2 rows of 4
+    runs = WorkflowRun.objects.bulk_create([new_run(workflow) for _ in range(5)])
+    journal, now = Journal(), timezone.now()
+    finish_each(runs, journal, now)
+    with CaptureQueriesContext(connection) as captured:
+        journal.write()
+    assert len(captured.captured_queries) == 3
+    stored = dict(WorkflowRun.objects.values_list("pk", "status"))
+    assert stored == {run.pk: run.status for run in runs}
+
+
 def test_journal__update_of_an_unsaved_row_it_does_not_hold_is_refused(workflow):
     with pytest.raises(ValueError, match="no primary key"):
         Journal().update(new_run(workflow), ["status"])
