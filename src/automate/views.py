@@ -100,7 +100,7 @@ class WebhookView(View):
         except RequestTooLarge:
             return _error(413, f"body larger than {max_bytes} bytes", trace_id)
 
-        headers = Headers(request.headers.items())
+        headers = Headers.from_environ(request.META)
         with instrument.verify(key):
             verdict = connector.webhook_verdict(headers, raw_body)
         if not verdict.accepted:
@@ -140,13 +140,14 @@ class WebhookView(View):
             response[TRACE_HEADER] = item.trace_id
             return response
         transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=item))
-        logger.info(
-            "accepted %s event %r as outbox item %s",
-            key,
-            event.event_type,
-            item.pk,
-            extra={"trace_id": trace_id},
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "accepted %s event %r as outbox item %s",
+                key,
+                event.event_type,
+                item.pk,
+                extra={"trace_id": trace_id},
+            )
         return JsonResponse({"trace_id": item.trace_id, "id": item.pk}, status=202)
 
 

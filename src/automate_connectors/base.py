@@ -247,17 +247,19 @@ class Connector(BaseProvider):
         self, secret: str | None, headers: dict, raw_body: bytes
     ) -> WebhookVerdict:
         with recording() as recorder:
+            # What using_secret() does, without a generator per request.
+            previous = self._automate_current_secret
+            if secret is not None:
+                self._automate_current_secret = secret
             try:
-                if secret is None:
-                    ok = self.verify_webhook(headers, raw_body)
-                else:
-                    with self.using_secret(secret):
-                        ok = self.verify_webhook(headers, raw_body)
+                ok = self.verify_webhook(headers, raw_body)
             except Exception as exc:
                 logger.debug(
                     "%s verifier raised %s: counted as a failed check", self.key, type(exc).__name__
                 )
                 return WebhookVerdict(False, Reason.VERIFIER_RAISED, type(exc).__name__)
+            finally:
+                self._automate_current_secret = previous
         if ok is True:
             return ACCEPTED
         return WebhookVerdict(False, recorder.reason or Reason.REJECTED, recorder.exception)

@@ -64,6 +64,8 @@ def is_storable(value: Any) -> bool:
 
 
 def _clean_label(text: str) -> str:
+    if text.isascii() and "\x00" not in text:  # every label a sender means (no copy)
+        return text[:MAX_EVENT_TYPE]
     cleaned = "".join(ch for ch in text if ch != "\x00" and not "\ud800" <= ch <= "\udfff")
     return cleaned[:MAX_EVENT_TYPE]
 
@@ -82,10 +84,19 @@ def storable(event: WebhookEvent, raw_body: bytes) -> WebhookEvent:
     payload, kept_body = event.payload, event.raw_body
     if payload is not None and _unstorable(payload):
         payload, kept_body = None, raw_body
+    event_type = _clean_label(event.event_type or "")
+    external_id = _storable_id(event.external_id)
+    if (
+        event_type is event.event_type
+        and external_id is event.external_id
+        and payload is event.payload
+        and kept_body is event.raw_body
+    ):
+        return event  # already storable, as nearly every event is: no copy
     return replace(
         event,
-        event_type=_clean_label(event.event_type or ""),
-        external_id=_storable_id(event.external_id),
+        event_type=event_type,
+        external_id=external_id,
         payload=payload,
         raw_body=kept_body,
     )

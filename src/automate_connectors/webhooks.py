@@ -20,6 +20,29 @@ class Headers(dict):
         for name, value in pairs:
             super().__setitem__(name.lower(), value)
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, Any]) -> Headers:
+        """The request headers of a WSGI environ (Django's ``request.META``): what
+        ``Headers(request.headers.items())`` holds, without building ``request.headers``.
+
+        ``HTTP_X_HUB_SIGNATURE`` is ``x-hub-signature``; ``CONTENT_TYPE`` and
+        ``CONTENT_LENGTH`` are the only headers without the prefix. A later key giving the
+        same name wins, and ``HTTP_`` alone is no header, as in ``request.headers``.
+        """
+        headers = cls()
+        store = dict.__setitem__
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                key = key[5:]
+                if not key:  # "HTTP_" alone names no header
+                    continue
+            elif key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                continue
+            name = key.replace("_", "-").lower()
+            # Django title-cases the name first, which lower-cases ASCII alike, not "ß".
+            store(headers, name if name.isascii() else name.title().lower(), value)
+        return headers
+
     def __getitem__(self, name: str) -> str:
         return super().__getitem__(name.lower())
 

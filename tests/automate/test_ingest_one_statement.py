@@ -255,3 +255,130 @@ def test_one_statement__the_sql_of_an_accepted_webhook_and_of_its_periodic_reads
     assert statements("prune") == ["SELECT", "WITH", "BEGIN", "DELETE", "COMMIT"]
     assert probed == []
     assert connection.get_autocommit()
+
+
+# -- The INSERT's values: each field's shortcut, or the field's own calls ------------------
+
+
+def _sent(item: OutboxItem, *, ours: bool) -> str:
+    """The SQL text the driver sends for ``item`` (with a receipt), through our values or
+    through what SQLInsertCompiler gives (each field's pre_save, then get_db_prep_save)."""
+    fields, sql = replays._statement(connection)
+    receipt = ["github", "0" * 64, item.created_at]
+    if ours:
+        statement, params = replays._sql_and_params(item, fields, sql, connection)
+    else:
+        statement = sql
+        params = [f.get_db_prep_save(f.pre_save(item, True), connection=connection) for f in fields]
+    return connection.ops.compose_sql(statement, [*params, *receipt])
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    """auto_now's pre_save reads the clock: both ways must read the same time."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: now)
+
+
+def test_params__a_webhooks_statement_is_the_text_save_would_send(frozen):
+    item = queue.prepare(
+        "github",
+        event_type="pull_request",
+        payload={"a": [1, 2.5, None, True], "b": "c'%s"},
+        raw_body=None,
+        external_id="p-1",
+        headers={"x-github-event": "pull_request"},
+        trace_id="t" * 32,
+    )
+    fields, sql = replays._statement(connection)
+    statement, params = replays._sql_and_params(item, fields, sql, connection)
+    assert len(params) < len(fields) - 5  # the constant defaults are literals, not sent
+    assert "'pending'" in statement
+    assert _sent(item, ours=True) == _sent(item, ours=False)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"raw_body": b"\x00raw", "payload": None},  # another set of literals
+        {"external_id": None, "event_type": ""},
+        {"status": "failed", "attempts": 2, "leased_by": "w%s"},  # not the defaults
+        {"status": "pending"},  # a plain str equal to the default: sent, as the same text
+    ],
+)
+def test_params__rows_that_differ_from_a_webhooks_get_the_same_text_as_save(frozen, change):
+    item = _prepared("other")
+    for name, value in change.items():
+        setattr(item, name, value)
+    assert _sent(item, ours=True) == _sent(item, ours=False)
+
+
+def test_params__values_of_other_types_take_the_fields_own_calls_and_are_stored_as_by_save(
+    frozen,
+):
+    from django.utils.translation import gettext_lazy
+
+    item = _prepared("other-types")
+    item.event_type = gettext_lazy("lazy label")  # a Promise, not a str
+    item.payload = ("a", 1)  # a tuple: JSON's array
+    item.raw_body = memoryview(b"bytes in a view")
+    item.attempts = True  # bool: IntegerField's int() makes it 1
+    assert _sent(item, ours=True) == _sent(item, ours=False)
+    with CaptureQueriesContext(connection) as captured:
+        result = replays.enqueue_once("github", b"other types", item)
+    assert result.created
+    assert captured.captured_queries[0]["sql"].startswith("WITH new_item")
+    stored = OutboxItem.objects.get(pk=item.pk)
+    assert stored.event_type == "lazy label"
+    assert stored.payload == ["a", 1]
+    assert bytes(stored.raw_body) == b"bytes in a view"
+    assert stored.attempts == 1
+
+
+def test_params__an_expression_is_left_to_save_which_compiles_it():
+    from django.db.models import Value
+
+    item = _prepared("expression")
+    item.attempts = Value(3)
+    fields, sql = replays._statement(connection)
+    assert replays._sql_and_params(item, fields, sql, connection) is None
+    with CaptureQueriesContext(connection) as captured:
+        result = replays.enqueue_once("github", b"expression", item)
+    assert result.created
+    assert not any(q["sql"].startswith("WITH new_item") for q in captured.captured_queries)
+    assert OutboxItem.objects.get(pk=result.item.pk).attempts == 3
+    assert WebhookReceipt.objects.get().outbox_item_id == result.item.pk
+
+
+def test_params__a_webhooks_row_is_stored_with_its_defaults():
+    response = _post(json.dumps({"n": 1}).encode(), "defaults-1")
+    assert response.status_code == 202
+    row = OutboxItem.objects.values().get(external_id="defaults-1")
+    assert row["status"] == "pending" and row["attempts"] == 0
+    assert row["lease_expires_at"] is None and row["lease_token"] == "" and row["leased_by"] == ""
+    assert row["last_error"] is None and row["completed_at"] is None
+    assert row["trace_context"] == "" and row["raw_body"] is None
+
+
+def test_prepare__is_the_row_outboxitem_kwargs_would_make():
+    item = queue.prepare(
+        "github", event_type="e" * 300, payload=[1], external_id="", headers={}, trace_id="t"
+    )
+    made = OutboxItem(
+        connector_key="github",
+        event_type="e" * 200,
+        payload=[1],
+        external_id=None,
+        headers={},
+        trace_id="t",
+        trace_context="",
+    )
+    for field in OutboxItem._meta.concrete_fields:
+        if field.name not in ("available_at", "created_at"):
+            assert getattr(item, field.attname) == getattr(made, field.attname), field.name
+    assert item.available_at is not None and item.created_at is not None
+    assert item._state.adding and item.pk is None
+    other = queue.prepare("github", trace_id="u")
+    assert other.headers == {} and other.headers is not item.headers  # a dict per row

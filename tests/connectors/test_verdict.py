@@ -282,3 +282,24 @@ def test_combine__check_webhook_stays_a_bool():
     assert connector.check_webhook({}, BODY) is False
     connector.script = {"s0": True}
     assert connector.check_webhook({}, BODY) is True
+
+
+def test_combine__no_secret_stays_bound_after_a_verifier_raised_or_refused():
+    connector = ScriptedConnector({}, ctx=ProviderContext())
+    connector._automate_webhook_secrets = ("s0", "s1")
+    connector.script = {"s0": KeyError("s0"), "s1": Reason.NO_SECRET_MATCHED}
+    assert connector.webhook_verdict({}, BODY).reason is Reason.VERIFIER_RAISED
+    assert connector._automate_current_secret is None
+    assert connector.secret == "s0"  # the newest again, as outside any check
+
+
+def test_recording__nested_blocks_keep_their_own_reasons_and_leave_nothing_behind():
+    with recording() as outer:
+        with recording() as inner:
+            refuse(Reason.MALFORMED_HEADER)
+        assert inner.reason is Reason.MALFORMED_HEADER
+        assert outer.reason is None
+        refuse(Reason.MISSING_HEADER)
+    assert outer.reason is Reason.MISSING_HEADER
+    assert refuse(Reason.REJECTED) is False  # outside a recording: nothing is recorded
+    assert outer.reason is Reason.MISSING_HEADER

@@ -8,12 +8,13 @@ that crashes every worker that takes it still reaches the dead letters.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -73,16 +74,47 @@ def prepare(
     trace_id: str,
 ) -> OutboxItem:
     """The unsaved row :func:`enqueue` would store (headers redacted, traceparent taken)."""
-    return OutboxItem(
-        connector_key=connector_key,
-        event_type=event_type[:200],
-        payload=payload,
-        raw_body=raw_body,
-        external_id=external_id or None,
-        headers=redaction.redact_data(dict(headers or {})),
-        trace_id=trace_id,
-        trace_context=spans.current_traceparent(),
-    )
+    index, template, defaults = _layout()
+    values = list(template)
+    for position, default in defaults:
+        values[position] = default()
+    values[index["connector_key"]] = connector_key
+    values[index["event_type"]] = event_type[:200]
+    values[index["payload"]] = payload
+    values[index["raw_body"]] = raw_body
+    values[index["external_id"]] = external_id or None
+    values[index["headers"]] = redaction.redact_data(dict(headers or {}))
+    values[index["trace_id"]] = trace_id
+    values[index["trace_context"]] = spans.current_traceparent()
+    # Positional, as Django builds rows it reads: what OutboxItem(**kwargs) makes, in a
+    # quarter of the time (kwargs are matched to fields one by one). Every webhook and
+    # API event is prepared here.
+    return cast(Any, OutboxItem)(*values)  # the stubs type its fields as keywords only
+
+
+_PREPARED = frozenset(
+    {"connector_key", "event_type", "payload", "raw_body", "external_id", "headers"}
+    | {"trace_id", "trace_context"}
+)
+
+
+@functools.cache
+def _layout() -> tuple[dict[str, int], tuple[Any, ...], tuple[tuple[int, Any], ...]]:
+    """Each field's position in ``OutboxItem(*values)``; the default of each field
+    :func:`prepare` does not set, when it is a constant; and the ``get_default`` of each
+    whose default is made per row (``timezone.now``, ``dict``, a database default)."""
+    fields = OutboxItem._meta.concrete_fields
+    index = {field.attname: position for position, field in enumerate(fields)}
+    values: list[Any] = [None] * len(fields)
+    defaults = []
+    for position, field in enumerate(fields):
+        if field.attname in _PREPARED:
+            continue
+        if (field.has_default() and callable(field.default)) or field.has_db_default():
+            defaults.append((position, field.get_default))
+        else:
+            values[position] = field.get_default()
+    return index, tuple(values), tuple(defaults)
 
 
 def store(item: OutboxItem) -> Enqueued:

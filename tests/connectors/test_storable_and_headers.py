@@ -1,0 +1,80 @@
+"""``storable`` hands back the event itself when it is already storable, and a copy
+otherwise; ``Headers.from_environ`` reads a WSGI environ as ``request.headers`` does."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.http import HttpHeaders
+
+from automate_connectors.storable import MAX_EVENT_TYPE, storable
+from automate_connectors.webhooks import Headers, WebhookEvent
+
+
+def test_storable__an_event_already_storable_is_returned_as_is():
+    event = WebhookEvent("pull_request", "d-1", {"action": "opened", "n": [1, 2.5]})
+    assert storable(event, b"{}") is event
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (WebhookEvent("a\x00b", "d", {}), WebhookEvent("ab", "d", {})),
+        (WebhookEvent("é\ud800", "d", {}), WebhookEvent("é", "d", {})),
+        (WebhookEvent("t" * 300, "d", {}), WebhookEvent("t" * MAX_EVENT_TYPE, "d", {})),
+        (WebhookEvent(None, "d", {}), WebhookEvent("", "d", {})),  # type: ignore[arg-type]
+        (WebhookEvent("t", "", {}), WebhookEvent("t", None, {})),
+        (
+            WebhookEvent("t", "i" * 256, {}),
+            WebhookEvent("t", "sha256:" + hashlib.sha256(b"i" * 256).hexdigest(), {}),
+        ),
+        (WebhookEvent("t", "d", {"k": "\x00"}), WebhookEvent("t", "d", None, b"raw")),
+    ],
+)
+def test_storable__anything_unstorable_gives_a_cleaned_copy(event, expected):
+    cleaned = storable(event, b"raw")
+    assert cleaned == expected
+    assert cleaned is not event
+
+
+ENVIRON = {
+    "REQUEST_METHOD": "POST",
+    "PATH_INFO": "/webhooks/github/",
+    "SERVER_NAME": "127.0.0.1",
+    "REMOTE_ADDR": "10.0.0.1",
+    "wsgi.url_scheme": "http",
+    "CONTENT_TYPE": "application/json",
+    "CONTENT_LENGTH": "12",
+    "HTTP_X_HUB_SIGNATURE_256": "sha256=00",
+    "HTTP_X_GITHUB_DELIVERY": "d-1",
+    "HTTP_USER_AGENT": "GitHub-Hookshot/1",
+    "HTTP_COOKIE": "a=b",
+}
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        ENVIRON,
+        {},
+        # Two keys naming one header: the later one wins, in both.
+        {"CONTENT_TYPE": "text/plain", "HTTP_CONTENT_TYPE": "application/json"},
+        {"HTTP_CONTENT_TYPE": "application/json", "CONTENT_TYPE": "text/plain"},
+        {"HTTP_": "empty name", "HTTP_X__Y": "two underscores", "SERVER_PORT": "80"},
+        {"HTTP_X_STRA\u00dfE": "latin-1", "HTTP_X_\u00c9T\u00c9": "d\u00e9j\u00e0"},
+    ],
+)
+def test_headers__from_environ_is_what_request_headers_give(environ):
+    headers = Headers.from_environ(environ)
+    assert headers == Headers(HttpHeaders(environ).items())
+    assert type(headers) is Headers
+
+
+def test_headers__from_environ_looks_up_without_case():
+    headers = Headers.from_environ(ENVIRON)
+    assert headers["X-Hub-Signature-256"] == "sha256=00"
+    assert headers.get("content-type") == "application/json"
+    assert "X-GITHUB-DELIVERY" in headers
+    assert "REMOTE_ADDR" not in headers and "remote-addr" not in headers
+    assert dict.get(headers, "x-github-delivery") == "d-1"  # kept lower case
