@@ -56,7 +56,7 @@ def main() -> None:
 
     from automate import dispatch, tasks
     from automate.flow.models import RunWait
-    from automate.models import RESUME_CONNECTOR_KEY, RunStatus, WorkflowRun
+    from automate.models import RunStatus, WorkflowRun
     from automate.services import WorkflowService
     from automate_core.models import OutboxItem
     from automate_core.outbox import queue
@@ -74,7 +74,9 @@ def main() -> None:
             "Plain", "pull_request", [{"name": "First", "type": "bench_noop", "config": {}}, noop]
         ),
         "delay": make(
-            "Delay", "parked.delay", [{"name": "Wait", "type": "delay", "config": {"seconds": 3600}}, noop]
+            "Delay",
+            "parked.delay",
+            [{"name": "Wait", "type": "delay", "config": {"seconds": 3600}}, noop],
         ),
         "event": make(
             "Event",
@@ -153,7 +155,9 @@ def main() -> None:
                     trace_id=uuid.uuid4().hex,
                 )
 
-    def one_batch(path: str, size: int, capture: bool = False) -> tuple[int, float, float, list[str]]:
+    def one_batch(
+        path: str, size: int, capture: bool = False
+    ) -> tuple[int, float, float, list[str]]:
         """Prepare and run one batch of ``path``: its statements (with ``capture``, which
         costs CPU of its own), the worker's CPU and the server's."""
         prepare(path, size)

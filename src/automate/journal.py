@@ -135,13 +135,7 @@ def _update_rows(model: type[models.Model], names: list[str], objs: list[models.
     models a journal holds has receivers."""
     connection = connections[router.db_for_write(model)]
     if connection.vendor not in ("postgresql", "sqlite") or len(objs) < 2:
-        sql, fields = _update_sql(model, names, connection)
-        rows = [_update_params(fields, obj, connection) for obj in objs]
-        with connection.cursor() as cursor:
-            if len(rows) == 1:
-                cursor.execute(sql, rows[0])
-            else:
-                cursor.executemany(sql, rows)
+        _update_each_row(model, names, objs, connection)
         return
     fields: list[Field] = [model._meta.get_field(name) for name in names]  # type: ignore[misc]
     size = _rows_per_statement(connection, len(fields) + 1, len(objs))
@@ -152,6 +146,22 @@ def _update_rows(model: type[models.Model], names: list[str], objs: list[models.
             for obj in chunk:
                 params += _update_params(fields, obj, connection)
             cursor.execute(_update_from_values_sql(model, fields, len(chunk), connection), params)
+
+
+def _update_each_row(
+    model: type[models.Model],
+    names: list[str],
+    objs: list[models.Model],
+    connection: BaseDatabaseWrapper,
+) -> None:
+    """One UPDATE per row (other databases, or a single row), pipelined by psycopg 3."""
+    sql, fields = _update_sql(model, names, connection)
+    rows = [_update_params(fields, obj, connection) for obj in objs]
+    with connection.cursor() as cursor:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
 
 
 #: PostgreSQL's limit on the parameters of one statement (its wire protocol counts them

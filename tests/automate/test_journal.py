@@ -107,9 +107,7 @@ def finish_each(runs, journal, now):
 
 
 @pytest.mark.parametrize("size", [2, 8])
-def test_journal__rows_with_values_of_their_own_are_one_statement_not_one_per_row(
-    workflow, size
-):
+def test_journal__rows_with_values_of_their_own_are_one_statement_not_one_per_row(workflow, size):
     """A resumed batch finishes each run and each waited-on record with its own values:
     one UPDATE for the rows of one model and field set, whatever their number, and a
     column NULL in every row or only in some keeps its type (jsonb, timestamptz)."""
