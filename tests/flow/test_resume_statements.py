@@ -116,6 +116,41 @@ def test_resume__replies_resume_their_runs_in_their_batch_at_the_same_statements
     assert counts[0] == counts[1]
 
 
+def _timer_updates(ctx) -> list[str]:
+    """The UPDATEs of the outbox that retire timers (done, not our own claimed items)."""
+    return [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].startswith('UPDATE "automate_core_outboxitem"')
+        and "\"status\" = 'done'" in q["sql"]
+        and '"lease_token"' not in q["sql"]
+    ]
+
+
+def test_resume__replies_to_waits_without_a_timeout_have_no_timer_to_retire():
+    wf = start_runs("Endless", [WAIT, THEN], 3, 0)
+    assert not RunWait.objects.filter(run__workflow=wf, timer__isnull=False).exists()
+    for i in range(3):
+        reply(f"k{i}")
+    with CaptureQueriesContext(connection) as ctx:
+        dispatch.process_batch(dispatch.claim(1000))
+    assert completed(wf) == 3
+    assert _timer_updates(ctx) == []
+
+
+def test_resume__a_reply_retires_its_wait_s_pending_timeout_timer():
+    timed = {**WAIT, "config": {**WAIT["config"], "timeout_seconds": 3600}}
+    wf = start_runs("Timed", [timed, THEN], 2, 0)
+    timers = [wait.timer for wait in RunWait.objects.filter(run__workflow=wf).order_by("id")]
+    assert all(t is not None and t.status == "pending" for t in timers)
+    reply("k0")
+    with CaptureQueriesContext(connection) as ctx:
+        dispatch.process_batch(dispatch.claim(1000))
+    assert completed(wf) == 1 and len(_timer_updates(ctx)) == 1
+    first, second = (OutboxItem.objects.get(pk=t.pk) for t in timers)
+    assert (first.status, second.status) == ("done", "pending")  # the other still waits
+
+
 def test_resume__a_wait_won_before_the_batch_locks_it_is_left_to_its_winner():
     wf, waits, replies = waiting_with_replies("Won", 2)
     RunWait.objects.filter(pk=waits[0].pk).update(status="cancelled")  # as cancel_run does

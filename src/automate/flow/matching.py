@@ -136,15 +136,18 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> dict[int, RunWai
     waiting locked in id order (so two workers never lock them in opposite orders; a wait
     another worker won meanwhile is left out), one UPDATE of the waits, one of their runs
     (wait before run, as every takeover and ``cancel_run`` lock them), one of the won
-    waits' timers (retired, see :func:`retire_timer`)."""
+    waits' timers, if any has one (retired, see :func:`retire_timer`)."""
     now = timezone.now()
     with transaction.atomic():
         ids = [wait.pk for wait, _ in pairs]
-        still = set(
+        # Each wait still waiting, and its timer as of now (read under the lock): a wait
+        # without a timeout has none once its first look is done, and then there is no
+        # timer to retire.
+        still = dict(
             RunWait.objects.select_for_update()
             .filter(pk__in=ids, status=WaitStatus.WAITING)
             .order_by("id")
-            .values_list("pk", flat=True)
+            .values_list("pk", "timer_id")
         )
         given: dict[int, tuple[RunWait, OutboxItem]] = {}
         for wait, event in pairs:
@@ -177,9 +180,11 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> dict[int, RunWai
             same={"status": RunStatus.RUNNING},
             only_if={"status": RunStatus.WAITING},
         )
-        OutboxItem.objects.filter(
-            timer_of__pk__in=list(given), status__in=["pending", "failed"]
-        ).update(status="done", completed_at=now)
+        timers = [still[pk] for pk in given if still[pk] is not None]
+        if timers:
+            OutboxItem.objects.filter(pk__in=timers, status__in=["pending", "failed"]).update(
+                status="done", completed_at=now
+            )
     for wait, event in given.values():
         wait.status, wait.resolved_at = WaitStatus.MATCHED, now
         wait.event = {"type": event.event_type, "payload": event.payload}
