@@ -202,7 +202,7 @@ def _sql_and_params(
     own calls. Those calls, 18 per webhook, were half of this path's CPU. A value that is
     its field's constant default (the status of a new row, its zero attempts, its empty
     lease...) is written into the statement as a literal instead of sent: a webhook's
-    INSERT has 10 parameters instead of 21, and the driver quotes each in Python. One
+    INSERT has 10 parameters instead of 21, each of which the driver adapts in Python. One
     statement is compiled per set of fields so written (a handful: with a payload or
     with raw bytes, with an id or without...)."""
     plan = _plan(fields, sql, db)
