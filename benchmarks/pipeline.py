@@ -70,22 +70,6 @@ def progress(message: str) -> None:
 # --- ours ----------------------------------------------------------------------------
 
 
-def _enqueue(prefix: str, event_type: str, share: range) -> None:
-    from django.db import connection
-
-    from automate_core.outbox import queue
-
-    for n in share:
-        queue.enqueue(
-            "github",
-            event_type=event_type,
-            payload={"action": "opened", "number": n},
-            external_id=f"{prefix}-{n}",
-            trace_id=uuid.uuid4().hex,
-        )
-    connection.close()
-
-
 def _celery_worker(queue_name: str, processes: int, prefetch: int) -> list[str]:
     command = [sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker"]
     command += ["--pool", "prefork", "--concurrency", str(processes), "--queues", queue_name]
@@ -115,7 +99,7 @@ def ours(
     from automate_core.models import OutboxItem
 
     queue_name = f"bench-{uuid.uuid4().hex[:8]}"
-    produce = functools.partial(_enqueue, queue_name, event_type)
+    produce = functools.partial(common.enqueue_noop_events, queue_name, event_type)
     if backlog:
         connections.close_all()
         common.produce(produce, events, args.producers)
