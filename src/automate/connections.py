@@ -10,12 +10,8 @@ A profile row (``ConnectionProfile``) wins over ``AUTOMATE["CONNECTORS"][key]`` 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -29,6 +25,7 @@ from automate_connectors.registry import NotRegistered, get_connector
 # resolve_config moved to automate_connectors.resolve; importable from here as before.
 from automate_connectors.resolve import resolve_config, resolve_webhook_secret
 from automate_core import secrets
+from automate_core.offloop import HelperThread, in_event_loop
 from automate_core.providers.base import ProviderContext
 
 
@@ -94,11 +91,9 @@ def _load_off_loop(load: Callable[[], T]) -> T:
     the table there would raise ``SynchronousOnlyOperation``. The loop waits for that one
     read (once per ``CONNECTION_CACHE_SECONDS``), made by the process's loader thread.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not in_event_loop():
         return load()
-    return _loader().submit(_load_and_close, load).result()
+    return _loader.call(lambda: _load_and_close(load))
 
 
 def _load_and_close(load: Callable[[], T]) -> T:
@@ -110,28 +105,9 @@ def _load_and_close(load: Callable[[], T]) -> T:
         connections.close_all()
 
 
-#: The thread those reads run in, made for the first, rather than a pool started and
-#: joined per expired entry. One is enough: a read is short and its loop waits for it.
-_loader_pool: ThreadPoolExecutor | None = None
-_loader_lock = threading.Lock()
-
-
-def _loader() -> ThreadPoolExecutor:
-    global _loader_pool
-    with _loader_lock:
-        if _loader_pool is None:
-            _loader_pool = ThreadPoolExecutor(1, thread_name_prefix="automate-connections")
-        return _loader_pool
-
-
-def _forget_loader() -> None:
-    """In a forked child the parent's loader thread does not run, but its pool, believing
-    it idle, would take work for it and never do it: the child makes its own."""
-    global _loader_pool, _loader_lock
-    _loader_pool, _loader_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_loader)
+#: The thread those reads run in, made for the first (and again in a forked child). One
+#: is enough: a read is short and its loop waits for it.
+_loader = HelperThread("automate-connections")
 
 
 #: Connections by URL key (``None``: no such connection).

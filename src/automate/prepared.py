@@ -20,12 +20,27 @@ Only :func:`fetchone` uses it, and only where it is safe:
 A schema change needs nothing: PostgreSQL re-plans a prepared statement when a table it
 reads changes. If the server has lost the statement or refuses it (a pooler handing the
 session to another server connection, a ``DISCARD ALL``, a result type changed under
-it), the statement is sent again the ordinary way and this connection stops preparing;
-those errors are raised before anything runs, so nothing is written twice.
+it, another client's statement under that name that takes another number of parameters),
+the statement is sent again the ordinary way and this connection stops preparing; those
+errors are raised before anything runs, so nothing is written twice.
+
+A statement is named after its text and parameter types (``automate_`` and a hash of
+them), not with psycopg's per-connection counter (``_pg3_0``, ``_pg3_1``...): behind a
+pooler that does not track prepared statements, a server session may hold another
+client's statements, and under the counter's names those are different statements (the
+webhook INSERT one process prepared first is ``_pg3_0``, so is the step start another
+did), which a bind with the same number of parameters would run with our values. Under
+a name derived from the text, a statement found on the server is the same statement.
+
+Per call, the connection's one preparing cursor is reused (building a psycopg cursor
+costs more than the rest of the call on the client), and psycopg's prepare threshold is
+raised only for the call: left raised, psycopg would count every other statement the
+connection runs in its cache of candidates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -40,8 +55,9 @@ __all__ = ["fetchone"]
 
 #: SQLSTATEs of a prepared statement the server no longer has or will not run as prepared:
 #: invalid_sql_statement_name, duplicate_prepared_statement, feature_not_supported
-#: ("cached plan must not change result type").
-_STALE = frozenset({"26000", "42P05", "0A000"})
+#: ("cached plan must not change result type"), protocol_violation ("bind message supplies
+#: 1 parameters, but prepared statement ... requires 2": another statement under the name).
+_STALE = frozenset({"26000", "42P05", "0A000", "08P01"})
 
 #: psycopg connections on which preparing failed once: they execute as usual from then on.
 _refused: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -68,9 +84,8 @@ def fetchone(db: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> Any:
     if threshold is None:
         raw.prepare_threshold = _ONLY_WHEN_ASKED
     try:
-        with cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
+        cursor.execute(sql, params)
+        return cursor.fetchone()
     except DatabaseError as exc:
         state = getattr(exc.__cause__, "sqlstate", None)
         if state not in _STALE:
@@ -97,9 +112,13 @@ def _prepared_cursor(db: BaseDatabaseWrapper) -> Any | None:
     if raw in _refused:
         return None
     # The psycopg cursor is built here, not with db.cursor(): Django's is a client-side
-    # binding cursor, which never prepares.
+    # binding cursor, which never prepares. One per connection, kept open on the wrapper
+    # (per thread, as the wrapper is) until the wrapper connects again.
     db.validate_thread_sharing()
-    raw_cursor = _cursor_class()(raw)
+    raw_cursor = getattr(db, "_automate_preparing", None)
+    if raw_cursor is None or raw_cursor.connection is not raw:
+        raw_cursor = _cursor_class()(raw)
+        db._automate_preparing = raw_cursor  # type: ignore[attr-defined]
     return _DebugWrapper(raw_cursor, db) if db.queries_logged else db.make_cursor(raw_cursor)
 
 
@@ -112,6 +131,13 @@ class _DebugWrapper(CursorDebugWrapper):
             return CursorWrapper.execute(self, sql, params)
 
 
+def statement_name(query: bytes, types: Sequence[int]) -> bytes:
+    """The server-side name of a prepared statement: the same for the same text and
+    parameter types in every process, and well under PostgreSQL's 63 bytes."""
+    digest = hashlib.sha256(query + repr(tuple(types)).encode()).hexdigest()
+    return b"automate_" + digest[:32].encode()
+
+
 _PreparingCursor: type | None = None
 
 
@@ -119,12 +145,22 @@ def _cursor_class() -> type:
     global _PreparingCursor
     if _PreparingCursor is None:
         import psycopg
+        from psycopg._preparing import Prepare
 
         class PreparingCursor(psycopg.Cursor):  # type: ignore[type-arg]
-            """Prepares every statement it executes (Django's wrapper cannot ask)."""
+            """Prepares every statement it executes (Django's wrapper cannot ask), under a
+            name derived from the statement (see the module's docstring)."""
 
             def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[no-untyped-def]
                 return super().execute(query, params, prepare=True, binary=binary)
+
+            # psycopg's hook (ClientCursor's says "never prepare"): the name it returns
+            # for a statement to prepare is the one psycopg keeps and executes after.
+            def _get_prepared(self, pgq, prepare=None):  # type: ignore[no-untyped-def]
+                prep, name = super()._get_prepared(pgq, prepare)
+                if prep is Prepare.SHOULD:
+                    name = statement_name(pgq.query, pgq.types)
+                return prep, name
 
         _PreparingCursor = PreparingCursor
     return _PreparingCursor

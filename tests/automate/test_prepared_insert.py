@@ -151,3 +151,65 @@ def test_prepared__elsewhere_the_statement_runs_as_usual():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT count(*) FROM pg_prepared_statements")
                 assert cursor.fetchone() == (0,)
+
+
+def _statement_names(text: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE statement = %s", [text])
+        return [name for (name,) in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__the_name_comes_from_the_statement_not_a_per_connection_counter():
+    first, second = "SELECT %s::int + 1", "SELECT %s::int + 2"
+    assert prepared.fetchone(connection, first, [1]) == (2,)
+    assert prepared.fetchone(connection, second, [1]) == (3,)
+    (one,) = _statement_names("SELECT $1::int + 1")
+    (two,) = _statement_names("SELECT $1::int + 2")
+    assert one.startswith("automate_") and two.startswith("automate_") and one != two
+    other = connections.create_connection("default")  # another process, other order
+    try:
+        assert prepared.fetchone(other, second, [1]) == (3,)
+        assert prepared.fetchone(other, first, [1]) == (2,)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT statement, name FROM pg_prepared_statements")
+            assert dict(cursor.fetchall()) == {"SELECT $1::int + 1": one, "SELECT $1::int + 2": two}
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__another_clients_statement_under_its_name_is_refused_and_sent_again():
+    """A pooler that does not track prepared statements hands the session a server
+    connection where another client prepared a statement under our statement's name, with
+    another number of parameters: the bind fails with a protocol violation (08P01), a real
+    one from the server here, and the statement is sent again unprepared."""
+    sql = "SELECT %s::int + 1"
+    assert prepared.fetchone(connection, sql, [41]) == (42,)
+    (name,) = _statement_names("SELECT $1::int + 1")
+    with connection.cursor() as cursor:  # behind psycopg's back, as a pooler would
+        cursor.execute(f"DEALLOCATE {name}")
+        cursor.execute(f"PREPARE {name} (int, int) AS SELECT $1 + $2")
+    with CaptureQueriesContext(connection) as captured:
+        assert prepared.fetchone(connection, sql, [41]) == (42,)
+    assert len(captured.captured_queries) == 2  # the refused prepared one, then the plain one
+    # This connection no longer prepares, and stays usable.
+    assert prepared.fetchone(connection, "SELECT %s::int + 3", [1]) == (4,)
+    assert _statement_names("SELECT $1::int + 3") == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__another_clients_statement_of_psycopgs_name_is_never_run():
+    """psycopg names a connection's first prepared statement ``_pg3_0``, in every process:
+    another client's ``_pg3_0`` taking as many parameters would run with our values."""
+    sql = "SELECT %s::int + 1"
+    assert prepared.fetchone(connection, sql, [41]) == (42,)
+    (name,) = _statement_names("SELECT $1::int + 1")
+    with connection.cursor() as cursor:  # the server session is now another client's
+        cursor.execute(f"DEALLOCATE {name}")
+        cursor.execute("PREPARE _pg3_0 (int) AS SELECT $1 + 1000")
+        cursor.execute("PREPARE _pg3_1 (int) AS SELECT $1 + 1000")
+    assert prepared.fetchone(connection, sql, [41]) == (42,)

@@ -246,3 +246,84 @@ def test_wait__a_full_batch_window_lets_each_wait_look_from_its_own_start(monkey
     mine = emit({"ticket": {"id": 2}})
     monkeypatch.setattr(matching, "CATCH_UP_LIMIT", 1)
     assert matching.early_events([a, b]) == {b.pk: mine}
+
+
+# -- where the event came from: a webhook, the REST API or emit() -------------------------
+
+
+def api_post(payload, connector="my_service", event_type="customer.replied"):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    if not User.objects.filter(username="root").exists():
+        User.objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.login(username="root", password="pw")
+    body = {"connector": connector, "type": event_type, "payload": payload}
+    response = client.post("/api/events/", body, content_type="application/json")
+    assert response.status_code == 202, response.content
+    return OutboxItem.objects.get(pk=response.json()["id"])
+
+
+def test_wait__an_event_posted_to_the_api_resumes_the_run_as_a_webhook_does(drain):
+    run = start([wait_step(connector="my_service"), action("Then")], {"ticket": 7})
+    drain()
+    posted = api_post({"ticket": {"id": 7}, "text": "via the API"})
+    assert posted.connector_key == "api:my_service"  # its own source, same connection
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert RunWait.objects.get(run=run).resolved_by == posted
+    assert run.step_runs.get(step__name="Reply").output["event"]["payload"]["text"] == (
+        "via the API"
+    )
+
+
+def test_wait__an_api_event_that_came_while_the_run_parked_is_not_missed(drain):
+    run = start([wait_step(connector="my_service"), action("Then")], {"ticket": 3})
+    dispatch.process_batch(dispatch.claim())  # parks; its first timer is due, not yet run
+    posted = api_post({"ticket": {"id": 3}, "text": "early"})
+    OutboxItem.objects.filter(pk=posted.pk).update(status="done")  # processed elsewhere
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert RunWait.objects.get(run=run).event["payload"]["text"] == "early"
+
+
+def test_wait__an_emitted_event_resumes_the_run(drain):
+    from automate import emit as app_emit
+
+    run = start([wait_step(connector="app"), action("Then")], {"ticket": 5})
+    drain()
+    emitted = app_emit("customer.replied", {"ticket": {"id": 5}})
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert RunWait.objects.get(run=run).resolved_by == emitted
+
+
+def test_wait__a_wait_on_one_connection_is_not_resumed_by_another_source(drain):
+    """Waits are per connection (``connector``): an event of the same type and payload
+    from another connection, posted to the API or emitted, leaves it waiting."""
+    from automate import emit as app_emit
+
+    run = start([wait_step(connector="shop"), action("Then")], {"ticket": 9})
+    drain()
+    api_post({"ticket": {"id": 9}}, connector="my_service")
+    app_emit("customer.replied", {"ticket": {"id": 9}}, source="app")
+    emit({"ticket": {"id": 9}}, connector="api_shop")  # a connection named like it
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.WAITING
+    app_emit("customer.replied", {"ticket": {"id": 9}}, source="shop")
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+
+
+def test_wait__a_wait_on_an_api_source_is_refused_at_create():
+    """``api:<connection>`` is where API events are stored, not a connection: a wait on it
+    would never be resumed (an API event resumes the waits on its connection)."""
+    with pytest.raises(AutomateError) as exc:
+        WorkflowService().create_workflow(name="X", steps=[wait_step(connector="api:shop")])
+    assert exc.value.details["field"] == "steps[0].config.connector"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import threading
 import time
 
@@ -158,6 +160,56 @@ def test_client__runs_inside_a_running_event_loop(tools):
 
     listed = asyncio.run(from_async_code())
     assert {t.name for t in listed} >= {"echo", "search_documents"}
+
+
+def _ran_in() -> threading.Thread:
+    """Where ``client.run`` ran a session for a caller that runs an event loop."""
+
+    async def session() -> threading.Thread:
+        return threading.current_thread()
+
+    async def from_async_code() -> threading.Thread:
+        return client.run(session)
+
+    return asyncio.run(from_async_code())
+
+
+def test_client__calls_from_a_running_loop_share_one_helper_thread(tools):
+    endpoint = tools.endpoint()
+    before = set(threading.enumerate())
+    helpers = {_ran_in() for _ in range(20)}
+
+    async def from_async_code():
+        return client.list_tools(endpoint, max_pages=10)
+
+    for _ in range(3):  # real sessions, in the same thread
+        assert {t.name for t in asyncio.run(from_async_code())} >= {"echo"}
+    helpers.add(_ran_in())
+    (helper,) = helpers  # one thread for every call, not one per call
+    assert helper is not threading.current_thread() and helper.is_alive()
+    assert helper.name.startswith("automate-mcp")
+    assert set(threading.enumerate()) - before <= {helper}
+
+
+def test_client__a_forked_process_runs_sessions_from_a_loop_too():
+    """The child has no helper thread (the parent's does not survive the fork): it starts
+    its own, where the parent's pool would take the session and never run it."""
+    assert _ran_in().is_alive()  # the parent's helper runs
+    child = multiprocessing.get_context("fork").Process(target=_run_from_a_loop_in_child)
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("the forked child's session from a loop never returned")
+    assert child.exitcode == 0
+
+
+def _run_from_a_loop_in_child() -> None:
+    helper = _ran_in()
+    again = _ran_in()
+    fine = helper is again and helper is not threading.current_thread() and helper.is_alive()
+    os._exit(0 if fine else 1)
 
 
 def test_call_tool__wrong_key_is_unauthenticated(tools):

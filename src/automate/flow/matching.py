@@ -28,11 +28,10 @@ from django.utils import timezone
 
 from automate.flow import bulk
 from automate.flow.models import RunWait, WaitKind, WaitStatus
-from automate.models import RunStatus, WorkflowRun, WorkflowStep
+from automate.models import API_SOURCE_PREFIX, RunStatus, WorkflowRun, WorkflowStep, trigger_key
 from automate_core.outbox.models import OutboxItem
 
 __all__ = [
-    "early_event",
     "early_events",
     "match_key",
     "resolve_all",
@@ -76,7 +75,7 @@ def key_of(item: OutboxItem, paths: Iterable[str]) -> str | None:
         if value is _MISSING:
             return None
         values[path] = value
-    return match_key(item.connector_key, item.event_type, values)
+    return match_key(trigger_key(item.connector_key), item.event_type, values)
 
 
 def _path_sets(kinds: set[tuple[str, str]]) -> dict[tuple[str, str], set[tuple[str, ...]]]:
@@ -98,12 +97,13 @@ def wake_waiters(items: Sequence[OutboxItem]) -> dict[int, RunWait]:
     events = [item for item in items if not item.connector_key.startswith("_")]
     if not events:
         return {}
-    path_sets = _path_sets({(item.connector_key, item.event_type) for item in events})
+    # An API event (stored as "api:<connection>") resumes the waits on its connection.
+    path_sets = _path_sets({(trigger_key(item.connector_key), item.event_type) for item in events})
     if not path_sets:
         return {}
     by_key: dict[str, list[OutboxItem]] = {}
     for item in events:
-        for paths in path_sets.get((item.connector_key, item.event_type), ()):
+        for paths in path_sets.get((trigger_key(item.connector_key), item.event_type), ()):
             key = key_of(item, paths)
             if key is not None:
                 by_key.setdefault(key, []).append(item)
@@ -112,7 +112,7 @@ def wake_waiters(items: Sequence[OutboxItem]) -> dict[int, RunWait]:
     waits = RunWait.objects.filter(
         status=WaitStatus.WAITING,
         kind=WaitKind.EVENT,
-        connector_key__in={item.connector_key for item in events},
+        connector_key__in={trigger_key(item.connector_key) for item in events},
         event_type__in={item.event_type for item in events},
         match_key__in=list(by_key),
     )
@@ -230,7 +230,7 @@ def early_events(waits: Sequence[RunWait]) -> dict[int, OutboxItem]:
     for (connector, event_type), group in kinds.items():
         after = [carriers.get(w.run_id) for w in group]  # type: ignore[attr-defined]
         candidates = OutboxItem.objects.filter(
-            connector_key=connector,
+            connector_key__in=[connector, API_SOURCE_PREFIX + connector],
             event_type=event_type,
             created_at__gte=min(w.created_at for w in group),
         )

@@ -1,8 +1,8 @@
 """One MCP session at a time, over the official SDK, from synchronous Django code.
 
 The SDK is asynchronous; Django views, management commands and the workflow worker are
-not. :func:`run` executes a coroutine with ``asyncio.run`` in the calling thread, or in a
-short-lived worker thread when that thread already runs an event loop (an async view, a
+not. :func:`run` executes a coroutine with ``asyncio.run`` in the calling thread, or in the
+process's MCP helper thread when that thread already runs an event loop (an async view, a
 Jupyter cell), because ``asyncio.run`` refuses to nest. Everything that touches the
 database or the secret backends happens before the coroutine starts, in the caller's
 thread: :class:`Endpoint` carries the resolved URL, headers and timeout.
@@ -23,7 +23,6 @@ importable from here as well.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from automate.mcp.stdio_transport import stderr_file, stderr_tail, stdio_transpo
 from automate.mcp.transport import StatusObserver, guarded_client
 from automate_core import redaction
 from automate_core.net import check_url
+from automate_core.offloop import HelperThread, in_event_loop
 from automate_core.providers.errors import AutomateError, ErrorCodes
 
 T = TypeVar("T")
@@ -68,14 +68,17 @@ class ToolResult:
 # -- Running coroutines from sync code ------------------------------------------------
 
 
+#: Where :func:`run` runs sessions for a thread that already runs an event loop: one
+#: thread per process, started for the first such call (and again in a forked child).
+#: Its own, not the connection loader's: a lookup never waits behind a long tool call.
+_runner = HelperThread("automate-mcp")
+
+
 def run(factory: Callable[[], Awaitable[T]]) -> T:
     """Run ``factory()`` to completion from synchronous code, whatever thread we are on."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not in_event_loop():
         return asyncio.run(_as_coroutine(factory))
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="automate-mcp") as pool:
-        return pool.submit(asyncio.run, _as_coroutine(factory)).result()
+    return _runner.call(lambda: asyncio.run(_as_coroutine(factory)))
 
 
 async def _as_coroutine(factory: Callable[[], Awaitable[T]]) -> T:

@@ -186,6 +186,18 @@ class WaitForEventStep(ControlStep):
                 raise invalid_argument(
                     f"{where}.{name}", f"{where}.{name} must be written out, not a template"
                 )
+        # Not at the top: `import automate` loads this module before the app registry is
+        # ready, and automate.models needs it.
+        from automate.models import API_SOURCE_PREFIX
+
+        if config.connector.startswith(API_SOURCE_PREFIX):
+            # Where API events are stored, not a connection: they resume the waits on
+            # their connection, so a wait on "api:<key>" would never be resumed.
+            raise invalid_argument(
+                f"{where}.connector",
+                f"{where}.connector must be a connection key: an event posted to the API "
+                f"resumes the waits on {config.connector.removeprefix(API_SOURCE_PREFIX)!r}",
+            )
         for path in config.match:
             if not path or is_template(path) or any(not part for part in path.split(".")):
                 raise invalid_argument(
