@@ -229,6 +229,51 @@ def create_noop_workflow(name: str, event_type: str, *, idempotent: bool = True)
     )
 
 
+def parked_workflows() -> dict:
+    """The parked-run benchmarks' workflows, by path: ``plain`` (two no-op steps on
+    ``pull_request``), ``delay`` (``[delay of an hour, no-op]`` on ``parked.delay``) and
+    ``event`` (``[wait_for_event, no-op]`` on ``parked.wait``, each run waiting for a
+    ``parked.reply`` whose ``key`` is its own)."""
+    from automate.services import WorkflowService
+
+    service = WorkflowService()
+    noop = {"name": "Then", "type": "bench_noop", "config": {}}
+
+    def make(name: str, event: str, steps: list[dict]):
+        return service.create_workflow(
+            name=name, trigger={"connector": "github", "events": [event]}, steps=steps
+        )
+
+    return {
+        "plain": make(
+            "Bench no-ops",
+            "pull_request",
+            [{"name": "First", "type": "bench_noop", "config": {}}, noop],
+        ),
+        "delay": make(
+            "Bench delay",
+            "parked.delay",
+            [{"name": "Wait", "type": "delay", "config": {"seconds": 3600}}, noop],
+        ),
+        "event": make(
+            "Bench wait_for_event",
+            "parked.wait",
+            [
+                {
+                    "name": "Wait",
+                    "type": "wait_for_event",
+                    "config": {
+                        "connector": "github",
+                        "event": "parked.reply",
+                        "match": {"key": "{{ event.payload.key }}"},
+                    },
+                },
+                noop,
+            ],
+        ),
+    }
+
+
 def enqueue_noop_events(prefix: str, event_type: str, numbers: Iterable[int]) -> None:
     """Enqueue a GitHub ``event_type`` event (external id ``<prefix>-<n>``) for each ``n``
     of ``numbers``, one ``queue.enqueue`` each, as a webhook would; then close this

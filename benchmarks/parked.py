@@ -189,47 +189,6 @@ def cell(workers: int, workflows: dict, args) -> dict[str, float]:
     return rates
 
 
-def _workflows() -> dict:
-    from automate.services import WorkflowService
-
-    service = WorkflowService()
-    noop = {"name": "Then", "type": "bench_noop", "config": {}}
-
-    def make(name: str, event: str, steps: list[dict]):
-        return service.create_workflow(
-            name=name, trigger={"connector": "github", "events": [event]}, steps=steps
-        )
-
-    return {
-        "plain": make(
-            "Bench no-ops",
-            "pull_request",
-            [{"name": "First", "type": "bench_noop", "config": {}}, noop],
-        ),
-        "delay": make(
-            "Bench delay",
-            "parked.delay",
-            [{"name": "Wait", "type": "delay", "config": {"seconds": 3600}}, noop],
-        ),
-        "event": make(
-            "Bench wait_for_event",
-            "parked.wait",
-            [
-                {
-                    "name": "Wait",
-                    "type": "wait_for_event",
-                    "config": {
-                        "connector": "github",
-                        "event": "parked.reply",
-                        "match": {"key": "{{ event.payload.key }}"},
-                    },
-                },
-                noop,
-            ],
-        ),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10_000, help="runs per phase")
@@ -244,7 +203,7 @@ def main() -> None:
 
     args.url = common.scratch_database(args.database)
     common.migrate_and_setup(args.url, CELERY_BROKER_URL=common.REDIS_URL)
-    workflows = _workflows()
+    workflows = common.parked_workflows()
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:
         rates = cell(workers, workflows, args)

@@ -57,44 +57,10 @@ def main() -> None:
     from automate import dispatch, tasks
     from automate.flow.models import RunWait
     from automate.models import RunStatus, WorkflowRun
-    from automate.services import WorkflowService
     from automate_core.models import OutboxItem
     from automate_core.outbox import queue
 
-    noop = {"name": "Then", "type": "bench_noop", "config": {}}
-    service = WorkflowService()
-
-    def make(name: str, event: str, steps: list[dict]):
-        return service.create_workflow(
-            name=name, trigger={"connector": "github", "events": [event]}, steps=steps
-        )
-
-    workflows = {
-        "plain": make(
-            "Plain", "pull_request", [{"name": "First", "type": "bench_noop", "config": {}}, noop]
-        ),
-        "delay": make(
-            "Delay",
-            "parked.delay",
-            [{"name": "Wait", "type": "delay", "config": {"seconds": 3600}}, noop],
-        ),
-        "event": make(
-            "Event",
-            "parked.wait",
-            [
-                {
-                    "name": "Wait",
-                    "type": "wait_for_event",
-                    "config": {
-                        "connector": "github",
-                        "event": "parked.reply",
-                        "match": {"key": "{{ event.payload.key }}"},
-                    },
-                },
-                noop,
-            ],
-        ),
-    }
+    workflows = common.parked_workflows()
     counter = 0
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")

@@ -21,6 +21,8 @@ from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
+from automate.flow import bulk
+
 
 class Part(NamedTuple):
     """One write of a statement that makes many: its SQL, its parameters and the new row
@@ -123,29 +125,26 @@ class Journal:
 
 
 def _update_rows(model: type[models.Model], names: list[str], objs: list[models.Model]) -> None:
-    """Give each row of ``objs`` its own values of ``names``: on PostgreSQL and SQLite one
-    ``UPDATE ... FROM (VALUES ...)`` per chunk of rows, else one parameterised UPDATE per
-    row sent with ``executemany``.
+    """Give each row of ``objs`` its own values of ``names``: on PostgreSQL and SQLite
+    :func:`automate.flow.bulk.update_each` (one ``UPDATE ... FROM (VALUES ...)`` per chunk
+    of rows), else, and for a single row, one parameterised UPDATE per row sent with
+    ``executemany``.
 
     A resumed batch changes two rows per run (the run, the record of the step it waited
     on): pipelined, ``executemany`` is one round trip, but the server still parses, plans
     and executes one statement per row, which cost more than the work itself.
-    ``bulk_update``'s ``CASE WHEN`` costs far more Python per row. A row deleted meanwhile
-    is simply not updated, as with one UPDATE per row. No ``save`` signals: none of the
-    models a journal holds has receivers."""
-    connection = connections[router.db_for_write(model)]
+    ``bulk_update``'s ``CASE WHEN`` costs far more Python per row. A single row is one
+    statement either way, and the plain UPDATE by pk needs no join. A row deleted
+    meanwhile is simply not updated. No ``save`` signals: none of the models a journal
+    holds has receivers."""
+    alias = router.db_for_write(model)
+    connection = connections[alias]
     if connection.vendor not in ("postgresql", "sqlite") or len(objs) < 2:
         _update_each_row(model, names, objs, connection)
         return
-    fields: list[Field] = [model._meta.get_field(name) for name in names]  # type: ignore[misc]
-    size = _rows_per_statement(connection, len(fields) + 1, len(objs))
-    with connection.cursor() as cursor:
-        for start in range(0, len(objs), size):
-            chunk = objs[start : start + size]
-            params: list[Any] = []
-            for obj in chunk:
-                params += _update_params(fields, obj, connection)
-            cursor.execute(_update_from_values_sql(model, fields, len(chunk), connection), params)
+    attnames = [model._meta.get_field(name).attname for name in names]  # type: ignore[union-attr]
+    rows = {obj.pk: [getattr(obj, attname) for attname in attnames] for obj in objs}
+    bulk.update_each(model, rows, names, using=alias)
 
 
 def _update_each_row(
@@ -162,50 +161,6 @@ def _update_each_row(
             cursor.execute(sql, rows[0])
         else:
             cursor.executemany(sql, rows)
-
-
-#: PostgreSQL's limit on the parameters of one statement (its wire protocol counts them
-#: in 16 bits).
-_POSTGRES_MAX_PARAMS = 65535
-
-
-def _rows_per_statement(connection: BaseDatabaseWrapper, width: int, rows: int) -> int:
-    """How many rows of ``width`` parameters one statement may carry on ``connection``."""
-    limit = connection.features.max_query_params or _POSTGRES_MAX_PARAMS
-    return max(1, min(rows, limit // width))
-
-
-def _update_from_values_sql(
-    model: type[models.Model], fields: list[Field], rows: int, connection: BaseDatabaseWrapper
-) -> str:
-    """``UPDATE`` of ``rows`` rows, each given its own values of ``fields`` followed by
-    its pk (the order of :func:`_update_params`), in one statement.
-
-    On PostgreSQL each value is cast to its column's type: a ``VALUES`` column takes its
-    type from its values, so one whose values are all NULL (or untyped literals, as
-    Django's client-side binding sends strings) would be ``text``, which a ``jsonb`` or
-    ``timestamptz`` column does not take. SQLite converts by the column's affinity."""
-    meta, quote = model._meta, connection.ops.quote_name
-    table = quote(meta.db_table)
-    pk_column = quote(str(meta.pk.column))  # type: ignore[union-attr]
-    width = len(fields) + 1
-    sets = []
-    for i, field in enumerate(fields, start=1):
-        source = f"v.column{i}"
-        if connection.vendor == "postgresql":
-            source = f"CAST({source} AS {field.cast_db_type(connection)})"
-        sets.append(f"{quote(str(field.column))} = {source}")
-    key = f"v.column{width}"
-    if connection.vendor == "postgresql":
-        key = f"CAST({key} AS {meta.pk.cast_db_type(connection)})"  # type: ignore[union-attr]
-    row = "(" + ", ".join(["%s"] * width) + ")"
-    # Only quoted names of the model's own columns, their types and placeholders are
-    # interpolated; values are parameters.
-    return (
-        f"UPDATE {table} SET {', '.join(sets)} "  # noqa: S608
-        f"FROM (VALUES {', '.join([row] * rows)}) AS v "
-        f"WHERE {table}.{pk_column} = {key}"
-    )
 
 
 def _update_sql(

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client, override_settings
 from django.utils import timezone
 
+from tests.connectors.signing import github_signature
 from tests.testapp.engine_connectors import RecorderConnector
+
+GITHUB_SECRET = "engine-tests-github"
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +33,32 @@ def drain():
         return EmbeddedWorker(threads=1, poll_seconds=0).run(once=True)
 
     return run
+
+
+@pytest.fixture
+def post_github():
+    """The GitHub connector set up with a known secret, and a function that posts a body
+    to its webhook as GitHub delivers a ``pull_request`` event (signed, with its delivery
+    id and hook id), through a client that checks CSRF and sends a session cookie, as a
+    browser on the same site would: neither may matter to the webhook view."""
+
+    def post(body: bytes, delivery: str):
+        return Client(enforce_csrf_checks=True).post(
+            "/webhooks/github/",
+            data=body,
+            content_type="application/json",
+            headers={
+                "X-Hub-Signature-256": github_signature(GITHUB_SECRET, body),
+                "X-GitHub-Event": "pull_request",
+                "X-GitHub-Delivery": delivery,
+                "X-GitHub-Hook-ID": "42",
+                "Cookie": "session=never-stored",
+            },
+        )
+
+    automate = {
+        "SECRETS": {"github": GITHUB_SECRET},
+        "CONNECTORS": {"github": {"secrets": ["secret://github"]}},
+    }
+    with override_settings(AUTOMATE=automate):
+        yield post

@@ -14,51 +14,27 @@ import json
 import pytest
 from django.db import connection, transaction
 from django.db.models.signals import post_save
-from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from automate import replays
 from automate.replays import WebhookReceipt
 from automate_core.models import OutboxItem
 from automate_core.outbox import queue
-from tests.connectors.signing import github_signature
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres")]
+# Every test runs with the GitHub connector set up, whether it posts a webhook or not.
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("postgres", "post_github"),
+]
 
-SECRET = "one-statement-github"
-AUTOMATE = {
-    "SECRETS": {"github": SECRET},
-    "CONNECTORS": {"github": {"secrets": ["secret://github"]}},
-}
 BODY = json.dumps({"action": "opened", "number": 7, "repository": {"full_name": "a/b"}}).encode()
 
 
-@pytest.fixture(autouse=True)
-def github():
-    with override_settings(AUTOMATE=AUTOMATE):
-        yield
-
-
-def _post(body: bytes, delivery: str):
-    return Client(enforce_csrf_checks=True).post(
-        "/webhooks/github/",
-        data=body,
-        content_type="application/json",
-        headers={
-            "X-Hub-Signature-256": github_signature(SECRET, body),
-            "X-GitHub-Event": "pull_request",
-            "X-GitHub-Delivery": delivery,
-            "X-GitHub-Hook-ID": "42",
-            "Cookie": "session=never-stored",
-        },
-    )
-
-
-def test_one_statement__a_new_github_webhook_is_one_insert_of_the_row_and_its_receipt():
-    _post(BODY, "warm-up")  # the connection lookup and the first prune happen once
+def test_one_statement__a_new_github_webhook_is_one_insert_of_the_row_and_its_receipt(post_github):
+    post_github(BODY, "warm-up")  # the connection lookup and the first prune happen once
     body = json.dumps({"action": "closed", "number": 8}).encode()
     with CaptureQueriesContext(connection) as captured:
-        response = _post(body, "d-1")
+        response = post_github(body, "d-1")
     assert response.status_code == 202
     statements = [q["sql"] for q in captured.captured_queries]
     assert len(statements) == 1, statements
@@ -83,9 +59,9 @@ def test_one_statement__a_new_github_webhook_is_one_insert_of_the_row_and_its_re
     assert receipt.digest == hashlib.sha256(body).hexdigest()
 
 
-def test_one_statement__a_body_that_is_not_json_keeps_its_raw_bytes():
+def test_one_statement__a_body_that_is_not_json_keeps_its_raw_bytes(post_github):
     body = b"not json \xff"
-    response = _post(body, "raw-1")
+    response = post_github(body, "raw-1")
     assert response.status_code == 202
     item = OutboxItem.objects.get(external_id="raw-1")
     assert item.payload is None
@@ -93,20 +69,20 @@ def test_one_statement__a_body_that_is_not_json_keeps_its_raw_bytes():
     assert WebhookReceipt.objects.filter(outbox_item=item).exists()
 
 
-def test_one_statement__a_repeated_delivery_id_writes_nothing_new():
-    assert _post(BODY, "same").status_code == 202
+def test_one_statement__a_repeated_delivery_id_writes_nothing_new(post_github):
+    assert post_github(BODY, "same").status_code == 202
     other = json.dumps({"action": "edited"}).encode()
-    response = _post(other, "same")
+    response = post_github(other, "same")
     assert response.status_code == 200 and response.json()["duplicate"] is True
     assert OutboxItem.objects.count() == 1
     # The statement that conflicted on the id wrote no receipt for the other body either.
     assert WebhookReceipt.objects.count() == 1
-    assert _post(other, "new-id").status_code == 202
+    assert post_github(other, "new-id").status_code == 202
 
 
-def test_one_statement__a_replayed_body_writes_no_orphan_row():
-    first = _post(BODY, "r-1")
-    response = _post(BODY, "r-2")
+def test_one_statement__a_replayed_body_writes_no_orphan_row(post_github):
+    first = post_github(BODY, "r-1")
+    response = post_github(BODY, "r-2")
     assert response.status_code == 200
     assert response.json()["id"] == first.json()["id"]
     assert list(OutboxItem.objects.values_list("external_id", flat=True)) == ["r-1"]
@@ -207,18 +183,20 @@ def test_one_statement__the_receipt_has_no_foreign_key_check_and_no_index_on_its
     assert "seen_at" in _plan(*pruned.query.sql_with_params())
 
 
-def test_one_statement__a_receipt_whose_row_was_deleted_answers_a_replay_without_ids():
-    first = _post(BODY, "gone-1")
+def test_one_statement__a_receipt_whose_row_was_deleted_answers_a_replay_without_ids(post_github):
+    first = post_github(BODY, "gone-1")
     assert first.status_code == 202
     OutboxItem.objects.all().delete()
     assert WebhookReceipt.objects.get().outbox_item_id == first.json()["id"]  # dangling
-    replay = _post(BODY, "gone-2")
+    replay = post_github(BODY, "gone-2")
     assert replay.status_code == 200
     assert replay.json() == {"trace_id": replay.json()["trace_id"], "duplicate": True}
     assert not OutboxItem.objects.exists()
 
 
-def test_one_statement__the_sql_of_an_accepted_webhook_and_of_its_periodic_reads(monkeypatch):
+def test_one_statement__the_sql_of_an_accepted_webhook_and_of_its_periodic_reads(
+    monkeypatch, post_github
+):
     """Per accepted webhook: the one INSERT, no BEGIN/COMMIT/SAVEPOINT (Django captures
     those too). Periodically: the connection read again once CONNECTION_CACHE_SECONDS
     have passed (one SELECT, the secrets resolved from settings without a query), old
@@ -238,12 +216,12 @@ def test_one_statement__the_sql_of_an_accepted_webhook_and_of_its_periodic_reads
         "is_profile_signing_secret",
         lambda name: probed.append(name) or original_probe(name),
     )
-    _post(BODY, "warm-up")  # the first lookup and the first prune of this process
+    post_github(BODY, "warm-up")  # the first lookup and the first prune of this process
 
     def statements(delivery: str) -> list[str]:
         body = json.dumps({"delivery": delivery}).encode()
         with CaptureQueriesContext(connection) as captured:
-            assert _post(body, delivery).status_code == 202
+            assert post_github(body, delivery).status_code == 202
         return [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
 
     for n in range(5):
@@ -352,8 +330,8 @@ def test_params__an_expression_is_left_to_save_which_compiles_it():
     assert WebhookReceipt.objects.get().outbox_item_id == result.item.pk
 
 
-def test_params__a_webhooks_row_is_stored_with_its_defaults():
-    response = _post(json.dumps({"n": 1}).encode(), "defaults-1")
+def test_params__a_webhooks_row_is_stored_with_its_defaults(post_github):
+    response = post_github(json.dumps({"n": 1}).encode(), "defaults-1")
     assert response.status_code == 202
     row = OutboxItem.objects.values().get(external_id="defaults-1")
     assert row["status"] == "pending" and row["attempts"] == 0

@@ -13,33 +13,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, connections
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from automate import prepared
 from automate_core.models import OutboxItem
-from tests.connectors.signing import github_signature
-
-SECRET = "prepared-github"
-AUTOMATE = {
-    "SECRETS": {"github": SECRET},
-    "CONNECTORS": {"github": {"secrets": ["secret://github"]}},
-}
 
 
-def _post(delivery: str, number: int):
-    body = json.dumps({"action": "opened", "number": number}).encode()
-    return Client().post(
-        "/webhooks/github/",
-        data=body,
-        content_type="application/json",
-        headers={
-            "X-Hub-Signature-256": github_signature(SECRET, body),
-            "X-GitHub-Event": "pull_request",
-            "X-GitHub-Delivery": delivery,
-        },
-    )
+def _opened(number: int) -> bytes:
+    return json.dumps({"action": "opened", "number": number}).encode()
 
 
 def _prepared_inserts() -> list[tuple[int, int]]:
@@ -52,17 +36,11 @@ def _prepared_inserts() -> list[tuple[int, int]]:
         return cursor.fetchall()
 
 
-@pytest.fixture
-def github():
-    with override_settings(AUTOMATE=AUTOMATE):
-        yield
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
-def test_prepared__webhooks_reuse_one_server_side_statement_and_its_generic_plan(github):
+def test_prepared__webhooks_reuse_one_server_side_statement_and_its_generic_plan(post_github):
     for n in range(8):
-        assert _post(f"d-{n}", n).status_code == 202
+        assert post_github(_opened(n), f"d-{n}").status_code == 202
     ((generic, custom),) = _prepared_inserts()
     # PostgreSQL plans the first five executions with their values, then keeps a generic
     # plan: no parse and no plan per webhook from then on.
@@ -72,28 +50,28 @@ def test_prepared__webhooks_reuse_one_server_side_statement_and_its_generic_plan
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
-def test_prepared__the_setting_turns_it_off():
-    with override_settings(AUTOMATE={**AUTOMATE, "DATABASE_PREPARED_STATEMENTS": False}):
+def test_prepared__the_setting_turns_it_off(post_github):
+    with override_settings(AUTOMATE={**settings.AUTOMATE, "DATABASE_PREPARED_STATEMENTS": False}):
         for n in range(3):
-            assert _post(f"off-{n}", n).status_code == 202
+            assert post_github(_opened(n), f"off-{n}").status_code == 202
     assert _prepared_inserts() == []
     assert OutboxItem.objects.filter(external_id__startswith="off-").count() == 3
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
-def test_prepared__a_column_added_by_a_migration_meanwhile_does_not_break_it(github):
-    assert _post("before", 1).status_code == 202
+def test_prepared__a_column_added_by_a_migration_meanwhile_does_not_break_it(post_github):
+    assert post_github(_opened(1), "before").status_code == 202
     other = connections.create_connection("default")  # another process migrating
     try:
         with other.cursor() as cursor:
             cursor.execute(
                 "ALTER TABLE automate_core_outboxitem ADD COLUMN added_later text DEFAULT 'x'"
             )
-        assert _post("after", 2).status_code == 202
+        assert post_github(_opened(2), "after").status_code == 202
         with other.cursor() as cursor:
             cursor.execute("ALTER TABLE automate_core_outboxitem DROP COLUMN added_later")
-        assert _post("after-drop", 3).status_code == 202
+        assert post_github(_opened(3), "after-drop").status_code == 202
     finally:
         other.close()
     assert set(OutboxItem.objects.values_list("external_id", flat=True)) == {
@@ -107,20 +85,20 @@ def test_prepared__a_column_added_by_a_migration_meanwhile_does_not_break_it(git
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
-def test_prepared__a_statement_the_server_lost_is_sent_again_and_stored_once(github):
-    assert _post("first", 1).status_code == 202
+def test_prepared__a_statement_the_server_lost_is_sent_again_and_stored_once(post_github):
+    assert post_github(_opened(1), "first").status_code == 202
     assert len(_prepared_inserts()) == 1
     with connection.cursor() as cursor:  # behind psycopg's back, as a pooler would
         cursor.execute("DEALLOCATE ALL")
     with CaptureQueriesContext(connection) as captured:
-        response = _post("second", 2)
+        response = post_github(_opened(2), "second")
     assert response.status_code == 202
     assert OutboxItem.objects.filter(external_id="second").count() == 1
     assert response.json()["id"] == OutboxItem.objects.get(external_id="second").pk
     inserts = [q for q in captured.captured_queries if q["sql"].startswith("WITH new_item")]
     assert len(inserts) == 2  # the refused prepared one, then the plain one
     # This connection no longer prepares: nothing is re-created on the server.
-    assert _post("third", 3).status_code == 202
+    assert post_github(_opened(3), "third").status_code == 202
     assert _prepared_inserts() == []
     assert OutboxItem.objects.filter(external_id__in=["first", "second", "third"]).count() == 3
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from automate.flow import bulk
@@ -14,17 +16,23 @@ from tests.flow.helpers import action, start
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("update", [bulk.update_each, bulk.with_case])
-def test_update_each__gives_each_row_its_values_where_the_condition_holds(update):
-    runs = [start([action("A")], {"n": i}, name=f"W{i}") for i in range(3)]
-    rows = []
-    for run in runs:
+def _waits(name: str, count: int, **fields) -> list[RunWait]:
+    """``count`` waiting ``event`` waits, each of a run of its own."""
+    waits = []
+    for i in range(count):
+        run = start([action("A")], {"n": i}, name=f"{name}{i}")
         record = StepRun.objects.create(run=run, step=run.workflow.steps.get(), attempt=1)
-        rows.append(
+        waits.append(
             RunWait.objects.create(
-                run=run, step_run=record, kind="event", created_at=timezone.now()
+                run=run, step_run=record, kind="event", created_at=timezone.now(), **fields
             )
         )
+    return waits
+
+
+@pytest.mark.parametrize("update", [bulk.update_each, bulk.with_case])
+def test_update_each__gives_each_row_its_values_where_the_condition_holds(update):
+    rows = _waits("W", 3)
     first, second, third = rows
     RunWait.objects.filter(pk=third.pk).update(status="cancelled")
     items = [OutboxItem.objects.create(connector_key="_resume", trace_id="t") for _ in rows]
@@ -87,3 +95,40 @@ def test_update_each__changes_only_rows_that_have_their_own_condition_values(upd
         only_if_each=["timer"],
     ) == 0  # fmt: skip
     assert RunWait.objects.get(pk=waits[2].pk).timer_id == old[2].pk
+
+
+def test_update_each__rows_beyond_the_parameter_limit_take_more_statements(monkeypatch):
+    """Each statement carries what the backend's parameter limit allows, ``same`` and
+    ``only_if`` included; the count returned is the sum of the statements'."""
+    waits = _waits("L", 5)
+    RunWait.objects.filter(pk=waits[4].pk).update(status="cancelled")  # in the last chunk
+    items = [OutboxItem.objects.create(connector_key="_resume", trace_id="t") for _ in waits]
+    # 3 parameters per row (pk, event, resolved_by) and 3 more (2 of same, 1 of only_if).
+    monkeypatch.setattr(connection.features, "max_query_params", 9)  # 2 rows a statement
+    now = timezone.now()
+    with CaptureQueriesContext(connection) as captured:
+        changed = bulk.update_each(
+            RunWait,
+            {w.pk: [{"n": n}, items[n].pk] for n, w in enumerate(waits)},
+            ["event", "resolved_by"],
+            same={"status": "matched", "resolved_at": now},
+            only_if={"status": "waiting"},
+        )
+    assert len(captured.captured_queries) == 3
+    assert changed == 4
+    stored = RunWait.objects.order_by("pk").values_list("status", "event", "resolved_by_id")
+    assert list(stored) == [
+        *(("matched", {"n": n}, items[n].pk) for n in range(4)),
+        ("cancelled", None, None),
+    ]
+
+
+def test_update_each__nulls_in_json_and_timestamp_columns_are_sql_nulls():
+    """Every value of a column NULL: PostgreSQL types such a ``VALUES`` column ``text``,
+    which a ``jsonb`` or ``timestamptz`` column takes only through the cast."""
+    waits = _waits("N", 3, event={"old": True}, resolved_at=timezone.now())
+    changed = bulk.update_each(
+        RunWait, {w.pk: [None, None] for w in waits}, ["event", "resolved_at"]
+    )
+    assert changed == 3
+    assert RunWait.objects.filter(event__isnull=True, resolved_at__isnull=True).count() == 3
