@@ -39,6 +39,8 @@ from typing import Any
 
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from automate.conf import settings as app_settings
@@ -258,15 +260,16 @@ def _delete_items(status: str) -> Callable[[list[Any], dict[str, datetime | None
     def delete(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
         cutoff = cutoffs[status]
         assert cutoff is not None
-        # What on_delete=SET_NULL would do, one UPDATE per column; only finished runs and
-        # their waits, and schedule ticks, can point at these items.
-        WorkflowRun.objects.filter(outbox_item__in=ids).update(outbox_item=None)
-        WorkflowRun.objects.filter(resume_item__in=ids).update(resume_item=None)
-        RunWait.objects.filter(timer__in=ids).update(timer=None)
-        RunWait.objects.filter(resolved_by__in=ids).update(resolved_by=None)
+        # What on_delete=SET_NULL would do, one UPDATE per column, for finished runs only:
+        # an unfinished one that took an item up since the SELECT keeps its link ...
+        runs = WorkflowRun.objects.filter(status__in=FINISHED_RUN_STATUSES)
+        waits = RunWait.objects.filter(run__status__in=FINISHED_RUN_STATUSES)
+        runs.filter(outbox_item__in=ids).update(outbox_item=None)
+        runs.filter(resume_item__in=ids).update(resume_item=None)
+        waits.filter(timer__in=ids).update(timer=None)
+        waits.filter(resolved_by__in=ids).update(resolved_by=None)
         ScheduleTick.objects.filter(outbox_item__in=ids).update(outbox_item=None)
-        # The conditions again, in the DELETE itself: an item a run took up since the
-        # SELECT stays (and so does the run's link to it, which the UPDATEs above spared).
+        # ... and the DELETE checks the conditions again, so that item stays.
         rows = OutboxItem.objects.filter(_settled(status, cutoff), pk__in=ids)
         return _raw_delete(rows.exclude(_item_needed()))
 
@@ -312,17 +315,29 @@ def _outgoing(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | Non
     if cutoff is None:
         return None
     recent = DeliveryAttempt.objects.filter(message=OuterRef("pk"), created_at__gte=cutoff)
-    return OutgoingMessage.objects.filter(created_at__lt=cutoff).exclude(Exists(recent))
+    # One list of the messages still being delivered, which the database can hash once,
+    # rather than a lookup in the outbox per message.
+    busy = _unsettled_deliveries().annotate(
+        message=Cast(KeyTextTransform("message", "payload"), models.BigIntegerField())
+    )
+    return (
+        OutgoingMessage.objects.filter(created_at__lt=cutoff)
+        .exclude(Exists(recent))
+        .exclude(pk__in=busy.filter(message__isnull=False).values("message"))
+    )
+
+
+def _unsettled_deliveries() -> models.QuerySet[OutboxItem]:
+    # A delivery's outbox item names its message in its payload only; the unsettled ones
+    # are found through the outbox's two partial indexes, which hold just those.
+    return OutboxItem.objects.filter(
+        Q(status__in=DUE_STATUSES) | Q(status=OutboxStatus.LEASED), connector_key=OUTGOING_KEY
+    )
 
 
 def _delete_outgoing(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
-    # A delivery's outbox item names its message in its payload only: look for the
-    # unsettled ones through the outbox's two partial indexes, which hold just those.
-    unsettled = OutboxItem.objects.filter(
-        Q(status__in=DUE_STATUSES) | Q(status=OutboxStatus.LEASED),
-        connector_key=OUTGOING_KEY,
-        payload__message__in=ids,
-    )
+    # Again in the transaction: a replay may have queued a delivery since the SELECT.
+    unsettled = _unsettled_deliveries().filter(payload__message__in=ids)
     busy = set(unsettled.values_list("payload__message", flat=True))
     ids = [pk for pk in ids if pk not in busy]
     if not ids:

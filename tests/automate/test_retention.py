@@ -325,6 +325,7 @@ def test_prune__outgoing_messages_delivered_or_dead_not_due(workflow):
     delivered, dead = message("done"), message("dead")
     retrying, leased = message("failed"), message("leased")
     retried_lately = message("done", attempt_at=RECENT)
+    assert prune(only=["outgoing"], dry_run=True) == {"outgoing": 2}
     assert prune(only=["outgoing"]) == {"outgoing": 2}
     assert not exists(delivered) and not exists(dead)
     assert not DeliveryAttempt.objects.filter(message__in=[delivered.pk, dead.pk]).exists()
@@ -464,3 +465,30 @@ def test_docs__the_beat_example_names_the_task_and_every_kind_is_listed():
     assert entry["task"] == PRUNE_TASK
     page = DOC.read_text()
     assert all(f"`{kind}`" in page for kind in retention.KINDS)
+
+
+# -- What changed between a chunk's SELECT and its DELETE stays --------------------------------
+
+
+def test_chunk__an_item_a_run_took_up_since_the_select_stays(workflow):
+    taken = item()
+    run(workflow, RunStatus.RUNNING, at=None, resume_item=taken)
+    delete = retention._SPECS["done"].delete
+    assert delete([taken.pk], retention._cutoffs(NOW, None)) == 0
+    assert exists(taken) and WorkflowRun.objects.get().resume_item_id == taken.pk
+
+
+def test_chunk__a_message_replayed_since_the_select_stays():
+    sent = OutgoingMessage.objects.create(event_type="e", payload={}, created_at=OLD)
+    item("pending", connector_key=OUTGOING_KEY, payload={"message": sent.pk, "endpoint": 1})
+    delete = retention._SPECS["outgoing"].delete
+    assert delete([sent.pk], retention._cutoffs(NOW, None)) == 0
+    assert exists(sent)
+
+
+def test_chunk__a_receipt_taken_over_since_the_select_stays(settings):
+    settings.AUTOMATE = {**settings.AUTOMATE, "WEBHOOK_REPLAY_WINDOW_SECONDS": 60}
+    fresh = WebhookReceipt.objects.create(connection="gh", digest="c" * 64, seen_at=NOW)
+    delete = retention._SPECS["receipts"].delete
+    assert delete([fresh.pk], retention._cutoffs(NOW, None)) == 0
+    assert WebhookReceipt.objects.exists()
