@@ -134,13 +134,26 @@ def retention(overrides: Mapping[str, Any] | None = None) -> dict[str, timedelta
     return ages
 
 
+Cutoffs = dict[str, datetime | None]
+Rows = models.QuerySet[Any]
+
+
 @dataclass(frozen=True)
 class _Kind:
-    model: type[models.Model]
-    #: The rows of this kind that may go, given the cutoff(s).
-    eligible: Callable[[dict[str, datetime | None]], models.QuerySet[Any] | None]
-    #: Deletes one chunk (in its transaction) and returns how many rows of the kind went.
-    delete: Callable[[list[Any], dict[str, datetime | None]], int]
+    #: The rows old enough by their own columns (None: the kind is kept forever). A
+    #: chunk's SELECT pages through these: a plain filter on one table, which PostgreSQL
+    #: plans as a short index scan (the full conditions made it expect a long one, and
+    #: compile it with JIT, about a second per chunk).
+    candidates: Callable[[Cutoffs], Rows | None]
+    #: Those of ``rows`` that may go, by the rows that depend on them.
+    may_go: Callable[[Rows, Cutoffs], Rows]
+    #: Deletes ``rows`` (a chunk's, through ``may_go``), what points at them first; returns
+    #: how many went. Runs in the chunk's transaction.
+    delete: Callable[[Rows], int]
+
+    def eligible(self, cutoffs: Cutoffs) -> Rows | None:
+        rows = self.candidates(cutoffs)
+        return None if rows is None else self.may_go(rows, cutoffs)
 
 
 def prune(
@@ -171,24 +184,22 @@ def prune(
         if kind not in selected:
             continue
         spec = _SPECS[kind]
-        rows = spec.eligible(cutoffs)
-        if rows is None:
-            counts[kind] = 0
-        elif dry_run:
-            counts[kind] = rows.count()
+        if dry_run:
+            rows = spec.eligible(cutoffs)
+            counts[kind] = 0 if rows is None else rows.count()
         else:
-            counts[kind] = _delete_in_chunks(rows, spec, cutoffs, batch_size)
+            counts[kind] = _delete_in_chunks(spec, cutoffs, batch_size)
     if not dry_run and any(counts.values()):
         logger.info("pruned %s", ", ".join(f"{kind}={n}" for kind, n in counts.items() if n))
     return counts
 
 
-def _cutoffs(now: datetime, older_than: timedelta | None) -> dict[str, datetime | None]:
+def _cutoffs(now: datetime, older_than: timedelta | None) -> Cutoffs:
     if older_than is not None:
         ages: dict[str, timedelta | None] = dict.fromkeys(DEFAULT_RETENTION, older_than)
     else:
         ages = retention()
-    cutoffs: dict[str, datetime | None] = {
+    cutoffs: Cutoffs = {
         kind: None if ages[key] is None else now - ages[key]  # type: ignore[operator]
         for kind, key in PRUNED_BY_SETTING.items()
     }
@@ -196,26 +207,38 @@ def _cutoffs(now: datetime, older_than: timedelta | None) -> dict[str, datetime 
     return cutoffs
 
 
-def _delete_in_chunks(
-    rows: models.QuerySet[Any], spec: _Kind, cutoffs: dict[str, datetime | None], size: int
-) -> int:
+def _delete_in_chunks(spec: _Kind, cutoffs: Cutoffs, size: int) -> int:
+    candidates = spec.candidates(cutoffs)
+    if candidates is None:
+        return 0
     # Keyset paging on the primary key: each chunk's SELECT starts where the last ended,
     # so rows kept (a run's item) are read once, not once per chunk.
     deleted = 0
     last: Any = None
     while True:
-        page = rows if last is None else rows.filter(pk__gt=last)
+        page = candidates if last is None else candidates.filter(pk__gt=last)
         ids = list(page.order_by("pk").values_list("pk", flat=True)[:size])
         if not ids:
             return deleted
-        with transaction.atomic(using=rows.db):
-            deleted += spec.delete(ids, cutoffs)
+        deleted += _delete_chunk(spec, ids, cutoffs)
         if len(ids) < size:
             return deleted
         last = ids[-1]
 
 
-def _raw_delete(rows: models.QuerySet[Any]) -> int:
+def _delete_chunk(spec: _Kind, ids: list[Any], cutoffs: Cutoffs) -> int:
+    """Delete those of ``ids`` that may go, decided again in the chunk's transaction."""
+    candidates = spec.candidates(cutoffs)
+    assert candidates is not None
+    with transaction.atomic(using=candidates.db):
+        return spec.delete(spec.may_go(candidates.filter(pk__in=ids), cutoffs))
+
+
+def _pks(rows: Rows) -> list[Any]:
+    return list(rows.values_list("pk", flat=True))
+
+
+def _raw_delete(rows: Rows) -> int:
     # One DELETE, no collector: the callers have dealt with every reference already, and
     # Django's collector would load each row (a payload per outbox item) into Python.
     return rows._raw_delete(rows.db)
@@ -224,62 +247,54 @@ def _raw_delete(rows: models.QuerySet[Any]) -> int:
 # -- Outbox items ---------------------------------------------------------------------------
 
 
-def _item_needed() -> Q:
-    """Items an unfinished run still needs: the event it was made for, the event that
-    resumed it, the timer or event of one of its waits."""
-    unfinished = ~Q(status__in=FINISHED_RUN_STATUSES)
-    runs = WorkflowRun.objects.filter(unfinished)
-    waits = RunWait.objects.exclude(run__status__in=FINISHED_RUN_STATUSES)
-    return (
-        Q(Exists(runs.filter(outbox_item=OuterRef("pk"))))
-        | Q(Exists(runs.filter(resume_item=OuterRef("pk"))))
-        | Q(Exists(waits.filter(timer=OuterRef("pk"))))
-        | Q(Exists(waits.filter(resolved_by=OuterRef("pk"))))
-    )
-
-
-def _settled(status: str, cutoff: datetime) -> Q:
-    if status == OutboxStatus.DONE:
-        return Q(status=OutboxStatus.DONE, completed_at__lt=cutoff)
-    # A dead letter records no time of death: available_at is when its last attempt was
-    # due, which is within a lease of it (a replay sets it again, to the replay's time).
-    return Q(status=OutboxStatus.DEAD, available_at__lt=cutoff)
-
-
-def _items(status: str) -> Callable[[dict[str, datetime | None]], models.QuerySet[Any] | None]:
-    def eligible(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | None:
+def _items(status: str) -> Callable[[Cutoffs], Rows | None]:
+    def candidates(cutoffs: Cutoffs) -> Rows | None:
         cutoff = cutoffs[status]
         if cutoff is None:
             return None
-        return OutboxItem.objects.filter(_settled(status, cutoff)).exclude(_item_needed())
+        if status == OutboxStatus.DONE:
+            return OutboxItem.objects.filter(status=OutboxStatus.DONE, completed_at__lt=cutoff)
+        # A dead letter records no time of death: available_at is when its last attempt
+        # was due, which is within a lease of it (a replay sets it again, to its own time).
+        return OutboxItem.objects.filter(status=OutboxStatus.DEAD, available_at__lt=cutoff)
 
-    return eligible
+    return candidates
 
 
-def _delete_items(status: str) -> Callable[[list[Any], dict[str, datetime | None]], int]:
-    def delete(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
-        cutoff = cutoffs[status]
-        assert cutoff is not None
-        # What on_delete=SET_NULL would do, one UPDATE per column, for finished runs only:
-        # an unfinished one that took an item up since the SELECT keeps its link ...
-        runs = WorkflowRun.objects.filter(status__in=FINISHED_RUN_STATUSES)
-        waits = RunWait.objects.filter(run__status__in=FINISHED_RUN_STATUSES)
-        runs.filter(outbox_item__in=ids).update(outbox_item=None)
-        runs.filter(resume_item__in=ids).update(resume_item=None)
-        waits.filter(timer__in=ids).update(timer=None)
-        waits.filter(resolved_by__in=ids).update(resolved_by=None)
-        ScheduleTick.objects.filter(outbox_item__in=ids).update(outbox_item=None)
-        # ... and the DELETE checks the conditions again, so that item stays.
-        rows = OutboxItem.objects.filter(_settled(status, cutoff), pk__in=ids)
-        return _raw_delete(rows.exclude(_item_needed()))
+def _items_may_go(rows: Rows, cutoffs: Cutoffs) -> Rows:
+    """Not the items an unfinished run still needs: the event it was made for, the event
+    that resumed it, the timer or event of one of its waits."""
+    runs = WorkflowRun.objects.exclude(status__in=FINISHED_RUN_STATUSES)
+    waits = RunWait.objects.exclude(run__status__in=FINISHED_RUN_STATUSES)
+    return (
+        rows.exclude(Exists(runs.filter(outbox_item=OuterRef("pk"))))
+        .exclude(Exists(runs.filter(resume_item=OuterRef("pk"))))
+        .exclude(Exists(waits.filter(timer=OuterRef("pk"))))
+        .exclude(Exists(waits.filter(resolved_by=OuterRef("pk"))))
+    )
 
-    return delete
+
+def _delete_items(rows: Rows) -> int:
+    ids = _pks(rows)
+    if not ids:
+        return 0
+    # What on_delete=SET_NULL would do, one UPDATE per column, for finished runs only:
+    # an unfinished one that took an item up since the SELECT keeps its link ...
+    runs = WorkflowRun.objects.filter(status__in=FINISHED_RUN_STATUSES)
+    waits = RunWait.objects.filter(run__status__in=FINISHED_RUN_STATUSES)
+    runs.filter(outbox_item__in=ids).update(outbox_item=None)
+    runs.filter(resume_item__in=ids).update(resume_item=None)
+    waits.filter(timer__in=ids).update(timer=None)
+    waits.filter(resolved_by__in=ids).update(resolved_by=None)
+    ScheduleTick.objects.filter(outbox_item__in=ids).update(outbox_item=None)
+    # ... and the DELETE checks the conditions again, so that item stays.
+    return _raw_delete(rows)
 
 
 # -- Runs -----------------------------------------------------------------------------------
 
 
-def _runs(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | None:
+def _runs(cutoffs: Cutoffs) -> Rows | None:
     cutoff, dead_cutoff = cutoffs["runs"], cutoffs["dead"]
     if cutoff is None:
         return None
@@ -288,19 +303,25 @@ def _runs(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | None:
     if dead_cutoff is not None:
         # A dead run is a dead letter too: it stays while either retention keeps it.
         ended |= Q(status=RunStatus.DEAD, finished_at__lt=min(cutoff, dead_cutoff))
+    return WorkflowRun.objects.filter(ended)
+
+
+def _runs_may_go(rows: Rows, cutoffs: Cutoffs) -> Rows:
+    """Not a run whose parent or child is unfinished, nor one its parent waits on."""
     unfinished = WorkflowRun.objects.exclude(status__in=FINISHED_RUN_STATUSES)
+    awaited = RunWait.objects.filter(child_run=OuterRef("pk"), status=WaitStatus.WAITING)
     return (
-        WorkflowRun.objects.filter(ended)
-        .exclude(Exists(unfinished.filter(parent_run=OuterRef("pk"))))
+        rows.exclude(Exists(unfinished.filter(parent_run=OuterRef("pk"))))
         .exclude(Exists(unfinished.filter(pk=OuterRef("parent_run"))))
-        .exclude(
-            Exists(RunWait.objects.filter(child_run=OuterRef("pk"), status=WaitStatus.WAITING))
-        )
+        .exclude(Exists(awaited))
     )
 
 
-def _delete_runs(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
-    RunWait.objects.filter(run__in=ids).delete()
+def _delete_runs(rows: Rows) -> int:
+    ids = _pks(rows)
+    if not ids:
+        return 0
+    RunWait.objects.filter(run__in=ids).delete()  # nothing points at a wait: one DELETE
     RunWait.objects.filter(child_run__in=ids).update(child_run=None)
     WorkflowRun.objects.filter(parent_run__in=ids).update(parent_run=None)
     _raw_delete(StepRun.objects.filter(run__in=ids))
@@ -310,36 +331,29 @@ def _delete_runs(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
 # -- Outgoing webhooks ----------------------------------------------------------------------
 
 
-def _outgoing(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | None:
+def _outgoing(cutoffs: Cutoffs) -> Rows | None:
     cutoff = cutoffs["outgoing"]
-    if cutoff is None:
-        return None
-    recent = DeliveryAttempt.objects.filter(message=OuterRef("pk"), created_at__gte=cutoff)
-    # One list of the messages still being delivered, which the database can hash once,
-    # rather than a lookup in the outbox per message.
-    busy = _unsettled_deliveries().annotate(
-        message=Cast(KeyTextTransform("message", "payload"), models.BigIntegerField())
-    )
-    return (
-        OutgoingMessage.objects.filter(created_at__lt=cutoff)
-        .exclude(Exists(recent))
-        .exclude(pk__in=busy.filter(message__isnull=False).values("message"))
-    )
+    return None if cutoff is None else OutgoingMessage.objects.filter(created_at__lt=cutoff)
 
 
-def _unsettled_deliveries() -> models.QuerySet[OutboxItem]:
-    # A delivery's outbox item names its message in its payload only; the unsettled ones
-    # are found through the outbox's two partial indexes, which hold just those.
-    return OutboxItem.objects.filter(
+def _outgoing_may_go(rows: Rows, cutoffs: Cutoffs) -> Rows:
+    """Not a message attempted lately (a replay), nor one still being delivered."""
+    recent = DeliveryAttempt.objects.filter(
+        message=OuterRef("pk"), created_at__gte=cutoffs["outgoing"]
+    )
+    # A delivery's outbox item names its message in its payload only. The unsettled ones
+    # are read through the outbox's two partial indexes, which hold just those, into one
+    # list the database hashes once, rather than looked up in the outbox per message.
+    busy = OutboxItem.objects.filter(
         Q(status__in=DUE_STATUSES) | Q(status=OutboxStatus.LEASED), connector_key=OUTGOING_KEY
+    ).annotate(message=Cast(KeyTextTransform("message", "payload"), models.BigIntegerField()))
+    return rows.exclude(Exists(recent)).exclude(
+        pk__in=busy.filter(message__isnull=False).values("message")
     )
 
 
-def _delete_outgoing(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
-    # Again in the transaction: a replay may have queued a delivery since the SELECT.
-    unsettled = _unsettled_deliveries().filter(payload__message__in=ids)
-    busy = set(unsettled.values_list("payload__message", flat=True))
-    ids = [pk for pk in ids if pk not in busy]
+def _delete_outgoing(rows: Rows) -> int:
+    ids = _pks(rows)
     if not ids:
         return 0
     _raw_delete(DeliveryAttempt.objects.filter(message__in=ids))
@@ -349,54 +363,37 @@ def _delete_outgoing(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int
 # -- The rest -------------------------------------------------------------------------------
 
 
-def _receipts(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | None:
-    return WebhookReceipt.objects.filter(seen_at__lt=cutoffs["receipts"])
-
-
-def _ticks(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | None:
-    cutoff = cutoffs["ticks"]
-    if cutoff is None:
-        return None
+def _ticks_may_go(rows: Rows, cutoffs: Cutoffs) -> Rows:
     # Each schedule's latest tick stays: firing never reads it (the schedule row's
     # next_tick_at moves on, and a tick's outbox item is unique on its own), but it is
     # the record of when the schedule last fired.
     later = ScheduleTick.objects.filter(
         workflow=OuterRef("workflow"), scheduled_for__gt=OuterRef("scheduled_for")
     )
-    return ScheduleTick.objects.filter(Exists(later), created_at__lt=cutoff)
+    return rows.filter(Exists(later))
 
 
-def _older(model: type[models.Model], field: str, kind: str) -> _Kind:
-    def eligible(cutoffs: dict[str, datetime | None]) -> models.QuerySet[Any] | None:
+def _older(model: type[models.Model], field: str, kind: str) -> Callable[[Cutoffs], Rows | None]:
+    def candidates(cutoffs: Cutoffs) -> Rows | None:
         cutoff = cutoffs[kind]
         return None if cutoff is None else model._default_manager.filter(**{f"{field}__lt": cutoff})
 
-    return _Kind(model, eligible, _plain_delete(model))
+    return candidates
 
 
-def _plain_delete(
-    model: type[models.Model],
-) -> Callable[[list[Any], dict[str, datetime | None]], int]:
-    def delete(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
-        return _raw_delete(model._default_manager.filter(pk__in=ids))
-
-    return delete
-
-
-def _receipts_delete(ids: list[Any], cutoffs: dict[str, datetime | None]) -> int:
-    # A composite key: pk__in takes the (connection, digest) tuples; seen_at again, so a
-    # receipt taken over by a new request since the SELECT stays.
-    rows = WebhookReceipt.objects.filter(pk__in=ids, seen_at__lt=cutoffs["receipts"])
-    return _raw_delete(rows)
+def _all(rows: Rows, cutoffs: Cutoffs) -> Rows:
+    return rows
 
 
 _SPECS: dict[str, _Kind] = {
-    "runs": _Kind(WorkflowRun, _runs, _delete_runs),
-    "done": _Kind(OutboxItem, _items(OutboxStatus.DONE), _delete_items(OutboxStatus.DONE)),
-    "dead": _Kind(OutboxItem, _items(OutboxStatus.DEAD), _delete_items(OutboxStatus.DEAD)),
-    "receipts": _Kind(WebhookReceipt, _receipts, _receipts_delete),
-    "outgoing": _Kind(OutgoingMessage, _outgoing, _delete_outgoing),
-    "ticks": _Kind(ScheduleTick, _ticks, _plain_delete(ScheduleTick)),
-    "heartbeats": _older(WorkerHeartbeat, "seen_at", "heartbeats"),
-    "refusals": _older(WebhookRefusalMinute, "minute", "refusals"),
+    "runs": _Kind(_runs, _runs_may_go, _delete_runs),
+    "done": _Kind(_items(OutboxStatus.DONE), _items_may_go, _delete_items),
+    "dead": _Kind(_items(OutboxStatus.DEAD), _items_may_go, _delete_items),
+    # Receipts go by their composite key; seen_at is checked again in the DELETE, so a
+    # receipt taken over by a new request since the SELECT stays.
+    "receipts": _Kind(_older(WebhookReceipt, "seen_at", "receipts"), _all, _raw_delete),
+    "outgoing": _Kind(_outgoing, _outgoing_may_go, _delete_outgoing),
+    "ticks": _Kind(_older(ScheduleTick, "created_at", "ticks"), _ticks_may_go, _raw_delete),
+    "heartbeats": _Kind(_older(WorkerHeartbeat, "seen_at", "heartbeats"), _all, _raw_delete),
+    "refusals": _Kind(_older(WebhookRefusalMinute, "minute", "refusals"), _all, _raw_delete),
 }

@@ -345,6 +345,11 @@ def test_prune__heartbeats_and_refusals():
 # -- Chunks -----------------------------------------------------------------------------------
 
 
+def statements(ctx: CaptureQueriesContext) -> dict[str, int]:
+    verbs = [q["sql"].split()[0] for q in ctx.captured_queries]
+    return {verb: verbs.count(verb) for verb in ("SELECT", "UPDATE", "DELETE")}
+
+
 def test_prune__statements_grow_with_chunks_not_rows():
     OutboxItem.objects.bulk_create(
         OutboxItem(connector_key="s", status="done", completed_at=OLD, trace_id="t")
@@ -352,11 +357,23 @@ def test_prune__statements_grow_with_chunks_not_rows():
     )
     with CaptureQueriesContext(connection) as ctx:
         assert prune(only=["done"], batch_size=2500) == {"done": 10_000}
-    selects = [q for q in ctx.captured_queries if q["sql"].startswith("SELECT")]
-    deletes = [q for q in ctx.captured_queries if q["sql"].startswith("DELETE")]
-    assert (len(selects), len(deletes)) == (5, 4)  # the fifth SELECT finds none left
-    assert len(ctx.captured_queries) <= 5 + 4 * 8  # 5 UPDATEs + savepoints per chunk at most
+    # Per chunk: its page, then in its transaction the rows that may go, the five links
+    # cleared and the DELETE; and a last page that finds none left.
+    assert statements(ctx) == {"SELECT": 4 * 2 + 1, "UPDATE": 4 * 5, "DELETE": 4}
     assert not OutboxItem.objects.exists()
+
+
+def test_prune__runs_statements_grow_with_chunks_not_rows(workflow):
+    step = workflow.steps.first()
+    runs = WorkflowRun.objects.bulk_create(
+        WorkflowRun(workflow=workflow, workflow_version=1, status="completed", finished_at=OLD)
+        for _ in range(2_000)
+    )
+    StepRun.objects.bulk_create(StepRun(run=r, step=step, status="succeeded") for r in runs)
+    with CaptureQueriesContext(connection) as ctx:
+        assert prune(only=["runs"], batch_size=500) == {"runs": 2_000}
+    assert statements(ctx) == {"SELECT": 4 * 2 + 1, "UPDATE": 4 * 2, "DELETE": 4 * 3}
+    assert not StepRun.objects.exists()
 
 
 def test_prune__a_kept_row_is_read_once_not_per_chunk(workflow):
@@ -470,25 +487,27 @@ def test_docs__the_beat_example_names_the_task_and_every_kind_is_listed():
 # -- What changed between a chunk's SELECT and its DELETE stays --------------------------------
 
 
+def chunk(kind: str, ids: list) -> int:
+    """One chunk's transaction, for ids its SELECT found (before the change)."""
+    return retention._delete_chunk(retention._SPECS[kind], ids, retention._cutoffs(NOW, None))
+
+
 def test_chunk__an_item_a_run_took_up_since_the_select_stays(workflow):
     taken = item()
     run(workflow, RunStatus.RUNNING, at=None, resume_item=taken)
-    delete = retention._SPECS["done"].delete
-    assert delete([taken.pk], retention._cutoffs(NOW, None)) == 0
+    assert chunk("done", [taken.pk]) == 0
     assert exists(taken) and WorkflowRun.objects.get().resume_item_id == taken.pk
 
 
 def test_chunk__a_message_replayed_since_the_select_stays():
     sent = OutgoingMessage.objects.create(event_type="e", payload={}, created_at=OLD)
     item("pending", connector_key=OUTGOING_KEY, payload={"message": sent.pk, "endpoint": 1})
-    delete = retention._SPECS["outgoing"].delete
-    assert delete([sent.pk], retention._cutoffs(NOW, None)) == 0
+    assert chunk("outgoing", [sent.pk]) == 0
     assert exists(sent)
 
 
 def test_chunk__a_receipt_taken_over_since_the_select_stays(settings):
     settings.AUTOMATE = {**settings.AUTOMATE, "WEBHOOK_REPLAY_WINDOW_SECONDS": 60}
     fresh = WebhookReceipt.objects.create(connection="gh", digest="c" * 64, seen_at=NOW)
-    delete = retention._SPECS["receipts"].delete
-    assert delete([fresh.pk], retention._cutoffs(NOW, None)) == 0
+    assert chunk("receipts", [fresh.pk]) == 0
     assert WebhookReceipt.objects.exists()
