@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -11,6 +12,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 
+from automate import retention
 from automate.conf import settings as app_settings
 from automate.dispatch import execution_mode
 from automate.models import ConnectionProfile
@@ -338,5 +340,45 @@ def check_metrics_access(app_configs: Any = None, **kwargs: Any) -> list[checks.
             '"automate.W030" in SILENCED_SYSTEM_CHECKS if a network restriction keeps it '
             "private.",
             id="automate.W030",
+        )
+    ]
+
+
+#: The shortest retention of settled outbox items that outlives the senders' retries:
+#: Stripe retries an unacknowledged event for up to 3 days.
+MIN_SETTLED_RETENTION = timedelta(days=3)
+
+
+@checks.register("automate")
+def check_retention(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``AUTOMATE["RETENTION"]``: known keys and ages (E130); a stored event's id must be
+    kept as long as its sender may send it again (W130)."""
+    try:
+        ages = retention.retention()
+    except ImproperlyConfigured:
+        return []  # not a dict: automate.E105, from the settings check
+    except ValueError as exc:
+        return [
+            checks.Error(
+                f'AUTOMATE["RETENTION"]: {exc}.',
+                hint='e.g. AUTOMATE["RETENTION"] = {"DONE": timedelta(days=7), "DEAD": None}',
+                id="automate.E130",
+            )
+        ]
+    short = [
+        key
+        for key in ("DONE", "DEAD")
+        if ages[key] is not None and ages[key] < MIN_SETTLED_RETENTION  # type: ignore[operator]
+    ]
+    if not short:
+        return []
+    return [
+        checks.Warning(
+            f'AUTOMATE["RETENTION"] keeps {" and ".join(short)} outbox items less than 3 days: '
+            "once an item is pruned, a sender's retry of that event is accepted as a new one "
+            "(Stripe retries for up to 3 days).",
+            hint="Keep settled items longer than your senders retry, or put "
+            '"automate.W130" in SILENCED_SYSTEM_CHECKS if none of them retries that long.',
+            id="automate.W130",
         )
     ]

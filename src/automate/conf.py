@@ -154,6 +154,11 @@ class AutomateSettings(AppSettings):
     # neither, only DEBUG and staff users see it.
     METRICS_TOKEN: str = ""
     METRICS_PUBLIC: bool = False
+    # How long settled rows are kept before automate.retention.prune() (manage.py
+    # automate_prune) deletes them, by kind: {"DONE": timedelta(days=7), "DEAD": None,
+    # ...}; None keeps them forever. Keys left out keep automate.retention's defaults;
+    # the keys and values are checked by automate.checks (automate.E130, automate.W130).
+    RETENTION: dict[str, Any] = setting({})
 
 
 settings = AutomateSettings.lazy()

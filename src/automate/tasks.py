@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from automate import dispatch
+from automate import dispatch, retention
 from automate_core.outbox.models import OutboxItem, OutboxStatus
 
 
@@ -39,3 +39,14 @@ def dispatch_batch(batch: int | None = None) -> dict[str, int]:
     """Claim a batch and process it here: what a newly accepted event triggers."""
     items = dispatch.claim(batch, worker=dispatch.worker_name("celery"))
     return dispatch.process_batch(items, checked=True) if items else {}
+
+
+#: The name Celery beat schedules :func:`prune` by (see docs/workers.md#pruning-settled-rows).
+PRUNE_TASK = "automate.prune"
+
+
+@shared_task(name=PRUNE_TASK, ignore_result=True)
+def prune(only: list[str] | None = None) -> dict[str, int]:
+    """Delete the settled rows ``AUTOMATE["RETENTION"]`` no longer keeps
+    (:func:`automate.retention.prune`); safe to run twice at once, or again after a crash."""
+    return retention.prune(only=only)
