@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
 from automate.flow import matching, parking
@@ -191,13 +191,47 @@ def _create_runs(runs: list[WorkflowRun]) -> list[WorkflowRun]:
     """INSERT the runs at once; if another worker made some first (it held an item before
     us), one by one, taking its row where there is one."""
     try:
-        with transaction.atomic():
-            WorkflowRun.objects.bulk_create(runs)
+        if not _insert_at_once(runs):
+            with transaction.atomic():
+                WorkflowRun.objects.bulk_create(runs)
     except IntegrityError:
         return [_create_or_get(run) for run in runs]
     if any(run.pk is None for run in runs):  # a backend that cannot return bulk ids
         return [_create_or_get(run) for run in runs]
     return runs
+
+
+def _insert_at_once(runs: list[WorkflowRun]) -> bool:
+    """INSERT the runs as one autocommitted statement, ``RETURNING`` their ids; False when
+    that is not possible here (in a transaction, where a failed INSERT must roll back to a
+    savepoint; more values than one statement takes; a backend that cannot return the
+    ids), and then nothing was sent.
+
+    ``bulk_create`` wraps its INSERT in a transaction of its own: BEGIN and COMMIT are
+    two round trips more for every claimed batch. A single statement is atomic without
+    them, and a conflict (another worker made a run first) leaves nothing to undo."""
+    alias = router.db_for_write(WorkflowRun)
+    db = connections[alias]
+    meta = WorkflowRun._meta
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and not f.generated]
+    limit = db.features.max_query_params
+    if db.in_atomic_block or not db.get_autocommit():
+        return False
+    if not db.features.can_return_rows_from_bulk_insert:
+        return False
+    if limit is not None and len(fields) * len(runs) > limit:
+        return False
+    for run in runs:
+        run._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+    returning = meta.db_returning_fields
+    rows = WorkflowRun._base_manager.using(alias)._insert(  # type: ignore[attr-defined]
+        runs, fields=fields, returning_fields=returning, using=alias
+    )
+    for run, row in zip(runs, rows, strict=True):
+        for field, value in zip(returning, row, strict=True):
+            setattr(run, field.attname, value)
+        run._state.adding, run._state.db = False, alias
+    return True
 
 
 def _create_or_get(run: WorkflowRun) -> WorkflowRun:

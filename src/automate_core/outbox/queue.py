@@ -201,7 +201,7 @@ def _claim_fields(only: Sequence[str]) -> tuple[str, ...]:
     """The attnames a claim returns: ``only`` (with what it sorts by), else every field."""
     if not only:
         return tuple(f.attname for f in OutboxItem._meta.concrete_fields)
-    names = {OutboxItem._meta.get_field(name).attname for name in (*only, "id", "available_at")}
+    names = {OutboxItem._meta.get_field(name).attname for name in (*only, "id", "available_at")}  # type: ignore[union-attr]
     return tuple(f.attname for f in OutboxItem._meta.concrete_fields if f.attname in names)
 
 
@@ -285,6 +285,56 @@ def complete_many(items: Sequence[OutboxItem]) -> int:
                 item.status, item.completed_at = OutboxStatus.DONE, now
         updated += count
     return updated
+
+
+@dataclass(frozen=True)
+class Completion:
+    """:func:`complete_many` of one claimed batch, all or nothing, as ``WITH`` queries of
+    a caller's statement (:mod:`automate.commits` settles a batch with one): ``heads``
+    lock the items still leased under the batch's token and mark them done only if that
+    is every one of them; ``ours`` is the SQL condition that says so, for the caller's
+    other writes and its result. Built by :func:`completion`."""
+
+    heads: list[str]
+    params: list[Any]
+    ours: str
+    items: Sequence[OutboxItem]
+    now: datetime
+
+    def done(self) -> None:
+        """The statement said ``ours``: the items are done (what :func:`complete` records)."""
+        for item in self.items:
+            item.status, item.completed_at = OutboxStatus.DONE, self.now
+
+
+def completion(db: BaseDatabaseWrapper, items: Sequence[OutboxItem]) -> Completion | None:
+    """The :class:`Completion` of ``items`` on ``db`` (PostgreSQL); None when they are not
+    one claimed batch (several lease tokens) or there are none."""
+    tokens = {item.lease_token for item in items}
+    if db.vendor != "postgresql" or len(tokens) != 1:
+        return None
+    meta, quote = OutboxItem._meta, db.ops.quote_name
+
+    def column(name: str) -> str:
+        return quote(str(meta.get_field(name).column))  # type: ignore[union-attr]
+
+    table, pk = quote(meta.db_table), column("id")
+    # Locked first, then counted: the UPDATE must not complete some items when others
+    # are no longer ours, since the caller's records of those must then not be written.
+    heads = [
+        f"batch_mine AS (SELECT {pk} FROM {table} WHERE {pk} = ANY(%s) "  # noqa: S608
+        f"AND {column('status')} = %s AND {column('lease_token')} = %s FOR UPDATE)",
+        "batch_ours AS (SELECT count(*) = %s AS yes FROM batch_mine)",
+        f"batch_done AS (UPDATE {table} SET {column('status')} = %s, "  # noqa: S608
+        f"{column('completed_at')} = %s, {column('lease_expires_at')} = NULL, "
+        f"{column('last_error')} = NULL WHERE {pk} IN (SELECT {pk} FROM batch_mine) "
+        f"AND (SELECT yes FROM batch_ours))",
+    ]
+    now = timezone.now()
+    ids = [item.pk for item in items]
+    params = [ids, OutboxStatus.LEASED.value, tokens.pop(), len(set(ids))]
+    params += [OutboxStatus.DONE.value, db.ops.adapt_datetimefield_value(now)]
+    return Completion(heads, params, "(SELECT yes FROM batch_ours)", items, now)
 
 
 def renew(item: OutboxItem, seconds: int | None = None) -> bool:
