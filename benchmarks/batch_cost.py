@@ -7,8 +7,8 @@ benchmark's default), claims them the way the dispatcher does and runs each batc
 through the Celery task's own function (``automate.tasks.process_items``), in process.
 Prints the statements per batch and per event, the worker CPU (``time.process_time``)
 per batch and per event and the CPU of the connection's PostgreSQL backend per event
-(``/proc/<pg_backend_pid()>/stat``: the server must run on this machine); ``--show`` lists the statements of one
-batch of that size. Statement counts do not depend on the machine's load; CPU a little.
+(``/proc/<pg_backend_pid()>/stat``: the server must run on this machine); ``--show``
+lists the statements of one batch of that size. Statement counts do not depend on the machine's load; CPU a little.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 from benchmarks import common
 
@@ -75,7 +76,8 @@ def main() -> None:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 backend = cursor.fetchone()[0]
-        fields = open(f"/proc/{backend}/stat").read().rpartition(")")[2].split()
+        stat = Path(f"/proc/{backend}/stat").read_text()
+        fields = stat.rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     backend = None
