@@ -8,7 +8,8 @@ through the Celery task's own function (``automate.tasks.process_items``), in pr
 Prints the statements per batch and per event, the worker CPU (``time.process_time``)
 per batch and per event and the CPU of the connection's PostgreSQL backend per event
 (``/proc/<pg_backend_pid()>/stat``: the server must run on this machine); ``--show``
-lists the statements of one batch of that size. Statement counts do not depend on the machine's load; CPU a little.
+lists the statements of one batch of that size. Statement counts do not depend on the
+machine's load; CPU a little.
 """
 
 from __future__ import annotations
