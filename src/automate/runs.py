@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from automate.flow import matching, parking
 from automate.models import (
@@ -107,7 +107,9 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     # wait_for_event: the events take over the waiting runs they match, which they then
     # carry (resume_item) and are found with the runs they were made for.
     woken = matching.wake_waiters(items)
-    by_item, resumed = _existing_runs(items, workflows)
+    # Items read with HAS_RUNS that had none and won no wait here have no run to find.
+    unread = [] if woken else [i for i in items if getattr(i, HAS_RUNS, True) is False]
+    by_item, resumed = _existing_runs(items, workflows, skip={i.pk for i in unread})
     new = _missing_runs(items, by_item, workflows)
     fresh: set[int] = set()  # runs this call inserted: they have no step history to read
     if new:
@@ -143,16 +145,37 @@ def _no_history() -> QuerySet[StepRun]:
     return empty
 
 
+#: The attribute :func:`has_runs` annotates an item with.
+HAS_RUNS = "has_runs"
+
+
+def has_runs() -> dict[str, Q]:
+    """``.annotate(**has_runs())``: whether each item has runs (made for it, or resumed by
+    it), read with the items themselves. The claimed batch's SELECT of its runs then
+    leaves out the items that had none, and is not sent when no item had any: new
+    events, most of a pipeline's, need one statement fewer per batch.
+
+    Runs of an item are made only while it is leased, or with the item itself (manual
+    runs, schedule ticks, child workflows); another worker's, made meanwhile under a
+    lease that ran out, meets the runs' unique constraint (:func:`_create_runs`)."""
+    made = WorkflowRun.objects.filter(outbox_item=OuterRef("pk"))
+    resumed = WorkflowRun.objects.filter(resume_item=OuterRef("pk"))
+    return {HAS_RUNS: Exists(made) | Exists(resumed)}
+
+
 def _existing_runs(
-    items: Sequence[OutboxItem], workflows: dict[int, Workflow]
+    items: Sequence[OutboxItem], workflows: dict[int, Workflow], skip: set[int] | None = None
 ) -> tuple[dict[int, dict[int, WorkflowRun]], dict[int, list[WorkflowRun]]]:
     """The runs already made for ``items``, by item id and workflow id; and, in the same
     SELECT, the parked runs that ``items`` (events a ``wait_for_event`` matched) resumed,
-    by item id."""
+    by item id. Items in ``skip`` are known to have none."""
     ids = [i.pk for i in items]
     by_item: dict[int, dict[int, WorkflowRun]] = {pk: {} for pk in ids}
     resumed: dict[int, list[WorkflowRun]] = {}
-    existing = WorkflowRun.objects.filter(Q(outbox_item__in=ids) | Q(resume_item__in=ids))
+    read = [pk for pk in ids if pk not in (skip or ())]
+    if not read:
+        return by_item, resumed
+    existing = WorkflowRun.objects.filter(Q(outbox_item__in=read) | Q(resume_item__in=read))
     for run in existing.select_related("workflow"):
         run.workflow = workflows.setdefault(run.workflow_id, run.workflow)
         if run.outbox_item_id in by_item:  # type: ignore[attr-defined]
