@@ -3,7 +3,7 @@
     python -m benchmarks.batch_cost [--sizes 1,10,100] [--repeat 5] [--show 1]
 
 Enqueues events for the two-step no-op workflow (idempotent steps, the pipeline
-benchmark's default), claims them the way the dispatcher does and runs each batch
+benchmark's default; ``--non-idempotent``: its non-idempotent column's), claims them the way the dispatcher does and runs each batch
 through the Celery task's own function (``automate.tasks.process_items``), in process.
 Prints the statements per batch and per event, the worker CPU (``time.process_time``)
 per batch and per event and the CPU of the connection's PostgreSQL backend per event
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--database", default=DB)
     parser.add_argument("--profile", type=int, default=0, help="cProfile N batches")
     parser.add_argument("--profile-size", type=int, default=1)
+    parser.add_argument(
+        "--non-idempotent", action="store_true", help="the workflow's steps are not idempotent"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     url = common.scratch_database(args.database)
@@ -44,7 +47,7 @@ def main() -> None:
     from automate import dispatch, tasks
     from automate_core.outbox import queue
 
-    common.create_noop_workflow("Bench no-ops", "pull_request")
+    common.create_noop_workflow("Bench no-ops", "pull_request", idempotent=not args.non_idempotent)
     counter = 0
 
     def one_batch(size: int) -> tuple[int, float, list[str]]:
