@@ -3,8 +3,9 @@
     python -m benchmarks.batch_cost [--sizes 1,10,100] [--repeat 5] [--show 1]
 
 Enqueues events for the two-step no-op workflow (idempotent steps, the pipeline
-benchmark's default; ``--non-idempotent``: its non-idempotent column's), claims them the way the dispatcher does and runs each batch
-through the Celery task's own function (``automate.tasks.process_items``), in process.
+benchmark's default; ``--non-idempotent``: its non-idempotent column's), claims them
+the way the dispatcher does and runs each batch through the Celery task's own function
+(``automate.tasks.process_items``), in process.
 Prints the statements per batch and per event, the worker CPU (``time.process_time``)
 per batch and per event and the CPU of the connection's PostgreSQL backend per event
 (``/proc/<pg_backend_pid()>/stat``: the server must run on this machine); ``--show``
