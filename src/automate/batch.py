@@ -201,11 +201,36 @@ class ClaimedBatch:
         self.renewed_at = self.clock()
 
     def flush(self) -> None:
-        """Write the processed items' journals and settle the items, in one transaction."""
+        """Write the processed items' journals and settle the items, in one transaction
+        (on PostgreSQL, when all are done and still ours, in one statement)."""
         processed, self.processed = self.processed, []
         if not processed:
             self.commits.commit_held()
             return
+        if all(_finished(p) for p in processed) and self._settle_at_once(processed):
+            held = {p.item.pk for p in processed}
+            statuses: list[str] = [OutboxStatus.DONE] * len(processed)
+        else:
+            held, statuses = self._settle_in_transaction(processed)
+        self.lost |= {p.item.pk for p in processed if p.item.pk not in held}
+        self.settled |= {p.item.pk for p in processed}
+        for status in statuses:
+            self._count(status)
+        self.flushed_at = self.clock()
+
+    def _settle_at_once(self, processed: list[ProcessedItem]) -> bool:
+        """Items all done and all still ours: complete them and write their journals with
+        one statement (:meth:`HandedOn.settle_at_once`); False when that did not settle
+        them (the held outcomes may have been written: the transaction writes the rest)."""
+        journal = Journal()
+        for p in processed:
+            journal.extend(p.journal)
+        return bool(self.commits.settle_at_once(journal, [p.item for p in processed]))
+
+    def _settle_in_transaction(self, processed: list[ProcessedItem]) -> tuple[set[int], list[str]]:
+        """Write the held outcomes and the journals of the items still ours and settle
+        those, in one transaction; return their ids and new states."""
+        statuses: list[str]
         with transaction.atomic():
             # The calls' outcomes, whether or not their items are still ours.
             self.commits.settle()
@@ -213,17 +238,13 @@ class ClaimedBatch:
                 held = _complete_held([p.item for p in processed])
                 ours = [p for p in processed if p.item.pk in held]
                 _write_journals(ours)
-                statuses: list[str] = [OutboxStatus.DONE] * len(ours)
+                statuses = [OutboxStatus.DONE] * len(ours)
             else:
                 held = queue.held([p.item for p in processed], lock=True)
                 ours = [p for p in processed if p.item.pk in held and p.result != Outcome.LOST]
                 statuses = _settle_all(ours)
         self.commits.settled()
-        self.lost |= {p.item.pk for p in processed if p.item.pk not in held}
-        self.settled |= {p.item.pk for p in processed}
-        for status in statuses:
-            self._count(status)
-        self.flushed_at = self.clock()
+        return held, statuses
 
     def _count(self, status: str, n: int = 1) -> None:
         if n:

@@ -34,7 +34,7 @@ whole batch instead of one run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
@@ -44,7 +44,7 @@ from automate import prepared
 from automate.journal import Journal, Part, saved
 from automate.models import StepRun
 from automate_core.outbox.models import OutboxItem
-from automate_core.outbox.queue import Renewal
+from automate_core.outbox.queue import Renewal, completion
 
 __all__ = ["Commits", "HandedOn"]
 
@@ -111,6 +111,17 @@ class HandedOn(Commits):
 
     def settled(self) -> None:
         self.held.clear()
+
+    def settle_at_once(self, journal: Journal, items: Sequence[OutboxItem]) -> bool | None:
+        """Settle a batch whose items all finished as one autocommitted statement: the
+        held outcomes, and, if every item is still ours, the items done and ``journal``
+        written. True when all is committed, False when only the held outcomes are (the
+        caller settles the items in a transaction, finding which are still ours), None
+        when nothing was sent (not possible here: the caller takes the transaction)."""
+        ours = _settle_in_one_statement(self.held, journal, items)
+        if ours is not None:
+            self.held.clear()
+        return ours
 
     def commit_held(self) -> None:
         """Commit the held outcomes now, in a transaction of their own."""
@@ -211,6 +222,53 @@ def _in_one_statement(
     for (_, part), new_pk in zip(inserted, row, strict=True):
         if new_pk is not None:
             saved(part.new, new_pk, alias)  # type: ignore[arg-type]
+    return bool(ours)
+
+
+def _settle_in_one_statement(
+    held: Journal, journal: Journal, items: Sequence[OutboxItem]
+) -> bool | None:
+    """:meth:`HandedOn.settle_at_once`'s statement: the outbox's :class:`Completion` of
+    the items, the held outcomes (unconditional) and ``journal`` (only if the items were
+    all ours) as data-modifying ``WITH`` queries, one per model and kind of write.
+
+    One round trip where BEGIN, the items' UPDATE, the records' INSERT, the runs' UPDATE
+    and COMMIT were five. Atomic and, autocommitted, durable once it has returned, as the
+    transaction was; not prepared on the server (its shape changes with the batch)."""
+    alias = router.db_for_write(OutboxItem)
+    db = connections[alias]
+    if db.vendor != "postgresql" or db.in_atomic_block or not db.get_autocommit():
+        return None
+    if router.db_for_write(StepRun) != alias or held.overlaps(journal):
+        return None
+    ids = {item.pk for item in items}
+    if ids & (held.changes(OutboxItem) | journal.changes(OutboxItem)):
+        return None  # one statement must not UPDATE a row twice
+    complete = completion(db, items)
+    if complete is None:
+        return None
+    known, rest = held.bulk_parts(db), journal.bulk_parts(db, complete.ours)
+    if known is None or rest is None:
+        return None
+    heads, params = list(complete.heads), list(complete.params)
+    inserted: list[tuple[str, Part]] = []
+    for n, part in enumerate([*known, *rest]):
+        heads.append(f"w{n} AS ({part.sql})")
+        params += part.params
+        if part.rows:
+            inserted.append((f"w{n}", part))
+    ids_sql = "".join(f", ARRAY(SELECT * FROM {name})" for name, _ in inserted)  # noqa: S608
+    # CTE names made here, and the parts' and the completion's SQL: values are parameters.
+    sql = f"WITH {', '.join(heads)} SELECT {complete.ours}{ids_sql}"
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        ours, *arrays = cursor.fetchone()
+    # Empty arrays where the condition kept a part from inserting.
+    for (_, part), new_ids in zip(inserted, arrays, strict=True):
+        for obj, new_pk in zip(part.rows, new_ids or (), strict=False):
+            saved(obj, new_pk, alias)
+    if ours:
+        complete.done()
     return bool(ours)
 
 

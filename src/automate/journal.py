@@ -26,11 +26,13 @@ from automate.flow import bulk
 
 class Part(NamedTuple):
     """One write of a statement that makes many: its SQL, its parameters and the new row
-    it inserts (``RETURNING`` its id), if it does."""
+    it inserts (``RETURNING`` its id), if it does; or the new rows (``rows``), in the
+    order it inserts them, of a part that inserts many."""
 
     sql: str
     params: list[Any]
     new: models.Model | None = None
+    rows: tuple[models.Model, ...] = ()
 
 
 def saved(obj: models.Model, pk: object, alias: str) -> None:
@@ -99,6 +101,35 @@ class Journal:
             sql, fields = _update_sql(type(obj), sorted(names), connection, when)
             parts.append(Part(sql, _update_params(fields, obj, connection)))
         return parts
+
+    def bulk_parts(self, connection: BaseDatabaseWrapper, when: str = "") -> list[Part] | None:
+        """:meth:`parts` with one part per model and kind of write, as :meth:`write` sends
+        them, for a statement that writes many items' journals (a batch's settlement):
+        one ``INSERT ... SELECT ... FROM (VALUES ...)`` per model, one ``UPDATE ... FROM
+        (VALUES ...)`` per model and set of fields. None when it cannot be said so (a new
+        row points at another; more values than one statement takes)."""
+        parts: list[Part] = []
+        for model, objs in _grouped(self._new):
+            insert = _insert_rows_part(model, objs, connection, when)
+            if insert is None:
+                return None
+            parts.append(insert)
+        by_fields: dict[tuple[type[models.Model], frozenset[str]], list[models.Model]] = {}
+        for obj, names in self._changed.values():
+            by_fields.setdefault((type(obj), frozenset(names)), []).append(obj)
+        for (model, same_names), objs in by_fields.items():
+            columns = sorted(same_names)
+            attnames = [model._meta.get_field(name).attname for name in columns]  # type: ignore[union-attr]
+            rows = [(obj.pk, [getattr(obj, a) for a in attnames]) for obj in objs]
+            sql, params = bulk.statement(model, rows, columns, connection)
+            parts.append(Part(f"{sql} AND {when}" if when else sql, params))
+        if sum(len(part.params) for part in parts) > bulk.POSTGRES_MAX_PARAMS // 2:
+            return None
+        return parts
+
+    def changes(self, model: type[models.Model]) -> set[object]:
+        """The primary keys of the rows of ``model`` whose fields this journal changes."""
+        return {pk for kind, pk in self._changed if kind is model}
 
     def overlaps(self, other: Journal) -> bool:
         """Whether both change one row (one statement must not UPDATE a row twice)."""
@@ -216,6 +247,44 @@ def _insert_part(
         f"RETURNING {quote(str(meta.pk.column))}"  # type: ignore[union-attr]
     )
     return sql, params
+
+
+def _insert_rows_part(
+    model: type[models.Model], objs: list[models.Model], connection: BaseDatabaseWrapper, when: str
+) -> Part | None:
+    """One ``INSERT`` of ``objs`` (``RETURNING`` their pks, in order), only ``when`` that
+    SQL condition holds; None as for :func:`_insert_part`, or when some have a pk set."""
+    meta, quote = model._meta, connection.ops.quote_name
+    if any(obj.pk is not None for obj in objs):
+        return None
+    fields = [
+        f
+        for f in meta.concrete_fields
+        if not getattr(f, "generated", False) and f is not meta.auto_field
+    ]
+    # Cast as the column's type: a VALUES column takes its type from its values (see
+    # automate.flow.bulk).
+    row = "(" + ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in fields) + ")"
+    params: list[Any] = []
+    for obj in objs:
+        try:
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+        except ValueError:  # it points at a row written with it
+            return None
+        for field in fields:
+            value = field.pre_save(obj, True)
+            if hasattr(value, "resolve_expression"):
+                return None
+            params.append(field.get_db_prep_save(value, connection))
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    # Quoted names of the model's own columns and their types; values are parameters.
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
+        f"SELECT * FROM (VALUES {', '.join([row] * len(objs))}) AS v"
+        f"{f' WHERE {when}' if when else ''} "
+        f"RETURNING {quote(str(meta.pk.column))}"  # type: ignore[union-attr]
+    )
+    return Part(sql, params, rows=tuple(objs))
 
 
 def _grouped(objs: list[models.Model]) -> list[tuple[type[models.Model], list[models.Model]]]:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.db import close_old_connections, connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from automate_core.models import OutboxItem, OutboxStatus
@@ -254,6 +255,29 @@ def test_claim__uses_the_partial_due_index_on_postgres(postgres):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "automate_outbox_due" in plan, plan
     assert "Seq Scan" not in plan and "Sort" not in plan, plan  # index order, no full scan
+    # The claim's own statement (one UPDATE ... RETURNING on PostgreSQL) reads it the same way.
+    now = timezone.now()
+    claim_sql = queue._claim_sql(connection, queue._claim_fields(()))
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + claim_sql, ["leased", "t", "w", now, now, 10])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "automate_outbox_due" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+@pytest.mark.django_db
+def test_claim__is_one_statement_on_postgres(postgres):
+    """BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT and the SELECT of the rows were five."""
+    for n in range(3):
+        queue.enqueue("github", payload={"n": n}, trace_id=f"t-one-{n}")
+    with CaptureQueriesContext(connection) as captured:
+        items = queue.claim(10, worker="w1", reclaim=False)
+    assert len(captured.captured_queries) == 1, [q["sql"] for q in captured.captured_queries]
+    assert [i.payload for i in items] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert all(i.attempts == 1 and i.status == OutboxStatus.LEASED for i in items)
+    assert {i.lease_token for i in items} == set(
+        OutboxItem.objects.values_list("lease_token", flat=True)
+    )
 
 
 @pytest.mark.django_db

@@ -17,11 +17,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, Q, Value, When
 
-__all__ = ["update_each"]
+__all__ = ["statement", "update_each"]
 
 #: PostgreSQL's limit on the parameters of one statement (its wire protocol counts them
 #: in 16 bits); Django's PostgreSQL backend states none.
-_POSTGRES_MAX_PARAMS = 65535
+POSTGRES_MAX_PARAMS = 65535
 
 
 def update_each(
@@ -50,41 +50,64 @@ def update_each(
         return with_case(
             model, rows, columns, same=same, only_if=only_if, only_if_each=only_if_each
         )
-    fields = [_field(model, name) for name in [*columns, *only_if_each]]
-    head: list[Any] = [
-        _field(model, name).get_db_prep_save(value, connection) for name, value in same.items()
-    ]
-    tail: list[Any] = [
-        _field(model, name).get_db_prep_value(value, connection) for name, value in only_if.items()
-    ]
-    width = len(fields) + 1
-    size = _rows_per_statement(connection, width, len(head) + len(tail), len(rows))
+    width = len(columns) + len(only_if_each) + 1
+    size = _rows_per_statement(connection, width, len(same) + len(only_if), len(rows))
     items = list(rows.items())
     changed = 0
     with connection.cursor() as cursor:
         for start in range(0, len(items), size):
-            chunk = items[start : start + size]
-            params = list(head)
-            for pk, values in chunk:
-                params.append(pk)
-                for i, (field, value) in enumerate(zip(fields, values, strict=True)):
-                    if i < len(columns):
-                        params.append(field.get_db_prep_save(value, connection))
-                    else:
-                        params.append(field.get_db_prep_value(value, connection))
-            params += tail
-            sql = _update_from_values_sql(
-                model, fields, len(columns), [*same], [*only_if], len(chunk), connection
+            sql, params = statement(
+                model,
+                items[start : start + size],
+                columns,
+                connection,
+                same=same,
+                only_if=only_if,
+                only_if_each=only_if_each,
             )
             cursor.execute(sql, params)
             changed += cursor.rowcount
     return changed
 
 
+def statement(
+    model: type[models.Model],
+    rows: Sequence[tuple[Any, Sequence[Any]]],
+    columns: Sequence[str],
+    connection: BaseDatabaseWrapper,
+    *,
+    same: Mapping[str, Any] | None = None,
+    only_if: Mapping[str, Any] | None = None,
+    only_if_each: Sequence[str] = (),
+) -> tuple[str, list[Any]]:
+    """The one statement of :func:`update_each` for ``rows`` (``(pk, values)`` pairs, as
+    many as one statement takes) on PostgreSQL or SQLite, and its parameters; for a
+    caller that sends it within a larger statement (a batch's settlement)."""
+    same, only_if = dict(same or {}), dict(only_if or {})
+    fields = [_field(model, name) for name in [*columns, *only_if_each]]
+    params: list[Any] = [
+        _field(model, name).get_db_prep_save(value, connection) for name, value in same.items()
+    ]
+    for pk, values in rows:
+        params.append(pk)
+        for i, (field, value) in enumerate(zip(fields, values, strict=True)):
+            if i < len(columns):
+                params.append(field.get_db_prep_save(value, connection))
+            else:
+                params.append(field.get_db_prep_value(value, connection))
+    params += [
+        _field(model, name).get_db_prep_value(value, connection) for name, value in only_if.items()
+    ]
+    sql = _update_from_values_sql(
+        model, fields, len(columns), [*same], [*only_if], len(rows), connection
+    )
+    return sql, params
+
+
 def _rows_per_statement(connection: BaseDatabaseWrapper, width: int, fixed: int, rows: int) -> int:
     """How many rows of ``width`` parameters one statement that also carries ``fixed``
     others may hold on ``connection``."""
-    limit = connection.features.max_query_params or _POSTGRES_MAX_PARAMS
+    limit = connection.features.max_query_params or POSTGRES_MAX_PARAMS
     return max(1, min(rows, (limit - fixed) // width))
 
 
