@@ -218,12 +218,21 @@ def early_events(waits: Sequence[RunWait]) -> dict[int, OutboxItem]:
     found: dict[int, OutboxItem] = {}
     if not waits:
         return found
+    # The item that carried each run into the pass that parked it: from the runs read
+    # with the waits (the timers' batch reads them so), else read here.
     carriers = {
-        run_id: resume or item
-        for run_id, resume, item in WorkflowRun.objects.filter(
-            pk__in={w.run_id for w in waits}  # type: ignore[attr-defined]
-        ).values_list("pk", "resume_item_id", "outbox_item_id")
+        wait.run_id: wait.run.resume_item_id or wait.run.outbox_item_id  # type: ignore[attr-defined]
+        for wait in waits
+        if RunWait.run.is_cached(wait)
     }
+    unread = {w.run_id for w in waits if w.run_id not in carriers}  # type: ignore[attr-defined]
+    if unread:
+        carriers.update(
+            (run_id, resume or item)
+            for run_id, resume, item in WorkflowRun.objects.filter(pk__in=unread).values_list(
+                "pk", "resume_item_id", "outbox_item_id"
+            )
+        )
     kinds: dict[tuple[str, str], list[RunWait]] = {}
     for wait in waits:
         kinds.setdefault((wait.connector_key, wait.event_type), []).append(wait)
