@@ -232,8 +232,9 @@ def test_a_worker_that_died_after_settling_its_timers_resumes_them_on_the_next_c
     claimed = dispatch.claim(1000)
     timers = {w.timer_id: w for w in RunWait.objects.filter(run__workflow=wf)}
     assert {i.pk for i in claimed} == set(timers)
-    # What a kill -9 right after the waits' transaction committed leaves: resolved waits,
-    # runs still waiting, the timers leased.
+    # What a kill -9 right after the waits' transaction committed left when the takeover
+    # committed apart (rows an older version may have left): resolved waits, runs still
+    # waiting, the timers leased.
     parking._settle_timers(claimed, timers, {})
     assert set(WorkflowRun.objects.filter(workflow=wf).values_list("status", flat=True)) == {
         "waiting"

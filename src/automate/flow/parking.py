@@ -11,10 +11,11 @@ Resuming: an item of connector ``_resume`` is either a wait's timer or the item 
 ended it (a child run that ended: ``resolved_by``); a matched event needs neither, it
 takes the run over itself when it wins the wait (:func:`automate.flow.matching.resolve_all`)
 and resumes it in the pass that claimed it. A worker that claims
-one takes the run over with two conditional UPDATEs, committed before the run goes on:
-the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
-``resume_item`` = this item (after a crash between the two, the same item, claimed again,
-takes the run). A claimed batch does both for all its items at once. Only one item can
+one takes the run over with two conditional UPDATEs, committed together before the run
+goes on: the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running``
+with ``resume_item`` = this item (a wait resolved by this item whose run still waits, as
+an older version could leave it after a crash, is taken over when the item is claimed
+again). A claimed batch does both for all its items at once. Only one item can
 win each, so a run resumes once however many timers, events and workers race; the
 winning item carries the run from then on (its retries, its lease, its dead letter), and
 a crash after the takeover resumes from the same item. Claims, leases and ``SKIP LOCKED``
