@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from automate import dispatch, runs
-from automate.flow import matching
+from automate.flow import matching, parking
 from automate.flow.models import RunWait
 from automate.models import RESUME_CONNECTOR_KEY, RunStatus, StepRun, WorkflowRun
 from automate.services import WorkflowService
@@ -28,6 +28,17 @@ WAIT = {
     "type": "wait_for_event",
     "config": {"connector": "shop", "event": "reply", "match": {"key": "{{ event.payload.key }}"}},
 }
+
+
+#: Statements of one claimed batch (the plain path's is 12, ``benchmarks/resume_cost.py``):
+#: the items' leases, then for due delays one transaction that locks the waits (reading
+#: their runs with them), resolves them and takes the runs over, and the runs' step
+#: history; for replies the match paths, one transaction that locks the matched waits,
+#: resolves them and takes the runs over, the runs, the workflows the replies trigger and
+#: the step history. Then the settlement: BEGIN, the items, the step records, the runs,
+#: the waited-on records, COMMIT.
+DELAY_BATCH_STATEMENTS = 13
+REPLY_BATCH_STATEMENTS = 16
 
 
 def statements(items) -> int:
@@ -73,7 +84,7 @@ def test_resume__due_delays_cost_the_same_statements_for_2_runs_as_for_8():
             assert run.resume_item == RunWait.objects.get(run=run).timer
             wait = StepRun.objects.get(run=run, step__name="Wait")
             assert (wait.status, wait.output["waited"]) == ("succeeded", True)
-    assert counts[0] == counts[1]
+    assert counts == [DELAY_BATCH_STATEMENTS] * 2
 
 
 def reply(key):
@@ -113,7 +124,7 @@ def test_resume__replies_resume_their_runs_in_their_batch_at_the_same_statements
         assert sorted(
             o["event"]["payload"]["key"] for o in outputs.values_list("output", flat=True)
         ) == sorted(f"k{i}" for i in range(offset, offset + n))
-    assert counts[0] == counts[1]
+    assert counts == [REPLY_BATCH_STATEMENTS] * 2
 
 
 def _timer_updates(ctx) -> list[str]:
@@ -242,3 +253,107 @@ def test_resume__a_non_idempotent_step_cut_off_mid_call_after_a_reply_is_not_rep
     assert recorder_calls == []  # never called a second time
     assert run.step_runs.get(step__name="Wait").status == "succeeded"  # the reply was kept
     assert OutboxItem.objects.get(pk=item.pk).status == "dead"
+
+
+def due_delays(name, n):
+    """``n`` runs of ``[delay, Then]`` parked, their timers due, the waits in id order."""
+    delay = {"name": "Wait", "type": "delay", "config": {"seconds": 3600}}
+    wf = start_runs(name, [delay, THEN], n, 0)
+    OutboxItem.objects.filter(connector_key=RESUME_CONNECTOR_KEY, status="pending").update(
+        available_at=timezone.now()
+    )
+    return wf, list(RunWait.objects.filter(run__workflow=wf).order_by("id"))
+
+
+def meanwhile(monkeypatch, change):
+    """Run ``change`` after a resumed batch has read its waits and before its UPDATEs (as
+    another worker may on SQLite, which has no row locks): the look for early events is
+    the first thing the batch does after the read."""
+    real = parking.matching.early_events
+
+    def early_events(waits):
+        change()
+        return real(waits)
+
+    monkeypatch.setattr(parking.matching, "early_events", early_events)
+
+
+def test_resume__a_wait_cancelled_between_the_batch_s_read_and_its_update_stays_cancelled(
+    monkeypatch,
+):
+    wf, waits = due_delays("CancelledMeanwhile", 2)
+    first = waits[0]
+
+    def cancel():  # what cancel_run writes: the wait, then the run
+        RunWait.objects.filter(pk=first.pk).update(status="cancelled")
+        WorkflowRun.objects.filter(pk=first.run_id).update(status=RunStatus.CANCELLED)
+
+    meanwhile(monkeypatch, cancel)
+    claimed = dispatch.claim(1000)
+    found = parking.resumed_runs(claimed)
+    assert found[first.timer_id] == []
+    [resumed] = found[waits[1].timer_id]
+    assert (resumed.pk, resumed.status, resumed.resume_item_id) == (
+        waits[1].run_id,
+        RunStatus.RUNNING,
+        waits[1].timer_id,
+    )
+    assert resumed.resumed_wait.status == "due"
+    assert RunWait.objects.get(pk=first.pk).status == "cancelled"
+    monkeypatch.undo()
+    dispatch.process_batch(claimed)
+    assert completed(wf) == 1
+    assert WorkflowRun.objects.get(pk=first.run_id).status == RunStatus.CANCELLED
+    assert StepRun.objects.filter(run__workflow=wf, step__name="Then").count() == 1
+
+
+def test_resume__a_run_cancelled_between_the_batch_s_read_and_its_takeover_is_not_taken(
+    monkeypatch,
+):
+    """The run ended without its wait (a wait resolved by an earlier claim of the same
+    timer, whose takeover never committed, and then a cancel): the takeover misses it."""
+    wf, waits = due_delays("RunCancelledMeanwhile", 2)
+    first = waits[0]
+    meanwhile(
+        monkeypatch,
+        lambda: WorkflowRun.objects.filter(pk=first.run_id).update(status=RunStatus.CANCELLED),
+    )
+    claimed = dispatch.claim(1000)
+    found = parking.resumed_runs(claimed)
+    assert found[first.timer_id] == []
+    assert [run.pk for run in found[waits[1].timer_id]] == [waits[1].run_id]
+    cancelled = WorkflowRun.objects.get(pk=first.run_id)
+    assert (cancelled.status, cancelled.resume_item_id) == (RunStatus.CANCELLED, None)
+    monkeypatch.undo()
+    dispatch.process_batch(claimed)
+    assert completed(wf) == 1
+    assert StepRun.objects.filter(run__workflow=wf, step__name="Then").count() == 1
+
+
+def test_resume__a_crash_inside_the_resume_transaction_leaves_wait_and_run_waiting(monkeypatch):
+    """The waits' settlement and the runs' takeover commit together: a failure between
+    the two undoes both, and the timers, claimed again, resume each run once."""
+    wf, _ = due_delays("Undone", 3)
+    real = parking._take_over
+
+    def dies(won):
+        real(won)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(parking, "_take_over", dies)
+    claimed = dispatch.claim(1000)
+    with pytest.raises(RuntimeError):
+        parking.resumed_runs(claimed)
+    assert set(RunWait.objects.filter(run__workflow=wf).values_list("status", flat=True)) == {
+        "waiting"
+    }
+    assert set(WorkflowRun.objects.filter(workflow=wf).values_list("status", flat=True)) == {
+        RunStatus.WAITING
+    }
+    monkeypatch.undo()
+    OutboxItem.objects.filter(pk__in=[item.pk for item in claimed]).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    dispatch.process_batch(dispatch.claim(1000))
+    assert completed(wf) == 3
+    assert StepRun.objects.filter(run__workflow=wf, step__name="Then").count() == 3

@@ -109,23 +109,28 @@ def wake_waiters(items: Sequence[OutboxItem]) -> dict[int, RunWait]:
                 by_key.setdefault(key, []).append(item)
     if not by_key:
         return {}
-    waits = RunWait.objects.filter(
-        status=WaitStatus.WAITING,
-        kind=WaitKind.EVENT,
-        connector_key__in={trigger_key(item.connector_key) for item in events},
-        event_type__in={item.event_type for item in events},
-        match_key__in=list(by_key),
-    )
-    pairs = []
-    for wait in waits.order_by("id"):
-        for item in sorted(by_key[wait.match_key], key=lambda i: (i.created_at, i.pk)):
-            if item.created_at >= wait.created_at:
-                pairs.append((wait, item))
-                break
-    return resolve_all(pairs) if pairs else {}
+    with transaction.atomic():
+        # The waits found are locked by the read that finds them, in id order, as
+        # resolve_all locks them: a wait read here still waits until the commit.
+        waits = RunWait.objects.select_for_update().filter(
+            status=WaitStatus.WAITING,
+            kind=WaitKind.EVENT,
+            connector_key__in={trigger_key(item.connector_key) for item in events},
+            event_type__in={item.event_type for item in events},
+            match_key__in=list(by_key),
+        )
+        pairs = []
+        for wait in waits.order_by("id"):
+            for item in sorted(by_key[wait.match_key], key=lambda i: (i.created_at, i.pk)):
+                if item.created_at >= wait.created_at:
+                    pairs.append((wait, item))
+                    break
+        return resolve_all(pairs, locked=True) if pairs else {}
 
 
-def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> dict[int, RunWait]:
+def resolve_all(
+    pairs: Sequence[tuple[RunWait, OutboxItem]], *, locked: bool = False
+) -> dict[int, RunWait]:
     """Mark each wait matched by its event if it still waits, and hand its run over to
     that event: the run is ``running`` with ``resume_item`` = the event, so the claim
     that holds the event executes it right away (no second outbox item, no second claim),
@@ -136,19 +141,25 @@ def resolve_all(pairs: Sequence[tuple[RunWait, OutboxItem]]) -> dict[int, RunWai
     waiting locked in id order (so two workers never lock them in opposite orders; a wait
     another worker won meanwhile is left out), one UPDATE of the waits, one of their runs
     (wait before run, as every takeover and ``cancel_run`` lock them), one of the won
-    waits' timers, if any has one (retired, see :func:`retire_timer`)."""
+    waits' timers, if any has one (retired, see :func:`retire_timer`). With ``locked``,
+    the caller's transaction has read and locked the waits of ``pairs`` as they are
+    (waiting), and the lock is not taken again."""
     now = timezone.now()
-    with transaction.atomic():
-        ids = [wait.pk for wait, _ in pairs]
+    with transaction.atomic(savepoint=False):
         # Each wait still waiting, and its timer as of now (read under the lock): a wait
         # without a timeout has none once its first look is done, and then there is no
         # timer to retire.
-        still = dict(
-            RunWait.objects.select_for_update()
-            .filter(pk__in=ids, status=WaitStatus.WAITING)
-            .order_by("id")
-            .values_list("pk", "timer_id")
-        )
+        ids = [wait.pk for wait, _ in pairs]
+        still: dict[int, Any]  # wait id -> its timer's id, or None
+        if locked:
+            still = {wait.pk: wait.timer_id for wait, _ in pairs}  # type: ignore[attr-defined]
+        else:
+            still = dict(
+                RunWait.objects.select_for_update()
+                .filter(pk__in=ids, status=WaitStatus.WAITING)
+                .order_by("id")
+                .values_list("pk", "timer_id")
+            )
         given: dict[int, tuple[RunWait, OutboxItem]] = {}
         for wait, event in pairs:
             if wait.pk in still:
@@ -218,12 +229,21 @@ def early_events(waits: Sequence[RunWait]) -> dict[int, OutboxItem]:
     found: dict[int, OutboxItem] = {}
     if not waits:
         return found
+    # The item that carried each run into the pass that parked it: from the runs read
+    # with the waits (the timers' batch reads them so), else read here.
     carriers = {
-        run_id: resume or item
-        for run_id, resume, item in WorkflowRun.objects.filter(
-            pk__in={w.run_id for w in waits}  # type: ignore[attr-defined]
-        ).values_list("pk", "resume_item_id", "outbox_item_id")
+        wait.run_id: wait.run.resume_item_id or wait.run.outbox_item_id  # type: ignore[attr-defined]
+        for wait in waits
+        if RunWait.run.is_cached(wait)
     }
+    unread = {w.run_id for w in waits if w.run_id not in carriers}  # type: ignore[attr-defined]
+    if unread:
+        carriers.update(
+            (run_id, resume or item)
+            for run_id, resume, item in WorkflowRun.objects.filter(pk__in=unread).values_list(
+                "pk", "resume_item_id", "outbox_item_id"
+            )
+        )
     kinds: dict[tuple[str, str], list[RunWait]] = {}
     for wait in waits:
         kinds.setdefault((wait.connector_key, wait.event_type), []).append(wait)

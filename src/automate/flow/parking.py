@@ -11,10 +11,11 @@ Resuming: an item of connector ``_resume`` is either a wait's timer or the item 
 ended it (a child run that ended: ``resolved_by``); a matched event needs neither, it
 takes the run over itself when it wins the wait (:func:`automate.flow.matching.resolve_all`)
 and resumes it in the pass that claimed it. A worker that claims
-one takes the run over with two conditional UPDATEs, committed before the run goes on:
-the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running`` with
-``resume_item`` = this item (after a crash between the two, the same item, claimed again,
-takes the run). A claimed batch does both for all its items at once. Only one item can
+one takes the run over with two conditional UPDATEs, committed together before the run
+goes on: the wait ``waiting`` -> resolved by this item, the run ``waiting`` -> ``running``
+with ``resume_item`` = this item (a wait resolved by this item whose run still waits, as
+an older version could leave it after a crash, is taken over when the item is claimed
+again). A claimed batch does both for all its items at once. Only one item can
 win each, so a run resumes once however many timers, events and workers race; the
 winning item carries the run from then on (its retries, its lease, its dead letter), and
 a crash after the takeover resumes from the same item. Claims, leases and ``SKIP LOCKED``
@@ -229,58 +230,111 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
 
     A batch costs a fixed number of statements, however many runs it resumes and
     whatever their items are (due timers, a ``wait_for_event``'s first look or its
-    timeout, a child's end): one SELECT of the items' waits, the look for events that
-    came meanwhile (:func:`matching.early_events`, one SELECT per connection and event
-    type), one transaction that resolves or re-arms the waits (:func:`_settle_timers`),
-    one UPDATE that takes the won runs over and one SELECT of them. Each resumed run
-    carries its resolved wait, so the pass that resumes it reads it again from no table.
+    timeout, a child's end), all in one transaction: one SELECT that locks the items'
+    waits and reads their runs and workflows with them, the look for events that came
+    meanwhile (:func:`matching.early_events`, one SELECT per connection and event type),
+    the UPDATEs that resolve or re-arm the waits (:func:`_settle_timers`) and one UPDATE
+    that takes the won runs over. Each resumed run carries its resolved wait, so the pass
+    that resumes it reads it again from no table.
+
+    Resolving a wait and taking its run over commit together. That is safe because the
+    two only ever happen in that order and the winner is decided by the wait: an item
+    that resolves a wait is the only one that may take its run, and a crash before the
+    commit leaves both the wait and the run waiting, so the item, claimed again, (or a
+    reply, or a cancel) finds the wait as it was. Rows left by a crash between two
+    separate commits (the wait resolved by this item, the run still waiting) are still
+    taken over: the run is taken whenever its wait is resolved by this item.
     """
     found: dict[int, list[WorkflowRun]] = {item.pk: [] for item in items}
     if not items:
         return found
     ids = [item.pk for item in items]
-    waits: dict[int, RunWait] = {}  # by the item that may resolve it
-    for wait in RunWait.objects.filter(Q(timer__in=ids) | Q(resolved_by__in=ids)).order_by("id"):
-        for pk in (wait.resolved_by_id, wait.timer_id):  # type: ignore[attr-defined]
-            if pk in found:
-                waits.setdefault(pk, wait)
-    timers = {
-        pk: wait
-        for pk, wait in waits.items()
-        if wait.status == WaitStatus.WAITING and wait.timer_id == pk  # type: ignore[attr-defined]
-    }
-    ended: dict[int, int] = {}  # wait id -> the first item that says its child ended
+    said_ended: dict[int, int] = {}  # wait id -> the first item that says its child ended
     for item in items:
         wait_id = _child_ended(item)
-        if item.pk not in waits and wait_id is not None:
-            ended.setdefault(wait_id, item.pk)
-    touched = _settle_timers(items, timers, ended)
-    if touched:
-        fresh = RunWait.objects.in_bulk(touched)
-        waits = {pk: fresh.get(wait.pk, wait) for pk, wait in waits.items()}
+        if wait_id is not None:
+            said_ended.setdefault(wait_id, item.pk)
+    workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
+    with transaction.atomic():
+        # Locked in id order, waits before runs, as matching.resolve_all and cancel_run
+        # lock them; the runs are read, not locked: only the holder of a run's wait
+        # changes a waiting run (its UPDATE below is conditional all the same).
+        read = (
+            RunWait.objects.select_for_update(of=("self",))
+            .select_related("run__workflow")
+            .filter(Q(timer__in=ids) | Q(resolved_by__in=ids) | Q(pk__in=list(said_ended)))
+            .order_by("id")
+        )
+        waits: dict[int, RunWait] = {}  # by the item that may resolve it
+        by_id: dict[int, RunWait] = {}
+        for wait in read:
+            wait.run.workflow = workflows.setdefault(wait.run.workflow_id, wait.run.workflow)  # type: ignore[attr-defined]
+            by_id[wait.pk] = wait
+            for pk in (wait.resolved_by_id, wait.timer_id):  # type: ignore[attr-defined]
+                if pk in found:
+                    waits.setdefault(pk, wait)
+        timers = {
+            pk: wait
+            for pk, wait in waits.items()
+            if wait.status == WaitStatus.WAITING and wait.timer_id == pk  # type: ignore[attr-defined]
+        }
+        ended = {
+            wait_id: pk
+            for wait_id, pk in said_ended.items()
+            if pk not in waits and wait_id in by_id and by_id[wait_id].status == WaitStatus.WAITING
+        }
+        resolved, exact = _settle_timers(items, timers, ended, locked=True)
+        if resolved and not exact:
+            # A wait changed between the read and its UPDATE (SQLite has no row locks):
+            # what the rows say now decides.
+            for fresh in RunWait.objects.in_bulk(list(resolved)).values():
+                fresh.run = by_id[fresh.pk].run
+                by_id[fresh.pk] = fresh
+        elif resolved:
+            for wait_id, values in resolved.items():
+                for name, value in values.items():
+                    setattr(by_id[wait_id], name, value)
+        waits = {pk: by_id[wait.pk] for pk, wait in waits.items()}
         for wait_id, pk in ended.items():
-            if wait_id in fresh:
-                waits[pk] = fresh[wait_id]
-    won = {
-        wait.run_id: (pk, wait)  # type: ignore[attr-defined]
-        for pk, wait in waits.items()
-        if wait.resolved_by_id == pk  # type: ignore[attr-defined]
+            waits[pk] = by_id[wait_id]
+        won = {
+            wait.run_id: (pk, wait)  # type: ignore[attr-defined]
+            for pk, wait in waits.items()
+            if wait.resolved_by_id == pk  # type: ignore[attr-defined]
+        }
+        taken = _take_over(won)
+    for run_id, (pk, wait) in won.items():
+        run = taken.get(run_id)
+        if run is not None and run.resume_item_id == pk:  # type: ignore[attr-defined]
+            run.resumed_wait = wait  # type: ignore[attr-defined]
+            found[pk] = [run]
+    return found
+
+
+def _take_over(won: dict[int, tuple[int, RunWait]]) -> dict[int, WorkflowRun]:
+    """Hand each run of ``won`` (run id -> the item that won its wait, and the wait) to
+    that item if it still waits; return the runs as they are now, by id. One UPDATE,
+    conditional on the run still waiting; the runs come from the waits' read, and are
+    read again only when the UPDATE missed one it aimed at (cancelled meanwhile)."""
+    runs = {run_id: wait.run for run_id, (_, wait) in won.items()}
+    todo = {
+        run_id: [pk] for run_id, (pk, _) in won.items() if runs[run_id].status == RunStatus.WAITING
     }
-    if not won:
-        return found
-    bulk.update_each(
+    moved = bulk.update_each(
         WorkflowRun,
-        {run_id: [pk] for run_id, (pk, _) in won.items()},
+        todo,
         ["resume_item"],
         same={"status": RunStatus.RUNNING},
         only_if={"status": RunStatus.WAITING},
     )
-    for run in WorkflowRun.objects.select_related("workflow").filter(pk__in=list(won)):
-        pk, wait = won[run.pk]
-        if run.resume_item_id == pk:  # type: ignore[attr-defined]
-            run.resumed_wait = wait  # type: ignore[attr-defined]
-            found[pk] = [run]
-    return found
+    if moved == len(todo):
+        for run_id, [pk] in todo.items():
+            runs[run_id].status, runs[run_id].resume_item_id = RunStatus.RUNNING, pk  # type: ignore[attr-defined]
+        return runs
+    fresh = WorkflowRun.objects.in_bulk(list(runs))
+    for run_id, run in fresh.items():
+        run.workflow = runs[run_id].workflow
+    return fresh
 
 
 def _child_ended(item: OutboxItem) -> int | None:
@@ -291,53 +345,75 @@ def _child_ended(item: OutboxItem) -> int | None:
 
 
 def _settle_timers(
-    items: Sequence[OutboxItem], timers: dict[int, RunWait], ended: dict[int, int]
-) -> list[int]:
+    items: Sequence[OutboxItem],
+    timers: dict[int, RunWait],
+    ended: dict[int, int],
+    *,
+    locked: bool = False,
+) -> tuple[dict[int, dict[str, Any]], bool]:
     """Resolve or re-arm, together, the waits whose timers are among ``items`` (by item
-    id) and those whose child ended (``ended``: wait id -> item id); return the ids of the
-    waits resolved (each by the item that won it, which the caller reads back).
+    id) and those whose child ended (``ended``: wait id -> item id). Returns what each
+    wait resolved here was set to (by wait id: its fields' new values), and whether every
+    UPDATE changed every row it aimed at; if not, some wait was won meanwhile and only
+    its row says by whom.
 
     Every UPDATE is conditional (the wait still ``waiting``, a re-armed wait still on
     this timer), so a reply, a cancel or another holder of the same item that got there
     first keeps what it won. A ``wait_for_event`` looks for events that came meanwhile
     first (one look for the batch); without one, it times out when due and is otherwise
-    re-armed on its timeout timer. One transaction: the waits are locked in id order
-    first, as :func:`matching.resolve_all` and :func:`cancel_run` lock them."""
+    re-armed on its timeout timer. One transaction (the caller's, when it has one): the
+    waits are locked in id order first, as :func:`matching.resolve_all` and
+    :func:`cancel_run` lock them, unless the caller has locked them (``locked``)."""
     now = timezone.now()
     early = matching.early_events([w for w in timers.values() if w.kind == WaitKind.EVENT])
     by_status: dict[str, list[int]] = {}  # waits resolved by their own timer
     looks: dict[int, list[Any]] = {}  # wait id -> [the event, the timer that found it]
     rearm: dict[int, RunWait] = {}  # timer id -> wait
+    resolved: dict[int, dict[str, Any]] = {}
     for pk, wait in timers.items():
         event = early.get(wait.pk)
         if event is not None:
             looks[wait.pk] = [{"type": event.event_type, "payload": event.payload}, pk]
+            resolved[wait.pk] = {"status": WaitStatus.MATCHED, "event": looks[wait.pk][0]}
         elif wait.kind == WaitKind.EVENT and (wait.due_at is None or now < wait.due_at):
             rearm[pk] = wait
         else:
-            by_status.setdefault(_TIMER_RESOLVES[WaitKind(wait.kind)], []).append(wait.pk)
-    if not (by_status or looks or rearm or ended):
-        return []
-    with transaction.atomic():
-        ids = [*looks, *ended, *(w.pk for w in timers.values())]
-        list(  # locks only: the UPDATEs below decide
-            RunWait.objects.select_for_update()
-            .filter(pk__in=ids, status=WaitStatus.WAITING)
-            .order_by("id")
-            .values_list("pk", flat=True)
-        )
+            due = _TIMER_RESOLVES[WaitKind(wait.kind)]
+            by_status.setdefault(due, []).append(wait.pk)
+            resolved[wait.pk] = {"status": due}
+        if wait.pk in resolved:
+            resolved[wait.pk].update(resolved_by_id=pk, resolved_at=now)
+    for wait_id, pk in ended.items():
+        resolved[wait_id] = {
+            "status": WaitStatus.CHILD_ENDED,
+            "resolved_by_id": pk,
+            "resolved_at": now,
+        }
+    if not (resolved or rearm):
+        return {}, True
+    changed = 0
+    # Inside the caller's transaction, no savepoint: a failure here fails it all.
+    with transaction.atomic(savepoint=False):
+        if not locked:
+            ids = [*looks, *ended, *(w.pk for w in timers.values())]
+            list(  # locks only: the UPDATEs below decide
+                RunWait.objects.select_for_update()
+                .filter(pk__in=ids, status=WaitStatus.WAITING)
+                .order_by("id")
+                .values_list("pk", flat=True)
+            )
         for status, wait_ids in by_status.items():
-            RunWait.objects.filter(pk__in=wait_ids, status=WaitStatus.WAITING).update(
+            changed += RunWait.objects.filter(pk__in=wait_ids, status=WaitStatus.WAITING).update(
                 status=status, resolved_by=F("timer"), resolved_at=now
             )
-        bulk.update_each(
+        changed += bulk.update_each(
             RunWait,
             looks,
             ["event", "resolved_by"],
             same={"status": WaitStatus.MATCHED, "resolved_at": now},
             only_if={"status": WaitStatus.WAITING},
         )
-        bulk.update_each(
+        changed += bulk.update_each(
             RunWait,
             {wait_id: [pk] for wait_id, pk in ended.items()},
             ["resolved_by"],
@@ -345,7 +421,7 @@ def _settle_timers(
             only_if={"status": WaitStatus.WAITING},
         )
         _rearm(items, rearm)
-    return [*(pk for group in by_status.values() for pk in group), *looks, *ended]
+    return resolved, changed == len(resolved)
 
 
 def _rearm(items: Sequence[OutboxItem], rearm: dict[int, RunWait]) -> None:
