@@ -110,13 +110,29 @@ def _load_and_close(load: Callable[[], T]) -> T:
 _loader = HelperThread("automate-connections")
 
 
+@dataclass(frozen=True)
+class _Built:
+    """What :func:`webhook_connector` keeps per URL key: the connection it was built for,
+    its resolved config and webhook secrets and, for a connector class whose ``__init__``
+    sets only what its config gives (:func:`_copyable`), an instance built from them
+    (``prototype``) with its context (``ctx``), which each request copies instead of
+    validating the config again."""
+
+    connection: Connection
+    config: Any
+    secrets: tuple[str, ...]
+    prototype: Connector | None
+    ctx: ProviderContext | None
+
+
 #: Connections by URL key (``None``: no such connection).
 _connections: _Recent[Connection | None] = _Recent()
 #: The signing secret references of all the profiles, under the one key "".
 _signing: _Recent[tuple[str, ...]] = _Recent()
 #: By URL key: the connection a webhook connector was last built for, with its config and
-#: webhook secrets resolved by the default backends.
-_resolved: _Recent[tuple[Connection, Any, tuple[str, ...]]] = _Recent()
+#: webhook secrets resolved by the default backends, and the connector built from them
+#: (:class:`_Built`).
+_resolved: _Recent[_Built] = _Recent()
 
 
 def find_connection(key: str) -> Connection | None:
@@ -237,10 +253,12 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
     A new instance every call (a connector may keep state while it checks a request), but
     built from a config and webhook secrets resolved once per connection and kept like it
     (:func:`find_connection`): resolving a secret is most of what building one costs, and a
-    webhook does it on every request. Saving a profile or a ``Secret`` row, or changing
-    ``AUTOMATE``, in this process counts at once; a secret changed in a backend elsewhere
-    counts within ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``. A secret that cannot be
-    resolved is not kept: the next request tries again.
+    webhook does it on every request. Where the class allows it (:func:`_copyable`) that
+    instance is a copy of one built with the entry, so its config is validated once too.
+    Saving a profile or a ``Secret`` row, or changing ``AUTOMATE``, in this process counts
+    at once; a secret changed in a backend elsewhere counts within
+    ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``. A secret that cannot be resolved is not
+    kept: the next request tries again.
     """
     connection = find_connection(key)
     if connection is None or not connection.enabled:
@@ -249,16 +267,58 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
         cls = get_connector(connection.connector_key)
     except NotRegistered:
         return None
-    ctx = ProviderContext(trace_id=trace_id)
 
-    def resolve() -> tuple[Connection, Any, tuple[str, ...]]:
+    def resolve() -> _Built:
+        ctx = ProviderContext(trace_id=trace_id)
         config = resolve_config(connection.config, ctx.secrets)
         secrets = tuple(resolve_webhook_secret(value, ctx.secrets) for value in connection.secrets)
-        return connection, config, secrets
+        prototype = None
+        if _copyable(cls):
+            prototype = cls(config, ctx=ctx)
+            prototype._automate_webhook_secrets = secrets
+        return _Built(connection, config, secrets, prototype, ctx)
 
     # Only for the connection it was resolved from: the connection read again (expired, or
     # changed) is resolved again.
-    _, config, secrets = _resolved.get(key, resolve, valid=lambda entry: entry[0] is connection)
-    connector = cls(config, ctx=ctx)
-    connector._automate_webhook_secrets = secrets
+    built = _resolved.get(key, resolve, valid=lambda entry: entry.connection is connection)
+    if built.prototype is not None and built.ctx is not None:
+        # A copy of the instance built with the entry: what cls(config, ctx=ctx) makes,
+        # without pydantic validating the same config again (most of what building one
+        # costs once its secrets are resolved). Only for classes whose __init__ sets
+        # nothing but what config and ctx give (_copyable), so the copy holds exactly what
+        # it would set. The copy has its own attributes (a check may bind a secret on its
+        # instance) and its own config dict; the validated ``cfg`` is shared, as the
+        # config it came from is shared by every instance built from the entry. It keeps
+        # no resolved secret the entry does not keep already, nor for longer: it lives
+        # and is forgotten with the entry (CONNECTION_CACHE_SECONDS, cleared on a profile,
+        # Secret row or settings change).
+        connector = object.__new__(cls)
+        connector.__dict__.update(built.prototype.__dict__)
+        connector.config = dict(built.config)
+        connector.ctx = _with_trace_id(built.ctx, trace_id)
+        return connector
+    connector = cls(built.config, ctx=ProviderContext(trace_id=trace_id))
+    connector._automate_webhook_secrets = built.secrets
     return connector
+
+
+def _copyable(cls: type[Connector]) -> bool:
+    """Whether each ``__init__`` of ``cls`` up to ``Connector``'s is declared to set only
+    what its config and ``self.ctx`` give (``_automate_init_copyable = True`` in that
+    class's own body, never inherited: a subclass's own ``__init__`` is unknown)."""
+    for klass in cls.__mro__:
+        if klass is Connector:
+            return True
+        own = vars(klass)
+        if "__init__" in own and own.get("_automate_init_copyable") is not True:
+            return False
+    return False
+
+
+def _with_trace_id(ctx: ProviderContext, trace_id: str) -> ProviderContext:
+    """``ctx`` for another request: its resolver, settings and logger, this trace id (no
+    default factory runs: the resolver reads the settings, the logger takes a lock)."""
+    copy = object.__new__(ProviderContext)
+    copy.__dict__.update(ctx.__dict__)
+    object.__setattr__(copy, "trace_id", trace_id)
+    return copy

@@ -270,6 +270,7 @@ class _Loaded:
     source: object  # the AUTOMATE dict these values came from
     values: dict[str, Any]
     problems: dict[str, Problem]
+    valid: dict[str, Any] = dataclasses.field(default_factory=dict)  # values minus problems
 
 
 _loaded: dict[type[AppSettings], _Loaded] = {}
@@ -293,7 +294,8 @@ def _load(cls: type[AppSettings]) -> _Loaded:
         values[name] = value
         if problem is not None:
             problems[name] = problem
-    loaded = _loaded[cls] = _Loaded(source, values, problems)
+    valid = {name: value for name, value in values.items() if name not in problems}
+    loaded = _loaded[cls] = _Loaded(source, values, problems, valid)
     return loaded
 
 
@@ -333,6 +335,14 @@ def owner_of(name: str) -> type[AppSettings] | None:
     return next((cls for cls in installed_settings_classes() if name in cls.names()), None)
 
 
+_UNSET: Any = object()
+
+
+#: The settings Django's ``settings`` object has returned and keeps: its own __dict__
+#: (the same dict for the life of the object; Django empties it, never replaces it).
+_DJANGO_CACHED: dict[str, Any] = object.__getattribute__(django_settings, "__dict__")
+
+
 class LazySettings:
     """Attribute access to one app's keys (what :meth:`AppSettings.lazy` returns)."""
 
@@ -344,13 +354,27 @@ class LazySettings:
     def __repr__(self) -> str:
         return f"<lazy {self._cls.__name__}>"
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # copy/pickle probes, or _cls before __init__
-            raise AttributeError(name)
+    def __getattribute__(self, name: str) -> Any:
+        # Rather than __getattr__: Python would first look the key up on the instance
+        # and build the AttributeError that sends it to __getattr__, a third of a read.
+        if name[:1] == "_":  # _cls, dunders, copy/pickle probes
+            return object.__getattribute__(self, name)
+        cls = object.__getattribute__(self, "_cls")
+        # The webhook view reads seven keys per request: a read that finds its values
+        # loaded from the AUTOMATE dict Django has now takes three dict lookups. Django's
+        # settings object keeps each setting it returned in its own __dict__ and empties
+        # that on any assignment (override_settings included), so finding there the very
+        # dict the values came from is the check read() makes, without going through the
+        # settings object's __getattribute__; any other case takes read().
+        loaded = _loaded.get(cls)
+        if loaded is not None and loaded.source is _DJANGO_CACHED.get("AUTOMATE", _UNSET):
+            value = loaded.valid.get(name, _UNSET)
+            if value is not _UNSET:
+                return value
         try:
-            return read(self._cls, name)
+            return read(cls, name)
         except KeyError:
-            raise AttributeError(_unknown(self._cls, name)) from None
+            raise AttributeError(_unknown(cls, name)) from None
 
 
 def _unknown(cls: type[AppSettings], name: str) -> str:

@@ -317,3 +317,114 @@ def _read_from_a_loop_in_child() -> None:
 
     reader = asyncio.run(read())
     os._exit(0 if reader is not threading.current_thread() else 1)
+
+
+# -- The webhook view's connectors: copied from one built per connection ----------------
+
+
+def test_webhook_connector__the_config_is_validated_once_per_entry(monkeypatch):
+    from automate_connectors import base
+
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    hook_profile()
+    validated = []
+    validate = base.validate_config
+    monkeypatch.setattr(base, "validate_config", lambda *a: validated.append(a) or validate(*a))
+    one = connections.webhook_connector("hooks", trace_id="t-1")
+    two = connections.webhook_connector("hooks", trace_id="t-2")
+    assert len(validated) == 1
+    assert type(one) is type(two) and one is not two
+    assert (one.ctx.trace_id, two.ctx.trace_id) == ("t-1", "t-2")
+    assert one.ctx.secrets is two.ctx.secrets  # the resolver, not a value it resolved
+    assert one.config == two.config and one.config is not two.config
+    one.config["changed"] = True
+    one._automate_current_secret = "bound-by-a-check"
+    three = connections.webhook_connector("hooks", trace_id="t-3")
+    assert "changed" not in three.config
+    assert three._automate_current_secret is None
+    assert three.secrets == ["first-value"]
+
+
+def test_webhook_connector__an_edited_profile_config_is_used_on_the_next_request(monkeypatch):
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    row = hook_profile()
+    assert connections.webhook_connector("hooks", trace_id="t").cfg.repository is None
+    row.config = {"repository": "acme/edited"}
+    row.save()
+    connector = connections.webhook_connector("hooks", trace_id="t")
+    assert connector.cfg.repository == "acme/edited"
+    assert connector.config == {"repository": "acme/edited"}
+
+
+def test_webhook_connector__an_edit_without_signals_counts_when_the_entry_expires(
+    settings, monkeypatch
+):
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
+    now = [100.0]
+    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    hook_profile()
+    assert connections.webhook_connector("hooks", trace_id="t").cfg.repository is None
+    ConnectionProfile.objects.filter(key="hooks").update(config={"repository": "acme/later"})
+    now[0] += 4.9
+    assert connections.webhook_connector("hooks", trace_id="t").cfg.repository is None
+    now[0] += 0.2
+    assert connections.webhook_connector("hooks", trace_id="t").cfg.repository == "acme/later"
+
+
+def test_webhook_connector__a_disabled_profile_is_refused_on_the_next_request(monkeypatch):
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    row = hook_profile()
+    assert connections.webhook_connector("hooks", trace_id="t") is not None
+    row.enabled = False
+    row.save()
+    assert connections.webhook_connector("hooks", trace_id="t") is None
+
+
+def test_webhook_connector__a_rotated_secret_reaches_the_copies(monkeypatch):
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    row = hook_profile()
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == ["first-value"]
+    monkeypatch.setenv("AUTOMATE_SECRET_NEXT_SECRET", "next-value")
+    row.webhook_secrets = ["secret://NEXT_SECRET", "secret://HOOK_SECRET"]
+    row.save()
+    assert connections.webhook_connector("hooks", trace_id="t").secrets == [
+        "next-value",
+        "first-value",
+    ]
+
+
+def test_webhook_connector__a_class_with_an_undeclared_init_is_built_every_time(
+    settings, monkeypatch
+):
+    from automate_connectors.builtin.github import GitHubConnector
+    from automate_connectors.registry import connectors
+
+    built = []
+
+    class Counting(GitHubConnector):
+        key = "counting_github"
+
+        def __init__(self, config=None, *, ctx):
+            super().__init__(config, ctx=ctx)
+            built.append(ctx.trace_id)
+
+    class Declared(Counting):
+        key = "declared_github"
+
+    assert not connections._copyable(Counting)
+    assert not connections._copyable(Declared)  # the declaration is never inherited
+    assert connections._copyable(GitHubConnector)
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "CONNECTORS": {"counted": {"connector": "counting_github", "secrets": ["x"]}},
+    }
+    connectors.register(Counting)
+    try:
+        one = connections.webhook_connector("counted", trace_id="t-1")
+        two = connections.webhook_connector("counted", trace_id="t-2")
+    finally:
+        connectors.unregister(Counting.key)
+    assert built == ["t-1", "t-2"]
+    assert (one.ctx.trace_id, two.ctx.trace_id) == ("t-1", "t-2")
+    assert one.secrets == two.secrets == ["x"]
