@@ -233,12 +233,9 @@ def _insert_part(
         for f in meta.concrete_fields
         if not getattr(f, "generated", False) and (f is not meta.auto_field or obj.pk is not None)
     ]
-    params = []
-    for field in fields:
-        value = field.pre_save(obj, True)
-        if hasattr(value, "resolve_expression"):
-            return None
-        params.append(field.get_db_prep_save(value, connection))
+    params = _insert_values(obj, fields, connection)
+    if params is None:
+        return None
     columns = ", ".join(quote(str(f.column)) for f in fields)
     # INSERT ... SELECT coerces each value to its column's type, as VALUES does.
     sql = (
@@ -271,11 +268,10 @@ def _insert_rows_part(
             obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
         except ValueError:  # it points at a row written with it
             return None
-        for field in fields:
-            value = field.pre_save(obj, True)
-            if hasattr(value, "resolve_expression"):
-                return None
-            params.append(field.get_db_prep_save(value, connection))
+        values = _insert_values(obj, fields, connection)
+        if values is None:
+            return None
+        params += values
     columns = ", ".join(quote(str(f.column)) for f in fields)
     # Quoted names of the model's own columns and their types; values are parameters.
     sql = (
@@ -285,6 +281,20 @@ def _insert_rows_part(
         f"RETURNING {quote(str(meta.pk.column))}"  # type: ignore[union-attr]
     )
     return Part(sql, params, rows=tuple(objs))
+
+
+def _insert_values(
+    obj: models.Model, fields: list[Field], connection: BaseDatabaseWrapper
+) -> list[Any] | None:
+    """``obj``'s values of ``fields`` prepared as ``bulk_create`` prepares them; None when
+    one is an expression (only an ORM save can send it)."""
+    values = []
+    for field in fields:
+        value = field.pre_save(obj, True)
+        if hasattr(value, "resolve_expression"):
+            return None
+        values.append(field.get_db_prep_save(value, connection))
+    return values
 
 
 def _grouped(objs: list[models.Model]) -> list[tuple[type[models.Model], list[models.Model]]]:
