@@ -3,6 +3,7 @@ Celery mode in the test process (``celery_broker``, ``celery_queue``)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -65,6 +66,29 @@ def postgres(db) -> None:
         pytest.skip(
             "needs PostgreSQL; `make test` runs this suite again with AUTOMATE_TEST_DB=postgres"
         )
+
+
+@pytest.fixture
+def in_forked_child() -> Callable[[Callable[[], bool], str], None]:
+    """``in_forked_child(check, what)`` runs ``check`` in a child forked from this process
+    and fails the test unless it returns true there; ``what`` names it when the child hangs
+    (killed after 60 s, so a deadlock in the child fails the test instead of hanging it)."""
+
+    def child(check: Callable[[], bool]) -> None:
+        # os._exit: the child must not run the parent's atexit hooks nor pytest's teardown.
+        os._exit(0 if check() else 1)
+
+    def run(check: Callable[[], bool], what: str) -> None:
+        forked = multiprocessing.get_context("fork").Process(target=child, args=(check,))
+        forked.start()
+        forked.join(60)
+        if forked.is_alive():
+            forked.kill()
+            forked.join()
+            pytest.fail(f"the forked child's {what} never returned")
+        assert forked.exitcode == 0
+
+    return run
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ a Celery beat entry or a schedule of your own.
 
 What may go, kind by kind (``None`` in ``RETENTION`` keeps a kind forever):
 
-* ``done`` / ``dead``: outbox items done (by ``completed_at``) or dead-lettered (by
-  ``available_at``, the due time of their last attempt) before the cutoff. Never an item
+* ``done`` / ``dead``: outbox items done or dead-lettered (by ``completed_at``, the time
+  they were done or died; for a dead letter that died before that was recorded,
+  ``available_at``, the due time of its last attempt) before the cutoff. Never an item
   a run that is not finished still points at (the event it was made for, the event that
   resumed it, the timer or the event of one of its waits): that run needs it to go on, or
   to be swept when its item dies. Finished runs, waits and schedule ticks lose their link
@@ -254,9 +255,13 @@ def _items(status: str) -> Callable[[Cutoffs], Rows | None]:
             return None
         if status == OutboxStatus.DONE:
             return OutboxItem.objects.filter(status=OutboxStatus.DONE, completed_at__lt=cutoff)
-        # A dead letter records no time of death: available_at is when its last attempt
-        # was due, which is within a lease of it (a replay sets it again, to its own time).
-        return OutboxItem.objects.filter(status=OutboxStatus.DEAD, available_at__lt=cutoff)
+        # A dead letter's completed_at is its time of death. One that died before dead
+        # letters recorded it has none: its available_at, when its last attempt was due,
+        # is within a lease of it.
+        return OutboxItem.objects.filter(
+            Q(completed_at__lt=cutoff) | Q(completed_at__isnull=True, available_at__lt=cutoff),
+            status=OutboxStatus.DEAD,
+        )
 
     return candidates
 

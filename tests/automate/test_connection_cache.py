@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import threading
 
 import pytest
@@ -31,6 +29,15 @@ def lookups(key: str) -> int:
     return len(captured.captured_queries)
 
 
+@pytest.fixture
+def now(settings, monkeypatch) -> list[float]:
+    """Entries kept 5 s on a clock the test moves: ``now[0]`` is ``time.monotonic()``."""
+    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
+    now = [100.0]
+    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
+    return now
+
+
 def test_cache__a_second_lookup_reads_nothing():
     profile()
     assert lookups("cached") == 1
@@ -54,10 +61,7 @@ def test_cache__saving_or_deleting_a_profile_takes_effect_at_once():
     assert find_connection("cached") is None
 
 
-def test_cache__a_change_without_signals_shows_when_the_entry_expires(settings, monkeypatch):
-    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
-    now = [100.0]
-    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
+def test_cache__a_change_without_signals_shows_when_the_entry_expires(now):
     profile()
     assert find_connection("cached").enabled
     ConnectionProfile.objects.filter(key="cached").update(enabled=False)  # no post_save
@@ -128,14 +132,9 @@ def test_signing_cache__a_saved_or_deleted_profile_counts_at_once():
     assert "HOOK_B" not in secrets.signing_secret_names()
 
 
-def test_signing_cache__a_change_without_signals_counts_when_the_entry_expires(
-    settings, monkeypatch
-):
+def test_signing_cache__a_change_without_signals_counts_when_the_entry_expires(now):
     from automate_core import secrets
 
-    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
-    now = [100.0]
-    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
     profile(webhook_secrets=["secret://HOOK_A"])
     assert "HOOK_C" not in secrets.signing_secret_names()
     ConnectionProfile.objects.filter(key="cached").update(webhook_secrets=["secret://HOOK_C"])
@@ -179,6 +178,14 @@ def hook_profile(secret: str = "secret://HOOK_SECRET") -> ConnectionProfile:
     )
 
 
+@pytest.fixture
+def expiring_hook(now, monkeypatch) -> ConnectionProfile:
+    """The ``hooks`` profile, its secret ``first-value`` in the environment, its entries
+    kept 5 s on the :func:`now` clock."""
+    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
+    return hook_profile()
+
+
 def test_webhook_connector__a_new_instance_each_request_from_secrets_resolved_once(monkeypatch):
     monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
     hook_profile()
@@ -191,13 +198,8 @@ def test_webhook_connector__a_new_instance_each_request_from_secrets_resolved_on
 
 
 def test_webhook_connector__a_secret_changed_in_its_backend_counts_when_the_entry_expires(
-    settings, monkeypatch
+    expiring_hook, now, monkeypatch
 ):
-    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
-    now = [100.0]
-    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
-    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
-    hook_profile()
     assert connections.webhook_connector("hooks", trace_id="t").secrets == ["first-value"]
     monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "second-value")
     now[0] += 4.9
@@ -273,12 +275,9 @@ def _from_a_loop(key: str) -> tuple[connections.Connection | None, threading.Thr
     return found, thread, wrapper.connection is None
 
 
-def test_cache__lookups_from_a_loop_are_read_by_one_thread_of_the_process(settings, monkeypatch):
+def test_cache__lookups_from_a_loop_are_read_by_one_thread_of_the_process(now):
     """Each expired entry is read outside the loop, always by the same thread (no thread,
     nor pool, started per read), which keeps no database connection open between reads."""
-    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
-    now = [100.0]
-    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
     profile()
     seen = []
     for _ in range(3):
@@ -293,30 +292,22 @@ def test_cache__lookups_from_a_loop_are_read_by_one_thread_of_the_process(settin
         assert closed
 
 
-def test_cache__a_forked_process_reads_from_a_loop_too(settings):
+def test_cache__a_forked_process_reads_from_a_loop_too(settings, in_forked_child):
     """A child forked after the parent's reader started has no reader thread: it starts
     its own (the parent's pool would take the read and nobody would ever make it)."""
     settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 0}
     profile()
     assert _from_a_loop("cached")[0] is not None
-    child = multiprocessing.get_context("fork").Process(target=_read_from_a_loop_in_child)
-    child.start()
-    child.join(60)
-    if child.is_alive():
-        child.kill()
-        child.join()
-        pytest.fail("the forked child's read from a loop never returned")
-    assert child.exitcode == 0
+    in_forked_child(_reads_from_a_loop_in_child, "read from a loop")
 
 
-def _read_from_a_loop_in_child() -> None:
+def _reads_from_a_loop_in_child() -> bool:
     # Not the database: a forked child must not share the parent's (SQLite's in-memory
     # test database is the parent's memory).
     async def read() -> threading.Thread:
         return connections._load_off_loop(threading.current_thread)
 
-    reader = asyncio.run(read())
-    os._exit(0 if reader is not threading.current_thread() else 1)
+    return asyncio.run(read()) is not threading.current_thread()
 
 
 # -- The webhook view's connectors: copied from one built per connection ----------------
@@ -357,13 +348,8 @@ def test_webhook_connector__an_edited_profile_config_is_used_on_the_next_request
 
 
 def test_webhook_connector__an_edit_without_signals_counts_when_the_entry_expires(
-    settings, monkeypatch
+    expiring_hook, now
 ):
-    settings.AUTOMATE = {**settings.AUTOMATE, "CONNECTION_CACHE_SECONDS": 5}
-    now = [100.0]
-    monkeypatch.setattr(connections.time, "monotonic", lambda: now[0])
-    monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
-    hook_profile()
     assert connections.webhook_connector("hooks", trace_id="t").cfg.repository is None
     ConnectionProfile.objects.filter(key="hooks").update(config={"repository": "acme/later"})
     now[0] += 4.9

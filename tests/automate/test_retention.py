@@ -48,7 +48,7 @@ def item(status: str = OutboxStatus.DONE, at: datetime = OLD, **fields) -> Outbo
     return OutboxItem.objects.create(
         connector_key=fields.pop("connector_key", "stripe"),
         status=status,
-        completed_at=at if status == OutboxStatus.DONE else None,
+        completed_at=fields.pop("completed_at", at if status == OutboxStatus.DONE else None),
         available_at=at,
         created_at=at,
         trace_id="t",
@@ -157,6 +157,19 @@ def test_prune__only_done_items_past_the_cutoff(settings):
     assert not exists(old_done) and not exists(old_dead)
     assert exists(young_done) and exists(young_dead)
     assert all(exists(row) for row in unsettled)
+
+
+def test_prune__dead_items_aged_by_their_time_of_death(settings):
+    """A dead letter is as old as its death (``completed_at``), not its last attempt's due
+    time; one that died before deaths were recorded is aged by that due time."""
+    settings.AUTOMATE = {**settings.AUTOMATE, "RETENTION": {"DEAD": timedelta(days=30)}}
+    died_long_ago = item(status="dead", completed_at=NOW - timedelta(days=31))
+    due_long_ago_died_lately = item(status="dead", completed_at=NOW - timedelta(days=29))
+    died_before_it_was_recorded = item(status="dead")  # no completed_at, available_at OLD
+    recorded_nothing_due_lately = item(status="dead", at=NOW - timedelta(days=29))
+    assert prune()["dead"] == 2
+    assert not exists(died_long_ago) and not exists(died_before_it_was_recorded)
+    assert exists(due_long_ago_died_lately) and exists(recorded_nothing_due_lately)
 
 
 def test_prune__dead_items_kept_by_default():

@@ -119,10 +119,27 @@ def test_claim__expired_lease_out_of_attempts_goes_dead():
         OutboxItem.objects.filter(pk=item.pk).update(
             lease_expires_at=timezone.now() - timedelta(seconds=1)
         )
+    before = timezone.now()
     assert queue.claim(batch=1) == []
     item.refresh_from_db()
     assert item.status == OutboxStatus.DEAD
     assert item.last_error["code"] == "lease_expired"
+    assert before <= item.completed_at <= timezone.now()  # its time of death
+
+
+@pytest.mark.django_db
+@override_settings(AUTOMATE={"OUTBOX_MAX_ATTEMPTS": 2})
+def test_reclaim_expired__its_time_of_death_in_the_update_that_marks_it_dead():
+    make_items(2)
+    dying, retried = queue.claim(batch=2, lease_seconds=60)
+    OutboxItem.objects.filter(pk=dying.pk).update(attempts=2)
+    now = timezone.now() + timedelta(seconds=61)
+    with CaptureQueriesContext(connection) as captured:
+        assert queue.reclaim_expired(now) == 2
+    assert len(captured.captured_queries) == 2  # one UPDATE for the dead, one for the rest
+    stored = OutboxItem.objects.in_bulk([dying.pk, retried.pk])
+    assert (stored[dying.pk].status, stored[dying.pk].completed_at) == (OutboxStatus.DEAD, now)
+    assert (stored[retried.pk].status, stored[retried.pk].completed_at) == ("failed", None)
 
 
 @override_settings(
@@ -184,6 +201,28 @@ def test_fail__permanent_error_goes_dead_at_once_and_replay_revives_it():
     assert queue.replay(ids=[item.pk]) == 1
     [again] = queue.claim(batch=1)
     assert again.pk == item.pk and again.attempts == 1 and again.last_error is None
+
+
+@pytest.mark.django_db
+def test_fail__a_dead_letter_records_its_time_of_death_in_the_same_update():
+    make_items(1)
+    [item] = queue.claim(batch=1)
+    before = timezone.now()
+    with CaptureQueriesContext(connection) as captured:
+        status = queue.fail(item, AutomateError(ErrorCodes.INVALID_ARGUMENT, "bad input"))
+    assert status == OutboxStatus.DEAD
+    assert len(captured.captured_queries) == 1
+    stored = OutboxItem.objects.get(pk=item.pk)
+    assert before <= stored.completed_at <= timezone.now()
+    assert item.completed_at == stored.completed_at
+    assert stored.available_at == item.available_at  # its last attempt's due time, kept
+    # Replayed, it is due again and has no time of death; a retry records none either.
+    assert queue.replay(ids=[item.pk]) == 1
+    assert OutboxItem.objects.get(pk=item.pk).completed_at is None
+    [again] = queue.claim(batch=1)
+    assert queue.fail(again, ValueError("boom")) == OutboxStatus.FAILED
+    assert again.completed_at is None
+    assert OutboxItem.objects.get(pk=item.pk).completed_at is None
 
 
 @pytest.mark.django_db

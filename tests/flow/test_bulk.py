@@ -123,12 +123,30 @@ def test_update_each__rows_beyond_the_parameter_limit_take_more_statements(monke
     ]
 
 
-def test_update_each__nulls_in_json_and_timestamp_columns_are_sql_nulls():
-    """Every value of a column NULL: PostgreSQL types such a ``VALUES`` column ``text``,
-    which a ``jsonb`` or ``timestamptz`` column takes only through the cast."""
+@pytest.mark.parametrize("update", [bulk.update_each, bulk.with_case])
+def test_update_each__nulls_in_json_and_timestamp_columns_are_sql_nulls(update):
+    """Every value of a column NULL: PostgreSQL types such a ``VALUES`` column, or a
+    ``CASE`` whose every branch is NULL, ``text``, which a ``jsonb`` or ``timestamptz``
+    column does not take; the ``VALUES`` form casts, the ``Case`` form sets NULL."""
     waits = _waits("N", 3, event={"old": True}, resolved_at=timezone.now())
-    changed = bulk.update_each(
-        RunWait, {w.pk: [None, None] for w in waits}, ["event", "resolved_at"]
+    changed = update(
+        RunWait, {w.pk: [None, None] for w in waits}, ["event", "resolved_at"], same={}, only_if={}
     )
     assert changed == 3
     assert RunWait.objects.filter(event__isnull=True, resolved_at__isnull=True).count() == 3
+
+
+@pytest.mark.parametrize("update", [bulk.update_each, bulk.with_case])
+def test_update_each__a_column_with_some_nulls_gives_each_row_its_value(update):
+    waits = _waits("M", 2, event={"old": True}, resolved_at=timezone.now())
+    now = timezone.now()
+    changed = update(
+        RunWait,
+        {waits[0].pk: [None, now], waits[1].pk: [{"new": 1}, None]},
+        ["event", "resolved_at"],
+        same={},
+        only_if={},
+    )
+    assert changed == 2
+    stored = RunWait.objects.order_by("pk").values_list("event", "resolved_at")
+    assert list(stored) == [(None, now), ({"new": 1}, None)]

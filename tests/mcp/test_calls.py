@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import threading
 import time
 
@@ -191,25 +189,17 @@ def test_client__calls_from_a_running_loop_share_one_helper_thread(tools):
     assert set(threading.enumerate()) - before <= {helper}
 
 
-def test_client__a_forked_process_runs_sessions_from_a_loop_too():
+def test_client__a_forked_process_runs_sessions_from_a_loop_too(in_forked_child):
     """The child has no helper thread (the parent's does not survive the fork): it starts
     its own, where the parent's pool would take the session and never run it."""
     assert _ran_in().is_alive()  # the parent's helper runs
-    child = multiprocessing.get_context("fork").Process(target=_run_from_a_loop_in_child)
-    child.start()
-    child.join(60)
-    if child.is_alive():
-        child.kill()
-        child.join()
-        pytest.fail("the forked child's session from a loop never returned")
-    assert child.exitcode == 0
+    in_forked_child(_runs_from_a_loop_in_child, "session from a loop")
 
 
-def _run_from_a_loop_in_child() -> None:
+def _runs_from_a_loop_in_child() -> bool:
     helper = _ran_in()
     again = _ran_in()
-    fine = helper is again and helper is not threading.current_thread() and helper.is_alive()
-    os._exit(0 if fine else 1)
+    return helper is again and helper is not threading.current_thread() and helper.is_alive()
 
 
 def test_call_tool__wrong_key_is_unauthenticated(tools):

@@ -118,6 +118,8 @@ def test_delivery__500_is_retried_on_the_schedule_then_dead(receiver):
     [item] = items()
     assert item.status == "dead"
     assert item.last_error["code"] == "http_500"
+    # Its time of death, after its last attempt (which retention ages it by).
+    assert item.completed_at is not None and item.completed_at >= log[-1].created_at
     endpoint.refresh_from_db()
     assert endpoint.enabled and endpoint.failing_since is not None
 

@@ -169,7 +169,11 @@ def with_case(
     only_if: Mapping[str, Any],
     only_if_each: Sequence[str] = (),
 ) -> int:
-    """:func:`update_each` with ``Case(When(...))``, for the other backends."""
+    """:func:`update_each` with ``Case(When(...))``, for the other backends.
+
+    A column whose every value is None is set to NULL, with no ``CASE``: a ``CASE`` whose
+    branches are all NULL has no type of its own, and PostgreSQL, for one, makes it
+    ``text``, which a ``jsonb`` or ``timestamptz`` column refuses."""
     per_row: dict[str, Any] = {}
     chosen = Q(pk__in=list(rows))
     if only_if_each:
@@ -178,6 +182,9 @@ def with_case(
             chosen |= Q(pk=pk, **dict(zip(only_if_each, values[len(columns) :], strict=True)))
     for i, name in enumerate(columns):
         field = _field(model, name)
+        if all(values[i] is None for values in rows.values()):
+            per_row[field.attname] = None
+            continue
         whens = [
             When(pk=pk, then=Value(values[i], output_field=field)) for pk, values in rows.items()
         ]

@@ -231,10 +231,11 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     A batch costs a fixed number of statements, however many runs it resumes and
     whatever their items are (due timers, a ``wait_for_event``'s first look or its
     timeout, a child's end), all in one transaction: one SELECT that locks the items'
-    waits and reads their runs and workflows with them, the look for events that came
-    meanwhile (:func:`matching.early_events`, one SELECT per connection and event type),
-    the UPDATEs that resolve or re-arm the waits (:func:`_settle_timers`) and one UPDATE
-    that takes the won runs over. Each resumed run carries its resolved wait, so the pass
+    waits and reads their runs and workflows with them (:func:`_lock_waits`), the look
+    for events that came meanwhile (:func:`matching.early_events`, one SELECT per
+    connection and event type), the UPDATEs that resolve or re-arm the waits
+    (:func:`_settle_waits`) and one UPDATE that takes the won runs over
+    (:func:`_take_over`). Each resumed run carries its resolved wait, so the pass
     that resumes it reads it again from no table.
 
     Resolving a wait and taking its run over commit together. That is safe because the
@@ -248,60 +249,10 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
     found: dict[int, list[WorkflowRun]] = {item.pk: [] for item in items}
     if not items:
         return found
-    ids = [item.pk for item in items]
-    said_ended: dict[int, int] = {}  # wait id -> the first item that says its child ended
-    for item in items:
-        wait_id = _child_ended(item)
-        if wait_id is not None:
-            said_ended.setdefault(wait_id, item.pk)
-    workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
+    said_ended = _said_ended(items)
     with transaction.atomic():
-        # Locked in id order, waits before runs, as matching.resolve_all and cancel_run
-        # lock them; the runs are read, not locked: only the holder of a run's wait
-        # changes a waiting run (its UPDATE below is conditional all the same).
-        read = (
-            RunWait.objects.select_for_update(of=("self",))
-            .select_related("run__workflow")
-            .filter(Q(timer__in=ids) | Q(resolved_by__in=ids) | Q(pk__in=list(said_ended)))
-            .order_by("id")
-        )
-        waits: dict[int, RunWait] = {}  # by the item that may resolve it
-        by_id: dict[int, RunWait] = {}
-        for wait in read:
-            wait.run.workflow = workflows.setdefault(wait.run.workflow_id, wait.run.workflow)  # type: ignore[attr-defined]
-            by_id[wait.pk] = wait
-            for pk in (wait.resolved_by_id, wait.timer_id):  # type: ignore[attr-defined]
-                if pk in found:
-                    waits.setdefault(pk, wait)
-        timers = {
-            pk: wait
-            for pk, wait in waits.items()
-            if wait.status == WaitStatus.WAITING and wait.timer_id == pk  # type: ignore[attr-defined]
-        }
-        ended = {
-            wait_id: pk
-            for wait_id, pk in said_ended.items()
-            if pk not in waits and wait_id in by_id and by_id[wait_id].status == WaitStatus.WAITING
-        }
-        resolved, exact = _settle_timers(items, timers, ended, locked=True)
-        if resolved and not exact:
-            # A wait changed between the read and its UPDATE (SQLite has no row locks):
-            # what the rows say now decides.
-            for fresh in RunWait.objects.in_bulk(list(resolved)).values():
-                fresh.run = by_id[fresh.pk].run
-                by_id[fresh.pk] = fresh
-        elif resolved:
-            for wait_id, values in resolved.items():
-                for name, value in values.items():
-                    setattr(by_id[wait_id], name, value)
-        waits = {pk: by_id[wait.pk] for pk, wait in waits.items()}
-        for wait_id, pk in ended.items():
-            waits[pk] = by_id[wait_id]
-        won = {
-            wait.run_id: (pk, wait)  # type: ignore[attr-defined]
-            for pk, wait in waits.items()
-            if wait.resolved_by_id == pk  # type: ignore[attr-defined]
-        }
+        waits, by_id = _lock_waits([item.pk for item in items], said_ended)
+        won = _settle_waits(items, waits, by_id, said_ended)
         taken = _take_over(won)
     for run_id, (pk, wait) in won.items():
         run = taken.get(run_id)
@@ -309,6 +260,93 @@ def resumed_runs(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]:
             run.resumed_wait = wait  # type: ignore[attr-defined]
             found[pk] = [run]
     return found
+
+
+def _said_ended(items: Sequence[OutboxItem]) -> dict[int, int]:
+    """Wait id -> the first of ``items`` that says the wait's child ended."""
+    said_ended: dict[int, int] = {}
+    for item in items:
+        wait_id = _child_ended(item)
+        if wait_id is not None:
+            said_ended.setdefault(wait_id, item.pk)
+    return said_ended
+
+
+def _lock_waits(
+    ids: list[int], said_ended: dict[int, int]
+) -> tuple[dict[int, RunWait], dict[int, RunWait]]:
+    """Lock, in one SELECT, the waits the items ``ids`` may resolve (by their timer, by
+    having resolved them already, or by saying their child ended) and read their runs and
+    workflows with them. Returns the waits by the item that may resolve each (its timer's
+    or its resolver's), and every wait read by its id."""
+    # Locked in id order, waits before runs, as matching.resolve_all and cancel_run lock
+    # them; the runs are read, not locked: only the holder of a run's wait changes a
+    # waiting run (the takeover's UPDATE is conditional all the same).
+    read = (
+        RunWait.objects.select_for_update(of=("self",))
+        .select_related("run__workflow")
+        .filter(Q(timer__in=ids) | Q(resolved_by__in=ids) | Q(pk__in=list(said_ended)))
+        .order_by("id")
+    )
+    items = set(ids)
+    workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
+    waits: dict[int, RunWait] = {}
+    by_id: dict[int, RunWait] = {}
+    for wait in read:
+        wait.run.workflow = workflows.setdefault(wait.run.workflow_id, wait.run.workflow)  # type: ignore[attr-defined]
+        by_id[wait.pk] = wait
+        for pk in (wait.resolved_by_id, wait.timer_id):  # type: ignore[attr-defined]
+            if pk in items:
+                waits.setdefault(pk, wait)
+    return waits, by_id
+
+
+def _settle_waits(
+    items: Sequence[OutboxItem],
+    waits: dict[int, RunWait],
+    by_id: dict[int, RunWait],
+    said_ended: dict[int, int],
+) -> dict[int, tuple[int, RunWait]]:
+    """Resolve or re-arm the locked waits still waiting on the items' timers or children
+    (:func:`_settle_timers`), and return the runs the items won: run id -> the item that
+    resolved its wait, and the wait as it is now. Updates ``by_id`` in place."""
+    timers = {
+        pk: wait
+        for pk, wait in waits.items()
+        if wait.status == WaitStatus.WAITING and wait.timer_id == pk  # type: ignore[attr-defined]
+    }
+    ended = {
+        wait_id: pk
+        for wait_id, pk in said_ended.items()
+        if pk not in waits and wait_id in by_id and by_id[wait_id].status == WaitStatus.WAITING
+    }
+    resolved, exact = _settle_timers(items, timers, ended, locked=True)
+    _apply_settled(resolved, exact, by_id)
+    current = {pk: by_id[wait.pk] for pk, wait in waits.items()}
+    for wait_id, pk in ended.items():
+        current[pk] = by_id[wait_id]
+    return {
+        wait.run_id: (pk, wait)  # type: ignore[attr-defined]
+        for pk, wait in current.items()
+        if wait.resolved_by_id == pk  # type: ignore[attr-defined]
+    }
+
+
+def _apply_settled(
+    resolved: dict[int, dict[str, Any]], exact: bool, by_id: dict[int, RunWait]
+) -> None:
+    """Bring the waits of ``by_id`` that :func:`_settle_timers` resolved up to date: from
+    the values it set when every UPDATE hit its rows (``exact``), else read again."""
+    if resolved and not exact:
+        # A wait changed between the read and its UPDATE (SQLite has no row locks): what
+        # the rows say now decides.
+        for fresh in RunWait.objects.in_bulk(list(resolved)).values():
+            fresh.run = by_id[fresh.pk].run
+            by_id[fresh.pk] = fresh
+    elif resolved:
+        for wait_id, values in resolved.items():
+            for name, value in values.items():
+                setattr(by_id[wait_id], name, value)
 
 
 def _take_over(won: dict[int, tuple[int, RunWait]]) -> dict[int, WorkflowRun]:

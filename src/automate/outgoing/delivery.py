@@ -385,6 +385,8 @@ def _settle_item(
     }
     if at is not None:
         changes["available_at"] = at
+    if status == OutboxStatus.DEAD:
+        changes["completed_at"] = timezone.now()  # its time of death (see queue.fail)
     updated = OutboxItem.objects.filter(
         pk=item.pk, status=OutboxStatus.LEASED, lease_token=item.lease_token
     ).update(**changes)

@@ -248,7 +248,11 @@ def reclaim_expired(now=None) -> int:
     error = {"code": "lease_expired", "message": "the worker's lease expired before it finished"}
     expired = OutboxItem.objects.filter(status=OutboxStatus.LEASED, lease_expires_at__lte=now)
     dead = expired.filter(attempts__gte=max_attempts).update(
-        status=OutboxStatus.DEAD, lease_token="", lease_expires_at=None, last_error=error
+        status=OutboxStatus.DEAD,
+        completed_at=now,  # its time of death, which retention ages a dead letter by
+        lease_token="",
+        lease_expires_at=None,
+        last_error=error,
     )
     retried = expired.filter(attempts__lt=max_attempts).update(
         status=OutboxStatus.FAILED,
@@ -422,16 +426,23 @@ def fail(item: OutboxItem, error: BaseException | str, *, retryable: bool | None
     if retryable is None:
         retryable = error.retryable if isinstance(error, AutomateError) else True
     last_error = _error_record(error)
+    now = timezone.now()
     if retryable and item.attempts < automate_settings.OUTBOX_MAX_ATTEMPTS:
-        status = OutboxStatus.FAILED
-        available_at = timezone.now() + timedelta(seconds=backoff_seconds(item.attempts))
+        status, completed_at = OutboxStatus.FAILED, None
+        available_at = now + timedelta(seconds=backoff_seconds(item.attempts))
     else:
-        status, available_at = OutboxStatus.DEAD, item.available_at
+        # A dead letter is settled: completed_at is its time of death (retention's age).
+        status, available_at, completed_at = OutboxStatus.DEAD, item.available_at, now
     updated = _own_lease(item).update(
-        status=status, available_at=available_at, lease_expires_at=None, last_error=last_error
+        status=status,
+        available_at=available_at,
+        completed_at=completed_at,
+        lease_expires_at=None,
+        last_error=last_error,
     )
     if updated:
         item.status, item.available_at, item.last_error = status, available_at, last_error
+        item.completed_at = completed_at
     return status if updated else item.status
 
 
@@ -454,7 +465,11 @@ def replay(items: Iterable[OutboxItem] | None = None, *, ids: Iterable[int] | No
     if ids is not None:
         qs = qs.filter(id__in=list(ids))
     return qs.update(
-        status=OutboxStatus.PENDING, attempts=0, available_at=timezone.now(), last_error=None
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        available_at=timezone.now(),
+        completed_at=None,  # a dead letter's time of death; due again, it has none
+        last_error=None,
     )
 
 
