@@ -212,7 +212,10 @@ def dispatch_to_celery(batch: int | None = None) -> int:
         try:
             # By name: the task is the one automate.tasks registers (imported by the app's
             # ready()), so it is sent exactly as process_items.apply_async() would send it.
-            signature(PROCESS_ITEMS_TASK, args=[leases]).apply_async()
+            # argsrepr: Celery would otherwise repr the whole list of leases for the
+            # message's headers (for logs and monitors), a good part of a send's CPU.
+            shown = f"[{len(leases)} leases, ids {leases[0][0]}..{leases[-1][0]}]"
+            signature(PROCESS_ITEMS_TASK, args=[leases]).apply_async(argsrepr=shown)
         except Exception:
             logger.exception("could not send %d outbox items to Celery", len(items))
             for item in items:

@@ -85,6 +85,24 @@ def test_dispatch_to_celery__stops_at_max_in_flight(
         assert conn.default_channel.client.llen(celery_queue) == 2  # two batch tasks
 
 
+def test_dispatch_to_celery__sends_a_short_argsrepr_not_the_leases(
+    celery_queue, django_capture_on_commit_callbacks
+):
+    """The message's ``argsrepr`` header (logs, monitors) names the batch; Celery's own
+    repr of every lease would cost the dispatcher CPU per send."""
+    import json
+
+    make_items(3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(5) == 3
+    with current_app.connection_for_write() as conn:
+        [raw] = conn.default_channel.client.lrange(celery_queue, 0, -1)
+    message = json.loads(raw)
+    first, *_, last = OutboxItem.objects.order_by("id").values_list("id", flat=True)
+    assert message["headers"]["argsrepr"] == f"[3 leases, ids {first}..{last}]"
+    assert message["headers"]["task"] == dispatch.PROCESS_ITEMS_TASK
+
+
 def test_dispatch_to_celery__waits_for_a_batch_to_finish_at_max_batches_in_flight(
     celery_queue, settings, django_capture_on_commit_callbacks
 ):
