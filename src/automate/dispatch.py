@@ -43,7 +43,6 @@ __all__ = [
     "PROCESS_ITEMS_TASK",
     "RELEASED",
     "claim",
-    "dispatch_pass",
     "dispatch_to_celery",
     "execution_mode",
     "process_batch",
@@ -224,23 +223,6 @@ def dispatch_to_celery(batch: int | None = None) -> int:
 
     transaction.on_commit(send)
     return len(items)
-
-
-def dispatch_pass(batch: int | None = None, poll: float | None = None) -> tuple[int, float]:
-    """One pass of the dispatcher's loop: :func:`dispatch_to_celery`, then how many items
-    it sent and how long to wait before the next pass.
-
-    Only a full batch is followed at once by the next claim: it says more events are
-    waiting. A partial batch took every event due, so the next pass waits ``poll``
-    seconds, as it does when nothing was due, and the events arriving meanwhile leave
-    together instead of in one small batch per pass, whose fixed cost (a claim, a Celery
-    task, the batch's statements and commits) each of its events would share. No event
-    waits longer than it would for the poll of an empty queue.
-    """
-    batch = batch or app_settings.WORKER_BATCH_SIZE
-    poll = app_settings.WORKER_POLL_SECONDS if poll is None else poll
-    sent = dispatch_to_celery(batch)
-    return sent, 0.0 if sent >= batch else poll
 
 
 def replay(item_ids: list[int]) -> int:

@@ -103,35 +103,6 @@ def test_dispatch_to_celery__sends_a_short_argsrepr_not_the_leases(
     assert message["headers"]["task"] == dispatch.PROCESS_ITEMS_TASK
 
 
-def test_dispatch_pass__only_a_full_batch_is_followed_at_once_by_the_next(
-    celery_queue, django_capture_on_commit_callbacks
-):
-    """A partial batch took every event due: the dispatcher then waits a poll interval
-    and the events arriving meanwhile leave together, not one small batch per pass."""
-    make_items(5)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert dispatch.dispatch_pass(2, 0.25) == (2, 0.0)  # full: more may be waiting
-        assert dispatch.dispatch_pass(2, 0.25) == (2, 0.0)
-        assert dispatch.dispatch_pass(2, 0.25) == (1, 0.25)  # partial: the queue is drained
-        assert dispatch.dispatch_pass(2, 0.25) == (0, 0.25)
-    with current_app.connection_for_write() as conn:
-        assert conn.default_channel.client.llen(celery_queue) == 3
-
-
-def test_automate_worker__dispatch_only_once_drains_then_exits(
-    celery_queue, django_capture_on_commit_callbacks
-):
-    """``--once`` does not wait after a partial batch: it sends what is due and exits."""
-    from django.core.management import call_command
-
-    make_items(5)
-    with django_capture_on_commit_callbacks(execute=True):
-        call_command("automate_worker", "--dispatch-only", "--once", "--batch", "2", "--poll", "60")
-    assert set(OutboxItem.objects.values_list("status", flat=True)) == {"leased"}
-    with current_app.connection_for_write() as conn:
-        assert conn.default_channel.client.llen(celery_queue) == 3
-
-
 def test_dispatch_to_celery__waits_for_a_batch_to_finish_at_max_batches_in_flight(
     celery_queue, settings, django_capture_on_commit_callbacks
 ):

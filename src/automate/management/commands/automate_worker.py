@@ -91,9 +91,8 @@ class Command(BaseCommand):
         poll = options["poll"] or app_settings.WORKER_POLL_SECONDS
         self.stdout.write("automate dispatcher sending batches to Celery")
         while not stopping:
-            sent, wait = dispatch.dispatch_pass(options["batch"], poll)
-            if options["once"]:
-                if not sent:  # drained: nothing is due
+            sent = dispatch.dispatch_to_celery(options["batch"])
+            if not sent:
+                if options["once"]:
                     return
-            elif wait:
-                time.sleep(wait)
+                time.sleep(poll)
