@@ -129,6 +129,7 @@ def ours(
     try:
         time.sleep(BOOT)
         connections.close_all()
+        clocked = _clocked_cpu(procs) if args.systems else None
         started = time.perf_counter()
         if backlog:
             OutboxItem.objects.update(available_at=timezone.now())
@@ -146,6 +147,9 @@ def ours(
         )
         elapsed = time.perf_counter() - started
         dispatcher_cpu = _process_cpu(procs[1].pid)
+        if clocked is not None:
+            after = _clocked_cpu(procs)
+            clocked = tuple(b - a for a, b in zip(clocked, after, strict=True))
         # Proof that metrics were on: the workers wrote their multiprocess files.
         assert not metrics_dir or any(Path(metrics_dir).glob("*.db")), "no metrics written"
     finally:
@@ -158,6 +162,13 @@ def ours(
     if args.systems:
         workers_cpu = _children_cpu() - cpu_before - producers_cpu
         _trial_stats(events, elapsed, producers_cpu, dispatcher_cpu, workers_cpu)
+        if clocked is not None:
+            names = ("Celery workers", "dispatcher", "their PostgreSQL backends")
+            shown = ", ".join(
+                f"{name} {1e3 * cpu / events:.3f} ms"
+                for name, cpu in zip(names, clocked, strict=True)
+            )
+            progress(f"  CPU per event while the clock ran (no boot): {shown}")
     # A clean slate for the next cell.
     StepRun.objects.all().delete()
     WorkflowRun.objects.all().delete()
@@ -175,9 +186,46 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _clocked_cpu(procs: list[subprocess.Popen]) -> tuple[float, float, float]:
+    """CPU seconds used so far by the Celery worker (its pool's processes included), the
+    dispatcher, and the PostgreSQL backends of their connections to this database: read
+    at the clock's start and end, so boots are left out."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        backends = [pid for (pid,) in cursor.fetchall()]
+    connection.close()
+    return (
+        sum(_process_cpu(pid) for pid in _tree(procs[0].pid)),
+        _process_cpu(procs[1].pid),
+        sum(_process_cpu(pid) for pid in backends),
+    )
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, alive now (Linux)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(child) for child in children]
+    return found
+
+
 def _process_cpu(pid: int) -> float:
     """CPU seconds a running process has used (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:  # gone meanwhile (a backend whose connection closed)
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -22,7 +22,7 @@ from celery import signature
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from automate import instrument
@@ -125,16 +125,22 @@ def claim(
     worker: str = "",
     only: tuple[str, ...] = (),
     reclaim: bool = True,
+    in_flight: queue.InFlight | None = None,
 ) -> list[OutboxItem]:
     """Fire the schedule ticks due now (:mod:`automate.schedules`; no query while none can
     be due), then lease due items with the outbox's ``claim()``: every poll of every worker
     and dispatcher does both. With ``reclaim`` (the default) expired leases go back to the
-    queue first and the runs of the items that leaves dead are marked dead."""
+    queue first and the runs of the items that leaves dead are marked dead. ``in_flight``:
+    the claim's own limits on what is leased at once (the dispatcher's)."""
     fire_due_schedules()
     started = time.time_ns()
     worker = worker or worker_name()
     items = queue.claim(
-        batch or app_settings.WORKER_BATCH_SIZE, worker=worker, only=only, reclaim=reclaim
+        batch or app_settings.WORKER_BATCH_SIZE,
+        worker=worker,
+        only=only,
+        reclaim=reclaim,
+        in_flight=in_flight,
     )
     instrument.claimed(items, started, worker)
     if reclaim:
@@ -182,24 +188,21 @@ def dispatch_to_celery(batch: int | None = None) -> int:
     ``AUTOMATE["DISPATCH_MAX_BATCHES_IN_FLIGHT"]`` batches, are leased at a time, so events
     queue in the outbox rather than in the broker, and while the workers are busy they
     gather there into full batches.
+
+    The leased items and batches are counted by the claim itself (on PostgreSQL a poll is
+    one statement); a full pipeline still fires due schedule ticks (their items wait in
+    the outbox, like events) and still recovers crashed leases.
     """
-    batch = batch or app_settings.WORKER_BATCH_SIZE
-    in_flight = OutboxItem.objects.filter(status=OutboxStatus.LEASED).aggregate(
-        items=Count("id"), batches=Count("lease_token", distinct=True)
+    limits = queue.InFlight(
+        items=app_settings.DISPATCH_MAX_IN_FLIGHT,
+        batches=app_settings.DISPATCH_MAX_BATCHES_IN_FLIGHT,
     )
-    batch = min(batch, app_settings.DISPATCH_MAX_IN_FLIGHT - in_flight["items"])
-    if in_flight["batches"] >= app_settings.DISPATCH_MAX_BATCHES_IN_FLIGHT:
-        batch = 0
-    reclaim = _reclaim_due()
-    if batch < 1:
-        fire_due_schedules()  # their items wait in the outbox, like events
-        if reclaim:  # a full pipeline must still recover crashed leases
-            queue.reclaim_expired()
-            sweep_dead_runs()
-        instrument.claimed([], time.time_ns(), worker_name("dispatch"))  # still alive
-        return 0
     items = claim(
-        batch, worker=worker_name("dispatch"), only=("id", "lease_token"), reclaim=reclaim
+        batch or app_settings.WORKER_BATCH_SIZE,
+        worker=worker_name("dispatch"),
+        only=("id", "lease_token"),
+        reclaim=_reclaim_due(),
+        in_flight=limits,
     )
     if not items:
         return 0
@@ -209,7 +212,10 @@ def dispatch_to_celery(batch: int | None = None) -> int:
         try:
             # By name: the task is the one automate.tasks registers (imported by the app's
             # ready()), so it is sent exactly as process_items.apply_async() would send it.
-            signature(PROCESS_ITEMS_TASK, args=[leases]).apply_async()
+            # argsrepr: Celery would otherwise repr the whole list of leases for the
+            # message's headers (for logs and monitors), a good part of a send's CPU.
+            shown = f"[{len(leases)} leases, ids {leases[0][0]}..{leases[-1][0]}]"
+            signature(PROCESS_ITEMS_TASK, args=[leases]).apply_async(argsrepr=shown)
         except Exception:
             logger.exception("could not send %d outbox items to Celery", len(items))
             for item in items:

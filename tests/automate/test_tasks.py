@@ -85,6 +85,24 @@ def test_dispatch_to_celery__stops_at_max_in_flight(
         assert conn.default_channel.client.llen(celery_queue) == 2  # two batch tasks
 
 
+def test_dispatch_to_celery__sends_a_short_argsrepr_not_the_leases(
+    celery_queue, django_capture_on_commit_callbacks
+):
+    """The message's ``argsrepr`` header (logs, monitors) names the batch; Celery's own
+    repr of every lease would cost the dispatcher CPU per send."""
+    import json
+
+    make_items(3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch.dispatch_to_celery(5) == 3
+    with current_app.connection_for_write() as conn:
+        [raw] = conn.default_channel.client.lrange(celery_queue, 0, -1)
+    message = json.loads(raw)
+    first, *_, last = OutboxItem.objects.order_by("id").values_list("id", flat=True)
+    assert message["headers"]["argsrepr"] == f"[3 leases, ids {first}..{last}]"
+    assert message["headers"]["task"] == dispatch.PROCESS_ITEMS_TASK
+
+
 def test_dispatch_to_celery__waits_for_a_batch_to_finish_at_max_batches_in_flight(
     celery_queue, settings, django_capture_on_commit_callbacks
 ):
@@ -178,3 +196,40 @@ def test_execution_mode__auto_follows_the_broker_setting(settings):
     settings.AUTOMATE = {**settings.AUTOMATE, "EXECUTION": "sometimes"}
     with pytest.raises(ImproperlyConfigured, match="EXECUTION"):
         dispatch.execution_mode()
+
+
+def test_dispatch_to_celery__a_poll_is_one_statement_on_postgres(
+    postgres, celery_queue, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The claim counts what is leased in its own statement: a poll with room to claim and
+    a poll of a full pipeline each send one statement (no COUNT before the claim)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.AUTOMATE = {**settings.AUTOMATE, "DISPATCH_MAX_BATCHES_IN_FLIGHT": 2}
+    make_items(4)
+    monkeypatch.setattr(dispatch, "_next_reclaim", time.monotonic() + 60)  # not these polls
+    with django_capture_on_commit_callbacks(execute=True):
+        # The first poll also looks for due schedule ticks and writes the heartbeat, which
+        # later polls do only now and then.
+        assert dispatch.dispatch_to_celery(1) == 1
+        with CaptureQueriesContext(connection) as with_room:
+            assert dispatch.dispatch_to_celery(2) == 2
+        with CaptureQueriesContext(connection) as full:
+            assert dispatch.dispatch_to_celery(2) == 0  # two batches leased: the limit
+    assert len(with_room.captured_queries) == 1, [q["sql"] for q in with_room.captured_queries]
+    assert len(full.captured_queries) == 1, [q["sql"] for q in full.captured_queries]
+    assert OutboxItem.objects.filter(status="leased").count() == 3
+
+
+def test_claim__in_flight_limits_count_items_and_batches_in_the_claim():
+    """``in_flight`` on every backend: the items leased count against ``items``, the lease
+    tokens against ``batches``; a negative room claims nothing."""
+    make_items(6)
+    assert len(queue.claim(2, in_flight=queue.InFlight(items=3, batches=5))) == 2
+    assert len(queue.claim(5, in_flight=queue.InFlight(items=3, batches=5))) == 1
+    assert queue.claim(5, in_flight=queue.InFlight(items=3, batches=5)) == []
+    assert queue.claim(5, in_flight=queue.InFlight(items=1, batches=5)) == []  # 3 > 1
+    assert queue.claim(5, in_flight=queue.InFlight(items=100, batches=2)) == []  # 2 batches
+    assert len(queue.claim(5, in_flight=queue.InFlight(items=100, batches=3))) == 3
+    assert OutboxItem.objects.filter(status="leased").count() == 6

@@ -360,3 +360,17 @@ def test_leases__renewal_sql_renews_our_lease_and_returns_nothing_for_another_s(
     after = dict(OutboxItem.objects.values_list("pk", "lease_expires_at"))
     assert after[ours.pk] >= before[ours.pk] + timedelta(seconds=500)
     assert after[theirs.pk] == before[theirs.pk]
+
+
+@pytest.mark.django_db
+def test_claim__limited_by_in_flight_still_reads_the_due_index(postgres):
+    """The dispatcher's claim, whose LIMIT counts the leased rows, finds due rows in the
+    partial index like the plain claim, and counts the leased ones in theirs."""
+    now = timezone.now()
+    claim_sql = queue._claim_sql(connection, queue._claim_fields(("id",)), limited=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # an empty table: plan as for a full one
+        cursor.execute("EXPLAIN " + claim_sql, ["leased", "t", "w", now, now, 8, 100, 1000])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert "automate_outbox_due" in plan and "automate_outbox_lease" in plan, plan

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field
+from django.db.models import Count, F, Field
 from django.utils import timezone
 
 from automate_core import redaction
@@ -146,6 +146,7 @@ def claim(
     *,
     only: Sequence[str] = (),
     reclaim: bool = True,
+    in_flight: InFlight | None = None,
 ) -> list[OutboxItem]:
     """Lease up to ``batch`` due items, oldest first, and return them.
 
@@ -153,6 +154,9 @@ def claim(
     unless ``reclaim`` is False: a caller polling many times a second reclaims on its own
     schedule (:func:`reclaim_expired`). ``only`` names the fields to load (``.only()``): a
     dispatcher that hands the items on needs ``("id", "lease_token")``, not their payloads.
+    ``in_flight`` caps the items and batches leased at once, counted by the claim itself
+    (on PostgreSQL in its one statement): nothing is claimed when the batches leased reach
+    its ``batches``, and no more than its ``items`` minus those leased.
     """
     if batch < 1:
         return []
@@ -163,8 +167,12 @@ def claim(
     token = uuid.uuid4().hex
     until = now + timedelta(seconds=lease_seconds)
     if connection.vendor == "postgresql":
-        return _claim_in_one_statement(batch, now, until, token, worker[:200], only)
+        return _claim_in_one_statement(batch, now, until, token, worker[:200], only, in_flight)
     with transaction.atomic():
+        if in_flight is not None:
+            batch = in_flight.room(batch)
+            if batch < 1:
+                return []
         due = OutboxItem.objects.filter(status__in=DUE_STATUSES, available_at__lte=now)
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
@@ -182,18 +190,49 @@ def claim(
     return list(claimed.only(*only) if only else claimed)
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """How much a claim may add to what is leased already (:func:`claim`'s ``in_flight``):
+    at most ``items`` items in at most ``batches`` batches (one lease token each)."""
+
+    items: int
+    batches: int
+
+    def room(self, batch: int) -> int:
+        """How many of ``batch`` may be claimed now (a query; PostgreSQL's claim counts in
+        its own statement instead)."""
+        leased = OutboxItem.objects.filter(status=OutboxStatus.LEASED).aggregate(
+            items=Count("id"), batches=Count("lease_token", distinct=True)
+        )
+        if leased["batches"] >= self.batches:
+            return 0
+        return min(batch, self.items - leased["items"])
+
+
 def _claim_in_one_statement(
-    batch: int, now: datetime, until: datetime, token: str, worker: str, only: Sequence[str]
+    batch: int,
+    now: datetime,
+    until: datetime,
+    token: str,
+    worker: str,
+    only: Sequence[str],
+    in_flight: InFlight | None = None,
 ) -> list[OutboxItem]:
     """:func:`claim` on PostgreSQL as one autocommitted ``UPDATE ... WHERE id IN (SELECT
     ... FOR UPDATE SKIP LOCKED) RETURNING``: one round trip, where BEGIN, the SELECT, the
     UPDATE, COMMIT and the SELECT of the leased rows were five. Every claim of every worker
-    and dispatcher poll sends it. The rows come back as leased, in claim order."""
+    and dispatcher poll sends it. The rows come back as leased, in claim order. With
+    ``in_flight`` its LIMIT counts the leased rows too: a dispatcher's poll is this one
+    statement, not a COUNT and then the claim."""
     fields = _claim_fields(only)
-    sql = _claim_sql(connection, fields)
+    sql = _claim_sql(connection, fields, limited=in_flight is not None)
     leased = OutboxStatus.LEASED.value
     prep = connection.ops.adapt_datetimefield_value
-    rows = OutboxItem.objects.raw(sql, [leased, token, worker, prep(until), prep(now), batch])
+    limit: list[Any] = [batch]
+    if in_flight is not None:
+        limit = [in_flight.batches, batch, in_flight.items]
+    params = [leased, token, worker, prep(until), prep(now), *limit]
+    rows = OutboxItem.objects.raw(sql, params)
     return sorted(rows, key=lambda item: (item.available_at, item.pk))
 
 
@@ -205,12 +244,13 @@ def _claim_fields(only: Sequence[str]) -> tuple[str, ...]:
     return tuple(f.attname for f in OutboxItem._meta.concrete_fields if f.attname in names)
 
 
-#: Per database alias and returned fields: :func:`_claim_in_one_statement`'s text.
-_CLAIM_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+#: Per database alias, returned fields and whether the in-flight counts limit it:
+#: :func:`_claim_in_one_statement`'s text.
+_CLAIM_SQL: dict[tuple[str, tuple[str, ...], bool], str] = {}
 
 
-def _claim_sql(db: BaseDatabaseWrapper, fields: tuple[str, ...]) -> str:
-    key = (db.alias, fields)
+def _claim_sql(db: BaseDatabaseWrapper, fields: tuple[str, ...], limited: bool = False) -> str:
+    key = (db.alias, fields, limited)
     sql = _CLAIM_SQL.get(key)
     if sql is not None:
         return sql
@@ -226,6 +266,15 @@ def _claim_sql(db: BaseDatabaseWrapper, fields: tuple[str, ...]) -> str:
     # may be planned as a join that scans the whole table).
     due = ", ".join(f"'{status.value}'" for status in DUE_STATUSES)
     returned = ", ".join(column(name) for name in fields)
+    limit = "%s"
+    if limited:
+        # Parameters: the batches allowed, the batch, the items allowed. Counted in the
+        # statement's snapshot, before its own rows are leased; never negative (an error).
+        limit = (
+            f"(SELECT CASE WHEN COUNT(DISTINCT {column('lease_token')}) >= %s THEN 0 "  # noqa: S608
+            f"ELSE GREATEST(0, LEAST(%s, %s - COUNT(*))) END FROM {table} "
+            f"WHERE {column('status')} = '{OutboxStatus.LEASED.value}')"
+        )
     # Quoted names from the model's meta and the statuses' constant values; every other
     # value is a parameter.
     sql = (
@@ -234,7 +283,7 @@ def _claim_sql(db: BaseDatabaseWrapper, fields: tuple[str, ...]) -> str:
         f"{column('attempts')} = {column('attempts')} + 1 "
         f"WHERE {column('id')} = ANY(ARRAY(SELECT {column('id')} FROM {table} "
         f"WHERE {column('status')} IN ({due}) AND {column('available_at')} <= %s "
-        f"ORDER BY {column('available_at')}, {column('id')} LIMIT %s FOR UPDATE SKIP LOCKED)) "
+        f"ORDER BY {column('available_at')}, {column('id')} LIMIT {limit} FOR UPDATE SKIP LOCKED)) "
         f"RETURNING {returned}"
     )
     _CLAIM_SQL[key] = sql
