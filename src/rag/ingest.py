@@ -12,14 +12,18 @@ length (the embedder's token count when it gives one) so each embedding batch ho
 passages of nearly one length and little padding, and the next wave is embedded on a
 worker thread while the calling thread writes the previous one to the store and the
 database. Writes stay on the caller's thread, so its connection and transaction apply.
+The worker thread is one per process, started at the first call and kept: concurrent
+ingestions take turns on it, as they would on the CPU the model's matrix products use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,31 @@ EMBED_BATCH = 64
 #: Passages per wave of :func:`ingest_documents` (embedded while the wave before is written).
 WAVE_PASSAGES = 512
 MAX_SOURCE_LENGTH = 500
+
+_embed_pool: ThreadPoolExecutor | None = None
+_embed_pool_lock = threading.Lock()
+
+
+def embed_pool() -> ThreadPoolExecutor:
+    """The process's one embedding thread for :func:`ingest_documents`, started on first
+    use: a pool per call started and joined a thread per ingestion."""
+    global _embed_pool
+    with _embed_pool_lock:
+        if _embed_pool is None:
+            _embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+        return _embed_pool
+
+
+def _forget_embed_pool() -> None:
+    # A forked child (a prefork worker) has the parent's pool object but not its thread:
+    # work submitted there would wait forever, so the child starts its own on first use.
+    global _embed_pool, _embed_pool_lock
+    _embed_pool = None
+    _embed_pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only; elsewhere there is no fork
+    os.register_at_fork(after_in_child=_forget_embed_pool)
 
 
 @dataclass
@@ -353,20 +382,23 @@ def ingest_documents(
         if wave:
             yield wave
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed") as pool:
-        queued: list[Future[list[_Pending]]] = []
-        try:
-            for wave in waves():
-                queued.append(pool.submit(embed, wave))
-                if len(queued) > 1:
-                    for result in _write(kb, retriever, queued.pop(0).result()):
-                        report(result)
-            while queued:
+    pool = embed_pool()
+    queued: list[Future[list[_Pending]]] = []
+    try:
+        for wave in waves():
+            queued.append(pool.submit(embed, wave))
+            if len(queued) > 1:
                 for result in _write(kb, retriever, queued.pop(0).result()):
                     report(result)
-        finally:
-            for future in queued:  # after a failure: embed nothing more
-                future.cancel()
+        while queued:
+            for result in _write(kb, retriever, queued.pop(0).result()):
+                report(result)
+    finally:
+        # After a failure: embed nothing more, and let a wave already being embedded
+        # finish before returning, so no work of this call outlives it.
+        for future in queued:
+            future.cancel()
+        wait(queued)
     return [results[doc.source] for doc in documents]
 
 

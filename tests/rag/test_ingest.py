@@ -299,6 +299,50 @@ def test_ingest_documents__embeds_the_next_wave_while_writing_the_one_before(mak
     }
 
 
+def test_ingest_documents__reuses_one_embedding_thread_per_process(make_kb, monkeypatch):
+    import threading
+
+    from rag.ingest import embed_pool, ingest_documents
+
+    threads: list[int] = []
+    embed = HashingEmbeddingProvider.embed
+
+    def embed_spy(self, texts):
+        threads.append(threading.get_ident())
+        return embed(self, texts)
+
+    monkeypatch.setattr(HashingEmbeddingProvider, "embed", embed_spy)
+    ingest_documents(make_kb("first"), _docs(2), batch_passages=1)
+    ingest_documents(make_kb("second"), _docs(2), batch_passages=1)
+    assert len(threads) >= 4
+    assert len(set(threads)) == 1
+    assert threads[0] != threading.get_ident()
+    assert embed_pool().submit(threading.get_ident).result(timeout=30) == threads[0]
+
+
+def test_embed_pool__a_forked_child_starts_its_own_thread():
+    import os
+    import threading
+
+    from rag.ingest import embed_pool
+
+    parent = embed_pool()
+    parent_thread = parent.submit(threading.get_ident).result(timeout=30)
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest reporting here, only an exit code
+        code = 1
+        try:
+            child = embed_pool()
+            ran = child.submit(threading.get_ident).result(timeout=30)
+            code = 0 if child is not parent and child is embed_pool() and ran else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert embed_pool() is parent
+    assert parent.submit(threading.get_ident).result(timeout=30) == parent_thread
+
+
 def test_ingest_documents__a_failing_embedder_keeps_the_waves_written_before(make_kb, monkeypatch):
     from rag.ingest import ingest_documents
 
