@@ -12,6 +12,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from automate.models import ConnectionProfile
+from automate.views import WebhookView
 from automate_core.models import OutboxItem
 
 SECRET = "settings-secret-value"  # tests.settings: AUTOMATE["SECRETS"]["my-service-webhook"]
@@ -273,3 +274,14 @@ def test_webhook__overlong_event_id_is_hashed_and_still_deduplicates(csrf_client
     assert post(csrf_client, body, signature=sign(body)).status_code == 202
     assert post(csrf_client, body, signature=sign(body)).status_code == 200
     assert OutboxItem.objects.get().external_id.startswith("sha256:")
+
+
+def test_the_mounted_view_is_csrf_exempt_and_not_atomic() -> None:
+    """What Django's handler reads on the URL's callback: no CSRF check (a sender has no
+    token) and no ATOMIC_REQUESTS transaction (the row is committed before the 202)."""
+    from django.urls import resolve
+
+    callback = resolve("/webhooks/github/").func
+    assert callback.csrf_exempt is True
+    assert "default" in callback._non_atomic_requests
+    assert WebhookView.as_view().csrf_exempt is True
