@@ -61,11 +61,21 @@ class _Recent(Generic[T]):
         self._generation = 0
 
     def get(
-        self, key: str, load: Callable[[], T], *, valid: Callable[[T], bool] | None = None
+        self,
+        key: str,
+        load: Callable[[], T],
+        *,
+        valid: Callable[[T], bool] | None = None,
+        ttl: float | None = None,
     ) -> T:
-        """The kept answer for ``key`` (if ``valid`` says it still is), else ``load()``."""
-        ttl = app_settings.CONNECTION_CACHE_SECONDS
-        cached = ttl > 0 and not transaction.get_connection().in_atomic_block
+        """The kept answer for ``key`` (if ``valid`` says it still is), else ``load()``.
+
+        ``ttl`` is :func:`_keeping`'s answer when the caller has it already (the webhook
+        view makes two lookups per request, and the question costs more than a lookup).
+        """
+        if ttl is None:
+            ttl = _keeping()
+        cached = ttl > 0
         if cached:
             hit = self.entries.get(key)
             if hit is not None and hit[0] > time.monotonic() and (valid is None or valid(hit[1])):
@@ -81,6 +91,15 @@ class _Recent(Generic[T]):
     def clear(self) -> None:
         self._generation += 1
         self.entries.clear()
+
+
+def _keeping() -> float:
+    """For how long an answer read now may be kept: 0 inside a transaction, which may see
+    rows that are never committed (a test's), else ``CONNECTION_CACHE_SECONDS``."""
+    ttl = app_settings.CONNECTION_CACHE_SECONDS
+    if ttl > 0 and transaction.get_connection().in_atomic_block:
+        return 0
+    return ttl
 
 
 def _load_off_loop(load: Callable[[], T]) -> T:
@@ -260,7 +279,8 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
     ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``. A secret that cannot be resolved is not
     kept: the next request tries again.
     """
-    connection = find_connection(key)
+    ttl = _keeping()
+    connection = _connections.get(key, lambda: _load_connection(key), ttl=ttl)
     if connection is None or not connection.enabled:
         return None
     try:
@@ -280,7 +300,9 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
 
     # Only for the connection it was resolved from: the connection read again (expired, or
     # changed) is resolved again.
-    built = _resolved.get(key, resolve, valid=lambda entry: entry.connection is connection)
+    built = _resolved.get(
+        key, resolve, valid=lambda entry: entry.connection is connection, ttl=ttl
+    )
     if built.prototype is not None and built.ctx is not None:
         # A copy of the instance built with the entry: what cls(config, ctx=ctx) makes,
         # without pydantic validating the same config again (most of what building one
