@@ -298,9 +298,7 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
 
     # Only for the connection it was resolved from: the connection read again (expired, or
     # changed) is resolved again.
-    built = _resolved.get(
-        key, resolve, valid=lambda entry: entry.connection is connection, ttl=ttl
-    )
+    built = _resolved.get(key, resolve, valid=lambda entry: entry.connection is connection, ttl=ttl)
     # Built by its class, as cls(config, ctx=ctx) always was; only pydantic's validation of
     # the same config again is skipped (validated): most of what building one costs once
     # its secrets are resolved. The model is shared by the entry's instances, as the

@@ -399,7 +399,7 @@ _validated: ContextVar[tuple[tuple[type, dict[str, Any], BaseModel], ...] | None
 )
 
 
-class validated:  # noqa: N801 - used as a function: ``with validated(known):``
+class validated:  # used as a function: ``with validated(known):``
     """Within the block, :func:`validate_config` answers from ``known`` (what
     :func:`recorded_validations` gave) for the same class and an equal config.
 

@@ -28,7 +28,7 @@ def get_trace_id() -> str | None:
     return _trace_id.get()
 
 
-class trace:  # noqa: N801 - used as a function: ``with trace(...) as trace_id``
+class trace:  # used as a function: ``with trace(...) as trace_id``
     """Bind ``trace_id`` (a new one when omitted) for the duration of the block.
 
     A class rather than a ``@contextmanager`` generator: every webhook enters one.
