@@ -69,7 +69,7 @@ class WebhookView(View):
         would apply ``csrf_exempt`` again to a new bound method on every request.
         """
         view = super().as_view(**initkwargs)
-        view.csrf_exempt = True
+        view.csrf_exempt = True  # type: ignore[attr-defined]
         return transaction.non_atomic_requests(view)
 
     def post(self, request: HttpRequest, connector_key: str) -> HttpResponse:
