@@ -19,7 +19,7 @@ from django.db import connections, transaction
 
 from automate.conf import settings as app_settings
 from automate.models import ConnectionProfile
-from automate_connectors.base import Connector, recorded_validations, validated
+from automate_connectors.base import VALIDATED, Connector, recorded_validations
 from automate_connectors.registry import NotRegistered, get_connector
 
 # resolve_config moved to automate_connectors.resolve; importable from here as before.
@@ -304,8 +304,11 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
     # its secrets are resolved. The model is shared by the entry's instances, as the
     # config it was made from is; it lives and is forgotten with the entry
     # (CONNECTION_CACHE_SECONDS, cleared on a profile, Secret row or settings change).
-    with validated(built.validations):
+    token = VALIDATED.set(built.validations)  # what ``with validated(...)`` does
+    try:
         connector = cls(built.config, ctx=_with_trace_id(built.ctx, trace_id))
+    finally:
+        VALIDATED.reset(token)
     # Set after construction: subclasses may define __init__ without calling super().
     connector._automate_webhook_secrets = built.secrets
     return connector

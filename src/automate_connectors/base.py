@@ -377,7 +377,7 @@ def validate_config(cls: type[BaseProvider], config: Mapping[str, Any]) -> BaseM
     Inside :func:`validated` the model already made for the same class and an equal
     config is returned instead of validating it again.
     """
-    known = _validated.get()
+    known = VALIDATED.get()
     if known is not None:
         for klass, seen, model in known:
             if klass is cls and seen == config:
@@ -393,8 +393,9 @@ def validate_config(cls: type[BaseProvider], config: Mapping[str, Any]) -> BaseM
     return model
 
 
-#: The (class, config, model) of validations already made: see :func:`validated`.
-_validated: ContextVar[tuple[tuple[type, dict[str, Any], BaseModel], ...] | None] = ContextVar(
+#: The (class, config, model) of validations already made: see :func:`validated` (which
+#: sets it for a block; a caller on a hot path may set and reset it itself).
+VALIDATED: ContextVar[tuple[tuple[type, dict[str, Any], BaseModel], ...] | None] = ContextVar(
     "automate_validated_configs", default=None
 )
 
@@ -415,10 +416,10 @@ class validated:  # used as a function: ``with validated(known):``
         self.known = known
 
     def __enter__(self) -> None:
-        self.token = _validated.set(self.known)
+        self.token = VALIDATED.set(self.known)
 
     def __exit__(self, *exc: object) -> None:
-        _validated.reset(self.token)
+        VALIDATED.reset(self.token)
 
 
 def recorded_validations(
