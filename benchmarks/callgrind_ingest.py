@@ -139,7 +139,11 @@ def _instructions(args, view: str, sent: int, prefix: str) -> int:
         cmd += [sys.executable, "-m", "benchmarks.callgrind_ingest", "--child", view]
         cmd += ["--db-url", args.url, "--sent", str(sent), "--requests", str(args.requests)]
         cmd += ["--prefix", prefix]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        # OpenBLAS (numpy is imported by the app) starts worker threads that spin while
+        # idle: their instructions grow with the run's wall time, which the machine's load
+        # sets (tens of thousands per request). One thread: none spins.
+        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
+        env["OMP_NUM_THREADS"] = "1"
         run = subprocess.run(cmd, cwd=common.ROOT, env=env, capture_output=True, text=True)
         if run.returncode != 0:
             raise RuntimeError(run.stderr[-3000:])
@@ -172,6 +176,10 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute(CREATE)
     connection.close()
+    # Compiled before the two runs start: otherwise whichever of them imports a module
+    # first compiles it (and writes its .pyc), and the other does not.
+    compileall = [sys.executable, "-m", "compileall", "-q", "src", "benchmarks", "example"]
+    subprocess.run(compileall, cwd=common.ROOT, check=True, capture_output=True)
     results = {}
     try:
         for n, view in enumerate(args.views.split(",")):

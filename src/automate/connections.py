@@ -19,7 +19,7 @@ from django.db import connections, transaction
 
 from automate.conf import settings as app_settings
 from automate.models import ConnectionProfile
-from automate_connectors.base import Connector
+from automate_connectors.base import VALIDATED, Connector, recorded_validations
 from automate_connectors.registry import NotRegistered, get_connector
 
 # resolve_config moved to automate_connectors.resolve; importable from here as before.
@@ -61,11 +61,21 @@ class _Recent(Generic[T]):
         self._generation = 0
 
     def get(
-        self, key: str, load: Callable[[], T], *, valid: Callable[[T], bool] | None = None
+        self,
+        key: str,
+        load: Callable[[], T],
+        *,
+        valid: Callable[[T], bool] | None = None,
+        ttl: float | None = None,
     ) -> T:
-        """The kept answer for ``key`` (if ``valid`` says it still is), else ``load()``."""
-        ttl = app_settings.CONNECTION_CACHE_SECONDS
-        cached = ttl > 0 and not transaction.get_connection().in_atomic_block
+        """The kept answer for ``key`` (if ``valid`` says it still is), else ``load()``.
+
+        ``ttl`` is :func:`_keeping`'s answer when the caller has it already (the webhook
+        view makes two lookups per request, and the question costs more than a lookup).
+        """
+        if ttl is None:
+            ttl = _keeping()
+        cached = ttl > 0
         if cached:
             hit = self.entries.get(key)
             if hit is not None and hit[0] > time.monotonic() and (valid is None or valid(hit[1])):
@@ -81,6 +91,15 @@ class _Recent(Generic[T]):
     def clear(self) -> None:
         self._generation += 1
         self.entries.clear()
+
+
+def _keeping() -> float:
+    """For how long an answer read now may be kept: 0 inside a transaction, which may see
+    rows that are never committed (a test's), else ``CONNECTION_CACHE_SECONDS``."""
+    ttl = app_settings.CONNECTION_CACHE_SECONDS
+    if ttl > 0 and transaction.get_connection().in_atomic_block:
+        return 0
+    return ttl
 
 
 def _load_off_loop(load: Callable[[], T]) -> T:
@@ -113,16 +132,15 @@ _loader = HelperThread("automate-connections")
 @dataclass(frozen=True)
 class _Built:
     """What :func:`webhook_connector` keeps per URL key: the connection it was built for,
-    its resolved config and webhook secrets and, for a connector class whose ``__init__``
-    sets only what its config gives (:func:`_copyable`), an instance built from them
-    (``prototype``) with its context (``ctx``), which each request copies instead of
-    validating the config again."""
+    its resolved config and webhook secrets, the context it was resolved with, and the
+    config validations building an instance made (each request's instance is built by
+    its class, without validating the same config again)."""
 
     connection: Connection
     config: Any
     secrets: tuple[str, ...]
-    prototype: Connector | None
-    ctx: ProviderContext | None
+    ctx: ProviderContext
+    validations: tuple[tuple[type, dict[str, Any], Any], ...]
 
 
 #: Connections by URL key (``None``: no such connection).
@@ -253,14 +271,15 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
     A new instance every call (a connector may keep state while it checks a request), but
     built from a config and webhook secrets resolved once per connection and kept like it
     (:func:`find_connection`): resolving a secret is most of what building one costs, and a
-    webhook does it on every request. Where the class allows it (:func:`_copyable`) that
-    instance is a copy of one built with the entry, so its config is validated once too.
+    webhook does it on every request. Its config is validated once per entry too: each
+    instance is built by its class, which gets the model validated for the entry.
     Saving a profile or a ``Secret`` row, or changing ``AUTOMATE``, in this process counts
     at once; a secret changed in a backend elsewhere counts within
     ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``. A secret that cannot be resolved is not
     kept: the next request tries again.
     """
-    connection = find_connection(key)
+    ttl = _keeping()
+    connection = _connections.get(key, lambda: _load_connection(key), ttl=ttl)
     if connection is None or not connection.enabled:
         return None
     try:
@@ -272,47 +291,27 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
         ctx = ProviderContext(trace_id=trace_id)
         config = resolve_config(connection.config, ctx.secrets)
         secrets = tuple(resolve_webhook_secret(value, ctx.secrets) for value in connection.secrets)
-        prototype = None
-        if _copyable(cls):
-            prototype = cls(config, ctx=ctx)
-            prototype._automate_webhook_secrets = secrets
-        return _Built(connection, config, secrets, prototype, ctx)
+        # Built once here: a config that does not validate is refused now (and not kept),
+        # and the validations it made serve every request of the entry.
+        _, validations = recorded_validations(lambda: cls(config, ctx=ctx))
+        return _Built(connection, config, secrets, ctx, validations)
 
     # Only for the connection it was resolved from: the connection read again (expired, or
     # changed) is resolved again.
-    built = _resolved.get(key, resolve, valid=lambda entry: entry.connection is connection)
-    if built.prototype is not None and built.ctx is not None:
-        # A copy of the instance built with the entry: what cls(config, ctx=ctx) makes,
-        # without pydantic validating the same config again (most of what building one
-        # costs once its secrets are resolved). Only for classes whose __init__ sets
-        # nothing but what config and ctx give (_copyable), so the copy holds exactly what
-        # it would set. The copy has its own attributes (a check may bind a secret on its
-        # instance) and its own config dict; the validated ``cfg`` is shared, as the
-        # config it came from is shared by every instance built from the entry. It keeps
-        # no resolved secret the entry does not keep already, nor for longer: it lives
-        # and is forgotten with the entry (CONNECTION_CACHE_SECONDS, cleared on a profile,
-        # Secret row or settings change).
-        connector = object.__new__(cls)
-        connector.__dict__.update(built.prototype.__dict__)
-        connector.config = dict(built.config)
-        connector.ctx = _with_trace_id(built.ctx, trace_id)
-        return connector
-    connector = cls(built.config, ctx=ProviderContext(trace_id=trace_id))
+    built = _resolved.get(key, resolve, valid=lambda entry: entry.connection is connection, ttl=ttl)
+    # Built by its class, as cls(config, ctx=ctx) always was; only pydantic's validation of
+    # the same config again is skipped (validated): most of what building one costs once
+    # its secrets are resolved. The model is shared by the entry's instances, as the
+    # config it was made from is; it lives and is forgotten with the entry
+    # (CONNECTION_CACHE_SECONDS, cleared on a profile, Secret row or settings change).
+    token = VALIDATED.set(built.validations)  # what ``with validated(...)`` does
+    try:
+        connector = cls(built.config, ctx=_with_trace_id(built.ctx, trace_id))
+    finally:
+        VALIDATED.reset(token)
+    # Set after construction: subclasses may define __init__ without calling super().
     connector._automate_webhook_secrets = built.secrets
     return connector
-
-
-def _copyable(cls: type[Connector]) -> bool:
-    """Whether each ``__init__`` of ``cls`` up to ``Connector``'s is declared to set only
-    what its config and ``self.ctx`` give (``_automate_init_copyable = True`` in that
-    class's own body, never inherited: a subclass's own ``__init__`` is unknown)."""
-    for klass in cls.__mro__:
-        if klass is Connector:
-            return True
-        own = vars(klass)
-        if "__init__" in own and own.get("_automate_init_copyable") is not True:
-            return False
-    return False
 
 
 def _with_trace_id(ctx: ProviderContext, trace_id: str) -> ProviderContext:

@@ -103,9 +103,7 @@ def _prepared_cursor(db: BaseDatabaseWrapper) -> Any | None:
     None when this connection must not prepare."""
     if db.vendor != "postgresql" or not app_settings.DATABASE_PREPARED_STATEMENTS:
         return None
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    if not is_psycopg3 or db.in_atomic_block or not db.get_autocommit():
+    if not _is_psycopg3() or db.in_atomic_block or not db.get_autocommit():
         return None
     db.ensure_connection()
     raw = db.connection
@@ -120,6 +118,20 @@ def _prepared_cursor(db: BaseDatabaseWrapper) -> Any | None:
         raw_cursor = _cursor_class()(raw)
         db._automate_preparing = raw_cursor  # type: ignore[attr-defined]
     return _DebugWrapper(raw_cursor, db) if db.queries_logged else db.make_cursor(raw_cursor)
+
+
+_psycopg3: bool | None = None
+
+
+def _is_psycopg3() -> bool:
+    # Imported on first use (the PostgreSQL backend may not be installed), then kept: an
+    # import statement per webhook costs more than the check.
+    global _psycopg3
+    if _psycopg3 is None:
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+        _psycopg3 = bool(is_psycopg3)
+    return _psycopg3
 
 
 class _DebugWrapper(CursorDebugWrapper):

@@ -167,7 +167,7 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
     if found is None:
         return False
     sql, params = found
-    seen_at = WebhookReceipt._meta.get_field("seen_at").get_db_prep_save(now, db)
+    seen_at = _seen_at(now, db)
     try:
         (item.pk,) = prepared.fetchone(db, sql, [*params, connection, key, seen_at])
     except IntegrityError:
@@ -176,8 +176,27 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
     return True
 
 
-def _prepared(item: OutboxItem, field: Field, shortcut: Any, db: BaseDatabaseWrapper) -> Any:
-    if shortcut is None:
+def _seen_at(now: datetime, db: BaseDatabaseWrapper) -> Any:
+    """The receipt's ``seen_at`` as its field prepares it, by the field's shortcut."""
+    field = WebhookReceipt._meta.get_field("seen_at")
+    shortcut = _receipt_shortcuts.get(db.alias, _SLOW)
+    if shortcut is _SLOW:
+        shortcut = _receipt_shortcuts[db.alias] = _shortcut(field, db)
+    prepared = _SLOW if shortcut is None else shortcut(now)
+    return field.get_db_prep_save(now, db) if prepared is _SLOW else prepared
+
+
+#: Per database alias: the shortcut of WebhookReceipt.seen_at (None: none).
+_receipt_shortcuts: dict[str, Any] = {}
+
+
+def _prepared(
+    item: OutboxItem, field: Field, shortcut: Any, db: BaseDatabaseWrapper, stamped: bool
+) -> Any:
+    if stamped:  # auto_now: pre_save sets the value, the shortcut adapts it
+        value = field.pre_save(item, True)
+        prepared = _SLOW if shortcut is None else shortcut(value)
+    elif shortcut is None:
         value, prepared = field.pre_save(item, True), _SLOW
     else:
         value = item.__dict__[field.attname]
@@ -207,13 +226,13 @@ def _sql_and_params(
     with raw bytes, with an id or without...)."""
     plan = _plan(fields, sql, db)
     params, written = [], 0
-    for bit, field, shortcut, constant in plan.entries:
-        if constant is not _NO_CONSTANT and shortcut is not None:
+    for bit, field, shortcut, constant, stamped in plan.entries:
+        if constant is not _NO_CONSTANT:
             value = item.__dict__[field.attname]
             if value is constant or (type(value) is type(constant) and value == constant):
                 written |= bit
                 continue
-        prepared = _prepared(item, field, shortcut, db)
+        prepared = _prepared(item, field, shortcut, db, stamped)
         if prepared is _EXPRESSION:
             return None
         params.append(prepared)
@@ -234,12 +253,18 @@ class _Plan:
     def __init__(self, fields: list[Field], sql: str, db: BaseDatabaseWrapper) -> None:
         self.fields, self.sql = fields, sql
         self.parts = sql.split("%s")  # the fields' placeholders come first, in order
-        self.entries: list[tuple[int, Field, Any, Any]] = []
+        self.entries: list[tuple[int, Field, Any, Any, bool]] = []
         self.literals: list[str | None] = []
         for position, (field, shortcut) in enumerate(_shortcuts(fields, db)):
             constant, literal = _NO_CONSTANT, None
             made_per_row = field.has_default() and callable(field.default)
-            if shortcut is not None and not made_per_row and not field.has_db_default():
+            stamped = _stamped(field)
+            if (
+                shortcut is not None
+                and not stamped
+                and not made_per_row
+                and not field.has_db_default()
+            ):
                 constant = field.get_default()
                 prepared = shortcut(constant)
                 if prepared is _SLOW:
@@ -247,7 +272,7 @@ class _Plan:
                 # Quoted by the driver, as it quotes a parameter; % doubled for the
                 # parameters still to come.
                 literal = cast(Any, db.ops).compose_sql("%s", [prepared]).replace("%", "%%")
-            self.entries.append((1 << position, field, shortcut, constant))
+            self.entries.append((1 << position, field, shortcut, constant, stamped))
             self.literals.append(literal)
         self.statements: dict[int, str] = {}
 
@@ -274,15 +299,24 @@ def _plan(fields: list[Field], sql: str, db: BaseDatabaseWrapper) -> _Plan:
     return plan
 
 
+def _stamped(field: Field) -> bool:
+    """A ``DateTimeField`` whose ``pre_save`` sets the value (``auto_now``...): its
+    shortcut adapts what ``pre_save`` returns."""
+    return type(field) is models.DateTimeField and bool(
+        cast(Any, field).auto_now or cast(Any, field).auto_now_add
+    )
+
+
 #: What a shortcut returns for a value it does not know: the field's own calls prepare it.
 _SLOW: Any = object()
 
 
 def _shortcut(field: Field, db: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
     """What ``field.pre_save`` and ``field.get_db_prep_save`` do on PostgreSQL for the
-    values a webhook stores, without their calls; None for a field whose ``pre_save`` sets
-    the value (``auto_now``), or of a class without a shortcut. Exact classes only: a
-    subclass may prepare its values otherwise.
+    values a webhook stores, without their calls (for a field whose ``pre_save`` sets the
+    value, ``auto_now``, what ``get_db_prep_save`` does to it: see :func:`_stamped`); None
+    for a class without a shortcut. Exact classes only: a subclass may prepare its values
+    otherwise.
     """
     kind = type(field)
     if kind is models.CharField:
@@ -298,9 +332,7 @@ def _shortcut(field: Field, db: BaseDatabaseWrapper) -> Callable[[Any], Any] | N
             return adapt_int(value, internal_type) if type(value) is int else _SLOW
 
         return integer
-    if kind is models.DateTimeField and not (
-        cast(Any, field).auto_now or cast(Any, field).auto_now_add
-    ):
+    if kind is models.DateTimeField:
         if not django_settings.USE_TZ:
             return None
         adapt_datetime = db.ops.adapt_datetimefield_value

@@ -372,12 +372,72 @@ def validate_action_input(cls: type[Connector], spec: ActionSpec, input_data: An
 
 
 def validate_config(cls: type[BaseProvider], config: Mapping[str, Any]) -> BaseModel:
-    """Validate ``config`` with ``cls.config_schema()``; INVALID_ARGUMENT names the fields."""
+    """Validate ``config`` with ``cls.config_schema()``; INVALID_ARGUMENT names the fields.
+
+    Inside :func:`validated` the model already made for the same class and an equal
+    config is returned instead of validating it again.
+    """
+    known = VALIDATED.get()
+    if known is not None:
+        for klass, seen, model in known:
+            if klass is cls and seen == config:
+                return model
     schema = cls.config_schema()
     try:
-        return schema.model_validate(dict(config))
+        model = schema.model_validate(dict(config))
     except ValidationError as exc:
         raise invalid_config(exc, cls.key or cls.__name__, provider=cls.key or None) from None
+    made = _recording.get()
+    if made is not None:
+        made.append((cls, dict(config), model))
+    return model
+
+
+#: The (class, config, model) of validations already made: see :func:`validated` (which
+#: sets it for a block; a caller on a hot path may set and reset it itself).
+VALIDATED: ContextVar[tuple[tuple[type, dict[str, Any], BaseModel], ...] | None] = ContextVar(
+    "automate_validated_configs", default=None
+)
+
+
+class validated:  # used as a function: ``with validated(known):``
+    """Within the block, :func:`validate_config` answers from ``known`` (what
+    :func:`recorded_validations` gave) for the same class and an equal config.
+
+    The webhook view builds a connector per request from a config it validated once per
+    cached connection: the instance is made by its own ``__init__``, only pydantic's
+    validation of the same config again is skipped (the model is shared by the instances
+    of that connection, as the config it was made from is).
+    """
+
+    __slots__ = ("known", "token")
+
+    def __init__(self, known: tuple[tuple[type, dict[str, Any], BaseModel], ...]) -> None:
+        self.known = known
+
+    def __enter__(self) -> None:
+        self.token = VALIDATED.set(self.known)
+
+    def __exit__(self, *exc: object) -> None:
+        VALIDATED.reset(self.token)
+
+
+def recorded_validations(
+    build: Callable[[], Any],
+) -> tuple[Any, tuple[tuple[type, dict[str, Any], BaseModel], ...]]:
+    """``build()``'s result, with the validations :func:`validate_config` made during it."""
+    made: list[tuple[type, dict[str, Any], BaseModel]] = []
+    token = _recording.set(made)
+    try:
+        result = build()
+    finally:
+        _recording.reset(token)
+    return result, tuple(made)
+
+
+_recording: ContextVar[list[tuple[type, dict[str, Any], BaseModel]] | None] = ContextVar(
+    "automate_recording_validations", default=None
+)
 
 
 def normalize_http_error(exc: Exception, *, provider: str | None) -> AutomateError:

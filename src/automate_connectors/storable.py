@@ -40,11 +40,37 @@ def _bad_text(text: str) -> bool:
 
 
 def _unstorable(value: Any) -> bool:
-    """True when a string (keys included) or a float inside ``value`` cannot be stored."""
+    """True when a string (keys included) or a float inside ``value`` cannot be stored.
+
+    Every verified webhook's payload is walked: the exact types ``json.loads`` makes are
+    checked where they are met (a string is looked at again only when it is not ASCII,
+    which a NUL aside is always storable), anything else (a subclass) as before.
+    """
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is dict:
+            for key, member in item.items():
+                if type(key) is str:
+                    if "\x00" in key or (not key.isascii() and _bad_text(key)):
+                        return True
+                else:
+                    stack.append(key)
+                kind = type(member)
+                if kind is str:
+                    if "\x00" in member or (not member.isascii() and _bad_text(member)):
+                        return True
+                elif kind is float:
+                    if not math.isfinite(member):
+                        return True
+                elif kind not in _SCALARS:
+                    stack.append(member)
+        elif kind is list:
+            stack.extend(item)
+        elif kind in _SCALARS:
+            continue
+        elif isinstance(item, str):
             if _bad_text(item):
                 return True
         elif isinstance(item, float):
@@ -56,6 +82,10 @@ def _unstorable(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+#: Values that are always storable (bool is an int).
+_SCALARS = frozenset({int, bool, type(None)})
 
 
 def is_storable(value: Any) -> bool:

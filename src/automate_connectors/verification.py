@@ -80,6 +80,7 @@ _ALGORITHMS: dict[str, Any] = {
     "sha256": hashlib.sha256,
     "sha512": hashlib.sha512,
 }
+_DIGEST_SIZES = {name: constructor().digest_size for name, constructor in _ALGORITHMS.items()}
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 # A Unix timestamp in seconds: plain ASCII digits, no sign, no spaces, no leading zero (so
@@ -152,7 +153,8 @@ def hmac_digest(secret: str | bytes, message: bytes, algorithm: Algorithm = "sha
     """The raw HMAC of ``message``; a ``str`` secret is used as its UTF-8 bytes."""
     if not isinstance(message, bytes | bytearray | memoryview):
         raise TypeError("the signed message must be bytes")
-    return hmac.new(_key_bytes(secret), bytes(message), _ALGORITHMS[algorithm]).digest()
+    # The one-shot hmac.digest: OpenSSL's, without an HMAC object (one per webhook).
+    return hmac.digest(_key_bytes(secret), bytes(message), _ALGORITHMS[algorithm])
 
 
 def decode_signature(value: Any, encoding: Encoding, *, length: int | None = None) -> bytes | None:
@@ -182,7 +184,7 @@ def decode_signature(value: Any, encoding: Encoding, *, length: int | None = Non
 
 
 def _digest_size(algorithm: Algorithm) -> int:
-    return int(_ALGORITHMS[algorithm]().digest_size)
+    return _DIGEST_SIZES[algorithm]
 
 
 def _matches_any(expected: bytes, candidates: Iterable[bytes | None]) -> bool:

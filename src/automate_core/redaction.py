@@ -78,7 +78,13 @@ def redact_data(data: Any) -> Any:
     if isinstance(data, str):
         return redact(data)
     if isinstance(data, dict):
-        return {redact_data(k): redact_data(v) for k, v in data.items()}
+        # A str key or value (every header of a webhook) redacted without recursing.
+        return {
+            (redact(k) if type(k) is str else redact_data(k)): (
+                redact(v) if type(v) is str else redact_data(v)
+            )
+            for k, v in data.items()
+        }
     if isinstance(data, list | tuple):
         return type(data)(redact_data(v) for v in data)
     return data

@@ -310,20 +310,28 @@ def _reads_from_a_loop_in_child() -> bool:
     return asyncio.run(read()) is not threading.current_thread()
 
 
-# -- The webhook view's connectors: copied from one built per connection ----------------
+# -- The webhook view's connectors: built per request, the config validated per entry ----
 
 
 def test_webhook_connector__the_config_is_validated_once_per_entry(monkeypatch):
-    from automate_connectors import base
+    from automate_connectors.builtin.github import GitHubConnector
 
     monkeypatch.setenv("AUTOMATE_SECRET_HOOK_SECRET", "first-value")
     hook_profile()
     validated = []
-    validate = base.validate_config
-    monkeypatch.setattr(base, "validate_config", lambda *a: validated.append(a) or validate(*a))
+    schema = GitHubConnector.config_schema()
+
+    class Counted(schema):  # type: ignore[misc, valid-type]
+        @classmethod
+        def model_validate(cls, *args, **kwargs):
+            validated.append(args)
+            return super().model_validate(*args, **kwargs)
+
+    monkeypatch.setattr(GitHubConnector, "config_schema", classmethod(lambda cls: Counted))
     one = connections.webhook_connector("hooks", trace_id="t-1")
     two = connections.webhook_connector("hooks", trace_id="t-2")
     assert len(validated) == 1
+    assert one.cfg is two.cfg
     assert type(one) is type(two) and one is not two
     assert (one.ctx.trace_id, two.ctx.trace_id) == ("t-1", "t-2")
     assert one.ctx.secrets is two.ctx.secrets  # the resolver, not a value it resolved
@@ -380,9 +388,11 @@ def test_webhook_connector__a_rotated_secret_reaches_the_copies(monkeypatch):
     ]
 
 
-def test_webhook_connector__a_class_with_an_undeclared_init_is_built_every_time(
+def test_webhook_connector__a_class_with_its_own_init_is_built_by_it_every_time(
     settings, monkeypatch
 ):
+    """No declaration needed: each request's instance is made by the class's __init__
+    (whatever it sets), only the config's validation is shared by the entry."""
     from automate_connectors.builtin.github import GitHubConnector
     from automate_connectors.registry import connectors
 
@@ -393,14 +403,9 @@ def test_webhook_connector__a_class_with_an_undeclared_init_is_built_every_time(
 
         def __init__(self, config=None, *, ctx):
             super().__init__(config, ctx=ctx)
+            self.own = object()
             built.append(ctx.trace_id)
 
-    class Declared(Counting):
-        key = "declared_github"
-
-    assert not connections._copyable(Counting)
-    assert not connections._copyable(Declared)  # the declaration is never inherited
-    assert connections._copyable(GitHubConnector)
     settings.AUTOMATE = {
         **settings.AUTOMATE,
         "CONNECTORS": {"counted": {"connector": "counting_github", "secrets": ["x"]}},
@@ -411,6 +416,47 @@ def test_webhook_connector__a_class_with_an_undeclared_init_is_built_every_time(
         two = connections.webhook_connector("counted", trace_id="t-2")
     finally:
         connectors.unregister(Counting.key)
-    assert built == ["t-1", "t-2"]
+    assert built == ["t-1", "t-1", "t-2"]  # once more when the entry was resolved
+    assert one.own is not two.own
     assert (one.ctx.trace_id, two.ctx.trace_id) == ("t-1", "t-2")
     assert one.secrets == two.secrets == ["x"]
+    assert one.cfg is two.cfg
+
+
+def test_webhook_connector__a_config_changed_by_an_init_is_validated_as_it_is(
+    settings, monkeypatch
+):
+    from automate_connectors.builtin.github import GitHubConnector
+    from automate_connectors.registry import connectors
+
+    class Rewriting(GitHubConnector):
+        key = "rewriting_github"
+
+        def __init__(self, config=None, *, ctx):
+            super().__init__({**(config or {}), "repository": ctx.trace_id}, ctx=ctx)
+
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "CONNECTORS": {"rewritten": {"connector": "rewriting_github", "secrets": ["x"]}},
+    }
+    connectors.register(Rewriting)
+    try:
+        one = connections.webhook_connector("rewritten", trace_id="acme/one")
+        two = connections.webhook_connector("rewritten", trace_id="acme/two")
+    finally:
+        connectors.unregister(Rewriting.key)
+    assert (one.cfg.repository, two.cfg.repository) == ("acme/one", "acme/two")
+
+
+def test_validate_config__outside_validated_it_validates_every_time():
+    from automate_connectors.base import recorded_validations, validate_config, validated
+    from automate_connectors.builtin.github import GitHubConnector
+
+    config = {"repository": "acme/x"}
+    first, made = recorded_validations(lambda: validate_config(GitHubConnector, config))
+    assert made == ((GitHubConnector, config, first),)
+    assert validate_config(GitHubConnector, config) is not first
+    with validated(made):
+        assert validate_config(GitHubConnector, dict(config)) is first
+        assert validate_config(GitHubConnector, {"repository": "acme/y"}) is not first
+    assert validate_config(GitHubConnector, config) is not first

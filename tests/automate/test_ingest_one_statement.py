@@ -360,3 +360,11 @@ def test_prepare__is_the_row_outboxitem_kwargs_would_make():
     assert item._state.adding and item.pk is None
     other = queue.prepare("github", trace_id="u")
     assert other.headers == {} and other.headers is not item.headers  # a dict per row
+
+
+def test_params__the_receipts_seen_at_is_what_its_field_prepares():
+    from django.utils import timezone
+
+    field = WebhookReceipt._meta.get_field("seen_at")
+    now = timezone.now()
+    assert replays._seen_at(now, connection) == field.get_db_prep_save(now, connection)

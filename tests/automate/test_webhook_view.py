@@ -9,9 +9,11 @@ import logging
 
 import pytest
 from django.db import transaction
+from django.http import JsonResponse
 from django.test import override_settings
 
 from automate.models import ConnectionProfile
+from automate.views import WebhookView
 from automate_core.models import OutboxItem
 
 SECRET = "settings-secret-value"  # tests.settings: AUTOMATE["SECRETS"]["my-service-webhook"]
@@ -44,6 +46,10 @@ def test_webhook__signed_request_is_stored_then_202(csrf_client):
     data = response.json()
     item = OutboxItem.objects.get()
     assert data == {"trace_id": item.trace_id, "id": item.pk}
+    # Byte for byte what JsonResponse wrote for it before (the 202 is preformatted now).
+    expected = JsonResponse({"trace_id": item.trace_id, "id": item.pk}, status=202)
+    assert response.content == expected.content
+    assert response["Content-Type"] == expected["Content-Type"] == "application/json"
     assert response["X-Automate-Trace-Id"] == item.trace_id
     assert item.connector_key == "my_service"
     assert item.event_type == "order.paid"
@@ -273,3 +279,30 @@ def test_webhook__overlong_event_id_is_hashed_and_still_deduplicates(csrf_client
     assert post(csrf_client, body, signature=sign(body)).status_code == 202
     assert post(csrf_client, body, signature=sign(body)).status_code == 200
     assert OutboxItem.objects.get().external_id.startswith("sha256:")
+
+
+def test_the_mounted_view_is_csrf_exempt_and_not_atomic() -> None:
+    """What Django's handler reads on the URL's callback: no CSRF check (a sender has no
+    token) and no ATOMIC_REQUESTS transaction (the row is committed before the 202)."""
+    from django.urls import resolve
+
+    callback = resolve("/webhooks/github/").func
+    assert callback.csrf_exempt is True
+    assert "default" in callback._non_atomic_requests
+    assert WebhookView.as_view().csrf_exempt is True
+
+
+@pytest.mark.parametrize(
+    "trace_id",
+    ["0af7651916cd43dd8448eb211c80319c", 'a"b\\c', "tab\tnew\nline", "\x00\x1f", "é✓😀", ""],
+)
+@pytest.mark.parametrize("pk", [1, 0, 2**63 - 1])
+def test_the_202_body_is_what_json_response_writes(trace_id, pk):
+    from automate.views import _accepted
+
+    response = _accepted(trace_id, pk)
+    expected = JsonResponse({"trace_id": trace_id, "id": pk}, status=202)
+    assert response.status_code == 202
+    assert response.content == expected.content
+    assert response["Content-Type"] == expected["Content-Type"]
+    assert json.loads(response.content) == {"trace_id": trace_id, "id": pk}

@@ -78,3 +78,68 @@ def test_headers__from_environ_looks_up_without_case():
     assert "X-GITHUB-DELIVERY" in headers
     assert "REMOTE_ADDR" not in headers and "remote-addr" not in headers
     assert dict.get(headers, "x-github-delivery") == "d-1"  # kept lower case
+
+
+def _unstorable_by_definition(value):
+    """The plain walk: any str (keys included) with a NUL or a lone surrogate, any
+    non-finite float, inside dicts and lists (subclasses included)."""
+    import math
+
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def test_is_storable_agrees_with_the_plain_walk_on_generated_payloads():
+    import random
+
+    from automate_connectors.storable import is_storable
+
+    class Text(str):
+        pass
+
+    class Mapping(dict):
+        pass
+
+    class Number(float):
+        pass
+
+    atoms = ["a", "é", "\x00", "\ud800", "x\udfffy", 1, True, None, 1.5, float("nan")]
+    atoms += [float("-inf"), Text("\x00"), Text("ok"), Number("nan"), Number(2.0)]
+    atoms += [(1, "\x00"), b"\x00"]  # a tuple and bytes are not walked
+    keys = ["k", "\x00k", "é", "\ud800", Text("s"), 3, 2.5]
+    rnd = random.Random(7)
+
+    def build(depth):
+        if depth > 3 or rnd.random() < 0.3:
+            return rnd.choice(atoms)
+        roll = rnd.random()
+        if roll < 0.4:
+            return {rnd.choice(keys): build(depth + 1) for _ in range(rnd.randint(0, 4))}
+        if roll < 0.5:
+            return Mapping({"a": build(depth + 1)})
+        return [build(depth + 1) for _ in range(rnd.randint(0, 4))]
+
+    verdicts = set()
+    for _ in range(5000):
+        payload = build(0)
+        expected = not _unstorable_by_definition(payload)
+        assert is_storable(payload) is expected, payload
+        verdicts.add(expected)
+    assert verdicts == {True, False}

@@ -166,9 +166,6 @@ class ApiConnector(Connector):
 
     #: The subclass's config model; it has ``timeout`` and ``rate_limit`` fields.
     cfg: Any
-    # __init__ below sets nothing but an unbuilt client: the webhook view may copy an
-    # instance built once per connection (automate.connections._copyable).
-    _automate_init_copyable = True
 
     def __init__(self, config: dict[str, Any] | None = None, *, ctx: ProviderContext) -> None:
         super().__init__(config, ctx=ctx)

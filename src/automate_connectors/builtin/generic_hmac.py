@@ -67,9 +67,6 @@ class GenericHmacConnector(Connector):
     clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
 
     cfg: GenericHmacConfig
-    # __init__ below sets only what the config gives: the webhook view may copy an
-    # instance built once per connection (automate.connections._copyable).
-    _automate_init_copyable = True
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, ctx: ProviderContext) -> None:
         super().__init__(config, ctx=ctx)
