@@ -105,6 +105,9 @@ def _prepared_cursor(db: BaseDatabaseWrapper) -> Any | None:
         return None
     if not _is_psycopg3() or db.in_atomic_block or not db.get_autocommit():
         return None
+    # As Django's own cursor() does: with CONN_HEALTH_CHECKS a connection the server
+    # dropped since the last request is replaced, not used to answer 500.
+    db.close_if_health_check_failed()
     db.ensure_connection()
     raw = db.connection
     if raw in _refused:

@@ -105,6 +105,29 @@ def test_prepared__a_statement_the_server_lost_is_sent_again_and_stored_once(pos
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
+def test_prepared__with_health_checks_a_connection_the_server_dropped_is_replaced(post_github):
+    assert post_github(_opened(1), "before").status_code == 202
+    victim = connection.connection.info.backend_pid
+    killer = connection.copy()
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [victim])
+    finally:
+        killer.close()
+    enabled = connection.health_check_enabled
+    # What CONN_HEALTH_CHECKS and a new request's close_old_connections() leave behind.
+    connection.health_check_enabled, connection.health_check_done = True, False
+    try:
+        response = post_github(_opened(2), "after")
+    finally:
+        connection.health_check_enabled = enabled
+    assert response.status_code == 202
+    assert connection.connection.info.backend_pid != victim
+    assert OutboxItem.objects.filter(external_id__in=["before", "after"]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
 def test_prepared__a_conflict_is_djangos_integrity_error_and_the_statement_stays():
     sql = "INSERT INTO automate_core_outboxitem (id, connector_key, event_type, headers, trace_id, trace_context, status, attempts, available_at, lease_token, leased_by, created_at, updated_at) VALUES (%s, 'c', '', '{}', 't', '', 'pending', 0, now(), '', '', now(), now()) RETURNING id"  # noqa: E501
     assert prepared.fetchone(connection, sql, [424242]) == (424242,)
