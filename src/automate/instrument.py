@@ -211,7 +211,8 @@ def claimed(items: Sequence[Any], started_ns: int, worker: str) -> None:
 
 def _trace_contexts(items: Sequence[Any]) -> dict[int, str]:
     """Each item's stored traceparent; one SELECT when the claim loaded only ids."""
-    if all("trace_context" not in item.get_deferred_fields() for item in items):
+    # Loaded fields are in the instance's __dict__ (get_deferred_fields() walks them all).
+    if all("trace_context" in item.__dict__ for item in items):
         return {item.pk: item.trace_context for item in items}
     rows = OutboxItem.objects.filter(pk__in=[i.pk for i in items])
     return dict(rows.values_list("pk", "trace_context"))
@@ -254,17 +255,20 @@ class run:
             code = (wf_run.error or {}).get("code") if status in ("dead", "retrying") else None
             if code:
                 self.span.fail(str(code))
-            metrics.run_finished(wf_run.workflow.key, status)
-            logs.event(
-                "run",
-                logging.WARNING if status == "dead" else logging.INFO,
-                workflow=wf_run.workflow.key,
-                run_id=wf_run.pk,
-                outcome=status,
-                error_code=code,
-                trace_id=wf_run.trace_id,
-                duration_ms=round((time.perf_counter() - self.started) * 1000, 1),
-            )
+            key = wf_run.workflow.key
+            metrics.run_finished(key, status)
+            level = logging.WARNING if status == "dead" else logging.INFO
+            if logs.enabled(level):  # its fields are built only for a line that is written
+                logs.event(
+                    "run",
+                    level,
+                    workflow=key,
+                    run_id=wf_run.pk,
+                    outcome=status,
+                    error_code=code,
+                    trace_id=wf_run.trace_id,
+                    duration_ms=round((time.perf_counter() - self.started) * 1000, 1),
+                )
         return self.span.__exit__(exc_type, exc, tb)
 
 
