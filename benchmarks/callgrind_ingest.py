@@ -1,6 +1,7 @@
 """Instructions per webhook request, counted by callgrind rather than timed.
 
     python -m benchmarks.callgrind_ingest [--requests 1000] [--db NAME] [--keep]
+                                          [--observability on|off]
 
 Runs, under ``valgrind --tool=callgrind``, a process that sends ``--requests`` signed
 GitHub deliveries through Django's ``WSGIHandler`` (environ dicts, no server) to the bare
@@ -11,6 +12,11 @@ the same in each. The PostgreSQL backend's CPU per request (``/proc/<pid>/stat``
 ``pg_backend_pid()``, clock ticks) is measured outside valgrind, over ``--requests`` x 5.
 Counts hardly move from run to run (a shared machine's load does not enter them), so
 one change is judged by the counts before and after it.
+
+``--observability on`` runs the measured processes as ``BENCH_OBSERVABILITY=on`` (an SDK
+tracer provider with a batch processor that drops the spans, prometheus-client writing to
+a ``PROMETHEUS_MULTIPROC_DIR`` of their own), ``off`` with both extras blocked; without it
+they run with whatever the virtualenv has.
 """
 
 from __future__ import annotations
@@ -144,6 +150,12 @@ def _instructions(args, view: str, sent: int, prefix: str) -> int:
         # sets (tens of thousands per request). One thread: none spins.
         env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
         env["OMP_NUM_THREADS"] = "1"
+        if args.observability:
+            env["BENCH_OBSERVABILITY"] = args.observability
+        if args.observability == "on":
+            metrics_dir = Path(tmp) / "metrics"
+            metrics_dir.mkdir()
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         run = subprocess.run(cmd, cwd=common.ROOT, env=env, capture_output=True, text=True)
         if run.returncode != 0:
             raise RuntimeError(run.stderr[-3000:])
@@ -159,6 +171,7 @@ def main() -> None:
     parser.add_argument("--db", default=DB)
     parser.add_argument("--views", default="bare,ours")
     parser.add_argument("--no-backend", action="store_true")
+    parser.add_argument("--observability", choices=("on", "off"))
     parser.add_argument("--child")
     parser.add_argument("--db-url")
     parser.add_argument("--sent", type=int)

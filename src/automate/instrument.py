@@ -1,13 +1,15 @@
 """The engine's observability hooks: one call at each point of the data flow.
 
-Data flow: ``WebhookView`` (:func:`webhook`, with :func:`verify` and :func:`store`
-inside) -> the dispatcher's claim (:func:`claimed`, which also writes the heartbeat) ->
+Data flow: ``WebhookView`` (:func:`webhook`, with the :func:`verify` and :func:`store`
+phases inside) -> the dispatcher's claim (:func:`claimed`, which also writes the heartbeat) ->
 a worker's pass over a run (:func:`run`) -> each step attempt (:func:`step`). Every hook
 opens an OpenTelemetry span, feeds the Prometheus metrics and writes the structured log
 line of :mod:`automate_core.observability.logs`; each part does nothing when its extra
 is missing. The spans of one event form one trace: the webhook's SERVER span is the
 root, its ``traceparent`` is stored on the outbox row, and the worker's claim and run
-spans are its children, whichever process or Celery worker runs them.
+spans are its children, whichever process or Celery worker runs them. The request's
+phases (verify, store) are attributes of its one span rather than spans of their own:
+a span costs the SDK far more than an attribute, and a webhook is the hot path.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Literal
 
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
@@ -33,6 +36,11 @@ __all__ = ["claimed", "count_refusal", "run", "step", "store", "verify", "webhoo
 UNKNOWN_CONNECTOR = "unknown"
 
 
+#: The webhook request being answered, when its span records: :func:`verify` and
+#: :func:`store` put their phase's attributes on it.
+_recording: ContextVar[webhook | None] = ContextVar("automate_webhook", default=None)
+
+
 class webhook:
     """The SERVER span of one webhook request, its metrics and its decision log line.
 
@@ -41,11 +49,14 @@ class webhook:
     view then makes its own).
     """
 
-    __slots__ = ("connector", "response", "span", "started")
+    __slots__ = ("attributes", "connector", "response", "span", "started", "token")
 
     def __init__(self, connector: str) -> None:
         self.connector, self.started = connector, time.perf_counter()
         self.response: HttpResponse | None = None
+        self.token: Any = None
+        #: The phases' attributes, set on the span in one call at the end.
+        self.attributes: dict[str, Any] = {}
         self.span = spans.span(
             "POST /webhooks/{connector_key}/",
             {
@@ -62,6 +73,8 @@ class webhook:
 
     def __enter__(self) -> webhook:
         self.span.__enter__()
+        if self.span.recording:  # else nothing would keep the phases' attributes
+            self.token = _recording.set(self)
         return self
 
     def answered(self, response: HttpResponse) -> HttpResponse:
@@ -71,9 +84,12 @@ class webhook:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         status = self.response.status_code if self.response is not None else 500
         label = UNKNOWN_CONNECTOR if status == 404 else self.connector
-        self.span.set("http.response.status_code", status)
-        if status >= 500:
-            self.span.fail(str(status))
+        if self.token is not None:
+            _recording.reset(self.token)
+            self.attributes["http.response.status_code"] = status
+            self.span.update(self.attributes)
+            if status >= 500:
+                self.span.fail(str(status))
         metrics.webhook(label, status, time.perf_counter() - self.started)
         if status == 401:  # the overview's "most 401s"; other refusals only in metrics
             count_refusal(label, status)
@@ -129,16 +145,46 @@ def _response_field(response: HttpResponse | None, name: str) -> Any:
     return data.get(name)
 
 
+class _Phase:
+    """A phase of a webhook request: its duration (``<name>_seconds``), and the extra
+    attributes it was given, become attributes of the request's span."""
+
+    __slots__ = ("attributes", "name", "request", "started")
+
+    def __init__(self, request: webhook, name: str, attributes: dict[str, Any]) -> None:
+        self.request, self.name, self.attributes = request, name, attributes
+        self.started = 0.0
+
+    def __enter__(self) -> _Phase:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        attributes = self.request.attributes
+        attributes[self.name] = time.perf_counter() - self.started
+        attributes.update(self.attributes)
+        if exc is not None:  # the request's span fails with it as the exception leaves
+            attributes["automate.webhook.failed_phase"] = self.name.rpartition("_")[0]
+        return False
+
+
 def verify(connector: str) -> Any:
-    """The span around a connector's signature check."""
-    return spans.span("automate.webhook.verify", {"automate.connector": connector})
+    """The connector's signature check: ``automate.webhook.verify_seconds`` on the
+    request's span."""
+    request = _recording.get()
+    if request is None:
+        return spans.NO_SPAN
+    return _Phase(request, "automate.webhook.verify_seconds", {})
 
 
 def store(connector: str, event_type: str) -> Any:
-    """The span around the outbox INSERT."""
-    return spans.span(
-        "automate.outbox.store",
-        {"automate.connector": connector, "automate.event_type": event_type[:200]},
+    """The outbox INSERT: ``automate.outbox.store_seconds`` and ``automate.event_type``
+    on the request's span."""
+    request = _recording.get()
+    if request is None:
+        return spans.NO_SPAN
+    return _Phase(
+        request, "automate.outbox.store_seconds", {"automate.event_type": event_type[:200]}
     )
 
 
@@ -165,7 +211,8 @@ def claimed(items: Sequence[Any], started_ns: int, worker: str) -> None:
 
 def _trace_contexts(items: Sequence[Any]) -> dict[int, str]:
     """Each item's stored traceparent; one SELECT when the claim loaded only ids."""
-    if all("trace_context" not in item.get_deferred_fields() for item in items):
+    # Loaded fields are in the instance's __dict__ (get_deferred_fields() walks them all).
+    if all("trace_context" in item.__dict__ for item in items):
         return {item.pk: item.trace_context for item in items}
     rows = OutboxItem.objects.filter(pk__in=[i.pk for i in items])
     return dict(rows.values_list("pk", "trace_context"))
@@ -208,17 +255,20 @@ class run:
             code = (wf_run.error or {}).get("code") if status in ("dead", "retrying") else None
             if code:
                 self.span.fail(str(code))
-            metrics.run_finished(wf_run.workflow.key, status)
-            logs.event(
-                "run",
-                logging.WARNING if status == "dead" else logging.INFO,
-                workflow=wf_run.workflow.key,
-                run_id=wf_run.pk,
-                outcome=status,
-                error_code=code,
-                trace_id=wf_run.trace_id,
-                duration_ms=round((time.perf_counter() - self.started) * 1000, 1),
-            )
+            key = wf_run.workflow.key
+            metrics.run_finished(key, status)
+            level = logging.WARNING if status == "dead" else logging.INFO
+            if logs.enabled(level):  # its fields are built only for a line that is written
+                logs.event(
+                    "run",
+                    level,
+                    workflow=key,
+                    run_id=wf_run.pk,
+                    outcome=status,
+                    error_code=code,
+                    trace_id=wf_run.trace_id,
+                    duration_ms=round((time.perf_counter() - self.started) * 1000, 1),
+                )
         return self.span.__exit__(exc_type, exc, tb)
 
 

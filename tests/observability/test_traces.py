@@ -52,16 +52,25 @@ def test_traces__one_webhook_gives_one_tree_from_request_to_outbound_call(
     def parent_of(span):
         return next(s for s in finished if s.context.span_id == span.parent.span_id)
 
-    [verify] = names["automate.webhook.verify"]
-    [store] = names["automate.outbox.store"]
+    # One span per request: its phases are attributes, not spans.
+    assert set(names) == {
+        "POST /webhooks/{connector_key}/",
+        "automate.claim",
+        "automate.run",
+        "automate.step http_request",
+        "HTTP POST",
+    }
+    assert root.attributes["automate.event_type"] == "order.paid"
+    assert root.attributes["automate.webhook.verify_seconds"] > 0
+    assert root.attributes["automate.outbox.store_seconds"] > 0
+    assert "automate.webhook.failed_phase" not in root.attributes
     [claim] = names["automate.claim"]
     [run] = names["automate.run"]
     [step] = names["automate.step http_request"]
     [http] = names["HTTP POST"]
-    assert parent_of(verify) is root and parent_of(store) is root
-    # The worker's spans continue from the span that stored the event.
-    assert item.trace_context.split("-")[1:3] == [trace_id, format(store.context.span_id, "016x")]
-    assert parent_of(claim) is store and parent_of(run) is store
+    # The worker's spans continue from the request's span, whose context the row keeps.
+    assert item.trace_context.split("-")[1:3] == [trace_id, format(root.context.span_id, "016x")]
+    assert parent_of(claim) is root and parent_of(run) is root
     assert parent_of(step) is run
     assert parent_of(http) is step
 
@@ -115,6 +124,9 @@ def test_traces__refused_webhook_is_a_server_span_with_status_401(exporter, csrf
     assert response.status_code == 401
     [root] = _by_name(exporter.get_finished_spans())["POST /webhooks/{connector_key}/"]
     assert root.attributes["http.response.status_code"] == 401
+    # Verified (and refused), never stored: the phases say how far the request went.
+    assert root.attributes["automate.webhook.verify_seconds"] > 0
+    assert "automate.outbox.store_seconds" not in root.attributes
     assert response.json()["trace_id"] == format(root.context.trace_id, "032x")
     assert OutboxItem.objects.count() == 0
 
@@ -159,6 +171,30 @@ def test_traces__off_without_a_tracer_provider(csrf_client):
     assert response.status_code == 202
     assert OutboxItem.objects.get().trace_context == ""
     assert len(response.json()["trace_id"]) == 32
+
+
+def test_traces__a_request_the_sampler_leaves_out_keeps_its_trace_id(exporter, csrf_client):
+    """A sampler that drops the trace: no span is exported, yet the request answers with
+    the trace's id and the row keeps its context, so the run joins the same (unsampled)
+    trace."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans.configure(provider)
+    try:
+        response = send_event(csrf_client)
+    finally:
+        spans.configure(None)
+        provider.shutdown()
+    assert response.status_code == 202
+    assert exporter.get_finished_spans() == ()
+    item = OutboxItem.objects.get()
+    assert response.json()["trace_id"] == item.trace_id
+    assert item.trace_context.split("-")[1] == item.trace_id
+    assert int(item.trace_context.rsplit("-", 1)[1], 16) & 1 == 0  # the "sampled" flag off
 
 
 @pytest.fixture

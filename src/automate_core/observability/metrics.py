@@ -54,6 +54,9 @@ def _create() -> Any:
         return None
     return SimpleNamespace(
         pc=pc,
+        # Each metric's children by label values: ``labels()`` checks and joins the
+        # values and takes a lock on every call, for an object that never changes.
+        children={},
         webhooks=pc.Counter(
             "automate_webhooks",
             "Webhook requests answered, by connector key and HTTP status code.",
@@ -99,24 +102,51 @@ def enabled() -> bool:
     return _metrics() is not None
 
 
+def _children(m: Any, kind: str, key: tuple[Any, ...]) -> Any:
+    """The metric children of ``kind`` for the label values ``key``, made on first use.
+
+    Bounded as the labels are: each child is also kept by its metric for the process's
+    life, so this holds nothing prometheus-client does not.
+    """
+    found = m.children.get((kind, key))
+    if found is None:
+        if kind == "webhook":
+            connector, status = key
+            found = (
+                m.webhooks.labels(connector, str(status)),
+                m.webhook_seconds.labels(connector),
+            )
+        elif kind == "run":
+            found = m.runs.labels(*key)
+        elif kind == "step":
+            step_type, outcome = key
+            found = (m.steps.labels(step_type, outcome), m.step_seconds.labels(step_type))
+        else:
+            found = m.http.labels(*key)
+        m.children[(kind, key)] = found
+    return found
+
+
 def webhook(connector: str, status: int, seconds: float) -> None:
     m = _metrics()
     if m is not None:
-        m.webhooks.labels(connector, str(status)).inc()
-        m.webhook_seconds.labels(connector).observe(seconds)
+        count, duration = _children(m, "webhook", (connector, status))
+        count.inc()
+        duration.observe(seconds)
 
 
 def run_finished(workflow: str, outcome: str) -> None:
     m = _metrics()
     if m is not None:
-        m.runs.labels(workflow, outcome).inc()
+        _children(m, "run", (workflow, outcome)).inc()
 
 
 def step_attempt(step_type: str, outcome: str, seconds: float) -> None:
     m = _metrics()
     if m is not None:
-        m.steps.labels(step_type, outcome).inc()
-        m.step_seconds.labels(step_type).observe(seconds)
+        count, duration = _children(m, "step", (step_type, outcome))
+        count.inc()
+        duration.observe(seconds)
 
 
 def queue_lag(seconds: float) -> None:
@@ -128,7 +158,7 @@ def queue_lag(seconds: float) -> None:
 def http_request(host: str, status: str) -> None:
     m = _metrics()
     if m is not None:
-        m.http.labels(_bounded_host(host), status).inc()
+        _children(m, "http", (_bounded_host(host), status)).inc()
 
 
 def _bounded_host(host: str) -> str:

@@ -55,6 +55,8 @@ def _otel() -> Any:
                 propagate=propagate,
                 w3c=TraceContextTextMapPropagator(),
                 off=(NoOpTracerProvider, ProxyTracerProvider),
+                kinds={kind.name.lower(): kind for kind in trace.SpanKind},
+                ok=trace.StatusCode.OK,
             )
     return _api
 
@@ -72,6 +74,7 @@ def reset() -> None:
     """Forget whether ``opentelemetry`` imports (tests that block the import call it)."""
     global _api, _tracer_cache
     _api, _tracer_cache = _UNSET, None
+    _contexts.clear()
 
 
 def _tracer() -> Any:
@@ -102,6 +105,7 @@ class _NoSpan:
     __slots__ = ()
     trace_id: str | None = None
     traceparent = ""
+    recording = False
 
     def __enter__(self) -> _NoSpan:
         return self
@@ -135,6 +139,12 @@ class Span:
         return format(self._span.get_span_context().trace_id, "032x")
 
     @property
+    def recording(self) -> bool:
+        """False for a span the sampler left out: attributes set on it are dropped, so a
+        caller can skip working them out."""
+        return bool(self._span.is_recording())
+
+    @property
     def traceparent(self) -> str:
         carrier: dict[str, str] = {}
         ctx = self._api.trace.set_span_in_context(self._span)
@@ -151,7 +161,7 @@ class Span:
             if exc is not None and not self._failed:
                 self.fail(_error_code(exc), exc_type.__name__)
             elif not self._failed:
-                self._span.set_status(self._api.trace.StatusCode.OK)
+                self._span.set_status(self._api.ok)
         finally:
             self._span.end()
             if self._token is not None:
@@ -163,8 +173,8 @@ class Span:
             self._span.set_attribute(key, value)
 
     def update(self, attributes: Mapping[str, Any]) -> None:
-        for key, value in attributes.items():
-            self.set(key, value)
+        # One call: the SDK takes its lock once for them all.
+        self._span.set_attributes({k: v for k, v in attributes.items() if v is not None})
 
     def fail(self, code: str, error_type: str | None = None) -> None:
         """Mark the span failed with an error code (never a message)."""
@@ -195,7 +205,7 @@ def span(
     otel_span = tracer.start_span(
         name,
         context=context,
-        kind=getattr(api.trace.SpanKind, kind.upper()),
+        kind=api.kinds[kind],
         attributes={k: v for k, v in (attributes or {}).items() if v is not None},
         start_time=start_time,
         record_exception=False,
@@ -215,8 +225,14 @@ def record(
     """Record a finished span (times in ns since the epoch) under ``parent``."""
     started = span(name, attributes, parent=parent, start_time=start_time)
     if isinstance(started, Span):
-        started._span.set_status(started._api.trace.StatusCode.OK)
+        started._span.set_status(started._api.ok)
         started._span.end(end_time=end_time)
+
+
+#: Contexts parsed from a traceparent, by its text: an outbox item's is parsed for its
+#: claim span and again for its run span. Contexts are immutable, so sharing one is safe.
+_contexts: dict[str, Any] = {}
+_CONTEXTS_KEPT = 1024
 
 
 def context_from(traceparent: str | None) -> Any:
@@ -224,7 +240,12 @@ def context_from(traceparent: str | None) -> Any:
     api = _otel()
     if api is None or not traceparent:
         return None
-    return api.w3c.extract({"traceparent": traceparent})
+    found = _contexts.get(traceparent)
+    if found is None:
+        if len(_contexts) >= _CONTEXTS_KEPT:
+            _contexts.clear()
+        found = _contexts[traceparent] = api.w3c.extract({"traceparent": traceparent})
+    return found
 
 
 def current_traceparent() -> str:

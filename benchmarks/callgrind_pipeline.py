@@ -1,0 +1,152 @@
+"""Instructions per event through the worker's batch, counted by callgrind.
+
+    python -m benchmarks.callgrind_pipeline [--events 400] [--batch 50]
+                                            [--observability on|off] [--db NAME]
+
+Runs, under ``valgrind --tool=callgrind``, a process that enqueues ``--events`` events
+for the two-step no-op workflow (each inside a span of its own when tracing is on, so
+the row carries a ``traceparent`` as a webhook's does), then claims and runs them
+``--batch`` at a time through the Celery task's function (``dispatch.claim`` +
+``tasks.process_items``, in process); and one that enqueues as many but runs only half.
+The difference of their instruction counts, divided by the events it covers, is one
+event's worker cost (claim, runs, steps, settlement, and the spans and metrics of each
+when ``--observability on``) without start-up or enqueueing. Each process has a
+database of its own, so neither claims the other's events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks import common
+
+DB = "automate_bench_callgrind_pipeline"
+
+
+def _timeless() -> None:
+    """Nothing that depends on how long the run takes (under callgrind, a hundred times
+    longer): no settlement in the middle of a batch (``FLUSH_SECONDS``), no lease renewal,
+    one heartbeat."""
+    from django.conf import settings
+
+    from automate import batch
+
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "WORKER_HEARTBEAT_SECONDS": 10**9,
+        "OUTBOX_LEASE_SECONDS": 10**6,
+    }
+    batch.FLUSH_SECONDS = 10.0**9
+
+
+def child(url: str, events: int, run: int, batch: int) -> None:
+    """The measured process: enqueue ``events``, warm up, then run ``run`` of them."""
+    common.setup_django(url)
+    _timeless()
+    import uuid
+
+    from automate import dispatch, tasks
+    from automate_core.observability import spans
+    from automate_core.outbox import queue
+
+    def enqueue(prefix: str, count: int) -> None:
+        for n in range(count):
+            with spans.span("bench.webhook", kind="server"):
+                queue.enqueue(
+                    "github",
+                    event_type="pull_request",
+                    payload={"action": "opened", "number": n},
+                    external_id=f"{prefix}-{n}",
+                    trace_id=uuid.uuid4().hex,
+                )
+
+    def drain(count: int) -> None:
+        while count > 0:
+            items = dispatch.claim(min(batch, count))
+            if not items:
+                raise SystemExit(f"{count} events left unclaimed")
+            counts = tasks.process_items([[i.pk, i.lease_token] for i in items])
+            if counts != {"done": len(items)}:
+                raise SystemExit(f"batch: {counts}")
+            count -= len(items)
+
+    enqueue("warm", batch)
+    drain(batch)
+    enqueue("e", events)
+    drain(run)
+
+
+def _instructions(args, url: str, run: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="callgrind-pipeline-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        cmd += [sys.executable, "-m", "benchmarks.callgrind_pipeline", "--child"]
+        cmd += ["--db-url", url, "--events", str(args.events), "--run", str(run)]
+        cmd += ["--batch", str(args.batch)]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        if args.observability:
+            env["BENCH_OBSERVABILITY"] = args.observability
+        if args.observability == "on":
+            metrics_dir = Path(tmp) / "metrics"
+            metrics_dir.mkdir()
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        result = subprocess.run(cmd, cwd=common.ROOT, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-3000:])
+        found = re.search(r"Collected : (\d+)", result.stderr)
+        if found is None:
+            raise RuntimeError(result.stderr[-3000:])
+        return int(found.group(1))
+
+
+def _prepared(name: str) -> str:
+    url = common.scratch_database(name)
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        env=common.env_for(url),
+        check=True,
+    )
+    code = "from benchmarks import common; common.create_noop_workflow('Bench', 'pull_request')"
+    subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"],
+                   env=common.env_for(url), check=True, cwd=common.ROOT)  # fmt: skip
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--db", default=DB)
+    parser.add_argument("--observability", choices=("on", "off"))
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--db-url")
+    parser.add_argument("--run", type=int)
+    args = parser.parse_args()
+    if args.child:
+        child(args.db_url, args.events, args.run, args.batch)
+        return
+    names = [f"{args.db}_full", f"{args.db}_half"]
+    try:
+        full_url, half_url = (_prepared(name) for name in names)
+        half = args.events // 2
+        with ThreadPoolExecutor(2) as pool:  # both at once: counts, not time
+            full_run = pool.submit(_instructions, args, full_url, args.events)
+            half_run = pool.submit(_instructions, args, half_url, half)
+            full, half_count = full_run.result(), half_run.result()
+        per_event = (full - half_count) / (args.events - half)
+        print(json.dumps({"instructions_per_event": round(per_event)}), flush=True)
+    finally:
+        for name in names:
+            common.drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
