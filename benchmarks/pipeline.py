@@ -86,10 +86,13 @@ def ours(
     event_type: str = "pull_request",
     backlog: bool = False,
     observability: str = "off",
+    batches_per_process: int = 2,
 ) -> float:
     """Events/s from the first insert to the last run done; with ``backlog``, the events are
     all stored (not yet due) before the workers start, and the clock runs from the moment
-    one UPDATE makes them due. ``observability`` is the workers' ``BENCH_OBSERVABILITY``."""
+    one UPDATE makes them due. ``observability`` is the workers' ``BENCH_OBSERVABILITY``;
+    ``batches_per_process`` sets ``DISPATCH_MAX_BATCHES_IN_FLIGHT`` to that many per
+    worker process."""
     from datetime import timedelta
 
     from django.db import connection, connections
@@ -111,8 +114,9 @@ def ours(
         CELERY_BROKER_URL=common.REDIS_URL,
         BENCH_QUEUE=queue_name,
         BENCH_OBSERVABILITY=observability,
-        # One batch running and one waiting per process (AUTOMATE's advice).
-        BENCH_MAX_BATCHES=os.environ.get("BENCH_MAX_BATCHES", str(2 * workers)),
+        # 2: one batch running and one waiting per process (fed in a backlog); 1: while
+        # the producers set the pace, events gather into fewer, larger batches.
+        BENCH_MAX_BATCHES=os.environ.get("BENCH_MAX_BATCHES", str(batches_per_process * workers)),
         **extra,
     )
     if not metrics_dir:
@@ -595,12 +599,12 @@ def _best_at_size(system: System, events: int, *, backlog: bool) -> tuple[tuple[
     return best, rates[best]
 
 
-def _shapes(text: str) -> list[tuple[int, int]]:
-    """``"1x1,2x8"`` -> [(1, 1), (2, 8)]; a bare ``"2"`` is (2, 1)."""
+def _shapes(text: str, default: int = 1) -> list[tuple[int, int]]:
+    """``"1x1,2x8"`` -> [(1, 1), (2, 8)]; a bare ``"2"`` is (2, ``default``)."""
     shapes = []
     for item in text.split(","):
         processes, _, concurrency = item.strip().partition("x")
-        shapes.append((int(processes), int(concurrency or 1)))
+        shapes.append((int(processes), int(concurrency or default)))
     return shapes
 
 
@@ -639,7 +643,11 @@ def main() -> None:
         default=0,
         help="events per shape-selection cell (default: a fifth of --events)",
     )
-    parser.add_argument("--workers", default="1,2,4", help="our worker process counts")
+    parser.add_argument(
+        "--workers",
+        default="1,2,4,1x1,2x1,4x1",
+        help="our worker processes x DISPATCH_MAX_BATCHES_IN_FLIGHT per process (bare: 2)",
+    )
     parser.add_argument("--batch", type=int, default=100, help="outbox claim batch")
     parser.add_argument(
         "--procrastinate-shapes",
@@ -688,14 +696,19 @@ def main() -> None:
     def processes(shape: tuple[int, int]) -> str:
         return f"{shape[0]} process{'es' if shape[0] > 1 else ''}"
 
+    def with_batches(shape: tuple[int, int]) -> str:
+        return f"{processes(shape)}, {shape[0] * shape[1]} batches in flight"
+
     def by_concurrency(shape: tuple[int, int]) -> str:
         return f"{shape[0]}x{shape[1]}"
 
     ours_system = System(
         "ours",
-        _shapes(args.workers),
-        processes,
-        lambda shape, n, backlog: ours(url, n, shape[0], args, backlog=backlog),
+        _shapes(args.workers, default=2),
+        with_batches,
+        lambda shape, n, backlog: ours(
+            url, n, shape[0], args, backlog=backlog, batches_per_process=shape[1]
+        ),
     )
     baselines = [
         System(
@@ -742,9 +755,11 @@ def main() -> None:
     # best shape is not the idempotent one's: they get a shape selection of their own.
     strict_system = System(
         "ours, non-idempotent no-ops",
-        _shapes(args.workers),
-        processes,
-        lambda shape, n, backlog: ours(url, n, shape[0], args, event_type="push"),
+        _shapes(args.workers, default=2),
+        with_batches,
+        lambda shape, n, backlog: ours(
+            url, n, shape[0], args, event_type="push", batches_per_process=shape[1]
+        ),
         drains=False,
     )
     systems = [ours_system, strict_system, *baselines]
@@ -758,9 +773,16 @@ def main() -> None:
     for system in systems:
         measure_best(system, args.events)
     assert ours_system.best is not None and ours_system.best_drain is not None
-    on_e2e = ours(url, args.events, ours_system.best[0], args, observability="on")
+    top, top_drain = ours_system.best, ours_system.best_drain
+    on_e2e = ours(url, args.events, top[0], args, observability="on", batches_per_process=top[1])
     on_drain = ours(
-        url, args.events, ours_system.best_drain[0], args, backlog=True, observability="on"
+        url,
+        args.events,
+        top_drain[0],
+        args,
+        backlog=True,
+        observability="on",
+        batches_per_process=top_drain[1],
     )
     progress(f"ours, traces and metrics on: end to end {on_e2e:,.0f}/s, drain {on_drain:,.0f}/s")
 
@@ -810,13 +832,13 @@ def main() -> None:
             )
     observability_rows = [
         [
-            f"end to end ({processes(ours_system.best)})",
+            f"end to end ({with_batches(ours_system.best)})",
             _ratio(on_e2e, ours_system.end_to_end),
             _rate(ours_system.end_to_end),
             _rate(on_e2e),
         ],
         [
-            f"backlog drain ({processes(ours_system.best_drain)})",
+            f"backlog drain ({with_batches(ours_system.best_drain)})",
             _ratio(on_drain, ours_system.drain),
             _rate(ours_system.drain),
             _rate(on_drain),
@@ -867,7 +889,9 @@ def main() -> None:
         "non-idempotent row commits each step's `running` record before its call and its "
         "result after, so it waits for the disk twice per step and has a shape selection of "
         f"its own (end to end); outbox claim batch {args.batch}, Celery prefork with N processes "
-        "(prefetch 4), one dispatcher process with `DISPATCH_MAX_BATCHES_IN_FLIGHT` 2N; "
+        "(prefetch 4), one dispatcher process with `DISPATCH_MAX_BATCHES_IN_FLIGHT` N or 2N "
+        "(the shape's batches in flight: 2N keeps a batch waiting for each busy process, N "
+        "makes fewer, larger batches while the producers set the pace); "
         "traces and metrics off "
         "(`BENCH_OBSERVABILITY=off`) except in the last table, where `on` runs the "
         "dispatcher and the Celery workers with an SDK tracer provider (spans dropped by the "
