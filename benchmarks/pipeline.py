@@ -697,7 +697,8 @@ def main() -> None:
         return f"{shape[0]} process{'es' if shape[0] > 1 else ''}"
 
     def with_batches(shape: tuple[int, int]) -> str:
-        return f"{processes(shape)}, {shape[0] * shape[1]} batches in flight"
+        batches = shape[0] * shape[1]
+        return f"{processes(shape)}, {batches} batch{'es' if batches > 1 else ''} in flight"
 
     def by_concurrency(shape: tuple[int, int]) -> str:
         return f"{shape[0]}x{shape[1]}"
