@@ -25,10 +25,8 @@ import argparse
 import io
 import json
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -139,30 +137,9 @@ def backend_ticks(url: str, view: str, requests: int, prefix: str) -> float:
 
 
 def _instructions(args, view: str, sent: int, prefix: str) -> int:
-    with tempfile.TemporaryDirectory(prefix="callgrind-ingest-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        cmd += [sys.executable, "-m", "benchmarks.callgrind_ingest", "--child", view]
-        cmd += ["--db-url", args.url, "--sent", str(sent), "--requests", str(args.requests)]
-        cmd += ["--prefix", prefix]
-        # OpenBLAS (numpy is imported by the app) starts worker threads that spin while
-        # idle: their instructions grow with the run's wall time, which the machine's load
-        # sets (tens of thousands per request). One thread: none spins.
-        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
-        env["OMP_NUM_THREADS"] = "1"
-        if args.observability:
-            env["BENCH_OBSERVABILITY"] = args.observability
-        if args.observability == "on":
-            metrics_dir = Path(tmp) / "metrics"
-            metrics_dir.mkdir()
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        run = subprocess.run(cmd, cwd=common.ROOT, env=env, capture_output=True, text=True)
-        if run.returncode != 0:
-            raise RuntimeError(run.stderr[-3000:])
-        found = re.search(r"Collected : (\d+)", run.stderr)
-        if found is None:
-            raise RuntimeError(run.stderr[-3000:])
-        return int(found.group(1))
+    child = ["benchmarks.callgrind_ingest", "--child", view, "--db-url", args.url]
+    child += ["--sent", str(sent), "--requests", str(args.requests), "--prefix", prefix]
+    return common.callgrind_instructions(child, observability=args.observability)
 
 
 def main() -> None:

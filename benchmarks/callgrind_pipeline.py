@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from benchmarks import common
 
@@ -85,26 +81,9 @@ def child(url: str, events: int, run: int, batch: int) -> None:
 
 
 def _instructions(args, url: str, run: int) -> int:
-    with tempfile.TemporaryDirectory(prefix="callgrind-pipeline-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        cmd += [sys.executable, "-m", "benchmarks.callgrind_pipeline", "--child"]
-        cmd += ["--db-url", url, "--events", str(args.events), "--run", str(run)]
-        cmd += ["--batch", str(args.batch)]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        if args.observability:
-            env["BENCH_OBSERVABILITY"] = args.observability
-        if args.observability == "on":
-            metrics_dir = Path(tmp) / "metrics"
-            metrics_dir.mkdir()
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        result = subprocess.run(cmd, cwd=common.ROOT, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(result.stderr[-3000:])
-        found = re.search(r"Collected : (\d+)", result.stderr)
-        if found is None:
-            raise RuntimeError(result.stderr[-3000:])
-        return int(found.group(1))
+    child = ["benchmarks.callgrind_pipeline", "--child", "--db-url", url]
+    child += ["--events", str(args.events), "--run", str(run), "--batch", str(args.batch)]
+    return common.callgrind_instructions(child, observability=args.observability)
 
 
 def _prepared(name: str) -> str:

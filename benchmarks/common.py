@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -129,6 +131,33 @@ def produce(send: Callable[[range], None], events: int, producers: int) -> None:
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"{len(failed)} producer processes failed (exit codes {failed})")
+
+
+def callgrind_instructions(child: Sequence[str], *, observability: str = "") -> int:
+    """The instructions ``python -m <child...>`` executes under callgrind, whole process.
+
+    The same hash seed every run, and one OpenBLAS/OpenMP thread: numpy is imported by the
+    app, and OpenBLAS's idle worker threads spin, so their instructions would grow with the
+    run's wall time, which the machine's load sets. ``observability`` is the child's
+    ``BENCH_OBSERVABILITY`` (``on`` gets a metrics directory of its own).
+    """
+    with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        cmd += [sys.executable, "-m", *child]
+        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
+        env["OMP_NUM_THREADS"] = "1"
+        if observability:
+            env["BENCH_OBSERVABILITY"] = observability
+        if observability == "on":
+            metrics_dir = Path(tmp) / "metrics"
+            metrics_dir.mkdir()
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        found = re.search(r"Collected : (\d+)", run.stderr)
+        if run.returncode != 0 or found is None:
+            raise RuntimeError(run.stderr[-3000:])
+        return int(found.group(1))
 
 
 def print_profile(profiler) -> None:
