@@ -394,7 +394,6 @@ def test_webhook_connector__a_class_with_its_own_init_is_built_by_it_every_time(
     """No declaration needed: each request's instance is made by the class's __init__
     (whatever it sets), only the config's validation is shared by the entry."""
     from automate_connectors.builtin.github import GitHubConnector
-    from automate_connectors.registry import connectors
 
     built = []
 
@@ -406,16 +405,7 @@ def test_webhook_connector__a_class_with_its_own_init_is_built_by_it_every_time(
             self.own = object()
             built.append(ctx.trace_id)
 
-    settings.AUTOMATE = {
-        **settings.AUTOMATE,
-        "CONNECTORS": {"counted": {"connector": "counting_github", "secrets": ["x"]}},
-    }
-    connectors.register(Counting)
-    try:
-        one = connections.webhook_connector("counted", trace_id="t-1")
-        two = connections.webhook_connector("counted", trace_id="t-2")
-    finally:
-        connectors.unregister(Counting.key)
+    one, two = _two_requests(settings, Counting, ("t-1", "t-2"))
     assert built == ["t-1", "t-1", "t-2"]  # once more when the entry was resolved
     assert one.own is not two.own
     assert (one.ctx.trace_id, two.ctx.trace_id) == ("t-1", "t-2")
@@ -427,7 +417,6 @@ def test_webhook_connector__a_config_changed_by_an_init_is_validated_as_it_is(
     settings, monkeypatch
 ):
     from automate_connectors.builtin.github import GitHubConnector
-    from automate_connectors.registry import connectors
 
     class Rewriting(GitHubConnector):
         key = "rewriting_github"
@@ -435,16 +424,7 @@ def test_webhook_connector__a_config_changed_by_an_init_is_validated_as_it_is(
         def __init__(self, config=None, *, ctx):
             super().__init__({**(config or {}), "repository": ctx.trace_id}, ctx=ctx)
 
-    settings.AUTOMATE = {
-        **settings.AUTOMATE,
-        "CONNECTORS": {"rewritten": {"connector": "rewriting_github", "secrets": ["x"]}},
-    }
-    connectors.register(Rewriting)
-    try:
-        one = connections.webhook_connector("rewritten", trace_id="acme/one")
-        two = connections.webhook_connector("rewritten", trace_id="acme/two")
-    finally:
-        connectors.unregister(Rewriting.key)
+    one, two = _two_requests(settings, Rewriting, ("acme/one", "acme/two"))
     assert (one.cfg.repository, two.cfg.repository) == ("acme/one", "acme/two")
 
 
@@ -460,3 +440,19 @@ def test_validate_config__outside_validated_it_validates_every_time():
         assert validate_config(GitHubConnector, dict(config)) is first
         assert validate_config(GitHubConnector, {"repository": "acme/y"}) is not first
     assert validate_config(GitHubConnector, config) is not first
+
+
+def _two_requests(settings, cls, trace_ids):
+    """The connectors two webhook requests get from a connection of ``cls`` (registered
+    for the call), one per trace id."""
+    from automate_connectors.registry import connectors
+
+    settings.AUTOMATE = {
+        **settings.AUTOMATE,
+        "CONNECTORS": {"hook": {"connector": cls.key, "secrets": ["x"]}},
+    }
+    connectors.register(cls)
+    try:
+        return [connections.webhook_connector("hook", trace_id=t) for t in trace_ids]
+    finally:
+        connectors.unregister(cls.key)
