@@ -54,9 +54,11 @@ class HelperThread:
         ``RuntimeError``: the thread would wait for itself forever."""
         if threading.get_ident() == self._ident:
             raise RuntimeError(f"{self.name}: a call from the helper thread would wait for itself")
-        return self._executor().submit(work).result()
+        return self.executor().submit(work).result()
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def executor(self) -> ThreadPoolExecutor:
+        """The helper's one-thread executor, for a caller that pipelines its work (submits
+        and collects futures itself) rather than waiting for each call."""
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(

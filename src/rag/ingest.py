@@ -19,8 +19,6 @@ ingestions take turns on it, as they would on the CPU the model's matrix product
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -30,6 +28,7 @@ from typing import Any
 
 from django.db import transaction
 
+from automate_core.offloop import HelperThread
 from automate_core.providers.errors import AutomateError, ErrorCodes, invalid_argument
 from rag.chunking import chunk_text
 from rag.embeddings.base import BaseEmbeddingProvider
@@ -42,30 +41,15 @@ EMBED_BATCH = 64
 WAVE_PASSAGES = 512
 MAX_SOURCE_LENGTH = 500
 
-_embed_pool: ThreadPoolExecutor | None = None
-_embed_pool_lock = threading.Lock()
+#: The process's one embedding thread: started on first use, started over in a forked
+#: child (a prefork worker), as :class:`~automate_core.offloop.HelperThread` does.
+_embedder = HelperThread("rag-embed")
 
 
 def embed_pool() -> ThreadPoolExecutor:
-    """The process's one embedding thread for :func:`ingest_documents`, started on first
-    use: a pool per call started and joined a thread per ingestion."""
-    global _embed_pool
-    with _embed_pool_lock:
-        if _embed_pool is None:
-            _embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
-        return _embed_pool
-
-
-def _forget_embed_pool() -> None:
-    # A forked child (a prefork worker) has the parent's pool object but not its thread:
-    # work submitted there would wait forever, so the child starts its own on first use.
-    global _embed_pool, _embed_pool_lock
-    _embed_pool = None
-    _embed_pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX only; elsewhere there is no fork
-    os.register_at_fork(after_in_child=_forget_embed_pool)
+    """The executor of the process's one embedding thread for :func:`ingest_documents` (a
+    pool per call started and joined a thread per ingestion)."""
+    return _embedder.executor()
 
 
 @dataclass
