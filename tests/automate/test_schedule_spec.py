@@ -59,16 +59,52 @@ def test_cron__ticks_between_include_an_exact_end():
     assert spec.ticks_between(utc(2026, 1, 1), end, 1) == [end]
 
 
-def test_cron__daylight_saving_gaps_and_repeats_as_documented():
+def test_cron__daylight_saving_gap_and_repeat():
     spec = ScheduleSpec(cron="30 2 * * *", timezone="Europe/Paris")
     # 29 March 2026: 02:30 does not exist in Paris; the tick is the first time after the gap.
     assert spec.local(spec.next_after(utc(2026, 3, 28, 12))).isoformat() == (
         "2026-03-29T03:00:00+02:00"
     )
-    # 25 October 2026: 02:30 happens twice; each is its own tick (an hour apart).
+    # 25 October 2026: 02:30 happens twice (00:30 and 01:30 UTC); a fixed time fires at
+    # the first only, so the daily job runs once that day.
     first = spec.next_after(utc(2026, 10, 24, 12))
-    second = spec.next_after(first)
-    assert (first, second) == (utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30))
+    assert first == utc(2026, 10, 25, 0, 30)
+    assert spec.next_after(first) == utc(2026, 10, 26, 1, 30)
+    assert spec.ticks_between(utc(2026, 10, 24, 12), utc(2026, 10, 26, 12), 10) == [
+        utc(2026, 10, 25, 0, 30),
+        utc(2026, 10, 26, 1, 30),
+    ]
+
+
+@pytest.mark.parametrize("cron", ["30 * * * *", "*/30 2 * * *", "30 */1 * * *"])
+def test_cron__wildcard_minute_or_hour_fires_at_both_repeated_wall_times(cron):
+    spec = ScheduleSpec(cron=cron, timezone="Europe/Paris")
+    # It keeps its rhythm in real time: 02:30 CEST and 02:30 CET, an hour apart.
+    ticks = spec.ticks_between(utc(2026, 10, 25, 0, 15), utc(2026, 10, 25, 1, 45), 10)
+    assert utc(2026, 10, 25, 0, 30) in ticks
+    assert utc(2026, 10, 25, 1, 30) in ticks
+    assert spec.next_after(utc(2026, 10, 25, 0, 30)) == min(
+        t for t in ticks if t > utc(2026, 10, 25, 0, 30)
+    )
+
+
+def test_cron__repeated_hour_in_a_range_fires_once_per_wall_time():
+    # Fixed minutes and hours (a list and a range, no leading "*"): 01:00 CEST, 02:00 and
+    # 02:30 CEST, 03:00 CET; the repeated 02:00 and 02:30 CET are skipped.
+    spec = ScheduleSpec(cron="0,30 1-3 * * *", timezone="Europe/Paris")
+    ticks = spec.ticks_between(utc(2026, 10, 24, 22), utc(2026, 10, 25, 3), 20)
+    assert [spec.local(t).isoformat() for t in ticks] == [
+        "2026-10-25T01:00:00+02:00",
+        "2026-10-25T01:30:00+02:00",
+        "2026-10-25T02:00:00+02:00",
+        "2026-10-25T02:30:00+02:00",
+        "2026-10-25T03:00:00+01:00",
+        "2026-10-25T03:30:00+01:00",
+    ]
+    # The limit counts ticks that fire, not the skipped ones.
+    assert spec.ticks_between(utc(2026, 10, 24, 22), utc(2026, 10, 25, 1, 50), 1) == [
+        utc(2026, 10, 25, 0, 30)
+    ]
 
 
 def test_cron__expression_is_normalised():

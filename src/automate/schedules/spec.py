@@ -10,6 +10,11 @@ enough corner cases, day-of-month OR day-of-week, ranges, steps, names, that we 
 write our own), in ``timezone`` (an IANA name, default UTC). ``every`` is a whole number
 of seconds, at least 1; its ticks fall on multiples of it since the Unix epoch, so every
 process computes the same ticks (``every: 3600`` fires on the hour, UTC).
+
+When the clocks go back, a wall time happens twice. As in Vixie cron, an expression with a
+fixed minute and hour (``30 2 * * *``) fires at its first occurrence only: a daily job runs
+once a day. One with ``*`` leading its minute or hour field (``*/15 * * * *``,
+``0 * * * *``) keeps its rhythm in real time and fires at both.
 """
 
 from __future__ import annotations
@@ -68,7 +73,11 @@ class ScheduleSpec:
         if self.every is not None:
             step = timedelta(seconds=self.every)
             return EPOCH + ((moment - EPOCH) // step + 1) * step
-        return self._cron(moment).get_next(datetime).astimezone(UTC)
+        cron = self._cron(moment)
+        while True:
+            tick = cron.get_next(datetime).astimezone(UTC)
+            if not self._repeated(tick):
+                return tick
 
     def ticks_between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """The latest ``limit`` ticks ``t`` with ``start <= t <= end``, oldest first.
@@ -90,8 +99,20 @@ class ScheduleSpec:
             tick = cron.get_prev(datetime).astimezone(UTC)
             if tick < start:
                 break
-            ticks.append(tick)
+            if not self._repeated(tick):
+                ticks.append(tick)
         return ticks[::-1]
+
+    @property
+    def _fixed_time(self) -> bool:
+        """Whether the expression names its minutes and hours (no leading ``*``)."""
+        minute, hour = self.cron.split()[:2]
+        return not (minute.startswith("*") or hour.startswith("*"))
+
+    def _repeated(self, tick: datetime) -> bool:
+        """Whether ``tick`` is a fixed-time expression's second go at a wall time the clocks
+        going back made happen twice (``fold=1``: the later of the two instants)."""
+        return self._fixed_time and self.local(tick).fold == 1
 
     def _cron(self, moment: datetime) -> Any:
         from croniter import croniter  # imported on use: only cron schedules need it
