@@ -175,9 +175,12 @@ def sweep_dead_runs() -> int:
     """Dead-letter the unfinished runs of items the outbox dead-lettered by itself (their
     lease ran out once too often), so a run never shows ``running`` for a dead event.
 
-    One UPDATE while there is none. Then the swept runs with ``on_failure`` steps get
-    their alert items (:func:`automate.flow.failure.alert_swept`, found by the time stamp
-    this UPDATE wrote) and a parent waiting for one of them is woken."""
+    One UPDATE while there is none to sweep. Then the swept runs with ``on_failure`` steps
+    get their alert items (:func:`automate.flow.failure.alert_swept`, one SELECT of the
+    runs this UPDATE stamped, and their INSERT) and a parent waiting for one of them is
+    woken. Each is a statement of its own, as the UPDATE is, so a sweep with nothing to
+    sweep stays one statement and no transaction; the price is that a sweeper dying
+    between the UPDATE and the INSERT leaves those runs dead without their alerts."""
     error = {"code": failure.EXHAUSTED, "message": GAVE_UP}
     carrier_dead = Q(resume_item__isnull=True, outbox_item__status=OutboxStatus.DEAD) | Q(
         resume_item__status=OutboxStatus.DEAD
@@ -188,9 +191,8 @@ def sweep_dead_runs() -> int:
         status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING],
     ).update(status=RunStatus.DEAD, finished_at=now, error=error)
     if swept:
-        with transaction.atomic():
-            failure.alert_swept(now)
-            parking.wake_orphaned_parents()  # a parent waiting for one of them
+        failure.alert_swept(now)
+        parking.wake_orphaned_parents()  # a parent waiting for one of them
     return swept
 
 

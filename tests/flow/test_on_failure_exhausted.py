@@ -330,3 +330,21 @@ def test_settle__a_workflow_without_on_failure_steps_adds_no_item_and_no_stateme
         return [sql for sql in queries if "INSERT" in sql and "outboxitem" in sql]
 
     assert (len(outbox_inserts(without)), len(outbox_inserts(with_alert))) == (0, 1)
+
+
+def test_sweep__without_on_failure_steps_a_sweep_writes_no_item(crash_step, one_attempt, drain):
+    """A sweep with nothing to sweep stays one statement; one that kills a run of a
+    workflow without on_failure steps looks for them (one SELECT) and writes nothing."""
+    run = start([crash("Crash")])
+    with CaptureQueriesContext(connection) as idle:
+        assert dispatch.sweep_dead_runs() == 0
+    assert len(idle.captured_queries) == 1
+    crashed_pass(drain)
+    lease_runs_out()
+    queue.reclaim_expired()
+    with CaptureQueriesContext(connection) as ctx:
+        assert dispatch.sweep_dead_runs() == 1
+    assert not [q for q in ctx.captured_queries if q["sql"].startswith("INSERT")]
+    assert not alerts().exists()
+    run.refresh_from_db()
+    assert (run.status, run.error["code"]) == (RunStatus.DEAD, "exhausted")
