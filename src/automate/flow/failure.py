@@ -8,19 +8,20 @@ retries used all the item's attempts and the settlement does (:mod:`automate.bat
 either way with the error code ``exhausted``. Its item is dead, and may be what kills the
 workers, so the ``on_failure`` steps run from an *alert item* instead: connector
 ``_resume``, event type :data:`ALERT_EVENT`, payload ``{"on_failure": <run id>,
-"replay": <the run's replay count>}``, written in the statement or transaction that
-marked the run dead, and only for runs whose workflow version has ``on_failure`` steps.
-Its external id is :func:`alert_key`, unique per run and replay: however many sweeps see a
-run die, it gets one item.
+"replay": <the run's replay count>}``, only for runs whose workflow version has
+``on_failure`` steps: in the settlement's transaction that marks the run dead, or right
+after the sweep's UPDATE (one autocommitted statement, as it was before). Its external
+id is :func:`alert_key`, unique per run and replay: however many sweeps see a run die, it
+gets one item.
 
 A worker that claims an alert item reads its run (:func:`alerted_runs`) and runs only its
 ``on_failure`` steps (:func:`automate.runner.execute_on_failure`), never the steps that
 killed it: each once (a step with a record in this replay is not run again, so a crash
 in the middle repeats none), one that fails recorded and the next run. The run's row is
-not written: it stays dead with its own error, and a parent waiting for it was woken when
-it died. A run replayed meanwhile (no longer dead, or dead again in a later replay), or one whose
-cancel was asked before it died, is not this item's to alert: the item is done with
-nothing to run.
+not written: it stays dead with its own error, and a parent waiting for it was woken
+when it died. A run replayed meanwhile (no longer dead, or dead again in a later
+replay), or one whose cancel was asked before it died, is not this item's to alert: the
+item is done with nothing to run.
 """
 
 from __future__ import annotations
