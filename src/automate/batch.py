@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from automate import instrument, runner, runs
 from automate.commits import Commits, HandedOn
-from automate.flow import parking
+from automate.flow import failure, parking
 from automate.flow.definition import StepTree
 from automate.journal import Journal
 from automate.models import RunStatus, WorkflowRun, carried_by
@@ -42,6 +42,10 @@ logger = logging.getLogger("automate.dispatch")
 #: Once this long has passed since the last settlement, the next item to finish settles
 #: every finished one, so a long batch commits its results as it goes, not only at its end.
 FLUSH_SECONDS = 1.0
+
+#: The error message of runs dead-lettered because their retries used all their item's
+#: attempts.
+USED_ALL_ATTEMPTS = "the event used all its outbox attempts"
 
 #: Each workflow version's steps, compiled once per process: a version's steps never
 #: change (a changed workflow gets a new version), so a batch reads them only the first
@@ -62,6 +66,9 @@ class ProcessedItem:
     item: OutboxItem
     result: ItemResult
     journal: Journal
+    #: Its runs left retrying that have ``on_failure`` steps: if the outbox gives up on
+    #: the item now, they get alert items (:mod:`automate.flow.failure`).
+    alerting: list[WorkflowRun] = field(default_factory=list)
 
 
 class ClaimedBatch:
@@ -139,36 +146,32 @@ class ClaimedBatch:
         commits: Commits | None = None,
     ) -> ProcessedItem:
         """Execute one item's runs, unless the worker is stopping; never raise."""
-        journal = Journal()
+        processed = ProcessedItem(item, Outcome.RELEASED, Journal())
         if self.should_stop is not None and self.should_stop():
-            return ProcessedItem(item, Outcome.RELEASED, journal)
+            return processed
         try:
             with trace(item.trace_id):
-                result = self.execute(item, item_runs, journal, commits)
+                processed.result = self.execute(processed, item_runs, commits)
         except Exception as exc:  # a bug or a lost database: retry the item later
             logger.exception("processing outbox item %s failed", item.pk)
-            journal.clear()
-            result = exc
-        return ProcessedItem(item, result, journal)
+            processed.journal.clear()
+            processed.result = exc
+        return processed
 
     def execute(
         self,
-        item: OutboxItem,
+        processed: ProcessedItem,
         item_runs: list[WorkflowRun] | Exception,
-        journal: Journal,
         commits: Commits | None = None,
     ) -> ItemResult:
         """Execute the runs in order; stop at the first one that lost the item or paused."""
         if isinstance(item_runs, Exception):
             return item_runs
+        item, journal = processed.item, processed.journal
         outcomes = []
         for run in item_runs:
-            if run.carrier_id != item.pk:
-                # Parked, then resumed by another item, which carries it from then on.
-                outcomes.append(RunOutcome(Outcome.WAITING))
-                continue
-            with instrument.run(run, item):
-                outcome = runner.execute_run(
+            if getattr(run, failure.ALERTED_BY, None) == item.pk:
+                outcome = runner.execute_on_failure(
                     run,
                     stop_reason=lambda: self.stop_reason(item),
                     confirm=queue.Renewal(item, self.lease_seconds),
@@ -176,6 +179,22 @@ class ClaimedBatch:
                     steps=step_tree(run),
                     commits=commits,
                 )
+            elif run.carrier_id != item.pk:
+                # Parked, then resumed by another item, which carries it from then on.
+                outcomes.append(RunOutcome(Outcome.WAITING))
+                continue
+            else:
+                with instrument.run(run, item):
+                    outcome = runner.execute_run(
+                        run,
+                        stop_reason=lambda: self.stop_reason(item),
+                        confirm=queue.Renewal(item, self.lease_seconds),
+                        journal=journal,
+                        steps=step_tree(run),
+                        commits=commits,
+                    )
+                if outcome.status == Outcome.RETRY and step_tree(run).on_failure:
+                    processed.alerting.append(run)
             if outcome.status == Outcome.LOST:
                 self.lost.add(item.pk)
                 return Outcome.LOST
@@ -299,7 +318,7 @@ def _settle_all(ours: list[ProcessedItem]) -> list[str]:
     statuses: list[str] = [OutboxStatus.DONE] * len(done)
     for p in ours:
         if isinstance(p.result, list) and not _all_done(p.result):
-            statuses.append(_settle_unfinished(p.item, p.result))
+            statuses.append(_settle_unfinished(p, p.result))
         elif p.result == Outcome.RELEASED:
             queue.release(p.item)
             statuses.append(Outcome.RELEASED)
@@ -312,8 +331,9 @@ def _all_done(outcomes: list[RunOutcome]) -> bool:
     return all(o.status not in (Outcome.RETRY, Outcome.DEAD) for o in outcomes)
 
 
-def _settle_unfinished(item: OutboxItem, outcomes: list[RunOutcome]) -> str:
+def _settle_unfinished(p: ProcessedItem, outcomes: list[RunOutcome]) -> str:
     """Settle an item whose runs did not all finish: retry it later, or dead-letter it."""
+    item = p.item
     retries = [o for o in outcomes if o.status == Outcome.RETRY]
     dead = [o for o in outcomes if o.status == Outcome.DEAD]
     if retries:
@@ -325,10 +345,12 @@ def _settle_unfinished(item: OutboxItem, outcomes: list[RunOutcome]) -> str:
                 available_at=timezone.now() + timedelta(seconds=delay)
             )
         elif status == OutboxStatus.DEAD:
-            error = {"code": "exhausted", "message": "the event used all its outbox attempts"}
+            error = {"code": failure.EXHAUSTED, "message": USED_ALL_ATTEMPTS}
             exhausted = carried_by([item.pk]).filter(status=RunStatus.RETRYING)
             if exhausted.update(status=RunStatus.DEAD, finished_at=timezone.now(), error=error):
-                parking.wake_orphaned_parents()  # in this transaction: with their end
+                # In this transaction: with their end.
+                failure.alert(p.alerting)
+                parking.wake_orphaned_parents()
         return status
     return queue.fail(item, _error_of(dead[0]), retryable=False)
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from automate import instrument
 from automate.batch import FLUSH_SECONDS, ClaimedBatch
 from automate.conf import settings as app_settings
-from automate.flow import parking
+from automate.flow import failure, parking
 from automate.models import RunStatus, StepRun, StepStatus, WorkflowRun, carried_by
 from automate.outcomes import Outcome
 from automate.outgoing import delivery
@@ -164,18 +164,34 @@ def _reclaim_due() -> bool:
     return True
 
 
+#: The error message of runs whose item the outbox dead-lettered outside a pass.
+GAVE_UP = (
+    "the outbox gave up on the event: its lease ran out (a worker crashed or stalled on it) "
+    "or its processing failed, on every attempt"
+)
+
+
 def sweep_dead_runs() -> int:
     """Dead-letter the unfinished runs of items the outbox dead-lettered by itself (their
-    lease ran out once too often), so a run never shows ``running`` for a dead event."""
-    error = {"code": "exhausted", "message": "the event was dead-lettered by the outbox"}
+    lease ran out once too often), so a run never shows ``running`` for a dead event.
+
+    One UPDATE while there is none to sweep. Then the swept runs with ``on_failure`` steps
+    get their alert items (:func:`automate.flow.failure.alert_swept`, one SELECT of the
+    runs this UPDATE stamped, and their INSERT) and a parent waiting for one of them is
+    woken. Each is a statement of its own, as the UPDATE is, so a sweep with nothing to
+    sweep stays one statement and no transaction; the price is that a sweeper dying
+    between the UPDATE and the INSERT leaves those runs dead without their alerts."""
+    error = {"code": failure.EXHAUSTED, "message": GAVE_UP}
     carrier_dead = Q(resume_item__isnull=True, outbox_item__status=OutboxStatus.DEAD) | Q(
         resume_item__status=OutboxStatus.DEAD
     )
+    now = timezone.now()
     swept = WorkflowRun.objects.filter(
         carrier_dead,
         status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING],
-    ).update(status=RunStatus.DEAD, finished_at=timezone.now(), error=error)
+    ).update(status=RunStatus.DEAD, finished_at=now, error=error)
     if swept:
+        failure.alert_swept(now)
         parking.wake_orphaned_parents()  # a parent waiting for one of them
     return swept
 

@@ -77,6 +77,7 @@ __all__ = [
     "ensure_runs",
     "ensure_runs_for",
     "event_context",
+    "execute_on_failure",
     "execute_run",
 ]
 
@@ -135,8 +136,83 @@ def execute_run(
     if walked.status == Outcome.FILTERED:
         return execution.finish(RunStatus.FILTERED)
     if walked.status == Outcome.DEAD and tree.on_failure:
-        blocks.run_on_failure(execution, tree, walked)
+        error = walked.error
+        failure = blocks.failure_context(
+            execution.current_step,
+            str(error.code) if error else "internal",
+            error.message if error else "",
+        )
+        blocks.run_on_failure(execution, tree, failure)
+        if error is not None:
+            execution.dead(error)  # a failed on_failure step must not leave it "retrying"
     return walked
+
+
+def execute_on_failure(
+    run: WorkflowRun,
+    *,
+    stop_reason: StopReason | None = None,
+    confirm: Callable[[], bool] | None = None,
+    journal: Journal,
+    steps: StepTree,
+    commits: Commits | None = None,
+) -> RunOutcome:
+    """Run the ``on_failure`` steps of ``run``, which the outbox dead-lettered outside any
+    pass (:mod:`automate.flow.failure`), from the pass over its own alert item.
+
+    The run's row is not written: it is dead already, with its own error, and its parent
+    was woken when it died. Only the steps' records are, as in any pass (``journal``,
+    ``commits``, ``confirm`` as for :func:`execute_run`). ``COMPLETED`` when the steps
+    had their turn, ``LOST`` when the item was lost meanwhile.
+    """
+    execution = RunExecution(
+        run, journal, confirm, stop_reason, commits=commits or Commits(), settled=True
+    )
+    execution.load()
+    latest = _latest_records(execution, steps)
+    for name, record in latest.items():
+        if record.path == "" and record.status in (StepStatus.SUCCEEDED, StepStatus.STOPPED):
+            execution.reuse_named(name, record)  # as the steps before it saw them
+    error = run.error or {}
+    failure = blocks.failure_context(
+        _failure_step(latest),
+        str(error.get("code", "exhausted")),
+        str(error.get("message", "")),
+    )
+    if blocks.run_on_failure(execution, steps, failure):
+        return RunOutcome(Outcome.LOST)
+    return RunOutcome(Outcome.COMPLETED)
+
+
+def _latest_records(execution: RunExecution, tree: StepTree) -> dict[str, StepRun]:
+    """The latest record of each step of the run's main steps in this replay, by step
+    name, oldest first."""
+    names = {step.pk: step.name for step in tree.rows}
+    skip = {step.pk for step in tree.on_failure}
+    mine = [
+        record
+        for records in execution.history.values()
+        for record in records
+        if record.replay == execution.run.replay_count and record.step_id not in skip  # type: ignore[attr-defined]
+    ]
+    latest: dict[str, StepRun] = {}
+    for record in sorted(mine, key=lambda r: r.pk):
+        name = names.get(record.step_id)  # type: ignore[attr-defined]
+        if name is not None:
+            latest.pop(name, None)  # re-inserted: the dict stays in record order
+            latest[name] = record
+    return latest
+
+
+def _failure_step(latest: dict[str, StepRun]) -> str | None:
+    """The step a run that died outside any pass was on, when its records say: the step
+    of its latest record, if that one did not succeed (a call cut off mid-way, a failed
+    attempt waiting for its retry); else None (its worker died before it wrote any)."""
+    if not latest:
+        return None
+    name, record = next(reversed(latest.items()))
+    unfinished = (StepStatus.RUNNING, StepStatus.FAILED, StepStatus.INTERRUPTED)
+    return name if record.status in unfinished else None
 
 
 #: The outcome of a pass over a run that had already finished.
@@ -168,12 +244,28 @@ class RunExecution:
     current_step: str = ""
     checked_cancel_at: float = 0.0
     ended: bool = False  # a dead() already told a waiting parent
+    #: The run's end is written already (it died outside any pass; its on_failure steps
+    #: run now): its row is left as it is, and its parent was woken when it died.
+    settled: bool = False
+
+    def __post_init__(self) -> None:
+        self.ended = self.ended or self.settled
 
     def start(self) -> None:
         """Mark the run ``running`` and build the context its templates render with."""
         run, now = self.run, timezone.now()
         run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
-        self.journal.update(run, ["status", "started_at"])
+        self.save_run(["status", "started_at"])
+        self.load()
+
+    def save_run(self, fields: list[str]) -> None:
+        """Journal the run's ``fields``, unless its end is written already (``settled``)."""
+        if not self.settled:
+            self.journal.update(self.run, fields)
+
+    def load(self) -> None:
+        """Read the run's step history and build the context its templates render with."""
+        run = self.run
         for record in run.step_runs.all():
             self.history.setdefault((record.step_id, record.path), []).append(record)  # type: ignore[attr-defined]
             self.records += 1
@@ -296,8 +388,11 @@ class RunExecution:
 
     def reuse(self, step: WorkflowStep, done: StepRun, scope: dict[str, Any] | None = None) -> None:
         """Give later steps the output a finished attempt recorded."""
+        self.reuse_named(step.name, done, scope)
+
+    def reuse_named(self, name: str, done: StepRun, scope: dict[str, Any] | None = None) -> None:
         scope = self.context if scope is None else scope
-        scope["steps"][step.name] = {"output": done.output, "status": done.status}
+        scope["steps"][name] = {"output": done.output, "status": done.status}
 
     def run_step(
         self,
@@ -448,7 +543,7 @@ class RunExecution:
         logger.warning("step %r of run %s failed: %s", step.name, run.pk, error)
         if error.retryable and used + 1 < step.max_attempts:
             run.status, run.error = RunStatus.RETRYING, _error_dict(error, step)
-            self.journal.update(run, ["status", "error"])
+            self.save_run(["status", "error"])
             outcome = RunOutcome(Outcome.RETRY, error, backoff_seconds(step, used + 1))
         else:
             outcome = self.dead(error)
@@ -462,7 +557,7 @@ class RunExecution:
         run.status, run.finished_at = status, timezone.now()
         if status != RunStatus.DEAD:
             run.error = None
-        self.journal.update(run, ["status", "finished_at", "error"])
+        self.save_run(["status", "finished_at", "error"])
         parking.child_ended(self)
         return RunOutcome(Outcome.COMPLETED if status == RunStatus.COMPLETED else Outcome.FILTERED)
 
@@ -471,7 +566,7 @@ class RunExecution:
         run = self.run
         run.status, run.finished_at = RunStatus.DEAD, timezone.now()
         run.error = redaction.redact_data(error.as_dict())
-        self.journal.update(run, ["status", "finished_at", "error"])
+        self.save_run(["status", "finished_at", "error"])
         if not self.ended:
             self.ended = True
             parking.child_ended(self)
@@ -482,7 +577,7 @@ class RunExecution:
         run = self.run
         run.status, run.finished_at = RunStatus.CANCELLED, timezone.now()
         run.error = {"code": "cancelled", "message": "cancelled with cancel_run"}
-        self.journal.update(run, ["status", "finished_at", "error"])
+        self.save_run(["status", "finished_at", "error"])
         parking.child_ended(self)
         return RunOutcome(Outcome.CANCELLED)
 
@@ -490,7 +585,7 @@ class RunExecution:
         """Leave the run ``waiting``: an outbox item resumes it (automate.flow.parking)."""
         run = self.run
         run.status = RunStatus.WAITING
-        self.journal.update(run, ["status"])
+        self.save_run(["status"])
         return RunOutcome(Outcome.WAITING)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 
-from automate.flow import matching, parking
+from automate.flow import failure, matching, parking
 from automate.models import (
     RESUME_CONNECTOR_KEY,
     StepRun,
@@ -124,6 +124,10 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
             if run.pk in woken:
                 run.resumed_wait = woken[run.pk]  # type: ignore[attr-defined]
             runs[pk].append(run)
+    alerts = [item for item in resumes if failure.is_alert(item)]
+    if alerts:  # items that run a dead-lettered run's on_failure steps (automate.flow.failure)
+        resumes = [item for item in resumes if not failure.is_alert(item)]
+        runs.update(failure.alerted_runs(alerts))
     if resumes:  # items that resume parked runs (automate.flow.parking)
         runs.update(parking.resumed_runs(resumes))
     every = [run for found in runs.values() for run in found]

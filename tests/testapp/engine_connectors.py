@@ -1,8 +1,10 @@
-"""Connectors the workflow engine's tests drive: an echo, a failure on demand, and a
-non-idempotent ``record`` action that POSTs to a local counting server."""
+"""Connectors the workflow engine's tests drive: an echo, a failure on demand, a
+non-idempotent ``record`` action that POSTs to a local counting server, and ``die``,
+which ends the worker process on the spot (a poison event's crash or OOM kill)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, ClassVar
@@ -55,6 +57,7 @@ class RecorderConnector(Connector):
             ActionSpec(name="flaky", input_schema=obj, idempotent=False),
             ActionSpec(name="slow", input_schema=obj, idempotent=True),
             ActionSpec(name="slow_charge", input_schema=obj, idempotent=False),
+            ActionSpec(name="die", input_schema=obj, idempotent=True),
         ]
 
     def execute_action(self, action: str, input_data: dict) -> Any:
@@ -75,6 +78,8 @@ class RecorderConnector(Connector):
             if count <= int(input_data.get("failures", 1)):
                 raise AutomateError("unavailable", f"flaky call {count}")
             return {"call": count}
+        if action == "die":
+            os._exit(70)  # no cleanup, no settlement: the lease is left to run out
         if action in ("slow", "slow_charge"):
             time.sleep(float(input_data.get("seconds", 1)))
             return {"slept": input_data.get("seconds", 1)}

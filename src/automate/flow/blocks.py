@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from automate.flow.definition import StepTree
     from automate.flow.execution import Execution as RunExecution
 
-__all__ = ["HANDLERS", "open_record", "parse_datetime", "run_on_failure"]
+__all__ = ["HANDLERS", "failure_context", "open_record", "parse_datetime", "run_on_failure"]
 
 Handler = Callable[
     ["RunExecution", "StepTree", WorkflowStep, list[StepRun], str, dict[str, Any]],
@@ -341,22 +341,23 @@ def run_child_workflow(
 # -- on_failure ---------------------------------------------------------------------------
 
 
-def run_on_failure(ex: RunExecution, tree: StepTree, ended: RunOutcome) -> None:
-    """Run the workflow's ``on_failure`` steps once, after the run died with ``ended``.
+def failure_context(step: str | None, code: str, message: str) -> dict[str, Any]:
+    """What ``{{ failure }}`` is in ``on_failure`` steps: the step the run died on (None
+    when not known) and its error's code and message."""
+    return {"step": step, "error": {"code": code, "message": message}}
 
-    A step of them that fails is recorded and the next one runs; the run stays dead with
-    its own error. On a later pass (a crash, a lost lease) a step that already has a
-    record in this replay is not run again.
+
+def run_on_failure(ex: RunExecution, tree: StepTree, failure: dict[str, Any]) -> bool:
+    """Run the workflow's ``on_failure`` steps once, after the run died; ``failure`` is
+    what they see as ``{{ failure }}`` (:func:`failure_context`). True when the item was
+    lost meanwhile (the steps left are for its new holder).
+
+    A step of them that fails is recorded and the next one runs. On a later pass (a
+    crash, a lost lease) a step that already has a record in this replay is not run
+    again. The caller marks the run dead again with its own error where it must.
     """
-    error = ended.error
     scope = dict(ex.context)
-    scope["failure"] = {
-        "step": ex.current_step,
-        "error": {
-            "code": str(error.code) if error else "internal",
-            "message": error.message if error else "",
-        },
-    }
+    scope["failure"] = failure
     for step in tree.on_failure:
         attempts = ex.attempts(step, "")
         if any(sr.replay == ex.run.replay_count for sr in attempts):
@@ -367,9 +368,8 @@ def run_on_failure(ex: RunExecution, tree: StepTree, ended: RunOutcome) -> None:
         else:
             outcome, _ = ex.run_step(step, attempts, "", scope)
         if outcome is not None and outcome.status == Outcome.LOST:
-            break
-    if error is not None:
-        ex.dead(error)  # a failed on_failure step must not leave the run "retrying"
+            return True
+    return False
 
 
 HANDLERS: dict[str, Handler] = {

@@ -203,6 +203,7 @@ class StepTree:
 
     def __init__(self, rows: Sequence[WorkflowStep]) -> None:
         rows = sorted(rows, key=lambda step: step.position)
+        self.rows = rows
         self.main = [s for s in rows if s.parent_id is None and s.block == ""]  # type: ignore[attr-defined]
         self.on_failure = [s for s in rows if s.parent_id is None and s.block == ON_FAILURE]  # type: ignore[attr-defined]
         self._children: dict[tuple[int, str], list[WorkflowStep]] = {}
