@@ -178,21 +178,23 @@ def sweep_dead_runs() -> int:
     One UPDATE while there is none to sweep. Then the swept runs with ``on_failure`` steps
     get their alert items (:func:`automate.flow.failure.alert_swept`, one SELECT of the
     runs this UPDATE stamped, and their INSERT) and a parent waiting for one of them is
-    woken. Each is a statement of its own, as the UPDATE is, so a sweep with nothing to
-    sweep stays one statement and no transaction; the price is that a sweeper dying
-    between the UPDATE and the INSERT leaves those runs dead without their alerts."""
+    woken, in the UPDATE's transaction: a sweeper killed before its COMMIT leaves the runs
+    unfinished for the next sweep, never dead without their alerts. (The dispatcher sweeps
+    at most once a second, so its polls do not pay the BEGIN and COMMIT; an embedded
+    worker sweeps at each poll, where the reclaim already costs statements of its own.)"""
     error = {"code": failure.EXHAUSTED, "message": GAVE_UP}
     carrier_dead = Q(resume_item__isnull=True, outbox_item__status=OutboxStatus.DEAD) | Q(
         resume_item__status=OutboxStatus.DEAD
     )
     now = timezone.now()
-    swept = WorkflowRun.objects.filter(
-        carrier_dead,
-        status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING],
-    ).update(status=RunStatus.DEAD, finished_at=now, error=error)
-    if swept:
-        failure.alert_swept(now)
-        parking.wake_orphaned_parents()  # a parent waiting for one of them
+    with transaction.atomic():
+        swept = WorkflowRun.objects.filter(
+            carrier_dead,
+            status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.RETRYING],
+        ).update(status=RunStatus.DEAD, finished_at=now, error=error)
+        if swept:
+            failure.alert_swept(now)
+            parking.wake_orphaned_parents()  # a parent waiting for one of them
     return swept
 
 

@@ -163,6 +163,34 @@ def test_sweep__a_second_sweep_of_the_same_death_writes_no_second_alert(
     assert alerts().count() == 1
 
 
+def test_sweep__a_sweeper_killed_before_writing_the_alert_leaves_the_run_to_the_next(
+    drain, crash_step, one_attempt, monkeypatch
+):
+    """The sweep's UPDATE, the alert's INSERT and the parents' wake commit together: a
+    sweeper that dies between them (here: the alert's write raises) leaves the run
+    unfinished, and the next sweep marks it dead and writes its alert."""
+    run = start([crash("Crash")], on_failure=[action("Alert")])
+    crashed_pass(drain)
+    lease_runs_out()
+    queue.reclaim_expired()  # the item is dead-lettered; its run is not swept yet
+
+    def killed(finished_at):
+        raise WorkerDied("sweeper")
+
+    monkeypatch.setattr(failure, "alert_swept", killed)
+    with pytest.raises(WorkerDied):
+        dispatch.sweep_dead_runs()
+    run.refresh_from_db()
+    assert run.status != RunStatus.DEAD
+    assert not alerts().exists()
+
+    monkeypatch.undo()
+    assert dispatch.sweep_dead_runs() == 1
+    run.refresh_from_db()
+    assert (run.status, run.error["code"]) == (RunStatus.DEAD, "exhausted")
+    assert alerts().count() == 1
+
+
 def test_sweep__a_crash_in_the_middle_of_the_on_failure_steps_repeats_none(
     drain, recorder_calls, crash_step, one_attempt, settings
 ):
@@ -333,12 +361,14 @@ def test_settle__a_workflow_without_on_failure_steps_adds_no_item_and_no_stateme
 
 
 def test_sweep__without_on_failure_steps_a_sweep_writes_no_item(crash_step, one_attempt, drain):
-    """A sweep with nothing to sweep stays one statement; one that kills a run of a
-    workflow without on_failure steps looks for them (one SELECT) and writes nothing."""
+    """A sweep with nothing to sweep is one statement (in its transaction); one that kills
+    a run of a workflow without on_failure steps looks for them (one SELECT) and writes
+    nothing."""
     run = start([crash("Crash")])
     with CaptureQueriesContext(connection) as idle:
         assert dispatch.sweep_dead_runs() == 0
-    assert len(idle.captured_queries) == 1
+    # (The test's own transaction turns the sweep's into a savepoint.)
+    assert len([q for q in idle.captured_queries if "SAVEPOINT" not in q["sql"]]) == 1
     crashed_pass(drain)
     lease_runs_out()
     queue.reclaim_expired()
