@@ -47,10 +47,12 @@ FLUSH_SECONDS = 1.0
 #: attempts.
 USED_ALL_ATTEMPTS = "the event used all its outbox attempts"
 
-#: Each workflow version's steps, compiled once per process: a version's steps never
-#: change (a changed workflow gets a new version), so a batch reads them only the first
-#: time. Keyed with the database and the workflow's creation time too, so a workflow
-#: made again under a reused id (a dropped test database) is read afresh.
+#: Each workflow version's steps, compiled once per process: new steps make a new version,
+#: so a batch reads them only the first time. Keyed with the database and the workflow's
+#: ``updated_at`` too, which every batch reads with its runs: steps edited in place mark
+#: their workflow changed (automate.models.touch_workflows), and so does any save of it,
+#: so every process reads them again; so is a workflow made again under a reused id (a
+#: dropped test database).
 _TREES: dict[tuple[str | None, int, int, object], StepTree] = {}
 _TREES_MAX = 512
 
@@ -273,7 +275,7 @@ class ClaimedBatch:
 def step_tree(run: WorkflowRun) -> StepTree:
     """The steps of ``run``'s workflow version, read from the database once per process."""
     workflow = run.workflow
-    key = (run._state.db, workflow.pk, run.workflow_version, workflow.created_at)
+    key = (run._state.db, workflow.pk, run.workflow_version, workflow.updated_at)
     tree = _TREES.get(key)
     if tree is None:
         tree = StepTree.of(workflow, run.workflow_version)

@@ -29,6 +29,7 @@ from automate import heartbeat
 from automate.models import WebhookRefusalMinute
 from automate_core.observability import logs, metrics, spans
 from automate_core.outbox.models import OutboxItem
+from automate_core.tracing import trace
 
 __all__ = ["claimed", "count_refusal", "run", "step", "store", "verify", "webhook"]
 
@@ -220,15 +221,31 @@ def _trace_contexts(items: Sequence[Any]) -> dict[int, str]:
 
 class run:
     """A worker's pass over one run: a span in the event's trace, the queue lag on the
-    run's first start, and at the end ``automate_runs_total`` and the run's log line."""
+    run's first start, and at the end ``automate_runs_total`` and the run's log line.
 
-    __slots__ = ("first", "item", "run", "span", "started")
+    A run stays in the trace of the event that started it, whichever item carries it: a
+    run a ``wait_for_event`` reply resumed is carried by the reply's item, in the reply's
+    trace. Its span's parent is then the span that started the run, read from the run's
+    own item (one SELECT per resumed run, only when spans are recorded), with a link to
+    the reply's span; the trace id bound for its log lines (``%(trace_id)s``) is the
+    run's, and its run log line names the reply's trace (``resumed_by_trace_id``).
+    """
+
+    __slots__ = ("first", "item", "run", "span", "started", "trace")
 
     def __init__(self, workflow_run: Any, item: Any) -> None:
         self.run, self.item = workflow_run, item
         self.first = workflow_run.started_at is None
         self.started = time.perf_counter()
         workflow = workflow_run.workflow
+        parent = getattr(item, "trace_context", "") or None
+        links: tuple[str, ...] = ()
+        if workflow_run.outbox_item_id not in (None, item.pk) and spans.enabled():
+            # Resumed by another item (a reply, a timer): back under the run's own start.
+            parent, links = _traceparent_of(workflow_run.outbox_item_id), (parent or "",)
+        # The ContextVar is only set for a run whose trace is not its carrier's (a reply):
+        # every other run's trace id is bound already, the item's.
+        self.trace = trace(workflow_run.trace_id) if _other_trace(workflow_run, item) else None
         self.span = spans.span(
             "automate.run",
             {
@@ -238,12 +255,15 @@ class run:
                 "automate.outbox_id": item.pk,
                 "automate.replay": workflow_run.replay_count,
             },
-            parent=getattr(item, "trace_context", "") or None,
+            parent=parent,
+            links=links,
         )
 
     def __enter__(self) -> run:
         if self.first and self.item.created_at is not None:
             metrics.queue_lag((timezone.now() - self.item.created_at).total_seconds())
+        if self.trace is not None:
+            self.trace.__enter__()
         self.span.__enter__()
         return self
 
@@ -267,9 +287,25 @@ class run:
                     outcome=status,
                     error_code=code,
                     trace_id=wf_run.trace_id,
+                    resumed_by_trace_id=self.item.trace_id if self.trace is not None else None,
                     duration_ms=round((time.perf_counter() - self.started) * 1000, 1),
                 )
-        return self.span.__exit__(exc_type, exc, tb)
+        try:
+            return self.span.__exit__(exc_type, exc, tb)
+        finally:
+            if self.trace is not None:
+                self.trace.__exit__()
+
+
+def _other_trace(workflow_run: Any, item: Any) -> bool:
+    """Whether ``workflow_run`` belongs to another trace than the item carrying it."""
+    return bool(workflow_run.trace_id) and workflow_run.trace_id != item.trace_id
+
+
+def _traceparent_of(item_id: int) -> str | None:
+    """The ``traceparent`` stored with an outbox item: where its event's trace began."""
+    stored = OutboxItem.objects.filter(pk=item_id).values_list("trace_context", flat=True)
+    return stored.first() or None
 
 
 class step:

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, router, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from automate_connectors.base import validate_config
@@ -201,6 +202,35 @@ class Workflow(models.Model):
         return self.steps.filter(version=version).order_by("position")
 
 
+def touch_workflows(using: str, ids: Any) -> None:
+    """Mark workflows (``ids``: a list or a subquery) as changed: their ``updated_at`` is
+    part of the key under which worker processes keep a version's steps
+    (:func:`automate.batch.step_tree`), and every batch reads it with its runs, so each
+    process reads the steps again. ``update()``: a workflow's save would send signals."""
+    Workflow.objects.using(using).filter(pk__in=ids).update(updated_at=timezone.now())
+
+
+class WorkflowStepQuerySet(models.QuerySet["WorkflowStep"]):
+    """``update()`` and ``delete()`` of steps mark their workflows changed, in the same
+    transaction (``bulk_update()`` goes through ``update()``)."""
+
+    def update(self, **kwargs: Any) -> int:
+        with transaction.atomic(using=self.db, savepoint=False):
+            # First: the filter may name the very fields the update changes.
+            touch_workflows(self.db, self.values("workflow_id"))
+            return super().update(**kwargs)
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        with transaction.atomic(using=self.db, savepoint=False):
+            touch_workflows(self.db, self.values("workflow_id"))
+            return super().delete()
+
+    delete.alters_data = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
 class WorkflowStep(models.Model):
     """One step of one version of a workflow, with its own retry policy.
 
@@ -208,6 +238,12 @@ class WorkflowStep(models.Model):
     the parent it belongs to (``then``, ``else``, ``steps``); the workflow's
     ``on_failure`` steps have no parent and the block ``on_failure``. ``position`` orders
     every step of a version, nested ones included, depth first.
+
+    ``WorkflowService`` writes a version's steps once; editing them in place (a
+    ``save()`` of an existing row, ``update()``, ``bulk_update()``, ``delete()``) marks
+    the workflow changed, so every worker runs the edited steps from its next batch (see
+    "Versions" in docs/workflows.md). A new row is a version being written: the
+    workflow's save that publishes the version marks it.
     """
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
@@ -225,6 +261,8 @@ class WorkflowStep(models.Model):
     )
     block = models.CharField(_("block"), max_length=20, blank=True, default="")
 
+    objects = WorkflowStepQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("workflow step")
         verbose_name_plural = _("workflow steps")
@@ -240,6 +278,23 @@ class WorkflowStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.type})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is None:  # a new row: no worker has read it yet
+            super().save(*args, **kwargs)
+            return
+        using = kwargs.get("using") or router.db_for_write(WorkflowStep, instance=self)
+        with transaction.atomic(using=using, savepoint=False):
+            super().save(*args, **kwargs)
+            touch_workflows(using, [self.workflow_id])  # type: ignore[attr-defined]
+
+    def delete(
+        self, using: str | None = None, keep_parents: bool = False
+    ) -> tuple[int, dict[str, int]]:
+        using = using or router.db_for_write(WorkflowStep, instance=self)
+        with transaction.atomic(using=using, savepoint=False):
+            touch_workflows(using, [self.workflow_id])  # type: ignore[attr-defined]
+            return super().delete(using, keep_parents)
 
 
 class RunStatus(models.TextChoices):

@@ -123,7 +123,11 @@ class WorkflowService:
             rows = self.validate_steps(steps, on_failure=on_failure, key=workflow.key)
         parsed = parse_trigger(trigger) if trigger is not UNCHANGED else None
         with transaction.atomic():
-            locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+            # NO KEY UPDATE: serialises the updates of this workflow, yet leaves alone a
+            # tick being fired, whose rows' foreign keys take KEY SHARE locks on this row
+            # while it holds the schedule row the save below updates (FOR UPDATE would
+            # make the two wait for each other: a deadlock). See schedules.fire.
+            locked = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
             if name is not None:
                 if not name.strip():
                     raise _invalid("name must be a non-empty string", "name")

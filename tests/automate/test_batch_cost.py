@@ -9,11 +9,11 @@ counts include SAVEPOINT/RELEASE where a worker sends BEGIN/COMMIT: the same num
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 from automate import batch, dispatch, tasks
-from automate.models import RunStatus, StepRun, WorkflowRun
+from automate.models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowStep
 from automate.services import WorkflowService
 from automate.steps import StepContext, StepExecutor, StepResult
 from automate.steps.base import StrictConfig
@@ -128,3 +128,90 @@ def test_batch_cost__step_trees_are_bounded(monkeypatch):
     )
     run_batch(1, 1)
     assert len(batch._TREES) == 1
+
+
+def rename_in_place(how: str) -> None:
+    """Rename the step "Second" of the current version without a new version."""
+    steps = WorkflowStep.objects.filter(name="Second")
+    if how == "save":
+        step = steps.get()
+        step.name = "Renamed"
+        step.save()
+    elif how == "update":
+        steps.update(name="Renamed")
+    else:
+        step = steps.get()
+        step.name = "Renamed"
+        WorkflowStep.objects.bulk_update([step], ["name"])
+
+
+def last_run_steps() -> list[str]:
+    latest = WorkflowRun.objects.order_by("-id").first()
+    assert latest is not None and latest.status == RunStatus.COMPLETED
+    return [sr.output["step"] for sr in latest.step_runs.order_by("id")]
+
+
+@pytest.mark.parametrize("how", ["save", "update", "bulk_update"])
+def test_batch_cost__a_step_edited_in_place_is_run_as_edited(how):
+    """The worker has the version's steps (its first batch read them); a step edited in
+    place marks the workflow changed, which the next batch reads with its runs."""
+    made = workflow("First", "Second")
+    run_batch(1, 0)
+    assert last_run_steps() == ["First", "Second"]
+    before = Workflow.objects.get(pk=made.pk).updated_at
+    rename_in_place(how)
+    assert Workflow.objects.get(pk=made.pk).updated_at > before
+    run_batch(1, 1)
+    assert last_run_steps() == ["First", "Renamed"]
+    assert WorkflowRun.objects.order_by("-id").first().workflow_version == 1
+
+
+@pytest.mark.parametrize("how", ["instance", "queryset"])
+def test_batch_cost__a_step_deleted_in_place_is_no_longer_run(how):
+    workflow("First", "Second")
+    run_batch(1, 0)
+    steps = WorkflowStep.objects.filter(name="Second")
+    if how == "instance":
+        steps.get().delete()
+    else:
+        steps.delete()
+    run_batch(1, 1)
+    assert last_run_steps() == ["First"]
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as a project's own code runs
+def test_batch_cost__a_failed_edit_leaves_the_workflow_unmarked():
+    """The mark and the edit are one transaction: an edit refused by a constraint
+    leaves the workflow as it was (its steps are not read again for nothing)."""
+    made = workflow("First", "Second")
+    before = Workflow.objects.get(pk=made.pk).updated_at
+    step = WorkflowStep.objects.get(name="Second")
+    step.name = "First"  # names are unique in a version
+    with pytest.raises(IntegrityError):
+        WorkflowStep.objects.filter(name="Second").update(name="First")
+    with pytest.raises(IntegrityError):
+        step.save()
+    assert Workflow.objects.get(pk=made.pk).updated_at == before
+
+
+def test_batch_cost__writing_a_new_version_marks_nothing_but_the_workflow_save():
+    """New rows are a version being written: no statement per row to mark the workflow."""
+    made = workflow("First")
+    nested = [
+        {
+            "name": "Each",
+            "type": "for_each",
+            "config": {
+                "items": "{{ [1] }}",
+                "steps": [{"name": "Inner", "type": "cost_noop", "config": {}}],
+            },
+        }
+    ]
+    with CaptureQueriesContext(connection) as captured:
+        WorkflowService().update_workflow(made, steps=nested)
+    updates = [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].startswith('UPDATE "automate_workflow"')
+    ]
+    assert len(updates) == 1  # the workflow's own save

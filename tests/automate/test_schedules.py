@@ -9,15 +9,18 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection, connections
+from django.db.models.signals import pre_save
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from automate.models import RunStatus, Schedule, ScheduleTick, WorkflowRun
+from automate.models import RunStatus, Schedule, ScheduleTick, Workflow, WorkflowRun
 from automate.schedules.fire import SCHEDULE_CONNECTOR_KEY, fire_due
 from automate.services import WorkflowService
 from automate_core.models import OutboxItem
@@ -390,3 +393,88 @@ def test_services__each_save_follows_enabled_once():
     assert len(schedule_statements(captured)) == 2  # stopped; the spec read and kept
     schedule = Schedule.objects.get()
     assert (schedule.every_seconds, schedule.next_tick_at) == (60, None)
+
+
+class Transaction(threading.Thread):
+    """``work`` in a thread of its own, so on a database connection of its own."""
+
+    def __init__(self, work) -> None:
+        super().__init__(daemon=True)
+        self.work = work
+        self.pid: int | None = None  # its PostgreSQL backend
+        self.holds_its_first_lock = threading.Event()
+        self.error: BaseException | None = None
+        self.started = threading.Event()
+
+    def run(self) -> None:
+        self.started.set()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.pid = cursor.fetchone()[0]
+            self.work()
+        except BaseException as exc:
+            self.error = exc
+            self.holds_its_first_lock.set()  # nobody waits for it any more
+        finally:
+            connections.close_all()
+
+
+def pause_until_waiting_or_done(other: Transaction) -> None:
+    """Hold on (in the current transaction, its locks kept) until ``other`` waits for a
+    lock or has finished: the moment the two transactions' lock orders meet."""
+    with connection.cursor() as cursor:
+        for _ in range(3000):  # a bound, never reached: 30 s
+            if other.started.is_set() and not other.is_alive():
+                return
+            if other.pid is not None:
+                cursor.execute("SELECT cardinality(pg_blocking_pids(%s))", [other.pid])
+                if cursor.fetchone()[0]:
+                    return
+            time.sleep(0.01)
+    pytest.fail("the other transaction neither waited nor finished")
+
+
+def pause_in(thread_of: Callable[[], Transaction], model, other: Callable[[], Transaction]):
+    """A pre_save receiver of ``model``: in the thread ``thread_of()`` only, tell that it
+    holds its first lock, and pause until ``other()`` waits for a lock or is done."""
+
+    def pause(sender, instance, **kwargs) -> None:
+        side = thread_of()
+        if threading.current_thread() is side and not side.holds_its_first_lock.is_set():
+            side.holds_its_first_lock.set()
+            pause_until_waiting_or_done(other())
+
+    pre_save.connect(pause, sender=model, weak=False, dispatch_uid="tests.lock_order")
+    return lambda: pre_save.disconnect(sender=model, dispatch_uid="tests.lock_order")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["tick", "disable"])
+def test_fire__a_tick_and_disabling_the_workflow_at_once_never_deadlock(postgres, first):
+    """A tick being fired locks the schedule row, then writes rows pointing at the
+    workflow (their foreign key checks take a KEY SHARE lock on the workflow row);
+    ``disable()`` locks the workflow row, then its save's receiver updates the schedule
+    row. Each is stopped right after its first lock until the other waits (or is done):
+    were the workflow's lock a FOR UPDATE (which KEY SHARE waits for), each would wait
+    for the other and PostgreSQL would kill one with a deadlock error."""
+    wf = scheduled({"every": 60})
+    tick = Transaction(lambda: fire_due(now=T0 + timedelta(seconds=1)))
+    disable = Transaction(lambda: WorkflowService().disable(wf))
+    sides = {"tick": (tick, ScheduleTick, disable), "disable": (disable, Workflow, tick)}
+    paused, model, second = sides[first]
+    stop_pausing = pause_in(lambda: paused, model, lambda: second)
+    try:
+        paused.start()
+        assert paused.holds_its_first_lock.wait(30)
+        second.start()
+        for side in (tick, disable):
+            side.join(60)
+    finally:
+        stop_pausing()
+    assert (tick.error, disable.error) == (None, None)
+    assert not tick.is_alive() and not disable.is_alive()
+    # Fired before the workflow was disabled (its transaction saw it enabled): one run.
+    assert fired_ticks(wf) == [iso(T0)]
+    assert Schedule.objects.get().next_tick_at is None
+    assert not Workflow.objects.get(pk=wf.pk).enabled

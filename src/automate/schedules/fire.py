@@ -6,6 +6,13 @@ tick), its outbox item (``external_id`` made of the workflow and the tick, uniqu
 its run; the schedule's ``next_tick_at`` moves on in the same transaction. A process
 killed mid-tick leaves nothing, and the tick is fired by the next poll; two processes
 that see the same tick due write one row between them, the other's INSERT fails.
+
+Lock order: a tick being fired locks its schedule row, then its rows' foreign keys take a
+KEY SHARE lock on the workflow row. A workflow's save locks the workflow row, then its
+receiver (:func:`follow_enabled`) updates the schedule row; so the workflow's lock must be
+one KEY SHARE does not wait for: ``WorkflowService`` takes FOR NO KEY UPDATE (and a bare
+``save()``'s UPDATE, which changes no key, takes that too). A FOR UPDATE there would make
+the two transactions wait for each other.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ status to ERROR with the error's code (``AutomateError.code``) or type name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -194,9 +194,11 @@ def span(
     kind: str = "internal",
     parent: str | None = None,
     start_time: int | None = None,
+    links: Sequence[str] = (),
 ) -> Span | _NoSpan:
     """A span for a ``with`` block: child of the current span, or of ``parent`` (a W3C
-    ``traceparent``) when given. :data:`NO_SPAN` when tracing is off."""
+    ``traceparent``) when given, linked to the spans of ``links`` (traceparents; empty
+    ones are left out). :data:`NO_SPAN` when tracing is off."""
     tracer = _tracer()
     if tracer is None:
         return NO_SPAN
@@ -207,11 +209,18 @@ def span(
         context=context,
         kind=api.kinds[kind],
         attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+        links=[_link(api, traceparent) for traceparent in links if traceparent] or None,
         start_time=start_time,
         record_exception=False,
         set_status_on_exception=False,
     )
     return Span(api, otel_span)
+
+
+def _link(api: Any, traceparent: str) -> Any:
+    """A link to the span of ``traceparent``."""
+    linked = api.trace.get_current_span(context_from(traceparent)).get_span_context()
+    return api.trace.Link(linked)
 
 
 def record(
