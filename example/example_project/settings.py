@@ -116,6 +116,10 @@ DATABASES = {"default": _database()}
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Keep the worker's database connections between tasks (Celery's Django fixup otherwise
+# closes them around every task: a new PostgreSQL connection per batch). Django
+# Automate's tasks still apply CONN_MAX_AGE and CONN_HEALTH_CHECKS per task.
+CELERY_DB_REUSE_MAX = 10_000
 # A task whose worker died is redelivered after this long; the outbox lease (5 min) has
 # already handed its events to another worker by then, and the redelivered task skips them.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

@@ -9,11 +9,20 @@ Both are idempotent and ``acks_late``: a task redelivered after its worker died 
 items no longer leased under the token it carries and skips them, while the items
 themselves come back through their expired leases. The tasks never retry: retries live
 in the outbox (see :mod:`automate.runner`).
+
+Each task is one Django request cycle for the database connections (see
+:func:`_connection_cycle`), so that a worker configured to keep its connections between
+tasks (``CELERY_DB_REUSE_MAX``, see docs/workers.md) still honours ``CONN_MAX_AGE`` and
+``CONN_HEALTH_CHECKS`` as the web process does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from celery import shared_task
+from django.db import connections
 
 from automate import dispatch, retention, runs
 from automate_core.outbox.models import OutboxItem, OutboxStatus
@@ -22,6 +31,11 @@ from automate_core.outbox.models import OutboxItem, OutboxStatus
 @shared_task(name=dispatch.PROCESS_ITEMS_TASK, acks_late=True, ignore_result=True)
 def process_items(leases: list[list]) -> dict[str, int]:
     """Process a batch of claimed items given as ``[[id, lease_token], ...]``."""
+    with _connection_cycle():
+        return _process_items(leases)
+
+
+def _process_items(leases: list[list]) -> dict[str, int]:
     by_id = {int(item_id): str(token) for item_id, token in leases}
     leased = OutboxItem.objects.filter(pk__in=list(by_id), status=OutboxStatus.LEASED)
     # Whether each has runs, in this SELECT: new events' batches skip reading their runs.
@@ -37,8 +51,35 @@ def process_items(leases: list[list]) -> dict[str, int]:
 @shared_task(name=dispatch.DISPATCH_TASK, acks_late=True, ignore_result=True)
 def dispatch_batch(batch: int | None = None) -> dict[str, int]:
     """Claim a batch and process it here: what a newly accepted event triggers."""
-    items = dispatch.claim(batch, worker=dispatch.worker_name("celery"))
-    return dispatch.process_batch(items, checked=True) if items else {}
+    with _connection_cycle():
+        items = dispatch.claim(batch, worker=dispatch.worker_name("celery"))
+        return dispatch.process_batch(items, checked=True) if items else {}
+
+
+@contextmanager
+def _connection_cycle() -> Iterator[None]:
+    """Around a task, what Django does around a request (``close_old_connections``): a
+    connection past ``CONN_MAX_AGE``, left outside autocommit or broken by an error is
+    closed, and with ``CONN_HEALTH_CHECKS`` the next statement checks the connection once.
+
+    Celery's Django fixup closes every connection around every task instead, unless
+    ``CELERY_DB_REUSE_MAX`` is set: then a batch's handful of statements no longer pays a
+    new PostgreSQL connection (a server process, its catalog caches, the prepared
+    statements of :mod:`automate.prepared`), and this keeps the request semantics that
+    setting would otherwise drop. A connection inside a transaction is left alone: a task
+    called in process (eagerly, or from a test) inside the caller's ``atomic`` block.
+    """
+    _close_old_connections()
+    try:
+        yield
+    finally:
+        _close_old_connections()
+
+
+def _close_old_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
 
 
 #: The name Celery beat schedules :func:`prune` by (see docs/workers.md#pruning-settled-rows).

@@ -233,3 +233,86 @@ def test_claim__in_flight_limits_count_items_and_batches_in_the_claim():
     assert queue.claim(5, in_flight=queue.InFlight(items=100, batches=2)) == []  # 2 batches
     assert len(queue.claim(5, in_flight=queue.InFlight(items=100, batches=3))) == 3
     assert OutboxItem.objects.filter(status="leased").count() == 6
+
+
+def _needs_a_real_close() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        # SQLite's in-memory test database ignores close(): it would lose the database.
+        pytest.skip("needs a connection that closes; `make test` runs this on PostgreSQL too")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("task", [lambda: process_items([]), dispatch_batch])
+def test_tasks__close_a_connection_past_conn_max_age_as_a_request_would(task):
+    """Each task is a Django request cycle for its connections: with Celery keeping them
+    between tasks (CELERY_DB_REUSE_MAX), CONN_MAX_AGE still ends them."""
+    from django.db import connection
+
+    _needs_a_real_close()
+    connection.ensure_connection()
+    connection.close_at = time.monotonic() - 1  # the age CONN_MAX_AGE allows, passed
+    task()
+    assert connection.connection is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_process_items__replaces_a_connection_an_error_broke():
+    """A connection a failed statement left unusable (the server ended it) is closed at the
+    task's end, not handed to the next task."""
+    from django.db import OperationalError, connection
+
+    _needs_a_real_close()
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute("SET idle_session_timeout = 1")  # the server ends it after 1 ms idle
+    time.sleep(0.2)
+    connection.close_at = None  # as CONN_MAX_AGE = None would: only errors close it
+    with pytest.raises(OperationalError):
+        process_items([[1, "token"]])
+    assert connection.connection is None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks__in_a_transaction_leave_the_callers_connection_alone(recorder_calls):
+    """Called in process inside the caller's atomic block (eagerly, or from a test), a task
+    does not close the connection the block runs on."""
+    from django.db import connection, transaction
+
+    make_items(1)
+    with transaction.atomic():
+        raw = connection.connection
+        connection.close_at = time.monotonic() - 1
+        assert dispatch_batch() == {"done": 1}
+        assert connection.connection is raw
+    assert len(recorder_calls) == 1
+
+
+def test_example_project__celery_keeps_the_database_connection_between_tasks(postgres):
+    """The example settings set CELERY_DB_REUSE_MAX: Celery's own Django fixup, set up as a
+    worker sets it up from them, leaves the connection open around a task (without it, it
+    closes every connection before and after each task: a new PostgreSQL connection per
+    batch)."""
+    import importlib
+
+    from celery import Celery
+    from celery.fixups.django import DjangoWorkerFixup
+    from django.db import connection
+
+    example = importlib.import_module("example_project.settings")
+    app = Celery("example_project", set_as_current=False)
+    app.config_from_object(example, namespace="CELERY")
+    fixup = DjangoWorkerFixup(app)
+    connection.ensure_connection()
+    raw = connection.connection
+    for _ in range(3):
+        fixup.on_task_prerun(sender=process_items)
+        fixup.on_task_postrun(sender=process_items)
+    assert connection.connection is raw
