@@ -263,7 +263,8 @@ def _has_table(alias: str, model: Any) -> bool:
 
 @checks.register("automate")
 def check_celery_app(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """In the Celery mode, the tasks must bind to the project's app and its broker.
+    """In the Celery mode, the tasks must bind to the project's app and its broker, and
+    the workers should keep their database connections between tasks.
 
     ``shared_task`` sends through Celery's current app. Without a project app, imported
     when Django starts, that is Celery's own fallback app, which reads none of the
@@ -304,6 +305,20 @@ def check_celery_app(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
                 "app.config_from_object('django.conf:settings', namespace='CELERY'). "
                 "The environment variable CELERY_BROKER_URL, when set, wins over both.",
                 id="automate.W005",
+            )
+        ]
+    if app.fixups and not app.conf.get("CELERY_DB_REUSE_MAX"):
+        # Read as Celery's Django fix-up reads it (from the app's configuration).
+        return [
+            checks.Warning(
+                "CELERY_DB_REUSE_MAX is not set: Celery's Django support closes every "
+                "database connection before and after each task, so each batch of events "
+                "opens a new database connection (on PostgreSQL a new server process, "
+                "and the statements prepared on the old one are lost).",
+                hint="Set CELERY_DB_REUSE_MAX = 10_000 in your settings: Django Automate's "
+                "tasks still apply CONN_MAX_AGE and CONN_HEALTH_CHECKS once per task, as "
+                "Django does per request (see docs/workers.md).",
+                id="automate.W006",
             )
         ]
     return []

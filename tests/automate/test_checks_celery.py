@@ -46,15 +46,33 @@ def test_celery_check__no_project_app_means_celerys_fallback_app():
     assert "__init__.py" in message.hint
 
 
-@override_settings(CELERY_BROKER_URL=BROKER)
+@override_settings(CELERY_BROKER_URL=BROKER, CELERY_DB_REUSE_MAX=10_000)
 def test_celery_check__project_app_configured_from_settings_is_silent(project_app):
     assert project_app.conf.broker_url == BROKER
+    assert check_celery_app() == []
+
+
+@override_settings(CELERY_BROKER_URL=BROKER)
+def test_celery_check__without_db_reuse_max_each_task_would_reconnect(project_app):
+    [message] = check_celery_app()
+    assert message.id == "automate.W006"
+    assert "CELERY_DB_REUSE_MAX" in message.msg and "new database connection" in message.msg
+    assert "CELERY_DB_REUSE_MAX = 10_000" in message.hint
+
+
+@override_settings(CELERY_BROKER_URL=BROKER, CELERY_DB_REUSE_MAX=10_000)
+def test_celery_check__db_reuse_max_is_read_as_celerys_django_fixup_reads_it(project_app):
+    """The setting the check finds is the one Celery's fix-up keeps connections by."""
+    from celery.fixups.django import DjangoWorkerFixup
+
+    assert DjangoWorkerFixup(project_app).db_reuse_max == 10_000
     assert check_celery_app() == []
 
 
 @override_settings(CELERY_BROKER_URL=None, AUTOMATE={"EXECUTION": "celery"})
 def test_celery_check__explicit_celery_mode_with_the_broker_set_elsewhere_is_silent():
     app = Celery("checks_project", broker="redis://127.0.0.1:6379/3")
+    app.conf.update(CELERY_DB_REUSE_MAX=10_000)
     try:
         assert check_celery_app() == []
     finally:
@@ -79,7 +97,7 @@ def test_celery_check__app_with_another_broker_warns_without_its_password():
     assert "pw-never-shown" not in f"{message.msg} {message.hint}"
 
 
-@override_settings(CELERY_BROKER_URL=BROKER)
+@override_settings(CELERY_BROKER_URL=BROKER, CELERY_DB_REUSE_MAX=10_000)
 def test_celery_check__environment_variable_overriding_the_setting_warns(project_app, monkeypatch):
     # Celery's own CELERY_BROKER_URL variable wins over every configured broker.
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/4")
