@@ -2,6 +2,7 @@
 
     python -m benchmarks.callgrind_pipeline [--events 400] [--batch 50]
                                             [--observability on|off] [--db NAME]
+                                            [--path plain|event]
 
 Runs, under ``valgrind --tool=callgrind``, a process that enqueues ``--events`` events
 for the two-step no-op workflow (each inside a span of its own when tracing is on, so
@@ -12,6 +13,12 @@ The difference of their instruction counts, divided by the events it covers, is 
 event's worker cost (claim, runs, steps, settlement, and the spans and metrics of each
 when ``--observability on``) without start-up or enqueueing. Each process has a
 database of its own, so neither claims the other's events.
+
+``--path event`` counts a reply's instead (``benchmarks/parked.py``'s ``wait_for_event,
+resuming``): both processes first park ``--events`` runs of ``[wait_for_event, no-op]``
+(each past its first timer's look), then store a matching reply for each; the measured
+part claims the replies and runs them, each winning its wait and resuming its run in the
+same pass. ``--path plain`` (the default) runs the same two-step no-op workflow as before.
 """
 
 from __future__ import annotations
@@ -43,8 +50,9 @@ def _timeless() -> None:
     batch.FLUSH_SECONDS = 10.0**9
 
 
-def child(url: str, events: int, run: int, batch: int) -> None:
-    """The measured process: enqueue ``events``, warm up, then run ``run`` of them."""
+def child(url: str, events: int, run: int, batch: int, path: str = "plain") -> None:
+    """The measured process: enqueue ``events``, warm up, then run ``run`` of them (for
+    ``path`` ``event``: park ``events`` runs first, then enqueue and run their replies)."""
     common.setup_django(url)
     _timeless()
     import uuid
@@ -53,16 +61,29 @@ def child(url: str, events: int, run: int, batch: int) -> None:
     from automate_core.observability import spans
     from automate_core.outbox import queue
 
+    def send(prefix: str, n: int, event_type: str, payload: dict) -> None:
+        with spans.span("bench.webhook", kind="server"):
+            queue.enqueue(
+                "github",
+                event_type=event_type,
+                payload=payload,
+                external_id=f"{prefix}-{n}",
+                trace_id=uuid.uuid4().hex,
+            )
+
     def enqueue(prefix: str, count: int) -> None:
         for n in range(count):
-            with spans.span("bench.webhook", kind="server"):
-                queue.enqueue(
-                    "github",
-                    event_type="pull_request",
-                    payload={"action": "opened", "number": n},
-                    external_id=f"{prefix}-{n}",
-                    trace_id=uuid.uuid4().hex,
-                )
+            if path == "plain":
+                send(prefix, n, "pull_request", {"action": "opened", "number": n})
+            else:  # runs that park, each waiting for the reply of its own key
+                send(f"{prefix}-wait", n, "parked.wait", {"key": f"{prefix}{n}"})
+        if path == "event":
+            parking = dispatch.claim(count)
+            tasks.process_items([[i.pk, i.lease_token] for i in parking])  # parked
+            first_looks = dispatch.claim(count)  # the waits' first timers: no early reply
+            tasks.process_items([[i.pk, i.lease_token] for i in first_looks])
+            for n in range(count):
+                send(f"{prefix}-reply", n, "parked.reply", {"key": f"{prefix}{n}"})
 
     def drain(count: int) -> None:
         while count > 0:
@@ -81,12 +102,12 @@ def child(url: str, events: int, run: int, batch: int) -> None:
 
 
 def _instructions(args, url: str, run: int) -> int:
-    child = ["benchmarks.callgrind_pipeline", "--child", "--db-url", url]
+    child = ["benchmarks.callgrind_pipeline", "--child", "--db-url", url, "--path", args.path]
     child += ["--events", str(args.events), "--run", str(run), "--batch", str(args.batch)]
     return common.callgrind_instructions(child, observability=args.observability)
 
 
-def _prepared(name: str) -> str:
+def _prepared(name: str, path: str) -> str:
     url = common.scratch_database(name)
     subprocess.run(
         [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
@@ -94,6 +115,8 @@ def _prepared(name: str) -> str:
         check=True,
     )
     code = "from benchmarks import common; common.create_noop_workflow('Bench', 'pull_request')"
+    if path == "event":
+        code = "from benchmarks import common; common.parked_workflows()"
     subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"],
                    env=common.env_for(url), check=True, cwd=common.ROOT)  # fmt: skip
     return url
@@ -105,16 +128,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--db", default=DB)
     parser.add_argument("--observability", choices=("on", "off"))
+    parser.add_argument("--path", choices=("plain", "event"), default="plain")
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--db-url")
     parser.add_argument("--run", type=int)
     args = parser.parse_args()
     if args.child:
-        child(args.db_url, args.events, args.run, args.batch)
+        child(args.db_url, args.events, args.run, args.batch, args.path)
         return
     names = [f"{args.db}_full", f"{args.db}_half"]
     try:
-        full_url, half_url = (_prepared(name) for name in names)
+        full_url, half_url = (_prepared(name, args.path) for name in names)
         half = args.events // 2
         with ThreadPoolExecutor(2) as pool:  # both at once: counts, not time
             full_run = pool.submit(_instructions, args, full_url, args.events)

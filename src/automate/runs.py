@@ -107,9 +107,17 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     # wait_for_event: the events take over the waiting runs they match, which they then
     # carry (resume_item) and are found with the runs they were made for.
     woken = matching.wake_waiters(items)
-    # Items read with HAS_RUNS that had none and won no wait here have no run to find.
-    unread = [] if woken else [i for i in items if getattr(i, HAS_RUNS, True) is False]
-    by_item, resumed = _existing_runs(items, workflows, skip={i.pk for i in unread})
+    # Items read with HAS_RUNS that had none have no run to find but those they took
+    # over just now, which came with their waits (unless a takeover missed one).
+    unread = {i.pk for i in items if getattr(i, HAS_RUNS, True) is False}
+    if woken.runs is None:
+        unread = set()
+    by_item, resumed = _existing_runs(items, workflows, skip=unread)
+    for pk, taken in (woken.runs or {}).items():
+        if pk in unread:
+            for run in taken:
+                run.workflow = workflows.setdefault(run.workflow_id, run.workflow)  # type: ignore[attr-defined]
+            resumed[pk] = taken
     new = _missing_runs(items, by_item, workflows)
     fresh: set[int] = set()  # runs this call inserted: they have no step history to read
     if new:
@@ -121,8 +129,8 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     runs = {pk: sorted(found.values(), key=lambda r: r.pk) for pk, found in by_item.items()}
     for pk, found in resumed.items():
         for run in sorted(found, key=lambda r: r.pk):
-            if run.pk in woken:
-                run.resumed_wait = woken[run.pk]  # type: ignore[attr-defined]
+            if run.pk in woken.waits:
+                run.resumed_wait = woken.waits[run.pk]  # type: ignore[attr-defined]
             runs[pk].append(run)
     alerts = [item for item in resumes if failure.is_alert(item)]
     if alerts:  # items that run a dead-lettered run's on_failure steps (automate.flow.failure)

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from automate import dispatch, runs
+from automate import dispatch, runs, tasks
 from automate.flow import matching, parking
 from automate.flow.models import RunWait
 from automate.models import RESUME_CONNECTOR_KEY, RunStatus, StepRun, WorkflowRun
@@ -33,17 +33,25 @@ WAIT = {
 #: Statements of one claimed batch (the plain path's is 12, ``benchmarks/resume_cost.py``):
 #: the items' leases, then for due delays one transaction that locks the waits (reading
 #: their runs with them), resolves them and takes the runs over, and the runs' step
-#: history; for replies the match paths, one transaction that locks the matched waits,
-#: resolves them and takes the runs over, the runs, the workflows the replies trigger and
-#: the step history. Then the settlement: BEGIN, the items, the step records, the runs,
-#: the waited-on records, COMMIT.
+#: history; for replies (through the Celery task, which reads the items with whether each
+#: has runs) the match paths, one transaction that locks the matched waits (reading their
+#: runs with them), resolves them and takes the runs over, the workflows the replies
+#: trigger and the step history. Then the settlement: BEGIN, the items, the step records,
+#: the runs, the waited-on records, COMMIT.
 DELAY_BATCH_STATEMENTS = 13
-REPLY_BATCH_STATEMENTS = 16
+REPLY_BATCH_STATEMENTS = 15
 
 
-def statements(items) -> int:
+def statements(items, *, task: bool = False) -> int:
+    """The statements of the pass over claimed ``items``: ``dispatch.process_batch``'s,
+    or with ``task`` the Celery task's (``tasks.process_items``, as the benchmark runs)."""
     with CaptureQueriesContext(connection) as ctx:
-        dispatch.process_batch(items)
+        if task:
+            assert tasks.process_items([[i.pk, i.lease_token] for i in items]) == {
+                "done": len(items)
+            }
+        else:
+            dispatch.process_batch(items)
     # The runs and their waited-on records are finished with one UPDATE per model, not
     # one per row (executemany is logged once, as "N times: ...").
     assert not [q["sql"] for q in ctx.captured_queries if " times: " in q["sql"]]
@@ -109,7 +117,7 @@ def test_resume__replies_resume_their_runs_in_their_batch_at_the_same_statements
     for n, offset in [(2, 0), (8, 100)]:
         wf = start_runs(f"E{n}", [WAIT, THEN], n, offset)
         replies = [reply(f"k{i}") for i in range(offset, offset + n)]
-        counts.append(statements(dispatch.claim(1000)))
+        counts.append(statements(dispatch.claim(1000), task=True))
         assert completed(wf) == n  # in the replies' own batch: no second trip
         assert not matched_items().exists()
         for run in WorkflowRun.objects.filter(workflow=wf):
@@ -125,6 +133,26 @@ def test_resume__replies_resume_their_runs_in_their_batch_at_the_same_statements
             o["event"]["payload"]["key"] for o in outputs.values_list("output", flat=True)
         ) == sorted(f"k{i}" for i in range(offset, offset + n))
     assert counts == [REPLY_BATCH_STATEMENTS] * 2
+
+
+def test_resume__a_reply_batch_whose_takeover_misses_a_run_reads_the_runs_it_took():
+    """A wait still waiting whose run is not (as a run ended outside a pass may be left):
+    the takeover's UPDATE misses that run, so the batch reads the runs its replies took
+    over instead of using those read with the waits, and resumes only the other one."""
+    wf, waits, replies = waiting_with_replies("Missed", 2)
+    WorkflowRun.objects.filter(pk=waits[0].run_id).update(status=RunStatus.CANCELLED)
+    claimed = dispatch.claim(1000)
+    assert tasks.process_items([[i.pk, i.lease_token] for i in claimed]) == {"done": 2}
+    ended = {run.pk: run for run in WorkflowRun.objects.filter(workflow=wf)}
+    assert (ended[waits[0].run_id].status, ended[waits[0].run_id].resume_item) == (
+        RunStatus.CANCELLED,
+        None,
+    )
+    assert (ended[waits[1].run_id].status, ended[waits[1].run_id].resume_item) == (
+        RunStatus.COMPLETED,
+        replies[1],
+    )
+    assert StepRun.objects.filter(run__workflow=wf, step__name="Then").count() == 1
 
 
 def _timer_updates(ctx) -> list[str]:

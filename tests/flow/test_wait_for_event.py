@@ -165,7 +165,7 @@ def test_wait__an_event_looks_its_waits_up_in_a_fixed_number_of_queries(drain):
         event = emit({"ticket": {"id": ticket}})
         with CaptureQueriesContext(connection) as ctx:
             won = matching.wake_waiters([event])
-        return won, len(ctx.captured_queries)
+        return won.waits, len(ctx.captured_queries)
 
     waiting_runs(3, 0)
     few = queries_for_one_event(1)

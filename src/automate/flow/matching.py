@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
@@ -32,6 +33,7 @@ from automate.models import API_SOURCE_PREFIX, RunStatus, WorkflowRun, WorkflowS
 from automate_core.outbox.models import OutboxItem
 
 __all__ = [
+    "Woken",
     "early_events",
     "match_key",
     "resolve_all",
@@ -90,17 +92,30 @@ def _path_sets(kinds: set[tuple[str, str]]) -> dict[tuple[str, str], set[tuple[s
     return found
 
 
-def wake_waiters(items: Sequence[OutboxItem]) -> dict[int, RunWait]:
+@dataclass
+class Woken:
+    """What a batch of events won (:func:`wake_waiters`): the waits, by run id, and the
+    runs handed over to them, by the event that carries each from then on; ``runs`` is
+    None when they must be read (a run the takeover aimed at was no longer waiting)."""
+
+    waits: dict[int, RunWait] = field(default_factory=dict)
+    runs: dict[int, list[WorkflowRun]] | None = field(default_factory=dict)
+
+
+def wake_waiters(items: Sequence[OutboxItem]) -> Woken:
     """Give each wait the first of ``items`` that matches it and arrived after it began,
-    and the wait's run to that item; return the waits won, by run id. Idempotent: a won
-    wait no longer matches."""
+    and the wait's run to that item. Idempotent: a won wait no longer matches.
+
+    The read that locks the waits brings their runs and workflows along, so the runs
+    handed over need no second read: the batch executes them as they were read, with the
+    takeover's own changes (``running``, ``resume_item``)."""
     events = [item for item in items if not item.connector_key.startswith("_")]
     if not events:
-        return {}
+        return Woken()
     # An API event (stored as "api:<connection>") resumes the waits on its connection.
     path_sets = _path_sets({(trigger_key(item.connector_key), item.event_type) for item in events})
     if not path_sets:
-        return {}
+        return Woken()
     by_key: dict[str, list[OutboxItem]] = {}
     for item in events:
         for paths in path_sets.get((trigger_key(item.connector_key), item.event_type), ()):
@@ -108,16 +123,22 @@ def wake_waiters(items: Sequence[OutboxItem]) -> dict[int, RunWait]:
             if key is not None:
                 by_key.setdefault(key, []).append(item)
     if not by_key:
-        return {}
+        return Woken()
     with transaction.atomic():
         # The waits found are locked by the read that finds them, in id order, as
-        # resolve_all locks them: a wait read here still waits until the commit.
-        waits = RunWait.objects.select_for_update().filter(
-            status=WaitStatus.WAITING,
-            kind=WaitKind.EVENT,
-            connector_key__in={trigger_key(item.connector_key) for item in events},
-            event_type__in={item.event_type for item in events},
-            match_key__in=list(by_key),
+        # resolve_all locks them: a wait read here still waits until the commit. Their
+        # runs are read, not locked: only the holder of a run's wait changes a waiting
+        # run (the takeover's UPDATE is conditional all the same).
+        waits = (
+            RunWait.objects.select_for_update(of=("self",))
+            .select_related("run__workflow")
+            .filter(
+                status=WaitStatus.WAITING,
+                kind=WaitKind.EVENT,
+                connector_key__in={trigger_key(item.connector_key) for item in events},
+                event_type__in={item.event_type for item in events},
+                match_key__in=list(by_key),
+            )
         )
         pairs = []
         for wait in waits.order_by("id"):
@@ -125,7 +146,20 @@ def wake_waiters(items: Sequence[OutboxItem]) -> dict[int, RunWait]:
                 if item.created_at >= wait.created_at:
                     pairs.append((wait, item))
                     break
-        return resolve_all(pairs, locked=True) if pairs else {}
+        won = resolve_all(pairs, locked=True) if pairs else {}
+    return Woken(won, _handed_over(won))
+
+
+def _handed_over(won: dict[int, RunWait]) -> dict[int, list[WorkflowRun]] | None:
+    """The runs of ``won`` by the event that took each over, as :func:`resolve_all` left
+    them; None unless it handed every one over as it was read."""
+    runs: dict[int, list[WorkflowRun]] = {}
+    for wait in won.values():
+        run = wait.run if RunWait.run.is_cached(wait) else None
+        if run is None or getattr(run, "resumed_wait", None) is not wait:
+            return None
+        runs.setdefault(wait.resolved_by_id, []).append(run)  # type: ignore[attr-defined]
+    return runs
 
 
 def resolve_all(
@@ -143,7 +177,11 @@ def resolve_all(
     (wait before run, as every takeover and ``cancel_run`` lock them), one of the won
     waits' timers, if any has one (retired, see :func:`retire_timer`). With ``locked``,
     the caller's transaction has read and locked the waits of ``pairs`` as they are
-    (waiting), and the lock is not taken again."""
+    (waiting), and the lock is not taken again.
+
+    Waits read with their runs get them back as handed over (``running``, the event as
+    ``resume_item``, the wait as ``resumed_wait``) when the runs' UPDATE changed every
+    one of them; else as they were read."""
     now = timezone.now()
     with transaction.atomic(savepoint=False):
         # Each wait still waiting, and its timer as of now (read under the lock): a wait
@@ -184,7 +222,7 @@ def resolve_all(
         runs: dict[int, tuple[RunWait, OutboxItem]] = {}
         for wait, event in given.values():
             runs.setdefault(wait.run_id, (wait, event))  # type: ignore[attr-defined]
-        bulk.update_each(
+        moved = bulk.update_each(
             WorkflowRun,
             {run_id: [event.pk] for run_id, (_, event) in runs.items()},
             ["resume_item"],
@@ -200,7 +238,19 @@ def resolve_all(
         wait.status, wait.resolved_at = WaitStatus.MATCHED, now
         wait.event = {"type": event.event_type, "payload": event.payload}
         wait.resolved_by = event
+    if moved == len(runs):
+        _hand_over(runs.values())
     return {run_id: wait for run_id, (wait, _) in runs.items()}
+
+
+def _hand_over(taken: Iterable[tuple[RunWait, OutboxItem]]) -> None:
+    """Bring the runs read with the waits of ``taken`` up to date with their takeover by
+    each pair's event (the UPDATE changed every one of them)."""
+    for wait, event in taken:
+        if RunWait.run.is_cached(wait):
+            run = wait.run
+            run.status, run.resume_item_id = RunStatus.RUNNING, event.pk  # type: ignore[attr-defined]
+            run.resumed_wait = wait  # type: ignore[attr-defined]
 
 
 def retire_timer(wait_id: int, *, keep: OutboxItem | None = None) -> None:
