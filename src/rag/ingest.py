@@ -9,11 +9,15 @@ document fully in place; running the ingestion again finishes the job. Unchanged
 Many documents at once (:func:`ingest_documents`, which :func:`ingest_paths` uses) go
 through in waves of about ``batch_passages`` passages: a wave's passages are sorted by
 length (the embedder's token count when it gives one) so each embedding batch holds
-passages of nearly one length and little padding, and the next wave is embedded on a
-worker thread while the calling thread writes the previous one to the store and the
-database. Writes stay on the caller's thread, so its connection and transaction apply.
-The worker thread is one per process, started at the first call and kept: concurrent
-ingestions take turns on it, as they would on the CPU the model's matrix products use.
+passages of nearly one length and little padding, and the next wave's batches are
+embedded on embedding threads while the calling thread writes the previous wave to the
+store and the database. Writes stay on the caller's thread, so its connection and
+transaction apply. There are as many embedding threads as the provider can use at once
+(:meth:`~rag.embeddings.base.BaseEmbeddingProvider.embedding_threads`: one for a hosted
+service, torch's intra-op threads for the local model); they take the batches in order
+and the vectors are put back in order. The threads are kept per process (a pool per
+thread count, started at the first call): concurrent ingestions take turns on them, as
+they would on the CPU the model's matrix products use.
 """
 
 from __future__ import annotations
@@ -41,15 +45,20 @@ EMBED_BATCH = 64
 WAVE_PASSAGES = 512
 MAX_SOURCE_LENGTH = 500
 
-#: The process's one embedding thread: started on first use, started over in a forked
-#: child (a prefork worker), as :class:`~automate_core.offloop.HelperThread` does.
-_embedder = HelperThread("rag-embed")
+#: The process's embedding threads by their number: each pool started on first use,
+#: started over in a forked child (a prefork worker), as
+#: :class:`~automate_core.offloop.HelperThread` does.
+_embedders: dict[int, HelperThread] = {}
 
 
-def embed_pool() -> ThreadPoolExecutor:
-    """The executor of the process's one embedding thread for :func:`ingest_documents` (a
-    pool per call started and joined a thread per ingestion)."""
-    return _embedder.executor()
+def embed_pool(threads: int = 1) -> ThreadPoolExecutor:
+    """The executor of the process's ``threads`` embedding threads for
+    :func:`ingest_documents` (a pool per call started and joined threads per ingestion)."""
+    helper = _embedders.get(threads)
+    if helper is None:
+        # setdefault is atomic: two first calls at once share one helper.
+        helper = _embedders.setdefault(threads, HelperThread("rag-embed", threads=threads))
+    return helper.executor()
 
 
 @dataclass
@@ -181,29 +190,46 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), max(1, batch_size))]
 
 
+def _batch_size(embedder: BaseEmbeddingProvider) -> int:
+    return int(getattr(embedder, "batch_size", EMBED_BATCH) or EMBED_BATCH)
+
+
+def _in_order(
+    embedder: BaseEmbeddingProvider,
+    provider: str,
+    count: int,
+    batches: list[list[int]],
+    found: list[list[list[float]]],
+) -> list[list[float]]:
+    """The vectors of each batch in ``found`` put back at their texts' positions."""
+    vectors: list[list[float] | None] = [None] * count
+    wrong = False
+    for batch, batch_vectors in zip(batches, found, strict=True):
+        wrong = wrong or len(batch_vectors) != len(batch)
+        for position, vector in zip(batch, batch_vectors, strict=False):
+            vectors[position] = vector
+    if wrong or any(v is None or len(v) != embedder.vector_size for v in vectors):
+        raise AutomateError(
+            ErrorCodes.INTERNAL,
+            f"embedding provider {provider!r} returned vectors of the wrong "
+            f"count or size (expected {count} x {embedder.vector_size})",
+            provider=provider,
+        )
+    return vectors  # type: ignore[return-value]
+
+
 def embed_passages(
     embedder: BaseEmbeddingProvider, texts: list[str], kb: KnowledgeBase | None = None
 ) -> list[list[float]]:
     """Vectors for ``texts`` in order, embedded in batches of passages of similar length."""
     if not texts:
         return []
-    batch_size = int(getattr(embedder, "batch_size", EMBED_BATCH) or EMBED_BATCH)
-    vectors: list[list[float] | None] = [None] * len(texts)
     provider = kb.embedding_provider if kb is not None else embedder.key
-    wrong = False
-    for batch in length_batches(embedder.text_lengths(texts), batch_size):
-        found = embedder.embed_documents([texts[i] for i in batch])
-        wrong = wrong or len(found) != len(batch)
-        for position, vector in zip(batch, found, strict=False):
-            vectors[position] = vector
-    if wrong or any(v is None or len(v) != embedder.vector_size for v in vectors):
-        raise AutomateError(
-            ErrorCodes.INTERNAL,
-            f"embedding provider {provider!r} returned vectors of the wrong "
-            f"count or size (expected {len(texts)} x {embedder.vector_size})",
-            provider=provider,
-        )
-    return vectors  # type: ignore[return-value]
+    batches = length_batches(embedder.text_lengths(texts), _batch_size(embedder))
+    found = []
+    for batch in batches:
+        found.append(embedder.embed_documents([texts[i] for i in batch]))
+    return _in_order(embedder, provider, len(texts), batches, found)
 
 
 def _write(
@@ -282,6 +308,48 @@ def ingest_text(
 
 
 @dataclass
+class _Wave:
+    """Documents whose passages are being embedded: the batches handed out, in order."""
+
+    documents: list[_Pending]
+    batches: list[list[int]]
+    futures: list[Future[list[list[float]]]]
+
+
+class _Embedding:
+    """Hands each wave's batches to the embedding threads and puts their vectors back in
+    order. The provider instance is shared by the threads (a local model's weights are
+    read, never copied)."""
+
+    def __init__(self, kb: KnowledgeBase, threads: int | None) -> None:
+        self.embedder = kb.get_embedder()
+        self.provider = kb.embedding_provider
+        count = self.embedder.embedding_threads()
+        self.threads = count if threads is None else max(1, min(count, threads))
+        self.pool = embed_pool(self.threads)
+
+    def submit(self, documents: list[_Pending]) -> _Wave:
+        texts = [r["content"] for doc in documents for r in doc.records]
+        batches = length_batches(self.embedder.text_lengths(texts), _batch_size(self.embedder))
+        futures = [self.pool.submit(self._embed, [texts[i] for i in b]) for b in batches]
+        return _Wave(documents, batches, futures)
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        self.embedder.prepare_embedding_thread()
+        return self.embedder.embed_documents(texts)
+
+    def collect(self, wave: _Wave) -> list[_Pending]:
+        """The wave's documents with their vectors (waits for the batches)."""
+        found = [future.result() for future in wave.futures]
+        count = sum(len(doc.records) for doc in wave.documents)
+        vectors = iter(_in_order(self.embedder, self.provider, count, wave.batches, found))
+        for doc in wave.documents:
+            for record in doc.records:
+                record["embedding"] = next(vectors)
+        return wave.documents
+
+
+@dataclass
 class SourceText:
     """One document for :func:`ingest_documents`."""
 
@@ -299,14 +367,20 @@ def ingest_documents(
     force: bool = False,
     progress: Callable[[IngestProgress], None] | None = None,
     batch_passages: int = WAVE_PASSAGES,
+    threads: int | None = None,
 ) -> list[IngestResult]:
     """Ingest many documents, in waves of about ``batch_passages`` passages, each embedded
     while the one before is written. Results are in the order of ``documents``.
+
+    ``threads`` caps the embedding threads (by default, as many as the provider can use:
+    torch's intra-op threads for the local model, one for a hosted service).
 
     A failure stops the ingestion: the waves written before it stay, the documents of the
     failing wave and after it keep their previous version (run it again to finish).
     """
     documents = list(documents)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise invalid_argument(None, f"threads must be a positive integer, not {threads!r}")
     seen: set[str] = set()
     for doc in documents:
         if doc.source in seen:
@@ -314,7 +388,7 @@ def ingest_documents(
                 None, f"{doc.source}: the same source is given twice", source=doc.source
             )
         seen.add(doc.source)
-    embedder = kb.get_embedder()
+    embedding = _Embedding(kb, threads)
     retriever = kb.get_retriever()
     started = time.perf_counter()
     results: dict[str, IngestResult] = {}
@@ -333,14 +407,6 @@ def ingest_documents(
                     done_documents, len(documents), done_passages, elapsed, result.source
                 )
             )
-
-    def embed(wave: list[_Pending]) -> list[_Pending]:
-        texts = [r["content"] for doc in wave for r in doc.records]
-        vectors = iter(embed_passages(embedder, texts, kb))
-        for doc in wave:
-            for record in doc.records:
-                record["embedding"] = next(vectors)
-        return wave
 
     def waves() -> Iterator[list[_Pending]]:
         wave: list[_Pending] = []
@@ -366,23 +432,27 @@ def ingest_documents(
         if wave:
             yield wave
 
-    pool = embed_pool()
-    queued: list[Future[list[_Pending]]] = []
+    def write(wave: _Wave) -> None:
+        for result in _write(kb, retriever, embedding.collect(wave)):
+            report(result)
+
+    # The next wave's batches are queued before the one before is written, so the
+    # embedding threads have work while this thread writes.
+    queued: list[_Wave] = []
     try:
         for wave in waves():
-            queued.append(pool.submit(embed, wave))
+            queued.append(embedding.submit(wave))
             if len(queued) > 1:
-                for result in _write(kb, retriever, queued.pop(0).result()):
-                    report(result)
+                write(queued.pop(0))
         while queued:
-            for result in _write(kb, retriever, queued.pop(0).result()):
-                report(result)
+            write(queued.pop(0))
     finally:
-        # After a failure: embed nothing more, and let a wave already being embedded
+        # After a failure: embed nothing more, and let batches already being embedded
         # finish before returning, so no work of this call outlives it.
-        for future in queued:
+        futures = [future for wave in queued for future in wave.futures]
+        for future in futures:
             future.cancel()
-        wait(queued)
+        wait(futures)
     return [results[doc.source] for doc in documents]
 
 
@@ -429,11 +499,13 @@ def ingest_paths(
     force: bool = False,
     progress: Callable[[int, int, Path], None] | None = None,
     on_progress: Callable[[IngestProgress], None] | None = None,
+    threads: int | None = None,
 ) -> list[IngestResult]:
     """Ingest every file under ``paths``; the source of each is its path as given.
 
     ``progress(done, total, path)`` is called per file; ``on_progress`` receives an
-    :class:`IngestProgress` (with the passage rate) instead.
+    :class:`IngestProgress` (with the passage rate) instead. ``threads`` caps the
+    embedding threads, as for :func:`ingest_documents`.
     """
     files = list(iter_files(paths))
     documents = []
@@ -455,4 +527,4 @@ def ingest_paths(
         if on_progress is not None:
             on_progress(step)
 
-    return ingest_documents(kb, documents, force=force, progress=relay)
+    return ingest_documents(kb, documents, force=force, progress=relay, threads=threads)

@@ -41,3 +41,23 @@ def test_helper__a_call_from_its_own_thread_is_refused_rather_than_waiting_forev
         helper.call(lambda: helper.call(lambda: None))
     other = HelperThread("test-other")
     assert helper.call(lambda: other.call(lambda: 7)) == 7  # another helper is fine
+
+
+def test_helper__several_threads_take_the_calls_in_order_and_refuse_their_own_calls():
+    helper = HelperThread("test-pool", threads=2)
+    pool = helper.executor()
+    both_running = threading.Barrier(2, timeout=30)
+    started: list[int] = []
+
+    def meet(i: int) -> int:
+        started.append(i)
+        both_running.wait()  # passes only with two calls running at once
+        return threading.get_ident()
+
+    idents = list(pool.map(meet, range(4)))
+    assert len(set(idents)) == 2
+    assert started[:2] in ([0, 1], [1, 0])
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        helper.call(lambda: helper.call(lambda: None))
+    with pytest.raises(ValueError, match="at least one thread"):
+        HelperThread("test-none", threads=0)

@@ -320,27 +320,29 @@ def test_ingest_documents__reuses_one_embedding_thread_per_process(make_kb, monk
     assert embed_pool().submit(threading.get_ident).result(timeout=30) == threads[0]
 
 
-def test_embed_pool__a_forked_child_starts_its_own_thread():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_embed_pool__a_forked_child_starts_its_own_threads(threads):
     import os
     import threading
 
     from rag.ingest import embed_pool
 
-    parent = embed_pool()
+    parent = embed_pool(threads)
     parent_thread = parent.submit(threading.get_ident).result(timeout=30)
     pid = os.fork()
     if pid == 0:  # the child: no pytest reporting here, only an exit code
         code = 1
         try:
-            child = embed_pool()
+            child = embed_pool(threads)
             ran = child.submit(threading.get_ident).result(timeout=30)
-            code = 0 if child is not parent and child is embed_pool() and ran else 2
+            code = 0 if child is not parent and child is embed_pool(threads) and ran else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert embed_pool() is parent
-    assert parent.submit(threading.get_ident).result(timeout=30) == parent_thread
+    assert embed_pool(threads) is parent
+    if threads == 1:
+        assert parent.submit(threading.get_ident).result(timeout=30) == parent_thread
 
 
 def test_ingest_documents__a_failing_embedder_keeps_the_waves_written_before(make_kb, monkeypatch):
@@ -405,3 +407,129 @@ def test_ingest_paths__reports_passages_and_rate(make_kb, corpus):
     results = ingest_paths(kb, [corpus], on_progress=steps.append)
     assert steps[-1].documents_done == steps[-1].documents_total == len(results)
     assert steps[-1].passages_done == sum(r.chunks for r in results)
+
+
+# -- several embedding threads ----------------------------------------------------------
+
+
+@pytest.fixture
+def three_threads(monkeypatch):
+    """The hashing provider as a provider that embeds three batches at once, two texts per
+    batch, recording where each batch ran and the order batches started in."""
+    import threading
+
+    monkeypatch.setattr(HashingEmbeddingProvider, "embedding_threads", lambda self: 3)
+    monkeypatch.setattr(HashingEmbeddingProvider, "batch_size", 2, raising=False)
+    prepared: list[int] = []
+    ran: list[tuple[int, list[str]]] = []
+    embed = HashingEmbeddingProvider.embed
+
+    def prepare(self):
+        prepared.append(threading.get_ident())
+
+    def embed_spy(self, texts):
+        ran.append((threading.get_ident(), list(texts)))
+        return embed(self, texts)
+
+    monkeypatch.setattr(HashingEmbeddingProvider, "prepare_embedding_thread", prepare)
+    monkeypatch.setattr(HashingEmbeddingProvider, "embed", embed_spy)
+    return prepared, ran
+
+
+def test_ingest_documents__several_threads_embed_the_batches_and_store_them_in_place(
+    make_kb, three_threads, monkeypatch
+):
+    import threading
+
+    from rag.ingest import ingest_documents, length_batches
+
+    prepared, ran = three_threads
+    one_by_one, parallel = make_kb("one"), make_kb("many")
+    for doc in _docs(8):
+        ingest_text(one_by_one, doc.source, doc.text)
+    ran.clear()
+    # The first three batches wait for each other: the call ends only if they ran at once.
+    three_at_once = threading.Barrier(3, timeout=30)
+    started = itertools.count()
+    embed = HashingEmbeddingProvider.embed
+
+    def meet(self, texts):
+        if next(started) < 3:
+            three_at_once.wait()
+        return embed(self, texts)
+
+    monkeypatch.setattr(HashingEmbeddingProvider, "embed", meet)
+    results = ingest_documents(parallel, _docs(8), batch_passages=100)
+
+    assert [r.status for r in results] == ["created"] * 8
+    assert _stored(parallel) == _stored(one_by_one)  # each vector back at its passage
+    texts = [
+        c.content
+        for c in Chunk.objects.filter(knowledge_base=parallel).order_by("document", "ordinal")
+    ]
+    expected = [[texts[i] for i in batch] for batch in length_batches(list(map(len, texts)), 2)]
+    assert len(expected) >= 4
+    assert sorted(batch for _, batch in ran) == sorted(expected)
+    threads = {ident for ident, _ in ran}
+    assert len(threads) == 3 and threading.get_ident() not in threads
+    assert sorted(prepared) == sorted(ident for ident, _ in ran)  # before every batch
+
+
+@pytest.mark.parametrize(("asked", "most"), [(1, 1), (2, 2), (8, 3)])
+def test_ingest_documents__threads_caps_the_providers_embedding_threads(
+    make_kb, three_threads, asked, most
+):
+    from rag.ingest import embed_pool, ingest_documents
+
+    _, ran = three_threads
+    ingest_documents(make_kb(), _docs(12), threads=asked)
+    pool = embed_pool(most)
+    used = {ident for ident, _ in ran}
+    assert 1 <= len(used) <= most
+    # They are the threads of the pool of that size (an idle pool starts no thread).
+    assert used <= {thread.ident for thread in pool._threads}
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5, "2"])
+def test_ingest_documents__threads_must_be_a_positive_integer(make_kb, threads):
+    from rag.ingest import ingest_documents
+
+    with pytest.raises(AutomateError, match="threads must be a positive integer") as caught:
+        ingest_documents(make_kb(), _docs(2), threads=threads)
+    assert caught.value.code == ErrorCodes.INVALID_ARGUMENT
+    assert HashingEmbeddingProvider.calls == []
+    assert not Document.objects.exists()
+
+
+def test_ingest_documents__a_failing_batch_among_threads_stops_after_the_waves_before(
+    make_kb, three_threads, monkeypatch
+):
+    from rag.ingest import ingest_documents
+
+    _, ran = three_threads
+    kb = make_kb()
+    embed = HashingEmbeddingProvider.embed
+
+    def flaky(self, texts):
+        if any("Sentence 5 " in t for t in texts):
+            raise AutomateError(ErrorCodes.UNAVAILABLE, "model crashed")
+        return embed(self, texts)
+
+    monkeypatch.setattr(HashingEmbeddingProvider, "embed", flaky)
+    with pytest.raises(AutomateError, match="model crashed"):
+        ingest_documents(kb, _docs(12), batch_passages=2)
+    sources = set(Document.objects.filter(knowledge_base=kb).values_list("source", flat=True))
+    assert sources == {"doc0.md", "doc1.md", "doc2.md", "doc3.md"}
+    ids = set(LocalVector.objects.filter(namespace=kb.slug).values_list("vector_id", flat=True))
+    assert ids == set(Chunk.objects.filter(knowledge_base=kb).values_list("vector_id", flat=True))
+    # Nothing past the failing wave and the one queued behind it was embedded.
+    assert not any("Sentence 8 " in t for _, batch in ran for t in batch)
+
+
+def _stored(kb):
+    chunks = Chunk.objects.filter(knowledge_base=kb).order_by("vector_id")
+    vectors = LocalVector.objects.filter(namespace=kb.slug).order_by("vector_id")
+    return (
+        [(c.vector_id, c.ordinal, c.content, c.metadata) for c in chunks],
+        [(v.vector_id, v.content, v.embedding) for v in vectors],
+    )

@@ -136,3 +136,193 @@ def test_local_model__reduced_precision_on_another_device_is_fp32(monkeypatch, c
     assert LocalEmbeddingProvider({"precision": "bf16", "device": "cuda"}).precision == "fp32"
     assert "device 'cuda' is not the CPU" in caplog.text
     assert LocalEmbeddingProvider({"device": "cuda"}).precision == "fp32"
+
+
+# -- embedding threads -----------------------------------------------------------------
+
+
+def _passages(count: int, seed: int = 3) -> list[str]:
+    """Passages of 3 to 150 words: batches of them need padding."""
+    import random
+
+    rng = random.Random(seed)
+    words = [
+        "reset",
+        "password",
+        "invoice",
+        "shipping",
+        "refund",
+        "account",
+        "browser",
+        "thread",
+        "batch",
+        "token",
+    ]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 150))) for _ in range(count)]
+
+
+@pytest.fixture
+def torch_threads():
+    """Sets torch's intra-op threads for the test's thread (and threads that start after
+    it), and puts the count back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def _count_in_new_thread() -> int:
+    """The intra-op threads a thread that has not used torch yet starts with."""
+    import threading
+
+    import torch
+
+    counted: list[int] = []
+    thread = threading.Thread(target=lambda: counted.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return counted[0]
+
+
+def test_local_model__threads_tokenize_in_turn_and_share_the_weights(embedder):
+    """Many batches at once from several threads, tokenized with different settings
+    (token counts unpadded, batches padded): each result is the one-thread result.
+    Without the tokenizer's lock, one thread runs with another's padding: counts come back
+    padded, or a batch cannot become a tensor."""
+    import threading
+
+    texts = _passages(96)
+    batches = [texts[i : i + 8] for i in range(0, len(texts), 8)]
+    vectors = [embedder.embed_documents(batch) for batch in batches]
+    counts = embedder.text_lengths(texts)
+    assert len(set(counts)) > 20
+    errors: list[BaseException] = []
+    wrong: list[str] = []
+
+    def embed(offset: int) -> None:
+        try:
+            for _round in range(2):
+                for i in range(offset % len(batches), len(batches), 3):
+                    if embedder.embed_documents(batches[i]) != vectors[i]:
+                        wrong.append(f"vectors of batch {i}")
+        except Exception as exc:
+            errors.append(exc)
+
+    def count() -> None:
+        try:
+            for _ in range(30):
+                if embedder.text_lengths(texts) != counts:
+                    wrong.append("token counts")
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=embed, args=(i,)) for i in range(3)]
+    threads += [threading.Thread(target=count) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and wrong == []
+    model = local.load_model(embedder.model_path, embedder.device)
+    assert [id(p) for p in model.parameters()] == [
+        id(p) for p in local.load_model(embedder.model_path, embedder.device).parameters()
+    ]
+
+
+def test_local_model__parallel_ingestion_stores_the_one_thread_vectors(make_kb, torch_threads):
+    """The embedding threads get the batches one thread would embed, and each vector lands
+    at its passage: stored vectors are bit for bit those of the same batches embedded by
+    one thread on one intra-op thread, in the default precision (bf16 where native).
+    Against the caller's own thread count they are close, not always equal: with bf16, how
+    the products are split between intra-op threads can move a sum's last bits."""
+    import threading
+
+    import torch
+
+    from rag.ingest import SourceText, embed_passages, ingest_documents
+    from rag.models import Chunk, LocalVector
+
+    default = torch.get_num_threads()
+    torch_threads(4)
+    kb = make_kb(embedding_provider="local", embedding_config={"batch_size": 4}, chunk_size=300)
+    embedder = kb.get_embedder()
+    assert embedder.embedding_threads() == 4
+    documents = [SourceText(f"doc{i}.md", text) for i, text in enumerate(_passages(12, seed=5))]
+    ingest_documents(kb, documents, batch_passages=10_000)  # one wave: one set of batches
+    torch_threads(default)
+
+    chunks = list(Chunk.objects.filter(knowledge_base=kb).order_by("document", "ordinal"))
+    assert len(chunks) >= 24  # six batches and more, for four threads
+    texts = [c.content for c in chunks]
+    by_id = {v.vector_id: v.embedding for v in LocalVector.objects.filter(namespace=kb.slug)}
+    stored = np.array([np.frombuffer(by_id[c.vector_id], dtype=np.float32) for c in chunks])
+    one_thread: list[list[list[float]]] = []
+
+    def embed_on_one_intra_op_thread() -> None:
+        embedder.prepare_embedding_thread()
+        one_thread.append(embed_passages(embedder, texts))
+
+    thread = threading.Thread(target=embed_on_one_intra_op_thread)
+    thread.start()
+    thread.join()
+    assert np.array_equal(stored, np.float32(one_thread[0]))
+    callers = np.float32(embed_passages(embedder, texts))
+    assert (stored * callers).sum(axis=1).min() > 0.9999
+
+
+def test_local_model__only_the_embedding_threads_compute_on_one_intra_op_thread(
+    make_kb, corpus, torch_threads, monkeypatch
+):
+    import threading
+
+    import torch
+
+    if not local.intra_op_threads_per_thread():
+        pytest.skip("this torch's intra-op threads are process-wide")
+    torch_threads(3)
+    new_thread_before = _count_in_new_thread()
+    seen: list[tuple[int, int]] = []
+    embed_documents = LocalEmbeddingProvider.embed_documents
+
+    def spy(self, texts):
+        seen.append((threading.get_ident(), torch.get_num_threads()))
+        return embed_documents(self, texts)
+
+    monkeypatch.setattr(LocalEmbeddingProvider, "embed_documents", spy)
+    kb = make_kb(embedding_provider="local", chunk_size=300, chunk_overlap=30)
+    ingest_paths(kb, [corpus])
+    assert seen and all(count == 1 for _, count in seen)  # the embedding threads
+    assert threading.get_ident() not in {ident for ident, _ in seen}
+    assert torch.get_num_threads() == 3  # the caller's
+    assert _count_in_new_thread() == new_thread_before == 3  # a thread new to torch
+    assert search(kb, "how do I reset my password", top_k=1)  # the query, in this thread
+
+
+def test_local_model__a_torch_with_process_wide_threads_keeps_one_embedding_thread(
+    embedder, monkeypatch
+):
+    import threading
+
+    import torch
+
+    monkeypatch.setattr(
+        torch.__config__, "parallel_info", lambda: "ATen parallel backend: native thread pool"
+    )
+    local.intra_op_threads_per_thread.cache_clear()
+    try:
+        assert not local.intra_op_threads_per_thread()
+        assert embedder.embedding_threads() == 1
+        counted: list[int] = []
+
+        def prepared_thread() -> None:
+            before = torch.get_num_threads()
+            embedder.prepare_embedding_thread()
+            counted.extend([before, torch.get_num_threads()])
+
+        thread = threading.Thread(target=prepared_thread)
+        thread.start()
+        thread.join()
+        assert counted[0] == counted[1]  # untouched
+    finally:
+        local.intra_op_threads_per_thread.cache_clear()

@@ -58,6 +58,23 @@ class BaseEmbeddingProvider(BaseProvider, ABC):
         """
         return [len(text) for text in texts]
 
+    def embedding_threads(self) -> int:
+        """How many batches :func:`rag.ingest.ingest_documents` may embed at once with this
+        one instance, each on its own thread (the caller may ask for fewer).
+
+        One by default: a hosted service is called one batch at a time. A provider that
+        computes on this machine, and whose :meth:`embed_documents` several threads may
+        call at once, returns more (the local model: torch's intra-op threads).
+        """
+        return 1
+
+    def prepare_embedding_thread(self) -> None:
+        """Called in an ingestion's embedding thread before each batch it embeds there.
+
+        Nothing by default; a local model sets how the thread computes (once per thread:
+        it is called for every batch).
+        """
+
     @property
     def vector_size(self) -> int:
         """The instance's vector length (a built-in may configure a non-default size)."""

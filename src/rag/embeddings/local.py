@@ -16,18 +16,26 @@ torch cannot run falls back to fp32 with a warning, never an error: a config sta
 portable between machines. Vectors are returned as float32 in every precision.
 
 Vectors are L2-normalised, so cosine similarity and inner product agree. A loaded model is
-kept per process (loading takes seconds; embedding a query, milliseconds).
+kept per process (loading takes seconds; embedding a query, milliseconds) and shared by
+every thread: its tokenizer is used under a lock, its weights only read.
+
+An ingestion embeds its batches on as many threads as torch has intra-op threads
+(:meth:`LocalEmbeddingProvider.embedding_threads`), each computing on one of them: the
+small matrices of a 32-passage batch keep two cores busier as two batches at once than
+as one batch split between them. Only those threads' counts change; the caller's, and
+any other thread's, stay as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -38,9 +46,25 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
+T = TypeVar("T")
+
 _models: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
 _warned: set[tuple[str, str]] = set()
+#: Whether this thread computes on one intra-op thread (an ingestion's embedding thread).
+_thread = threading.local()
+#: One embedding thread at a time changes torch's thread counts (see _one_intra_op_thread).
+_counts_lock = threading.Lock()
+
+
+def _forget_locks() -> None:
+    # A lock another thread held at a fork stays held in the child, with no thread to
+    # release it.
+    global _counts_lock
+    _counts_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_locks)
 
 
 def precision_support(precision: str) -> str | None:
@@ -110,15 +134,60 @@ def load_model(path: str, device: str) -> Any:
             # The model is on disk: never let the hub client try the network for it.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             try:
-                from sentence_transformers import SentenceTransformer
+                from rag.embeddings._shared_model import SharedSentenceTransformer
             except ImportError as exc:
                 raise ImproperlyConfigured(
                     "the local embedding provider needs sentence-transformers: pip install "
                     '"django-automate[local]"'
                 ) from exc
-            model = SentenceTransformer(path, device=device)
+            model = SharedSentenceTransformer(path, device=device)
             _models[(path, device)] = model
         return model
+
+
+@functools.cache
+def intra_op_threads_per_thread() -> bool:
+    """Whether this torch sets its intra-op thread count per calling thread.
+
+    With the OpenMP backend (the PyPI and download.pytorch.org builds)
+    ``torch.set_num_threads`` sets the calling thread's OpenMP count only. Other backends
+    (native, TBB) keep one pool for the process: there, changing it for an embedding
+    thread would change it for every thread, so ingestion keeps to one embedding thread.
+    """
+    try:
+        import torch
+    except ImportError:
+        return False
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def _in_new_thread(work: Callable[[], T]) -> T:
+    """``work()`` run in a thread of its own that ends with it."""
+    result: list[T] = []
+    thread = threading.Thread(target=lambda: result.append(work()), name="rag-torch-threads")
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def _one_intra_op_thread() -> None:
+    """Run this thread's torch operators on one intra-op thread; other threads keep theirs.
+
+    ``torch.set_num_threads`` sets the calling thread's count, and also records it for the
+    threads that have not run an operator yet, which adopt it at their first: after an
+    ingestion, a request thread's first query would compute on one core. The record is put
+    back from a short-lived thread (whose own count ends with it), under a lock so that two
+    embedding threads starting together cannot each take the other's 1 for the original.
+    """
+    import torch
+
+    with _counts_lock:
+        # A thread takes torch's count at its first call into torch, which would undo a
+        # count set before it: make this thread's first call now.
+        torch.get_num_threads()
+        inherited = _in_new_thread(torch.get_num_threads)
+        torch.set_num_threads(1)
+        _in_new_thread(lambda: torch.set_num_threads(inherited))
 
 
 @contextlib.contextmanager
@@ -178,14 +247,27 @@ class LocalEmbeddingProvider(BaseEmbeddingProvider):
         if not texts:
             return []
         model = load_model(self.model_path, self.device)
-        limit = int(model.max_seq_length)
-        encoded = model.tokenizer(
-            [self.document_prefix + t for t in texts],
-            add_special_tokens=True,
-            truncation=True,
-            max_length=limit,
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
+        counts: list[int] = model.token_counts([self.document_prefix + t for t in texts])
+        return counts
+
+    def embedding_threads(self) -> int:
+        """As many as the calling thread's torch intra-op threads (``torch.set_num_threads``,
+        ``OMP_NUM_THREADS``, else the cores); one on a device other than the CPU or with a
+        torch whose thread count is process-wide."""
+        if self.device != "cpu" or not intra_op_threads_per_thread():
+            return 1
+        import torch
+
+        return max(1, int(torch.get_num_threads()))
+
+    def prepare_embedding_thread(self) -> None:
+        """Compute on one intra-op thread in this embedding thread (set once per thread)."""
+        if getattr(_thread, "one_intra_op", False):
+            return
+        if self.device != "cpu" or not intra_op_threads_per_thread():
+            return
+        _one_intra_op_thread()
+        _thread.one_intra_op = True
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self._encode(texts)

@@ -21,6 +21,12 @@ class Command(BaseCommand):
             "--force", action="store_true", help="Re-embed files whose content is unchanged."
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            help="At most this many embedding threads (default: as many as the embedding "
+            "provider can use; for the local model, torch's intra-op threads).",
+        )
 
     def _progress(self, step: IngestProgress) -> None:
         done, total = step.documents_done, step.documents_total
@@ -47,6 +53,7 @@ class Command(BaseCommand):
                 options["paths"],
                 force=options["force"],
                 on_progress=self._progress if show else None,
+                threads=options["threads"],
             )
         except AutomateError as exc:
             raise CommandError(str(exc)) from exc
