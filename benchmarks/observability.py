@@ -34,7 +34,7 @@ def _stand_ins() -> SimpleNamespace:
     workflow = SimpleNamespace(key="notify")
     run = SimpleNamespace(
         started_at=1, workflow=workflow, workflow_version=1, pk=1, replay_count=0,
-        status="completed", error=None, trace_id="t",
+        status="completed", error=None, trace_id="t", outbox_item_id=1,
     )  # fmt: skip
     return SimpleNamespace(
         run=run,

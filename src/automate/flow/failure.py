@@ -9,8 +9,8 @@ either way with the error code ``exhausted``. Its item is dead, and may be what 
 workers, so the ``on_failure`` steps run from an *alert item* instead: connector
 ``_resume``, event type :data:`ALERT_EVENT`, payload ``{"on_failure": <run id>,
 "replay": <the run's replay count>}``, only for runs whose workflow version has
-``on_failure`` steps: in the settlement's transaction that marks the run dead, or right
-after the sweep's UPDATE (one autocommitted statement, as it was before). Its external
+``on_failure`` steps: in the transaction that marks the run dead (the settlement's, or
+the sweep's). Its external
 id is :func:`alert_key`, unique per run and replay: however many sweeps see a run die, it
 gets one item.
 
