@@ -38,7 +38,7 @@ def _stand_ins() -> SimpleNamespace:
     )  # fmt: skip
     return SimpleNamespace(
         run=run,
-        item=SimpleNamespace(pk=1, created_at=None, trace_context=""),
+        item=SimpleNamespace(pk=1, created_at=None, trace_context="", trace_id="t"),
         step=SimpleNamespace(type="http_request", name="Notify"),
         request=httpx.Request("POST", "https://example.com/hook"),
         response=httpx.Response(200),
