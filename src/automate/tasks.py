@@ -90,4 +90,5 @@ PRUNE_TASK = "automate.prune"
 def prune(only: list[str] | None = None) -> dict[str, int]:
     """Delete the settled rows ``AUTOMATE["RETENTION"]`` no longer keeps
     (:func:`automate.retention.prune`); safe to run twice at once, or again after a crash."""
-    return retention.prune(only=only)
+    with _connection_cycle():
+        return retention.prune(only=only)

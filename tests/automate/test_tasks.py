@@ -14,7 +14,7 @@ from django.utils import timezone
 from automate import dispatch
 from automate.models import RunStatus, WorkflowRun
 from automate.services import WorkflowService
-from automate.tasks import dispatch_batch, process_items
+from automate.tasks import dispatch_batch, process_items, prune
 from automate_core.models import OutboxItem
 from automate_core.outbox import queue
 
@@ -244,7 +244,9 @@ def _needs_a_real_close() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("task", [lambda: process_items([]), dispatch_batch])
+@pytest.mark.parametrize(
+    "task", [lambda: process_items([]), dispatch_batch, lambda: prune(only=["ticks"])]
+)
 def test_tasks__close_a_connection_past_conn_max_age_as_a_request_would(task):
     """Each task is a Django request cycle for its connections: with Celery keeping them
     between tasks (CELERY_DB_REUSE_MAX), CONN_MAX_AGE still ends them."""
