@@ -134,6 +134,7 @@ def load_model(path: str, device: str) -> Any:
             # The model is on disk: never let the hub client try the network for it.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             try:
+                # optional extra: it subclasses sentence-transformers' model (`local`)
                 from rag.embeddings._shared_model import SharedSentenceTransformer
             except ImportError as exc:
                 raise ImproperlyConfigured(
