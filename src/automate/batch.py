@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -172,8 +173,15 @@ class ClaimedBatch:
         item, journal = processed.item, processed.journal
         outcomes = []
         for run in item_runs:
-            if getattr(run, failure.ALERTED_BY, None) == item.pk:
-                outcome = runner.execute_on_failure(
+            # An alert item's pass runs only its run's on_failure steps (automate.flow.failure).
+            alerted = getattr(run, failure.ALERTED_BY, None) == item.pk
+            if not alerted and run.carrier_id != item.pk:
+                # Parked, then resumed by another item, which carries it from then on.
+                outcomes.append(RunOutcome(Outcome.WAITING))
+                continue
+            execute = runner.execute_on_failure if alerted else runner.execute_run
+            with nullcontext() if alerted else instrument.run(run, item):
+                outcome = execute(
                     run,
                     stop_reason=lambda: self.stop_reason(item),
                     confirm=queue.Renewal(item, self.lease_seconds),
@@ -181,22 +189,8 @@ class ClaimedBatch:
                     steps=step_tree(run),
                     commits=commits,
                 )
-            elif run.carrier_id != item.pk:
-                # Parked, then resumed by another item, which carries it from then on.
-                outcomes.append(RunOutcome(Outcome.WAITING))
-                continue
-            else:
-                with instrument.run(run, item):
-                    outcome = runner.execute_run(
-                        run,
-                        stop_reason=lambda: self.stop_reason(item),
-                        confirm=queue.Renewal(item, self.lease_seconds),
-                        journal=journal,
-                        steps=step_tree(run),
-                        commits=commits,
-                    )
-                if outcome.status == Outcome.RETRY and step_tree(run).on_failure:
-                    processed.alerting.append(run)
+            if not alerted and outcome.status == Outcome.RETRY and step_tree(run).on_failure:
+                processed.alerting.append(run)
             if outcome.status == Outcome.LOST:
                 self.lost.add(item.pk)
                 return Outcome.LOST
