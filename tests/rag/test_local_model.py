@@ -197,6 +197,8 @@ def test_local_model__threads_tokenize_in_turn_and_share_the_weights(embedder):
     vectors = [embedder.embed_documents(batch) for batch in batches]
     counts = embedder.text_lengths(texts)
     assert len(set(counts)) > 20
+    shared = local.load_model(embedder.model_path, embedder.device)
+    weights = [p.data_ptr() for p in shared.parameters()]
     errors: list[BaseException] = []
     wrong: list[str] = []
 
@@ -224,10 +226,11 @@ def test_local_model__threads_tokenize_in_turn_and_share_the_weights(embedder):
     for thread in threads:
         thread.join()
     assert errors == [] and wrong == []
-    model = local.load_model(embedder.model_path, embedder.device)
-    assert [id(p) for p in model.parameters()] == [
-        id(p) for p in local.load_model(embedder.model_path, embedder.device).parameters()
-    ]
+    # One set of weights for every thread: the model the threads ran is the one loaded
+    # before them, its parameters the same tensors.
+    after = local.load_model(embedder.model_path, embedder.device)
+    assert after is shared
+    assert [p.data_ptr() for p in after.parameters()] == weights
 
 
 def test_local_model__parallel_ingestion_stores_the_one_thread_vectors(make_kb, torch_threads):
