@@ -345,18 +345,23 @@ def test_embed_pool__a_forked_child_starts_its_own_threads(threads):
         assert parent.submit(threading.get_ident).result(timeout=30) == parent_thread
 
 
-def test_ingest_documents__a_failing_embedder_keeps_the_waves_written_before(make_kb, monkeypatch):
-    from rag.ingest import ingest_documents
-
-    kb = make_kb()
+def _crash_embedding_at(sentence: str, monkeypatch) -> None:
+    """The hashing embedder fails (UNAVAILABLE) on a batch holding ``sentence``."""
     embed = HashingEmbeddingProvider.embed
 
     def flaky(self, texts):
-        if any("Sentence 2 " in t for t in texts):
+        if any(sentence in t for t in texts):
             raise AutomateError(ErrorCodes.UNAVAILABLE, "model crashed")
         return embed(self, texts)
 
     monkeypatch.setattr(HashingEmbeddingProvider, "embed", flaky)
+
+
+def test_ingest_documents__a_failing_embedder_keeps_the_waves_written_before(make_kb, monkeypatch):
+    from rag.ingest import ingest_documents
+
+    kb = make_kb()
+    _crash_embedding_at("Sentence 2 ", monkeypatch)
     with pytest.raises(AutomateError, match="model crashed"):
         ingest_documents(kb, _docs(4), batch_passages=1)
     sources = set(Document.objects.filter(knowledge_base=kb).values_list("source", flat=True))
@@ -508,14 +513,7 @@ def test_ingest_documents__a_failing_batch_among_threads_stops_after_the_waves_b
 
     _, ran = three_threads
     kb = make_kb()
-    embed = HashingEmbeddingProvider.embed
-
-    def flaky(self, texts):
-        if any("Sentence 5 " in t for t in texts):
-            raise AutomateError(ErrorCodes.UNAVAILABLE, "model crashed")
-        return embed(self, texts)
-
-    monkeypatch.setattr(HashingEmbeddingProvider, "embed", flaky)
+    _crash_embedding_at("Sentence 5 ", monkeypatch)
     with pytest.raises(AutomateError, match="model crashed"):
         ingest_documents(kb, _docs(12), batch_passages=2)
     sources = set(Document.objects.filter(knowledge_base=kb).values_list("source", flat=True))
