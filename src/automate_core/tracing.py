@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -16,12 +17,26 @@ _trace_id: ContextVar[str | None] = ContextVar("automate_trace_id", default=None
 
 
 def new_trace_id() -> str:
-    """32 hex digits, as ``uuid.uuid4().hex`` gives them (random, with the version 4 and
-    variant bits set), without building a ``UUID``: one is made per webhook."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40
+    """32 hex digits: a UUID version 7 (RFC 9562) without building a ``UUID``, one is made
+    per webhook.
+
+    Time-ordered rather than random (version 4, as before): the first 48 bits are the Unix
+    time in milliseconds, the other 74 free bits random. The outbox indexes its rows' trace
+    ids, and a random key lands each new entry on a random page of that index: after every
+    checkpoint PostgreSQL writes each page's first change whole to its WAL (a third of a
+    webhook's WAL after a checkpoint, measured). Time-ordered ids are appended at the
+    index's right edge. They are as unique (74 random bits per millisecond) and tell only
+    when they were made, which the sender of a webhook knows anyway.
+    """
+    milliseconds = time.time_ns() // 1_000_000 % _MS_SPAN
+    raw = bytearray(milliseconds.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = raw[6] & 0x0F | 0x70
     raw[8] = raw[8] & 0x3F | 0x80
     return raw.hex()
+
+
+#: UUID version 7's timestamp is 48 bits of milliseconds (until the year 10889).
+_MS_SPAN = 1 << 48
 
 
 def get_trace_id() -> str | None:
