@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from automate import compiled
 from automate.flow import bulk
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import API_SOURCE_PREFIX, RunStatus, WorkflowRun, WorkflowStep, trigger_key
@@ -83,13 +85,17 @@ def key_of(item: OutboxItem, paths: Iterable[str]) -> str | None:
 def _path_sets(kinds: set[tuple[str, str]]) -> dict[tuple[str, str], set[tuple[str, ...]]]:
     """The sets of match paths ``wait_for_event`` steps declare, by connector and type."""
     found: dict[tuple[str, str], set[tuple[str, ...]]] = {}
-    for config in WorkflowStep.objects.filter(type="wait_for_event").values_list(
-        "config", flat=True
-    ):
+    # Every batch of events reads them: compiled once per connection (automate.compiled).
+    configs = compiled.fetch("wait_for_event_configs", WorkflowStep, _wait_configs, [])
+    for config in configs:
         kind = (str(config.get("connector")), str(config.get("event")))
         if kind in kinds:
             found.setdefault(kind, set()).add(tuple(sorted(config.get("match") or {})))
     return found
+
+
+def _wait_configs() -> QuerySet[WorkflowStep, dict[str, Any]]:
+    return WorkflowStep.objects.filter(type="wait_for_event").values_list("config", flat=True)
 
 
 @dataclass
