@@ -61,6 +61,7 @@ class _Statement:
         "end",
         "flat",
         "init_list",
+        "locks",
         "model",
         "populators",
         "slots",
@@ -80,6 +81,11 @@ class _Statement:
         flat: bool,
     ) -> None:
         self.sql, self.constants, self.slots, self.types = sql, constants, slots, types
+        # As the compiler refuses it: a lock outside a transaction (SQLite drops the lock).
+        features = compiler.connection.features
+        self.locks = bool(compiler.query.select_for_update) and bool(
+            features.has_select_for_update and features.supports_transactions
+        )
         self.compiler, self.flat = compiler, flat
         self.col_count = compiler.col_count
         self.trim = compiler.has_extra_select  # columns added for ORDER BY only
@@ -149,6 +155,8 @@ def fetch(
     model: type[Model],
     build: Callable[..., QuerySet[Any]],
     values: Sequence[Any],
+    *,
+    for_write: bool = False,
 ) -> list[Any]:
     """``list(build(*values))``, from the text compiled the first time ``key`` was read on
     this connection with as many values, executed with ``values`` (see the module's
@@ -158,8 +166,10 @@ def fetch(
     ints and strs that its lookups take as they are (ids, names); other parameters are
     written in ``build`` itself and compiled with it. It is called with markers the first
     time, to find where each value goes, and with ``values`` when the text cannot be used.
+    ``for_write``: it reads from the database rows are written to (``select_for_update``,
+    which the QuerySet of ``build`` then has).
     """
-    db = connections[router.db_for_read(model)]
+    db = connections[(router.db_for_write if for_write else router.db_for_read)(model)]
     cache = _cache(db)
     shape = (key, len(values))
     statement = cache.get(shape)
@@ -172,6 +182,8 @@ def fetch(
         cache[shape] = statement
     if statement is _NOT_CACHED or not _fits(statement, values):
         return list(build(*values))
+    if statement.locks and db.get_autocommit():
+        return list(build(*values))  # the ORM's error: no lock outside a transaction
     return statement.run(db, statement.params(values))
 
 

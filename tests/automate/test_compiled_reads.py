@@ -51,7 +51,7 @@ def _fresh_cache():
     connections["default"].__dict__.pop("_automate_compiled", None)
 
 
-def _cached(key: str, count: int) -> object:
+def _cached(key: object, count: int) -> object:
     return getattr(connection, "_automate_compiled", {}).get((key, count))
 
 
@@ -314,3 +314,77 @@ def test_compiled__the_leased_status_is_a_constant_of_the_text():
     statement = _cached("leased", 1)
     assert OutboxStatus.LEASED in statement.constants
     assert statement.params([41]).count(41) == 1
+
+
+def _locked(pk: int) -> QuerySet:
+    return Workflow.objects.select_for_update().filter(pk=pk)
+
+
+def test_compiled__a_locking_read_outside_a_transaction_is_the_orms_error():
+    from django.db import transaction
+
+    workflow = _workflow()
+    with transaction.atomic():
+        for _ in range(2):
+            assert compiled.fetch("locked", Workflow, _locked, [workflow.pk], for_write=True) == [
+                workflow
+            ]
+    statement = _cached("locked", 1)
+    assert isinstance(statement, compiled._Statement)
+    assert statement.locks == connection.features.has_select_for_update
+    assert ("FOR UPDATE" in statement.sql) == connection.features.has_select_for_update
+
+
+@pytest.mark.django_db(transaction=True)
+def test_compiled__a_cached_locking_read_in_autocommit_raises_as_the_orm_does():
+    from django.db import transaction
+    from django.db.transaction import TransactionManagementError
+
+    workflow = _workflow()
+    with transaction.atomic():
+        compiled.fetch("locked", Workflow, _locked, [workflow.pk], for_write=True)
+    assert isinstance(_cached("locked", 1), compiled._Statement)
+    if not connection.features.has_select_for_update:  # SQLite: the ORM drops the lock
+        assert compiled.fetch("locked", Workflow, _locked, [workflow.pk], for_write=True)
+        return
+    with pytest.raises(TransactionManagementError):
+        compiled.fetch("locked", Workflow, _locked, [workflow.pk], for_write=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_compiled__an_event_wins_its_wait_through_the_cached_read_of_the_waits():
+    config = {"connector": "github", "event": "reply", "match": {"k": "{{ event.payload.k }}"}}
+    WorkflowService().create_workflow(
+        name="Waits",
+        trigger={"connector": "github", "events": ["start"]},
+        steps=[
+            {"name": "Wait", "type": "wait_for_event", "config": config},
+            {"name": "Then", "type": "compiled_noop", "config": {}},
+        ],
+    )
+
+    def send(event_type: str, n: int, key: str) -> None:
+        queue.enqueue(
+            "github",
+            event_type=event_type,
+            payload={"k": key},
+            external_id=f"{event_type}-{n}",
+            trace_id="t",
+        )
+
+    def drain() -> dict:
+        counts: dict = {}
+        while items := dispatch.claim(10):
+            for k, v in tasks.process_items([[i.pk, i.lease_token] for i in items]).items():
+                counts[k] = counts.get(k, 0) + v
+        return counts
+
+    for n in range(2):
+        send("start", n, f"k{n}")
+    drain()  # parked, and their first timers' looks
+    assert WorkflowRun.objects.filter(status="waiting").count() == 2
+    for n in range(2):
+        send("reply", n, f"k{n}")
+    drain()
+    assert isinstance(_cached(("event_waits", (1, 1)), 4), compiled._Statement)
+    assert WorkflowRun.objects.filter(status="completed").count() == 2

@@ -135,25 +135,44 @@ def wake_waiters(items: Sequence[OutboxItem]) -> Woken:
         # resolve_all locks them: a wait read here still waits until the commit. Their
         # runs are read, not locked: only the holder of a run's wait changes a waiting
         # run (the takeover's UPDATE is conditional all the same).
-        waits = (
-            RunWait.objects.select_for_update(of=("self",))
-            .select_related("run__workflow")
-            .filter(
-                status=WaitStatus.WAITING,
-                kind=WaitKind.EVENT,
-                connector_key__in={trigger_key(item.connector_key) for item in events},
-                event_type__in={item.event_type for item in events},
-                match_key__in=list(by_key),
-            )
+        connectors = list(dict.fromkeys(trigger_key(item.connector_key) for item in events))
+        types = list(dict.fromkeys(item.event_type for item in events))
+        split = (len(connectors), len(types))
+        # Every batch of events sends it: compiled once per connection and shape
+        # (automate.compiled).
+        waits = compiled.fetch(
+            ("event_waits", split),
+            RunWait,
+            lambda *values: _waiting(split, values),
+            [*connectors, *types, *by_key],
+            for_write=True,
         )
         pairs = []
-        for wait in waits.order_by("id"):
+        for wait in waits:
             for item in sorted(by_key[wait.match_key], key=lambda i: (i.created_at, i.pk)):
                 if item.created_at >= wait.created_at:
                     pairs.append((wait, item))
                     break
         won = resolve_all(pairs, locked=True) if pairs else {}
     return Woken(won, _handed_over(won))
+
+
+def _waiting(split: tuple[int, int], values: Sequence[str]) -> QuerySet[RunWait]:
+    """The waits of :func:`wake_waiters`, locked: ``values`` are ``split[0]`` connection
+    keys, ``split[1]`` event types, then the match keys."""
+    connectors, types = values[: split[0]], values[split[0] : sum(split)]
+    return (
+        RunWait.objects.select_for_update(of=("self",))
+        .select_related("run__workflow")
+        .filter(
+            status=WaitStatus.WAITING,
+            kind=WaitKind.EVENT,
+            connector_key__in=connectors,
+            event_type__in=types,
+            match_key__in=values[sum(split) :],
+        )
+        .order_by("id")
+    )
 
 
 def _handed_over(won: dict[int, RunWait]) -> dict[int, list[WorkflowRun]] | None:
