@@ -22,6 +22,7 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 
+from automate import compiled
 from automate.flow import failure, matching, parking
 from automate.models import (
     RESUME_CONNECTOR_KEY,
@@ -49,14 +50,19 @@ class Trigger:
 
 def matching_workflows(connector_key: str, event_type: str) -> list[Workflow]:
     """Enabled workflows whose trigger matches an event, oldest first."""
-    candidates = Workflow.objects.filter(enabled=True, trigger_connector=connector_key)
+    # Every batch reads them: compiled once per connection (automate.compiled).
     return [
         wf
-        for wf in candidates.order_by("id")
+        for wf in compiled.fetch("trigger_candidates", Workflow, _candidates, [connector_key])
         if Trigger(wf.trigger_connector, tuple(wf.trigger_event_types)).matches(
             connector_key, event_type
         )
     ]
+
+
+def _candidates(connector_key: str) -> QuerySet[Workflow]:
+    found = Workflow.objects.filter(enabled=True, trigger_connector=connector_key)
+    return found.order_by("id")
 
 
 def event_context(item: OutboxItem) -> dict[str, Any]:

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from automate import compiled
 from automate.flow import bulk
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import API_SOURCE_PREFIX, RunStatus, WorkflowRun, WorkflowStep, trigger_key
@@ -83,13 +85,17 @@ def key_of(item: OutboxItem, paths: Iterable[str]) -> str | None:
 def _path_sets(kinds: set[tuple[str, str]]) -> dict[tuple[str, str], set[tuple[str, ...]]]:
     """The sets of match paths ``wait_for_event`` steps declare, by connector and type."""
     found: dict[tuple[str, str], set[tuple[str, ...]]] = {}
-    for config in WorkflowStep.objects.filter(type="wait_for_event").values_list(
-        "config", flat=True
-    ):
+    # Every batch of events reads them: compiled once per connection (automate.compiled).
+    configs = compiled.fetch("wait_for_event_configs", WorkflowStep, _wait_configs, [])
+    for config in configs:
         kind = (str(config.get("connector")), str(config.get("event")))
         if kind in kinds:
             found.setdefault(kind, set()).add(tuple(sorted(config.get("match") or {})))
     return found
+
+
+def _wait_configs() -> QuerySet[WorkflowStep, dict[str, Any]]:
+    return WorkflowStep.objects.filter(type="wait_for_event").values_list("config", flat=True)
 
 
 @dataclass
@@ -129,25 +135,44 @@ def wake_waiters(items: Sequence[OutboxItem]) -> Woken:
         # resolve_all locks them: a wait read here still waits until the commit. Their
         # runs are read, not locked: only the holder of a run's wait changes a waiting
         # run (the takeover's UPDATE is conditional all the same).
-        waits = (
-            RunWait.objects.select_for_update(of=("self",))
-            .select_related("run__workflow")
-            .filter(
-                status=WaitStatus.WAITING,
-                kind=WaitKind.EVENT,
-                connector_key__in={trigger_key(item.connector_key) for item in events},
-                event_type__in={item.event_type for item in events},
-                match_key__in=list(by_key),
-            )
+        connectors = list(dict.fromkeys(trigger_key(item.connector_key) for item in events))
+        types = list(dict.fromkeys(item.event_type for item in events))
+        split = (len(connectors), len(types))
+        # Every batch of events sends it: compiled once per connection and shape
+        # (automate.compiled).
+        waits = compiled.fetch(
+            ("event_waits", split),
+            RunWait,
+            lambda *values: _waiting(split, values),
+            [*connectors, *types, *by_key],
+            for_write=True,
         )
         pairs = []
-        for wait in waits.order_by("id"):
+        for wait in waits:
             for item in sorted(by_key[wait.match_key], key=lambda i: (i.created_at, i.pk)):
                 if item.created_at >= wait.created_at:
                     pairs.append((wait, item))
                     break
         won = resolve_all(pairs, locked=True) if pairs else {}
     return Woken(won, _handed_over(won))
+
+
+def _waiting(split: tuple[int, int], values: Sequence[str]) -> QuerySet[RunWait]:
+    """The waits of :func:`wake_waiters`, locked: ``values`` are ``split[0]`` connection
+    keys, ``split[1]`` event types, then the match keys."""
+    connectors, types = values[: split[0]], values[split[0] : sum(split)]
+    return (
+        RunWait.objects.select_for_update(of=("self",))
+        .select_related("run__workflow")
+        .filter(
+            status=WaitStatus.WAITING,
+            kind=WaitKind.EVENT,
+            connector_key__in=connectors,
+            event_type__in=types,
+            match_key__in=values[sum(split) :],
+        )
+        .order_by("id")
+    )
 
 
 def _handed_over(won: dict[int, RunWait]) -> dict[int, list[WorkflowRun]] | None:
