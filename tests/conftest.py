@@ -53,6 +53,19 @@ def _forget_redacted_values() -> Iterator[None]:
 
 
 @pytest.fixture
+def settled_once_per_batch(monkeypatch) -> None:
+    """A batch settles its items once, at its end, however long it takes.
+
+    For tests that count a batch's statements: a batch also settles whenever
+    ``FLUSH_SECONDS`` pass, and on a loaded machine a batch of 20 can take that long, which
+    adds statements without changing the outcome.
+    """
+    from automate import batch  # the app: imported once Django is set up
+
+    monkeypatch.setattr(batch, "FLUSH_SECONDS", 10.0**9)
+
+
+@pytest.fixture
 def redis_url() -> str:
     if not _reachable(REDIS_URL):
         service_missing(f"no Redis server at {REDIS_URL} (set AUTOMATE_TEST_REDIS_URL)")

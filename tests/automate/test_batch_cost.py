@@ -20,7 +20,7 @@ from automate.steps.base import StrictConfig
 from automate.steps.registry import steps as step_registry
 from automate_core.outbox import queue
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("settled_once_per_batch")]
 
 #: A batch of new events through two idempotent steps, in a transaction (SQLite, or a
 #: caller's): the task's SELECT of its items, which says they have no runs yet (so

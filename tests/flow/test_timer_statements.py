@@ -22,7 +22,7 @@ from automate.services import WorkflowService
 from automate_core.models import OutboxItem
 from automate_core.outbox import queue
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("settled_once_per_batch")]
 
 THEN = {"name": "Then", "type": "filter", "config": {"condition": "{{ true }}"}}
 
