@@ -1,7 +1,7 @@
 """Instructions per webhook request, counted by callgrind rather than timed.
 
-    python -m benchmarks.callgrind_ingest [--requests 1000] [--db NAME] [--keep]
-                                          [--observability on|off]
+    python -m benchmarks.callgrind_ingest [--requests 1000] [--db NAME] [--views bare,ours]
+                                          [--no-backend] [--observability on|off]
 
 Runs, under ``valgrind --tool=callgrind``, a process that sends ``--requests`` signed
 GitHub deliveries through Django's ``WSGIHandler`` (environ dicts, no server) to the bare
