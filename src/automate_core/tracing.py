@@ -15,6 +15,9 @@ from typing import Any
 
 _trace_id: ContextVar[str | None] = ContextVar("automate_trace_id", default=None)
 
+#: UUID version 7's timestamp is 48 bits of milliseconds (until the year 10889).
+_MS_SPAN = 1 << 48
+
 
 def new_trace_id() -> str:
     """32 hex digits: a UUID version 7 (RFC 9562) without building a ``UUID``, one is made
@@ -33,10 +36,6 @@ def new_trace_id() -> str:
     raw[6] = raw[6] & 0x0F | 0x70
     raw[8] = raw[8] & 0x3F | 0x80
     return raw.hex()
-
-
-#: UUID version 7's timestamp is 48 bits of milliseconds (until the year 10889).
-_MS_SPAN = 1 << 48
 
 
 def get_trace_id() -> str | None:
