@@ -93,7 +93,13 @@ class Guarded:
     created: bool
 
 
-def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Guarded:
+def enqueue_once(
+    connection: str,
+    content: bytes | None,
+    item: OutboxItem,
+    *,
+    database: BaseDatabaseWrapper | None = None,
+) -> Guarded:
     """Store ``item`` (from :func:`~automate_core.outbox.queue.prepare`) unless ``content``
     was seen on ``connection`` within the window.
 
@@ -104,7 +110,8 @@ def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Gu
     On PostgreSQL outside a transaction (the webhook view's case) a new event and its
     receipt are one statement in autocommit (:func:`_insert_with_receipt`); if either row
     conflicts with one already stored, nothing was written and the steps below decide,
-    one at a time, in a transaction.
+    one at a time, in a transaction. ``database``: a database wrapper the caller has looked
+    up already (the webhook view's, the default one), used if the router writes there.
     """
     window = app_settings.WEBHOOK_REPLAY_WINDOW_SECONDS
     if content is None or window <= 0:
@@ -112,7 +119,7 @@ def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Gu
         return Guarded(result.item, result.created)
     key = digest(content)
     now = timezone.now()
-    if _insert_with_receipt(item, connection, key, now):
+    if _insert_with_receipt(item, connection, key, now, database):
         _maybe_prune(window)
         return Guarded(item, created=True)
     with transaction.atomic():
@@ -140,7 +147,13 @@ def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Gu
     return Guarded(result.item, created=True)
 
 
-def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datetime) -> bool:
+def _insert_with_receipt(
+    item: OutboxItem,
+    connection: str,
+    key: str,
+    now: datetime,
+    database: BaseDatabaseWrapper | None = None,
+) -> bool:
     """Insert ``item`` and its receipt in one statement; False when that is not possible
     here (not PostgreSQL, inside a transaction) or a row conflicted (nothing is written).
 
@@ -152,7 +165,8 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
     sends no model signals).
     """
     alias = router.db_for_write(OutboxItem)
-    db = connections[alias]
+    # A lookup in ``connections`` costs as much as the rest of these checks.
+    db = database if database is not None and database.alias == alias else connections[alias]
     if db.vendor != "postgresql" or db.in_atomic_block or not db.get_autocommit():
         return False
     if not item._state.adding or router.db_for_write(WebhookReceipt) != alias:

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import classonlymethod
 from django.views import View
@@ -90,8 +90,11 @@ class WebhookView(View):
 
         if key.startswith(API_SOURCE_PREFIX):  # the source of API events, never a URL
             return _error(404, "unknown webhook endpoint", trace_id)
+        # Looked up once and handed on: each lookup in ``connections`` (a context-local)
+        # costs about as much as reading the request's headers.
+        db = connections[DEFAULT_DB_ALIAS]
         try:
-            connector = webhook_connector(key, trace_id=trace_id)
+            connector = webhook_connector(key, trace_id=trace_id, database=db)
         except (AutomateError, ImproperlyConfigured, ValueError) as exc:
             # A profile we cannot build (secret missing, config invalid) is our problem,
             # and the sender must retry once it is fixed: that is what 503 means. The
@@ -141,7 +144,7 @@ class WebhookView(View):
                 headers=_kept_headers(connector, headers),
                 trace_id=trace_id,
             )
-            result = replays.enqueue_once(key, content, prepared)
+            result = replays.enqueue_once(key, content, prepared, database=db)
         item = result.item
         if item is None:  # a replay of an event whose row has been deleted since
             return JsonResponse({"trace_id": trace_id, "duplicate": True}, status=200)
@@ -151,7 +154,8 @@ class WebhookView(View):
             )
             response[TRACE_HEADER] = item.trace_id
             return response
-        transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=item))
+        # transaction.on_commit(), on the wrapper in hand.
+        db.on_commit(lambda: signals.event_accepted.send(sender=key, item=item))
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "accepted %s event %r as outbox item %s",

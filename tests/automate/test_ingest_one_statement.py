@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
@@ -100,6 +101,19 @@ def test_one_statement__inside_a_transaction_the_rows_go_with_it():
         transaction.set_rollback(True)
     assert not OutboxItem.objects.exists()
     assert not WebhookReceipt.objects.exists()
+
+
+def test_one_statement__a_wrapper_handed_in_is_used_only_for_the_routers_database():
+    # The webhook view hands in the default database's wrapper; one of another alias is
+    # not where the router writes, and is never touched (it has nothing to touch here).
+    elsewhere = SimpleNamespace(alias="elsewhere")
+    result = replays.enqueue_once("github", b"handed", _prepared("h-1"), database=elsewhere)
+    assert result.created
+    with CaptureQueriesContext(connection) as captured:
+        result = replays.enqueue_once("github", b"own", _prepared("h-2"), database=connection)
+    assert result.created
+    assert [q["sql"][:13] for q in captured.captured_queries] == ["WITH new_item"]
+    assert WebhookReceipt.objects.count() == 2
 
 
 def test_one_statement__a_post_save_receiver_still_gets_save():
