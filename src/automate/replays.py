@@ -177,7 +177,7 @@ def _insert_with_receipt(
     if statement is None:
         return False
     fields, sql = statement
-    found = _sql_and_params(item, fields, sql, db)
+    found = _sql_and_params(item, fields, sql, db, now)
     if found is None:
         return False
     sql, params = found
@@ -192,23 +192,33 @@ def _insert_with_receipt(
 
 def _seen_at(now: datetime, db: BaseDatabaseWrapper) -> Any:
     """The receipt's ``seen_at`` as its field prepares it, by the field's shortcut."""
-    field = WebhookReceipt._meta.get_field("seen_at")
-    shortcut = _receipt_shortcuts.get(db.alias, _SLOW)
-    if shortcut is _SLOW:
-        shortcut = _receipt_shortcuts[db.alias] = _shortcut(field, db)
+    known = _receipt_shortcuts.get(db.alias)
+    if known is None:
+        field = WebhookReceipt._meta.get_field("seen_at")
+        known = _receipt_shortcuts[db.alias] = (field, _shortcut(field, db))
+    field, shortcut = known
     prepared = _SLOW if shortcut is None else shortcut(now)
     return field.get_db_prep_save(now, db) if prepared is _SLOW else prepared
 
 
-#: Per database alias: the shortcut of WebhookReceipt.seen_at (None: none).
-_receipt_shortcuts: dict[str, Any] = {}
+#: Per database alias: WebhookReceipt.seen_at and its shortcut (None: none).
+_receipt_shortcuts: dict[str, tuple[Field, Any]] = {}
 
 
 def _prepared(
-    item: OutboxItem, field: Field, shortcut: Any, db: BaseDatabaseWrapper, stamped: bool
+    item: OutboxItem,
+    field: Field,
+    shortcut: Any,
+    db: BaseDatabaseWrapper,
+    stamped: bool,
+    now: datetime | None,
 ) -> Any:
     if stamped:  # auto_now: pre_save sets the value, the shortcut adapts it
-        value = field.pre_save(item, True)
+        if now is None:
+            value = field.pre_save(item, True)
+        else:  # what DateTimeField.pre_save does, with the clock read once per row
+            value = now
+            setattr(item, field.attname, value)
         prepared = _SLOW if shortcut is None else shortcut(value)
     elif shortcut is None:
         value, prepared = field.pre_save(item, True), _SLOW
@@ -223,11 +233,17 @@ def _prepared(
 
 
 def _sql_and_params(
-    item: OutboxItem, fields: list[Field], sql: str, db: BaseDatabaseWrapper
+    item: OutboxItem,
+    fields: list[Field],
+    sql: str,
+    db: BaseDatabaseWrapper,
+    now: datetime | None = None,
 ) -> tuple[str, list[Any]] | None:
     """The statement and the values of ``item``'s INSERT, as ``SQLInsertCompiler``
     prepares them (each field's ``pre_save``, then ``get_db_prep_save``); None when a
-    value is an expression, which ``save()`` compiles.
+    value is an expression, which ``save()`` compiles. ``now``: the time a ``DateTimeField``
+    with ``auto_now`` (or ``auto_now_add``) is set to, as its ``pre_save`` would set it to
+    the clock's (one reading per row instead of one per such field and one for the receipt).
 
     Most of a webhook's values need no preparing (a ``str`` for a ``CharField``, an aware
     ``datetime`` for a ``DateTimeField`` on PostgreSQL) or one adaptation: each field's
@@ -246,7 +262,7 @@ def _sql_and_params(
             if value is constant or (type(value) is type(constant) and value == constant):
                 written |= bit
                 continue
-        prepared = _prepared(item, field, shortcut, db, stamped)
+        prepared = _prepared(item, field, shortcut, db, stamped, now)
         if prepared is _EXPRESSION:
             return None
         params.append(prepared)

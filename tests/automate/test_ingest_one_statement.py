@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -327,6 +328,25 @@ def test_params__values_of_other_types_take_the_fields_own_calls_and_are_stored_
     assert stored.payload == ["a", 1]
     assert bytes(stored.raw_body) == b"bytes in a view"
     assert stored.attempts == 1
+
+
+def test_params__auto_now_is_the_time_handed_in_as_pre_save_would_set_it(monkeypatch):
+    from django.utils import timezone
+
+    item = _prepared("stamped")
+    now = timezone.now() + timedelta(seconds=7)  # not what the clock reads
+    fields, sql = replays._statement(connection)
+    statement, params = replays._sql_and_params(item, fields, sql, connection, now)
+    assert item.updated_at == now
+    receipt = ["github", "0" * 64, item.created_at]
+    monkeypatch.setattr(timezone, "now", lambda: now)  # what save()'s pre_save reads
+    assert connection.ops.compose_sql(statement, [*params, *receipt]) == _sent(item, ours=False)
+
+
+def test_prepare__the_fields_defaulting_to_the_clock_share_one_reading():
+    item = _prepared("one-reading")
+    assert item.available_at == item.created_at
+    assert item.created_at.tzinfo is not None
 
 
 def test_params__an_expression_is_left_to_save_which_compiles_it():
