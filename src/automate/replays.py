@@ -232,11 +232,14 @@ def _prepared(
     else:
         value = item.__dict__[field.attname]
         prepared = shortcut(value)
-    if prepared is _SLOW:
-        if hasattr(value, "resolve_expression"):  # an expression: let save() compile it
-            return _EXPRESSION
-        prepared = field.get_db_prep_save(value, connection=db)
-    return prepared
+    return _unknown(value, field, db) if prepared is _SLOW else prepared
+
+
+def _unknown(value: Any, field: Field, db: BaseDatabaseWrapper) -> Any:
+    """A value its field's shortcut does not know, prepared by the field's own calls."""
+    if hasattr(value, "resolve_expression"):  # an expression: let save() compile it
+        return _EXPRESSION
+    return field.get_db_prep_save(value, connection=db)
 
 
 def _sql_and_params(
@@ -262,14 +265,21 @@ def _sql_and_params(
     statement is compiled per set of fields so written (a handful: with a payload or
     with raw bytes, with an id or without...)."""
     plan = _plan(fields, sql, db)
+    values = item.__dict__
     params, written = [], 0
-    for bit, field, shortcut, constant, stamped in plan.entries:
+    for bit, field, attname, shortcut, constant, stamped in plan.entries:
         if constant is not _NO_CONSTANT:
-            value = item.__dict__[field.attname]
+            value = values[attname]
             if value is constant or (type(value) is type(constant) and value == constant):
                 written |= bit
                 continue
-        prepared = _prepared(item, field, shortcut, db, stamped, now)
+        if shortcut is not None and not stamped:  # most values: _prepared's third case
+            value = values[attname]
+            prepared = shortcut(value)
+            if prepared is _SLOW:
+                prepared = _unknown(value, field, db)
+        else:
+            prepared = _prepared(item, field, shortcut, db, stamped, now)
         if prepared is _EXPRESSION:
             return None
         params.append(prepared)
@@ -290,7 +300,7 @@ class _Plan:
     def __init__(self, fields: list[Field], sql: str, db: BaseDatabaseWrapper) -> None:
         self.fields, self.sql = fields, sql
         self.parts = sql.split("%s")  # the fields' placeholders come first, in order
-        self.entries: list[tuple[int, Field, Any, Any, bool]] = []
+        self.entries: list[tuple[int, Field, str, Any, Any, bool]] = []
         self.literals: list[str | None] = []
         for position, (field, shortcut) in enumerate(_shortcuts(fields, db)):
             constant, literal = _NO_CONSTANT, None
@@ -309,7 +319,8 @@ class _Plan:
                 # Quoted by the driver, as it quotes a parameter; % doubled for the
                 # parameters still to come.
                 literal = cast(Any, db.ops).compose_sql("%s", [prepared]).replace("%", "%%")
-            self.entries.append((1 << position, field, shortcut, constant, stamped))
+            entry = (1 << position, field, field.attname, shortcut, constant, stamped)
+            self.entries.append(entry)
             self.literals.append(literal)
         self.statements: dict[int, str] = {}
 
