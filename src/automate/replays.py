@@ -201,8 +201,8 @@ def _seen_at(now: datetime, db: BaseDatabaseWrapper) -> Any:
     """The receipt's ``seen_at`` as its field prepares it, by the field's shortcut."""
     known = _receipt_shortcuts.get(db.alias)
     if known is None:
-        field = WebhookReceipt._meta.get_field("seen_at")
-        known = _receipt_shortcuts[db.alias] = (field, _shortcut(field, db))
+        found = cast(Field, WebhookReceipt._meta.get_field("seen_at"))
+        known = _receipt_shortcuts[db.alias] = (found, _shortcut(found, db))
     field, shortcut = known
     prepared = _SLOW if shortcut is None else shortcut(now)
     return field.get_db_prep_save(now, db) if prepared is _SLOW else prepared
