@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from automate.conf import settings as app_settings
 from automate.models import ConnectionProfile
@@ -93,11 +94,15 @@ class _Recent(Generic[T]):
         self.entries.clear()
 
 
-def _keeping() -> float:
+def _keeping(database: BaseDatabaseWrapper | None = None) -> float:
     """For how long an answer read now may be kept: 0 inside a transaction, which may see
-    rows that are never committed (a test's), else ``CONNECTION_CACHE_SECONDS``."""
+    rows that are never committed (a test's), else ``CONNECTION_CACHE_SECONDS``.
+
+    ``database`` is the default database's wrapper when the caller has it already (looking
+    it up costs as much as the rest of this)."""
     ttl = app_settings.CONNECTION_CACHE_SECONDS
-    if ttl > 0 and transaction.get_connection().in_atomic_block:
+    db = database if database is not None else transaction.get_connection()
+    if ttl > 0 and db.in_atomic_block:
         return 0
     return ttl
 
@@ -265,7 +270,9 @@ def connector_for(key: str, *, ctx: ProviderContext | None = None) -> Connector 
         return None
 
 
-def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
+def webhook_connector(
+    key: str, *, trace_id: str, database: BaseDatabaseWrapper | None = None
+) -> Connector | None:
     """:func:`connector_for` with the default secret backends, as the webhook view needs it.
 
     A new instance every call (a connector may keep state while it checks a request), but
@@ -276,9 +283,10 @@ def webhook_connector(key: str, *, trace_id: str) -> Connector | None:
     Saving a profile or a ``Secret`` row, or changing ``AUTOMATE``, in this process counts
     at once; a secret changed in a backend elsewhere counts within
     ``AUTOMATE["CONNECTION_CACHE_SECONDS"]``. A secret that cannot be resolved is not
-    kept: the next request tries again.
+    kept: the next request tries again. ``database`` is the default database's wrapper,
+    when the caller has it (the webhook view looks it up once per request).
     """
-    ttl = _keeping()
+    ttl = _keeping(database)
     connection = _connections.get(key, lambda: _load_connection(key), ttl=ttl)
     if connection is None or not connection.enabled:
         return None

@@ -103,12 +103,14 @@ def _prepared_cursor(db: BaseDatabaseWrapper) -> Any | None:
     None when this connection must not prepare."""
     if db.vendor != "postgresql" or not app_settings.DATABASE_PREPARED_STATEMENTS:
         return None
-    if not _is_psycopg3() or db.in_atomic_block or not db.get_autocommit():
+    if not _is_psycopg3() or db.in_atomic_block:
         return None
     # As Django's own cursor() does: with CONN_HEALTH_CHECKS a connection the server
     # dropped since the last request is replaced, not used to answer 500.
     db.close_if_health_check_failed()
     db.ensure_connection()
+    if not db.autocommit:  # what get_autocommit() answers once connected
+        return None
     raw = db.connection
     if raw in _refused:
         return None

@@ -93,7 +93,13 @@ class Guarded:
     created: bool
 
 
-def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Guarded:
+def enqueue_once(
+    connection: str,
+    content: bytes | None,
+    item: OutboxItem,
+    *,
+    database: BaseDatabaseWrapper | None = None,
+) -> Guarded:
     """Store ``item`` (from :func:`~automate_core.outbox.queue.prepare`) unless ``content``
     was seen on ``connection`` within the window.
 
@@ -104,7 +110,8 @@ def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Gu
     On PostgreSQL outside a transaction (the webhook view's case) a new event and its
     receipt are one statement in autocommit (:func:`_insert_with_receipt`); if either row
     conflicts with one already stored, nothing was written and the steps below decide,
-    one at a time, in a transaction.
+    one at a time, in a transaction. ``database``: a database wrapper the caller has looked
+    up already (the webhook view's, the default one), used if the router writes there.
     """
     window = app_settings.WEBHOOK_REPLAY_WINDOW_SECONDS
     if content is None or window <= 0:
@@ -112,7 +119,7 @@ def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Gu
         return Guarded(result.item, result.created)
     key = digest(content)
     now = timezone.now()
-    if _insert_with_receipt(item, connection, key, now):
+    if _insert_with_receipt(item, connection, key, now, database):
         _maybe_prune(window)
         return Guarded(item, created=True)
     with transaction.atomic():
@@ -140,7 +147,13 @@ def enqueue_once(connection: str, content: bytes | None, item: OutboxItem) -> Gu
     return Guarded(result.item, created=True)
 
 
-def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datetime) -> bool:
+def _insert_with_receipt(
+    item: OutboxItem,
+    connection: str,
+    key: str,
+    now: datetime,
+    database: BaseDatabaseWrapper | None = None,
+) -> bool:
     """Insert ``item`` and its receipt in one statement; False when that is not possible
     here (not PostgreSQL, inside a transaction) or a row conflicted (nothing is written).
 
@@ -152,8 +165,9 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
     sends no model signals).
     """
     alias = router.db_for_write(OutboxItem)
-    db = connections[alias]
-    if db.vendor != "postgresql" or db.in_atomic_block or not db.get_autocommit():
+    # A lookup in ``connections`` costs as much as the rest of these checks.
+    db = database if database is not None and database.alias == alias else connections[alias]
+    if db.vendor != "postgresql" or db.in_atomic_block or not _autocommit(db):
         return False
     if not item._state.adding or router.db_for_write(WebhookReceipt) != alias:
         return False
@@ -163,7 +177,7 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
     if statement is None:
         return False
     fields, sql = statement
-    found = _sql_and_params(item, fields, sql, db)
+    found = _sql_and_params(item, fields, sql, db, now)
     if found is None:
         return False
     sql, params = found
@@ -176,44 +190,70 @@ def _insert_with_receipt(item: OutboxItem, connection: str, key: str, now: datet
     return True
 
 
+def _autocommit(db: BaseDatabaseWrapper) -> bool:
+    """``db.get_autocommit()``, without its ``ensure_connection()`` once connected (an
+    async-unsafe call: its check of the event loop costs more than the rest; the
+    statement's own execution checks it)."""
+    return db.autocommit if db.connection is not None else db.get_autocommit()
+
+
 def _seen_at(now: datetime, db: BaseDatabaseWrapper) -> Any:
     """The receipt's ``seen_at`` as its field prepares it, by the field's shortcut."""
-    field = WebhookReceipt._meta.get_field("seen_at")
-    shortcut = _receipt_shortcuts.get(db.alias, _SLOW)
-    if shortcut is _SLOW:
-        shortcut = _receipt_shortcuts[db.alias] = _shortcut(field, db)
+    known = _receipt_shortcuts.get(db.alias)
+    if known is None:
+        found = cast(Field, WebhookReceipt._meta.get_field("seen_at"))
+        known = _receipt_shortcuts[db.alias] = (found, _shortcut(found, db))
+    field, shortcut = known
     prepared = _SLOW if shortcut is None else shortcut(now)
     return field.get_db_prep_save(now, db) if prepared is _SLOW else prepared
 
 
-#: Per database alias: the shortcut of WebhookReceipt.seen_at (None: none).
-_receipt_shortcuts: dict[str, Any] = {}
+#: Per database alias: WebhookReceipt.seen_at and its shortcut (None: none).
+_receipt_shortcuts: dict[str, tuple[Field, Any]] = {}
 
 
 def _prepared(
-    item: OutboxItem, field: Field, shortcut: Any, db: BaseDatabaseWrapper, stamped: bool
+    item: OutboxItem,
+    field: Field,
+    shortcut: Any,
+    db: BaseDatabaseWrapper,
+    stamped: bool,
+    now: datetime | None,
 ) -> Any:
     if stamped:  # auto_now: pre_save sets the value, the shortcut adapts it
-        value = field.pre_save(item, True)
+        if now is None:
+            value = field.pre_save(item, True)
+        else:  # what DateTimeField.pre_save does, with the clock read once per row
+            value = now
+            setattr(item, field.attname, value)
         prepared = _SLOW if shortcut is None else shortcut(value)
     elif shortcut is None:
         value, prepared = field.pre_save(item, True), _SLOW
     else:
         value = item.__dict__[field.attname]
         prepared = shortcut(value)
-    if prepared is _SLOW:
-        if hasattr(value, "resolve_expression"):  # an expression: let save() compile it
-            return _EXPRESSION
-        prepared = field.get_db_prep_save(value, connection=db)
-    return prepared
+    return _unknown(value, field, db) if prepared is _SLOW else prepared
+
+
+def _unknown(value: Any, field: Field, db: BaseDatabaseWrapper) -> Any:
+    """A value its field's shortcut does not know, prepared by the field's own calls."""
+    if hasattr(value, "resolve_expression"):  # an expression: let save() compile it
+        return _EXPRESSION
+    return field.get_db_prep_save(value, connection=db)
 
 
 def _sql_and_params(
-    item: OutboxItem, fields: list[Field], sql: str, db: BaseDatabaseWrapper
+    item: OutboxItem,
+    fields: list[Field],
+    sql: str,
+    db: BaseDatabaseWrapper,
+    now: datetime | None = None,
 ) -> tuple[str, list[Any]] | None:
     """The statement and the values of ``item``'s INSERT, as ``SQLInsertCompiler``
     prepares them (each field's ``pre_save``, then ``get_db_prep_save``); None when a
-    value is an expression, which ``save()`` compiles.
+    value is an expression, which ``save()`` compiles. ``now``: the time a ``DateTimeField``
+    with ``auto_now`` (or ``auto_now_add``) is set to, as its ``pre_save`` would set it to
+    the clock's (one reading per row instead of one per such field and one for the receipt).
 
     Most of a webhook's values need no preparing (a ``str`` for a ``CharField``, an aware
     ``datetime`` for a ``DateTimeField`` on PostgreSQL) or one adaptation: each field's
@@ -225,14 +265,21 @@ def _sql_and_params(
     statement is compiled per set of fields so written (a handful: with a payload or
     with raw bytes, with an id or without...)."""
     plan = _plan(fields, sql, db)
+    values = item.__dict__
     params, written = [], 0
-    for bit, field, shortcut, constant, stamped in plan.entries:
+    for bit, field, attname, shortcut, constant, stamped in plan.entries:
         if constant is not _NO_CONSTANT:
-            value = item.__dict__[field.attname]
+            value = values[attname]
             if value is constant or (type(value) is type(constant) and value == constant):
                 written |= bit
                 continue
-        prepared = _prepared(item, field, shortcut, db, stamped)
+        if shortcut is not None and not stamped:  # most values: _prepared's third case
+            value = values[attname]
+            prepared = shortcut(value)
+            if prepared is _SLOW:
+                prepared = _unknown(value, field, db)
+        else:
+            prepared = _prepared(item, field, shortcut, db, stamped, now)
         if prepared is _EXPRESSION:
             return None
         params.append(prepared)
@@ -253,7 +300,7 @@ class _Plan:
     def __init__(self, fields: list[Field], sql: str, db: BaseDatabaseWrapper) -> None:
         self.fields, self.sql = fields, sql
         self.parts = sql.split("%s")  # the fields' placeholders come first, in order
-        self.entries: list[tuple[int, Field, Any, Any, bool]] = []
+        self.entries: list[tuple[int, Field, str, Any, Any, bool]] = []
         self.literals: list[str | None] = []
         for position, (field, shortcut) in enumerate(_shortcuts(fields, db)):
             constant, literal = _NO_CONSTANT, None
@@ -272,7 +319,8 @@ class _Plan:
                 # Quoted by the driver, as it quotes a parameter; % doubled for the
                 # parameters still to come.
                 literal = cast(Any, db.ops).compose_sql("%s", [prepared]).replace("%", "%%")
-            self.entries.append((1 << position, field, shortcut, constant, stamped))
+            entry = (1 << position, field, field.attname, shortcut, constant, stamped)
+            self.entries.append(entry)
             self.literals.append(literal)
         self.statements: dict[int, str] = {}
 

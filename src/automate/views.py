@@ -24,10 +24,12 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import classonlymethod
 from django.views import View
@@ -90,8 +92,11 @@ class WebhookView(View):
 
         if key.startswith(API_SOURCE_PREFIX):  # the source of API events, never a URL
             return _error(404, "unknown webhook endpoint", trace_id)
+        # Looked up once and handed on: each lookup in ``connections`` (a context-local)
+        # costs about as much as reading the request's headers.
+        db = connections[DEFAULT_DB_ALIAS]
         try:
-            connector = webhook_connector(key, trace_id=trace_id)
+            connector = webhook_connector(key, trace_id=trace_id, database=db)
         except (AutomateError, ImproperlyConfigured, ValueError) as exc:
             # A profile we cannot build (secret missing, config invalid) is our problem,
             # and the sender must retry once it is fixed: that is what 503 means. The
@@ -141,7 +146,7 @@ class WebhookView(View):
                 headers=_kept_headers(connector, headers),
                 trace_id=trace_id,
             )
-            result = replays.enqueue_once(key, content, prepared)
+            result = replays.enqueue_once(key, content, prepared, database=db)
         item = result.item
         if item is None:  # a replay of an event whose row has been deleted since
             return JsonResponse({"trace_id": trace_id, "duplicate": True}, status=200)
@@ -151,7 +156,7 @@ class WebhookView(View):
             )
             response[TRACE_HEADER] = item.trace_id
             return response
-        transaction.on_commit(lambda: signals.event_accepted.send(sender=key, item=item))
+        _on_commit(db, lambda: signals.event_accepted.send(sender=key, item=item))
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "accepted %s event %r as outbox item %s",
@@ -161,6 +166,18 @@ class WebhookView(View):
                 extra={"trace_id": trace_id},
             )
         return _accepted(item.trace_id, item.pk)
+
+
+def _on_commit(db: BaseDatabaseWrapper, func: Callable[[], Any]) -> None:
+    """``transaction.on_commit(func)`` on the wrapper in hand: outside a transaction, in
+    autocommit (the webhook's case, once its row is committed), ``func`` runs now, as
+    on_commit runs it; anything else is on_commit's to decide (later, or an error). Its
+    own check of autocommit is an async-unsafe call whose event-loop check costs more than
+    the rest of it."""
+    if db.in_atomic_block or db.connection is None or not db.autocommit:
+        db.on_commit(func)
+    else:
+        func()
 
 
 #: When each misconfigured key was last logged (time.monotonic()), per process.

@@ -131,7 +131,7 @@ def _fresh_timestamp(timestamp: Any, tolerance: float, clock: Clock) -> int | No
 
 def _matched(expected: bytes, candidates: list[bytes | None]) -> bool:
     """Compare, refusing ``malformed_header`` when no candidate could even be decoded."""
-    if all(candidate is None for candidate in candidates):
+    if candidates.count(None) == len(candidates):  # none could be decoded
         return refuse(Reason.MALFORMED_HEADER)
     if _matches_any(expected, candidates):
         return True
@@ -149,9 +149,13 @@ def _key_bytes(secret: str | bytes) -> bytes:
     raise TypeError(f"a secret is str or bytes, not {type(secret).__name__}")
 
 
+#: A tuple, not ``bytes | bytearray | memoryview``: that expression builds a union per call.
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
 def hmac_digest(secret: str | bytes, message: bytes, algorithm: Algorithm = "sha256") -> bytes:
     """The raw HMAC of ``message``; a ``str`` secret is used as its UTF-8 bytes."""
-    if not isinstance(message, bytes | bytearray | memoryview):
+    if not isinstance(message, _BYTES_LIKE):
         raise TypeError("the signed message must be bytes")
     # The one-shot hmac.digest: OpenSSL's, without an HMAC object (one per webhook).
     return hmac.digest(_key_bytes(secret), bytes(message), _ALGORITHMS[algorithm])

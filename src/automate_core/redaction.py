@@ -78,6 +78,18 @@ def redact_data(data: Any) -> Any:
     if isinstance(data, str):
         return redact(data)
     if isinstance(data, dict):
+        if _values:
+            # One search over every key and value (a webhook's headers), and a plain copy
+            # when none matches. A match is always found in the joined text; one across a
+            # separator only sends them the long way; join() refuses anything not a str
+            # (a str subclass is copied as it is, where the long way gives a str).
+            try:
+                text = "\n".join([*data, *data.values()])
+            except TypeError:
+                pass
+            else:
+                if (_pattern or _compile()).search(text) is None:
+                    return dict(data.items())
         # A str key or value (every header of a webhook) redacted without recursing.
         return {
             (redact(k) if type(k) is str else redact_data(k)): (

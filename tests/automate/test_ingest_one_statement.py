@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
@@ -100,6 +102,19 @@ def test_one_statement__inside_a_transaction_the_rows_go_with_it():
         transaction.set_rollback(True)
     assert not OutboxItem.objects.exists()
     assert not WebhookReceipt.objects.exists()
+
+
+def test_one_statement__a_wrapper_handed_in_is_used_only_for_the_routers_database():
+    # The webhook view hands in the default database's wrapper; one of another alias is
+    # not where the router writes, and is never touched (it has nothing to touch here).
+    elsewhere = SimpleNamespace(alias="elsewhere")
+    result = replays.enqueue_once("github", b"handed", _prepared("h-1"), database=elsewhere)
+    assert result.created
+    with CaptureQueriesContext(connection) as captured:
+        result = replays.enqueue_once("github", b"own", _prepared("h-2"), database=connection)
+    assert result.created
+    assert [q["sql"][:13] for q in captured.captured_queries] == ["WITH new_item"]
+    assert WebhookReceipt.objects.count() == 2
 
 
 def test_one_statement__a_post_save_receiver_still_gets_save():
@@ -313,6 +328,25 @@ def test_params__values_of_other_types_take_the_fields_own_calls_and_are_stored_
     assert stored.payload == ["a", 1]
     assert bytes(stored.raw_body) == b"bytes in a view"
     assert stored.attempts == 1
+
+
+def test_params__auto_now_is_the_time_handed_in_as_pre_save_would_set_it(monkeypatch):
+    from django.utils import timezone
+
+    item = _prepared("stamped")
+    now = timezone.now() + timedelta(seconds=7)  # not what the clock reads
+    fields, sql = replays._statement(connection)
+    statement, params = replays._sql_and_params(item, fields, sql, connection, now)
+    assert item.updated_at == now
+    receipt = ["github", "0" * 64, item.created_at]
+    monkeypatch.setattr(timezone, "now", lambda: now)  # what save()'s pre_save reads
+    assert connection.ops.compose_sql(statement, [*params, *receipt]) == _sent(item, ours=False)
+
+
+def test_prepare__the_fields_defaulting_to_the_clock_share_one_reading():
+    item = _prepared("one-reading")
+    assert item.available_at == item.created_at
+    assert item.created_at.tzinfo is not None
 
 
 def test_params__an_expression_is_left_to_save_which_compiles_it():

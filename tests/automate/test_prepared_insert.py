@@ -17,9 +17,11 @@ from django.conf import settings
 from django.db import IntegrityError, connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from automate import prepared
+from automate import prepared, replays
 from automate_core.models import OutboxItem
+from automate_core.outbox import queue
 
 
 def _opened(number: int) -> bytes:
@@ -214,3 +216,19 @@ def test_prepared__another_clients_statement_of_psycopgs_name_is_never_run():
         cursor.execute("PREPARE _pg3_0 (int) AS SELECT $1 + 1000")
         cursor.execute("PREPARE _pg3_1 (int) AS SELECT $1 + 1000")
     assert prepared.fetchone(connection, sql, [41]) == (42,)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__outside_autocommit_nothing_is_prepared_nor_inserted_in_one_statement():
+    item = queue.prepare("github", payload={"n": 1}, external_id="no-autocommit", trace_id="t")
+    connection.close()  # the checks connect first, as get_autocommit() does
+    assert prepared._prepared_cursor(connection) is not None
+    connection.set_autocommit(False)
+    try:
+        assert prepared._prepared_cursor(connection) is None
+        assert not replays._insert_with_receipt(item, "github", "0" * 64, timezone.now())
+    finally:
+        connection.rollback()
+        connection.set_autocommit(True)
+    assert not OutboxItem.objects.filter(external_id="no-autocommit").exists()

@@ -256,6 +256,30 @@ def test_webhook__event_accepted_signal_fires_after_commit(csrf_client):
     assert seen == [("my_service", True)]
 
 
+def test_webhook__inside_a_transaction_event_accepted_waits_for_its_commit(csrf_client):
+    from automate.signals import event_accepted
+
+    seen = []
+
+    def receiver(sender, item, **kwargs):
+        seen.append(item.external_id)
+
+    event_accepted.connect(receiver, dispatch_uid="test-signal-in-tx")
+    try:
+        with transaction.atomic():
+            body = b'{"id": "in-tx"}'
+            assert post(csrf_client, body, signature=sign(body)).status_code == 202
+            assert seen == []  # the row is not committed yet
+        assert seen == ["in-tx"]
+        with transaction.atomic():
+            body = b'{"id": "rolled-back"}'
+            assert post(csrf_client, body, signature=sign(body)).status_code == 202
+            transaction.set_rollback(True)
+    finally:
+        event_accepted.disconnect(dispatch_uid="test-signal-in-tx")
+    assert seen == ["in-tx"]  # never sent for a row that was never committed
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 from django.http import HttpHeaders
 
+from automate_connectors import webhooks
 from automate_connectors.storable import MAX_EVENT_TYPE, storable
 from automate_connectors.webhooks import Headers, WebhookEvent
 
@@ -53,22 +54,37 @@ ENVIRON = {
 }
 
 
-@pytest.mark.parametrize(
-    "environ",
-    [
-        ENVIRON,
-        {},
-        # Two keys naming one header: the later one wins, in both.
-        {"CONTENT_TYPE": "text/plain", "HTTP_CONTENT_TYPE": "application/json"},
-        {"HTTP_CONTENT_TYPE": "application/json", "CONTENT_TYPE": "text/plain"},
-        {"HTTP_": "empty name", "HTTP_X__Y": "two underscores", "SERVER_PORT": "80"},
-        {"HTTP_X_STRA\u00dfE": "latin-1", "HTTP_X_\u00c9T\u00c9": "d\u00e9j\u00e0"},
-    ],
-)
+ENVIRONS = [
+    ENVIRON,
+    {},
+    # Two keys naming one header: the later one wins, in both.
+    {"CONTENT_TYPE": "text/plain", "HTTP_CONTENT_TYPE": "application/json"},
+    {"HTTP_CONTENT_TYPE": "application/json", "CONTENT_TYPE": "text/plain"},
+    {"HTTP_": "empty name", "HTTP_X__Y": "two underscores", "SERVER_PORT": "80"},
+    {"HTTP_X_STRA\u00dfE": "latin-1", "HTTP_X_\u00c9T\u00c9": "d\u00e9j\u00e0"},
+]
+
+
+@pytest.mark.parametrize("environ", ENVIRONS)
 def test_headers__from_environ_is_what_request_headers_give(environ):
     headers = Headers.from_environ(environ)
     assert headers == Headers(HttpHeaders(environ).items())
     assert type(headers) is Headers
+
+
+@pytest.mark.parametrize("environ", ENVIRONS)
+def test_headers__from_environ_gives_the_same_headers_once_the_names_are_known(environ):
+    # The second read finds every key's name worked out by the first.
+    first = Headers.from_environ(environ)
+    assert Headers.from_environ(environ) == first == Headers(HttpHeaders(environ).items())
+
+
+def test_headers__from_environ_keeps_a_bounded_number_of_names(monkeypatch):
+    monkeypatch.setattr(webhooks, "_header_names", {})
+    for n in range(webhooks.HEADER_NAMES_KEPT + 10):  # a sender inventing headers
+        environ = {f"HTTP_X_INVENTED_{n}": "v", "HTTP_X_GITHUB_EVENT": "push"}
+        assert Headers.from_environ(environ) == {f"x-invented-{n}": "v", "x-github-event": "push"}
+    assert len(webhooks._header_names) <= webhooks.HEADER_NAMES_KEPT
 
 
 def test_headers__from_environ_looks_up_without_case():

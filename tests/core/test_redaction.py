@@ -79,6 +79,19 @@ def test_redact_data__walks_nested_data():
     assert redaction.redact_data(data) == {"a": [f"x {MASK}", (MASK,)], MASK: 3, "n": 1}
 
 
+def test_redact_data__a_flat_dict_of_text_is_searched_at_once_and_masked_as_before():
+    redaction.remember("header-secret")
+    redaction.remember("two\nlines")  # holds the separator of the one search
+    headers = {"x-token": "Bearer header-secret", "header-secret": "v", "ua": "curl"}
+    assert redaction.redact_data(headers) == {"x-token": f"Bearer {MASK}", MASK: "v", "ua": "curl"}
+    clean = {"content-type": "application/json", "x-github-event": "push"}
+    copy = redaction.redact_data(clean)
+    assert copy == clean and copy is not clean  # a copy, as before
+    # Matched only across a key and a value: each is searched again, neither is changed.
+    assert redaction.redact_data({"two": "lines"}) == {"two": "lines"}
+    assert redaction.redact_data({"k": "two\nlines"}) == {"k": MASK}
+
+
 def _fail_with(value: str) -> None:
     try:
         raise ValueError(f"inner {value}")

@@ -75,8 +75,12 @@ def prepare(
     trace_id: str,
 ) -> OutboxItem:
     """The unsaved row :func:`enqueue` would store (headers redacted, traceparent taken)."""
-    index, template, defaults = _layout()
+    index, template, defaults, clocked = _layout()
     values = list(template)
+    if clocked:  # one reading of the clock for every field whose default it is
+        now = _clock()
+        for position in clocked:
+            values[position] = now
     for position, default in defaults:
         values[position] = default()
     values[index["connector_key"]] = connector_key
@@ -99,23 +103,35 @@ _PREPARED = frozenset(
 )
 
 
+#: Django's clock, as the fields name it for their default (a test may replace
+#: ``timezone.now`` later: a field's default stays this function).
+_clock = timezone.now
+
+
 @functools.cache
-def _layout() -> tuple[dict[str, int], tuple[Any, ...], tuple[tuple[int, Any], ...]]:
+def _layout() -> tuple[
+    dict[str, int], tuple[Any, ...], tuple[tuple[int, Any], ...], tuple[int, ...]
+]:
     """Each field's position in ``OutboxItem(*values)``; the default of each field
-    :func:`prepare` does not set, when it is a constant; and the ``get_default`` of each
-    whose default is made per row (``timezone.now``, ``dict``, a database default)."""
+    :func:`prepare` does not set, when it is a constant; the ``get_default`` of each whose
+    default is made per row (``dict``, a database default...); and the positions of the
+    fields whose default is ``timezone.now``, which share one reading of the clock (the
+    row's ``available_at`` and ``created_at`` are the same instant, not two a few
+    microseconds apart)."""
     fields = OutboxItem._meta.concrete_fields
     index = {field.attname: position for position, field in enumerate(fields)}
     values: list[Any] = [None] * len(fields)
-    defaults = []
+    defaults, clocked = [], []
     for position, field in enumerate(fields):
         if field.attname in _PREPARED:
             continue
-        if (field.has_default() and callable(field.default)) or field.has_db_default():
+        if field.has_default() and field.default is _clock and not field.has_db_default():
+            clocked.append(position)
+        elif (field.has_default() and callable(field.default)) or field.has_db_default():
             defaults.append((position, field.get_default))
         else:
             values[position] = field.get_default()
-    return index, tuple(values), tuple(defaults)
+    return index, tuple(values), tuple(defaults), tuple(clocked)
 
 
 def store(item: OutboxItem) -> Enqueued:
