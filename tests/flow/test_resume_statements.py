@@ -385,3 +385,29 @@ def test_resume__a_crash_inside_the_resume_transaction_leaves_wait_and_run_waiti
     dispatch.process_batch(dispatch.claim(1000))
     assert completed(wf) == 3
     assert StepRun.objects.filter(run__workflow=wf, step__name="Then").count() == 3
+
+
+def test_resume__the_resumed_runs_histories_are_one_compiled_read_that_knows_their_runs():
+    """Each resumed run's history comes from one SELECT compiled once per connection and
+    number of runs (automate.compiled), every record knowing its run: the pass reads it
+    from no table."""
+    first = {**THEN, "name": "First"}
+    wf = start_runs("H", [first, WAIT, THEN], 3, 0)
+    for i in range(3):
+        reply(f"k{i}")
+    items = dispatch.claim(1000)
+    found = runs.ensure_runs_for(items)
+    cached = getattr(connection, "_automate_compiled", {})
+    assert ("step_history", 3) in cached
+    resumed = [run for taken in found.values() for run in taken]
+    assert len(resumed) == 3
+    with CaptureQueriesContext(connection) as ctx:
+        for run in resumed:
+            records = list(run.step_runs.all())
+            # The filter before the wait, and the wait itself: in id order.
+            assert [r.status for r in records] == ["succeeded", "waiting"]
+            assert [r.pk for r in records] == sorted(r.pk for r in records)
+            assert all(r.run is run for r in records)
+    assert ctx.captured_queries == []
+    tasks.process_items([[i.pk, i.lease_token] for i in items])
+    assert completed(wf) == 3
