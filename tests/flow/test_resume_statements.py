@@ -411,3 +411,18 @@ def test_resume__the_resumed_runs_histories_are_one_compiled_read_that_knows_the
     assert ctx.captured_queries == []
     tasks.process_items([[i.pk, i.lease_token] for i in items])
     assert completed(wf) == 3
+
+
+def test_resume__a_batch_of_timers_locks_its_waits_with_one_compiled_read():
+    """The read that locks a timer batch's waits (with their runs and workflows) is
+    compiled once per connection and shape (automate.compiled), not built by the ORM
+    each batch; the runs resume as before."""
+    delay = {"name": "Wait", "type": "delay", "config": {"seconds": 3600}}
+    wf = start_runs("L", [delay, THEN], 3, 0)
+    OutboxItem.objects.filter(connector_key=RESUME_CONNECTOR_KEY, status="pending").update(
+        available_at=timezone.now()
+    )
+    dispatch.process_batch(dispatch.claim(1000))
+    assert completed(wf) == 3
+    cached = getattr(connection, "_automate_compiled", {})
+    assert (("lock_waits", (3, 0)), 6) in cached
