@@ -15,12 +15,14 @@ runs to :mod:`automate.runner`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.sql import Query
 
 from automate import compiled
 from automate.flow import failure, matching, parking
@@ -187,11 +189,20 @@ def _history(*run_ids: int) -> QuerySet[StepRun]:
 
 
 def _history_of(records: list[StepRun]) -> QuerySet[StepRun]:
-    """``records`` as a prefetched step history: iterating it compiles no query."""
-    found = StepRun.objects.none()
+    """``records`` as a prefetched step history: iterating it compiles no query.
+
+    What ``StepRun.objects.none()`` gives, without building and cloning a query for
+    each run (a batch makes one per run): every history shares one empty query, which a
+    QuerySet never changes in place (``filter()``, ``order_by()``... clone it first)."""
+    found = StepRun.objects._queryset_class(model=StepRun, query=_empty_history())  # type: ignore[attr-defined]
     found._result_cache = records
     found._prefetch_done = True  # type: ignore[attr-defined]
     return found
+
+
+@functools.cache
+def _empty_history() -> Query:
+    return StepRun.objects.none().query
 
 
 def _no_history() -> QuerySet[StepRun]:

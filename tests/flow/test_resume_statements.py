@@ -426,3 +426,16 @@ def test_resume__a_batch_of_timers_locks_its_waits_with_one_compiled_read():
     assert completed(wf) == 3
     cached = getattr(connection, "_automate_compiled", {})
     assert (("lock_waits", (3, 0)), 6) in cached
+
+
+def test_resume__histories_share_one_empty_query_that_a_filter_does_not_change():
+    """A batch's prefetched histories (one per run) share one empty query rather than
+    building one each; a QuerySet made from one of them (``order_by``, ``filter``)
+    clones it, so the others stay as they were."""
+    first, second = runs._history_of([]), runs._history_of([])
+    assert first.query is second.query
+    assert list(first) == [] and list(second) == []
+    before = str(first.query.where)
+    assert list(first.filter(step__name="x").order_by("-id")) == []
+    assert str(second.query.where) == before
+    assert first.query.is_empty()
