@@ -2,7 +2,7 @@
 
     python -m benchmarks.callgrind_pipeline [--events 400] [--batch 50]
                                             [--observability on|off] [--db NAME]
-                                            [--path plain|event]
+                                            [--path plain|event|delay]
 
 Runs, under ``valgrind --tool=callgrind``, a process that enqueues ``--events`` events
 for the two-step no-op workflow (each inside a span of its own when tracing is on, so
@@ -18,7 +18,12 @@ database of its own, so neither claims the other's events.
 resuming``): both processes first park ``--events`` runs of ``[wait_for_event, no-op]``
 (each past its first timer's look), then store a matching reply for each; the measured
 part claims the replies and runs them, each winning its wait and resuming its run in the
-same pass. ``--path plain`` (the default) runs the same two-step no-op workflow as before.
+same pass. ``--path delay`` counts a due delay's (``benchmarks/parked.py``'s ``delay,
+resuming``): both processes first park ``--events`` runs of ``[delay of an hour, no-op]``,
+then bring every waiting delay's deadline and timer to now; the measured part claims the
+timers (``_resume`` items) and runs them, each taking its wait and its run over and
+resuming the run in the same pass. ``--path plain`` (the default) runs the same two-step
+no-op workflow as before.
 """
 
 from __future__ import annotations
@@ -57,7 +62,12 @@ def child(url: str, events: int, run: int, batch: int, path: str = "plain") -> N
     _timeless()
     import uuid
 
+    from django.utils import timezone
+
     from automate import dispatch, tasks
+    from automate.flow.models import RunWait, WaitKind
+    from automate.models import RESUME_CONNECTOR_KEY
+    from automate_core.models import OutboxItem
     from automate_core.observability import spans
     from automate_core.outbox import queue
 
@@ -75,8 +85,18 @@ def child(url: str, events: int, run: int, batch: int, path: str = "plain") -> N
         for n in range(count):
             if path == "plain":
                 send(prefix, n, "pull_request", {"action": "opened", "number": n})
+            elif path == "delay":  # runs that park for an hour
+                send(f"{prefix}-delay", n, "parked.delay", {"n": n})
             else:  # runs that park, each waiting for the reply of its own key
                 send(f"{prefix}-wait", n, "parked.wait", {"key": f"{prefix}{n}"})
+        if path == "delay":
+            parking = dispatch.claim(count)
+            tasks.process_items([[i.pk, i.lease_token] for i in parking])  # parked
+            now = timezone.now()  # as if the hour had passed: the timers are due
+            RunWait.objects.filter(kind=WaitKind.DELAY, status="waiting").update(due_at=now)
+            OutboxItem.objects.filter(connector_key=RESUME_CONNECTOR_KEY, status="pending").update(
+                available_at=now
+            )
         if path == "event":
             parking = dispatch.claim(count)
             tasks.process_items([[i.pk, i.lease_token] for i in parking])  # parked
@@ -115,7 +135,7 @@ def _prepared(name: str, path: str) -> str:
         check=True,
     )
     code = "from benchmarks import common; common.create_noop_workflow('Bench', 'pull_request')"
-    if path == "event":
+    if path in ("event", "delay"):
         code = "from benchmarks import common; common.parked_workflows()"
     subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"],
                    env=common.env_for(url), check=True, cwd=common.ROOT)  # fmt: skip
@@ -128,7 +148,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--db", default=DB)
     parser.add_argument("--observability", choices=("on", "off"))
-    parser.add_argument("--path", choices=("plain", "event"), default="plain")
+    parser.add_argument("--path", choices=("plain", "event", "delay"), default="plain")
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--db-url")
     parser.add_argument("--run", type=int)

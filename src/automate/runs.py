@@ -15,12 +15,14 @@ runs to :mod:`automate.runner`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.sql import Query
 
 from automate import compiled
 from automate.flow import failure, matching, parking
@@ -148,19 +150,64 @@ def ensure_runs_for(items: Sequence[OutboxItem]) -> dict[int, list[WorkflowRun]]
     for run in every:
         if run.pk in fresh:
             run._prefetched_objects_cache = {"step_runs": _no_history()}  # type: ignore[attr-defined]
-    prefetch_related_objects(
-        [run for run in every if run.pk not in fresh],
-        Prefetch("step_runs", queryset=StepRun.objects.order_by("id")),
-    )
+    _read_histories([run for run in every if run.pk not in fresh and not _has_history(run)])
     return runs
+
+
+def _read_histories(runs: Sequence[WorkflowRun]) -> None:
+    """Prefetch the step history of ``runs`` (``run.step_runs.all()`` then reads no
+    table), in one SELECT, as ``prefetch_related_objects`` would: each record knows its
+    run, and every run has a history, empty or not.
+
+    Every batch of resumed runs sends it: compiled once per connection and number of runs
+    (:mod:`automate.compiled`), not built and compiled by the ORM each batch."""
+    ids = list(dict.fromkeys(run.pk for run in runs))
+    if not ids:
+        return
+    records: dict[int, list[StepRun]] = {pk: [] for pk in ids}
+    for record in compiled.fetch("step_history", StepRun, _history, ids):
+        records[record.run_id].append(record)  # type: ignore[attr-defined]
+    field = StepRun._meta.get_field("run")
+    for run in runs:
+        found = records[run.pk]
+        for record in found:
+            field.set_cached_value(record, run)  # type: ignore[union-attr]
+        cache = getattr(run, "_prefetched_objects_cache", None)
+        if cache is None:
+            cache = run._prefetched_objects_cache = {}  # type: ignore[attr-defined]
+        cache["step_runs"] = _history_of(found)
+
+
+def _has_history(run: WorkflowRun) -> bool:
+    """Whether ``run``'s history is prefetched already (``prefetch_related_objects``
+    reads none again)."""
+    return "step_runs" in getattr(run, "_prefetched_objects_cache", {})
+
+
+def _history(*run_ids: int) -> QuerySet[StepRun]:
+    return StepRun.objects.filter(run__in=run_ids).order_by("id")
+
+
+def _history_of(records: list[StepRun]) -> QuerySet[StepRun]:
+    """``records`` as a prefetched step history: iterating it compiles no query.
+
+    What ``StepRun.objects.none()`` gives, without building and cloning a query for
+    each run (a batch makes one per run): every history shares one empty query, which a
+    QuerySet never changes in place (``filter()``, ``order_by()``... clone it first)."""
+    found = StepRun.objects._queryset_class(model=StepRun, query=_empty_history())  # type: ignore[attr-defined]
+    found._result_cache = records
+    found._prefetch_done = True  # type: ignore[attr-defined]
+    return found
+
+
+@functools.cache
+def _empty_history() -> Query:
+    return StepRun.objects.none().query
 
 
 def _no_history() -> QuerySet[StepRun]:
     """An empty step history, read as a prefetched one: iterating it compiles no query."""
-    empty = StepRun.objects.none()
-    empty._result_cache = []
-    empty._prefetch_done = True  # type: ignore[attr-defined]
-    return empty
+    return _history_of([])
 
 
 #: The attribute :func:`has_runs` annotates an item with.

@@ -40,7 +40,11 @@ def _process_items(leases: list[list]) -> dict[str, int]:
     by_id = {int(item_id): str(token) for item_id, token in leases}
     # Compiled once per connection and batch size (automate.compiled): every batch sends it.
     items = compiled.fetch("leased", OutboxItem, _leased, list(by_id))
-    mine = [item for item in items if item.lease_token == by_id[item.pk]]
+    mine = [
+        item
+        for item in items
+        if item.status == OutboxStatus.LEASED and item.lease_token == by_id[item.pk]
+    ]
     counts = dispatch.process_batch(mine, checked=True)  # read just above
     skipped = len(by_id) - len(mine)
     if skipped:
@@ -49,8 +53,13 @@ def _process_items(leases: list[list]) -> dict[str, int]:
 
 
 def _leased(*ids: int) -> QuerySet[OutboxItem]:
+    # By primary key alone (the status is checked with the token, in Python): with
+    # ``status = 'leased'`` in the WHERE clause, PostgreSQL may read the partial index of
+    # leased rows instead, every entry of which a bitmap scan visits until VACUUM
+    # removes those of items settled since (a busy outbox's thousands), and the plan
+    # goes with the table's statistics of the moment.
     # Whether each has runs, in this SELECT: new events' batches skip reading their runs.
-    found = OutboxItem.objects.filter(pk__in=ids, status=OutboxStatus.LEASED)
+    found = OutboxItem.objects.filter(pk__in=ids)
     return found.annotate(**runs.has_runs()).order_by("id")
 
 

@@ -385,3 +385,57 @@ def test_resume__a_crash_inside_the_resume_transaction_leaves_wait_and_run_waiti
     dispatch.process_batch(dispatch.claim(1000))
     assert completed(wf) == 3
     assert StepRun.objects.filter(run__workflow=wf, step__name="Then").count() == 3
+
+
+def test_resume__the_resumed_runs_histories_are_one_compiled_read_that_knows_their_runs():
+    """Each resumed run's history comes from one SELECT compiled once per connection and
+    number of runs (automate.compiled), every record knowing its run: the pass reads it
+    from no table."""
+    first = {**THEN, "name": "First"}
+    wf = start_runs("H", [first, WAIT, THEN], 3, 0)
+    for i in range(3):
+        reply(f"k{i}")
+    items = dispatch.claim(1000)
+    found = runs.ensure_runs_for(items)
+    cached = getattr(connection, "_automate_compiled", {})
+    assert ("step_history", 3) in cached
+    resumed = [run for taken in found.values() for run in taken]
+    assert len(resumed) == 3
+    with CaptureQueriesContext(connection) as ctx:
+        for run in resumed:
+            records = list(run.step_runs.all())
+            # The filter before the wait, and the wait itself: in id order.
+            assert [r.status for r in records] == ["succeeded", "waiting"]
+            assert [r.pk for r in records] == sorted(r.pk for r in records)
+            assert all(r.run is run for r in records)
+    assert ctx.captured_queries == []
+    tasks.process_items([[i.pk, i.lease_token] for i in items])
+    assert completed(wf) == 3
+
+
+def test_resume__a_batch_of_timers_locks_its_waits_with_one_compiled_read():
+    """The read that locks a timer batch's waits (with their runs and workflows) is
+    compiled once per connection and shape (automate.compiled), not built by the ORM
+    each batch; the runs resume as before."""
+    delay = {"name": "Wait", "type": "delay", "config": {"seconds": 3600}}
+    wf = start_runs("L", [delay, THEN], 3, 0)
+    OutboxItem.objects.filter(connector_key=RESUME_CONNECTOR_KEY, status="pending").update(
+        available_at=timezone.now()
+    )
+    dispatch.process_batch(dispatch.claim(1000))
+    assert completed(wf) == 3
+    cached = getattr(connection, "_automate_compiled", {})
+    assert (("lock_waits", (3, 0)), 6) in cached
+
+
+def test_resume__histories_share_one_empty_query_that_a_filter_does_not_change():
+    """A batch's prefetched histories (one per run) share one empty query rather than
+    building one each; a QuerySet made from one of them (``order_by``, ``filter``)
+    clones it, so the others stay as they were."""
+    first, second = runs._history_of([]), runs._history_of([])
+    assert first.query is second.query
+    assert list(first) == [] and list(second) == []
+    before = str(first.query.where)
+    assert list(first.filter(step__name="x").order_by("-id")) == []
+    assert str(second.query.where) == before
+    assert first.query.is_empty()

@@ -327,3 +327,13 @@ def test_wait__a_wait_on_an_api_source_is_refused_at_create():
     with pytest.raises(AutomateError) as exc:
         WorkflowService().create_workflow(name="X", steps=[wait_step(connector="api:shop")])
     assert exc.value.details["field"] == "steps[0].config.connector"
+
+
+def test_wait__the_waits_index_leads_with_the_match_key():
+    """An event batch's ``match_key IN (...)`` is a probe per key: the partial index of
+    waiting event waits leads with the key (which hashes the connection and the type), so
+    no plan can read every wait of a connection and type and filter them by key."""
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, RunWait._meta.db_table)
+    assert found["automate_wait_match"]["columns"] == ["match_key"]
+    assert found["automate_wait_match"]["index"]

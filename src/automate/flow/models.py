@@ -76,9 +76,12 @@ class RunWait(models.Model):
         verbose_name_plural = _("run waits")
         ordering = ["id"]
         indexes = [
-            # An incoming event looks its waiting runs up by this key, once.
+            # An incoming event looks its waiting runs up by this key, once: the key
+            # leads (it hashes the connection and the event type too), so a batch's
+            # ``match_key IN (...)`` is one probe per key whatever the statistics say,
+            # never a scan of every wait of that connection and type filtered by key.
             models.Index(
-                fields=["connector_key", "event_type", "match_key"],
+                fields=["match_key"],
                 condition=Q(status="waiting", kind="event"),
                 name="automate_wait_match",
             ),

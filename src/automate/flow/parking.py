@@ -28,9 +28,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from automate import compiled
 from automate.flow import bulk, matching
 from automate.flow.models import RunWait, WaitKind, WaitStatus
 from automate.models import (
@@ -282,11 +283,15 @@ def _lock_waits(
     # Locked in id order, waits before runs, as matching.resolve_all and cancel_run lock
     # them; the runs are read, not locked: only the holder of a run's wait changes a
     # waiting run (the takeover's UPDATE is conditional all the same).
-    read = (
-        RunWait.objects.select_for_update(of=("self",))
-        .select_related("run__workflow")
-        .filter(Q(timer__in=ids) | Q(resolved_by__in=ids) | Q(pk__in=list(said_ended)))
-        .order_by("id")
+    # Every batch of timers sends it: compiled once per connection and shape (the number
+    # of items and of ended children; automate.compiled).
+    split = (len(ids), len(said_ended))
+    read = compiled.fetch(
+        ("lock_waits", split),
+        RunWait,
+        lambda *values: _waits_of(split, values),
+        [*ids, *ids, *said_ended],
+        for_write=True,
     )
     items = set(ids)
     workflows: dict[int, Workflow] = {}  # one instance per workflow, shared by its runs
@@ -299,6 +304,19 @@ def _lock_waits(
             if pk in items:
                 waits.setdefault(pk, wait)
     return waits, by_id
+
+
+def _waits_of(split: tuple[int, int], values: Sequence[int]) -> QuerySet[RunWait]:
+    """The waits of :func:`_lock_waits`, locked: ``values`` are the ``split[0]`` item ids
+    twice (as timers, then as resolvers), then ``split[1]`` wait ids."""
+    n, ended = split
+    timers, resolvers, waits = values[:n], values[n : 2 * n], values[2 * n : 2 * n + ended]
+    return (
+        RunWait.objects.select_for_update(of=("self",))
+        .select_related("run__workflow")
+        .filter(Q(timer__in=timers) | Q(resolved_by__in=resolvers) | Q(pk__in=waits))
+        .order_by("id")
+    )
 
 
 def _settle_waits(
