@@ -98,6 +98,13 @@ def fetchone(db: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> Any:
         return plain.fetchone()
 
 
+def autocommit(db: BaseDatabaseWrapper) -> bool:
+    """``db.get_autocommit()``, without its ``ensure_connection()`` once connected: that
+    call checks for a running event loop (async-unsafe), which costs more than the rest,
+    and a webhook asks several times; the statement's own execution checks it anyway."""
+    return db.autocommit if db.connection is not None else db.get_autocommit()
+
+
 def _prepared_cursor(db: BaseDatabaseWrapper) -> Any | None:
     """A Django cursor wrapper over a psycopg cursor that prepares what it executes, or
     None when this connection must not prepare."""
@@ -109,7 +116,7 @@ def _prepared_cursor(db: BaseDatabaseWrapper) -> Any | None:
     # dropped since the last request is replaced, not used to answer 500.
     db.close_if_health_check_failed()
     db.ensure_connection()
-    if not db.autocommit:  # what get_autocommit() answers once connected
+    if not autocommit(db):
         return None
     raw = db.connection
     if raw in _refused:

@@ -167,7 +167,7 @@ def _insert_with_receipt(
     alias = router.db_for_write(OutboxItem)
     # A lookup in ``connections`` costs as much as the rest of these checks.
     db = database if database is not None and database.alias == alias else connections[alias]
-    if db.vendor != "postgresql" or db.in_atomic_block or not _autocommit(db):
+    if db.vendor != "postgresql" or db.in_atomic_block or not prepared.autocommit(db):
         return False
     if not item._state.adding or router.db_for_write(WebhookReceipt) != alias:
         return False
@@ -188,13 +188,6 @@ def _insert_with_receipt(
         return False
     item._state.adding, item._state.db = False, alias
     return True
-
-
-def _autocommit(db: BaseDatabaseWrapper) -> bool:
-    """``db.get_autocommit()``, without its ``ensure_connection()`` once connected (an
-    async-unsafe call: its check of the event loop costs more than the rest; the
-    statement's own execution checks it)."""
-    return db.autocommit if db.connection is not None else db.get_autocommit()
 
 
 def _seen_at(now: datetime, db: BaseDatabaseWrapper) -> Any:

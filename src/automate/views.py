@@ -38,6 +38,7 @@ from automate import instrument, replays, signals
 from automate.conf import settings as app_settings
 from automate.connections import webhook_connector
 from automate.models import API_SOURCE_PREFIX
+from automate.prepared import autocommit
 from automate_connectors.base import Connector, Headers
 from automate_connectors.storable import storable
 from automate_connectors.verdict import Reason, WebhookVerdict
@@ -172,9 +173,9 @@ def _on_commit(db: BaseDatabaseWrapper, func: Callable[[], Any]) -> None:
     """``transaction.on_commit(func)`` on the wrapper in hand: outside a transaction, in
     autocommit (the webhook's case, once its row is committed), ``func`` runs now, as
     on_commit runs it; anything else is on_commit's to decide (later, or an error). Its
-    own check of autocommit is an async-unsafe call whose event-loop check costs more than
-    the rest of it."""
-    if db.in_atomic_block or db.connection is None or not db.autocommit:
+    own check of autocommit would ask the connection once more (see
+    :func:`automate.prepared.autocommit`)."""
+    if db.in_atomic_block or not autocommit(db):
         db.on_commit(func)
     else:
         func()
