@@ -175,7 +175,9 @@ def _read_histories(runs: Sequence[WorkflowRun]) -> None:
         cache = getattr(run, "_prefetched_objects_cache", None)
         if cache is None:
             cache = run._prefetched_objects_cache = {}  # type: ignore[attr-defined]
-        cache["step_runs"] = _history_of(found)
+        # The run's own query, as prefetch_related_objects leaves it: a later
+        # ``run.step_runs.filter(...)`` reads the table, not an empty query.
+        cache["step_runs"] = _history_of(found, _history(run.pk).query)
 
 
 def _has_history(run: WorkflowRun) -> bool:
@@ -188,13 +190,16 @@ def _history(*run_ids: int) -> QuerySet[StepRun]:
     return StepRun.objects.filter(run__in=run_ids).order_by("id")
 
 
-def _history_of(records: list[StepRun]) -> QuerySet[StepRun]:
+def _history_of(records: list[StepRun], query: Query | None = None) -> QuerySet[StepRun]:
     """``records`` as a prefetched step history: iterating it compiles no query.
 
-    What ``StepRun.objects.none()`` gives, without building and cloning a query for
-    each run (a batch makes one per run): every history shares one empty query, which a
-    QuerySet never changes in place (``filter()``, ``order_by()``... clone it first)."""
-    found = StepRun.objects._queryset_class(model=StepRun, query=_empty_history())  # type: ignore[attr-defined]
+    ``query`` is what a further ``filter()`` starts from; without it, the history of a
+    new run shares one empty query (what ``StepRun.objects.none()`` gives, without
+    building one per run), which a QuerySet never changes in place (``filter()``,
+    ``order_by()``... clone it first)."""
+    if query is None:
+        query = _empty_history()
+    found = StepRun.objects._queryset_class(model=StepRun, query=query)  # type: ignore[attr-defined]
     found._result_cache = records
     found._prefetch_done = True  # type: ignore[attr-defined]
     return found

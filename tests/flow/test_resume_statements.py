@@ -409,6 +409,9 @@ def test_resume__the_resumed_runs_histories_are_one_compiled_read_that_knows_the
             assert [r.pk for r in records] == sorted(r.pk for r in records)
             assert all(r.run is run for r in records)
     assert ctx.captured_queries == []
+    # A further query starts from the run's own, as prefetch_related_objects leaves it.
+    for run in resumed:
+        assert [r.status for r in run.step_runs.filter(status="waiting")] == ["waiting"]
     tasks.process_items([[i.pk, i.lease_token] for i in items])
     assert completed(wf) == 3
 
