@@ -183,7 +183,11 @@ def _insert_with_receipt(
     sql, params = found
     seen_at = _seen_at(now, db)
     try:
-        (item.pk,) = prepared.fetchone(db, sql, [*params, connection, key, seen_at])
+        # Repeatable: run again after it took effect, it conflicts on the receipt's key,
+        # and the steps in enqueue_once answer it as the repeat it is.
+        (item.pk,) = prepared.fetchone(
+            db, sql, [*params, connection, key, seen_at], repeatable=True
+        )
     except IntegrityError:
         return False
     item._state.adding, item._state.db = False, alias

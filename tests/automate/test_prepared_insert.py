@@ -10,11 +10,13 @@ other.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from unittest import mock
 
 import pytest
 from django.conf import settings
-from django.db import IntegrityError, connection, connections
+from django.db import IntegrityError, connection, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -105,27 +107,153 @@ def test_prepared__a_statement_the_server_lost_is_sent_again_and_stored_once(pos
     assert OutboxItem.objects.filter(external_id__in=["first", "second", "third"]).count() == 3
 
 
+def _terminate(pid: int) -> None:
+    """Ends a server process from another connection, as a server restart would."""
+    killer = connection.copy()
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        killer.close()
+
+
+@contextlib.contextmanager
+def _health_checks_due(enabled: bool = True):
+    """What CONN_HEALTH_CHECKS and a new request's close_old_connections() leave behind
+    (the test client does not send request_started to close_old_connections), with
+    Django's own check spied on."""
+    before = connection.health_check_enabled
+    connection.health_check_enabled, connection.health_check_done = enabled, False
+    try:
+        with mock.patch.object(connection, "is_usable", wraps=connection.is_usable) as spy:
+            yield spy
+    finally:
+        connection.health_check_enabled = before
+        if connection.connection is not None and connection.connection.closed:
+            connection.close()  # left dead by a failure: not the next test's problem
+
+
+def _inserts(captured: CaptureQueriesContext) -> int:
+    return sum(q["sql"].startswith("WITH new_item") for q in captured.captured_queries)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__with_health_checks_the_insert_is_the_check_no_select_1_before_it(post_github):
+    assert post_github(_opened(1), "warm").status_code == 202
+    pid = connection.connection.info.backend_pid
+    with _health_checks_due() as is_usable, CaptureQueriesContext(connection) as captured:
+        assert post_github(_opened(2), "checked").status_code == 202
+    is_usable.assert_not_called()  # no SELECT 1 round trip
+    assert _inserts(captured) == 1 and len(captured.captured_queries) == 1
+    assert connection.health_check_done  # a later statement of the request skips it too
+    assert connection.connection.info.backend_pid == pid
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
 def test_prepared__with_health_checks_a_connection_the_server_dropped_is_replaced(post_github):
     assert post_github(_opened(1), "before").status_code == 202
     victim = connection.connection.info.backend_pid
-    killer = connection.copy()
-    try:
-        with killer.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [victim])
-    finally:
-        killer.close()
-    enabled = connection.health_check_enabled
-    # What CONN_HEALTH_CHECKS and a new request's close_old_connections() leave behind.
-    connection.health_check_enabled, connection.health_check_done = True, False
-    try:
+    _terminate(victim)
+    with _health_checks_due() as is_usable, CaptureQueriesContext(connection) as captured:
         response = post_github(_opened(2), "after")
-    finally:
-        connection.health_check_enabled = enabled
     assert response.status_code == 202
+    is_usable.assert_not_called()
+    assert _inserts(captured) == 2  # found the connection dead, then ran on a new one
     assert connection.connection.info.backend_pid != victim
     assert OutboxItem.objects.filter(external_id__in=["before", "after"]).count() == 2
+    assert response.json()["id"] == OutboxItem.objects.get(external_id="after").pk
+
+
+def _commits_then_dies(execute, sql, params, many, context):
+    """The INSERT commits, then the connection dies before its answer is read: the
+    server restarted between the two."""
+    result = execute(sql, params, many, context)
+    if sql.startswith("WITH new_item"):
+        db = context["connection"]
+        _terminate(db.connection.info.backend_pid)
+        with db.wrap_database_errors:  # the answer never comes
+            db.connection.execute("SELECT 1")
+    return result
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+@pytest.mark.parametrize("delivery", ["lost-answer", None], ids=["with-id", "without-id"])
+def test_prepared__an_insert_that_committed_before_its_connection_died_is_not_stored_twice(
+    post_github, delivery
+):
+    body = _opened(7)
+    assert post_github(_opened(1), "warm").status_code == 202
+    with _health_checks_due(), connection.execute_wrapper(_commits_then_dies):
+        response = post_github(body, delivery or "")
+    # The repeat conflicted with what the first run wrote: answered as the repeat it is,
+    # with the stored event's ids.
+    assert response.status_code == 200 and response.json()["duplicate"] is True
+    (stored,) = OutboxItem.objects.exclude(external_id="warm")
+    assert response.json()["id"] == stored.pk
+    assert response.json()["trace_id"] == stored.trace_id
+    assert replays.WebhookReceipt.objects.filter(outbox_item=stored).count() == 1
+
+
+def _timed_out(calls: list[str]):
+    def wrapper(execute, sql, params, many, context):
+        from django.db import OperationalError
+
+        calls.append(sql)
+        raise OperationalError("canceling statement due to statement timeout")
+
+    return wrapper
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__an_error_on_a_live_connection_is_raised_not_repeated(post_github):
+    from django.db import OperationalError
+
+    assert post_github(_opened(1), "warm").status_code == 202
+    pid = connection.connection.info.backend_pid
+    calls: list[str] = []
+    with (
+        _health_checks_due(),
+        connection.execute_wrapper(_timed_out(calls)),
+        pytest.raises(OperationalError, match="statement timeout"),
+    ):
+        post_github(_opened(2), "timed-out")
+    assert len(calls) == 1 and calls[0].startswith("WITH new_item")  # tried once only
+    assert connection.connection.info.backend_pid == pid
+    assert not OutboxItem.objects.filter(external_id="timed-out").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__without_health_checks_a_dead_connection_fails_the_request_as_in_django(
+    post_github,
+):
+    from django.db import OperationalError
+
+    assert post_github(_opened(1), "before").status_code == 202
+    _terminate(connection.connection.info.backend_pid)
+    with (
+        _health_checks_due(enabled=False) as is_usable,
+        CaptureQueriesContext(connection) as captured,
+        pytest.raises(OperationalError),
+    ):
+        post_github(_opened(2), "after")
+    is_usable.assert_not_called()
+    assert _inserts(captured) == 1  # CONN_HEALTH_CHECKS off: not run again
+    connection.close()
+    assert not OutboxItem.objects.filter(external_id="after").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("postgres")
+def test_prepared__inside_a_transaction_djangos_check_runs_before_a_repeatable_statement():
+    sql = "SELECT 1"
+    with transaction.atomic(), _health_checks_due() as is_usable:
+        assert prepared.fetchone(connection, sql, [], repeatable=True) == (1,)
+    is_usable.assert_called_once()  # a repeat could not undo what the transaction lost
 
 
 @pytest.mark.django_db(transaction=True)
