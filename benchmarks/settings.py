@@ -14,6 +14,11 @@ _query = parse_qs(urlparse(os.environ.get("DATABASE_URL", "")).query)
 if _query.get("host"):
     DATABASES["default"]["HOST"] = _query["host"][0]
 
+# BENCH_CONN_HEALTH_CHECKS=0: no connection health check before a request's first
+# statement (the example project checks, as a production project behind restarts would).
+if os.environ.get("BENCH_CONN_HEALTH_CHECKS") == "0":
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+
 DEBUG = False
 ROOT_URLCONF = "benchmarks.urls"
 INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks.bench_app"]
