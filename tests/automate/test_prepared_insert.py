@@ -152,12 +152,20 @@ def test_prepared__with_health_checks_the_insert_is_the_check_no_select_1_before
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
-def test_prepared__with_health_checks_a_connection_the_server_dropped_is_replaced(post_github):
-    assert post_github(_opened(1), "before").status_code == 202
-    victim = connection.connection.info.backend_pid
-    _terminate(victim)
-    with _health_checks_due() as is_usable, CaptureQueriesContext(connection) as captured:
-        response = post_github(_opened(2), "after")
+@pytest.mark.parametrize("prepare", [True, False], ids=["prepared", "not-prepared"])
+def test_prepared__with_health_checks_a_connection_the_server_dropped_is_replaced(
+    post_github, prepare
+):
+    preparing = {**settings.AUTOMATE, "DATABASE_PREPARED_STATEMENTS": prepare}
+    with override_settings(AUTOMATE=preparing):
+        # Also reads the connection's profile, kept for the next request: its INSERT is
+        # then that request's first statement.
+        assert post_github(_opened(1), "before").status_code == 202
+        victim = connection.connection.info.backend_pid
+        _terminate(victim)
+        with _health_checks_due() as is_usable, CaptureQueriesContext(connection) as captured:
+            response = post_github(_opened(2), "after")
+        assert len(_prepared_inserts()) == int(prepare)  # on the new connection
     assert response.status_code == 202
     is_usable.assert_not_called()
     assert _inserts(captured) == 2  # found the connection dead, then ran on a new one
