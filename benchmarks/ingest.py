@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -262,8 +263,9 @@ def main() -> None:
 
     def by_round(ours: str, bare: str) -> str:
         """Each round's ratio: how far the machine's drift moves the medians' one."""
-        pairs = zip(rounds[ours], rounds[bare], strict=True)
-        return " / ".join(f"{_rps(o) / _rps(b):.2f}" for o, b in pairs)
+        ratios = [_rps(o) / _rps(b) for o, b in zip(rounds[ours], rounds[bare], strict=True)]
+        listed = " / ".join(f"{ratio:.2f}" for ratio in ratios)
+        return f"{listed}, median {statistics.median(ratios):.2f}"
 
     rows = [
         [
