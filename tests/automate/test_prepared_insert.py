@@ -16,7 +16,7 @@ from unittest import mock
 
 import pytest
 from django.conf import settings
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -207,8 +207,6 @@ def test_prepared__an_insert_that_committed_before_its_connection_died_is_not_st
 
 def _timed_out(calls: list[str]):
     def wrapper(execute, sql, params, many, context):
-        from django.db import OperationalError
-
         calls.append(sql)
         raise OperationalError("canceling statement due to statement timeout")
 
@@ -218,8 +216,6 @@ def _timed_out(calls: list[str]):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("postgres")
 def test_prepared__an_error_on_a_live_connection_is_raised_not_repeated(post_github):
-    from django.db import OperationalError
-
     assert post_github(_opened(1), "warm").status_code == 202
     pid = connection.connection.info.backend_pid
     calls: list[str] = []
@@ -239,8 +235,6 @@ def test_prepared__an_error_on_a_live_connection_is_raised_not_repeated(post_git
 def test_prepared__without_health_checks_a_dead_connection_fails_the_request_as_in_django(
     post_github,
 ):
-    from django.db import OperationalError
-
     assert post_github(_opened(1), "before").status_code == 202
     _terminate(connection.connection.info.backend_pid)
     with (
