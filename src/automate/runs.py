@@ -177,7 +177,7 @@ def _read_histories(runs: Sequence[WorkflowRun]) -> None:
             cache = run._prefetched_objects_cache = {}  # type: ignore[attr-defined]
         # The run's own query, as prefetch_related_objects leaves it: a later
         # ``run.step_runs.filter(...)`` reads the table, not an empty query.
-        cache["step_runs"] = _history_of(found, _history(run.pk).query)
+        cache["step_runs"] = _history_of(found, run.pk)
 
 
 def _has_history(run: WorkflowRun) -> bool:
@@ -190,16 +190,22 @@ def _history(*run_ids: int) -> QuerySet[StepRun]:
     return StepRun.objects.filter(run__in=run_ids).order_by("id")
 
 
-def _history_of(records: list[StepRun], query: Query | None = None) -> QuerySet[StepRun]:
+def _history_of(records: list[StepRun], run_pk: int | None = None) -> QuerySet[StepRun]:
     """``records`` as a prefetched step history: iterating it compiles no query.
 
-    ``query`` is what a further ``filter()`` starts from; without it, the history of a
-    new run shares one empty query (what ``StepRun.objects.none()`` gives, without
-    building one per run), which a QuerySet never changes in place (``filter()``,
-    ``order_by()``... clone it first)."""
-    if query is None:
-        query = _empty_history()
-    found = StepRun.objects._queryset_class(model=StepRun, query=query)  # type: ignore[attr-defined]
+    With ``run_pk``, a further ``filter()`` starts from that run's records, as on the
+    queryset a run's related manager hands ``prefetch_related_objects``: its filter
+    deferred, as Django's related managers defer theirs, until a further ``filter()``
+    needs it, so a batch of resumed runs builds none (a built one cost ~80 µs per run).
+    Without it, the history of a new run shares one empty query (what
+    ``StepRun.objects.none()`` gives, without building one per run), which a QuerySet
+    never changes in place (``filter()``, ``order_by()``... clone it first)."""
+    if run_pk is None:
+        found = StepRun.objects._queryset_class(model=StepRun, query=_empty_history())  # type: ignore[attr-defined]
+    else:
+        found = StepRun.objects.all()
+        found._defer_next_filter = True  # type: ignore[attr-defined]
+        found = found.filter(run=run_pk)
     found._result_cache = records
     found._prefetch_done = True  # type: ignore[attr-defined]
     return found

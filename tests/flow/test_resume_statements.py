@@ -411,7 +411,8 @@ def test_resume__the_resumed_runs_histories_are_one_compiled_read_that_knows_the
     assert ctx.captured_queries == []
     # A further query starts from the run's own, as prefetch_related_objects leaves it.
     for run in resumed:
-        assert [r.status for r in run.step_runs.filter(status="waiting")] == ["waiting"]
+        waiting = list(run.step_runs.filter(status="waiting"))
+        assert [(r.run_id, r.status) for r in waiting] == [(run.pk, "waiting")]
     tasks.process_items([[i.pk, i.lease_token] for i in items])
     assert completed(wf) == 3
 
