@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, close_old_connections, connections
@@ -73,11 +74,12 @@ class EmbeddedWorker:
                 _running.remove(self)
         return dict(self.counts)
 
-    def _pass(self, once: bool, own_thread: bool, poll: float) -> bool:
-        """Claim and process one batch; False when ``once`` and nothing is due."""
+    def _pass(self, once: bool, own_thread: bool, poll: float, *, reclaim: bool = True) -> bool:
+        """Claim and process one batch; False when ``once`` and nothing is due.
+        ``reclaim``: return expired leases to the queue first (see :meth:`_loop`)."""
         if own_thread:
             close_old_connections()
-        items = dispatch.claim(self.batch, worker=dispatch.worker_name(self.name))
+        items = dispatch.claim(self.batch, worker=dispatch.worker_name(self.name), reclaim=reclaim)
         if not items:
             if once:
                 return False
@@ -94,10 +96,20 @@ class EmbeddedWorker:
         poll = self.poll_seconds
         if poll is None:
             poll = app_settings.WORKER_POLL_SECONDS
+        # Expired leases go back to the queue (and the runs of items that leaves dead are
+        # swept) on a thread's first pass, then at most once per RECLAIM_SECONDS, as the
+        # dispatcher does: leases last minutes, and each look costs five statements and
+        # their ORM compilation, which a busy worker paid on every batch and an idle one
+        # on every poll.
+        next_reclaim = 0.0
         try:
             while not self.stop_event.is_set():
+                now = time.monotonic()
+                reclaim = now >= next_reclaim
+                if reclaim:
+                    next_reclaim = now + dispatch.RECLAIM_SECONDS
                 try:
-                    if not self._pass(once, own_thread, poll):
+                    if not self._pass(once, own_thread, poll, reclaim=reclaim):
                         return
                 except DatabaseError:
                     # The database went away: the items keep their leases and come back;

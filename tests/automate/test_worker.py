@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import threading
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
-from automate import receivers
+from automate import dispatch, receivers
 from automate.models import RunStatus, StepRun, WorkflowRun
 from automate.services import WorkflowService
 from automate.worker import EmbeddedWorker
@@ -46,6 +48,51 @@ def test_worker__command_once_drains_with_threads_and_exits(recorder_calls):
     assert sorted(i["n"] for _, i in recorder_calls) == list(range(6))
     assert set(OutboxItem.objects.values_list("status", flat=True)) == {"done"}
     assert set(WorkflowRun.objects.values_list("status", flat=True)) == {RunStatus.COMPLETED}
+
+
+def _expired_lease() -> OutboxItem:
+    """An item leased by a worker that died: its lease ran out a minute ago."""
+    (item,) = queue.claim(1, worker="crashed")
+    OutboxItem.objects.filter(pk=item.pk).update(
+        lease_expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    return item
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker__reclaims_on_its_first_pass_then_once_per_reclaim_seconds(
+    recorder_calls, monkeypatch
+):
+    wf = WorkflowService().create_workflow(
+        name="Reclaimed", steps=[action("E", "echo", {"n": "{{ event.payload.n }}"})]
+    )
+    WorkflowService().run_workflow(wf, {"n": 0})
+    crashed = _expired_lease()
+    for n in range(1, 4):
+        WorkflowService().run_workflow(wf, {"n": n})
+    passes: list[bool] = []
+    claim = dispatch.claim
+
+    def spy(*args, reclaim=True, **kwargs):
+        passes.append(reclaim)
+        return claim(*args, reclaim=reclaim, **kwargs)
+
+    monkeypatch.setattr(dispatch, "claim", spy)
+    monkeypatch.setattr(dispatch, "RECLAIM_SECONDS", 3600.0)  # no second look in this run
+    EmbeddedWorker(threads=1, batch=1).run(once=True)
+    # The first pass took the crashed worker's item back, and the run processed it too;
+    # the batches after it did not look again (five statements each, before).
+    assert passes == [True, False, False, False, False]
+    assert sorted(i["n"] for _, i in recorder_calls) == [0, 1, 2, 3]
+    assert OutboxItem.objects.get(pk=crashed.pk).status == "done"
+
+    # A lease that runs out while a worker is busy is taken back within RECLAIM_SECONDS.
+    monkeypatch.setattr(dispatch, "RECLAIM_SECONDS", 0.0)
+    passes.clear()
+    for n in range(4, 6):
+        WorkflowService().run_workflow(wf, {"n": n})
+    EmbeddedWorker(threads=1, batch=1).run(once=True)
+    assert passes == [True, True, True]
 
 
 @pytest.mark.django_db
@@ -154,12 +201,10 @@ def test_replay__all_dead_items(drain):
 def test_worker__database_error_does_not_kill_the_thread(monkeypatch, caplog):
     from django.db import OperationalError
 
-    from automate import dispatch
-
     worker = EmbeddedWorker(threads=1, poll_seconds=0)
     calls = []
 
-    def claim(batch=None, *, worker=""):
+    def claim(batch=None, *, worker="", reclaim=True):
         calls.append(batch)
         if len(calls) == 1:
             raise OperationalError("server closed the connection unexpectedly")
