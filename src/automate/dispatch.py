@@ -148,20 +148,29 @@ def claim(
     return items
 
 
-#: The dispatcher polls many times a second (``--poll``) but returns expired leases to the
-#: queue at most this often: leases last minutes, and each look costs three statements.
+#: A dispatcher polls many times a second (``--poll``) and an embedded worker claims a
+#: batch after another, but each returns expired leases to the queue at most this often:
+#: leases last minutes, and each look (with the sweep of dead runs) costs five statements.
 RECLAIM_SECONDS = 1.0
-_next_reclaim = 0.0
 
 
-def _reclaim_due() -> bool:
-    """Whether this process's dispatcher should reclaim expired leases on this poll."""
-    global _next_reclaim
-    now = time.monotonic()
-    if now < _next_reclaim:
-        return False
-    _next_reclaim = now + RECLAIM_SECONDS
-    return True
+class ReclaimSchedule:
+    """When one poller next returns expired leases (``claim(reclaim=...)``): at its first
+    poll, then at most once per :data:`RECLAIM_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.next = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self.next:
+            return False
+        self.next = now + RECLAIM_SECONDS
+        return True
+
+
+#: This process's dispatcher's schedule.
+_dispatcher_reclaims = ReclaimSchedule()
 
 
 #: The error message of runs whose item the outbox dead-lettered outside a pass.
@@ -219,7 +228,7 @@ def dispatch_to_celery(batch: int | None = None) -> int:
         batch or app_settings.WORKER_BATCH_SIZE,
         worker=worker_name("dispatch"),
         only=("id", "lease_token"),
-        reclaim=_reclaim_due(),
+        reclaim=_dispatcher_reclaims.due(),
         in_flight=limits,
     )
     if not items:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, close_old_connections, connections
@@ -96,20 +95,13 @@ class EmbeddedWorker:
         poll = self.poll_seconds
         if poll is None:
             poll = app_settings.WORKER_POLL_SECONDS
-        # Expired leases go back to the queue (and the runs of items that leaves dead are
-        # swept) on a thread's first pass, then at most once per RECLAIM_SECONDS, as the
-        # dispatcher does: leases last minutes, and each look costs five statements and
-        # their ORM compilation, which a busy worker paid on every batch and an idle one
-        # on every poll.
-        next_reclaim = 0.0
+        # Each thread returns expired leases on its first pass, then at most once per
+        # RECLAIM_SECONDS, as the dispatcher does: not before every batch and every poll.
+        reclaims = dispatch.ReclaimSchedule()
         try:
             while not self.stop_event.is_set():
-                now = time.monotonic()
-                reclaim = now >= next_reclaim
-                if reclaim:
-                    next_reclaim = now + dispatch.RECLAIM_SECONDS
                 try:
-                    if not self._pass(once, own_thread, poll, reclaim=reclaim):
+                    if not self._pass(once, own_thread, poll, reclaim=reclaims.due()):
                         return
                 except DatabaseError:
                     # The database went away: the items keep their leases and come back;

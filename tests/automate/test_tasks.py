@@ -127,7 +127,7 @@ def test_dispatch_to_celery__reclaims_expired_leases_at_most_every_reclaim_secon
 ):
     make_items(2)
     past = timezone.now() - timedelta(seconds=1)
-    monkeypatch.setattr(dispatch, "_next_reclaim", 0.0)
+    monkeypatch.setattr(dispatch._dispatcher_reclaims, "next", 0.0)
     with django_capture_on_commit_callbacks(execute=True):
         assert dispatch.dispatch_to_celery(1) == 1  # this poll reclaimed (none expired)
         OutboxItem.objects.filter(status="leased").update(lease_expires_at=past)
@@ -135,7 +135,7 @@ def test_dispatch_to_celery__reclaims_expired_leases_at_most_every_reclaim_secon
         assert dispatch.dispatch_to_celery(5) == 1
         assert OutboxItem.objects.filter(status="leased").count() == 2
         # ... and the first poll after it returns the lease to the queue and claims it.
-        monkeypatch.setattr(dispatch, "_next_reclaim", time.monotonic())
+        monkeypatch.setattr(dispatch._dispatcher_reclaims, "next", time.monotonic())
         OutboxItem.objects.filter(status="leased").update(lease_expires_at=past)
         assert dispatch.dispatch_to_celery(5) == 2
     assert set(OutboxItem.objects.values_list("status", "attempts")) == {("leased", 2)}
@@ -150,7 +150,7 @@ def test_dispatch_to_celery__at_the_limit_still_reclaims_crashed_leases(
     OutboxItem.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     WorkflowRun.objects.update(status=RunStatus.RUNNING)
     OutboxItem.objects.update(attempts=99)  # out of attempts: dead, and its run with it
-    monkeypatch.setattr(dispatch, "_next_reclaim", 0.0)
+    monkeypatch.setattr(dispatch._dispatcher_reclaims, "next", 0.0)
     assert dispatch.dispatch_to_celery(5) == 0
     assert OutboxItem.objects.get().status == "dead"
     assert WorkflowRun.objects.get().status == RunStatus.DEAD
@@ -208,7 +208,9 @@ def test_dispatch_to_celery__a_poll_is_one_statement_on_postgres(
 
     settings.AUTOMATE = {**settings.AUTOMATE, "DISPATCH_MAX_BATCHES_IN_FLIGHT": 2}
     make_items(4)
-    monkeypatch.setattr(dispatch, "_next_reclaim", time.monotonic() + 60)  # not these polls
+    monkeypatch.setattr(
+        dispatch._dispatcher_reclaims, "next", time.monotonic() + 60
+    )  # not these polls
     with django_capture_on_commit_callbacks(execute=True):
         # The first poll also looks for due schedule ticks and writes the heartbeat, which
         # later polls do only now and then.
