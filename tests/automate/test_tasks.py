@@ -51,6 +51,44 @@ def test_dispatch_batch__claims_and_processes(recorder_calls):
     assert len(recorder_calls) == 3
 
 
+def test_dispatch_batch__reclaims_expired_leases_at_most_every_reclaim_seconds(
+    recorder_calls, monkeypatch
+):
+    """One task is sent per accepted event: a worker process's tasks return expired leases
+    (and sweep dead runs) at their first call, then at most once per RECLAIM_SECONDS."""
+    from automate import tasks
+
+    make_items(2)
+    queue.claim(1)  # a crashed worker's lease ...
+    OutboxItem.objects.filter(status="leased").update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    monkeypatch.setattr(tasks._reclaims, "next", 0.0)
+    reclaims = []
+    claim = dispatch.claim
+
+    def spy(*args, **kwargs):
+        reclaims.append(kwargs["reclaim"])
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "claim", spy)
+    # ... is taken back by the first task and run with the other event.
+    assert dispatch_batch() == {"done": 2}
+    make_items(1)
+    queue.claim(1)
+    OutboxItem.objects.filter(status="leased").update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    # Within RECLAIM_SECONDS the next task leaves the expired lease alone ...
+    assert dispatch_batch() == {}
+    assert OutboxItem.objects.filter(status="leased").count() == 1
+    # ... and the first task after it takes it back.
+    monkeypatch.setattr(tasks._reclaims, "next", time.monotonic())
+    assert dispatch_batch() == {"done": 1}
+    assert reclaims == [True, False, True]
+    assert len(recorder_calls) == 3
+
+
 #: A broker that is down fails the send at once (no retries), as the dispatcher must see.
 NO_RETRIES = {
     "task_publish_retry": False,
