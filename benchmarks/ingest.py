@@ -16,8 +16,13 @@ the example project's setting, on), which serves both views again: with health c
 the bare view's first statement waits for Django's ``SELECT 1`` check and ours' INSERT is
 its own check (``automate.prepared``), so that pair shows the two without it. The same
 generator loads, in turn, each view on each server, each after a warm-up and a
-CHECKPOINT, for ``--rounds`` rounds that each start with the next endpoint; each
-endpoint's median round is its row, and the table leads with ours against the bare view.
+CHECKPOINT, for ``--rounds`` rounds; the rounds run the endpoints forwards and backwards
+by turns (ABCDE EDCBA), so that each of ours is measured right before or right after the
+bare view it is compared with, first in one round and second in the next. The machine's
+speed drifts by a tenth or more within minutes on shared hosts, moving runs a minute apart more
+than anything measured here: each round's ratio compares two runs seconds apart, and the
+ratios the table leads with are the median of those (each endpoint's median round is its
+row).
 Goal: 0.9 or more with every guarantee on (connection lookup, verification, dedupe, header
 allow-list, trace id); the row with traces and metrics on as well shows what those
 optional extras add.
@@ -57,10 +62,13 @@ DB = "automate_bench_ingest"
 LUA = common.ROOT / "benchmarks" / "wrk" / "github_webhook.lua"
 SECRET = b"demo-github-secret"
 BARE, OURS = "/bare/github/", "/webhooks/github/"
+BASELINE = "bare view (baseline)"
+OFF, ON = "ours, traces and metrics off", "ours, traces and metrics on"
 #: The rows of a third server with Django's CONN_HEALTH_CHECKS off (the others have the
 #: example project's setting, on): like against like whatever the check costs.
 UNCHECKED_BARE = "bare view, health checks off"
 UNCHECKED_OURS = "ours, traces and metrics off, health checks off"
+UNCHECKED = (UNCHECKED_BARE, UNCHECKED_OURS)
 
 
 def load_python(port: int, path: str, args, seconds: float) -> dict:
@@ -195,7 +203,9 @@ def main() -> None:
     parser.add_argument(
         "--max-rate", type=int, default=5000, help="requests/s the signed lists allow (wrk)"
     )
-    parser.add_argument("--rounds", type=int, default=5, help="runs per endpoint (median shown)")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="runs per endpoint (even: each order as often)"
+    )
     parser.add_argument("--db", default=DB, help=f"scratch database (default {DB})")
     parser.add_argument("--no-write", action="store_true", help="do not append to the docs")
     args = parser.parse_args()
@@ -226,10 +236,12 @@ def main() -> None:
     on_port, on = serve(on_env, args.workers)
     unchecked_env = common.env_for(url, BENCH_OBSERVABILITY="off", BENCH_CONN_HEALTH_CHECKS="0")
     unchecked_port, unchecked = serve(unchecked_env, args.workers)
+    # In this order, forwards and backwards: each of ours right next to the bare view it
+    # is compared with (with traces and metrics on, on its other side).
     targets = {
-        "bare view (baseline)": (off_port, BARE),
-        "ours, traces and metrics off": (off_port, OURS),
-        "ours, traces and metrics on": (on_port, OURS),
+        ON: (on_port, OURS),
+        BASELINE: (off_port, BARE),
+        OFF: (off_port, OURS),
         UNCHECKED_BARE: (unchecked_port, BARE),
         UNCHECKED_OURS: (unchecked_port, OURS),
     }
@@ -240,11 +252,11 @@ def main() -> None:
             60,
             "gunicorn to listen",
         )
-        names = list(targets)
         for n in range(args.rounds):
-            # Each round starts with another endpoint, so none always follows the same one
-            # (the one after a heavy run inherits its checkpoint and autovacuum).
-            for name in names[n % len(names) :] + names[: n % len(names)]:
+            # Forwards, then backwards: each pair is measured back to back, in both orders
+            # (the second of two inherits the first's autovacuum), and a drift that is
+            # steady over two rounds moves both of a pair alike.
+            for name in list(targets)[:: 1 if n % 2 == 0 else -1]:
                 port, path = targets[name]
                 rounds[name].append(_measure(load, port, path, args))
                 print(f"round {n + 1}, {name}: {_rps(rounds[name][-1]):.0f} requests/s", flush=True)
@@ -256,21 +268,28 @@ def main() -> None:
     common.drop_database(args.db)
     results = {name: _median_run(runs) for name, runs in rounds.items()}
 
-    base = _rps(results["bare view (baseline)"])
-    off_ratio = _rps(results["ours, traces and metrics off"]) / base
-    on_ratio = _rps(results["ours, traces and metrics on"]) / base
-    unchecked_ratio = _rps(results[UNCHECKED_OURS]) / _rps(results[UNCHECKED_BARE])
+    def ratios(ours: str, bare: str = BASELINE) -> list[float]:
+        """Each round's ratio of two endpoints measured back to back."""
+        return [_rps(o) / _rps(b) for o, b in zip(rounds[ours], rounds[bare], strict=True)]
 
-    def by_round(ours: str, bare: str) -> str:
-        """Each round's ratio: how far the machine's drift moves the medians' one."""
-        ratios = [_rps(o) / _rps(b) for o, b in zip(rounds[ours], rounds[bare], strict=True)]
-        listed = " / ".join(f"{ratio:.2f}" for ratio in ratios)
-        return f"{listed}, median {statistics.median(ratios):.2f}"
+    def ratio(ours: str, bare: str = BASELINE) -> float:
+        return statistics.median(ratios(ours, bare))
+
+    def by_round(ours: str, bare: str = BASELINE) -> str:
+        """Each round's ratio, and the ratio of the two median runs: how far the machine's
+        drift between runs a minute apart would move it."""
+        listed = " / ".join(f"{value:.2f}" for value in ratios(ours, bare))
+        medians = _rps(results[ours]) / _rps(results[bare])
+        return f"by round {listed}; of the median runs {medians:.2f}"
+
+    off_ratio = ratio(OFF)
+    on_ratio = ratio(ON)
+    unchecked_ratio = ratio(UNCHECKED_OURS, UNCHECKED_BARE)
 
     rows = [
         [
             name,
-            f"{_rps(r) / base:.2f}x",
+            f"{ratio(name):.2f}x",
             f"{_rps(r):.0f}",
             f"{r['p50']:.1f}",
             f"{r['p99']:.1f}",
@@ -279,20 +298,20 @@ def main() -> None:
             ", ".join(f"{k}: {v}" for k, v in sorted(r["status"].items())) or "-",
             " / ".join(f"{_rps(run):.0f}" for run in rounds[name]),
         ]
-        for name, r in results.items()
+        for name, r in ((name, results[name]) for name in (BASELINE, OFF, ON, *UNCHECKED))
     ]
     # The goal's "everything on" is what every webhook gets (connection lookup,
     # verification, dedupe, header allow-list, trace id); traces and metrics are optional
     # extras the bare view has no counterpart of, so their row shows what they add.
     lead = (
-        f"Ours / bare view: **{off_ratio:.2f}x** with every guarantee on and the optional "
-        f"traces and metrics off (goal >= 0.9: {'met' if off_ratio >= 0.9 else 'missed'}; "
-        f"by round {by_round('ours, traces and metrics off', 'bare view (baseline)')}), "
-        f"**{on_ratio:.2f}x** with traces and metrics on as well; "
-        f"**{unchecked_ratio:.2f}x** with `CONN_HEALTH_CHECKS` off on both sides (by round "
-        f"{by_round(UNCHECKED_OURS, UNCHECKED_BARE)}; with it on, as in the example project, "
-        "the bare view's first statement is preceded by Django's `SELECT 1` check, and ours' "
-        "INSERT is its own check)."
+        "Ours / bare view, the median of the rounds' ratios of runs measured back to back: "
+        f"**{off_ratio:.2f}x** with every guarantee on and the optional traces and metrics "
+        f"off (goal >= 0.9: {'met' if off_ratio >= 0.9 else 'missed'}; {by_round(OFF)}), "
+        f"**{on_ratio:.2f}x** with traces and metrics on as well ({by_round(ON)}); "
+        f"**{unchecked_ratio:.2f}x** with `CONN_HEALTH_CHECKS` off on both sides "
+        f"({by_round(UNCHECKED_OURS, UNCHECKED_BARE)}; with it on, as in the example "
+        "project, the bare view's first statement is preceded by Django's `SELECT 1` "
+        "check, and ours' INSERT is its own check)."
     )
     body = (
         lead
@@ -300,7 +319,7 @@ def main() -> None:
         + common.table(
             [
                 "endpoint",
-                "x bare",
+                "x bare (median of rounds)",
                 "accepted/s",
                 "p50 ms",
                 "p99 ms",
@@ -319,8 +338,10 @@ def main() -> None:
         + f", {args.threads} {'threads' if generator == 'wrk' else 'processes'} x "
         f"{args.connections} connections in all, "
         f"{args.seconds:g} s per endpoint after {args.warmup:g} s of warm-up and a "
-        f"CHECKPOINT, {args.rounds} rounds each starting with the next endpoint; each row is "
-        "the endpoint's median round; gunicorn "
+        f"CHECKPOINT, {args.rounds} rounds running ours with traces and metrics on, the bare "
+        "view, ours, then the two with health checks off, and the same backwards in the "
+        "next round; x bare is the median of the rounds' ratios to the bare view, the "
+        "other columns the endpoint's median round; gunicorn "
         f"{args.workers} sync workers per server, loopback; generator, servers and PostgreSQL "
         "share the machine's CPUs. accepted/s counts 202 answers."
     )

@@ -19,8 +19,9 @@ WorkflowRun and two StepRuns written, the outbox row settled). Two tables:
    in it (one INSERT ... SELECT, then VACUUM ANALYZE): new events enqueued per second
    (each INSERT probes the ``(connector, external_id)`` unique index), repeats enqueued
    per second (the dedupe path: that INSERT fails on the index and the first row is
-   read), one empty poll (what an idle worker does: the claim with nothing due), and the
-   backlog drain with ``--size-workers`` embedded processes.
+   read), one empty poll (what an idle worker does: the claim with nothing due; and the
+   same with the reclaim of expired leases, as once a second), and the backlog drain
+   with ``--size-workers`` embedded processes.
 
 Why the worker curve flattens on a 2-CPU machine: the no-op workflow is CPU work. A
 worker process spends about 0.8 ms of CPU per event and waits the rest of its 1 ms for
@@ -313,14 +314,16 @@ def _enqueue_rate(prefix: str, events: int, producers: int) -> float:
     return events / (time.perf_counter() - started)
 
 
-def _empty_poll_ms(batch: int, polls: int = 200) -> float:
-    """Mean time of one claim (``dispatch.claim``, as every worker poll) with nothing due."""
+def _empty_poll_ms(batch: int, *, reclaim: bool, polls: int = 200) -> float:
+    """Mean time of one claim (``dispatch.claim``, as every worker poll) with nothing due;
+    with ``reclaim``, as a worker's first poll and then one poll a second
+    (``dispatch.RECLAIM_SECONDS``): expired leases returned and dead runs swept first."""
     from automate import dispatch
 
     assert not dispatch.claim(batch)
     started = time.perf_counter()
     for _ in range(polls):
-        dispatch.claim(batch)
+        dispatch.claim(batch, reclaim=reclaim)
     return (time.perf_counter() - started) / polls * 1000
 
 
@@ -338,12 +341,14 @@ def outbox_size_row(url: str, label: str, mark: int, args) -> list[object]:
         stored = cursor.fetchone()[0]
     assert stored == args.events, f"{stored} rows stored for {args.events} events and repeats"
     _clean(mark)
-    poll = _empty_poll_ms(args.batch)
+    poll = _empty_poll_ms(args.batch, reclaim=False)
+    reclaiming = _empty_poll_ms(args.batch, reclaim=True)
     rate, _ = drain(url, "embedded", args.size_workers, args.events, mark, args)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_total_relation_size('automate_core_outboxitem')")
         size = cursor.fetchone()[0] / 1024 / 1024
-    row = [label, f"{size:,.0f}", f"{new:,.0f}", f"{repeats:,.0f}", f"{poll:.2f}", f"{rate:,.0f}"]
+    row = [label, f"{size:,.0f}", f"{new:,.0f}", f"{repeats:,.0f}"]
+    row += [f"{poll:.2f}", f"{reclaiming:.2f}", f"{rate:,.0f}"]
     print(row, flush=True)
     return row
 
@@ -439,6 +444,7 @@ def main() -> None:
                 "enqueue new events/s",
                 "enqueue repeats/s",
                 "empty poll, ms",
+                "with the reclaim, ms",
                 "drain, events/s",
             ],
             size_rows,
@@ -448,8 +454,9 @@ def main() -> None:
         f"{args.producers} processes call `queue.enqueue` with an external id, with no "
         "worker running; repeats: the same ids again (the unique index refuses each INSERT "
         "and the first row is read). Empty poll: the mean of 200 `dispatch.claim` calls "
-        "with nothing due (fire due schedules, reclaim expired leases, select due rows, "
-        "sweep dead runs), one process. Drain: "
+        "with nothing due (fire due schedules, select due rows), one process; with the "
+        "reclaim, as a worker's poll once a second: expired leases returned and dead runs "
+        "swept as well. Drain: "
         f"{args.size_workers} embedded worker processes, as in the worker table.",
     )
 
