@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -139,16 +140,56 @@ def load_wrk(port: int, path: str, args, seconds: float) -> dict:
     }
 
 
-def _measure(load, port: int, path: str, args) -> dict:
+def _measure(load, port: int, path: str, server: subprocess.Popen, args) -> dict:
     """One measured run of ``path`` after a warm-up, from a clean checkpoint; with the rows
-    it stored."""
+    it stored and the CPU it took (:func:`_cpu_seconds`)."""
     load(port, path, args, args.warmup)
     _checkpoint()
     time.sleep(0.5)
     before = stored_rows()[path]
+    cpu = _cpu_seconds(server)
     result = load(port, path, args, args.seconds)
+    result["cpu"] = _cpu_seconds(server) - cpu
     result["stored"] = stored_rows()[path] - before
     return result
+
+
+def _cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU seconds used so far by the gunicorn server (its session: master and workers),
+    by every client backend of the benchmark's database (the other servers' sit idle
+    meanwhile) and by this process's finished children (each wrk run, or the Python
+    generator's processes). Less swayed than requests per second by a shared host's
+    drift: time the host takes away from a process is not counted as its CPU."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        pids = [pid for (pid,) in cursor.fetchall()]
+    pids += [int(entry.name) for entry in Path("/proc").iterdir() if _in_session(entry, server)]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ticks / os.sysconf("SC_CLK_TCK") + children.ru_utime + children.ru_stime
+
+
+def _in_session(entry: Path, server: subprocess.Popen) -> bool:
+    """Whether /proc/<entry> is a process of ``server``'s session (started with one of its
+    own: its process group is the server's pid)."""
+    if not entry.name.isdigit():
+        return False
+    try:
+        fields = (entry / "stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return int(fields[2]) == server.pid  # pgrp
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -164,7 +205,7 @@ def _checkpoint() -> None:
         cursor.execute("CHECKPOINT")
 
 
-def serve(env: dict[str, str], workers: int) -> tuple[int, object]:
+def serve(env: dict[str, str], workers: int) -> tuple[int, subprocess.Popen]:
     port = common.free_port()
     server = common.start(
         [
@@ -239,11 +280,11 @@ def main() -> None:
     # In this order, forwards and backwards: each of ours right next to the bare view it
     # is compared with (with traces and metrics on, on its other side).
     targets = {
-        ON: (on_port, OURS),
-        BASELINE: (off_port, BARE),
-        OFF: (off_port, OURS),
-        UNCHECKED_BARE: (unchecked_port, BARE),
-        UNCHECKED_OURS: (unchecked_port, OURS),
+        ON: (on_port, OURS, on),
+        BASELINE: (off_port, BARE, off),
+        OFF: (off_port, OURS, off),
+        UNCHECKED_BARE: (unchecked_port, BARE, unchecked),
+        UNCHECKED_OURS: (unchecked_port, OURS, unchecked),
     }
     rounds: dict[str, list[dict]] = {name: [] for name in targets}
     try:
@@ -257,8 +298,8 @@ def main() -> None:
             # (the second of two inherits the first's autovacuum), and a drift that is
             # steady over two rounds moves both of a pair alike.
             for name in list(targets)[:: 1 if n % 2 == 0 else -1]:
-                port, path = targets[name]
-                rounds[name].append(_measure(load, port, path, args))
+                port, path, server = targets[name]
+                rounds[name].append(_measure(load, port, path, server, args))
                 print(f"round {n + 1}, {name}: {_rps(rounds[name][-1]):.0f} requests/s", flush=True)
     finally:
         common.stop(off)
@@ -282,6 +323,12 @@ def main() -> None:
         medians = _rps(results[ours]) / _rps(results[bare])
         return f"by round {listed}; of the median runs {medians:.2f}"
 
+    def cpu_ratio(ours: str, bare: str = BASELINE) -> str:
+        """The bare view's CPU per accepted webhook against ours', by round (comparable with
+        the rates' ratio: on saturated CPUs, rates go as the inverse of CPU per request)."""
+        values = [_cpu_us(b) / _cpu_us(o) for o, b in zip(rounds[ours], rounds[bare], strict=True)]
+        return f"{statistics.median(values):.2f}x"
+
     off_ratio = ratio(OFF)
     on_ratio = ratio(ON)
     unchecked_ratio = ratio(UNCHECKED_OURS, UNCHECKED_BARE)
@@ -291,6 +338,7 @@ def main() -> None:
             name,
             f"{ratio(name):.2f}x",
             f"{_rps(r):.0f}",
+            f"{statistics.median(_cpu_us(run) for run in rounds[name]):.0f}",
             f"{r['p50']:.1f}",
             f"{r['p99']:.1f}",
             r["requests"],
@@ -311,7 +359,10 @@ def main() -> None:
         f"**{unchecked_ratio:.2f}x** with `CONN_HEALTH_CHECKS` off on both sides "
         f"({by_round(UNCHECKED_OURS, UNCHECKED_BARE)}; with it on, as in the example "
         "project, the bare view's first statement is preceded by Django's `SELECT 1` "
-        "check, and ours' INSERT is its own check)."
+        "check, and ours' INSERT is its own check). The same in CPU per accepted webhook "
+        f"(the bare view's over ours', median of the rounds): {cpu_ratio(OFF)} with every "
+        f"guarantee on, {cpu_ratio(ON)} with traces and metrics on, "
+        f"{cpu_ratio(UNCHECKED_OURS, UNCHECKED_BARE)} with health checks off on both sides."
     )
     body = (
         lead
@@ -321,6 +372,7 @@ def main() -> None:
                 "endpoint",
                 "x bare (median of rounds)",
                 "accepted/s",
+                "CPU µs per webhook",
                 "p50 ms",
                 "p99 ms",
                 "requests",
@@ -340,15 +392,23 @@ def main() -> None:
         f"{args.seconds:g} s per endpoint after {args.warmup:g} s of warm-up and a "
         f"CHECKPOINT, {args.rounds} rounds running ours with traces and metrics on, the bare "
         "view, ours, then the two with health checks off, and the same backwards in the "
-        "next round; x bare is the median of the rounds' ratios to the bare view, the "
-        "other columns the endpoint's median round; gunicorn "
+        "next round; gunicorn "
         f"{args.workers} sync workers per server, loopback; generator, servers and PostgreSQL "
-        "share the machine's CPUs. accepted/s counts 202 answers."
+        "share the machine's CPUs. x bare: the median of the rounds' ratios to the bare "
+        "view. CPU µs per webhook: the median of the rounds' CPU time of the gunicorn server "
+        "(master and workers), the database's client backends and the generator during "
+        "the run (from /proc and getrusage) over its 202s. The other columns: the "
+        "endpoint's median round; accepted/s counts 202 answers."
     )
     if problems:
         notes += "\n\n**Not a clean run:** " + "; ".join(problems) + "."
         print("WARNING: " + "; ".join(problems), file=sys.stderr)
     common.report("Ingest: signed webhooks under gunicorn on PostgreSQL", body, notes)
+
+
+def _cpu_us(result: dict) -> float:
+    """CPU microseconds per accepted webhook: the server, its backends and the generator."""
+    return result["cpu"] * 1e6 / max(1, result["status"].get("202", 0))
 
 
 def _rps(result: dict) -> float:
