@@ -149,17 +149,18 @@ def _measure(load, port: int, path: str, server: subprocess.Popen, args) -> dict
     before = stored_rows()[path]
     cpu = _cpu_seconds(server)
     result = load(port, path, args, args.seconds)
-    result["cpu"] = _cpu_seconds(server) - cpu
+    result["cpu"] = {part: used - cpu[part] for part, used in _cpu_seconds(server).items()}
     result["stored"] = stored_rows()[path] - before
     return result
 
 
-def _cpu_seconds(server: subprocess.Popen) -> float:
-    """CPU seconds used so far by the gunicorn server (its session: master and workers),
-    by every client backend of the benchmark's database (the other servers' sit idle
-    meanwhile) and by this process's finished children (each wrk run, or the Python
-    generator's processes). Less swayed than requests per second by a shared host's
-    drift: time the host takes away from a process is not counted as its CPU."""
+def _cpu_seconds(server: subprocess.Popen) -> dict[str, float]:
+    """CPU seconds used so far, by part: the gunicorn server (``server``: its session,
+    master and workers), every client backend of the benchmark's database (``backends``:
+    the other servers' sit idle meanwhile) and this process's finished children
+    (``generator``: each wrk run, or the Python generator's processes). Read beside the
+    rates: time the host takes away from a process (steal) is not counted as its CPU,
+    although a host that runs slower makes every request cost more of it."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -168,7 +169,17 @@ def _cpu_seconds(server: subprocess.Popen) -> float:
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
         )
         pids = [pid for (pid,) in cursor.fetchall()]
-    pids += [int(entry.name) for entry in Path("/proc").iterdir() if _in_session(entry, server)]
+    session = [int(entry.name) for entry in Path("/proc").iterdir() if _in_session(entry, server)]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "server": _ticks(session),
+        "backends": _ticks(pids),
+        "generator": children.ru_utime + children.ru_stime,
+    }
+
+
+def _ticks(pids: list[int]) -> float:
+    """CPU seconds (user and system) used so far by the processes ``pids``."""
     ticks = 0
     for pid in pids:
         try:
@@ -176,8 +187,7 @@ def _cpu_seconds(server: subprocess.Popen) -> float:
         except OSError:  # ended meanwhile
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ticks / os.sysconf("SC_CLK_TCK") + children.ru_utime + children.ru_stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _in_session(entry: Path, server: subprocess.Popen) -> bool:
@@ -329,6 +339,19 @@ def main() -> None:
         values = [_cpu_us(b) / _cpu_us(o) for o, b in zip(rounds[ours], rounds[bare], strict=True)]
         return f"{statistics.median(values):.2f}x"
 
+    def split(ours: str, bare: str = BASELINE) -> str:
+        """The parts of CPU per webhook, ours against the bare view (medians of rounds)."""
+        parts = []
+        for part, label in (
+            ("server", "gunicorn"),
+            ("backends", "backends"),
+            ("generator", generator),
+        ):
+            mine = statistics.median(_cpu_us(run, part) for run in rounds[ours])
+            theirs = statistics.median(_cpu_us(run, part) for run in rounds[bare])
+            parts.append(f"{label} {mine:.0f} / {theirs:.0f} µs")
+        return ", ".join(parts)
+
     off_ratio = ratio(OFF)
     on_ratio = ratio(ON)
     unchecked_ratio = ratio(UNCHECKED_OURS, UNCHECKED_BARE)
@@ -362,7 +385,9 @@ def main() -> None:
         "check, and ours' INSERT is its own check). The same in CPU per accepted webhook "
         f"(the bare view's over ours', median of the rounds): {cpu_ratio(OFF)} with every "
         f"guarantee on, {cpu_ratio(ON)} with traces and metrics on, "
-        f"{cpu_ratio(UNCHECKED_OURS, UNCHECKED_BARE)} with health checks off on both sides."
+        f"{cpu_ratio(UNCHECKED_OURS, UNCHECKED_BARE)} with health checks off on both sides "
+        f"(where it goes, ours / the bare view: {split(OFF)}; with health checks off, "
+        f"{split(UNCHECKED_OURS, UNCHECKED_BARE)})."
     )
     body = (
         lead
@@ -406,9 +431,11 @@ def main() -> None:
     common.report("Ingest: signed webhooks under gunicorn on PostgreSQL", body, notes)
 
 
-def _cpu_us(result: dict) -> float:
-    """CPU microseconds per accepted webhook: the server, its backends and the generator."""
-    return result["cpu"] * 1e6 / max(1, result["status"].get("202", 0))
+def _cpu_us(result: dict, part: str | None = None) -> float:
+    """CPU microseconds per accepted webhook: of the server, its backends and the generator
+    together, or of one ``part`` of them."""
+    used = result["cpu"][part] if part else sum(result["cpu"].values())
+    return used * 1e6 / max(1, result["status"].get("202", 0))
 
 
 def _rps(result: dict) -> float:
