@@ -19,10 +19,12 @@ generator loads, in turn, each view on each server, each after a warm-up and a
 CHECKPOINT, for ``--rounds`` rounds; the rounds run the endpoints forwards and backwards
 by turns (ABCDE EDCBA), so that each of ours is measured right before or right after the
 bare view it is compared with, first in one round and second in the next. The machine's
-speed drifts by a tenth or more within minutes on shared hosts, moving runs a minute apart more
-than anything measured here: each round's ratio compares two runs seconds apart, and the
-ratios the table leads with are the median of those (each endpoint's median round is its
-row).
+speed drifts by a tenth or more within minutes on shared hosts, moving runs a minute
+apart more than anything measured here: each round's ratio compares two runs seconds
+apart, and the ratios the table leads with are the median of those (each endpoint's
+median round is its row). Each run also reads the CPU it took (the gunicorn server, the
+database's client backends and the generator): CPU per accepted webhook, its ratio and
+its parts are given beside the rates, which on saturated CPUs they explain.
 Goal: 0.9 or more with every guarantee on (connection lookup, verification, dedupe, header
 allow-list, trace id); the row with traces and metrics on as well shows what those
 optional extras add.
