@@ -73,9 +73,10 @@ def test_dispatch_batch__reclaims_expired_leases_at_most_every_reclaim_seconds(
 
     monkeypatch.setattr(dispatch, "claim", spy)
     # ... is taken back by the first task and run with the other event.
+    called_at = time.monotonic()
     assert dispatch_batch() == {"done": 2}
-    assert tasks._reclaims.next > time.monotonic()  # the next look is a while away
-    # (Further away than the time this test takes on the slowest machine.)
+    assert tasks._reclaims.next >= called_at + dispatch.RECLAIM_SECONDS  # its next look
+    # (Put further away than the time this test takes on the slowest machine.)
     monkeypatch.setattr(tasks._reclaims, "next", time.monotonic() + 60)
     make_items(1)
     queue.claim(1)
@@ -170,9 +171,14 @@ def test_dispatch_to_celery__reclaims_expired_leases_at_most_every_reclaim_secon
     past = timezone.now() - timedelta(seconds=1)
     monkeypatch.setattr(dispatch._dispatcher_reclaims, "next", 0.0)
     with django_capture_on_commit_callbacks(execute=True):
+        called_at = time.monotonic()
         assert dispatch.dispatch_to_celery(1) == 1  # this poll reclaimed (none expired)
+        schedule = dispatch._dispatcher_reclaims
+        assert schedule.next >= called_at + dispatch.RECLAIM_SECONDS  # its next look
+        # (Put further away than the time this test takes on the slowest machine.)
+        monkeypatch.setattr(schedule, "next", time.monotonic() + 60)
         OutboxItem.objects.filter(status="leased").update(lease_expires_at=past)
-        # The next poll, within RECLAIM_SECONDS, leaves the expired lease alone ...
+        # Until then the next poll leaves the expired lease alone ...
         assert dispatch.dispatch_to_celery(5) == 1
         assert OutboxItem.objects.filter(status="leased").count() == 2
         # ... and the first poll after it returns the lease to the queue and claims it.
