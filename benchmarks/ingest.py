@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -157,51 +156,17 @@ def _measure(load, port: int, path: str, server: subprocess.Popen, args) -> dict
 
 
 def _cpu_seconds(server: subprocess.Popen) -> dict[str, float]:
-    """CPU seconds used so far, by part: the gunicorn server (``server``: its session,
-    master and workers), every client backend of the benchmark's database (``backends``:
+    """CPU seconds used so far, by part: the gunicorn server (``server``: master and
+    workers), every client backend of the benchmark's database (``backends``:
     the other servers' sit idle meanwhile) and this process's finished children
     (``generator``: each wrk run, or the Python generator's processes). Read beside the
     rates: time the host takes away from a process (steal) is not counted as its CPU,
     although a host that runs slower makes every request cost more of it."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        )
-        pids = [pid for (pid,) in cursor.fetchall()]
-    session = [int(entry.name) for entry in Path("/proc").iterdir() if _in_session(entry, server)]
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
-        "server": _ticks(session),
-        "backends": _ticks(pids),
-        "generator": children.ru_utime + children.ru_stime,
+        "server": sum(common.process_cpu(pid) for pid in common.process_tree(server.pid)),
+        "backends": sum(common.process_cpu(pid) for pid in common.database_backends()),
+        "generator": common.children_cpu(),
     }
-
-
-def _ticks(pids: list[int]) -> float:
-    """CPU seconds (user and system) used so far by the processes ``pids``."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:  # ended meanwhile
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _in_session(entry: Path, server: subprocess.Popen) -> bool:
-    """Whether /proc/<entry> is a process of ``server``'s session (started with one of its
-    own: its process group is the server's pid)."""
-    if not entry.name.isdigit():
-        return False
-    try:
-        fields = (entry / "stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return False
-    return int(fields[2]) == server.pid  # pgrp
 
 
 def _median_run(runs: list[dict]) -> dict:

@@ -128,7 +128,7 @@ def ours(
         common.start(celery, env, LOGS / "bench-celery.log"),
         common.start(dispatch, env, LOGS / "bench-dispatch.log"),
     ]
-    cpu_before = _children_cpu()
+    cpu_before = common.children_cpu()
     producers_cpu = 0.0
     try:
         time.sleep(BOOT)
@@ -139,7 +139,7 @@ def ours(
             OutboxItem.objects.update(available_at=timezone.now())
         else:
             common.produce(produce, events, args.producers)
-            producers_cpu = _children_cpu() - cpu_before
+            producers_cpu = common.children_cpu() - cpu_before
         common.wait_for(
             lambda: (
                 WorkflowRun.objects.filter(status=RunStatus.COMPLETED).count() >= events
@@ -150,7 +150,7 @@ def ours(
             step=POLL,
         )
         elapsed = time.perf_counter() - started
-        dispatcher_cpu = _process_cpu(procs[1].pid)
+        dispatcher_cpu = common.process_cpu(procs[1].pid)
         if clocked is not None:
             after = _clocked_cpu(procs)
             clocked = tuple(b - a for a, b in zip(clocked, after, strict=True))
@@ -164,7 +164,7 @@ def ours(
     assert not OutboxItem.objects.exclude(status="done").exists()
     assert StepRun.objects.filter(status="succeeded").count() == 2 * events
     if args.systems:
-        workers_cpu = _children_cpu() - cpu_before - producers_cpu
+        workers_cpu = common.children_cpu() - cpu_before - producers_cpu
         _trial_stats(events, elapsed, producers_cpu, dispatcher_cpu, workers_cpu)
         if clocked is not None:
             names = ("Celery workers", "dispatcher", "their PostgreSQL backends")
@@ -183,56 +183,19 @@ def ours(
     return events / elapsed
 
 
-def _children_cpu() -> float:
-    """CPU seconds of this process's finished children: the producers, and the workers
-    once stopped (a Celery pool's processes count in their parent's)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _clocked_cpu(procs: list[subprocess.Popen]) -> tuple[float, float, float]:
     """CPU seconds used so far by the Celery worker (its pool's processes included), the
     dispatcher, and the PostgreSQL backends of their connections to this database: read
     at the clock's start and end, so boots are left out."""
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
-        backends = [pid for (pid,) in cursor.fetchall()]
+    backends = common.database_backends()
     connection.close()
     return (
-        sum(_process_cpu(pid) for pid in _tree(procs[0].pid)),
-        _process_cpu(procs[1].pid),
-        sum(_process_cpu(pid) for pid in backends),
+        sum(common.process_cpu(pid) for pid in common.process_tree(procs[0].pid)),
+        common.process_cpu(procs[1].pid),
+        sum(common.process_cpu(pid) for pid in backends),
     )
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, alive now (Linux)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        todo += [int(child) for child in children]
-    return found
-
-
-def _process_cpu(pid: int) -> float:
-    """CPU seconds a running process has used (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:  # gone meanwhile (a backend whose connection closed)
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _trial_stats(
