@@ -16,11 +16,9 @@ machine's load; CPU a little.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import uuid
-from pathlib import Path
 
 from benchmarks import common
 
@@ -78,12 +76,8 @@ def main() -> None:
         """This connection's PostgreSQL backend's CPU seconds (utime + stime)."""
         nonlocal backend
         if backend is None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                backend = cursor.fetchone()[0]
-        stat = Path(f"/proc/{backend}/stat").read_text()
-        fields = stat.rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            backend = common.backend_pid()
+        return common.process_cpu(backend)
 
     backend = None
 

@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from benchmarks import common
 from benchmarks.loadgen import signed_delivery
@@ -111,29 +109,21 @@ def child(url: str, view: str, sent: int, built: int, prefix: str) -> None:
             raise SystemExit(f"{view}: {status}")
 
 
-def backend_ticks(url: str, view: str, requests: int, prefix: str) -> float:
-    """PostgreSQL backend CPU (clock ticks) per request, over ``requests``."""
+def backend_seconds(url: str, view: str, requests: int, prefix: str) -> float:
+    """PostgreSQL backend CPU seconds per request, over ``requests``."""
     common.setup_django(url)
     from django.core.handlers.wsgi import WSGIHandler
-    from django.db import connection
 
     app = WSGIHandler()
     path = PATHS[view]
     for environ in _environs(path, 50, f"{prefix}-warm"):
         _send(app, environ)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
+    pid = common.backend_pid()
     environs = _environs(path, requests, prefix)
-
-    def ticks() -> int:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-
-    before = ticks()
+    before = common.process_cpu(pid)
     for environ in environs:
         _send(app, environ)
-    return (ticks() - before) / requests
+    return (common.process_cpu(pid) - before) / requests
 
 
 def _instructions(args, view: str, sent: int, prefix: str) -> int:
@@ -184,18 +174,16 @@ def main() -> None:
                 run = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
                 if run.returncode != 0:
                     raise RuntimeError(run.stderr[-3000:])
-                ticks = float(run.stdout.strip().splitlines()[-1])
-                results[view]["backend_us_per_request"] = round(
-                    ticks / os.sysconf("SC_CLK_TCK") * 1e6, 1
-                )
+                seconds = float(run.stdout.strip().splitlines()[-1])
+                results[view]["backend_us_per_request"] = round(seconds * 1e6, 1)
             print(view, json.dumps(results[view]), flush=True)
     finally:
         common.drop_database(args.db)
 
 
 _BACKEND = (
-    "import sys; from benchmarks.callgrind_ingest import backend_ticks; "
-    "print(backend_ticks(sys.argv[1], sys.argv[2], int(sys.argv[3]), 'b'))"
+    "import sys; from benchmarks.callgrind_ingest import backend_seconds; "
+    "print(backend_seconds(sys.argv[1], sys.argv[2], int(sys.argv[3]), 'b'))"
 )
 
 

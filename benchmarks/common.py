@@ -198,6 +198,16 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def backend_pid() -> int:
+    """The pid of the default connection's PostgreSQL backend (on this machine, its CPU
+    is ``process_cpu(backend_pid())``)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
 def database_backends() -> list[int]:
     """The pids of the client backends connected to the default connection's database,
     but its own."""

@@ -450,14 +450,7 @@ def run_ingest(args) -> tuple[str, str]:
 
     def cpu() -> float:
         """CPU seconds of this process (every thread) and of its PostgreSQL backend."""
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            backend = cursor.fetchone()[0]
-        fields = Path(f"/proc/{backend}/stat").read_text().rpartition(")")[2].split()
-        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return time.process_time() + server
+        return time.process_time() + common.process_cpu(common.backend_pid())
 
     def per_document(kb: KnowledgeBase, what: str) -> tuple[float, float]:
         bar = progress_bar(count, what)

@@ -20,7 +20,6 @@ do not depend on the machine's load; CPU a little.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import uuid
@@ -62,18 +61,13 @@ def main() -> None:
 
     workflows = common.parked_workflows()
     counter = 0
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        [backend] = cursor.fetchone()
-    ticks = os.sysconf("SC_CLK_TCK")
+    backend = common.backend_pid()
 
     def server_cpu() -> float:
         """The CPU seconds this connection's PostgreSQL backend has used (same machine)."""
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")  # the backend is done with what came before
-        with open(f"/proc/{backend}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return common.process_cpu(backend)
 
     def enqueue(event_type: str, size: int, payload: Callable[[int], dict]) -> list[int]:
         """Store ``size`` events; return their numbers (each payload is made from one)."""
