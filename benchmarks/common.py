@@ -199,13 +199,20 @@ def children_cpu() -> float:
 
 
 def backend_pid() -> int:
-    """The pid of the default connection's PostgreSQL backend (on this machine, its CPU
-    is ``process_cpu(backend_pid())``)."""
+    """The pid of the default connection's PostgreSQL backend, whose CPU is
+    ``process_cpu(backend_pid())``; an error if that server does not run on this machine
+    (``process_cpu`` would read 0 for a pid it cannot see)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
+        pid = int(cursor.fetchone()[0])
+    if not Path(f"/proc/{pid}/stat").exists():
+        raise RuntimeError(
+            f"PostgreSQL backend {pid} is not a process of this machine: its CPU cannot be "
+            "read (run the server here)"
+        )
+    return pid
 
 
 def database_backends() -> list[int]:
