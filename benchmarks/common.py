@@ -217,13 +217,16 @@ def backend_pid() -> int:
 
 def database_backends() -> list[int]:
     """The pids of the client backends connected to the default connection's database,
-    but its own."""
+    but its own; an error, as :func:`backend_pid` gives, if that server does not run on
+    this machine (their CPU would read as 0)."""
     from django.db import connection
 
+    own = backend_pid()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            "AND backend_type = 'client backend' AND pid <> %s",
+            [own],
         )
         return [pid for (pid,) in cursor.fetchall()]
 
